@@ -1,0 +1,31 @@
+"""Langfuse sessions for any OpenTelemetry pipeline."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from .context import SessionScope, current_session_id, current_user_id, session
+from .errors import ConfigurationError, InvalidIdError
+from .processor import SessionSpanProcessor
+from .propagator import BaggageGuard, SessionBaggagePropagator, install_baggage_guard
+from .session import Session
+
+try:
+    __version__ = version("langfuse-otel-sessions")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
+    __version__ = "0+unknown"
+
+__all__ = [
+    "BaggageGuard",
+    "ConfigurationError",
+    "InvalidIdError",
+    "Session",
+    "SessionBaggagePropagator",
+    "SessionScope",
+    "SessionSpanProcessor",
+    "__version__",
+    "current_session_id",
+    "current_user_id",
+    "install_baggage_guard",
+    "session",
+]

@@ -1,0 +1,43 @@
+"""Every span attribute, baggage and environment key the package uses, in one place.
+
+Attribute keys follow what the Langfuse server reads (see ``langfuse-contract.md``):
+``langfuse.session.id`` is the first key it looks at for a trace's session.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# Span attributes Langfuse reads for a trace's session / user, highest priority first.
+LANGFUSE_SESSION_ID: Final = "langfuse.session.id"
+LANGFUSE_USER_ID: Final = "langfuse.user.id"
+SESSION_ID: Final = "session.id"
+USER_ID: Final = "user.id"
+GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
+
+#: A span carrying any of these already has a session: an explicit attribute wins over baggage.
+SESSION_ATTRIBUTE_KEYS: Final = (LANGFUSE_SESSION_ID, SESSION_ID, GEN_AI_CONVERSATION_ID)
+#: A span carrying any of these already has a user.
+USER_ATTRIBUTE_KEYS: Final = (LANGFUSE_USER_ID, USER_ID)
+
+# Baggage keys. ``langfuse_session_id`` / ``langfuse_user_id`` are what the Langfuse Python SDK
+# (``propagate_attributes(..., as_baggage=True)``) writes and reads, so `session()` writes them.
+BAGGAGE_LANGFUSE_SESSION_ID: Final = "langfuse_session_id"
+BAGGAGE_LANGFUSE_USER_ID: Final = "langfuse_user_id"
+
+#: Baggage keys read for the session id, in order; the first present one wins.
+DEFAULT_SESSION_BAGGAGE_KEYS: Final = (LANGFUSE_SESSION_ID, SESSION_ID, BAGGAGE_LANGFUSE_SESSION_ID)
+#: Baggage keys read for the user id, in order; the first present one wins.
+DEFAULT_USER_BAGGAGE_KEYS: Final = (LANGFUSE_USER_ID, USER_ID, BAGGAGE_LANGFUSE_USER_ID)
+
+# Environment variables (explicit argument > environment variable > default).
+ENV_TRUST_REMOTE_BAGGAGE: Final = "LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE"
+ENV_SESSION_BAGGAGE_KEYS: Final = "LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS"
+ENV_USER_BAGGAGE_KEYS: Final = "LANGFUSE_OTEL_USER_BAGGAGE_KEYS"
+ENV_EXTRA_SESSION_ATTRIBUTES: Final = "LANGFUSE_OTEL_EXTRA_SESSION_ATTRIBUTES"
+ENV_EXTRA_USER_ATTRIBUTES: Final = "LANGFUSE_OTEL_EXTRA_USER_ATTRIBUTES"
+ENV_MAX_ID_LENGTH: Final = "LANGFUSE_OTEL_MAX_ID_LENGTH"
+ENV_MAX_TRACKED_TRACES: Final = "LANGFUSE_OTEL_MAX_TRACKED_TRACES"
+
+DEFAULT_MAX_ID_LENGTH: Final = 200
+DEFAULT_MAX_TRACKED_TRACES: Final = 10_000

@@ -1,0 +1,45 @@
+"""The rule for session and user ids, stated once.
+
+An id is stamped or sent only when it is a non-empty ``str`` of at most ``max_length``
+characters (default 200, the limit the Langfuse SDKs apply) with no control character
+(Unicode category Cc: C0, DEL, C1).
+"""
+
+from __future__ import annotations
+
+import re
+import secrets
+
+from .errors import InvalidIdError
+
+SESSION_ID_PREFIX = "session_"
+_CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def new_session_id() -> str:
+    """``"session_"`` followed by 24 lowercase hex characters from the OS CSPRNG."""
+    return SESSION_ID_PREFIX + secrets.token_hex(12)
+
+
+def id_problem(value: object, max_length: int) -> str | None:
+    """Why ``value`` cannot be an id, or ``None`` when it can. Never raises."""
+    if not isinstance(value, str):
+        return f"not a string ({type(value).__name__})"
+    if not value:
+        return "empty"
+    if len(value) > max_length:
+        return f"longer than {max_length} characters ({len(value)})"
+    if _CONTROL_CHARACTER.search(value):
+        return "contains control characters"
+    return None
+
+
+def check_id(value: object, max_length: int, what: str = "session id") -> str:
+    """Return ``value`` if it is a valid id, else raise :class:`InvalidIdError`.
+
+    The message says what is wrong without echoing a possibly huge or hostile value.
+    """
+    problem = id_problem(value, max_length)
+    if problem is not None:
+        raise InvalidIdError(f"invalid {what}: {problem}")
+    return value  # type: ignore[return-value]  # id_problem proved it is a str

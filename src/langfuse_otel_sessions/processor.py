@@ -1,0 +1,246 @@
+"""`SessionSpanProcessor`: stamps the session (and user) id from baggage on every span it sees.
+
+Hot path: no I/O, no raising, a handful of dict look-ups per span.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from opentelemetry.baggage import _BAGGAGE_KEY  # the baggage slot: a dict get, not a copy
+from opentelemetry.context import Context, get_current
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace.propagation import _SPAN_KEY  # the current-span slot
+
+from ._logging import RateLimitedLog, logger
+from .attributes import (
+    DEFAULT_MAX_ID_LENGTH,
+    DEFAULT_MAX_TRACKED_TRACES,
+    DEFAULT_SESSION_BAGGAGE_KEYS,
+    DEFAULT_USER_BAGGAGE_KEYS,
+    ENV_EXTRA_SESSION_ATTRIBUTES,
+    ENV_EXTRA_USER_ATTRIBUTES,
+    ENV_MAX_ID_LENGTH,
+    ENV_MAX_TRACKED_TRACES,
+    ENV_SESSION_BAGGAGE_KEYS,
+    ENV_TRUST_REMOTE_BAGGAGE,
+    ENV_USER_BAGGAGE_KEYS,
+    LANGFUSE_SESSION_ID,
+    LANGFUSE_USER_ID,
+    SESSION_ATTRIBUTE_KEYS,
+    USER_ATTRIBUTE_KEYS,
+)
+from .environment import env_bool, env_keys, env_positive_int
+from .errors import ConfigurationError
+from .ids import id_problem
+from .propagator import WITHHELD_REMOTE_ENTRIES, install_baggage_guard
+from .traces import TraceIds, TraceSessions
+
+_SESSION_ATTRIBUTES = frozenset(SESSION_ATTRIBUTE_KEYS)
+_USER_ATTRIBUTES = frozenset(USER_ATTRIBUTE_KEYS)
+_VALID_CACHE_SIZE = 4096
+_NOTHING = object()
+
+
+def _keys_option(
+    name: str, value: tuple[str, ...] | list[str] | None, env: str, default: tuple[str, ...]
+) -> tuple[str, ...]:
+    if value is None:
+        return env_keys(env, default)
+    if isinstance(value, str) or not all(isinstance(k, str) and k for k in value):
+        raise ConfigurationError(f"{name} must be a sequence of non-empty strings")
+    return tuple(value)
+
+
+def _positive_option(name: str, value: int | None, env: str, default: int) -> int:
+    if value is None:
+        return env_positive_int(env, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigurationError(f"{name} must be a positive integer")
+    return value
+
+
+class SessionSpanProcessor(SpanProcessor):
+    """Stamps ``langfuse.session.id`` / ``langfuse.user.id`` from baggage when a span starts.
+
+    Works for every span of the provider, including those third-party instrumentations create.
+    Options (explicit argument > environment variable > default):
+
+    * ``session_keys`` / ``user_keys``: baggage keys read in order
+      (``LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS`` / ``LANGFUSE_OTEL_USER_BAGGAGE_KEYS``);
+    * ``extra_session_attributes`` / ``extra_user_attributes``: further attribute keys to stamp,
+      e.g. ``("gen_ai.conversation.id",)`` (``LANGFUSE_OTEL_EXTRA_*_ATTRIBUTES``);
+    * ``max_id_length``: longer ids are skipped (``LANGFUSE_OTEL_MAX_ID_LENGTH``, 200);
+    * ``trust_remote_baggage``: also stamp ids that arrived in a request's baggage
+      (``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, false);
+    * ``max_tracked_traces``: bound of the trace fallback memory
+      (``LANGFUSE_OTEL_MAX_TRACKED_TRACES``, 10,000);
+    * ``guard_remote_baggage``: when not trusting, wrap the global propagator in a
+      :class:`~langfuse_otel_sessions.propagator.BaggageGuard` (default ``True``).
+    """
+
+    def __init__(
+        self,
+        *,
+        session_keys: tuple[str, ...] | list[str] | None = None,
+        user_keys: tuple[str, ...] | list[str] | None = None,
+        extra_session_attributes: tuple[str, ...] | list[str] | None = None,
+        extra_user_attributes: tuple[str, ...] | list[str] | None = None,
+        max_id_length: int | None = None,
+        trust_remote_baggage: bool | None = None,
+        max_tracked_traces: int | None = None,
+        guard_remote_baggage: bool = True,
+    ) -> None:
+        self.session_keys = _keys_option(
+            "session_keys", session_keys, ENV_SESSION_BAGGAGE_KEYS, DEFAULT_SESSION_BAGGAGE_KEYS
+        )
+        self.user_keys = _keys_option(
+            "user_keys", user_keys, ENV_USER_BAGGAGE_KEYS, DEFAULT_USER_BAGGAGE_KEYS
+        )
+        self.extra_session_attributes = _keys_option(
+            "extra_session_attributes", extra_session_attributes, ENV_EXTRA_SESSION_ATTRIBUTES, ()
+        )
+        self.extra_user_attributes = _keys_option(
+            "extra_user_attributes", extra_user_attributes, ENV_EXTRA_USER_ATTRIBUTES, ()
+        )
+        self.max_id_length = _positive_option(
+            "max_id_length", max_id_length, ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH
+        )
+        self.trust_remote_baggage = (
+            env_bool(ENV_TRUST_REMOTE_BAGGAGE, False)
+            if trust_remote_baggage is None
+            else bool(trust_remote_baggage)
+        )
+        self.traces = TraceSessions(
+            _positive_option(
+                "max_tracked_traces",
+                max_tracked_traces,
+                ENV_MAX_TRACKED_TRACES,
+                DEFAULT_MAX_TRACKED_TRACES,
+            )
+        )
+        self._session_targets = (LANGFUSE_SESSION_ID, *self.extra_session_attributes)
+        self._user_targets = (LANGFUSE_USER_ID, *self.extra_user_attributes)
+        self._session_extras = bool(self.extra_session_attributes)
+        self._valid_ids: set[str] = set()
+        self._last: tuple[object, object, TraceIds | None] = (_NOTHING, _NOTHING, None)
+
+        self._log = RateLimitedLog()
+        self._told_about_remote = False
+        if guard_remote_baggage and not self.trust_remote_baggage:
+            install_baggage_guard()
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:  # noqa: PLR0912 - hot path inlined on purpose: see benchmarks/span_processor.py
+        try:
+            context = get_current() if parent_context is None else parent_context
+            entries = context.get(_BAGGAGE_KEY)
+            parent = context.get(_SPAN_KEY)
+            # Spans of one scope share one (immutable) baggage mapping, and siblings one parent
+            # span: the ids resolved for the last span, and the fact that its trace is
+            # remembered, are reused by identity. A race between threads costs only a redo.
+            last = self._last
+            if last[0] is not entries:
+                last = self._last = (entries, None, self._resolve(entries))
+            ids = last[2]
+            if ids is None:
+                trace_id = span.context.trace_id
+                ids = self._remote_ids(context)
+                if ids is None:
+                    ids = self.traces.get(trace_id)
+                    if ids is None:
+                        return
+                else:
+                    self.traces.remember(trace_id, ids)
+            elif parent is None or last[1] is not parent:
+                self.traces.remember(span.context.trace_id, ids)
+                self._last = (entries, parent, ids)
+            session_id, user_id = ids
+            try:  # the SDK span's own mapping: the public property wraps it in a new proxy
+                existing = span._attributes
+            except AttributeError:
+                existing = span.attributes
+            if existing:  # an attribute the span already has wins over baggage
+                if session_id is not None and not _SESSION_ATTRIBUTES.isdisjoint(existing):
+                    session_id = None
+                if user_id is not None and not _USER_ATTRIBUTES.isdisjoint(existing):
+                    user_id = None
+            # One set_attribute per key: measured faster than one set_attributes call.
+            if session_id is not None:
+                if self._session_extras:
+                    for key in self._session_targets:
+                        span.set_attribute(key, session_id)
+                else:
+                    span.set_attribute(LANGFUSE_SESSION_ID, session_id)
+            if user_id is not None:
+                for key in self._user_targets:
+                    span.set_attribute(key, user_id)
+        except Exception:  # noqa: BLE001 - never raise into the host application
+            self._log.exception("on_start", "SessionSpanProcessor could not stamp a span")
+
+    def on_end(self, span: ReadableSpan) -> None:
+        parent = span.parent
+        if parent is None or parent.is_remote:  # the trace's local root ended
+            context = span.context
+            if context is not None:
+                self.traces.release(context.trace_id)
+
+    def shutdown(self) -> None:
+        """Nothing to release: the processor holds no thread or connection."""
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Nothing is buffered: always ``True``."""
+        return True
+
+    def _resolve(self, entries: object) -> TraceIds | None:
+        """The valid session and user ids of a baggage mapping, or ``None``."""
+        if not isinstance(entries, Mapping) or not entries:
+            return None
+        return self._valid_ids_of(entries)
+
+    def _remote_ids(self, context: Context) -> TraceIds | None:
+        """Ids withheld from a request's baggage: used when trusted, else reported once."""
+        withheld = context.get(WITHHELD_REMOTE_ENTRIES)
+        if not isinstance(withheld, Mapping) or not withheld:
+            return None
+        if self.trust_remote_baggage:
+            return self._valid_ids_of(withheld)
+        if not self._told_about_remote:
+            self._told_about_remote = True
+            logger.warning(
+                "Ignoring session/user ids that arrived in a request's baggage header: "
+                "a client can write any value there. For a service behind a trusted edge, "
+                "use SessionSpanProcessor(trust_remote_baggage=True) or set %s=true.",
+                ENV_TRUST_REMOTE_BAGGAGE,
+            )
+        return None
+
+    def _valid_ids_of(self, entries: Mapping[str, object]) -> TraceIds | None:
+        session_id = _first_present(entries, self.session_keys)
+        user_id = _first_present(entries, self.user_keys)
+        if session_id is not None:
+            session_id = self._checked(session_id, "session")
+        if user_id is not None:
+            user_id = self._checked(user_id, "user")
+        if session_id is None and user_id is None:
+            return None
+        return TraceIds(session_id, user_id)
+
+    def _checked(self, value: object, what: str) -> str | None:
+        if isinstance(value, str) and value in self._valid_ids:
+            return value
+        problem = id_problem(value, self.max_id_length)
+        if problem is None and isinstance(value, str):
+            if len(self._valid_ids) >= _VALID_CACHE_SIZE:
+                self._valid_ids.clear()
+            self._valid_ids.add(value)
+            return value
+        self._log.warning(f"invalid-{what}", "Not stamping a %s id from baggage: %s", what, problem)
+        return None
+
+
+def _first_present(entries: Mapping[str, object], keys: tuple[str, ...]) -> object:
+    for key in keys:
+        value = entries.get(key)
+        if value is not None:
+            return value
+    return None

@@ -1,0 +1,160 @@
+"""The trust boundary: where remote baggage enters the process.
+
+Baggage extracted from an incoming request is written by the client, so anyone could send
+``baggage: langfuse.session.id=victim`` and file their requests under someone else's session.
+At span start that cannot be told apart from baggage the app set itself (a forged header with no
+``traceparent`` makes a root span whose parent context holds the forged entries), so the decision
+is taken here, in ``extract``:
+
+* untrusted (the default): session and user entries that the extract *added* are withheld —
+  removed from the baggage, so no span processor (ours, ``BaggageSpanProcessor``, Langfuse's)
+  stamps them and they are not forwarded downstream — and kept aside in the context, where a
+  processor built with ``trust_remote_baggage=True`` can still read them;
+* trusted (``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE=true``, for services behind a trusted edge):
+  baggage passes through unchanged, as with OpenTelemetry's own propagator.
+
+Everything else in the baggage is left alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from types import MappingProxyType
+
+from opentelemetry import baggage, propagate
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import Context, create_key, get_current, get_value, set_value
+from opentelemetry.propagators import textmap
+
+from ._logging import logger
+from .attributes import (
+    DEFAULT_SESSION_BAGGAGE_KEYS,
+    DEFAULT_USER_BAGGAGE_KEYS,
+    ENV_SESSION_BAGGAGE_KEYS,
+    ENV_TRUST_REMOTE_BAGGAGE,
+    ENV_USER_BAGGAGE_KEYS,
+)
+from .environment import env_bool, env_keys
+
+#: Context slot holding the session/user entries withheld from remote baggage.
+WITHHELD_REMOTE_ENTRIES = create_key("langfuse-otel-sessions.withheld-remote-baggage")
+
+
+def guarded_baggage_keys() -> frozenset[str]:
+    """The baggage keys the boundary withholds: the default session and user keys plus any
+    configured through the key environment variables."""
+    return frozenset(
+        (
+            *DEFAULT_SESSION_BAGGAGE_KEYS,
+            *DEFAULT_USER_BAGGAGE_KEYS,
+            *env_keys(ENV_SESSION_BAGGAGE_KEYS, ()),
+            *env_keys(ENV_USER_BAGGAGE_KEYS, ()),
+        )
+    )
+
+
+def withheld_remote_entries(context: Context | None = None) -> Mapping[str, object]:
+    """The session/user entries the boundary withheld from the request's remote baggage."""
+    entries = get_value(WITHHELD_REMOTE_ENTRIES, context)
+    return entries if isinstance(entries, Mapping) else MappingProxyType({})
+
+
+def withhold_remote_entries(before: Context, after: Context, keys: Iterable[str]) -> Context:
+    """Return ``after`` with the guarded entries that ``extract`` added or changed since
+    ``before`` put back to what they were, and recorded in :data:`WITHHELD_REMOTE_ENTRIES`."""
+    extracted = baggage.get_all(after)
+    if not extracted:
+        return after
+    local = baggage.get_all(before)
+    withheld = {
+        key: extracted[key]
+        for key in keys
+        if key in extracted and (key not in local or local[key] is not extracted[key])
+    }
+    if not withheld:
+        return after
+    context = after
+    for key in withheld:
+        if key in local:
+            context = baggage.set_baggage(key, local[key], context)
+        else:
+            context = baggage.remove_baggage(key, context)
+    earlier = withheld_remote_entries(before)
+    return set_value(WITHHELD_REMOTE_ENTRIES, MappingProxyType({**earlier, **withheld}), context)
+
+
+class SessionBaggagePropagator(W3CBaggagePropagator):
+    """W3C baggage propagator that withholds remote session and user entries unless trusted.
+
+    Registered as the ``langfuse_baggage`` entry point:
+    ``OTEL_PROPAGATORS=tracecontext,langfuse_baggage``.
+    Trust comes from ``trust_remote_baggage`` or ``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``.
+    """
+
+    def __init__(self, trust_remote_baggage: bool | None = None) -> None:
+        self._trusted = (
+            env_bool(ENV_TRUST_REMOTE_BAGGAGE, False)
+            if trust_remote_baggage is None
+            else trust_remote_baggage
+        )
+        self._keys = guarded_baggage_keys()
+
+    def extract(
+        self,
+        carrier: textmap.CarrierT,
+        context: Context | None = None,
+        getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
+    ) -> Context:
+        before = get_current() if context is None else context
+        after = super().extract(carrier, before, getter)
+        if self._trusted or after is before:
+            return after
+        return withhold_remote_entries(before, after, self._keys)
+
+
+class BaggageGuard(textmap.TextMapPropagator):
+    """Wraps any propagator (usually the global composite) and withholds the remote session and
+    user entries its ``extract`` adds. ``inject`` and ``fields`` are the wrapped propagator's."""
+
+    def __init__(self, inner: textmap.TextMapPropagator) -> None:
+        self.inner = inner
+        self._keys = guarded_baggage_keys()
+
+    def extract(
+        self,
+        carrier: textmap.CarrierT,
+        context: Context | None = None,
+        getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
+    ) -> Context:
+        before = get_current() if context is None else context
+        after = self.inner.extract(carrier, before, getter)
+        if after is before:
+            return after
+        return withhold_remote_entries(before, after, self._keys)
+
+    def inject(
+        self,
+        carrier: textmap.CarrierT,
+        context: Context | None = None,
+        setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
+    ) -> None:
+        self.inner.inject(carrier, context, setter)
+
+    @property
+    def fields(self) -> set[str]:
+        return self.inner.fields
+
+
+def install_baggage_guard() -> bool:
+    """Wrap the global propagator in a :class:`BaggageGuard` unless it already is one.
+
+    Returns ``True`` when it installed the guard. Instrumentations call
+    ``opentelemetry.propagate.extract``, which reads the global propagator at each request, so
+    the guard applies from the next request on.
+    """
+    current = propagate.get_global_textmap()
+    if isinstance(current, BaggageGuard):
+        return False
+    propagate.set_global_textmap(BaggageGuard(current))
+    logger.debug("Guarding remote session baggage around %s", type(current).__name__)
+    return True

@@ -1,0 +1,52 @@
+"""`Session`: a conversation's id, local metadata and creation time."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any
+
+from .attributes import DEFAULT_MAX_ID_LENGTH
+from .ids import check_id, new_session_id
+
+
+@dataclass(frozen=True)
+class Session:
+    """A Langfuse session (mirrors the Elixir SDK's ``Langfuse.Session``).
+
+    ``metadata`` stays in this process: it is never put in baggage or sent anywhere.
+    """
+
+    id: str
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+
+    def __post_init__(self) -> None:
+        check_id(self.id, DEFAULT_MAX_ID_LENGTH)
+        if not isinstance(self.metadata, MappingProxyType):
+            object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        if self.created_at.tzinfo is None:
+            raise ValueError("Session.created_at must be timezone-aware")
+
+    @staticmethod
+    def new_id() -> str:
+        """A fresh id: ``"session_"`` + 24 lowercase hex characters from a CSPRNG."""
+        return new_session_id()
+
+    @classmethod
+    def start(cls, id: str | None = None, metadata: Mapping[str, Any] | None = None) -> Session:
+        """Start a session with ``id`` (validated) or a new one; ``created_at`` is now, in UTC."""
+        return cls(id=new_session_id() if id is None else id, metadata=dict(metadata or {}))
+
+    @staticmethod
+    def get_id(session_or_id: Session | str) -> str:
+        """The id of a :class:`Session`, or the string itself; ``TypeError`` for anything else."""
+        if isinstance(session_or_id, Session):
+            return session_or_id.id
+        if isinstance(session_or_id, str):
+            return session_or_id
+        raise TypeError(
+            f"expected a Session or a session id string, got {type(session_or_id).__name__}"
+        )

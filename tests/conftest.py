@@ -1,0 +1,66 @@
+"""Shared fixtures: a real SDK tracer provider with an in-memory exporter, a clean environment
+and a restored global propagator for every test."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from opentelemetry import propagate
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from langfuse_otel_sessions import SessionSpanProcessor
+from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
+
+
+@pytest.fixture(autouse=True)
+def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in list(os.environ):
+        if name.startswith(("LANGFUSE_", "OTEL_")):
+            monkeypatch.delenv(name)
+
+
+@pytest.fixture(autouse=True)
+def _restore_global_propagator() -> Iterator[None]:
+    before = propagate.get_global_textmap()
+    yield
+    propagate.set_global_textmap(before)
+
+
+class Traced:
+    """A provider with ``SessionSpanProcessor`` and an in-memory exporter behind it."""
+
+    def __init__(self, processor: SessionSpanProcessor) -> None:
+        self.processor = processor
+        self.exporter = InMemorySpanExporter()
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(processor)
+        self.provider.add_span_processor(SimpleSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("app")
+        self.third_party = self.provider.get_tracer("opentelemetry.instrumentation.thirdparty")
+
+    def spans(self) -> tuple[ReadableSpan, ...]:
+        return self.exporter.get_finished_spans()
+
+    def span(self, name: str) -> ReadableSpan:
+        matches = [s for s in self.spans() if s.name == name]
+        assert len(matches) == 1, f"expected one span named {name!r}, got {len(matches)}"
+        return matches[0]
+
+    def session_of(self, name: str) -> object:
+        return (self.span(name).attributes or {}).get(LANGFUSE_SESSION_ID)
+
+    def user_of(self, name: str) -> object:
+        return (self.span(name).attributes or {}).get(LANGFUSE_USER_ID)
+
+
+@pytest.fixture
+def traced() -> Traced:
+    return Traced(SessionSpanProcessor())
+
+
+def make_traced(**options: object) -> Traced:
+    return Traced(SessionSpanProcessor(**options))  # type: ignore[arg-type]
