@@ -41,14 +41,14 @@ def test_a_langfuse_sdk_caller_puts_our_service_in_its_session() -> None:
 
 
 def test_a_langfuse_sdk_service_reads_the_session_we_send() -> None:
-    from langfuse._client.span_processor import LangfuseSpanProcessor  # noqa: PLC0415
+    from langfuse._client.span_processor import LangfuseSpanProcessor
 
     seen = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(
         LangfuseSpanProcessor(
             public_key="pk-lf-test",
-            secret_key="sk-lf-test",  # noqa: S106 - its exporter is in memory
+            secret_key="sk-lf-test",
             base_url="http://127.0.0.1:9",
             span_exporter=InMemorySpanExporter(),
         )

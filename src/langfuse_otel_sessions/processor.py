@@ -34,7 +34,7 @@ from .environment import env_bool, env_keys, env_positive_int
 from .errors import ConfigurationError
 from .ids import id_problem
 from .propagator import WITHHELD_REMOTE_ENTRIES, install_baggage_guard
-from .traces import TraceIds, TraceSessions
+from .traces import TraceIds, TraceSessions, register_live
 
 _SESSION_ATTRIBUTES = frozenset(SESSION_ATTRIBUTE_KEYS)
 _USER_ATTRIBUTES = frozenset(USER_ATTRIBUTE_KEYS)
@@ -119,6 +119,7 @@ class SessionSpanProcessor(SpanProcessor):
                 DEFAULT_MAX_TRACKED_TRACES,
             )
         )
+        register_live(self.traces)
         self._session_targets = (LANGFUSE_SESSION_ID, *self.extra_session_attributes)
         self._user_targets = (LANGFUSE_USER_ID, *self.extra_user_attributes)
         self._session_extras = bool(self.extra_session_attributes)

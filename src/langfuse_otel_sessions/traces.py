@@ -9,6 +9,7 @@ entry is evicted and counted in ``evicted``.
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import NamedTuple
 
 
@@ -51,3 +52,22 @@ class TraceSessions(dict[int, TraceIds]):
         if trace_id in self:
             with self._lock:
                 self.pop(trace_id, None)
+
+
+# The memories of live span processors, so that an exporter can ask which session a trace
+# belongs to without holding a reference to any processor.
+_LIVE: weakref.WeakValueDictionary[int, TraceSessions] = weakref.WeakValueDictionary()
+
+
+def register_live(memory: TraceSessions) -> None:
+    """Make ``memory`` visible to :func:`lookup_live` for as long as it exists."""
+    _LIVE[id(memory)] = memory
+
+
+def lookup_live(trace_id: int) -> TraceIds | None:
+    """The ids any live processor remembers for ``trace_id``."""
+    for memory in list(_LIVE.values()):
+        ids = memory.get(trace_id)
+        if ids is not None:
+            return ids
+    return None

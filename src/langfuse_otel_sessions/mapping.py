@@ -1,0 +1,200 @@
+"""Pure mapping of finished spans to what Langfuse needs, on copies (spans are never mutated).
+
+* Session completeness: every span of a trace whose session (user) is known carries
+  ``langfuse.session.id`` (``langfuse.user.id``) — Langfuse aggregates a session's cost and usage
+  over the observations whose *own* session id is set.
+* Root spans (no parent, or ``langfuse.internal.as_root``): trace name and trace input/output, so
+  that both Langfuse server generations show them (v4 takes trace I/O from the root observation
+  and ignores ``langfuse.trace.input/output``; v3 reads those).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from ._logging import RateLimitedLog
+from .attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID, USER_ATTRIBUTE_KEYS
+from .traces import TraceIds
+
+AS_ROOT = "langfuse.internal.as_root"
+TRACE_NAME = "langfuse.trace.name"
+TRACE_INPUT = "langfuse.trace.input"
+TRACE_OUTPUT = "langfuse.trace.output"
+OBSERVATION_INPUT = "langfuse.observation.input"
+OBSERVATION_OUTPUT = "langfuse.observation.output"
+
+#: Span attribute keys Langfuse reads a session id from, in its priority order.
+LANGFUSE_SESSION_KEYS = (
+    LANGFUSE_SESSION_ID,
+    "session.id",
+    "gen_ai.conversation.id",
+    "langfuse.observation.metadata.langfuse_session_id",
+    "langfuse.trace.metadata.langfuse_session_id",
+)
+#: Span attribute keys Langfuse reads a user id from, in its priority order.
+LANGFUSE_USER_KEYS = (
+    *USER_ATTRIBUTE_KEYS,
+    "langfuse.observation.metadata.langfuse_user_id",
+    "langfuse.trace.metadata.langfuse_user_id",
+)
+
+TraceName = str | Callable[[ReadableSpan], "str | None"] | None
+
+_log = RateLimitedLog()
+
+
+@dataclass(frozen=True)
+class RootMapping:
+    """How root spans become traces.
+
+    ``trace_name``: ``None`` keeps Langfuse's default (the root span's name); a string names the
+    attribute to take the name from; a callable computes it from the root span.
+    ``input_keys``/``output_keys``: attributes to take the root's I/O from when it has no
+    ``langfuse.trace.input/output`` (e.g. OpenInference's ``input.value``/``output.value``).
+    """
+
+    trace_name: TraceName = None
+    input_keys: tuple[str, ...] = ()
+    output_keys: tuple[str, ...] = ()
+
+
+class _MappedSpan(ReadableSpan):
+    """A copy of a finished span with other attributes; dropped counts are the original's."""
+
+    def __init__(self, original: ReadableSpan, attributes: Mapping[str, object]) -> None:
+        super().__init__(
+            name=original.name,
+            context=original.context,
+            parent=original.parent,
+            resource=original.resource,
+            attributes=MappingProxyType(dict(attributes)),  # type: ignore[arg-type]
+            events=original.events,
+            links=original.links,
+            kind=original.kind,
+            status=original.status,
+            start_time=original.start_time,
+            end_time=original.end_time,
+            instrumentation_scope=original.instrumentation_scope,
+        )
+        self._dropped = (
+            original.dropped_attributes,
+            original.dropped_events,
+            original.dropped_links,
+        )
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped[0]
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped[1]
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped[2]
+
+
+def is_root(span: ReadableSpan) -> bool:
+    """Langfuse's rule: no parent span id, or ``langfuse.internal.as_root`` set true."""
+    return span.parent is None or (span.attributes or {}).get(AS_ROOT) is True
+
+
+def _first(attributes: Mapping[str, object], keys: Iterable[str]) -> object:
+    for key in keys:
+        value = attributes.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def ids_of(span: ReadableSpan) -> TraceIds | None:
+    """The session and user ids Langfuse would read from this span, if any."""
+    attributes = span.attributes or {}
+    session_id = _first(attributes, LANGFUSE_SESSION_KEYS)
+    user_id = _first(attributes, LANGFUSE_USER_KEYS)
+    if session_id is None and user_id is None:
+        return None
+    return TraceIds(
+        session_id if isinstance(session_id, str) else None,
+        user_id if isinstance(user_id, str) else None,
+    )
+
+
+def _trace_name(span: ReadableSpan, rule: TraceName) -> object:
+    if rule is None:
+        return None
+    if isinstance(rule, str):
+        return (span.attributes or {}).get(rule)
+    try:
+        return rule(span)
+    except Exception:  # noqa: BLE001 - a user callable must not break the export
+        _log.exception("trace-name", "The trace_name callable raised; the trace keeps its name")
+        return None
+
+
+def root_additions(span: ReadableSpan, mapping: RootMapping) -> dict[str, object]:
+    """The attributes a root span gains: trace name, and trace I/O for both server versions."""
+    attributes = span.attributes or {}
+    added: dict[str, object] = {}
+    name = _trace_name(span, mapping.trace_name)
+    if isinstance(name, str) and name and TRACE_NAME not in attributes:
+        added[TRACE_NAME] = name
+    for trace_key, observation_key, keys in (
+        (TRACE_INPUT, OBSERVATION_INPUT, mapping.input_keys),
+        (TRACE_OUTPUT, OBSERVATION_OUTPUT, mapping.output_keys),
+    ):
+        value = _first(attributes, (trace_key, *keys))
+        if value is None:
+            continue
+        if trace_key not in attributes:
+            added[trace_key] = value  # v3 reads the trace key
+        if observation_key not in attributes:
+            added[observation_key] = value  # v4 reads the root observation's I/O
+    return added
+
+
+def map_spans(
+    spans: Sequence[ReadableSpan],
+    mapping: RootMapping,
+    known: Callable[[int], TraceIds | None],
+) -> tuple[list[ReadableSpan], dict[int, TraceIds]]:
+    """Map a batch. Returns the spans to send (copies where something changed, the originals
+    otherwise) and the trace ids -> session/user ids learned from this batch.
+
+    ``known(trace_id)`` supplies the ids of traces the batch alone does not tell.
+    """
+    learned: dict[int, TraceIds] = {}
+    for span in spans:
+        context = span.context
+        if context is None:
+            continue
+        ids = ids_of(span)
+        if ids is not None:
+            previous = learned.get(context.trace_id)
+            if previous is None:
+                learned[context.trace_id] = ids
+            elif previous.session_id is None or previous.user_id is None:
+                learned[context.trace_id] = TraceIds(
+                    previous.session_id or ids.session_id, previous.user_id or ids.user_id
+                )
+    result: list[ReadableSpan] = []
+    for span in spans:
+        added: dict[str, object] = {}
+        context = span.context
+        if context is not None:
+            ids = learned.get(context.trace_id) or known(context.trace_id)
+            if ids is not None:
+                attributes = span.attributes or {}
+                if ids.session_id is not None and _first(attributes, LANGFUSE_SESSION_KEYS) is None:
+                    added[LANGFUSE_SESSION_ID] = ids.session_id
+                if ids.user_id is not None and _first(attributes, LANGFUSE_USER_KEYS) is None:
+                    added[LANGFUSE_USER_ID] = ids.user_id
+        if is_root(span):
+            added.update(root_additions(span, mapping))
+        result.append(_MappedSpan(span, {**(span.attributes or {}), **added}) if added else span)
+    return result, learned

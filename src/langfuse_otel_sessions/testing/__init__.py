@@ -1,0 +1,49 @@
+"""A Langfuse-compatible receiver for tests — ours and our users'.
+
+::
+
+    from langfuse_otel_sessions.testing import LangfuseReceiver
+
+    with LangfuseReceiver() as receiver:
+        exporter = LangfuseSpanExporter(
+            public_key=receiver.public_key, secret_key=receiver.secret_key, base_url=receiver.url
+        )
+        ...
+        receiver.wait_for_spans(3)
+        assert list(receiver.sessions()) == ["my-session"]
+
+In pytest, import the fixture into a ``conftest.py``:
+``from langfuse_otel_sessions.testing import langfuse_receiver``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+from ._model import SessionView, TraceView, span_session_id, span_user_id
+from ._otlp import ReceivedSpan
+from ._server import Fault, LangfuseReceiver, RecordedRequest
+
+__all__ = [
+    "Fault",
+    "LangfuseReceiver",
+    "ReceivedSpan",
+    "RecordedRequest",
+    "SessionView",
+    "TraceView",
+    "langfuse_receiver",
+    "span_session_id",
+    "span_user_id",
+]
+
+try:
+    import pytest
+except ImportError:  # pragma: no cover - pytest is optional for this module
+    pass
+else:
+
+    @pytest.fixture
+    def langfuse_receiver() -> Iterator[LangfuseReceiver]:
+        """A started :class:`LangfuseReceiver`, stopped after the test."""
+        with LangfuseReceiver() as receiver:
+            yield receiver

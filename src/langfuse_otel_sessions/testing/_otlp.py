@@ -1,0 +1,136 @@
+"""Decoding OTLP trace requests (protobuf or OTLP/JSON) into plain spans."""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from google.protobuf import json_format
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
+_HEX_ID = {"traceId": re.compile(r"[0-9a-f]{32}"), "spanId": re.compile(r"[0-9a-f]{16}")}
+
+
+class InvalidRequest(ValueError):
+    """The request is one Langfuse answers with 400; the message is the body's error."""
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    """One span as Langfuse's OTel endpoint received it; ids are lowercase hex."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    attributes: dict[str, Any]
+    resource_attributes: dict[str, Any] = field(default_factory=dict)
+    scope_name: str = ""
+    start_time_unix_nano: int = 0
+    end_time_unix_nano: int = 0
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()
+    status_code: int = 0
+
+
+def any_value(value: AnyValue) -> Any:  # noqa: ANN401 - OTLP values are any JSON-like type
+    """The Python value of an OTLP ``AnyValue``."""
+    kind = value.WhichOneof("value")
+    if kind is None:
+        return None
+    if kind == "array_value":
+        return [any_value(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return attributes_of(value.kvlist_value.values)
+    return getattr(value, kind)
+
+
+def attributes_of(pairs: Any) -> dict[str, Any]:  # noqa: ANN401 - a repeated KeyValue field
+    """A ``{key: value}`` dict of repeated ``KeyValue``s."""
+    return {pair.key: any_value(pair.value) for pair in pairs if isinstance(pair, KeyValue)}
+
+
+def _hex_ids_to_base64(document: Any) -> None:  # noqa: ANN401 - parsed JSON
+    """OTLP/JSON carries ids as lowercase hex; protobuf's JSON parser expects base64."""
+    for resource_spans in document.get("resourceSpans") or []:
+        for scope_spans in resource_spans.get("scopeSpans") or []:
+            for span in scope_spans.get("spans") or []:
+                for key in ("traceId", "spanId", "parentSpanId"):
+                    value = span.get(key)
+                    if not value:
+                        continue
+                    pattern = _HEX_ID["traceId" if key == "traceId" else "spanId"]
+                    if not isinstance(value, str) or not pattern.fullmatch(value):
+                        raise InvalidRequest(f"{key} must be lowercase hex")
+                    span[key] = base64.b64encode(bytes.fromhex(value)).decode()
+
+
+def _check_lists(document: Any) -> None:  # noqa: ANN401 - parsed JSON
+    """Langfuse v4 rejects a whole batch whose ``scopeSpans``/``spans``/``attributes``/
+    ``events`` is not a list."""
+    if not isinstance(document, dict):
+        raise InvalidRequest("body must be an object")
+    for resource_spans in _list(document.get("resourceSpans", []), "resourceSpans"):
+        for scope_spans in _list(resource_spans.get("scopeSpans", []), "scopeSpans"):
+            for span in _list(scope_spans.get("spans", []), "spans"):
+                _list(span.get("attributes", []), "attributes")
+                _list(span.get("events", []), "events")
+
+
+def _list(value: Any, name: str) -> list[Any]:  # noqa: ANN401 - parsed JSON
+    if not isinstance(value, list):
+        raise InvalidRequest(f"{name} must be a list")
+    return value
+
+
+def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
+    """Parse a trace export body of ``application/x-protobuf`` or ``application/json``."""
+    request = ExportTraceServiceRequest()
+    if content_type == "application/x-protobuf":
+        try:
+            request.ParseFromString(body)
+        except DecodeError as error:
+            raise InvalidRequest(f"invalid protobuf: {error}") from None
+        return request
+    try:
+        document = json.loads(body)
+    except ValueError as error:
+        raise InvalidRequest(f"invalid JSON: {error}") from None
+    _check_lists(document)
+    _hex_ids_to_base64(document)
+    try:
+        json_format.ParseDict(document, request, ignore_unknown_fields=True)
+    except json_format.ParseError as error:
+        raise InvalidRequest(f"invalid OTLP/JSON: {error}") from None
+    return request
+
+
+def spans_of(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
+    """Flatten a request into spans; a span without trace or span id rejects the batch (v4)."""
+    spans: list[ReceivedSpan] = []
+    for resource_spans in request.resource_spans:
+        resource = attributes_of(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                if not span.trace_id or not span.span_id:
+                    raise InvalidRequest("every span needs a traceId and a spanId")
+                spans.append(
+                    ReceivedSpan(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex() or None,
+                        name=span.name,
+                        attributes=attributes_of(span.attributes),
+                        resource_attributes=resource,
+                        scope_name=scope_spans.scope.name,
+                        start_time_unix_nano=span.start_time_unix_nano,
+                        end_time_unix_nano=span.end_time_unix_nano,
+                        events=tuple((e.name, attributes_of(e.attributes)) for e in span.events),
+                        status_code=span.status.code,
+                    )
+                )
+    return spans

@@ -1,0 +1,197 @@
+"""The pure root-span / session mapping, on real SDK spans."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from langfuse_otel_sessions.mapping import RootMapping, ids_of, is_root, map_spans
+from langfuse_otel_sessions.traces import TraceIds
+
+
+def finished(build: object, limits: SpanLimits | None = None) -> list[ReadableSpan]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(span_limits=limits)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    build(provider.get_tracer("t"))  # type: ignore[operator]
+    return list(exporter.get_finished_spans())
+
+
+def nothing_known(trace_id: int) -> TraceIds | None:
+    return None
+
+
+def by_name(spans: list[ReadableSpan]) -> dict[str, ReadableSpan]:
+    return {span.name: span for span in spans}
+
+
+def server_then_session(tracer: trace.Tracer) -> None:
+    with tracer.start_as_current_span("server", attributes={"http.route": "/chat"}):
+        tracer.start_span("auth").end()  # before the app knew the session
+        tracer.start_span(
+            "llm", attributes={"langfuse.session.id": "s1", "langfuse.user.id": "u1"}
+        ).end()
+
+
+def test_every_span_of_a_trace_with_a_known_session_gets_it() -> None:
+    spans = finished(server_then_session)
+    before = {s.name: dict(s.attributes or {}) for s in spans}
+    mapped, learned = map_spans(spans, RootMapping(), nothing_known)
+    result = by_name(mapped)
+    for name in ("server", "auth", "llm"):
+        assert (result[name].attributes or {})["langfuse.session.id"] == "s1"
+        assert (result[name].attributes or {})["langfuse.user.id"] == "u1"
+    assert {s.name: dict(s.attributes or {}) for s in spans} == before  # originals untouched
+    assert by_name(mapped)["llm"] is by_name(spans)["llm"]  # unchanged spans are not copied
+    assert list(learned.values()) == [TraceIds("s1", "u1")]
+
+
+def test_sessions_known_from_elsewhere_complete_a_batch() -> None:
+    def only_server(tracer: trace.Tracer) -> None:
+        tracer.start_span("server").end()
+
+    spans = finished(only_server)
+    trace_id = spans[0].context.trace_id  # type: ignore[union-attr]
+    mapped, _ = map_spans(
+        spans, RootMapping(), lambda tid: TraceIds("s9", None) if tid == trace_id else None
+    )
+    assert (mapped[0].attributes or {})["langfuse.session.id"] == "s9"
+    assert "langfuse.user.id" not in (mapped[0].attributes or {})
+
+
+def test_a_span_with_its_own_session_key_keeps_it() -> None:
+    def mixed(tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("root", attributes={"langfuse.session.id": "s1"}):
+            tracer.start_span("other", attributes={"session.id": "own"}).end()
+
+    mapped, _ = map_spans(finished(mixed), RootMapping(), nothing_known)
+    other = by_name(mapped)["other"].attributes or {}
+    assert other["session.id"] == "own"
+    assert "langfuse.session.id" not in other
+
+
+def test_trace_name_rules() -> None:
+    def root(tracer: trace.Tracer) -> None:
+        tracer.start_span("POST /chat", attributes={"app.workflow": "support-bot"}).end()
+
+    spans = finished(root)
+    unchanged, _ = map_spans(spans, RootMapping(), nothing_known)
+    assert "langfuse.trace.name" not in (unchanged[0].attributes or {})
+    from_key, _ = map_spans(spans, RootMapping(trace_name="app.workflow"), nothing_known)
+    assert (from_key[0].attributes or {})["langfuse.trace.name"] == "support-bot"
+    computed, _ = map_spans(
+        spans, RootMapping(trace_name=lambda s: s.name.split()[1]), nothing_known
+    )
+    assert (computed[0].attributes or {})["langfuse.trace.name"] == "/chat"
+    missing, _ = map_spans(spans, RootMapping(trace_name="absent.key"), nothing_known)
+    assert "langfuse.trace.name" not in (missing[0].attributes or {})
+
+
+def test_a_failing_trace_name_callable_is_logged_and_the_span_still_goes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def explode(span: ReadableSpan) -> str:
+        raise RuntimeError("user bug")
+
+    spans = finished(lambda tracer: tracer.start_span("root").end())
+    mapped, _ = map_spans(spans, RootMapping(trace_name=explode), nothing_known)
+    assert mapped == spans
+    assert "trace_name callable raised" in caplog.text
+
+
+def test_an_explicit_trace_name_wins() -> None:
+    spans = finished(
+        lambda tracer: tracer.start_span("r", attributes={"langfuse.trace.name": "mine"}).end()
+    )
+    mapped, _ = map_spans(spans, RootMapping(trace_name=lambda s: "computed"), nothing_known)
+    assert (mapped[0].attributes or {})["langfuse.trace.name"] == "mine"
+
+
+def test_trace_io_shows_on_both_server_generations() -> None:
+    def root_with_trace_io(tracer: trace.Tracer) -> None:
+        attributes = {"langfuse.trace.input": "question", "langfuse.trace.output": "answer"}
+        with tracer.start_as_current_span("root", attributes=attributes):
+            tracer.start_span("child", attributes={"langfuse.trace.input": "child-io"}).end()
+
+    mapped, _ = map_spans(finished(root_with_trace_io), RootMapping(), nothing_known)
+    root = by_name(mapped)["root"].attributes or {}
+    assert root["langfuse.observation.input"] == "question"  # v4 reads the root observation
+    assert root["langfuse.observation.output"] == "answer"
+    assert root["langfuse.trace.input"] == "question"  # v3 reads the trace keys
+    assert "langfuse.observation.input" not in (by_name(mapped)["child"].attributes or {})
+
+
+def test_trace_io_from_other_attribute_keys() -> None:
+    spans = finished(
+        lambda tracer: tracer.start_span(
+            "agent", attributes={"input.value": "q", "output.value": "a"}
+        ).end()
+    )
+    mapping = RootMapping(input_keys=("input.value",), output_keys=("output.value",))
+    mapped, _ = map_spans(spans, mapping, nothing_known)
+    attributes = mapped[0].attributes or {}
+    assert attributes["langfuse.trace.input"] == attributes["langfuse.observation.input"] == "q"
+    assert attributes["langfuse.trace.output"] == attributes["langfuse.observation.output"] == "a"
+
+
+def test_explicit_observation_io_is_not_overwritten() -> None:
+    attributes = {"langfuse.trace.input": "trace-level", "langfuse.observation.input": "own"}
+    spans = finished(lambda tracer: tracer.start_span("root", attributes=attributes).end())
+    mapped, _ = map_spans(spans, RootMapping(), nothing_known)
+    assert (mapped[0].attributes or {})["langfuse.observation.input"] == "own"
+
+
+def test_root_rule_is_langfuses() -> None:
+    def spans_(tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("root"):
+            tracer.start_span("forced", attributes={"langfuse.internal.as_root": True}).end()
+            tracer.start_span("child").end()
+
+    result = by_name(finished(spans_))
+    assert is_root(result["root"])
+    assert is_root(result["forced"])
+    assert not is_root(result["child"])
+
+
+def test_copies_keep_everything_else_including_dropped_counts() -> None:
+    def noisy(tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("root", attributes={f"k{i}": i for i in range(5)}) as s:
+            s.add_event("e1")
+            s.add_event("e2")
+        tracer.start_span("x")
+
+    spans = finished(noisy, SpanLimits(max_span_attributes=3, max_events=1))
+    (original,) = [s for s in spans if s.name == "root"]
+    mapped, _ = map_spans([original], RootMapping(trace_name=lambda s: "named"), nothing_known)
+    copy = mapped[0]
+    assert copy is not original
+    assert copy.dropped_attributes == original.dropped_attributes == 2
+    assert copy.dropped_events == original.dropped_events == 1
+    assert copy.context == original.context
+    assert copy.parent == original.parent
+    assert copy.start_time == original.start_time
+    assert copy.end_time == original.end_time
+    assert copy.events == original.events
+    assert copy.resource is original.resource
+    assert copy.instrumentation_scope == original.instrumentation_scope
+
+
+def test_ids_of_follows_langfuse_key_priority() -> None:
+    spans = finished(
+        lambda tracer: tracer.start_span(
+            "s",
+            attributes={"session.id": "second", "gen_ai.conversation.id": "third", "user.id": "u"},
+        ).end()
+    )
+    assert ids_of(spans[0]) == TraceIds("second", "u")
+
+
+def test_mapping_logs_nothing_for_ordinary_spans(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    map_spans(finished(server_then_session), RootMapping(), nothing_known)
+    assert caplog.records == []

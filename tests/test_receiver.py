@@ -1,0 +1,298 @@
+"""The testing receiver answers as langfuse-contract.md says Langfuse does."""
+
+from __future__ import annotations
+
+import gzip
+import http.client
+import json
+import socket
+import urllib.error
+import urllib.request
+from typing import Any
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
+
+__all__ = ["langfuse_receiver"]  # the public fixture, used here as users would
+
+TRACE_ID = "5b8efff798038103d269b633813fc60c"
+
+
+def post(
+    receiver: LangfuseReceiver,
+    path: str,
+    body: bytes,
+    headers: dict[str, str] | None = None,
+    method: str = "POST",
+) -> tuple[int, Any, dict[str, str]]:
+    sent = {"Authorization": receiver.authorization, "Content-Type": "application/json"}
+    sent.update(headers or {})
+    request = urllib.request.Request(receiver.url + path, data=body, headers=sent, method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, json.loads(response.read() or b"null"), dict(response.headers)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"null"), dict(error.headers)
+
+
+def otlp_json(*spans: dict[str, Any]) -> bytes:
+    return json.dumps(
+        {"resourceSpans": [{"resource": {}, "scopeSpans": [{"scope": {}, "spans": list(spans)}]}]}
+    ).encode()
+
+
+def json_span(
+    span_id: str, name: str, parent: str | None = None, **attributes: str
+) -> dict[str, Any]:
+    span: dict[str, Any] = {
+        "traceId": TRACE_ID,
+        "spanId": span_id,
+        "name": name,
+        "startTimeUnixNano": str(int(span_id, 16)),
+        "endTimeUnixNano": str(int(span_id, 16) + 1),
+        "attributes": [
+            {"key": k.replace("__", "."), "value": {"stringValue": v}}
+            for k, v in attributes.items()
+        ],
+    }
+    if parent:
+        span["parentSpanId"] = parent
+    return span
+
+
+TRACES = "/api/public/otel/v1/traces"
+SCORES = "/api/public/scores"
+
+
+def protobuf_body() -> bytes:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    provider.get_tracer("t").start_span("pb", attributes={"langfuse.session.id": "pb-s"}).end()
+    return encode_spans(exporter.get_finished_spans()).SerializeToString()  # type: ignore[no-any-return]
+
+
+def test_accepts_protobuf_and_answers_json_not_otlp(langfuse_receiver: LangfuseReceiver) -> None:
+    status, payload, headers = post(
+        langfuse_receiver, TRACES, protobuf_body(), {"Content-Type": "application/x-protobuf"}
+    )
+    assert status == 200
+    assert headers["Content-Type"] == "application/json"
+    assert isinstance(payload, dict)
+    assert payload
+    assert list(langfuse_receiver.sessions()) == ["pb-s"]
+
+
+def test_accepts_gzip_and_otlp_json_with_hex_ids(langfuse_receiver: LangfuseReceiver) -> None:
+    body = gzip.compress(
+        otlp_json(json_span("00000000000000a1", "root", langfuse__session__id="j"))
+    )
+    status, _, _ = post(langfuse_receiver, TRACES, body, {"Content-Encoding": "gzip"})
+    assert status == 200
+    (span,) = langfuse_receiver.spans()
+    assert (span.trace_id, span.span_id, span.name) == (TRACE_ID, "00000000000000a1", "root")
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Authorization": ""}, 401),
+        ({"Authorization": "Basic " + "cGs6d3Jvbmc="}, 401),
+        ({"Authorization": "Bearer pk-lf-test"}, 403),
+        ({"Content-Type": "text/plain"}, 400),
+        ({"Content-Encoding": "deflate"}, 400),
+        ({"x-langfuse-ingestion-version": "5"}, 400),
+        ({"x-langfuse-ingestion-version": "four"}, 400),
+        ({"x-langfuse-ingestion-version": "4"}, 200),
+        ({"x-langfuse-ingestion-version": "3"}, 200),
+    ],
+)
+def test_rejects_what_langfuse_rejects(
+    langfuse_receiver: LangfuseReceiver, headers: dict[str, str], status: int
+) -> None:
+    body = otlp_json(json_span("00000000000000a1", "root"))
+    if headers.get("Content-Encoding") == "deflate":
+        import zlib
+
+        body = zlib.compress(body)
+    answer_status, payload, _ = post(langfuse_receiver, TRACES, body, headers)
+    assert answer_status == status
+    if headers.get("Content-Type") == "text/plain":
+        assert payload == {"error": "Invalid content type"}
+    assert len(langfuse_receiver.spans()) == (1 if status == 200 else 0)
+
+
+def test_whole_batch_rejected_when_a_span_lacks_ids(langfuse_receiver: LangfuseReceiver) -> None:
+    no_span_id = json_span("00000000000000a1", "x")
+    del no_span_id["spanId"]
+    status, _, _ = post(
+        langfuse_receiver, TRACES, otlp_json(json_span("00000000000000a2", "ok"), no_span_id)
+    )
+    assert status == 400
+    assert langfuse_receiver.spans() == []
+    bad_list = json.dumps({"resourceSpans": [{"scopeSpans": {"spans": []}}]}).encode()
+    assert post(langfuse_receiver, TRACES, bad_list)[0] == 400
+    upper = json_span("00000000000000A1", "x")
+    assert post(langfuse_receiver, TRACES, otlp_json(upper))[0] == 400
+
+
+def test_empty_export_and_wrong_methods(langfuse_receiver: LangfuseReceiver) -> None:
+    assert post(langfuse_receiver, TRACES, b'{"resourceSpans": []}')[:2] == (200, {})
+    assert post(langfuse_receiver, TRACES, b"", method="GET")[0] == 405
+    assert post(langfuse_receiver, "/elsewhere", b"{}")[0] == 404
+
+
+def test_groups_by_langfuse_rules(langfuse_receiver: LangfuseReceiver) -> None:
+    root = "00000000000000a1"
+    body = otlp_json(
+        json_span(root, "GET /chat", langfuse__trace__input="hi"),
+        json_span("00000000000000a2", "first", root, session__id="early", user__id="u"),
+        json_span("00000000000000a3", "later", root, langfuse__session__id="late", session__id="x"),
+    )
+    post(langfuse_receiver, TRACES, body)
+    (trace,) = langfuse_receiver.traces().values()
+    assert trace.session_id == "late"  # the last non-empty value written wins (v4)
+    assert trace.user_id == "u"
+    assert trace.name == "GET /chat"  # no langfuse.trace.name: the root span's name
+    assert trace.input is None  # v4 ignores langfuse.trace.input...
+    assert trace.input_v3 == "hi"  # ...which v3 reads
+    session = langfuse_receiver.sessions()["late"]
+    assert session.observations_in_session == 1  # only one span carries it itself
+
+
+def test_a_remote_parent_is_not_a_root(langfuse_receiver: LangfuseReceiver) -> None:
+    post(
+        langfuse_receiver,
+        TRACES,
+        otlp_json(json_span("00000000000000a1", "local", "00000000000000ff")),
+    )
+    (trace,) = langfuse_receiver.traces().values()
+    assert trace.root is None
+    assert trace.name is None
+
+
+def score(**fields: Any) -> bytes:
+    return json.dumps({"name": "helpful", "value": 1, "sessionId": "s", **fields}).encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        score(traceId="t"),  # two targets
+        score(sessionId=None),  # no target
+        score(sessionId=None, observationId="o"),  # observation without trace
+        score(name=""),
+        score(dataType="BOOLEAN", value=2),
+        score(dataType="NUMERIC", value="high"),
+        score(dataType="CATEGORICAL", value=3),
+        score(dataType="TEXT", value="x" * 501),
+        score(dataType="TEXT", value=""),
+        score(value=True),
+        score(id="a\rb"),
+        score(id="x" * 801),
+        b'{"name": "n", "value": NaN, "sessionId": "s"}',
+        b"not json",
+    ],
+)
+def test_score_route_rejects_schema_violations(
+    langfuse_receiver: LangfuseReceiver, body: bytes
+) -> None:
+    status, payload, _ = post(langfuse_receiver, SCORES, body)
+    assert status == 400
+    assert payload["message"] == "Invalid request data"
+    assert langfuse_receiver.scores() == []
+
+
+def test_score_route_accepts_and_replaces_by_id(langfuse_receiver: LangfuseReceiver) -> None:
+    status, payload, _ = post(langfuse_receiver, SCORES, score(id="fb-1", value=0.5))
+    assert (status, payload) == (200, {"id": "fb-1"})
+    post(langfuse_receiver, SCORES, score(id="fb-1", value=0.9))
+    status, payload, _ = post(langfuse_receiver, SCORES, score(value="good", name="tone"))
+    assert status == 200
+    assert payload["id"]
+    scores = {s["name"]: s for s in langfuse_receiver.scores()}
+    assert scores["helpful"]["value"] == 0.9
+    assert scores["helpful"]["dataType"] == "NUMERIC"
+    assert scores["tone"]["dataType"] == "CATEGORICAL"
+    assert len(langfuse_receiver.sessions()["s"].scores) == 2
+    assert post(langfuse_receiver, SCORES, score(), {"Authorization": "Basic eDp5"})[0] == 401
+
+
+def test_ingestion_route_answers_207_per_event(langfuse_receiver: LangfuseReceiver) -> None:
+    batch = {
+        "batch": [
+            {
+                "id": "e1",
+                "timestamp": "2026-01-01T00:00:00Z",
+                "type": "score-create",
+                "body": {"id": "s1", "name": "n", "value": 1, "sessionId": "s"},
+            },
+            {
+                "id": "e2",
+                "timestamp": "2026-01-01T00:00:00Z",
+                "type": "score-create",
+                "body": {"name": "n", "value": 1, "sessionId": "s", "traceId": "t"},
+            },
+        ]
+    }
+    status, payload, _ = post(
+        langfuse_receiver, "/api/public/ingestion", json.dumps(batch).encode()
+    )
+    assert status == 207
+    assert payload["successes"] == [{"id": "e1", "status": 201}]
+    assert [e["id"] for e in payload["errors"]] == ["e2"]
+    assert [s["id"] for s in langfuse_receiver.scores()] == ["s1"]
+
+
+def test_scripted_faults_in_order_then_normal(langfuse_receiver: LangfuseReceiver) -> None:
+    langfuse_receiver.fail_next("scores", 503, Fault(status=429, retry_after=7))
+    first = post(langfuse_receiver, SCORES, score())
+    second = post(langfuse_receiver, SCORES, score())
+    third = post(langfuse_receiver, SCORES, score())
+    assert [first[0], second[0], third[0]] == [503, 429, 200]
+    assert second[2]["Retry-After"] == "7"
+    assert [r.status for r in langfuse_receiver.requests("scores")] == [503, 429, 200]
+    assert len(langfuse_receiver.scores()) == 1
+
+
+def test_a_dropped_connection_gets_no_answer(langfuse_receiver: LangfuseReceiver) -> None:
+    langfuse_receiver.fail_next("traces", Fault(drop=True))
+    host, port = langfuse_receiver.url.removeprefix("http://").split(":")
+    connection = http.client.HTTPConnection(host, int(port), timeout=10)
+    connection.request(
+        "POST", TRACES, body=otlp_json(), headers={"Content-Type": "application/json"}
+    )
+    with pytest.raises((ConnectionError, http.client.RemoteDisconnected)):
+        connection.getresponse()
+    assert [r.status for r in langfuse_receiver.requests()] == [0]
+
+
+def test_stop_then_start_on_the_same_port() -> None:
+    receiver = LangfuseReceiver().start()
+    url = receiver.url
+    receiver.stop()
+    with pytest.raises(urllib.error.URLError):
+        post(receiver, SCORES, score())
+    receiver.start()
+    try:
+        assert receiver.url == url
+        assert post(receiver, SCORES, score())[0] == 200
+    finally:
+        receiver.stop()
+
+
+def test_wait_for_returns_false_at_the_timeout(langfuse_receiver: LangfuseReceiver) -> None:
+    assert langfuse_receiver.wait_for_spans(1, timeout=0.05) is False
+
+
+def test_env_points_langfuse_variables_at_it(langfuse_receiver: LangfuseReceiver) -> None:
+    env = langfuse_receiver.env()
+    assert env["LANGFUSE_BASE_URL"] == langfuse_receiver.url
+    host, port = langfuse_receiver.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=5):
+        pass
