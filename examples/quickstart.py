@@ -1,33 +1,41 @@
 """Quickstart: every span of a conversation lands in its Langfuse session.
 
-Run it with no Langfuse account: spans are kept in memory and printed grouped by session, as
-Langfuse would group them.
+With LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY set, spans go to Langfuse. Without them, they go
+to a local Langfuse-compatible receiver, and the script prints what Langfuse would show.
 """
 
 from __future__ import annotations
 
-from collections import defaultdict
+import os
 
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from langfuse_otel_sessions import Session, SessionSpanProcessor, session
+from langfuse_otel_sessions import LangfuseSpanExporter, Session, SessionSpanProcessor, session
+from langfuse_otel_sessions.testing import LangfuseReceiver, render_sessions
+
+local = None
+if not (os.environ.get("LANGFUSE_PUBLIC_KEY") and os.environ.get("LANGFUSE_SECRET_KEY")):
+    local = LangfuseReceiver().start()
+    os.environ.update(local.env())
+    print(f"No Langfuse keys set: sending to a local receiver at {local.url}\n")
 
 provider = TracerProvider()
-provider.add_span_processor(SessionSpanProcessor())  # the one line this package asks for
-exporter = InMemorySpanExporter()
-provider.add_span_processor(SimpleSpanProcessor(exporter))
+provider.add_span_processor(SessionSpanProcessor())  # stamps the session on every span
+provider.add_span_processor(BatchSpanProcessor(LangfuseSpanExporter()))
 
 app = provider.get_tracer("chat-app")
 llm_client = provider.get_tracer("opentelemetry.instrumentation.openai")  # a third party's spans
 
 
 def answer(question: str) -> str:
-    with app.start_as_current_span("answer"):
+    with app.start_as_current_span("answer") as span:
+        span.set_attribute("langfuse.trace.input", question)
         with llm_client.start_as_current_span("chat gpt-4o") as call:
             call.set_attribute("gen_ai.request.model", "gpt-4o")
-        return f"echo: {question}"
+        reply = f"echo: {question}"
+        span.set_attribute("langfuse.trace.output", reply)
+        return reply
 
 
 for user, questions in {"alice": ["hi", "what is OTel?"], "bob": ["hello"]}.items():
@@ -36,10 +44,9 @@ for user, questions in {"alice": ["hi", "what is OTel?"], "bob": ["hello"]}.item
         for question in questions:
             answer(question)
 
-grouped: dict[str, list[str]] = defaultdict(list)
-for span in exporter.get_finished_spans():
-    attributes = span.attributes or {}
-    key = f"{attributes.get('langfuse.session.id')} (user {attributes.get('langfuse.user.id')})"
-    grouped[key].append(span.name)
-for key, names in grouped.items():
-    print(f"session {key}: {len(names)} spans: {', '.join(names)}")
+provider.shutdown()  # flushes the batch processor
+if local is not None:
+    print(render_sessions(local.sessions().values()))
+    local.stop()
+else:
+    print("Sent to Langfuse: open Sessions in the Langfuse UI.")

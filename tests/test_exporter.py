@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterator
+from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -240,10 +241,26 @@ def test_secrets_never_appear_in_logs_or_reprs(
 def test_retries_transient_errors_and_delivers_once(
     direct: Pipeline, langfuse_receiver: LangfuseReceiver
 ) -> None:
-    langfuse_receiver.fail_next("traces", 503, Fault(status=429, retry_after=0))
+    langfuse_receiver.fail_next("traces", 503, Fault(status=502))
     conversation(direct, "retried", turns=1)
     direct.flush()
-    assert [r.status for r in langfuse_receiver.requests()] == [503, 429, 200]
+    assert [r.status for r in langfuse_receiver.requests()] == [503, 502, 200]
+    assert len(langfuse_receiver.spans()) == 2
+
+
+OTEL_VERSION = tuple(int(part) for part in version("opentelemetry-sdk").split(".")[:2])
+
+
+@pytest.mark.skipif(
+    OTEL_VERSION < (1, 45), reason="OpenTelemetry's OTLP exporter retries 429 from 1.45 on"
+)
+def test_429_is_retried_after_retry_after(
+    direct: Pipeline, langfuse_receiver: LangfuseReceiver
+) -> None:
+    langfuse_receiver.fail_next("traces", Fault(status=429, retry_after=0))
+    conversation(direct, "throttled", turns=1)
+    direct.flush()
+    assert [r.status for r in langfuse_receiver.requests()] == [429, 200]
     assert len(langfuse_receiver.spans()) == 2
 
 

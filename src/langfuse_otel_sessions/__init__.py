@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .context import SessionScope, current_session_id, current_user_id, session
 from .errors import ConfigurationError, InvalidIdError
+from .exporter import LangfuseSpanExporter
 from .processor import SessionSpanProcessor
 from .propagator import BaggageGuard, SessionBaggagePropagator, install_baggage_guard
 from .session import Session
@@ -19,6 +20,7 @@ __all__ = [
     "BaggageGuard",
     "ConfigurationError",
     "InvalidIdError",
+    "LangfuseSpanExporter",
     "Session",
     "SessionBaggagePropagator",
     "SessionScope",

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from types import MappingProxyType
 
@@ -40,6 +41,12 @@ LANGFUSE_USER_KEYS = (
     *USER_ATTRIBUTE_KEYS,
     "langfuse.observation.metadata.langfuse_user_id",
     "langfuse.trace.metadata.langfuse_user_id",
+)
+
+#: Every key the mapping reads: a span's own keys are intersected with these once.
+_READ_KEYS = frozenset(
+    {*LANGFUSE_SESSION_KEYS, *LANGFUSE_USER_KEYS, AS_ROOT, TRACE_NAME}
+    | {TRACE_INPUT, TRACE_OUTPUT, OBSERVATION_INPUT, OBSERVATION_OUTPUT}
 )
 
 TraceName = str | Callable[[ReadableSpan], "str | None"] | None
@@ -104,25 +111,34 @@ def is_root(span: ReadableSpan) -> bool:
     return span.parent is None or (span.attributes or {}).get(AS_ROOT) is True
 
 
-def _first(attributes: Mapping[str, object], keys: Iterable[str]) -> object:
+def _first(
+    attributes: Mapping[str, object], keys: Iterable[str], names: AbstractSet[str]
+) -> object:
+    # ``names`` (the attribute keys) guards every look-up: the SDK's attribute mapping answers
+    # a missing key by raising and catching KeyError, which would cost more than the export.
     for key in keys:
-        value = attributes.get(key)
-        if value is not None and value != "":
-            return value
+        if key in names:
+            value = attributes[key]
+            if value is not None and value != "":
+                return value
     return None
 
 
-def ids_of(span: ReadableSpan) -> TraceIds | None:
-    """The session and user ids Langfuse would read from this span, if any."""
-    attributes = span.attributes or {}
-    session_id = _first(attributes, LANGFUSE_SESSION_KEYS)
-    user_id = _first(attributes, LANGFUSE_USER_KEYS)
+def _ids(attributes: Mapping[str, object], names: AbstractSet[str]) -> TraceIds | None:
+    session_id = _first(attributes, LANGFUSE_SESSION_KEYS, names)
+    user_id = _first(attributes, LANGFUSE_USER_KEYS, names)
     if session_id is None and user_id is None:
         return None
     return TraceIds(
         session_id if isinstance(session_id, str) else None,
         user_id if isinstance(user_id, str) else None,
     )
+
+
+def ids_of(span: ReadableSpan) -> TraceIds | None:
+    """The session and user ids Langfuse would read from this span, if any."""
+    attributes = span.attributes or {}
+    return _ids(attributes, set(attributes))
 
 
 def _trace_name(span: ReadableSpan, rule: TraceName) -> object:
@@ -137,23 +153,27 @@ def _trace_name(span: ReadableSpan, rule: TraceName) -> object:
         return None
 
 
-def root_additions(span: ReadableSpan, mapping: RootMapping) -> dict[str, object]:
+def root_additions(
+    span: ReadableSpan, mapping: RootMapping, names: AbstractSet[str] | None = None
+) -> dict[str, object]:
     """The attributes a root span gains: trace name, and trace I/O for both server versions."""
     attributes = span.attributes or {}
+    if names is None or mapping.input_keys or mapping.output_keys:
+        names = set(attributes)
     added: dict[str, object] = {}
     name = _trace_name(span, mapping.trace_name)
-    if isinstance(name, str) and name and TRACE_NAME not in attributes:
+    if isinstance(name, str) and name and TRACE_NAME not in names:
         added[TRACE_NAME] = name
     for trace_key, observation_key, keys in (
         (TRACE_INPUT, OBSERVATION_INPUT, mapping.input_keys),
         (TRACE_OUTPUT, OBSERVATION_OUTPUT, mapping.output_keys),
     ):
-        value = _first(attributes, (trace_key, *keys))
+        value = _first(attributes, (trace_key, *keys), names)
         if value is None:
             continue
-        if trace_key not in attributes:
+        if trace_key not in names:
             added[trace_key] = value  # v3 reads the trace key
-        if observation_key not in attributes:
+        if observation_key not in names:
             added[observation_key] = value  # v4 reads the root observation's I/O
     return added
 
@@ -169,32 +189,37 @@ def map_spans(
     ``known(trace_id)`` supplies the ids of traces the batch alone does not tell.
     """
     learned: dict[int, TraceIds] = {}
+    seen: list[tuple[ReadableSpan, Mapping[str, object], frozenset[str], object, object]] = []
     for span in spans:
+        attributes: Mapping[str, object] = span.attributes or {}
+        names = _READ_KEYS.intersection(attributes)
+        session_id = _first(attributes, LANGFUSE_SESSION_KEYS, names)
+        user_id = _first(attributes, LANGFUSE_USER_KEYS, names)
+        seen.append((span, attributes, names, session_id, user_id))
         context = span.context
-        if context is None:
-            continue
-        ids = ids_of(span)
-        if ids is not None:
+        if (session_id is not None or user_id is not None) and context is not None:
             previous = learned.get(context.trace_id)
-            if previous is None:
-                learned[context.trace_id] = ids
-            elif previous.session_id is None or previous.user_id is None:
+            if previous is None or previous.session_id is None or previous.user_id is None:
                 learned[context.trace_id] = TraceIds(
-                    previous.session_id or ids.session_id, previous.user_id or ids.user_id
+                    _text_or(previous and previous.session_id, session_id),
+                    _text_or(previous and previous.user_id, user_id),
                 )
     result: list[ReadableSpan] = []
-    for span in spans:
+    for span, attributes, names, session_id, user_id in seen:
         added: dict[str, object] = {}
         context = span.context
-        if context is not None:
-            ids = learned.get(context.trace_id) or known(context.trace_id)
-            if ids is not None:
-                attributes = span.attributes or {}
-                if ids.session_id is not None and _first(attributes, LANGFUSE_SESSION_KEYS) is None:
-                    added[LANGFUSE_SESSION_ID] = ids.session_id
-                if ids.user_id is not None and _first(attributes, LANGFUSE_USER_KEYS) is None:
-                    added[LANGFUSE_USER_ID] = ids.user_id
-        if is_root(span):
-            added.update(root_additions(span, mapping))
-        result.append(_MappedSpan(span, {**(span.attributes or {}), **added}) if added else span)
+        if context is not None and (session_id is None or user_id is None):
+            known_ids = learned.get(context.trace_id) or known(context.trace_id)
+            if known_ids is not None:
+                if known_ids.session_id is not None and session_id is None:
+                    added[LANGFUSE_SESSION_ID] = known_ids.session_id
+                if known_ids.user_id is not None and user_id is None:
+                    added[LANGFUSE_USER_ID] = known_ids.user_id
+        if span.parent is None or (AS_ROOT in names and attributes[AS_ROOT] is True):
+            added.update(root_additions(span, mapping, names))
+        result.append(_MappedSpan(span, {**attributes, **added}) if added else span)
     return result, learned
+
+
+def _text_or(earlier: str | None, value: object) -> str | None:
+    return earlier or (value if isinstance(value, str) else None)

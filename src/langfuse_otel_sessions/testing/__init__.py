@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from ._model import SessionView, TraceView, span_session_id, span_user_id
 from ._otlp import ReceivedSpan
 from ._server import Fault, LangfuseReceiver, RecordedRequest
+from ._view import render_session, render_sessions, render_trace
 
 __all__ = [
     "Fault",
@@ -32,6 +33,9 @@ __all__ = [
     "SessionView",
     "TraceView",
     "langfuse_receiver",
+    "render_session",
+    "render_sessions",
+    "render_trace",
     "span_session_id",
     "span_user_id",
 ]
