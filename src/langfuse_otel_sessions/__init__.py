@@ -5,10 +5,19 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .context import SessionScope, current_session_id, current_user_id, session
-from .errors import ConfigurationError, InvalidIdError
+from .errors import ConfigurationError, InvalidIdError, InvalidScoreError
 from .exporter import LangfuseSpanExporter
 from .processor import SessionSpanProcessor
 from .propagator import BaggageGuard, SessionBaggagePropagator, install_baggage_guard
+from .score_sender import SenderStats
+from .scores import (
+    ScoreClient,
+    default_score_client,
+    flush_scores,
+    score_id,
+    score_session,
+    score_trace,
+)
 from .session import Session
 
 try:
@@ -20,7 +29,10 @@ __all__ = [
     "BaggageGuard",
     "ConfigurationError",
     "InvalidIdError",
+    "InvalidScoreError",
     "LangfuseSpanExporter",
+    "ScoreClient",
+    "SenderStats",
     "Session",
     "SessionBaggagePropagator",
     "SessionScope",
@@ -28,6 +40,11 @@ __all__ = [
     "__version__",
     "current_session_id",
     "current_user_id",
+    "default_score_client",
+    "flush_scores",
     "install_baggage_guard",
+    "score_id",
+    "score_session",
+    "score_trace",
     "session",
 ]

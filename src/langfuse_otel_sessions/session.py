@@ -40,6 +40,36 @@ class Session:
         """Start a session with ``id`` (validated) or a new one; ``created_at`` is now, in UTC."""
         return cls(id=new_session_id() if id is None else id, metadata=dict(metadata or {}))
 
+    def score(
+        self,
+        *,
+        name: str,
+        value: float | bool | None = None,
+        string_value: str | None = None,
+        data_type: str | None = None,
+        comment: str | None = None,
+        id: str | None = None,
+        config_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Score this session through the default score client; returns the score id.
+
+        Same as ``score_session(self, ...)``; see :func:`langfuse_otel_sessions.score_session`.
+        """
+        from .scores import score_session  # noqa: PLC0415 - scores imports this module
+
+        return score_session(
+            self,
+            name=name,
+            value=value,
+            string_value=string_value,
+            data_type=data_type,
+            comment=comment,
+            id=id,
+            config_id=config_id,
+            metadata=metadata,
+        )
+
     @staticmethod
     def get_id(session_or_id: Session | str) -> str:
         """The id of a :class:`Session`, or the string itself; ``TypeError`` for anything else."""

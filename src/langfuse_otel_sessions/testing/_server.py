@@ -41,14 +41,18 @@ class Fault:
     """What the receiver does to one request instead of (or before) handling it.
 
     ``status``: answer with this status (and ``retry_after`` as ``Retry-After``);
-    ``delay``: wait this long first (to outlast a client's timeout); ``drop``: reset the
-    connection without an answer. With only ``delay``, the request is then handled normally.
+    ``delay``: wait this long first (to outlast a client's timeout); ``release``: hold the
+    request until the test sets this event; ``drop``: reset the connection without an answer;
+    ``answer``: a function of the request body returning the JSON to send with ``status``
+    (e.g. a scripted 207). With only ``delay``/``release``, the request is then handled normally.
     """
 
     status: int | None = None
     retry_after: str | float | None = None
     delay: float = 0.0
+    release: threading.Event | None = None
     drop: bool = False
+    answer: Callable[[bytes], object] | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +95,7 @@ class LangfuseReceiver:
         self._lock = threading.Condition()
         self._faults: dict[str, deque[Fault]] = {route: deque() for route in _ROUTES.values()}
         self._requests: list[RecordedRequest] = []
+        self._arrivals = 0
         self._spans: list[ReceivedSpan] = []
         self._scores: dict[str, dict[str, Any]] = {}
         self._connections: set[socket.socket] = set()
@@ -204,6 +209,17 @@ class LangfuseReceiver:
                     return False
                 self._lock.wait(remaining)
         return True
+
+    @property
+    def arrivals(self) -> int:
+        """Requests that have arrived, including those still held by a fault."""
+        with self._lock:
+            return self._arrivals
+
+    def _arrived(self) -> None:
+        with self._lock:
+            self._arrivals += 1
+            self._lock.notify_all()
 
     def wait_for_spans(self, count: int, timeout: float = 10.0) -> bool:
         """Block until at least ``count`` spans arrived."""
@@ -323,6 +339,9 @@ class LangfuseReceiver:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # Headers and body go out in two writes: without this, Nagle's algorithm and the
+            # client's delayed ACK add 40 ms to every keep-alive request.
+            disable_nagle_algorithm = True
 
             def setup(self) -> None:
                 super().setup()
@@ -384,10 +403,13 @@ class LangfuseReceiver:
                         body = gzip.decompress(raw)
                     except (OSError, EOFError):
                         body = b"\xff"  # undecodable: parsing answers 400
+                receiver._arrived()
                 fault = receiver._next_fault(route)
                 if fault is not None:
                     if fault.delay:
                         time.sleep(fault.delay)  # the simulated server is slow
+                    if fault.release is not None:
+                        fault.release.wait(60)
                     if fault.drop:
                         receiver._record(RecordedRequest(route, self.path, headers, body, 0))
                         self._drop()
@@ -401,7 +423,10 @@ class LangfuseReceiver:
                         receiver._record(
                             RecordedRequest(route, self.path, headers, body, fault.status)
                         )
-                        self._answer(fault.status, {"message": "scripted fault"}, extra)
+                        scripted: object = {"message": "scripted fault"}
+                        if fault.answer is not None:
+                            scripted = fault.answer(body)
+                        self._answer(fault.status, scripted, extra)
                         return
                 status, payload, spans, scores = receiver._handle(route, headers, body)
                 receiver._record(

@@ -1,0 +1,244 @@
+"""Session and trace scores: validated on the caller's thread, delivered in the background.
+
+::
+
+    score_session(session, name="helpful", value=True, id=score_id(session, "helpful", msg_id))
+    flush_scores(timeout=5)
+"""
+
+from __future__ import annotations
+
+import functools
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from opentelemetry import trace
+
+from ._logging import logger
+from .attributes import DEFAULT_MAX_ID_LENGTH
+from .config import resolve_langfuse_config
+from .errors import ConfigurationError, InvalidScoreError
+from .ids import check_id
+from .retry import RetryPolicy
+from .score_model import Score, build_score, stable_score_id
+from .score_sender import ScoreSender, SenderStats
+from .session import Session
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+INGESTION_PATH = "/api/public/ingestion"
+SCORE_EVENT = "langfuse.score"
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ConfigurationError(f"{name} must be positive")
+    return value
+
+
+def _trace_hex(value: int | str, bits: int, name: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 < value < 2**bits:
+            raise InvalidScoreError(f"{name} is out of range")
+        return format(value, f"0{bits // 4}x")
+    if isinstance(value, str) and value.strip():
+        return value
+    raise InvalidScoreError(f"{name} must be an OpenTelemetry id (int) or a non-empty string")
+
+
+def score_id(session_or_id: Session | str, name: str, key: str) -> str:
+    """A stable score id for feedback that may be sent twice (same session, name and key of
+    yours -> same id -> the score is updated, not duplicated)."""
+    return stable_score_id(Session.get_id(session_or_id), name, key)
+
+
+class ScoreClient:
+    """Validates scores and hands them to a background sender for one Langfuse project.
+
+    Keys and base URL resolve like the exporter's (explicit > ``LANGFUSE_*`` > Langfuse Cloud).
+    Missing keys never raise: each score is then dropped, counted and logged.
+    """
+
+    def __init__(
+        self,
+        public_key: str | None = None,
+        secret_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        max_queue: int = 10_000,
+        batch_size: int = 100,
+        request_timeout: float = 10.0,
+        retry_deadline: float = 60.0,
+        retry_initial_backoff: float = 0.5,
+        exit_timeout: float = 5.0,
+    ) -> None:
+        for name, number in (("max_queue", max_queue), ("batch_size", batch_size)):
+            if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+                raise ConfigurationError(f"{name} must be a positive integer")
+        config = resolve_langfuse_config(public_key, secret_key, base_url)
+        disabled = None
+        if config.problem is not None:
+            disabled = f"Langfuse scores are off: {config.problem}"
+        elif config.missing:
+            disabled = "Langfuse scores are off: set " + " and ".join(config.missing)
+        if disabled is not None:
+            logger.error(disabled)
+        self.base_url = config.base_url
+        self._sender = ScoreSender(
+            endpoint=config.base_url + INGESTION_PATH,
+            authorization=None if disabled else config.authorization(),
+            disabled_reason=disabled,
+            max_queue=max_queue,
+            batch_size=batch_size,
+            request_timeout=_positive("request_timeout", request_timeout),
+            policy=RetryPolicy(
+                initial=_positive("retry_initial_backoff", retry_initial_backoff),
+                deadline=_positive("retry_deadline", retry_deadline),
+            ),
+            exit_timeout=_positive("exit_timeout", exit_timeout),
+        )
+
+    def __repr__(self) -> str:
+        return f"ScoreClient(base_url={self.base_url!r})"
+
+    @property
+    def stats(self) -> SenderStats:
+        """Queued, delivered, failed, dropped and retried counts."""
+        return self._sender.stats
+
+    def score_session(
+        self,
+        session_or_id: Session | str,
+        *,
+        name: str,
+        value: float | bool | None = None,
+        string_value: str | None = None,
+        data_type: str | None = None,
+        comment: str | None = None,
+        id: str | None = None,
+        config_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Score a whole session; returns the score id. Raises ``ValueError`` subclasses for
+        anything Langfuse would reject, before anything is queued."""
+        session_id = check_id(Session.get_id(session_or_id), DEFAULT_MAX_ID_LENGTH)
+        score = build_score(
+            {"sessionId": session_id},
+            name=name,
+            value=value,
+            string_value=string_value,
+            data_type=data_type,
+            comment=comment,
+            id=id,
+            config_id=config_id,
+            metadata=metadata,
+        )
+        return self._emit(score)
+
+    def score_trace(
+        self,
+        trace_id: int | str,
+        *,
+        observation_id: int | str | None = None,
+        name: str,
+        value: float | bool | None = None,
+        string_value: str | None = None,
+        data_type: str | None = None,
+        comment: str | None = None,
+        id: str | None = None,
+        config_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Score a trace (or one observation of it); ids as OpenTelemetry ints or hex strings."""
+        target = {"traceId": _trace_hex(trace_id, 128, "trace_id")}
+        if observation_id is not None:
+            target["observationId"] = _trace_hex(observation_id, 64, "observation_id")
+        score = build_score(
+            target,
+            name=name,
+            value=value,
+            string_value=string_value,
+            data_type=data_type,
+            comment=comment,
+            id=id,
+            config_id=config_id,
+            metadata=metadata,
+        )
+        return self._emit(score)
+
+    def _emit(self, score: Score) -> str:
+        _add_span_event(score)
+        self._sender.submit(score)
+        return score.id
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every score queued so far is delivered or given up."""
+        return self._sender.flush(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Deliver what is queued within ``timeout``, then stop."""
+        return self._sender.shutdown(timeout)
+
+
+def _add_span_event(score: Score) -> None:
+    """The score, as an OTel span event on the current span, for other backends too."""
+    try:
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return
+        body = score.body
+        attributes: dict[str, str | float | int] = {
+            "langfuse.score.id": score.id,
+            "langfuse.score.name": body["name"],
+            "langfuse.score.value": body["value"],
+            "langfuse.score.data_type": body["dataType"],
+        }
+        for key, attribute in (
+            ("sessionId", "langfuse.score.session_id"),
+            ("traceId", "langfuse.score.trace_id"),
+            ("observationId", "langfuse.score.observation_id"),
+            ("comment", "langfuse.score.comment"),
+        ):
+            if key in body:
+                attributes[attribute] = body[key]
+        span.add_event(SCORE_EVENT, attributes)
+    except Exception:  # noqa: BLE001 - the score is queued whatever happens to the event
+        logger.debug("Could not add the score event to the current span", exc_info=True)
+
+
+_default: ScoreClient | None = None
+_default_lock = threading.Lock()
+
+
+def default_score_client() -> ScoreClient:
+    """The client the module-level functions use, configured from the environment on first use."""
+    global _default  # noqa: PLW0603 - one lazily built client per process
+    with _default_lock:
+        if _default is None:
+            _default = ScoreClient()
+        return _default
+
+
+def _on_default_client(
+    method: Callable[Concatenate[ScoreClient, P], R],
+) -> Callable[P, R]:
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(default_score_client(), *args, **kwargs)
+
+    return call
+
+
+#: :meth:`ScoreClient.score_session` on the default client.
+score_session = _on_default_client(ScoreClient.score_session)
+#: :meth:`ScoreClient.score_trace` on the default client.
+score_trace = _on_default_client(ScoreClient.score_trace)
+
+
+def flush_scores(timeout: float | None = None) -> bool:
+    """Wait until the default client delivered (or gave up on) every score queued so far."""
+    with _default_lock:
+        client = _default
+    return True if client is None else client.flush(timeout)
