@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 
 
@@ -33,3 +35,39 @@ def test_quickstart_without_keys_shows_the_sessions_langfuse_would_show() -> Non
     assert "user=bob  traces=1  observations in session=2/2" in sessions[1]
     assert out.count("input='what is OTel?'  output='echo: what is OTel?'") == 1
     assert "no session id on this span" not in out
+
+
+def test_fastapi_example_puts_every_span_in_its_session() -> None:
+    pytest.importorskip("fastapi")
+    out = run_example("fastapi_app.py")
+    assert "session chat-1  user=alice  traces=2  observations in session=8/8" in out
+    assert "session chat-2  user=bob  traces=1  observations in session=4/4" in out
+
+
+def test_flask_example_puts_every_span_in_its_session() -> None:
+    pytest.importorskip("flask")
+    out = run_example("flask_app.py")
+    assert "session chat-a  traces=2  observations in session=4/4" in out
+    assert "session chat-b  traces=1  observations in session=2/2" in out
+
+
+def test_two_services_share_the_session_and_refuse_forged_baggage() -> None:
+    pytest.importorskip("fastapi")
+    out = run_example("two_services/run.py")
+    assert out.count("'back saw session': 'conv-42'") == 2
+    assert (
+        "forged request: {'answer': 'based on docs about sneaky', 'back saw session': None}" in out
+    )
+    sessions = [line for line in out.splitlines() if line.startswith("session ")]
+    assert sessions == ["session conv-42  traces=2  observations in session=16/16"]
+    assert out.count("└─ vector search") == 2  # the back service's spans are in the session
+
+
+def test_every_example_is_tested() -> None:
+    scripts = {
+        p.relative_to(EXAMPLES).as_posix()
+        for p in EXAMPLES.rglob("*.py")
+        if (not p.name.startswith("_") and p.parent.name != "two_services") or p.name == "run.py"
+    }
+    tested = {"quickstart.py", "fastapi_app.py", "flask_app.py", "two_services/run.py"}
+    assert scripts == tested

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
+from .asgi import ASGISessionMiddleware
 from .context import SessionScope, current_session_id, current_user_id, session
 from .errors import ConfigurationError, InvalidIdError, InvalidScoreError
 from .exporter import LangfuseSpanExporter
@@ -19,6 +20,7 @@ from .scores import (
     score_trace,
 )
 from .session import Session
+from .wsgi import WSGISessionMiddleware
 
 try:
     __version__ = version("langfuse-otel-sessions")
@@ -26,6 +28,7 @@ except PackageNotFoundError:  # pragma: no cover - running from a source tree wi
     __version__ = "0+unknown"
 
 __all__ = [
+    "ASGISessionMiddleware",
     "BaggageGuard",
     "ConfigurationError",
     "InvalidIdError",
@@ -37,6 +40,7 @@ __all__ = [
     "SessionBaggagePropagator",
     "SessionScope",
     "SessionSpanProcessor",
+    "WSGISessionMiddleware",
     "__version__",
     "current_session_id",
     "current_user_id",

@@ -41,11 +41,13 @@ R = TypeVar("R")
 _ENTERED: ContextVar[tuple[object, ...]] = ContextVar("langfuse_otel_sessions_scopes", default=())
 
 
-def _session_keys() -> tuple[str, ...]:
+def session_baggage_keys() -> tuple[str, ...]:
+    """The baggage keys read for a session id (default and configured)."""
     return env_keys(ENV_SESSION_BAGGAGE_KEYS, DEFAULT_SESSION_BAGGAGE_KEYS)
 
 
-def _user_keys() -> tuple[str, ...]:
+def user_baggage_keys() -> tuple[str, ...]:
+    """The baggage keys read for a user id (default and configured)."""
     return env_keys(ENV_USER_BAGGAGE_KEYS, DEFAULT_USER_BAGGAGE_KEYS)
 
 
@@ -72,10 +74,12 @@ class SessionScope:
         """The OTel context of this scope, derived from ``parent`` (default: the current one)."""
         context = get_current() if parent is None else parent
         context = _with_entry(
-            context, BAGGAGE_LANGFUSE_SESSION_ID, self.session_id, _session_keys()
+            context, BAGGAGE_LANGFUSE_SESSION_ID, self.session_id, session_baggage_keys()
         )
         if self.user_id is not None:
-            context = _with_entry(context, BAGGAGE_LANGFUSE_USER_ID, self.user_id, _user_keys())
+            context = _with_entry(
+                context, BAGGAGE_LANGFUSE_USER_ID, self.user_id, user_baggage_keys()
+            )
         return context
 
     def __enter__(self) -> SessionScope:
@@ -167,9 +171,9 @@ def _first_valid(keys: tuple[str, ...], context: Context | None) -> str | None:
 
 def current_session_id(context: Context | None = None) -> str | None:
     """The session id in force (what a span started now would be stamped with), or ``None``."""
-    return _first_valid(_session_keys(), context)
+    return _first_valid(session_baggage_keys(), context)
 
 
 def current_user_id(context: Context | None = None) -> str | None:
     """The user id in force, or ``None``."""
-    return _first_valid(_user_keys(), context)
+    return _first_valid(user_baggage_keys(), context)

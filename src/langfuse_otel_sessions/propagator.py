@@ -114,7 +114,13 @@ class SessionBaggagePropagator(W3CBaggagePropagator):
 
 class BaggageGuard(textmap.TextMapPropagator):
     """Wraps any propagator (usually the global composite) and withholds the remote session and
-    user entries its ``extract`` adds. ``inject`` and ``fields`` are the wrapped propagator's."""
+    user entries its ``extract`` adds. ``inject`` and ``fields`` are the wrapped propagator's.
+
+    Called without a context, ``extract`` builds on the current context (OpenTelemetry's own
+    propagators start from an empty one), so what the process decided before the request's
+    headers were read — e.g. a session middleware placed outside the server instrumentation —
+    is kept, and only what the headers add is weighed.
+    """
 
     def __init__(self, inner: textmap.TextMapPropagator) -> None:
         self.inner = inner

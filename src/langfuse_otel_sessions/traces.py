@@ -47,6 +47,15 @@ class TraceSessions(dict[int, TraceIds]):
                 self.evicted += 1
             self[trace_id] = ids
 
+    def replace(self, trace_id: int, ids: TraceIds | None) -> None:
+        """Correct what a known trace is remembered with (``None``: forget it)."""
+        with self._lock:
+            if trace_id in self:
+                if ids is None:
+                    del self[trace_id]
+                else:
+                    self[trace_id] = ids
+
     def release(self, trace_id: int) -> None:
         """Forget ``trace_id`` (its local root ended)."""
         if trace_id in self:
@@ -71,3 +80,10 @@ def lookup_live(trace_id: int) -> TraceIds | None:
         if ids is not None:
             return ids
     return None
+
+
+def correct_live(trace_id: int, ids: TraceIds | None) -> None:
+    """Correct what live processors remember for ``trace_id`` (after an untrusted id was
+    stamped on its server span): ``ids`` replaces it, ``None`` forgets it."""
+    for memory in list(_LIVE.values()):
+        memory.replace(trace_id, ids)

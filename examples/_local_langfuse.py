@@ -1,0 +1,24 @@
+"""For the examples: Langfuse if keys are set, else a local Langfuse-compatible receiver whose
+sessions are printed at the end."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from langfuse_otel_sessions.testing import LangfuseReceiver, render_sessions
+
+
+@contextmanager
+def langfuse_or_local() -> Iterator[LangfuseReceiver | None]:
+    """Yields the local receiver (``None`` with real keys); prints its sessions on exit."""
+    if os.environ.get("LANGFUSE_PUBLIC_KEY") and os.environ.get("LANGFUSE_SECRET_KEY"):
+        yield None
+        print("Sent to Langfuse: open Sessions in the Langfuse UI.")
+        return
+    with LangfuseReceiver() as receiver:
+        os.environ.update(receiver.env())
+        print(f"No Langfuse keys set: sending to a local receiver at {receiver.url}\n")
+        yield receiver
+        print(render_sessions(receiver.sessions().values()))

@@ -1,0 +1,69 @@
+"""`ASGISessionMiddleware`: the session for every span of an ASGI request or websocket.
+
+``app.add_middleware(ASGISessionMiddleware)`` (FastAPI, Starlette) or wrap any ASGI 3 app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from opentelemetry.context import attach, detach, get_current
+
+from .request_session import RequestIds, SessionMiddlewareBase
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ASGISessionMiddleware(SessionMiddlewareBase):
+    """Sets the request's session in OTel context for the whole request — streamed bodies and
+    websocket connections included — stamps the server span, and keeps session ids from the
+    client's ``baggage`` header out unless trusted. Lifespan scopes pass through."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            scope, ids = self._decide(scope)
+            current = get_current()
+            self.sessions.stamp_server_span(current, ids)
+            token = attach(self.sessions.request_context(current, ids))
+        except Exception:  # noqa: BLE001 - a request must never fail because of us
+            self._log.exception("asgi", "Session middleware failed; request continues without")
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, self._with_cookie(send, ids, scope))
+        finally:
+            detach(token)
+
+    def _decide(self, scope: Scope) -> tuple[Scope, RequestIds]:
+        raw = scope.get("headers") or []
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
+        query = (scope.get("query_string") or b"").decode("latin-1")
+        ids = self.sessions.decide(scope, headers, query)
+        rewritten = self.sessions.baggage_header(headers.get("baggage"), ids)
+        if rewritten is not None:
+            scope = dict(scope)  # the scope is the caller's: change a copy
+            scope["headers"] = [
+                *((name, value) for name, value in raw if name.lower() != b"baggage"),
+                (b"baggage", rewritten.encode("latin-1")),
+            ]
+        return scope, ids
+
+    def _with_cookie(self, send: Send, ids: RequestIds, scope: Scope) -> Send:
+        if not ids.new_session or ids.session_id is None or scope.get("type") != "http":
+            return send
+        cookie = self.sessions.set_cookie(ids.session_id).encode("latin-1")
+
+        async def send_with_cookie(message: Message) -> None:
+            if message.get("type") == "http.response.start":
+                message = dict(message)
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
+            await send(message)
+
+        return send_with_cookie

@@ -1,0 +1,289 @@
+"""The web layer's session decision, shared by the ASGI and WSGI middleware.
+
+Where a request's session (and user) comes from — a header, a cookie, a query parameter, or a
+callable given the request — whether to make a new session id, and the trust boundary for the
+incoming ``baggage`` header. The middlewares only translate their protocol to this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from http.cookies import CookieError, SimpleCookie
+from typing import Any, NamedTuple
+from urllib.parse import parse_qs, quote
+
+from opentelemetry import baggage, trace
+from opentelemetry.context import Context
+
+from ._logging import RateLimitedLog
+from .attributes import (
+    BAGGAGE_LANGFUSE_SESSION_ID,
+    BAGGAGE_LANGFUSE_USER_ID,
+    DEFAULT_MAX_ID_LENGTH,
+    ENV_MAX_ID_LENGTH,
+    ENV_TRUST_REMOTE_BAGGAGE,
+    LANGFUSE_SESSION_ID,
+    LANGFUSE_USER_ID,
+)
+from .context import SessionScope, session_baggage_keys, user_baggage_keys
+from .environment import env_bool, env_positive_int
+from .errors import ConfigurationError
+from .ids import id_problem, new_session_id
+from .propagator import guarded_baggage_keys, withheld_remote_entries
+from .traces import TraceIds, correct_live
+
+DEFAULT_SESSION_HEADER = "X-Session-Id"
+DEFAULT_SESSION_COOKIE = "lf_session_id"
+
+IdFromRequest = Callable[[Any], "str | None"]
+
+
+@dataclass(frozen=True)
+class IdSource:
+    """Where one id is read from, in this order: callable, header, cookie, query parameter."""
+
+    header: str | None = None
+    cookie: str | None = None
+    query_param: str | None = None
+    from_request: IdFromRequest | None = None
+
+
+class _Incoming(NamedTuple):
+    request: object
+    headers: Mapping[str, str]
+    cookies: Mapping[str, str]
+    query: Mapping[str, list[str]]
+
+
+@dataclass(frozen=True)
+class RequestIds:
+    """What was decided for one request."""
+
+    session_id: str | None
+    user_id: str | None
+    new_session: bool = False
+
+
+class RequestSessions:
+    """Decides each request's session and user; holds configuration only, never request state."""
+
+    def __init__(
+        self,
+        *,
+        session: IdSource,
+        user: IdSource,
+        generate_session: bool = False,
+        cookie_secure: bool = True,
+        cookie_max_age: int | None = None,
+        trust_incoming_baggage: bool | None = None,
+    ) -> None:
+        for source in (session, user):
+            if source.from_request is not None and not callable(source.from_request):
+                raise ConfigurationError("session_from/user_from must be callables")
+        if generate_session and session.cookie is None:
+            session = IdSource(
+                session.header, DEFAULT_SESSION_COOKIE, session.query_param, session.from_request
+            )
+        self.session = session
+        self.user = user
+        self.generate_session = generate_session
+        self.cookie_secure = cookie_secure
+        self.cookie_max_age = cookie_max_age
+        self.trust_incoming_baggage = (
+            env_bool(ENV_TRUST_REMOTE_BAGGAGE, False)
+            if trust_incoming_baggage is None
+            else trust_incoming_baggage
+        )
+        self.max_id_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
+        self.guarded_keys = guarded_baggage_keys()
+        self.session_keys = {BAGGAGE_LANGFUSE_SESSION_ID, *session_baggage_keys()}
+        self.user_keys = {BAGGAGE_LANGFUSE_USER_ID, *user_baggage_keys()}
+        self._log = RateLimitedLog()
+
+    # -- reading ids -----------------------------------------------------------------------------
+
+    def decide(self, request: object, headers: Mapping[str, str], query_string: str) -> RequestIds:
+        """The ids for a request. ``headers`` are lower-cased names; never raises."""
+        cookies = _cookies(headers.get("cookie", ""))
+        query = parse_qs(query_string, keep_blank_values=False) if query_string else {}
+        incoming = _Incoming(request, headers, cookies, query)
+        session_id = self._read(self.session, "session", incoming)
+        user_id = self._read(self.user, "user", incoming)
+        if session_id is None and self.generate_session:
+            return RequestIds(new_session_id(), user_id, new_session=True)
+        return RequestIds(session_id, user_id)
+
+    def _read(self, source: IdSource, what: str, incoming: _Incoming) -> str | None:
+        request, headers, cookies, query = incoming
+        candidates: list[tuple[str, Callable[[], object]]] = []
+        if source.from_request is not None:
+            call = source.from_request
+            candidates.append(("callable", lambda: call(request)))
+        if source.header is not None:
+            name = source.header.lower()
+            candidates.append(("header", lambda: headers.get(name)))
+        if source.cookie is not None:
+            cookie = source.cookie
+            candidates.append(("cookie", lambda: cookies.get(cookie)))
+        if source.query_param is not None:
+            param = source.query_param
+            candidates.append(("query", lambda: (query.get(param) or [""])[0]))
+        for origin, read in candidates:
+            try:
+                value = read()
+            except Exception:  # noqa: BLE001 - a user callable must not break the request
+                self._log.exception(
+                    f"{what}-callable", "The %s_from callable raised; no %s id", what, what
+                )
+                continue
+            if value is None or value == "":
+                continue
+            problem = id_problem(value, self.max_id_length)
+            if problem is None:
+                return value  # type: ignore[return-value]  # id_problem proved it is a str
+            self._log.warning(
+                f"invalid-{what}-{origin}",
+                "Ignoring the %s id from the %s: %s",
+                what,
+                origin,
+                problem,
+            )
+        return None
+
+    # -- the trust boundary ----------------------------------------------------------------------
+
+    def baggage_header(self, value: str | None, ids: RequestIds) -> str | None:
+        """The ``baggage`` header to hand to the wrapped app, or ``None`` to leave it as is.
+
+        Untrusted session/user entries are removed, and the ids decided here are added: when
+        this middleware runs outside OpenTelemetry's server instrumentation, that
+        instrumentation builds the request's context from the headers alone, so the headers are
+        how the decision reaches its spans.
+        """
+        ours = {
+            key: decided
+            for key, decided in (
+                (BAGGAGE_LANGFUSE_SESSION_ID, ids.session_id),
+                (BAGGAGE_LANGFUSE_USER_ID, ids.user_id),
+            )
+            if decided is not None
+        }
+        removed: set[str] = set() if self.trust_incoming_baggage else set(self.guarded_keys)
+        if ids.session_id is not None:
+            removed |= self.session_keys  # the decision here outranks any incoming session
+        if ids.user_id is not None:
+            removed |= self.user_keys
+        if value is None and not ours:
+            return None
+        kept = [
+            member
+            for member in (value or "").split(",")
+            if member.strip() and member.split("=", 1)[0].strip() not in removed
+        ]
+        kept += [f"{key}={quote(decided, safe='')}" for key, decided in ours.items()]
+        return ",".join(kept)
+
+    def request_context(self, current: Context, ids: RequestIds) -> Context:
+        """The context for the request: the current one minus untrusted session/user baggage
+        (or, trusted, with what a propagator guard withheld put back), plus the session decided
+        here (as :func:`session` would set it)."""
+        context = current
+        if self.trust_incoming_baggage:
+            # A guard in the propagator may have withheld them; this service trusts its caller.
+            for key, value in withheld_remote_entries(context).items():
+                if baggage.get_baggage(key, context) is None:
+                    context = baggage.set_baggage(key, value, context)
+        else:
+            for key in self.guarded_keys:
+                if baggage.get_baggage(key, context) is not None:
+                    context = baggage.remove_baggage(key, context)
+        if ids.session_id is not None:
+            context = SessionScope(ids.session_id, ids.user_id).context(context)
+        elif ids.user_id is not None:
+            context = baggage.set_baggage(BAGGAGE_LANGFUSE_USER_ID, ids.user_id, context)
+        return context
+
+    def stamp_server_span(self, current: Context, ids: RequestIds) -> None:
+        """Stamp the span current when the middleware runs (the server span), overriding an id
+        it got from untrusted baggage; a forged id with nothing to replace it is blanked
+        (Langfuse skips empty ids)."""
+        span = trace.get_current_span(current)
+        if not span.is_recording():
+            return
+        existing = getattr(span, "attributes", None) or {}
+        corrected = False
+        for key, value in ((LANGFUSE_SESSION_ID, ids.session_id), (LANGFUSE_USER_ID, ids.user_id)):
+            if value is not None:
+                corrected = corrected or existing.get(key) not in (None, value)
+                span.set_attribute(key, value)
+            elif not self.trust_incoming_baggage and existing.get(key):
+                corrected = True
+                span.set_attribute(key, "")
+        if corrected:  # the processor's trace fallback learnt the old ids from this span
+            known = ids.session_id is not None or ids.user_id is not None
+            trace_ids = TraceIds(ids.session_id, ids.user_id) if known else None
+            correct_live(span.get_span_context().trace_id, trace_ids)
+
+    def set_cookie(self, session_id: str) -> str:
+        """The ``Set-Cookie`` value for a session id this middleware made."""
+        parts = [f"{self.session.cookie}={session_id}", "Path=/", "HttpOnly", "SameSite=Lax"]
+        if self.cookie_secure:
+            parts.append("Secure")
+        if self.cookie_max_age is not None:
+            parts.append(f"Max-Age={self.cookie_max_age}")
+        return "; ".join(parts)
+
+
+def _cookies(header: str) -> dict[str, str]:
+    if not header:
+        return {}
+    jar: SimpleCookie = SimpleCookie()
+    try:
+        jar.load(header)
+    except CookieError:
+        return {}
+    return {name: morsel.value for name, morsel in jar.items()}
+
+
+class SessionMiddlewareBase:
+    """The options both middlewares take (keyword-only, after the wrapped app).
+
+    * ``session_header`` (default ``X-Session-Id``), ``session_cookie``, ``session_query_param``,
+      ``session_from`` (a callable given the ASGI scope / WSGI environ, returning an id or
+      ``None``): where the session id comes from, callable first, then header, cookie, query;
+    * ``user_header``, ``user_cookie``, ``user_query_param``, ``user_from``: the same for the user;
+    * ``generate_session``: no id in the request -> a new one (``Session.new_id()``), set in a
+      cookie (``session_cookie``, default ``lf_session_id``; HttpOnly, SameSite=Lax, ``Secure``
+      unless ``cookie_secure=False``, ``Max-Age`` from ``cookie_max_age``);
+    * ``trust_incoming_baggage``: keep session/user entries of the incoming ``baggage`` header
+      (default: ``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, else false: they never reach a span).
+    """
+
+    def __init__(
+        self,
+        app: Any,  # noqa: ANN401 - any ASGI or WSGI application
+        *,
+        session_header: str | None = DEFAULT_SESSION_HEADER,
+        session_cookie: str | None = None,
+        session_query_param: str | None = None,
+        session_from: IdFromRequest | None = None,
+        user_header: str | None = None,
+        user_cookie: str | None = None,
+        user_query_param: str | None = None,
+        user_from: IdFromRequest | None = None,
+        generate_session: bool = False,
+        cookie_secure: bool = True,
+        cookie_max_age: int | None = None,
+        trust_incoming_baggage: bool | None = None,
+    ) -> None:
+        self.app = app
+        self.sessions = RequestSessions(
+            session=IdSource(session_header, session_cookie, session_query_param, session_from),
+            user=IdSource(user_header, user_cookie, user_query_param, user_from),
+            generate_session=generate_session,
+            cookie_secure=cookie_secure,
+            cookie_max_age=cookie_max_age,
+            trust_incoming_baggage=trust_incoming_baggage,
+        )
+        self._log = RateLimitedLog()
