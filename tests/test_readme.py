@@ -24,3 +24,47 @@ def test_the_example_command_names_an_existing_example() -> None:
     example_command = _bash_blocks()[0]
     (script,) = re.findall(r"examples/\S+\.py", example_command)
     assert (ROOT / script).is_file()
+
+
+def _python_blocks() -> list[str]:
+    text = (ROOT / "README.md").read_text()
+    return re.findall(r"```python\n(.*?)```", text, re.DOTALL)
+
+
+def test_every_python_block_in_the_readme_compiles() -> None:
+    blocks = _python_blocks()
+    assert len(blocks) >= 7
+    for block in blocks:
+        compile(block, "README.md", "exec")
+
+
+def test_the_self_contained_readme_blocks_run(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    from langfuse_otel_sessions.testing import LangfuseReceiver
+
+    runnable = [
+        block
+        for block in _python_blocks()
+        if block.startswith(
+            ("from opentelemetry.sdk.trace import TracerProvider", "import langfuse")
+        )
+    ]
+    assert len(runnable) == 2
+    with LangfuseReceiver() as receiver:
+        for index, block in enumerate(runnable):
+            script = tmp_path / f"block{index}.py"
+            script.write_text(block)
+            env = {"PATH": os.environ.get("PATH", ""), **receiver.env()}
+            result = subprocess.run(
+                [sys.executable, str(script)],
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert result.returncode == 0, result.stderr
+        assert len(receiver.sessions()) == 1  # the smallest setup's conversation arrived

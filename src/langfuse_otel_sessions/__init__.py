@@ -5,6 +5,7 @@ from __future__ import annotations
 from importlib.metadata import PackageNotFoundError, version
 
 from .asgi import ASGISessionMiddleware
+from .configure import configure
 from .context import SessionScope, current_session_id, current_user_id, session
 from .errors import ConfigurationError, InvalidIdError, InvalidScoreError
 from .exporter import LangfuseSpanExporter
@@ -42,6 +43,7 @@ __all__ = [
     "SessionSpanProcessor",
     "WSGISessionMiddleware",
     "__version__",
+    "configure",
     "current_session_id",
     "current_user_id",
     "default_score_client",

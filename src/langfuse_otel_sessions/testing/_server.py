@@ -87,7 +87,12 @@ class LangfuseReceiver:
         secret_key: str = "sk-lf-test",  # noqa: S107 - a test receiver's well-known key
         host: str = "127.0.0.1",
         port: int = 0,
+        *,
+        require_auth: bool = True,
     ) -> None:
+        """``require_auth=False`` accepts requests with any or no credentials, and plain OTLP/HTTP
+        on ``/v1/traces``: what apps and Collectors send when pointed at a local view."""
+        self.require_auth = require_auth
         self.public_key = public_key
         self.secret_key = secret_key
         self._host = host
@@ -263,8 +268,8 @@ class LangfuseReceiver:
     def _handle(self, route: str, headers: dict[str, str], body: bytes) -> _Answer:
         """Status, JSON answer, accepted spans, accepted scores."""
         problem = self._auth_problem(headers, route)
-        if problem is not None:
-            return problem[0], problem[1], [], []
+        if problem is not None and self.require_auth:
+            return problem
         if route == "traces":
             return self._handle_traces(headers, body)
         if route == "scores":
@@ -391,7 +396,10 @@ class LangfuseReceiver:
                 self.connection.close()
 
             def do_POST(self) -> None:
-                route = _ROUTES.get(self.path.split("?")[0])
+                path = self.path.split("?")[0]
+                route = _ROUTES.get(path)
+                if route is None and path == "/v1/traces" and not receiver.require_auth:
+                    route = "traces"
                 if route is None:
                     self._answer(404, {"message": "Not found"})
                     return
