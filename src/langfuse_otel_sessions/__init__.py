@@ -8,7 +8,7 @@ from .asgi import ASGISessionMiddleware
 from .configure import configure
 from .context import SessionScope, current_session_id, current_user_id, session
 from .errors import ConfigurationError, InvalidIdError, InvalidScoreError
-from .exporter import LangfuseSpanExporter
+from .exporter import ExportStats, LangfuseSpanExporter
 from .processor import SessionSpanProcessor
 from .propagator import BaggageGuard, SessionBaggagePropagator, install_baggage_guard
 from .score_sender import SenderStats
@@ -32,6 +32,7 @@ __all__ = [
     "ASGISessionMiddleware",
     "BaggageGuard",
     "ConfigurationError",
+    "ExportStats",
     "InvalidIdError",
     "InvalidScoreError",
     "LangfuseSpanExporter",

@@ -7,7 +7,11 @@ errors with backoff, jitter and ``Retry-After``, under one deadline) with the ma
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
@@ -36,20 +40,42 @@ except PackageNotFoundError:  # pragma: no cover - source tree without install
     SDK_VERSION = "0+unknown"
 
 
-class _OnlyTheseHeaders(requests.Session):
-    """A session that sends only the headers it was given: ``OTLPSpanExporter`` merges
-    ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`` into every request, and in direct mode those are
-    meant for another backend, not for Langfuse."""
+@dataclass(frozen=True)
+class ExportStats:
+    """Spans this exporter delivered, and those it could not (after retries, or refused)."""
 
-    def __init__(self, allowed: set[str]) -> None:
+    exported_spans: int
+    failed_spans: int
+    failed_batches: int
+
+
+class _ExportSession(requests.Session):
+    """The exporter's HTTP session.
+
+    * With ``allowed`` headers (direct mode), it sends only those: ``OTLPSpanExporter`` merges
+      ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`` into every request, and in direct mode those are
+      meant for another backend, not for Langfuse.
+    * After ``os.fork()`` the child drops the pooled connections it inherited, which the parent
+      still uses: two processes writing to one keep-alive connection corrupt both streams.
+    """
+
+    def __init__(self, allowed: set[str] | None) -> None:
         super().__init__()
-        self._allowed = {name.lower() for name in allowed}
+        self._allowed = None if allowed is None else {name.lower() for name in allowed}
+        me = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _close_in_child(me))
 
     def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - requests takes the rest as keywords
         headers = kwargs.get("headers")
-        if headers:
+        if headers and self._allowed is not None:
             kwargs["headers"] = {k: v for k, v in headers.items() if k.lower() in self._allowed}
         return super().request(method, url, *args, **kwargs)
+
+
+def _close_in_child(reference: weakref.ref[_ExportSession]) -> None:
+    session = reference()
+    if session is not None:
+        session.close()  # closes the child's copies of the sockets; the parent's stay open
 
 
 def _compression(value: str | Compression | None) -> Compression:
@@ -101,12 +127,14 @@ class LangfuseSpanExporter(SpanExporter):
         self._log = RateLimitedLog()
         self._disabled_reason: str | None = None
         self._shut_down = False
+        self._counts = [0, 0, 0]  # exported spans, failed spans, failed batches
+        self._counts_lock = threading.Lock()
         direct = endpoint is None and (public_key or secret_key or base_url) is not None
         self.endpoint = None if direct else collector_endpoint(endpoint)
         self.mode = "collector" if self.endpoint is not None else "direct"
         config = resolve_langfuse_config(public_key, secret_key, base_url)
         sent = dict(headers or {})
-        session: requests.Session | None = None
+        allowed: set[str] | None = None
         if self.mode == "direct":
             self.endpoint = config.base_url + OTEL_TRACES_PATH
             if config.problem is not None:
@@ -122,7 +150,7 @@ class LangfuseSpanExporter(SpanExporter):
             sent.setdefault(INGESTION_VERSION_HEADER, INGESTION_VERSION)
             sent.setdefault("x-langfuse-sdk-name", SDK_NAME)
             sent.setdefault("x-langfuse-sdk-version", SDK_VERSION)
-            session = _OnlyTheseHeaders({*sent, "content-type", "content-encoding", "user-agent"})
+            allowed = {*sent, "content-type", "content-encoding", "user-agent"}
         elif not config.missing:
             sent.setdefault("Authorization", config.authorization())
             sent.setdefault(INGESTION_VERSION_HEADER, INGESTION_VERSION)
@@ -131,12 +159,31 @@ class LangfuseSpanExporter(SpanExporter):
             headers=sent,
             timeout=DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout,
             compression=_compression(compression),
-            session=session,
+            session=_ExportSession(allowed),
         )
         logger.debug("LangfuseSpanExporter: %s mode, sending to %s", self.mode, self.endpoint)
 
     def __repr__(self) -> str:
         return f"LangfuseSpanExporter(mode={self.mode!r}, endpoint={self.endpoint!r})"
+
+    @property
+    def stats(self) -> ExportStats:
+        """Delivered and lost span counts since construction."""
+        with self._counts_lock:
+            return ExportStats(*self._counts)
+
+    def _count(self, spans: int, result: SpanExportResult) -> SpanExportResult:
+        with self._counts_lock:
+            if result is SpanExportResult.SUCCESS:
+                self._counts[0] += spans
+                return result
+            self._counts[1] += spans
+            self._counts[2] += 1
+            lost = self._counts[1]
+        self._log.error(
+            "lost", "%d spans not delivered to %s (%d lost so far)", spans, self.endpoint, lost
+        )
+        return result
 
     def _disable(self, reason: str) -> None:
         self._disabled_reason = reason
@@ -148,21 +195,21 @@ class LangfuseSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Map and send one batch; returns the result, never raises."""
         if self._shut_down:
-            return SpanExportResult.FAILURE
+            return self._count(len(spans), SpanExportResult.FAILURE)
         if self._disabled_reason is not None:
             self._log.error("disabled", "%s; %d spans not sent", self._disabled_reason, len(spans))
-            return SpanExportResult.FAILURE
+            return self._count(len(spans), SpanExportResult.FAILURE)
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             mapped, learned = map_spans(spans, self._mapping, self._known)
             for trace_id, ids in learned.items():
                 self._recent.remember(trace_id, ids)
-            return self._inner.export(mapped)
+            return self._count(len(spans), self._inner.export(mapped))
         except Exception:  # noqa: BLE001 - export must not raise
             self._log.exception(
                 "export", "LangfuseSpanExporter could not export %d spans", len(spans)
             )
-            return SpanExportResult.FAILURE
+            return self._count(len(spans), SpanExportResult.FAILURE)
         finally:
             detach(token)
 

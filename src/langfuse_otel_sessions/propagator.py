@@ -83,6 +83,16 @@ def withhold_remote_entries(before: Context, after: Context, keys: Iterable[str]
     return set_value(WITHHELD_REMOTE_ENTRIES, MappingProxyType({**earlier, **withheld}), context)
 
 
+def _withhold_or_drop(before: Context, after: Context, keys: Iterable[str]) -> Context:
+    """:func:`withhold_remote_entries`, failing closed: should it ever raise, the request's
+    remote context is dropped rather than let its session entries through."""
+    try:
+        return withhold_remote_entries(before, after, keys)
+    except Exception:  # noqa: BLE001 - never raise into the host application
+        logger.exception("Could not separate remote session baggage; ignoring remote context")
+        return before
+
+
 class SessionBaggagePropagator(W3CBaggagePropagator):
     """W3C baggage propagator that withholds remote session and user entries unless trusted.
 
@@ -109,7 +119,7 @@ class SessionBaggagePropagator(W3CBaggagePropagator):
         after = super().extract(carrier, before, getter)
         if self._trusted or after is before:
             return after
-        return withhold_remote_entries(before, after, self._keys)
+        return _withhold_or_drop(before, after, self._keys)
 
 
 class BaggageGuard(textmap.TextMapPropagator):
@@ -136,7 +146,7 @@ class BaggageGuard(textmap.TextMapPropagator):
         after = self.inner.extract(carrier, before, getter)
         if after is before:
             return after
-        return withhold_remote_entries(before, after, self._keys)
+        return _withhold_or_drop(before, after, self._keys)
 
     def inject(
         self,

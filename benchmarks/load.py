@@ -1,0 +1,149 @@
+"""Load: 1,000,000 spans through BatchSpanProcessor + LangfuseSpanExporter at full speed, then
+100,000 scores, against a loopback sink in another process that counts what arrives.
+
+Prints peak RSS next to the idle baseline (the same process after setup, before the load),
+what was delivered, and what was dropped (counted by our score sender; for spans, created minus
+received: the SDK's batch processor drops when its queue is full and logs it).
+Not a test: run ``python benchmarks/load.py`` (``--spans``/``--scores`` to change the size).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import resource
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+from langfuse_otel_sessions import LangfuseSpanExporter, ScoreClient, SessionSpanProcessor, session
+
+SINK = textwrap.dedent(
+    """
+    import gzip, json, sys, threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    counts = {"spans": 0, "scores": 0}
+    lock = threading.Lock()
+
+    class Sink(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers["Content-Length"]))
+            if self.headers.get("Content-Encoding") == "gzip":
+                body = gzip.decompress(body)
+            if self.path.endswith("/traces"):
+                request = ExportTraceServiceRequest.FromString(body)
+                n = sum(len(s.spans) for r in request.resource_spans for s in r.scope_spans)
+                with lock:
+                    counts["spans"] += n
+                answer = b"{}"
+            else:
+                batch = json.loads(body)["batch"]
+                with lock:
+                    counts["scores"] += len(batch)
+                answer = json.dumps(
+                    {"successes": [{"id": e["id"], "status": 201} for e in batch], "errors": []}
+                ).encode()
+            self.send_response(207 if b"successes" in answer else 200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), Sink)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    print("ready", flush=True)
+    sys.stdin.readline()
+    print(json.dumps(counts), flush=True)
+    """
+)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--spans", type=int, default=1_000_000)
+    parser.add_argument("--scores", type=int, default=100_000)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.ERROR)
+    port = free_port()
+    sink = subprocess.Popen(
+        [sys.executable, "-c", SINK, str(port)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert sink.stdout is not None
+    assert sink.stdin is not None
+    assert sink.stdout.readline().strip() == "ready"
+    url = f"http://127.0.0.1:{port}"
+    exporter = LangfuseSpanExporter(public_key="pk", secret_key="sk", base_url=url)  # noqa: S106
+    provider = TracerProvider()
+    provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
+    provider.add_span_processor(BatchSpanProcessor(exporter))
+    tracer = provider.get_tracer("load")
+    client = ScoreClient("pk", "sk", url)
+    idle = peak_rss_mib()
+
+    begin = time.perf_counter()
+    for chunk in range(args.spans // 1000):
+        with session(f"load-{chunk % 100}"), tracer.start_as_current_span("request"):
+            for _ in range(999):
+                tracer.start_span("step").end()
+    span_seconds = time.perf_counter() - begin
+    provider.shutdown()
+    after_spans = peak_rss_mib()
+
+    begin = time.perf_counter()
+    for i in range(args.scores):
+        client.score_session(f"load-{i % 100}", name="load", value=i)
+    score_seconds = time.perf_counter() - begin
+    client.flush(300)
+    stats = client.stats
+    client.shutdown(30)
+    peak = peak_rss_mib()
+
+    sink.stdin.write("\n")
+    sink.stdin.flush()
+    counts = json.loads(sink.stdout.readline())
+    sink.wait(timeout=30)
+    spans = (args.spans // 1000) * 1000
+    print(f"Python {sys.version.split()[0]}")
+    print()
+    print("| measure | value |")
+    print("| --- | ---: |")
+    print(f"| peak RSS, idle baseline (after setup) | {idle:.0f} MiB |")
+    print(f"| peak RSS after {spans:,} spans | {after_spans:.0f} MiB |")
+    print(f"| peak RSS after {args.scores:,} scores | {peak:.0f} MiB |")
+    print(f"| spans created | {spans:,} in {span_seconds:.1f} s |")
+    print(f"| spans received | {counts['spans']:,} |")
+    print(f"| spans dropped (queue full, logged by the SDK) | {spans - counts['spans']:,} |")
+    print(f"| spans the exporter failed to deliver (counted) | {exporter.stats.failed_spans:,} |")
+    print(f"| scores submitted | {args.scores:,} in {score_seconds:.1f} s |")
+    print(f"| scores received | {counts['scores']:,} |")
+    print(f"| scores dropped, queue full (counted and logged) | {stats.dropped:,} |")
+    print(f"| scores failed (counted and logged) | {stats.failed:,} |")
+
+
+if __name__ == "__main__":
+    main()
