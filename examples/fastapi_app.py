@@ -16,10 +16,8 @@ import uvicorn
 from fastapi import FastAPI
 from opentelemetry import trace
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from langfuse_otel_sessions import ASGISessionMiddleware, LangfuseSpanExporter, SessionSpanProcessor
+from langfuse_otel_sessions import ASGISessionMiddleware, configure
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _local_langfuse import langfuse_or_local
@@ -38,10 +36,7 @@ async def chat(q: str) -> dict[str, str]:
 
 def main() -> None:
     with langfuse_or_local():
-        provider = TracerProvider()
-        provider.add_span_processor(SessionSpanProcessor())
-        provider.add_span_processor(BatchSpanProcessor(LangfuseSpanExporter()))
-        trace.set_tracer_provider(provider)
+        provider = configure()  # processor + Langfuse exporter on the global provider
         FastAPIInstrumentor.instrument_app(app)
         if "--serve" in sys.argv:
             uvicorn.run(app, host="127.0.0.1", port=8000)

@@ -14,10 +14,8 @@ import httpx
 from flask import Flask, request
 from opentelemetry import trace
 from opentelemetry.instrumentation.flask import FlaskInstrumentor
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from langfuse_otel_sessions import LangfuseSpanExporter, SessionSpanProcessor, WSGISessionMiddleware
+from langfuse_otel_sessions import WSGISessionMiddleware, configure
 
 sys.path.insert(0, __file__.rsplit("/", 1)[0])
 from _local_langfuse import langfuse_or_local
@@ -35,10 +33,7 @@ def chat() -> dict[str, str]:
 
 def main() -> None:
     with langfuse_or_local():
-        provider = TracerProvider()
-        provider.add_span_processor(SessionSpanProcessor())
-        provider.add_span_processor(BatchSpanProcessor(LangfuseSpanExporter()))
-        trace.set_tracer_provider(provider)
+        provider = configure()  # processor + Langfuse exporter on the global provider
         FlaskInstrumentor().instrument_app(app)
         port = 8000 if "--serve" in sys.argv else 0
         server = make_server("127.0.0.1", port, app)

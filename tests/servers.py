@@ -60,3 +60,28 @@ def serve_asgi(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(timeout=20)
+
+
+def run_command(argv: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> str:
+    """Run ``argv`` in a clean environment (PATH plus ``env``); fail the test with its stderr
+    unless it succeeds; return its stdout."""
+    import os
+    import subprocess
+
+    result = subprocess.run(
+        argv,
+        env={"PATH": os.environ.get("PATH", ""), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def run_python(*args: str, env: dict[str, str] | None = None, timeout: float = 120) -> str:
+    """:func:`run_command` of ``python *args``."""
+    import sys
+
+    return run_command([sys.executable, *args], env, timeout)

@@ -16,6 +16,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from langfuse_otel_sessions import ConfigurationError, configure, session
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
+from .servers import run_command, run_python
+
 __all__ = ["langfuse_receiver"]
 
 APP = textwrap.dedent(
@@ -38,7 +40,6 @@ def run_instrumented(tmp_path: Path, receiver: LangfuseReceiver, **extra_env: st
     app = tmp_path / "app.py"
     app.write_text(APP)
     env = {
-        "PATH": os.environ.get("PATH", ""),
         "OTEL_TRACES_EXPORTER": "langfuse",
         "OTEL_METRICS_EXPORTER": "none",
         "OTEL_LOGS_EXPORTER": "none",
@@ -46,16 +47,7 @@ def run_instrumented(tmp_path: Path, receiver: LangfuseReceiver, **extra_env: st
         **extra_env,
     }
     instrument = Path(sys.executable).parent / "opentelemetry-instrument"
-    result = subprocess.run(
-        [str(instrument), sys.executable, str(app)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
-    return result.stdout
+    return run_command([str(instrument), sys.executable, str(app)], env)
 
 
 def test_opentelemetry_instrument_adds_the_processor_and_the_guard_with_no_code_change(
@@ -67,6 +59,8 @@ def test_opentelemetry_instrument_adds_the_processor_and_the_guard_with_no_code_
     assert sorted(s.name for s in session_view.spans) == ["llm call", "request"]
     (trace,) = session_view.traces
     assert trace.user_id == "zc-user"
+    (request,) = langfuse_receiver.requests("traces")  # OTEL_TRACES_EXPORTER=langfuse
+    assert request.headers["authorization"] == langfuse_receiver.authorization
     assert trace.span("llm call").attributes["langfuse.session.id"] == "zero-code-session"
 
 
@@ -130,16 +124,7 @@ def test_configure_sets_up_the_global_provider_when_there_is_none(
             pass
         """
     )
-    env = {"PATH": os.environ.get("PATH", ""), **langfuse_receiver.env()}
-    result = subprocess.run(
-        [sys.executable, "-c", code],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    run_python("-c", code, env=langfuse_receiver.env(), timeout=60)
     assert list(langfuse_receiver.sessions()) == ["global"]  # flushed at exit
 
 

@@ -39,11 +39,9 @@ def test_every_python_block_in_the_readme_compiles() -> None:
 
 
 def test_the_self_contained_readme_blocks_run(tmp_path: Path) -> None:
-    import os
-    import subprocess
-    import sys
-
     from langfuse_otel_sessions.testing import LangfuseReceiver
+
+    from .servers import run_python
 
     runnable = [
         block
@@ -57,14 +55,5 @@ def test_the_self_contained_readme_blocks_run(tmp_path: Path) -> None:
         for index, block in enumerate(runnable):
             script = tmp_path / f"block{index}.py"
             script.write_text(block)
-            env = {"PATH": os.environ.get("PATH", ""), **receiver.env()}
-            result = subprocess.run(
-                [sys.executable, str(script)],
-                env=env,
-                capture_output=True,
-                text=True,
-                timeout=60,
-                check=False,
-            )
-            assert result.returncode == 0, result.stderr
+            run_python(str(script), env=receiver.env(), timeout=60)
         assert len(receiver.sessions()) == 1  # the smallest setup's conversation arrived

@@ -8,8 +8,6 @@ import contextlib
 import json
 import logging
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -36,6 +34,8 @@ from langfuse_otel_sessions import (
     session,
 )
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
+
+from .servers import run_python
 
 __all__ = ["langfuse_receiver"]
 pytestmark = pytest.mark.reliability
@@ -297,15 +297,7 @@ EXIT_SCRIPT = textwrap.dedent(
 
 def run_exit_script(env: dict[str, str]) -> float:
     started = time.monotonic()
-    result = subprocess.run(
-        [sys.executable, "-c", EXIT_SCRIPT],
-        env={"PATH": os.environ.get("PATH", ""), **env},
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    run_python("-c", EXIT_SCRIPT, env=env, timeout=60)
     return time.monotonic() - started
 
 

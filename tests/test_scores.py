@@ -6,8 +6,6 @@ import json
 import logging
 import math
 import os
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -32,6 +30,8 @@ from langfuse_otel_sessions import (
     score_trace,
 )
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
+
+from .servers import run_python
 
 __all__ = ["langfuse_receiver"]
 
@@ -490,16 +490,7 @@ def test_scores_queued_at_interpreter_exit_are_delivered(
         # no flush: the interpreter's exit must deliver them
         """
     )
-    env = {"PATH": os.environ.get("PATH", ""), **langfuse_receiver.env()}
-    result = subprocess.run(
-        [sys.executable, "-c", script],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert result.returncode == 0, result.stderr
+    run_python("-c", script, env=langfuse_receiver.env(), timeout=60)
     assert len(langfuse_receiver.sessions()["exit-session"].scores) == 25
 
 
