@@ -12,6 +12,7 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
+from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -39,6 +40,12 @@ from .servers import run_python
 
 __all__ = ["langfuse_receiver"]
 pytestmark = pytest.mark.reliability
+
+OTEL_VERSION = tuple(int(part) for part in version("opentelemetry-sdk").split(".")[:2])
+#: Span retries are OpenTelemetry's OTLP exporter's: 429, Retry-After and connection resets from 1.45.
+needs_otel_retries = pytest.mark.skipif(
+    OTEL_VERSION < (1, 45), reason="OpenTelemetry's OTLP exporter retries 429 and resets from 1.45"
+)
 
 
 class Spans:
@@ -90,6 +97,7 @@ class LogSignal(logging.Handler):
 # -- faults: spans ----------------------------------------------------------------------------
 
 
+@needs_otel_retries
 def test_spans_429_with_retry_after_are_delivered_once(langfuse_receiver: LangfuseReceiver) -> None:
     app = Spans(langfuse_receiver)
     langfuse_receiver.fail_next("traces", Fault(status=429, retry_after="0.2"))
@@ -135,6 +143,7 @@ def test_spans_slower_than_the_timeout_are_counted_as_lost_not_duplicated(
     assert unique_spans(langfuse_receiver) == len(langfuse_receiver.spans())  # never twice
 
 
+@needs_otel_retries
 def test_spans_connection_reset_mid_request_is_retried_once(
     langfuse_receiver: LangfuseReceiver,
 ) -> None:
@@ -157,6 +166,7 @@ def test_spans_connection_refused_is_counted_and_logged(
     assert "7 spans not delivered" in caplog.text
 
 
+@needs_otel_retries
 def test_spans_receiver_down_then_up_is_delivered(langfuse_receiver: LangfuseReceiver) -> None:
     app = Spans(langfuse_receiver, timeout=20)
     langfuse_receiver.stop()
@@ -186,7 +196,8 @@ def test_spans_beyond_the_queue_bound_are_dropped_and_logged(
     assert app.provider.force_flush(10_000)
     received = len(langfuse_receiver.spans())
     assert received < 101
-    assert "Queue full" in caplog.text  # the SDK's batch processor says so
+    assert "queue" in caplog.text.lower()  # the SDK's batch processor says its queue is full
+    assert "full" in caplog.text
 
 
 # -- faults: scores ---------------------------------------------------------------------------
