@@ -28,6 +28,7 @@ ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
 LANGFUSE_CLOUD_URL = "https://cloud.langfuse.com"
 OTEL_TRACES_PATH = "/api/public/otel/v1/traces"
 SCORES_PATH = "/api/public/scores"
+INGESTION_PATH = "/api/public/ingestion"
 
 
 def _env(name: str) -> str | None:

@@ -17,7 +17,7 @@ from opentelemetry import trace
 
 from ._logging import logger
 from .attributes import DEFAULT_MAX_ID_LENGTH
-from .config import resolve_langfuse_config
+from .config import INGESTION_PATH, resolve_langfuse_config
 from .errors import ConfigurationError, InvalidScoreError
 from .ids import check_id
 from .retry import RetryPolicy
@@ -28,7 +28,6 @@ from .session import Session
 P = ParamSpec("P")
 R = TypeVar("R")
 
-INGESTION_PATH = "/api/public/ingestion"
 SCORE_EVENT = "langfuse.score"
 
 

@@ -23,12 +23,11 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ..config import OTEL_TRACES_PATH, SCORES_PATH
+from ..config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH
 from ._model import SessionView, TraceView, build_sessions, build_traces
 from ._otlp import InvalidRequest, ReceivedSpan, parse_request, spans_of
 from ._scores import inferred_data_type, score_errors
 
-INGESTION_PATH = "/api/public/ingestion"
 _ROUTES = {OTEL_TRACES_PATH: "traces", SCORES_PATH: "scores", INGESTION_PATH: "ingestion"}
 _INGESTION_LIMIT = 3_500_000
 
