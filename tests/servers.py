@@ -85,3 +85,12 @@ def run_python(*args: str, env: dict[str, str] | None = None, timeout: float = 1
     import sys
 
     return run_command([sys.executable, *args], env, timeout)
+
+
+def instrument_argv(*args: str) -> list[str]:
+    """``opentelemetry-instrument *args``, run by this interpreter: works whether or not the
+    venv has the console script (a venv that borrows another's site-packages has not)."""
+    import sys
+
+    run = "import sys; from opentelemetry.instrumentation.auto_instrumentation import run; run()"
+    return [sys.executable, "-c", run, *args]
