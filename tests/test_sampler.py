@@ -358,3 +358,46 @@ def test_the_sampler_result_carries_no_attributes_and_the_parents_trace_state() 
     result = sampler.should_sample(_remote_parent(True), 0xABC, "span")
     assert result.decision is Decision.RECORD_AND_SAMPLE
     assert dict(result.attributes) == {}
+
+
+# --- through a real web service -------------------------------------------------------------
+
+
+def _service(sampled: Sampled) -> object:
+    """A WSGI app under OpenTelemetry's middleware, under ours (the session known at the server
+    span's start, as sampling needs), each request making a nested span."""
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    from langfuse_otel_sessions import WSGISessionMiddleware
+
+    def app(environ: dict[str, object], start_response: object) -> list[bytes]:
+        sampled.tracer.start_span("llm call").end()
+        start_response("200 OK", [("Content-Type", "text/plain")])  # type: ignore[operator]
+        return [b"ok"]
+
+    traced_app = OpenTelemetryMiddleware(app, tracer_provider=sampled.provider)
+    return WSGISessionMiddleware(traced_app)
+
+
+def test_a_web_service_keeps_or_drops_each_conversation_whole() -> None:
+    import urllib.request
+
+    from .servers import serve_wsgi
+
+    sampled = Sampled(SessionSampler(0.5, fallback=ALWAYS_OFF), SessionSpanProcessor())
+    sessions = _session_ids(30)
+    with serve_wsgi(_service(sampled)) as url:
+        for session_id in sessions:
+            for _ in range(2):
+                request = urllib.request.Request(url, headers={"X-Session-Id": session_id})
+                with urllib.request.urlopen(request, timeout=10) as response:
+                    assert response.read() == b"ok"
+        forged = urllib.request.Request(url, headers={"baggage": f"session.id={sessions[0]}"})
+        with urllib.request.urlopen(forged, timeout=10) as response:
+            response.read()
+    per_session: dict[object, int] = {}
+    for span in sampled.spans():
+        key = span.attributes[LANGFUSE_SESSION_ID]
+        per_session[key] = per_session.get(key, 0) + 1
+    assert set(per_session) == {s for s in sessions if _kept_at(0.5, s)}
+    assert set(per_session.values()) == {4}  # 2 requests x (server span + llm call)

@@ -164,3 +164,19 @@ def test_session_scope_and_sampler_work_together_under_configure() -> None:
     with session("tester", user_id="qa"), tracer.start_as_current_span("qa turn"):
         pass
     assert [s.name for s in memory.get_finished_spans()] == ["qa turn"]
+
+
+def test_the_python_blocks_of_the_sampling_guide_run(tmp_path: Path) -> None:
+    import re
+
+    guide = (Path(__file__).resolve().parent.parent / "docs" / "sampling.md").read_text()
+    blocks = re.findall(r"```python\n(.*?)```", guide, re.DOTALL)
+    assert len(blocks) >= 3
+    for index, block in enumerate(blocks):
+        compile(block, "docs/sampling.md", "exec")
+        if block.startswith("from langfuse_otel_sessions import SessionSampler, configure"):
+            script = tmp_path / f"block{index}.py"
+            script.write_text(block + "\nprint(type(configure().sampler).__name__)\n")
+            env = {"LANGFUSE_PUBLIC_KEY": "pk-lf-x", "LANGFUSE_SECRET_KEY": "sk-lf-x"}
+            env["LANGFUSE_BASE_URL"] = "http://127.0.0.1:9"
+            assert run_python(str(script), env=env, timeout=60).strip() == "SessionSampler"
