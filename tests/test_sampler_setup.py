@@ -26,7 +26,7 @@ from langfuse_otel_sessions import (
 from langfuse_otel_sessions.sampler import session_sampler_from_env
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
-from .servers import instrument_argv, run_command, run_python
+from .servers import opentelemetry_instrument, run_command, run_python
 
 __all__ = ["langfuse_receiver"]
 
@@ -78,7 +78,7 @@ def test_opentelemetry_instrument_samples_whole_sessions_with_no_code_change(
         "OTEL_TRACES_SAMPLER_ARG": "0.5",
         **langfuse_receiver.env(),
     }
-    out = run_command(instrument_argv(sys.executable, str(app)), env)
+    out = run_command([*opentelemetry_instrument(), sys.executable, str(app)], env)
     assert out.strip() == "SessionSampler{0.5}"
     expected = {s for s in SESSIONS if SessionSampler(0.5).keeps_hash_of(s)}
     assert 0 < len(expected) < len(SESSIONS)
