@@ -73,6 +73,11 @@ def register_live(memory: TraceSessions) -> None:
     _LIVE[id(memory)] = memory
 
 
+def any_live() -> bool:
+    """Whether any span processor's memory is alive (so some processor can stamp spans)."""
+    return len(_LIVE) > 0
+
+
 def lookup_live(trace_id: int) -> TraceIds | None:
     """The ids any live processor remembers for ``trace_id``."""
     for memory in list(_LIVE.values()):
