@@ -7,9 +7,9 @@ way to lose sessions silently. The check is a dictionary length, cheap enough fo
 from __future__ import annotations
 
 import threading
+import weakref
 
 from ._logging import logger
-from .traces import any_live
 
 MISSING_PROCESSOR = (
     "session() is used but no SessionSpanProcessor is installed, so no span will carry the "
@@ -20,12 +20,20 @@ MISSING_PROCESSOR = (
 
 _warned = False
 _lock = threading.Lock()
+# Every SessionSpanProcessor alive, on whichever provider (a private one counts: the examples
+# keep theirs off the global provider).
+_processors: weakref.WeakSet[object] = weakref.WeakSet()
+
+
+def note_processor(processor: object) -> None:
+    """Called by each ``SessionSpanProcessor`` as it is made."""
+    _processors.add(processor)
 
 
 def warn_once_without_processor() -> None:
     """Log :data:`MISSING_PROCESSOR` once per process if no processor is alive right now."""
     global _warned  # noqa: PLW0603 - one flag per process is the point
-    if _warned or any_live():
+    if _warned or len(_processors) > 0:
         return
     with _lock:
         if _warned:
