@@ -46,8 +46,18 @@ def run_instrumented(tmp_path: Path, receiver: LangfuseReceiver, **extra_env: st
         **receiver.env(),
         **extra_env,
     }
-    instrument = Path(sys.executable).parent / "opentelemetry-instrument"
-    return run_command([str(instrument), sys.executable, str(app)], env)
+    script = Path(sys.executable).parent / "opentelemetry-instrument"
+    # The console script, or (a venv layered over another one has none) its entry function.
+    instrument = (
+        [str(script)]
+        if script.exists()
+        else [
+            sys.executable,
+            "-c",
+            "from opentelemetry.instrumentation.auto_instrumentation import run; run()",
+        ]
+    )
+    return run_command([*instrument, sys.executable, str(app)], env)
 
 
 def test_opentelemetry_instrument_adds_the_processor_and_the_guard_with_no_code_change(

@@ -28,10 +28,10 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
             await self.app(scope, receive, send)
             return
         try:
-            scope, ids = self._decide(scope)
+            scope, ids, incoming = self._decide(scope)
             current = get_current()
-            self.sessions.stamp_server_span(current, ids)
-            token = attach(self.sessions.request_context(current, ids))
+            self.sessions.stamp_server_span(current, ids, incoming)
+            token = attach(self.sessions.request_context(current, ids, incoming))
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("asgi", "Session middleware failed; request continues without")
             await self.app(scope, receive, send)
@@ -41,19 +41,25 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
         finally:
             detach(token)
 
-    def _decide(self, scope: Scope) -> tuple[Scope, RequestIds]:
+    def _decide(self, scope: Scope) -> tuple[Scope, RequestIds, str | None]:
         raw = scope.get("headers") or []
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
         query = (scope.get("query_string") or b"").decode("latin-1")
         ids = self.sessions.decide(scope, headers, query)
-        rewritten = self.sessions.baggage_header(headers.get("baggage"), ids)
+        # Every baggage header counts (OpenTelemetry reads the first; one is handed on).
+        incoming = (
+            ",".join(value.decode("latin-1") for name, value in raw if name.lower() == b"baggage")
+            if "baggage" in headers
+            else None
+        )
+        rewritten = self.sessions.baggage_header(incoming, ids)
         if rewritten is not None:
             scope = dict(scope)  # the scope is the caller's: change a copy
             scope["headers"] = [
                 *((name, value) for name, value in raw if name.lower() != b"baggage"),
                 (b"baggage", rewritten.encode("latin-1")),
             ]
-        return scope, ids
+        return scope, ids, incoming
 
     def _with_cookie(self, send: Send, ids: RequestIds, scope: Scope) -> Send:
         if not ids.new_session or ids.session_id is None or scope.get("type") != "http":

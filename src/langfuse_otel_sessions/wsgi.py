@@ -75,11 +75,12 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
             if key.startswith("HTTP_") and isinstance(value, str)
         }
         ids = sessions.decide(environ, headers, environ.get("QUERY_STRING", ""))
-        rewritten = sessions.baggage_header(environ.get("HTTP_BAGGAGE"), ids)
+        incoming = environ.get("HTTP_BAGGAGE")
+        rewritten = sessions.baggage_header(incoming, ids)
         if rewritten is not None:
             environ["HTTP_BAGGAGE"] = rewritten
         current = get_current()
-        sessions.stamp_server_span(current, ids)
+        sessions.stamp_server_span(current, ids, incoming)
         if ids.new_session and ids.session_id is not None:
             cookie = sessions.set_cookie(ids.session_id)
             original = start_response
@@ -89,4 +90,4 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
             ) -> object:
                 return original(status, [*response_headers, ("Set-Cookie", cookie)], *args)
 
-        return sessions.request_context(current, ids), start_response
+        return sessions.request_context(current, ids, incoming), start_response
