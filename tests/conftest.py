@@ -32,8 +32,11 @@ def _restore_global_propagator() -> Iterator[None]:
 
 @pytest.fixture(autouse=True)
 def _forget_test_processors_keys() -> Iterator[None]:
-    """Processors a test builds register their keys process-wide; forget them after it."""
+    """Processors register their keys process-wide: each test starts as a fresh app (with no
+    processor of an earlier test counted) and what it builds is forgotten after it."""
     before = dict(keys._readers)
+    keys._readers.clear()
+    keys._forget()
     yield
     keys._readers.clear()
     keys._readers.update(before)
