@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context
@@ -25,6 +24,7 @@ from .ids import id_problem, new_session_id
 from .keys import known_keys, member_key, member_value, split_members
 from .propagator import vouch, withheld_remote_entries
 from .traces import TraceIds, correct_live
+from .web_input import cookie_values, query_values
 
 DEFAULT_SESSION_HEADER = "X-Session-Id"
 DEFAULT_SESSION_COOKIE = "lf_session_id"
@@ -90,14 +90,17 @@ class RequestSessions:
             else trust_incoming_baggage
         )
         self.max_id_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
+        # Only what a source names is parsed: no cookie source, no cookie parsing at all.
+        self._cookie_names = tuple(c for c in (session.cookie, user.cookie) if c is not None)
+        self._query_params = tuple(q for q in (session.query_param, user.query_param) if q)
         self._log = RateLimitedLog()
 
     # -- reading ids -----------------------------------------------------------------------------
 
     def decide(self, request: object, headers: Mapping[str, str], query_string: str) -> RequestIds:
         """The ids for a request. ``headers`` are lower-cased names; never raises."""
-        cookies = _cookies(headers.get("cookie", ""))
-        query = parse_qs(query_string, keep_blank_values=False) if query_string else {}
+        cookies = cookie_values(headers.get("cookie", ""), self._cookie_names)
+        query = query_values(query_string, self._query_params)
         incoming = _Incoming(request, headers, cookies, query)
         session_id = self._read(self.session, "session", incoming)
         user_id = self._read(self.user, "user", incoming)
@@ -266,17 +269,6 @@ def request_borne_entries(header: str | None) -> dict[str, set[str]]:
         if key in guarded:
             borne.setdefault(key, set()).add(member_value(member))
     return borne
-
-
-def _cookies(header: str) -> dict[str, str]:
-    if not header:
-        return {}
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(header)
-    except CookieError:
-        return {}
-    return {name: morsel.value for name, morsel in jar.items()}
 
 
 class SessionMiddlewareBase:

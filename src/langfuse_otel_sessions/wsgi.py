@@ -12,6 +12,7 @@ from typing import Any
 from opentelemetry.context import Context, attach, detach, get_current
 
 from .request_session import SessionMiddlewareBase
+from .web_input import from_wsgi, to_wsgi
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -70,15 +71,17 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
     ) -> tuple[Context, StartResponse]:
         sessions = self.sessions
         headers = {
-            key[5:].replace("_", "-").lower(): value
+            key[5:].replace("_", "-").lower(): from_wsgi(value)
             for key, value in environ.items()
             if key.startswith("HTTP_") and isinstance(value, str)
         }
-        ids = sessions.decide(environ, headers, environ.get("QUERY_STRING", ""))
-        incoming = environ.get("HTTP_BAGGAGE")
-        rewritten = sessions.baggage_header(incoming, ids)
+        ids = sessions.decide(environ, headers, from_wsgi(environ.get("QUERY_STRING", "")))
+        raw = environ.get("HTTP_BAGGAGE")
+        rewritten = sessions.baggage_header(headers.get("baggage"), ids)
+        # What the request brought, as OpenTelemetry (the raw text) and we (UTF-8) read it.
+        incoming = None if raw is None else f"{raw},{headers.get('baggage', '')}"
         if rewritten is not None:
-            environ["HTTP_BAGGAGE"] = rewritten
+            environ["HTTP_BAGGAGE"] = to_wsgi(rewritten)
         current = get_current()
         sessions.stamp_server_span(current, ids, incoming)
         if ids.new_session and ids.session_id is not None:
