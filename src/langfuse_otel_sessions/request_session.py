@@ -22,8 +22,9 @@ from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
 from .ids import id_problem, new_session_id
 from .keys import known_keys, member_key, member_value, split_members
+from .local_requests import correct_request
 from .propagator import vouch, withheld_remote_entries
-from .traces import TraceIds, correct_live
+from .traces import TraceIds
 from .web_input import cookie_values, query_values
 
 DEFAULT_SESSION_HEADER = "X-Session-Id"
@@ -242,10 +243,10 @@ class RequestSessions:
                 elif not self.trust_incoming_baggage and old and (from_request or old in borne):
                     corrected = True
                     span.set_attribute(key, "")
-        if corrected:  # the processor's trace fallback learnt the old ids from this span
+        if corrected:  # the processor's request memory learnt the old ids from this span
             known_ids = ids.session_id is not None or ids.user_id is not None
             trace_ids = TraceIds(ids.session_id, ids.user_id) if known_ids else None
-            correct_live(span.get_span_context().trace_id, trace_ids)
+            correct_request(span.get_span_context(), trace_ids)
 
     def set_cookie(self, session_id: str) -> str:
         """The ``Set-Cookie`` value for a session id this middleware made."""
