@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from opentelemetry import baggage
 from opentelemetry.context import Context, attach, detach, get_current
 
+from ._processor_check import warn_once_without_processor
 from .attributes import DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH
 from .environment import env_positive_int
 from .ids import check_id, id_problem
@@ -76,6 +77,7 @@ class SessionScope:
         )
 
     def __enter__(self) -> SessionScope:
+        warn_once_without_processor()
         token = attach(self.context())
         _ENTERED.set((*_ENTERED.get(), token))
         return self
