@@ -26,9 +26,10 @@ from ._logging import RateLimitedLog
 from .config import resolve_langfuse_config
 from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, span_route
 from .errors import ConfigurationError
+from .local_requests import known_ids
 from .mapping import RootMapping, TraceName, map_spans
 from .retry import otlp_policy, post_with_retries
-from .traces import TraceIds, TraceSessions, lookup_live
+from .traces import TraceIds, TraceSessions
 from .transport import HttpTransport, Reply
 
 __all__ = ["INGESTION_VERSION", "INGESTION_VERSION_HEADER", "ExportStats", "LangfuseSpanExporter"]
@@ -195,8 +196,8 @@ class LangfuseSpanExporter(SpanExporter):
         self._log.error("lost", "%d spans not delivered: %s (%d lost so far)", spans, why, lost)
         return SpanExportResult.FAILURE
 
-    def _known(self, trace_id: int) -> TraceIds | None:
-        return self._recent.get(trace_id) or lookup_live(trace_id)
+    def _known(self, key: int, span: ReadableSpan) -> TraceIds | None:
+        return known_ids(self._recent, key, span)
 
     def _retrying(self, reply: Reply, wait: float) -> None:
         self._log.warning(
@@ -215,8 +216,8 @@ class LangfuseSpanExporter(SpanExporter):
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             mapped, learned = map_spans(spans, self._mapping, self._known)
-            for trace_id, ids in learned.items():
-                self._recent.remember(trace_id, ids)
+            for key, ids in learned.items():
+                self._recent.remember(key, ids)
             body = encode_spans(mapped).SerializePartialToString()
             reply = post_with_retries(
                 self._transport,
