@@ -17,6 +17,7 @@ from opentelemetry import baggage
 from opentelemetry.context import Context, get_current
 from opentelemetry.trace import TracerProvider
 
+from ._processor_check import warn_once_without_processor
 from .attributes import (
     BAGGAGE_LANGFUSE_SESSION_ID,
     BAGGAGE_LANGFUSE_USER_ID,
@@ -78,8 +79,12 @@ class SessionScope:
             )
         return context
 
+    def _entered_context(self, parent: Context) -> Context:
+        warn_once_without_processor()
+        return self.context(parent)
+
     def __enter__(self) -> SessionScope:
-        enter(self, self.context, self.root)
+        enter(self, self._entered_context, self.root)
         return self
 
     def __exit__(
@@ -116,7 +121,7 @@ class SessionScope:
         the caller between steps."""
         if not callable(func):
             raise TypeError(f"session() decorates a callable, not {type(func).__name__}")
-        return decorate(self, self.context, self.root, func)
+        return decorate(self, self._entered_context, self.root, func)
 
 
 def session(

@@ -12,6 +12,7 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from ._logging import RateLimitedLog, logger
+from ._processor_check import note_processor
 from .attributes import (
     DEFAULT_MAX_ID_LENGTH,
     DEFAULT_MAX_TRACKED_TRACES,
@@ -129,6 +130,7 @@ class SessionSpanProcessor(SpanProcessor):
         self._told_about_remote = False
         if guard_remote_baggage and not self.trust_remote_baggage:
             install_baggage_guard()
+        note_processor(self)  # session() warns when no processor exists at all
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:  # noqa: PLR0912 - hot path inlined on purpose: see benchmarks/span_processor.py
         try:
