@@ -23,7 +23,6 @@ from opentelemetry.trace import SpanKind
 from langfuse_otel_sessions import SessionSpanProcessor, session
 
 
-
 def _corpus() -> str:
     from pydoc_data.topics import topics  # noqa: PLC0415 - only the benchmarks need it
 
@@ -58,9 +57,15 @@ def realistic(spans: int = 512, seed: int = 7) -> list[ReadableSpan]:
         with server.start_as_current_span(
             "POST /chat",
             kind=SpanKind.SERVER,
-            attributes={"http.route": "/chat", "http.request.method": "POST", "url.scheme": "https"},
+            attributes={
+                "http.route": "/chat",
+                "http.request.method": "POST",
+                "url.scheme": "https",
+            },
         ) as root:
-            with session(f"conv-{conversation:06d}", user_id=f"user-{conversation % 97}@example.com"):
+            with session(
+                f"conv-{conversation:06d}", user_id=f"user-{conversation % 97}@example.com"
+            ):
                 with server.start_as_current_span(
                     "retrieve", attributes={"db.system": "pgvector", "retrieval.documents": 4}
                 ):
@@ -84,9 +89,7 @@ def realistic(spans: int = 512, seed: int = 7) -> list[ReadableSpan]:
                             "llm.call": call,
                         },
                     ) as generation:
-                        generation.add_event(
-                            "gen_ai.choice", {"index": 0, "finish_reason": "stop"}
-                        )
+                        generation.add_event("gen_ai.choice", {"index": 0, "finish_reason": "stop"})
             root.set_attribute("http.response.status_code", 200)
     finished = list(memory.get_finished_spans())[:spans]
     provider.shutdown()
@@ -101,7 +104,8 @@ def small(spans: int = 512) -> list[ReadableSpan]:
         with tracer.start_as_current_span("GET /items", attributes={"trace": trace}):
             for step in range(7):
                 tracer.start_span(
-                    f"query {step}", attributes={"db.system": "postgresql", "rows": step, "ok": True}
+                    f"query {step}",
+                    attributes={"db.system": "postgresql", "rows": step, "ok": True},
                 ).end()
     finished = list(memory.get_finished_spans())[:spans]
     provider.shutdown()

@@ -22,7 +22,7 @@ def test_gzip_levels_round_trip(level: int | None) -> None:
 
 
 def test_defaults_and_other_encodings() -> None:
-    assert body_compression().level == 6
+    assert body_compression().level == 5
     assert zlib.decompress(body_compression("deflate").compress(BODY)) == BODY
     none = body_compression("none")
     assert none.content_encoding is None

@@ -309,3 +309,32 @@ def test_random_spans_match_the_stock_encoder() -> None:
         assert SpanEncoder().encode(batch) == stock(batch)
 
     check()
+
+
+class _MySpan(ReadableSpan):
+    """A span type of someone else's: read through the public API only."""
+
+    @property
+    def attributes(self):  # type: ignore[override]
+        return {"from": "the public property"}
+
+
+def test_other_span_types_use_the_public_api() -> None:
+    spans = [_MySpan(name="mine", context=context(3), attributes={"hidden": 1}), span(span_id=4)]
+    assert_same(spans)
+    assert b"the public property" in SpanEncoder().encode(spans)
+    assert b"hidden" not in SpanEncoder().encode(spans)
+
+
+def test_the_exporter_can_use_the_stock_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langfuse_otel_sessions import LangfuseSpanExporter
+    from langfuse_otel_sessions.errors import ConfigurationError
+
+    keys = {"public_key": "pk-lf-x", "secret_key": "sk-lf-x", "base_url": "http://127.0.0.1:9"}
+    with pytest.raises(ConfigurationError, match="encoder must be"):
+        LangfuseSpanExporter(**keys, encoder="turbo")
+    batch = [span(attributes={"k": "v"})]
+    monkeypatch.setenv("LANGFUSE_OTEL_ENCODER", "stock")
+    assert LangfuseSpanExporter(**keys)._encode(batch) == stock(batch)
+    monkeypatch.setenv("LANGFUSE_OTEL_ENCODER", "fast")
+    assert LangfuseSpanExporter(**keys)._encode(batch) == stock(batch)

@@ -9,13 +9,16 @@ still, at ISA-L's levels 0-3 and larger bodies (``docs/performance.md`` has the 
 
 from __future__ import annotations
 
+import os
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ._logging import logger
+from .attributes import ENV_COMPRESSION_BACKEND, ENV_COMPRESSION_LEVEL
 from .errors import ConfigurationError
 
-DEFAULT_GZIP_LEVEL = 6
+DEFAULT_GZIP_LEVEL = 5
 DEFAULT_ISAL_LEVEL = 1
 _ISAL_LEVELS = range(4)
 _ZLIB_LEVELS = range(10)
@@ -100,3 +103,35 @@ def body_compression(
             f"for the {backend} backend"
         )
     return BodyCompression(value, level, backend)
+
+
+def configured_compression(
+    name: object = None, level: int | None = None, backend: str | None = None
+) -> BodyCompression:
+    """The exporter's setting: arguments, else ``LANGFUSE_OTEL_COMPRESSION_LEVEL`` /
+    ``LANGFUSE_OTEL_COMPRESSION_BACKEND``, else gzip level 6 through zlib.
+
+    A bad argument raises; a bad variable warns, names itself and is ignored.
+    """
+    if backend is None:
+        raw = os.environ.get(ENV_COMPRESSION_BACKEND, "").strip().lower()
+        backend = "zlib"
+        if raw and raw != "zlib":
+            if raw == "isal" and isal_available():
+                backend = "isal"
+            else:
+                logger.warning(
+                    "Ignoring %s=%r: expected zlib, or isal with the isal package installed",
+                    ENV_COMPRESSION_BACKEND,
+                    raw,
+                )
+    if level is None:
+        raw = os.environ.get(ENV_COMPRESSION_LEVEL, "").strip()
+        if raw:
+            try:
+                return body_compression("gzip" if name is None else name, int(raw), backend)
+            except (ValueError, ConfigurationError):
+                logger.warning(
+                    "Ignoring %s=%r: not a level for %s", ENV_COMPRESSION_LEVEL, raw, backend
+                )
+    return body_compression("gzip" if name is None else name, level, backend)

@@ -23,7 +23,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Span as SdkSpan
 from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from ._logging import RateLimitedLog
@@ -44,6 +46,7 @@ _pack_double = struct.Struct("<d").pack
 _DOUBLE_VALUE = b"\x12\x09\x21"  # KeyValue.value: an AnyValue of 9 bytes holding double_value
 _pack_fixed64 = struct.Struct("<Q").pack
 
+_SDK_SPAN_TYPES = (ReadableSpan, SdkSpan)
 CACHE_ENTRIES = 4096
 CACHE_VALUE_CHARS = 256  # longer keys or values are encoded each time, never cached
 CACHE_BYTES = 1 << 20
@@ -192,11 +195,32 @@ class SpanEncoder:
 
     # -- spans -----------------------------------------------------------------------------
 
-    def _span(self, span: ReadableSpan) -> bytes:  # noqa: PLR0912 - a branch per optional field, inline for speed
-        context = span.get_span_context()
+    def _span(self, span: ReadableSpan) -> bytes:  # noqa: PLR0912, PLR0915 - a branch per optional field, inline for speed
+        if type(span) in _SDK_SPAN_TYPES:
+            # The SDK's own classes, by exact type: their fields, without the properties' copies
+            # (a tuple of the events, a read-only view of the attributes). Anything else,
+            # subclasses included, is read through the public API below.
+            context = span._context
+            parent = span._parent
+            name = span._name
+            kind = span._kind
+            start, end = span._start_time, span._end_time
+            attributes: Any = span._attributes
+            events: Any = span._events
+            links: Any = span._links
+            status = span._status
+        else:
+            context = span.get_span_context()
+            parent = span.parent
+            name = span.name
+            kind = span.kind
+            start, end = span.start_time, span.end_time
+            attributes = span.attributes
+            events = span.events
+            links = span.links
+            status = span.status
         if context is None:
             raise ValueError("a span without a span context cannot be encoded")
-        parent = span.parent
         parts = [
             b"\x0a\x10",
             context.trace_id.to_bytes(16, "big"),
@@ -211,36 +235,30 @@ class SpanEncoder:
             )
         if parent:
             append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
-        name = span.name
         if name:
             append(_delimited(b"\x2a", name.encode()))
-        append(_KIND_FIELD[span.kind])
-        start, end = span.start_time, span.end_time
+        append(_KIND_FIELD[kind])
         if start:
             append(b"\x39" + _pack_fixed64(start))
         if end:
             append(b"\x41" + _pack_fixed64(end))
-        attributes = span.attributes
         if attributes:
             append(self._attributes(attributes, b"\x4a"))
         dropped = span.dropped_attributes
         if dropped:
             append(b"\x50" + _varint(dropped))
-        events = span.events
         if events:
             for event in events:
                 append(_delimited(b"\x5a", self._event(event)))
         dropped = span.dropped_events
         if dropped:
             append(b"\x60" + _varint(dropped))
-        links = span.links
         if links:
             for link in links:
                 append(_delimited(b"\x6a", self._link(link)))
         dropped = span.dropped_links
         if dropped:
             append(b"\x70" + _varint(dropped))
-        status = span.status
         if status is not None:
             description = status.description
             if description:
@@ -286,10 +304,13 @@ class SpanEncoder:
         """
         if not attributes:
             return b""
+        source: Mapping[str, Any] = attributes
+        if type(attributes) is BoundedAttributes:
+            source = attributes._dict
         values = self._values
         keys = self._keys
         parts = []
-        for key, value in attributes.items():
+        for key, value in source.items():
             kind = type(value)
             if kind is str or kind is bool:
                 encoded = values.get((key, kind, value))
