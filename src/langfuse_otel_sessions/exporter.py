@@ -160,6 +160,11 @@ class LangfuseSpanExporter(SpanExporter):
             collector_auth=collector_auth,
         )
         self.mode = self._route.mode
+        if self.mode == "direct" and self._compression.name == "deflate":
+            raise ConfigurationError(
+                "Langfuse decodes gzip only: use compression='gzip' or 'none' "
+                "(deflate is for a Collector, with endpoint=)"
+            )
         #: Where spans go (userinfo scrubbed).
         self.endpoint = self._route.shown
         self._mapping = RootMapping(trace_name, tuple(root_input_keys), tuple(root_output_keys))
