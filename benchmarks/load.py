@@ -18,18 +18,18 @@ import json
 import logging
 import random
 import resource
-import statistics
 import socket
+import statistics
 import subprocess
 import sys
 import textwrap
 import time
+from pydoc_data.topics import topics
 
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
-from pydoc_data.topics import topics
 
 from langfuse_otel_sessions import LangfuseSpanExporter, ScoreClient, SessionSpanProcessor, session
 
