@@ -93,7 +93,7 @@ class ScoreClient:
             if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
                 raise ConfigurationError(f"{name} must be a positive integer")
         config = resolve_langfuse_config(public_key, secret_key, base_url)
-        route = direct_route(config, INGESTION_PATH, {}, "")
+        route = direct_route(config, INGESTION_PATH, {})
         disabled = None if route.problem is None else f"Langfuse scores are off: {route.problem}"
         #: Langfuse's base URL (userinfo scrubbed).
         self.base_url = display_url(config.base_url)
