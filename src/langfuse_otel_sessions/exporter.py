@@ -23,7 +23,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._logging import RateLimitedLog, logger
+from .attributes import DEFAULT_MAX_ID_LENGTH, ENV_MARK_APP_ROOTS, ENV_MAX_ID_LENGTH
 from .config import OTEL_TRACES_PATH, collector_endpoint, resolve_langfuse_config
+from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
 from .mapping import RootMapping, TraceName, map_spans
 from .traces import TraceIds, TraceSessions, lookup_live
@@ -100,6 +102,10 @@ class LangfuseSpanExporter(SpanExporter):
     ``OTEL_EXPORTER_OTLP_ENDPOINT``) sends there; Langfuse keys are optional (the Collector
     holds them) and the OTLP header variables apply.
 
+    ``mark_app_roots`` (``LANGFUSE_OTEL_MARK_APP_ROOTS``, default on): mark the first span under
+    a remote parent as the trace's app root, so Langfuse v4 names the trace and shows its I/O
+    (``docs/langfuse-mapping.md`` says when to turn it off).
+
     Use it with the SDK's ``BatchSpanProcessor``. ``export`` never raises.
     """
 
@@ -117,12 +123,23 @@ class LangfuseSpanExporter(SpanExporter):
         root_input_keys: Sequence[str] = (),
         root_output_keys: Sequence[str] = (),
         remembered_traces: int = DEFAULT_REMEMBERED_TRACES,
+        mark_app_roots: bool | None = None,
     ) -> None:
         if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
             raise ConfigurationError("timeout must be a positive number of seconds")
         if trace_name is not None and not (isinstance(trace_name, str) or callable(trace_name)):
             raise ConfigurationError("trace_name must be None, an attribute key or a callable")
-        self._mapping = RootMapping(trace_name, tuple(root_input_keys), tuple(root_output_keys))
+        if mark_app_roots is not None and not isinstance(mark_app_roots, bool):
+            raise ConfigurationError("mark_app_roots must be True, False or None")
+        self._mapping = RootMapping(
+            trace_name,
+            tuple(root_input_keys),
+            tuple(root_output_keys),
+            mark_app_roots=(
+                env_bool(ENV_MARK_APP_ROOTS, True) if mark_app_roots is None else mark_app_roots
+            ),
+            max_id_length=env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH),
+        )
         self._recent = TraceSessions(remembered_traces)
         self._log = RateLimitedLog()
         self._disabled_reason: str | None = None

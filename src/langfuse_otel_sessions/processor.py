@@ -7,13 +7,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from opentelemetry import trace
 from opentelemetry.baggage import _BAGGAGE_KEY  # the baggage slot: a dict get, not a copy
 from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import format_trace_id
 from opentelemetry.trace.propagation import _SPAN_KEY  # the current-span slot
 
 from ._logging import RateLimitedLog, logger
 from .attributes import (
+    BAGGAGE_LANGFUSE_TRACE_ID,
     DEFAULT_MAX_ID_LENGTH,
     DEFAULT_MAX_TRACKED_TRACES,
     DEFAULT_SESSION_BAGGAGE_KEYS,
@@ -25,6 +28,7 @@ from .attributes import (
     ENV_SESSION_BAGGAGE_KEYS,
     ENV_TRUST_REMOTE_BAGGAGE,
     ENV_USER_BAGGAGE_KEYS,
+    LANGFUSE_IS_APP_ROOT,
     LANGFUSE_SESSION_ID,
     LANGFUSE_USER_ID,
     SESSION_ATTRIBUTE_KEYS,
@@ -136,6 +140,8 @@ class SessionSpanProcessor(SpanProcessor):
             context = get_current() if parent_context is None else parent_context
             entries = context.get(_BAGGAGE_KEY)
             parent = context.get(_SPAN_KEY)
+            if isinstance(entries, dict) and BAGGAGE_LANGFUSE_TRACE_ID in entries:
+                _note_upstream_root_claim(span, parent, entries[BAGGAGE_LANGFUSE_TRACE_ID])
             # Spans of one scope share one (immutable) baggage mapping, and siblings one parent
             # span: the ids resolved for the last span, and the fact that its trace is
             # remembered, are reused by identity. A race between threads costs only a redo.
@@ -237,6 +243,15 @@ class SessionSpanProcessor(SpanProcessor):
             return value
         self._log.warning(f"invalid-{what}", "Not stamping a %s id from baggage: %s", what, problem)
         return None
+
+
+def _note_upstream_root_claim(span: Span, parent: object, claimed: object) -> None:
+    """An upstream Langfuse SDK claimed this trace's root (baggage ``langfuse_trace_id``): the
+    span starting under the remote parent is marked as no app root, so the exporter leaves it."""
+    if not isinstance(parent, trace.Span) or not parent.get_span_context().is_remote:
+        return
+    if isinstance(claimed, str) and claimed.lower() == format_trace_id(span.context.trace_id):
+        span.set_attribute(LANGFUSE_IS_APP_ROOT, False)
 
 
 def _first_present(entries: Mapping[str, object], keys: tuple[str, ...]) -> object:

@@ -1,6 +1,6 @@
 """Score validation, at call time: a score Langfuse would reject never leaves the process.
 
-Rules from Langfuse's score schema (``langfuse-contract.md`` §3): non-empty name; exactly one
+Rules from Langfuse's score schema: non-empty name; exactly one
 target; ``id`` of 1-800 characters without CR; NUMERIC a finite number, BOOLEAN 0 or 1 (a Python
 ``bool`` is sent as 1/0), CATEGORICAL a string, TEXT a string of 1-500 characters; the data type
 inferred when absent (bool -> BOOLEAN, int/float -> NUMERIC, ``string_value`` -> CATEGORICAL).

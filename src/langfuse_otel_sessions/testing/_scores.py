@@ -1,4 +1,4 @@
-"""Langfuse's score schema, as its public API validates it (see ``langfuse-contract.md`` §3).
+"""Langfuse's score schema, as its public API validates it.
 
 Written from the contract, independently of the package's own score validation, so that the
 receiver can catch what our client gets wrong.
