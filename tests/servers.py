@@ -85,3 +85,20 @@ def run_python(*args: str, env: dict[str, str] | None = None, timeout: float = 1
     import sys
 
     return run_command([sys.executable, *args], env, timeout)
+
+
+def opentelemetry_instrument() -> list[str]:
+    """The argv that starts ``opentelemetry-instrument`` of the running interpreter: its console
+    script, or the same entry function where the environment has no script (a venv sharing
+    another's site-packages)."""
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "opentelemetry-instrument"
+    if script.exists():
+        return [str(script)]
+    entry = (
+        "import sys; from opentelemetry.instrumentation.auto_instrumentation import run; "
+        "sys.argv[0] = 'opentelemetry-instrument'; run()"
+    )
+    return [sys.executable, "-c", entry]

@@ -16,7 +16,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from langfuse_otel_sessions import ConfigurationError, configure, session
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
-from .servers import run_command, run_python
+from .servers import opentelemetry_instrument, run_command, run_python
 
 __all__ = ["langfuse_receiver"]
 
@@ -46,8 +46,7 @@ def run_instrumented(tmp_path: Path, receiver: LangfuseReceiver, **extra_env: st
         **receiver.env(),
         **extra_env,
     }
-    instrument = Path(sys.executable).parent / "opentelemetry-instrument"
-    return run_command([str(instrument), sys.executable, str(app)], env)
+    return run_command([*opentelemetry_instrument(), sys.executable, str(app)], env)
 
 
 def test_opentelemetry_instrument_adds_the_processor_and_the_guard_with_no_code_change(

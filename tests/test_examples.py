@@ -52,11 +52,35 @@ def test_two_services_share_the_session_and_refuse_forged_baggage() -> None:
     assert out.count("└─ vector search") == 2  # the back service's spans are in the session
 
 
+def test_zero_code_example_exports_its_session_under_opentelemetry_instrument() -> None:
+    import sys
+
+    from langfuse_otel_sessions.testing import LangfuseReceiver
+
+    from .servers import opentelemetry_instrument, run_command
+
+    env = {"OTEL_TRACES_EXPORTER": "langfuse", "OTEL_METRICS_EXPORTER": "none"}
+    with LangfuseReceiver() as receiver:
+        run_command(
+            [*opentelemetry_instrument(), sys.executable, str(EXAMPLES / "zero_code_app.py")],
+            env={**env, "OTEL_LOGS_EXPORTER": "none", **receiver.env()},
+        )
+        view = receiver.sessions()["zero-code-demo"]
+    assert sorted(span.name for span in view.spans) == ["answer", "chat gpt-4o"]
+    assert view.observations_in_session == 2
+
+
 def test_every_example_is_tested() -> None:
     scripts = {
         p.relative_to(EXAMPLES).as_posix()
         for p in EXAMPLES.rglob("*.py")
         if (not p.name.startswith("_") and p.parent.name != "two_services") or p.name == "run.py"
     }
-    tested = {"quickstart.py", "fastapi_app.py", "flask_app.py", "two_services/run.py"}
+    tested = {
+        "quickstart.py",
+        "fastapi_app.py",
+        "flask_app.py",
+        "two_services/run.py",
+        "zero_code_app.py",
+    }
     assert scripts == tested

@@ -1,0 +1,285 @@
+"""One HTTP POST to Langfuse or a Collector, bounded in every way, for spans and scores alike.
+
+* **One total deadline** per request, connect to last body byte: a watchdog shuts the socket
+  down when it passes, so a server trickling its answer one byte a second cannot hold the
+  caller (``requests``' timeout applies to each socket read, not to the whole request).
+* **No redirects**: a 3xx is an answer like any other (the caller counts it as a failure and
+  names its ``Location``); credentials never follow it anywhere.
+* **Capped reads**: at most :data:`MAX_RESPONSE_BYTES` of a response body are read.
+* ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` are honoured as ``requests`` did.
+
+Failures are values (:class:`Reply`), never exceptions. One keep-alive connection per transport;
+after ``os.fork()`` the child drops the copy it inherited.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import http.client
+import json
+import os
+import socket
+import ssl
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import unquote, urlsplit
+from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]  # undeclared in typeshed
+
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+
+from .retry import retry_after_seconds
+from .urls import display_url
+
+#: The most of a response body that is read; Langfuse's answers are a few kilobytes.
+MAX_RESPONSE_BYTES = 1_000_000
+_MESSAGE_CHARS = 500
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What one request got: a status and (capped) body, or ``status=None`` and why not."""
+
+    url: str  # for messages: userinfo already scrubbed
+    status: int | None = None
+    body: bytes = b""
+    headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
+    error: str | None = None  # no answer: a connection error, or the deadline
+    timed_out: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """A 2xx answer (a 3xx is not: nothing reached the server that was meant)."""
+        return self.status is not None and 200 <= self.status < 300
+
+    @property
+    def retry_after(self) -> float | None:
+        return retry_after_seconds(self.headers.get("retry-after"))
+
+    def json(self) -> Any:  # noqa: ANN401 - whatever the server answered
+        """The body as JSON, or ``None``."""
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            return None
+
+    def message(self) -> str:
+        """The server's own words: JSON ``message``/``error``, else the start of the body."""
+        answer = self.json()
+        if isinstance(answer, dict):
+            found = answer.get("message") or answer.get("error")
+            if found:
+                return str(found)[:_MESSAGE_CHARS]
+        return self.body[:_MESSAGE_CHARS].decode("utf-8", "replace").strip()
+
+    def describe(self, server: str, setting: str) -> str:
+        """Why this was not a success, for a log line. ``server`` names who answered
+        ("Langfuse", "the Collector"); ``setting`` is what to change after a redirect."""
+        if self.status is None:
+            return f"{server} at {self.url} did not answer: {self.error}"
+        if 300 <= self.status < 400:
+            location = display_url(self.headers.get("location", "")) or "nowhere"
+            return (
+                f"{server} at {self.url} answered {self.status} to {location} (not followed): "
+                f"set {setting} to that"
+            )
+        words = self.message()
+        return f"{server} at {self.url} answered {self.status}" + (f": {words}" if words else "")
+
+
+class _Connection(http.client.HTTPConnection):
+    """Remembers its raw socket so that the watchdog can shut it down from another thread."""
+
+    raw: socket.socket | None = None
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - http.client's
+        super().__init__(*args, **kwargs)
+        self._create_connection = self._open
+
+    def _open(self, *args: Any, **kwargs: Any) -> socket.socket:  # noqa: ANN401
+        self.raw = socket.create_connection(*args, **kwargs)
+        return self.raw
+
+
+class _TLSConnection(http.client.HTTPSConnection, _Connection):
+    pass
+
+
+def _ssl_context() -> ssl.SSLContext:
+    """The system's trust store when ``SSL_CERT_FILE``/``SSL_CERT_DIR`` say so, else certifi's
+    bundle (what ``requests`` used), else the system default."""
+    if os.environ.get("SSL_CERT_FILE") or os.environ.get("SSL_CERT_DIR"):
+        return ssl.create_default_context()
+    try:
+        import certifi  # noqa: PLC0415 - optional, comes with requests
+
+        return ssl.create_default_context(cafile=certifi.where())
+    except ImportError:  # pragma: no cover - requests brings certifi
+        return ssl.create_default_context()
+
+
+def _cut(connection: _Connection) -> None:
+    raw = connection.raw
+    if raw is not None:
+        with contextlib.suppress(OSError):
+            socket.socket.shutdown(raw, socket.SHUT_RDWR)  # the fd, even under TLS
+
+
+class _Pool:
+    connection: _Connection | None = None
+
+    def close(self) -> None:
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            connection.close()
+
+
+class HttpTransport:
+    """POSTs to one URL. Thread-safe (one request at a time); :meth:`close` is idempotent."""
+
+    def __init__(self, url: str, *, max_response_bytes: int = MAX_RESPONSE_BYTES) -> None:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("url must be an http(s) URL with a host")
+        self.url = display_url(url)
+        self._tls = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if self._tls else 80)
+        self._target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+        self._userinfo = None
+        if parts.username is not None:
+            token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+            self._userinfo = "Basic " + base64.b64encode(token).decode("ascii")
+        self._proxy = _proxy_for(parts.scheme, parts.hostname)
+        if self._proxy is not None and not self._tls:  # plain HTTP through a proxy: absolute form
+            self._target = f"http://{parts.hostname}:{self._port}{self._target}"
+        self._max = max_response_bytes
+        self._lock = threading.Lock()
+        self._pool = _Pool()  # closed when this transport is collected, too
+        weakref.finalize(self, self._pool.close)
+        self._active: _Connection | None = None
+        self._context = _ssl_context() if self._tls else None
+        me = weakref.ref(self)
+        os.register_at_fork(after_in_child=lambda: _forget_in_child(me))
+
+    def __repr__(self) -> str:
+        return f"HttpTransport({self.url!r})"
+
+    def post(self, body: bytes, headers: Mapping[str, str], timeout: float) -> Reply:
+        """Send ``body``; the whole exchange ends within ``timeout`` seconds. Never raises."""
+        sent = dict(headers)
+        if self._userinfo is not None and not any(k.lower() == "authorization" for k in sent):
+            sent["Authorization"] = self._userinfo
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            deadline = time.monotonic() + max(timeout, 0.001)
+            with self._lock:
+                pooled = self._pool.connection is not None
+                reply = self._exchange(body, sent, deadline)
+                if pooled and reply.status is None and not reply.timed_out:
+                    # A kept-alive connection the server had closed meanwhile: once more, fresh.
+                    reply = self._exchange(body, sent, deadline)
+                return reply
+        finally:
+            detach(token)
+
+    def _exchange(self, body: bytes, headers: dict[str, str], deadline: float) -> Reply:
+        timeout = deadline - time.monotonic()
+        if timeout <= 0:
+            return Reply(self.url, error="no time left", timed_out=True)
+        connection = self._pool.connection or self._connect(timeout)
+        self._pool.connection = None  # put back only if the exchange ends cleanly
+        self._active = connection
+        expired = threading.Event()
+
+        def expire() -> None:
+            expired.set()
+            _cut(connection)
+
+        watchdog = threading.Timer(timeout, expire)
+        watchdog.daemon = True
+        watchdog.start()
+        response: http.client.HTTPResponse | None = None
+        try:
+            if connection.sock is not None:
+                connection.sock.settimeout(timeout)
+            connection.request("POST", self._target, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read(self._max + 1)
+            answer = {name.lower(): value for name, value in response.getheaders()}
+            reusable = not response.will_close and len(data) <= self._max and response.isclosed()
+            error: BaseException | None = None
+        except (OSError, http.client.HTTPException) as failure:
+            error, reusable = failure, False
+        finally:
+            watchdog.cancel()
+            self._active = None
+        if expired.is_set() or not reusable:
+            if response is not None:
+                response.close()
+            connection.close()
+        if expired.is_set() or (error is not None and time.monotonic() >= deadline):
+            late = f"no complete answer within {timeout:.3g} s"
+            return Reply(self.url, error=late, timed_out=True)  # even if the status line came
+        if error is not None or response is None:
+            return Reply(self.url, error=_describe_error(error or OSError()))
+        if reusable:
+            self._pool.connection = connection
+        return Reply(self.url, response.status, data[: self._max], answer)
+
+    def _connect(self, timeout: float) -> _Connection:
+        host, port = (self._proxy or (self._host, self._port))[:2]
+        connection: _Connection
+        if self._tls:
+            connection = _TLSConnection(host, port, timeout=timeout, context=self._context)
+        else:
+            connection = _Connection(host, port, timeout=timeout)
+        if self._proxy is not None:
+            proxy_headers = {"Proxy-Authorization": self._proxy[2]} if self._proxy[2] else None
+            if self._tls:
+                connection.set_tunnel(self._host, self._port, headers=proxy_headers)
+        return connection
+
+    def close(self) -> None:
+        """Close the pooled connection (a request in flight ends at its deadline)."""
+        with self._lock:
+            self._pool.close()
+
+    def abort(self) -> None:
+        """Cut a request in flight now (shutdown); later requests open a new connection."""
+        connection = self._active
+        if connection is not None:
+            _cut(connection)
+
+
+def _forget_in_child(reference: weakref.ref[HttpTransport]) -> None:
+    transport = reference()
+    if transport is not None:
+        transport._pool.close()  # the child's copy of the socket; the parent's stays open
+        transport._lock = threading.Lock()  # it may have been held at fork
+
+
+def _proxy_for(scheme: str, host: str) -> tuple[str, int, str | None] | None:
+    """``(host, port, Proxy-Authorization)`` from ``HTTPS_PROXY``/``HTTP_PROXY``, or ``None``."""
+    proxy = getproxies_environment().get(scheme)
+    if not proxy or proxy_bypass_environment(host):
+        return None
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if not parts.hostname:
+        return None
+    auth = None
+    if parts.username is not None:
+        token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
+        auth = "Basic " + base64.b64encode(token).decode("ascii")
+    return parts.hostname, parts.port or 8080, auth
+
+
+def _describe_error(error: BaseException) -> str:
+    """A connection error in words, without any URL userinfo (``str`` of some errors has none,
+    but keep it short and safe: the type, and the OS's reason when there is one)."""
+    reason = getattr(error, "strerror", None)
+    return f"{type(error).__name__}: {reason}" if reason else type(error).__name__
