@@ -178,11 +178,66 @@ def read_io(
     read = _langfuse_io(attributes, domain)
     if read.input is not None or read.output is not None:
         return read
+    if not may_have_framework_io(attributes, scope_name, events):
+        return _NOTHING
     for framework in (_scoped_io, _event_io, _attribute_io, _gen_ai_io):
         found = framework(attributes, scope_name, events)
         if found is not None:
             return found
     return _NOTHING
+
+
+#: Frameworks that write one attribute per side, in the order Langfuse tries them.
+_ATTRIBUTE_PAIRS = (
+    ("mlflow.spanInputs", "mlflow.spanOutputs"),
+    ("traceloop.entity.input", "traceloop.entity.output"),
+    ("input.value", "output.value"),
+    ("input", "output"),
+)
+
+
+#: Every attribute key (and key prefix) a framework read looks at, scope-gated ones aside.
+_FRAMEWORK_KEYS = frozenset(
+    {
+        "gcp.vertex.agent.llm_request",
+        "gcp.vertex.agent.llm_response",
+        "gcp.vertex.agent.tool_call_args",
+        "gcp.vertex.agent.tool_response",
+        "prompt",
+        "all_messages_events",
+        "lk.input_text",
+        "lk.user_transcript",
+        "lk.chat_ctx",
+        "lk.function_tool.output",
+        "lk.response.text",
+        "events",
+        "pydantic_ai.all_messages",
+        "final_result",
+        "tool_arguments",
+        "tool_response",
+        "gen_ai.input.messages",
+        "gen_ai.output.messages",
+        "gen_ai.tool.call.arguments",
+        "gen_ai.tool.call.result",
+    }
+    | {key for pair in _ATTRIBUTE_PAIRS for key in pair}
+)
+_FRAMEWORK_PREFIXES = (
+    "gen_ai.prompt",
+    "gen_ai.completion",
+    "llm.input_messages",
+    "llm.output_messages",
+)
+_FRAMEWORK_SCOPES = frozenset({"genkit-tracer", "ai", "@flue/opentelemetry"})
+
+
+def may_have_framework_io(attributes: Iterable[str], scope_name: str, events: Events) -> bool:
+    """Whether a framework read could find anything (a fast test before :func:`read_io`)."""
+    if events or scope_name in _FRAMEWORK_SCOPES:
+        return True
+    if not _FRAMEWORK_KEYS.isdisjoint(attributes):
+        return True
+    return any(key.startswith(_FRAMEWORK_PREFIXES) for key in attributes)
 
 
 def _langfuse_io(attributes: Attributes, domain: str) -> IoRead:
@@ -319,15 +374,6 @@ def _event_io(attributes: Attributes, scope_name: str, events: Events) -> IoRead
     if prompt is not None or completion is not None:
         return IoRead(prompt or {}, completion or {})
     return None
-
-
-#: Frameworks that write one attribute per side, in the order Langfuse tries them.
-_ATTRIBUTE_PAIRS = (
-    ("mlflow.spanInputs", "mlflow.spanOutputs"),
-    ("traceloop.entity.input", "traceloop.entity.output"),
-    ("input.value", "output.value"),
-    ("input", "output"),
-)
 
 
 def _attribute_io(attributes: Attributes, scope_name: str, events: Events) -> IoRead | None:

@@ -36,8 +36,10 @@ from .langfuse_rules import (
     TRACE_INPUT,
     TRACE_NAME,
     TRACE_OUTPUT,
+    IoRead,
     is_true,
     langfuse_text,
+    may_have_framework_io,
     read_io,
 )
 from .traces import TraceIds
@@ -61,6 +63,8 @@ __all__ = [
     "root_additions",
     "root_io_additions",
 ]
+
+_NO_IO = IoRead()
 
 #: Every key the mapping reads: a span's own keys are intersected with these once.
 _READ_KEYS = frozenset(
@@ -210,6 +214,7 @@ def root_io_additions(
     mapping: RootMapping,
     scope_name: str = "",
     events: Sequence[tuple[str, Mapping[str, object]]] = (),
+    names: AbstractSet[str] | None = None,
 ) -> dict[str, object]:
     """The ``langfuse.observation.input/output`` a root gains so that v4 (which reads the root
     observation) shows the trace I/O that v3 reads from ``langfuse.trace.input/output`` or that
@@ -218,15 +223,16 @@ def root_io_additions(
     Both or neither: once either Langfuse key is on a span, Langfuse reads both sides from
     those keys only, so the side the mapping does not supply is copied from the attribute
     Langfuse would have read it from; when that side was composed (events, several keys), the
-    mapping adds nothing rather than hide it.
+    mapping adds nothing rather than hide it. ``names``: the attribute keys, if known.
     """
-    names = set(attributes)
+    if names is None or mapping.input_keys or mapping.output_keys:
+        names = set(attributes)
     supplied_input = _first(attributes, (TRACE_INPUT, *mapping.input_keys), names)
     supplied_output = _first(attributes, (TRACE_OUTPUT, *mapping.output_keys), names)
     if supplied_input is None and supplied_output is None:
         return {}
-    has_input = attributes.get(OBSERVATION_INPUT) is not None
-    has_output = attributes.get(OBSERVATION_OUTPUT) is not None
+    has_input = OBSERVATION_INPUT in names and attributes[OBSERVATION_INPUT] is not None
+    has_output = OBSERVATION_OUTPUT in names and attributes[OBSERVATION_OUTPUT] is not None
     added: dict[str, object] = {}
     if has_input or has_output:
         # Langfuse already reads both sides from its keys: fill only an empty side.
@@ -235,11 +241,15 @@ def root_io_additions(
         if not has_output and supplied_output is not None:
             added[OBSERVATION_OUTPUT] = supplied_output
         return added
-    framework = read_io(
-        {k: v for k, v in attributes.items() if k not in (TRACE_INPUT, TRACE_OUTPUT)},
-        scope_name,
-        events,
-    )
+    framework = _NO_IO
+    if (supplied_input is None or supplied_output is None) and may_have_framework_io(
+        attributes, scope_name, events
+    ):
+        framework = read_io(
+            {k: v for k, v in attributes.items() if k not in (TRACE_INPUT, TRACE_OUTPUT)},
+            scope_name,
+            events,
+        )
     sides = (
         (OBSERVATION_INPUT, supplied_input, framework.input, framework.input_key),
         (OBSERVATION_OUTPUT, supplied_output, framework.output, framework.output_key),
@@ -254,16 +264,21 @@ def root_io_additions(
     return added
 
 
-def root_additions(span: ReadableSpan, mapping: RootMapping) -> dict[str, object]:
-    """The attributes a root span gains: trace name, and root I/O for both server versions."""
-    attributes = dict(span.attributes or {})
+def root_additions(
+    span: ReadableSpan, mapping: RootMapping, names: AbstractSet[str] | None = None
+) -> dict[str, object]:
+    """The attributes a root span gains: trace name, and root I/O for both server versions.
+    ``names``: the span's attribute keys among those the mapping reads, if known."""
+    attributes = span.attributes or {}
+    if names is None:
+        names = set(attributes)
     added: dict[str, object] = {}
     name = _trace_name(span, mapping.trace_name)
-    if isinstance(name, str) and name and TRACE_NAME not in attributes:
+    if isinstance(name, str) and name and TRACE_NAME not in names:
         added[TRACE_NAME] = name
     scope = span.instrumentation_scope
     events = [(event.name, event.attributes or {}) for event in span.events]
-    added.update(root_io_additions(attributes, mapping, scope.name if scope else "", events))
+    added.update(root_io_additions(attributes, mapping, scope.name if scope else "", events, names))
     return added
 
 
@@ -299,6 +314,7 @@ def map_spans(
                     learned[context.trace_id] = ids
     result: list[ReadableSpan] = []
     may_add = bool(mapping.trace_name or mapping.input_keys or mapping.output_keys)
+    mark_app_roots = mapping.mark_app_roots
     for span, attributes, names, session_id, user_id in seen:
         added: dict[str, object] = {}
         context = span.context
@@ -309,14 +325,15 @@ def map_spans(
                     added[LANGFUSE_SESSION_ID] = known_ids.session_id
                 if known_ids.user_id is not None and user_id is None:
                     added[LANGFUSE_USER_ID] = known_ids.user_id
-        if mapping.mark_app_roots and span.parent is not None:
-            added.update(app_root_additions(span, names))
+        parent = span.parent
+        if mark_app_roots and parent is not None and parent.is_remote and IS_APP_ROOT not in names:
+            added[IS_APP_ROOT] = True  # app_root_additions, inlined on the per-span path
         if (may_add or TRACE_INPUT in names or TRACE_OUTPUT in names) and (
             span.parent is None
             or (AS_ROOT in names and is_true(attributes[AS_ROOT]))
             or is_true(added.get(IS_APP_ROOT))
             or (IS_APP_ROOT in names and is_true(attributes[IS_APP_ROOT]))
         ):
-            added.update(root_additions(span, mapping))
+            added.update(root_additions(span, mapping, names))
         result.append(_MappedSpan(span, {**attributes, **added}) if added else span)
     return result, learned
