@@ -11,6 +11,7 @@ from typing import Any
 from opentelemetry.context import attach, detach, get_current
 
 from .request_session import RequestIds, SessionMiddlewareBase
+from .web_input import decode_bytes, encode_text
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -43,15 +44,15 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
 
     def _decide(self, scope: Scope) -> tuple[Scope, RequestIds]:
         raw = scope.get("headers") or []
-        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in raw}
-        query = (scope.get("query_string") or b"").decode("latin-1")
+        headers = {name.decode("latin-1").lower(): decode_bytes(value) for name, value in raw}
+        query = decode_bytes(scope.get("query_string") or b"")
         ids = self.sessions.decide(scope, headers, query)
         rewritten = self.sessions.baggage_header(headers.get("baggage"), ids)
         if rewritten is not None:
             scope = dict(scope)  # the scope is the caller's: change a copy
             scope["headers"] = [
                 *((name, value) for name, value in raw if name.lower() != b"baggage"),
-                (b"baggage", rewritten.encode("latin-1")),
+                (b"baggage", encode_text(rewritten)),
             ]
         return scope, ids
 

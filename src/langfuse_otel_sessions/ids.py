@@ -2,7 +2,7 @@
 
 An id is stamped or sent only when it is a non-empty ``str`` of at most ``max_length``
 characters (default 200, the limit the Langfuse SDKs apply) with no control character
-(Unicode category Cc: C0, DEL, C1).
+(Unicode category Cc: C0, DEL, C1) and no lone surrogate (bytes that were not UTF-8).
 """
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from .errors import InvalidIdError
 
 SESSION_ID_PREFIX = "session_"
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# What undecodable request bytes become (``surrogateescape``); no exporter could encode them.
+_LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 
 
 def new_session_id() -> str:
@@ -31,6 +33,8 @@ def id_problem(value: object, max_length: int) -> str | None:
         return f"longer than {max_length} characters ({len(value)})"
     if _CONTROL_CHARACTER.search(value):
         return "contains control characters"
+    if _LONE_SURROGATE.search(value):
+        return "not valid UTF-8"
     return None
 
 

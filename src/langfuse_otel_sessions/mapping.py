@@ -2,10 +2,12 @@
 
 The rules (``docs/langfuse-mapping.md``):
 
-* Session completeness: every span of a trace whose session (user) is known carries
+* Session completeness: every span of a local request whose session (user) is known carries
   ``langfuse.session.id`` (``langfuse.user.id``) — Langfuse aggregates a session's cost and usage
-  over the observations whose *own* session id is set. Ids are read as Langfuse reads them
-  (non-strings JSON-stringified) and only valid ones are spread or remembered.
+  over the observations whose *own* session id is set. Per local request, not per trace: a
+  request joining another's trace learns nothing from it; a request that saw several sessions
+  completes none. Ids are read as Langfuse reads them (non-strings JSON-stringified) and only
+  valid ones are spread or remembered.
 * App roots: the first span of this process under a remote parent is marked
   ``langfuse.internal.is_app_root`` (unless already decided), so that Langfuse v4 takes the
   trace's name and input/output from it.
@@ -42,6 +44,7 @@ from .langfuse_rules import (
     may_have_framework_io,
     read_io,
 )
+from .local_requests import request_keys
 from .traces import TraceIds
 
 __all__ = [
@@ -65,6 +68,10 @@ __all__ = [
 ]
 
 _NO_IO = IoRead()
+#: Ids recently found valid (bounded; cleared when full). The length limit, which differs
+#: between exporters, is checked again on every hit.
+_VALID_IDS: set[str] = set()
+_VALID_CACHE_SIZE = 4096
 
 #: Every key the mapping reads: a span's own keys are intersected with these once.
 _READ_KEYS = frozenset(
@@ -174,9 +181,14 @@ def spreadable_id(value: object, max_length: int, what: str) -> str | None:
     a valid id (``ids.py``) after Langfuse's stringification; otherwise ``None``, logged."""
     if value is None:
         return None
+    if isinstance(value, str) and value in _VALID_IDS and len(value) <= max_length:
+        return value
     text = value if isinstance(value, str) else langfuse_text(value)
     problem = id_problem(text, max_length)
     if problem is None:
+        if len(_VALID_IDS) >= _VALID_CACHE_SIZE:
+            _VALID_IDS.clear()
+        _VALID_IDS.add(text)  # type: ignore[arg-type]  # id_problem proved it a str
         return text
     _log.warning(
         f"invalid-{what}",
@@ -285,43 +297,42 @@ def root_additions(
 def map_spans(
     spans: Sequence[ReadableSpan],
     mapping: RootMapping,
-    known: Callable[[int], TraceIds | None],
+    known: Callable[[int, ReadableSpan], TraceIds | None],
 ) -> tuple[list[ReadableSpan], dict[int, TraceIds]]:
     """Map a batch. Returns the spans to send (copies where something changed, the originals
-    otherwise) and the trace ids -> session/user ids learned from this batch.
+    otherwise) and the local request keys -> session/user ids learned from this batch.
 
-    ``known(trace_id)`` supplies the ids of traces the batch alone does not tell.
+    Completeness works per local request (see :mod:`~langfuse_otel_sessions.local_requests`),
+    never across a trace another request joined. ``known(key, span)`` supplies the ids of
+    requests the batch alone does not tell.
     """
+    keys = request_keys(spans)
     learned: dict[int, TraceIds] = {}
+    mixed: set[int] = set()
     seen: list[tuple[ReadableSpan, Mapping[str, object], frozenset[str], object, object]] = []
-    for span in spans:
+    for span, key in zip(spans, keys, strict=True):
         attributes: Mapping[str, object] = span.attributes or {}
         names = _READ_KEYS.intersection(attributes)
         session_id = _first(attributes, LANGFUSE_SESSION_KEYS, names)
         user_id = _first(attributes, LANGFUSE_USER_KEYS, names)
         seen.append((span, attributes, names, session_id, user_id))
-        context = span.context
-        if (session_id is not None or user_id is not None) and context is not None:
-            previous = learned.get(context.trace_id)
-            if previous is None or previous.session_id is None or previous.user_id is None:
-                ids = TraceIds(
-                    (previous and previous.session_id)
-                    or spreadable_id(session_id, mapping.max_id_length, "session"),
-                    (previous and previous.user_id)
-                    or spreadable_id(user_id, mapping.max_id_length, "user"),
-                )
-                if ids.session_id is not None or ids.user_id is not None:
-                    learned[context.trace_id] = ids
+        if session_id is not None or user_id is not None:
+            _learn(
+                learned,
+                mixed,
+                key,
+                spreadable_id(session_id, mapping.max_id_length, "session"),
+                spreadable_id(user_id, mapping.max_id_length, "user"),
+            )
     result: list[ReadableSpan] = []
     may_add = bool(mapping.trace_name or mapping.input_keys or mapping.output_keys)
     mark_app_roots = mapping.mark_app_roots
-    for span, attributes, names, session_id, user_id in seen:
+    for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
         added: dict[str, object] = {}
-        context = span.context
-        if context is not None and (session_id is None or user_id is None):
-            known_ids = learned.get(context.trace_id) or known(context.trace_id)
+        if session_id is None or user_id is None:
+            known_ids = learned.get(key) or known(key, span)
             if known_ids is not None:
-                if known_ids.session_id is not None and session_id is None:
+                if known_ids.session_id is not None and session_id is None and key not in mixed:
                     added[LANGFUSE_SESSION_ID] = known_ids.session_id
                 if known_ids.user_id is not None and user_id is None:
                     added[LANGFUSE_USER_ID] = known_ids.user_id
@@ -337,3 +348,27 @@ def map_spans(
             added.update(root_additions(span, mapping, names))
         result.append(_MappedSpan(span, {**attributes, **added}) if added else span)
     return result, learned
+
+
+def _learn(
+    learned: dict[int, TraceIds],
+    mixed: set[int],
+    key: int,
+    session_id: str | None,
+    user_id: str | None,
+) -> None:
+    """Merge a span's valid ids into what its request is known by; two sessions make it
+    ambiguous."""
+    previous = learned.get(key)
+    if previous is None:
+        if session_id is not None or user_id is not None:
+            learned[key] = TraceIds(session_id, user_id)
+        return
+    if (
+        session_id is not None
+        and previous.session_id is not None
+        and session_id != previous.session_id
+    ):
+        mixed.add(key)
+    if previous.session_id is None or previous.user_id is None:
+        learned[key] = TraceIds(previous.session_id or session_id, previous.user_id or user_id)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 from typing import Any, NamedTuple
-from urllib.parse import parse_qs, quote
+from urllib.parse import quote
 
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context
@@ -30,8 +29,10 @@ from .context import SessionScope, session_baggage_keys, user_baggage_keys
 from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
 from .ids import id_problem, new_session_id
+from .local_requests import correct_request
 from .propagator import guarded_baggage_keys, withheld_remote_entries
-from .traces import TraceIds, correct_live
+from .traces import TraceIds
+from .web_input import cookie_values, query_values
 
 DEFAULT_SESSION_HEADER = "X-Session-Id"
 DEFAULT_SESSION_COOKIE = "lf_session_id"
@@ -99,14 +100,17 @@ class RequestSessions:
         self.guarded_keys = guarded_baggage_keys()
         self.session_keys = {BAGGAGE_LANGFUSE_SESSION_ID, *session_baggage_keys()}
         self.user_keys = {BAGGAGE_LANGFUSE_USER_ID, *user_baggage_keys()}
+        # Only what a source names is parsed: no cookie source, no cookie parsing at all.
+        self._cookie_names = tuple(c for c in (session.cookie, user.cookie) if c is not None)
+        self._query_params = tuple(q for q in (session.query_param, user.query_param) if q)
         self._log = RateLimitedLog()
 
     # -- reading ids -----------------------------------------------------------------------------
 
     def decide(self, request: object, headers: Mapping[str, str], query_string: str) -> RequestIds:
         """The ids for a request. ``headers`` are lower-cased names; never raises."""
-        cookies = _cookies(headers.get("cookie", ""))
-        query = parse_qs(query_string, keep_blank_values=False) if query_string else {}
+        cookies = cookie_values(headers.get("cookie", ""), self._cookie_names)
+        query = query_values(query_string, self._query_params)
         incoming = _Incoming(request, headers, cookies, query)
         session_id = self._read(self.session, "session", incoming)
         user_id = self._read(self.user, "user", incoming)
@@ -220,10 +224,10 @@ class RequestSessions:
             elif not self.trust_incoming_baggage and existing.get(key):
                 corrected = True
                 span.set_attribute(key, "")
-        if corrected:  # the processor's trace fallback learnt the old ids from this span
+        if corrected:  # the processor's request memory learnt the old ids from this span
             known = ids.session_id is not None or ids.user_id is not None
             trace_ids = TraceIds(ids.session_id, ids.user_id) if known else None
-            correct_live(span.get_span_context().trace_id, trace_ids)
+            correct_request(span.get_span_context(), trace_ids)
 
     def set_cookie(self, session_id: str) -> str:
         """The ``Set-Cookie`` value for a session id this middleware made."""
@@ -233,17 +237,6 @@ class RequestSessions:
         if self.cookie_max_age is not None:
             parts.append(f"Max-Age={self.cookie_max_age}")
         return "; ".join(parts)
-
-
-def _cookies(header: str) -> dict[str, str]:
-    if not header:
-        return {}
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(header)
-    except CookieError:
-        return {}
-    return {name: morsel.value for name, morsel in jar.items()}
 
 
 class SessionMiddlewareBase:

@@ -12,6 +12,7 @@ from typing import Any
 from opentelemetry.context import Context, attach, detach, get_current
 
 from .request_session import SessionMiddlewareBase
+from .web_input import from_wsgi, to_wsgi
 
 Environ = dict[str, Any]
 StartResponse = Callable[..., Any]
@@ -70,14 +71,14 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
     ) -> tuple[Context, StartResponse]:
         sessions = self.sessions
         headers = {
-            key[5:].replace("_", "-").lower(): value
+            key[5:].replace("_", "-").lower(): from_wsgi(value)
             for key, value in environ.items()
             if key.startswith("HTTP_") and isinstance(value, str)
         }
-        ids = sessions.decide(environ, headers, environ.get("QUERY_STRING", ""))
-        rewritten = sessions.baggage_header(environ.get("HTTP_BAGGAGE"), ids)
+        ids = sessions.decide(environ, headers, from_wsgi(environ.get("QUERY_STRING", "")))
+        rewritten = sessions.baggage_header(headers.get("baggage"), ids)
         if rewritten is not None:
-            environ["HTTP_BAGGAGE"] = rewritten
+            environ["HTTP_BAGGAGE"] = to_wsgi(rewritten)
         current = get_current()
         sessions.stamp_server_span(current, ids)
         if ids.new_session and ids.session_id is not None:
