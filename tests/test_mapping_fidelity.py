@@ -17,6 +17,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, format_trace_id
 
 from langfuse_otel_sessions import SessionSpanProcessor
+from langfuse_otel_sessions import mapping as mapping_module
+from langfuse_otel_sessions._logging import RateLimitedLog
 from langfuse_otel_sessions.langfuse_rules import read_io
 from langfuse_otel_sessions.mapping import RootMapping, map_spans
 from langfuse_otel_sessions.traces import TraceIds
@@ -148,8 +150,9 @@ def test_a_non_string_session_id_completes_the_trace_as_langfuse_reads_it() -> N
 
 
 def test_an_oversized_session_id_is_neither_spread_nor_remembered(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(mapping_module, "_log", RateLimitedLog())  # earlier tests' warnings
     huge = "s" * 100_000
 
     def build(tracer: trace.Tracer) -> None:
