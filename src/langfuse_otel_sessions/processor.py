@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import format_trace_id
 
 from ._logging import RateLimitedLog, logger
+from ._processor_check import note_processor
 from .attributes import (
     BAGGAGE_LANGFUSE_TRACE_ID,
     DEFAULT_MAX_ID_LENGTH,
@@ -132,6 +133,7 @@ class SessionSpanProcessor(SpanProcessor):
         self._told_about_remote = False
         if guard_remote_baggage and not self.trust_remote_baggage:
             install_baggage_guard()
+        note_processor(self)  # session() warns when no processor exists at all
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:  # noqa: PLR0912 - hot path inlined on purpose: see benchmarks/span_processor.py
         try:
