@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .errors import InvalidScoreError
 
@@ -70,18 +70,28 @@ def _make_fast_encode() -> Callable[[object], str]:
 _encode = _make_fast_encode()
 
 
-@dataclass(frozen=True)
-class Score:
-    """A validated, frozen score: ``encoded`` is the JSON body posted to Langfuse, ``body`` the
-    same fields as Python values (for span events), ``timestamp`` the call's time (epoch s)."""
+class FrozenScore(NamedTuple):
+    """All the sender keeps of a score: its id, its name (cut to 100 characters, for log
+    lines), the JSON body it posts, as bytes, and the call's time (epoch seconds). Immutable and
+    not tracked by the garbage collector: a queued score costs about its bytes, nothing more."""
 
-    body: Mapping[str, Any]
+    id: str
+    name: str
     encoded: bytes
     timestamp: float
 
+
+@dataclass(frozen=True)
+class Score:
+    """A validated score: ``frozen`` is what is sent, ``body`` the same fields as Python values
+    (for the span events, made at the call)."""
+
+    body: Mapping[str, Any]
+    frozen: FrozenScore
+
     @property
     def id(self) -> str:
-        return str(self.body["id"])
+        return self.frozen.id
 
 
 class _ScoreIds:
@@ -282,4 +292,5 @@ def build_score(
         body["configId"] = config_id
     if metadata is not None:
         body["metadata"] = _frozen_metadata(metadata)
-    return Score(body, _encoded(body), time.time())
+    frozen = FrozenScore(body["id"], name[:100], _encoded(body), time.time())
+    return Score(body, frozen)

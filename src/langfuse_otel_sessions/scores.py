@@ -172,7 +172,7 @@ class ScoreClient:
 
     def _emit(self, score: Score) -> str:
         add_score_events(score)
-        self._sender.submit(score)
+        self._sender.submit(score.frozen)
         return score.id
 
     def flush(self, timeout: float | None = None) -> bool:
