@@ -49,6 +49,11 @@ ENV_MARK_APP_ROOTS: Final = "LANGFUSE_OTEL_MARK_APP_ROOTS"
 DEFAULT_MAX_ID_LENGTH: Final = 200
 DEFAULT_MAX_TRACKED_TRACES: Final = 10_000
 
+# Sampling: the entry point name (OTEL_TRACES_SAMPLER=langfuse_session) and the allow lists.
+SAMPLER_ENTRY_POINT: Final = "langfuse_session"
+ENV_SAMPLER_KEEP_SESSIONS: Final = "LANGFUSE_OTEL_SAMPLER_KEEP_SESSIONS"
+ENV_SAMPLER_KEEP_USERS: Final = "LANGFUSE_OTEL_SAMPLER_KEEP_USERS"
+
 # Span events a score adds to the current span: ours, and the OpenTelemetry GenAI evaluation
 # event (semantic-conventions-genai, development status) that other backends recognise.
 SCORE_EVENT: Final = "langfuse.score"
