@@ -228,8 +228,9 @@ def _frozen_metadata(metadata: object) -> dict[str, object]:
         where = ".".join(reversed(error.path)).replace(".[", "[") or "metadata"
         message = f"metadata is not plain JSON at {where!r}: {error.reason}"
         raise InvalidScoreError(message) from None
-    except (RuntimeError, RecursionError) as error:  # changed while read; a very deep stack
-        raise InvalidScoreError(f"metadata could not be read: {error}") from None
+    except Exception as error:  # noqa: BLE001 - changed while read, a mapping that raises, a deep stack
+        message = f"metadata could not be read: {type(error).__name__}: {error}"
+        raise InvalidScoreError(message[:300]) from None
 
 
 def _encoded(body: Mapping[str, Any]) -> bytes:
