@@ -401,3 +401,27 @@ def test_a_web_service_keeps_or_drops_each_conversation_whole() -> None:
         per_session[key] = per_session.get(key, 0) + 1
     assert set(per_session) == {s for s in sessions if _kept_at(0.5, s)}
     assert set(per_session.values()) == {4}  # 2 requests x (server span + llm call)
+
+
+def test_a_sampler_without_a_processor_reads_what_current_session_id_reads() -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from langfuse_otel_sessions import current_session_id, install_baggage_guard
+    from langfuse_otel_sessions.keys import readers
+
+    before = len(readers())
+    sampler = SessionSampler(0.5, fallback=ALWAYS_OFF)  # bound to no processor
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(sampler=sampler)
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    kept = _a_session(kept=True)
+    with session(kept):
+        assert current_session_id() == kept
+        tracer.start_span("scoped").end()
+    install_baggage_guard()  # as configure() does
+    forged = propagate.extract({"baggage": f"langfuse.session.id={kept}"})
+    assert current_session_id(forged) is None
+    tracer.start_span("forged", context=forged).end()
+    assert [s.name for s in memory.get_finished_spans()] == ["scoped"]
+    assert len(readers()) == before  # the sampler registers no reader of its own

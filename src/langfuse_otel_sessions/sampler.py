@@ -41,6 +41,7 @@ from .attributes import (
     SESSION_ATTRIBUTE_KEYS,
     USER_ATTRIBUTE_KEYS,
 )
+from .context import _ids_in_force as ids_in_force  # the one reading of the ids in force
 from .environment import env_keys
 from .errors import ConfigurationError
 from .processor import SessionSpanProcessor
@@ -107,7 +108,7 @@ class SessionSampler(Sampler):
     * ``follow_remote_parent``: a span whose parent came from another process follows that
       parent's flag (default ``True``, as ``ParentBased`` does); ``False`` decides it by session;
     * ``processor``: read the session with this processor's keys and trust setting (default:
-      the processor :func:`configure` adds, or one configured from the environment).
+      the processor :func:`configure` adds, else as :func:`current_session_id` reads it).
     """
 
     def __init__(
@@ -219,16 +220,17 @@ class SessionSampler(Sampler):
 
     def _ids(self, attributes: Attributes, context: Context | None) -> TraceIds | None:
         """The ids the processor will stamp: attributes given at start win over baggage."""
-        read = self._reader().ids_in(context)
+        read = self._read(context)
         explicit = _explicit_ids(attributes)
         if explicit is None or read is None:
             return explicit or read
         return TraceIds(explicit.session_id or read.session_id, explicit.user_id or read.user_id)
 
-    def _reader(self) -> SessionSpanProcessor:
-        if self._processor is None:
-            self._processor = SessionSpanProcessor(guard_remote_baggage=False)
-        return self._processor
+    def _read(self, context: Context | None) -> TraceIds | None:
+        if self._processor is not None:
+            return self._processor.ids_in(context)
+        session_id, user_id = ids_in_force(context)  # as the configured processor reads them
+        return None if session_id is None and user_id is None else TraceIds(session_id, user_id)
 
     def get_description(self) -> str:
         return f"SessionSampler{{{self.ratio}}}"

@@ -60,6 +60,8 @@ class SenderStats:
     dropped: int
     retries: int
     refused: int = 0
+    #: session scores not sent because the session was sampled out (``follow_sampling``)
+    sampled_out: int = 0
 
 
 class ScoreSender:
@@ -105,6 +107,7 @@ class ScoreSender:
             "failed": 0,
             "dropped": 0,
             "retries": 0,
+            "sampled_out": 0,
         }
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -141,6 +144,11 @@ class ScoreSender:
                 self._start_locked()
             self._lock.notify_all()
         return True
+
+    def count_sampled_out(self) -> None:
+        """Count a score that was not submitted because its session was sampled out."""
+        with self._lock:
+            self._counts["sampled_out"] += 1
 
     def _start_locked(self) -> None:
         self._thread = threading.Thread(target=self._run, name="langfuse-score-sender", daemon=True)
