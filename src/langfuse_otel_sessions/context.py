@@ -31,6 +31,7 @@ from .attributes import (
 )
 from .environment import env_keys, env_positive_int
 from .ids import check_id, id_problem
+from .outbound import with_own_entries
 from .session import Session
 
 P = ParamSpec("P")
@@ -55,7 +56,7 @@ def _with_entry(context: Context, key: str, value: str, rivals: tuple[str, ...])
     for rival in rivals:
         if rival != key and baggage.get_baggage(rival, context) is not None:
             context = baggage.remove_baggage(rival, context)
-    return baggage.set_baggage(key, value, context)
+    return with_own_entries(context, {key: value})
 
 
 class SessionScope:

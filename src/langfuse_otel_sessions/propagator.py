@@ -13,12 +13,13 @@ is taken here, in ``extract``:
 * trusted (``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE=true``, for services behind a trusted edge):
   baggage passes through unchanged, as with OpenTelemetry's own propagator.
 
-Everything else in the baggage is left alone.
+Everything else in the baggage is left alone. On the way out, ``inject`` applies the outbound
+policy (:mod:`.outbound`): the ids this package wrote are not sent unless the user opted in.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 
 from opentelemetry import baggage, propagate
@@ -35,6 +36,7 @@ from .attributes import (
     ENV_USER_BAGGAGE_KEYS,
 )
 from .environment import env_bool, env_keys
+from .outbound import outbound_context, resolve_outbound_policy
 
 #: Context slot holding the session/user entries withheld from remote baggage.
 WITHHELD_REMOTE_ENTRIES = create_key("langfuse-otel-sessions.withheld-remote-baggage")
@@ -98,16 +100,32 @@ class SessionBaggagePropagator(W3CBaggagePropagator):
 
     Registered as the ``langfuse_baggage`` entry point:
     ``OTEL_PROPAGATORS=tracecontext,langfuse_baggage``.
-    Trust comes from ``trust_remote_baggage`` or ``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``.
+    Trust comes from ``trust_remote_baggage`` or ``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``; where
+    the ids this package wrote may be injected, from ``propagate_session_to`` or
+    ``LANGFUSE_OTEL_PROPAGATE_SESSION_TO`` (default: nowhere).
     """
 
-    def __init__(self, trust_remote_baggage: bool | None = None) -> None:
+    def __init__(
+        self,
+        trust_remote_baggage: bool | None = None,
+        *,
+        propagate_session_to: Sequence[str] | None = None,
+    ) -> None:
         self._trusted = (
             env_bool(ENV_TRUST_REMOTE_BAGGAGE, False)
             if trust_remote_baggage is None
             else trust_remote_baggage
         )
         self._keys = guarded_baggage_keys()
+        self.outbound = resolve_outbound_policy(propagate_session_to)
+
+    def inject(
+        self,
+        carrier: textmap.CarrierT,
+        context: Context | None = None,
+        setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
+    ) -> None:
+        super().inject(carrier, outbound_context(context, self.outbound), setter)
 
     def extract(
         self,
@@ -124,7 +142,9 @@ class SessionBaggagePropagator(W3CBaggagePropagator):
 
 class BaggageGuard(textmap.TextMapPropagator):
     """Wraps any propagator (usually the global composite) and withholds the remote session and
-    user entries its ``extract`` adds. ``inject`` and ``fields`` are the wrapped propagator's.
+    user entries its ``extract`` adds (unless ``trust_remote_baggage``). ``inject`` is the wrapped
+    propagator's, under the outbound policy (``propagate_session_to``, default from
+    ``LANGFUSE_OTEL_PROPAGATE_SESSION_TO``); ``fields`` are the wrapped propagator's.
 
     Called without a context, ``extract`` builds on the current context (OpenTelemetry's own
     propagators start from an empty one), so what the process decided before the request's
@@ -132,9 +152,17 @@ class BaggageGuard(textmap.TextMapPropagator):
     is kept, and only what the headers add is weighed.
     """
 
-    def __init__(self, inner: textmap.TextMapPropagator) -> None:
+    def __init__(
+        self,
+        inner: textmap.TextMapPropagator,
+        *,
+        trust_remote_baggage: bool = False,
+        propagate_session_to: Sequence[str] | None = None,
+    ) -> None:
         self.inner = inner
+        self.trusted = trust_remote_baggage
         self._keys = guarded_baggage_keys()
+        self.outbound = resolve_outbound_policy(propagate_session_to)
 
     def extract(
         self,
@@ -144,7 +172,7 @@ class BaggageGuard(textmap.TextMapPropagator):
     ) -> Context:
         before = get_current() if context is None else context
         after = self.inner.extract(carrier, before, getter)
-        if after is before:
+        if self.trusted or after is before:
             return after
         return _withhold_or_drop(before, after, self._keys)
 
@@ -154,23 +182,36 @@ class BaggageGuard(textmap.TextMapPropagator):
         context: Context | None = None,
         setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
     ) -> None:
-        self.inner.inject(carrier, context, setter)
+        self.inner.inject(carrier, outbound_context(context, self.outbound), setter)
 
     @property
     def fields(self) -> set[str]:
         return self.inner.fields
 
 
-def install_baggage_guard() -> bool:
+def install_baggage_guard(
+    *, trust_remote_baggage: bool = False, propagate_session_to: Sequence[str] | None = None
+) -> bool:
     """Wrap the global propagator in a :class:`BaggageGuard` unless it already is one.
 
     Returns ``True`` when it installed the guard. Instrumentations call
-    ``opentelemetry.propagate.extract``, which reads the global propagator at each request, so
-    the guard applies from the next request on.
+    ``opentelemetry.propagate.extract``/``inject``, which read the global propagator at each
+    request, so the guard applies from the next request on. An explicit ``propagate_session_to``
+    also replaces the outbound policy of a guard already installed.
     """
     current = propagate.get_global_textmap()
     if isinstance(current, BaggageGuard):
+        if not trust_remote_baggage:
+            current.trusted = False  # the stricter wins
+        if propagate_session_to is not None:
+            current.outbound = resolve_outbound_policy(propagate_session_to)
         return False
-    propagate.set_global_textmap(BaggageGuard(current))
+    propagate.set_global_textmap(
+        BaggageGuard(
+            current,
+            trust_remote_baggage=trust_remote_baggage,
+            propagate_session_to=propagate_session_to,
+        )
+    )
     logger.debug("Guarding remote session baggage around %s", type(current).__name__)
     return True

@@ -29,6 +29,7 @@ from .context import SessionScope, session_baggage_keys, user_baggage_keys
 from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
 from .ids import id_problem, new_session_id
+from .outbound import with_own_entries
 from .propagator import guarded_baggage_keys, withheld_remote_entries
 from .traces import TraceIds, correct_live
 from .web_input import cookie_values, query_values
@@ -204,7 +205,7 @@ class RequestSessions:
         if ids.session_id is not None:
             context = SessionScope(ids.session_id, ids.user_id).context(context)
         elif ids.user_id is not None:
-            context = baggage.set_baggage(BAGGAGE_LANGFUSE_USER_ID, ids.user_id, context)
+            context = with_own_entries(context, {BAGGAGE_LANGFUSE_USER_ID: ids.user_id})
         return context
 
     def stamp_server_span(self, current: Context, ids: RequestIds) -> None:
