@@ -22,7 +22,7 @@ def finished(build: object, limits: SpanLimits | None = None) -> list[ReadableSp
     return list(exporter.get_finished_spans())
 
 
-def nothing_known(trace_id: int) -> TraceIds | None:
+def nothing_known(key: int, span: ReadableSpan) -> TraceIds | None:
     return None
 
 
@@ -56,9 +56,9 @@ def test_sessions_known_from_elsewhere_complete_a_batch() -> None:
         tracer.start_span("server").end()
 
     spans = finished(only_server)
-    trace_id = spans[0].context.trace_id  # type: ignore[union-attr]
+    request = spans[0].context.span_id  # type: ignore[union-attr]  # the local root's id
     mapped, _ = map_spans(
-        spans, RootMapping(), lambda tid: TraceIds("s9", None) if tid == trace_id else None
+        spans, RootMapping(), lambda key, _: TraceIds("s9", None) if key == request else None
     )
     assert (mapped[0].attributes or {})["langfuse.session.id"] == "s9"
     assert "langfuse.user.id" not in (mapped[0].attributes or {})

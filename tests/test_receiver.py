@@ -249,6 +249,84 @@ def test_ingestion_route_answers_207_per_event(langfuse_receiver: LangfuseReceiv
     assert [s["id"] for s in langfuse_receiver.scores()] == ["s1"]
 
 
+INGESTION = "/api/public/ingestion"
+
+
+def event(event_id: str = "e1", **body: Any) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "type": "score-create",
+        "body": {"name": "n", "value": 1, "sessionId": "s", **body},
+    }
+
+
+@pytest.mark.parametrize(
+    ("bad", "detail"),
+    [
+        ({**event(), "id": ""}, "event id"),
+        ({**event(), "id": "e" * 801}, "event id"),
+        ({**event(), "timestamp": "yesterday"}, "timestamp"),
+        ({**event(), "timestamp": "2026-01-01T00:00:00"}, "timestamp"),  # no offset
+        (event(value=1, dataType="CORRECTION", traceId="t", sessionId=None), "CORRECTION value"),
+        (
+            event(value="x", dataType="CORRECTION", traceId="t", sessionId=None, configId="c"),
+            "configId",
+        ),
+        (event(metadata={"deep": [{"n": "1e400"}]}), "metadata"),  # sent as a bare 1e400
+        (event(metadata={"big": 10**400}), "metadata"),
+        (event(value=10**400), "number"),
+        (event(dataType="TEXT", value="x" * 501), "TEXT"),
+    ],
+)
+def test_ingestion_refuses_each_invalid_event_alone(
+    langfuse_receiver: LangfuseReceiver, bad: dict[str, Any], detail: str
+) -> None:
+    batch = {"batch": [event("ok-1"), bad, event("ok-2", id="s2")]}
+    body = json.dumps(batch).encode().replace(b'"1e400"', b"1e400")  # JavaScript: Infinity
+    status, payload, _ = post(langfuse_receiver, INGESTION, body)
+    assert status == 207
+    assert [s["id"] for s in payload["successes"]] == ["ok-1", "ok-2"]
+    (error,) = payload["errors"]
+    assert (error["status"], error["message"]) == (400, "Invalid request data")
+    assert detail in error["error"]
+    assert len(langfuse_receiver.scores()) == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [
+        (b'{"batch": [{"id": "e1", "body": {"value": NaN}}]}', 400),
+        (b'{"batch": {"not": "a list"}}', 400),
+        (b"[" * 100_000 + b"]" * 100_000, 400),
+        (json.dumps({"batch": [event(comment="c" * 3_600_000)]}).encode(), 413),
+    ],
+)
+def test_ingestion_refuses_a_whole_batch_only_for_what_langfuse_refuses_as_a_whole(
+    langfuse_receiver: LangfuseReceiver, body: bytes, status: int
+) -> None:
+    answer_status, payload, _ = post(langfuse_receiver, INGESTION, body)
+    assert answer_status == status
+    assert payload["message"]
+    assert langfuse_receiver.scores() == []
+
+
+def test_correction_scores_are_kept_on_traces_and_dropped_silently_on_sessions(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    batch = {
+        "batch": [
+            event("e1", value="right", dataType="CORRECTION", sessionId=None, traceId="t"),
+            event("e2", value="right", dataType="CORRECTION"),  # on a session
+        ]
+    }
+    status, payload, _ = post(langfuse_receiver, INGESTION, json.dumps(batch).encode())
+    assert status == 207
+    assert [s["id"] for s in payload["successes"]] == ["e1", "e2"]  # both "accepted"...
+    (kept,) = langfuse_receiver.scores()  # ...but Langfuse drops the session one later
+    assert (kept["name"], kept["dataType"], kept["traceId"]) == ("output", "CORRECTION", "t")
+
+
 def test_scripted_faults_in_order_then_normal(langfuse_receiver: LangfuseReceiver) -> None:
     langfuse_receiver.fail_next("scores", 503, Fault(status=429, retry_after=7))
     first = post(langfuse_receiver, SCORES, score())

@@ -225,11 +225,11 @@ def test_400_is_not_retried_and_the_server_message_is_logged(
     client: ScoreClient, langfuse_receiver: LangfuseReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
     langfuse_receiver.fail_next("ingestion", 400)
-    client.score_session("s", name="n", value=1)
+    score = client.score_session("s", name="n", value=1)
     assert client.flush(10)
     assert [r.status for r in langfuse_receiver.requests()] == [400]
-    assert client.stats.failed == 1
-    assert "refused 1 scores with 400: scripted fault" in caplog.text
+    assert (client.stats.refused, client.stats.failed) == (1, 0)
+    assert f"Langfuse refused score {score} ('n'): 400 scripted fault" in caplog.text
 
 
 def test_207_events_are_retried_only_when_their_own_status_is_transient(
@@ -256,7 +256,7 @@ def test_207_events_are_retried_only_when_their_own_status_is_transient(
     *_, retry = langfuse_receiver.requests()
     assert [event["body"]["name"] for event in json.loads(retry.body)["batch"]] == ["b"]
     assert client.stats.delivered == 3  # warm-up, a (per the scripted answer), b (retried)
-    assert client.stats.failed == 1
+    assert (client.stats.refused, client.stats.failed) == (1, 0)
     assert "configId does not match" in caplog.text
 
 
@@ -312,7 +312,7 @@ def test_full_queue_drops_counts_and_logs(
     for i in range(10):
         client.score_session("s", name=f"n{i}", value=i)
     assert client.stats.dropped == 5
-    assert "Score queue full (5)" in caplog.text
+    assert "Score queue full (limits: 5 scores" in caplog.text
     hold.set()
     assert client.flush(10)
     assert client.stats.delivered == 6
@@ -369,15 +369,22 @@ def test_score_is_a_span_event_on_the_recording_span(client: ScoreClient) -> Non
     with provider.get_tracer("t").start_as_current_span("handler"):
         score = client.score_session("s-1", name="helpful", value=True, comment="great")
     (span,) = exporter.get_finished_spans()
-    (event,) = span.events
-    assert event.name == "langfuse.score"
-    assert dict(event.attributes or {}) == {
+    ours, evaluation = span.events
+    assert ours.name == "langfuse.score"
+    assert dict(ours.attributes or {}) == {
         "langfuse.score.id": score,
         "langfuse.score.name": "helpful",
         "langfuse.score.value": 1,
         "langfuse.score.data_type": "BOOLEAN",
         "langfuse.score.session_id": "s-1",
         "langfuse.score.comment": "great",
+    }
+    assert evaluation.name == "gen_ai.evaluation.result"
+    assert dict(evaluation.attributes or {}) == {
+        "gen_ai.evaluation.name": "helpful",
+        "gen_ai.evaluation.score.value": 1.0,
+        "gen_ai.evaluation.score.label": "true",
+        "gen_ai.evaluation.explanation": "great",
     }
 
 

@@ -43,3 +43,14 @@ ENV_PROPAGATE_SESSION_TO: Final = "LANGFUSE_OTEL_PROPAGATE_SESSION_TO"
 
 DEFAULT_MAX_ID_LENGTH: Final = 200
 DEFAULT_MAX_TRACKED_TRACES: Final = 10_000
+
+# Span events a score adds to the current span: ours, and the OpenTelemetry GenAI evaluation
+# event (semantic-conventions-genai, development status) that other backends recognise.
+SCORE_EVENT: Final = "langfuse.score"
+GEN_AI_EVALUATION_EVENT: Final = "gen_ai.evaluation.result"
+GEN_AI_EVALUATION_NAME: Final = "gen_ai.evaluation.name"
+GEN_AI_EVALUATION_SCORE_VALUE: Final = "gen_ai.evaluation.score.value"
+GEN_AI_EVALUATION_SCORE_LABEL: Final = "gen_ai.evaluation.score.label"
+GEN_AI_EVALUATION_EXPLANATION: Final = "gen_ai.evaluation.explanation"
+#: Characters of a string a score event carries at most (a comment may be far longer).
+MAX_SCORE_EVENT_TEXT: Final = 4096

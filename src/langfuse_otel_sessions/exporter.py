@@ -25,8 +25,9 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from ._logging import RateLimitedLog, logger
 from .config import OTEL_TRACES_PATH, collector_endpoint, resolve_langfuse_config
 from .errors import ConfigurationError
+from .local_requests import known_ids
 from .mapping import RootMapping, TraceName, map_spans
-from .traces import TraceIds, TraceSessions, lookup_live
+from .traces import TraceIds, TraceSessions
 
 INGESTION_VERSION_HEADER = "x-langfuse-ingestion-version"
 INGESTION_VERSION = "4"
@@ -189,8 +190,8 @@ class LangfuseSpanExporter(SpanExporter):
         self._disabled_reason = reason
         logger.error(reason)
 
-    def _known(self, trace_id: int) -> TraceIds | None:
-        return self._recent.get(trace_id) or lookup_live(trace_id)
+    def _known(self, key: int, span: ReadableSpan) -> TraceIds | None:
+        return known_ids(self._recent, key, span)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Map and send one batch; returns the result, never raises."""
@@ -202,8 +203,8 @@ class LangfuseSpanExporter(SpanExporter):
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             mapped, learned = map_spans(spans, self._mapping, self._known)
-            for trace_id, ids in learned.items():
-                self._recent.remember(trace_id, ids)
+            for key, ids in learned.items():
+                self._recent.remember(key, ids)
             return self._count(len(spans), self._inner.export(mapped))
         except Exception:  # noqa: BLE001 - export must not raise
             self._log.exception(

@@ -1,8 +1,10 @@
 """Pure mapping of finished spans to what Langfuse needs, on copies (spans are never mutated).
 
-* Session completeness: every span of a trace whose session (user) is known carries
+* Session completeness: every span of a local request whose session (user) is known carries
   ``langfuse.session.id`` (``langfuse.user.id``) — Langfuse aggregates a session's cost and usage
-  over the observations whose *own* session id is set.
+  over the observations whose *own* session id is set. Per local request, not per trace: a
+  request joining another's trace learns nothing from it; a request that saw several sessions
+  completes none.
 * Root spans (no parent, or ``langfuse.internal.as_root``): trace name and trace input/output, so
   that both Langfuse server generations show them (v4 takes trace I/O from the root observation
   and ignores ``langfuse.trace.input/output``; v3 reads those).
@@ -19,6 +21,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from ._logging import RateLimitedLog
 from .attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID, USER_ATTRIBUTE_KEYS
+from .local_requests import request_keys
 from .traces import TraceIds
 
 AS_ROOT = "langfuse.internal.as_root"
@@ -181,37 +184,34 @@ def root_additions(
 def map_spans(
     spans: Sequence[ReadableSpan],
     mapping: RootMapping,
-    known: Callable[[int], TraceIds | None],
+    known: Callable[[int, ReadableSpan], TraceIds | None],
 ) -> tuple[list[ReadableSpan], dict[int, TraceIds]]:
     """Map a batch. Returns the spans to send (copies where something changed, the originals
-    otherwise) and the trace ids -> session/user ids learned from this batch.
+    otherwise) and the local request keys -> session/user ids learned from this batch.
 
-    ``known(trace_id)`` supplies the ids of traces the batch alone does not tell.
+    Completeness works per local request (see :mod:`~langfuse_otel_sessions.local_requests`),
+    never across a trace another request joined. ``known(key, span)`` supplies the ids of
+    requests the batch alone does not tell.
     """
+    keys = request_keys(spans)
     learned: dict[int, TraceIds] = {}
+    mixed: set[int] = set()
     seen: list[tuple[ReadableSpan, Mapping[str, object], frozenset[str], object, object]] = []
-    for span in spans:
+    for span, key in zip(spans, keys, strict=True):
         attributes: Mapping[str, object] = span.attributes or {}
         names = _READ_KEYS.intersection(attributes)
         session_id = _first(attributes, LANGFUSE_SESSION_KEYS, names)
         user_id = _first(attributes, LANGFUSE_USER_KEYS, names)
         seen.append((span, attributes, names, session_id, user_id))
-        context = span.context
-        if (session_id is not None or user_id is not None) and context is not None:
-            previous = learned.get(context.trace_id)
-            if previous is None or previous.session_id is None or previous.user_id is None:
-                learned[context.trace_id] = TraceIds(
-                    _text_or(previous and previous.session_id, session_id),
-                    _text_or(previous and previous.user_id, user_id),
-                )
+        if session_id is not None or user_id is not None:
+            _learn(learned, mixed, key, session_id, user_id)
     result: list[ReadableSpan] = []
-    for span, attributes, names, session_id, user_id in seen:
+    for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
         added: dict[str, object] = {}
-        context = span.context
-        if context is not None and (session_id is None or user_id is None):
-            known_ids = learned.get(context.trace_id) or known(context.trace_id)
+        if session_id is None or user_id is None:
+            known_ids = learned.get(key) or known(key, span)
             if known_ids is not None:
-                if known_ids.session_id is not None and session_id is None:
+                if known_ids.session_id is not None and session_id is None and key not in mixed:
                     added[LANGFUSE_SESSION_ID] = known_ids.session_id
                 if known_ids.user_id is not None and user_id is None:
                     added[LANGFUSE_USER_ID] = known_ids.user_id
@@ -219,6 +219,26 @@ def map_spans(
             added.update(root_additions(span, mapping, names))
         result.append(_MappedSpan(span, {**attributes, **added}) if added else span)
     return result, learned
+
+
+def _learn(
+    learned: dict[int, TraceIds], mixed: set[int], key: int, session_id: object, user_id: object
+) -> None:
+    """Merge a span's ids into what its request is known by; two sessions make it ambiguous."""
+    previous = learned.get(key)
+    if previous is None:
+        learned[key] = TraceIds(_text_or(None, session_id), _text_or(None, user_id))
+        return
+    if (
+        isinstance(session_id, str)
+        and previous.session_id is not None
+        and session_id != previous.session_id
+    ):
+        mixed.add(key)
+    if previous.session_id is None or previous.user_id is None:
+        learned[key] = TraceIds(
+            _text_or(previous.session_id, session_id), _text_or(previous.user_id, user_id)
+        )
 
 
 def _text_or(earlier: str | None, value: object) -> str | None:

@@ -10,7 +10,6 @@ from collections.abc import Mapping, Sequence
 from opentelemetry.baggage import _BAGGAGE_KEY  # the baggage slot: a dict get, not a copy
 from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace.propagation import _SPAN_KEY  # the current-span slot
 
 from ._logging import RateLimitedLog, logger
 from .attributes import (
@@ -33,9 +32,10 @@ from .attributes import (
 from .environment import env_bool, env_keys, env_positive_int
 from .errors import ConfigurationError
 from .ids import id_problem
+from .local_requests import REQUEST_SLOT, TAGGABLE, LocalRequest, request_of
 from .outbound import resolve_outbound_policy
 from .propagator import WITHHELD_REMOTE_ENTRIES, install_baggage_guard
-from .traces import TraceIds, TraceSessions, register_live
+from .traces import TraceIds
 
 _SESSION_ATTRIBUTES = frozenset(SESSION_ATTRIBUTE_KEYS)
 _USER_ATTRIBUTES = frozenset(USER_ATTRIBUTE_KEYS)
@@ -74,8 +74,8 @@ class SessionSpanProcessor(SpanProcessor):
     * ``max_id_length``: longer ids are skipped (``LANGFUSE_OTEL_MAX_ID_LENGTH``, 200);
     * ``trust_remote_baggage``: also stamp ids that arrived in a request's baggage
       (``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, false);
-    * ``max_tracked_traces``: bound of the trace fallback memory
-      (``LANGFUSE_OTEL_MAX_TRACKED_TRACES``, 10,000);
+    * ``max_tracked_traces``: no longer used (the fallback memory is per local request and
+      freed with its spans); accepted for compatibility;
     * ``propagate_session_to``: hosts that outgoing requests may carry the session/user ids
       this package wrote to (``["api.internal", "*.svc.cluster.local"]``, ``["*"]`` for all;
       ``LANGFUSE_OTEL_PROPAGATE_SESSION_TO``; default: none — see ``docs/outbound-propagation.md``);
@@ -117,20 +117,19 @@ class SessionSpanProcessor(SpanProcessor):
             if trust_remote_baggage is None
             else bool(trust_remote_baggage)
         )
-        self.traces = TraceSessions(
-            _positive_option(
-                "max_tracked_traces",
-                max_tracked_traces,
-                ENV_MAX_TRACKED_TRACES,
-                DEFAULT_MAX_TRACKED_TRACES,
-            )
+        # Accepted for compatibility: the memory is now per local request, kept on the spans
+        # themselves, and freed with them (see local_requests.py).
+        self.max_tracked_traces = _positive_option(
+            "max_tracked_traces",
+            max_tracked_traces,
+            ENV_MAX_TRACKED_TRACES,
+            DEFAULT_MAX_TRACKED_TRACES,
         )
-        register_live(self.traces)
         self._session_targets = (LANGFUSE_SESSION_ID, *self.extra_session_attributes)
         self._user_targets = (LANGFUSE_USER_ID, *self.extra_user_attributes)
         self._session_extras = bool(self.extra_session_attributes)
         self._valid_ids: set[str] = set()
-        self._last: tuple[object, object, TraceIds | None] = (_NOTHING, _NOTHING, None)
+        self._last: tuple[object, TraceIds | None] = (_NOTHING, None)
 
         self._log = RateLimitedLog()
         self._told_about_remote = False
@@ -146,26 +145,33 @@ class SessionSpanProcessor(SpanProcessor):
         try:
             context = get_current() if parent_context is None else parent_context
             entries = context.get(_BAGGAGE_KEY)
-            parent = context.get(_SPAN_KEY)
-            # Spans of one scope share one (immutable) baggage mapping, and siblings one parent
-            # span: the ids resolved for the last span, and the fact that its trace is
-            # remembered, are reused by identity. A race between threads costs only a redo.
+            # Spans of one scope share one (immutable) baggage mapping: the ids resolved for
+            # the last span are reused by identity. A race between threads costs only a redo.
             last = self._last
             if last[0] is not entries:
-                last = self._last = (entries, None, self._resolve(entries))
-            ids = last[2]
+                last = self._last = (entries, self._resolve(entries))
+            ids = last[1]
+            # The local request: the parent's if it is a local span the processor saw, else a
+            # new one rooted here (a remote parent never shares its memory: see local_requests).
+            span_context = span.context
+            parent = span.parent
+            request = None
+            if parent is not None and not parent.is_remote:
+                request = getattr(parent, REQUEST_SLOT, None)
+            if request is None:
+                request = LocalRequest(span_context.span_id)
+            if TAGGABLE:
+                span_context.__dict__[REQUEST_SLOT] = request
             if ids is None:
-                trace_id = span.context.trace_id
                 ids = self._remote_ids(context)
                 if ids is None:
-                    ids = self.traces.get(trace_id)
+                    ids = request.ids  # the fallback: the ids in force last in this request
                     if ids is None:
                         return
                 else:
-                    self.traces.remember(trace_id, ids)
-            elif parent is None or last[1] is not parent:
-                self.traces.remember(span.context.trace_id, ids)
-                self._last = (entries, parent, ids)
+                    request.note(ids)
+            elif request.ids is not ids:
+                request.note(ids)
             session_id, user_id = ids
             try:  # the SDK span's own mapping: the public property wraps it in a new proxy
                 existing = span._attributes
@@ -190,11 +196,9 @@ class SessionSpanProcessor(SpanProcessor):
             self._log.exception("on_start", "SessionSpanProcessor could not stamp a span")
 
     def on_end(self, span: ReadableSpan) -> None:
-        parent = span.parent
-        if parent is None or parent.is_remote:  # the trace's local root ended
-            context = span.context
-            if context is not None:
-                self.traces.release(context.trace_id)
+        request = request_of(span.context)
+        if request is not None and request.key == span.context.span_id:
+            request.open = False  # the local root ended: nothing of this request is pending
 
     def shutdown(self) -> None:
         """Nothing to release: the processor holds no thread or connection."""

@@ -29,9 +29,10 @@ from .context import SessionScope, session_baggage_keys, user_baggage_keys
 from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
 from .ids import id_problem, new_session_id
+from .local_requests import correct_request
 from .outbound import with_own_entries
 from .propagator import guarded_baggage_keys, withheld_remote_entries
-from .traces import TraceIds, correct_live
+from .traces import TraceIds
 from .web_input import cookie_values, query_values
 
 DEFAULT_SESSION_HEADER = "X-Session-Id"
@@ -224,10 +225,10 @@ class RequestSessions:
             elif not self.trust_incoming_baggage and existing.get(key):
                 corrected = True
                 span.set_attribute(key, "")
-        if corrected:  # the processor's trace fallback learnt the old ids from this span
+        if corrected:  # the processor's request memory learnt the old ids from this span
             known = ids.session_id is not None or ids.user_id is not None
             trace_ids = TraceIds(ids.session_id, ids.user_id) if known else None
-            correct_live(span.get_span_context().trace_id, trace_ids)
+            correct_request(span.get_span_context(), trace_ids)
 
     def set_cookie(self, session_id: str) -> str:
         """The ``Set-Cookie`` value for a session id this middleware made."""

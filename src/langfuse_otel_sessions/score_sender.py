@@ -1,30 +1,32 @@
-"""The background sender of scores: a bounded queue, one daemon thread, batches posted to
-Langfuse's ingestion route with retries.
+"""The background sender of scores: a queue bounded by count and bytes, one daemon thread that
+never dies, batches posted to Langfuse's ingestion route with retries.
 
 Why the batch route (``POST /api/public/ingestion``, ``score-create`` events) and not
 ``/api/public/scores``: one request carries up to ``batch_size`` scores, so a burst of feedback
 costs a handful of requests instead of one each, and throughput does not depend on round trips.
-Its answer is always 207 with per-event results: events that failed with 429/5xx are retried,
-events refused with another 4xx are not (the server's message is logged). Every score carries
-its id, so a retried event replaces the score rather than adding one.
+Its answer is 207 with per-event results: events that failed with 429/5xx are retried, events
+refused with another 4xx are not (the server's message is logged). A batch refused as a whole
+(400, 413) is split until the refused score stands alone (:mod:`.score_batches`), so one bad
+score never costs the others. Every score carries its id, so a retried event replaces the score
+rather than adding one.
 
-Nothing is lost silently: a full queue drops the new score, a batch that exhausts its retries is
-given up, and both are counted (``stats``) and logged. After ``os.fork()`` the child gets an
-empty sender of its own (the parent delivers what it had queued).
+Nothing is lost silently: a full queue drops the new score, a refused score and a batch that
+exhausts its retries are given up, and all are counted (``stats``) and logged. The thread
+survives any error; if it is ever gone, the next ``submit`` or ``flush`` starts a new one.
+After ``os.fork()`` the child gets an empty sender of its own (the parent delivers what it had
+queued).
 """
 
 from __future__ import annotations
 
 import atexit
-import json
 import os
 import threading
 import time
-import uuid
 import weakref
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, timezone
 from typing import Any
 
 import requests
@@ -32,34 +34,32 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 
 from ._logging import RateLimitedLog, logger
 from .retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
+from .score_batches import (
+    BATCH_REFUSALS,
+    MAX_BATCH_BYTES,
+    Outcome,
+    Tally,
+    deliver_isolating,
+    encode_batch,
+    event_size,
+)
 from .score_model import Score
 
-MAX_BATCH_BYTES = 3_000_000  # the route takes about 3.5 MB
+#: Default bound of the queue in bytes (the scores' JSON bodies).
+DEFAULT_MAX_QUEUE_BYTES = 32_000_000
 
 
 @dataclass(frozen=True)
 class SenderStats:
-    """Counts since the sender started (or since the fork that made this process)."""
+    """Counts since the sender started (or since the fork that made this process). Each queued
+    score ends up delivered, refused (by Langfuse, for itself) or failed (given up)."""
 
     queued: int
     delivered: int
     failed: int
     dropped: int
     retries: int
-
-
-@dataclass
-class _Event:
-    event_id: str
-    score: Score
-
-    def as_json(self) -> dict[str, Any]:
-        return {
-            "id": self.event_id,
-            "timestamp": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z"),
-            "type": "score-create",
-            "body": dict(self.score.body),
-        }
+    refused: int = 0
 
 
 class ScoreSender:
@@ -72,6 +72,7 @@ class ScoreSender:
         authorization: str | None,
         disabled_reason: str | None = None,
         max_queue: int = 10_000,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         batch_size: int = 100,
         request_timeout: float = 10.0,
         policy: RetryPolicy | None = None,
@@ -81,6 +82,7 @@ class ScoreSender:
         self._authorization = authorization
         self._disabled_reason = disabled_reason
         self.max_queue = max_queue
+        self.max_queue_bytes = max_queue_bytes
         self.batch_size = batch_size
         self.request_timeout = request_timeout
         self.policy = policy or RetryPolicy()
@@ -93,9 +95,17 @@ class ScoreSender:
     def _reset(self) -> None:
         """Fresh state: at construction, and in a child process after ``fork``."""
         self._lock = threading.Condition()
-        self._queue: deque[_Event] = deque()
+        self._queue: deque[Score] = deque()
+        self._queued_bytes = 0
         self._in_flight = 0
-        self._counts = {"queued": 0, "delivered": 0, "failed": 0, "dropped": 0, "retries": 0}
+        self._counts = {
+            "queued": 0,
+            "delivered": 0,
+            "refused": 0,
+            "failed": 0,
+            "dropped": 0,
+            "retries": 0,
+        }
         self._thread: threading.Thread | None = None
         self._closing = False
         self._abort = threading.Event()
@@ -110,22 +120,31 @@ class ScoreSender:
         """Queue ``score``; ``False`` if it was dropped (disabled, closed, or queue full)."""
         if self._disabled_reason is not None:
             return self._drop("disabled", "%s; score not sent", self._disabled_reason)
+        size = len(score.encoded)
         with self._lock:
             if self._closing:
                 return self._drop_locked("closed", "Score sender is shut down; score not sent")
-            if len(self._queue) >= self.max_queue:
+            if (
+                len(self._queue) >= self.max_queue
+                or self._queued_bytes + size > self.max_queue_bytes
+            ):
                 return self._drop_locked(
-                    "full", "Score queue full (%d); dropping a score", self.max_queue
+                    "full",
+                    "Score queue full (limits: %d scores, %d bytes); dropping a score",
+                    self.max_queue,
+                    self.max_queue_bytes,
                 )
-            self._queue.append(_Event(uuid.uuid4().hex, score))
+            self._queue.append(score)
+            self._queued_bytes += size
             self._counts["queued"] += 1
             if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._run, name="langfuse-score-sender", daemon=True
-                )
-                self._thread.start()
+                self._start_locked()
             self._lock.notify_all()
         return True
+
+    def _start_locked(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="langfuse-score-sender", daemon=True)
+        self._thread.start()
 
     def _drop(self, key: str, message: str, *args: object) -> bool:
         with self._lock:
@@ -142,6 +161,8 @@ class ScoreSender:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._lock:
             while self._queue or self._in_flight:
+                if self._thread is None and self._queue and not self._abort.is_set():
+                    self._start_locked()  # the sender was gone: the call brings it back
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
@@ -168,6 +189,7 @@ class ScoreSender:
             left = len(self._queue)
             if left:
                 self._queue.clear()
+                self._queued_bytes = 0
                 self._counts["failed"] += left
                 logger.error("Shutting down with %d scores not delivered", left)
             self._lock.notify_all()
@@ -177,54 +199,89 @@ class ScoreSender:
     # -- the sender thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        while True:
+        """The thread: batch after batch until shut down. Nothing it meets ends it; should
+        something still do (a ``BaseException``), the scores in hand are counted as failed and
+        the next call starts a new thread."""
+        try:
+            while True:
+                try:
+                    if not self._send_next_batch():
+                        return
+                except Exception:  # noqa: BLE001 - the sender thread must survive anything
+                    self._log.exception("crash", "Score sender failed; it carries on")
+                    self._abort.wait(0.05)  # no busy loop should the failure repeat
+        finally:
             with self._lock:
-                while not self._queue and not self._closing:
-                    self._lock.wait()
-                if not self._queue or self._abort.is_set():
-                    return
-                taken = [
-                    self._queue.popleft() for _ in range(min(self.batch_size, len(self._queue)))
-                ]
-                self._in_flight = len(taken)
-            batch = self._within_size(taken)  # sized outside the lock: submitters never wait
-            try:
-                delivered, failed = self._deliver(batch)
-            except Exception:  # noqa: BLE001 - the sender thread must survive anything
-                self._log.exception("crash", "Score sender failed on a batch")
-                delivered, failed = 0, len(batch)
-            with self._lock:
-                self._counts["delivered"] += delivered
-                self._counts["failed"] += failed
-                self._in_flight = 0
+                if self._thread is threading.current_thread():
+                    self._thread = None
+                if self._in_flight:
+                    self._counts["failed"] += self._in_flight
+                    logger.error("Score sender stopped with %d scores in hand", self._in_flight)
+                    self._in_flight = 0
                 self._lock.notify_all()
 
-    def _within_size(self, taken: list[_Event]) -> list[_Event]:
-        """The first events of ``taken`` that fit in one request; the rest go back in front."""
-        size = 0
-        for index, event in enumerate(taken):
-            size += len(json.dumps(event.score.body))
-            if index and size > MAX_BATCH_BYTES:
-                with self._lock:
-                    self._queue.extendleft(reversed(taken[index:]))
-                    self._in_flight = index
-                return taken[:index]
-        return taken
+    def _send_next_batch(self) -> bool:
+        """Take the next batch (at most ``batch_size`` scores and ``MAX_BATCH_BYTES``), deliver
+        it; ``False`` when the sender is done."""
+        with self._lock:
+            while not self._queue and not self._closing:
+                self._lock.wait()
+            if not self._queue or self._abort.is_set():
+                return False
+            batch = self._take_locked()
+        try:
+            tally = deliver_isolating(batch, self._post_with_retries)
+        except Exception:  # noqa: BLE001 - counted below; the thread carries on
+            self._log.exception("crash", "Score sender failed on a batch of %d", len(batch))
+            tally = Tally(failed=len(batch))
+        for score, message in tally.refused:
+            self._log.error(
+                "refused",
+                "Langfuse refused score %s (%r): %s",
+                score.id,
+                str(score.body.get("name"))[:100],
+                message,
+            )
+        with self._lock:
+            self._counts["delivered"] += tally.delivered
+            self._counts["refused"] += len(tally.refused)
+            self._counts["failed"] += tally.failed
+            self._in_flight = 0
+            self._lock.notify_all()
+        return True
 
-    def _deliver(self, batch: list[_Event]) -> tuple[int, int]:
-        """Post ``batch`` with retries; returns (delivered, failed)."""
-        pending = batch
-        delivered = refused = 0
+    def _take_locked(self) -> list[Score]:
+        batch: list[Score] = []
+        size = 0
+        while self._queue and len(batch) < self.batch_size:
+            score = self._queue[0]
+            grown = size + event_size(score)
+            if batch and grown > MAX_BATCH_BYTES:
+                break
+            batch.append(self._queue.popleft())
+            self._queued_bytes -= len(score.encoded)
+            size = grown
+        self._in_flight = len(batch)
+        return batch
+
+    def _post_with_retries(self, batch: Sequence[Score]) -> Outcome:
+        """Post ``batch`` with retries: what became of it. Never raises."""
+        pending, body = encode_batch(batch)
+        sent = len(pending)
+        outcome = Outcome()
         started = time.monotonic()
+        status: int | None = None
         for attempt in range(self.policy.max_attempts):
-            status, answer, retry_after = self._post(pending, started)
+            status, answer, retry_after = self._post(body, started)
             if status == 207 and isinstance(answer, dict):
-                ok, no, pending = self._split(pending, answer)
-                delivered += ok
-                refused += no
+                pending = _apply_results(pending, answer, outcome)
             elif status is not None and 200 <= status < 300:
-                delivered += len(pending)
-                pending = []
+                outcome.delivered += len(pending)
+                pending = {}
+            elif status in BATCH_REFUSALS:
+                outcome.refused_together = list(pending.values())
+                outcome.batch_refusal = f"{status} {_message(answer)}"
+                return outcome
             elif status is not None and status not in RETRYABLE_STATUSES:
                 self._log.error(
                     f"status-{status}",
@@ -233,9 +290,13 @@ class ScoreSender:
                     status,
                     _message(answer),
                 )
-                return delivered, refused + len(pending)
+                outcome.failed += len(pending)
+                return outcome
             if not pending:
-                return delivered, refused
+                return outcome
+            if len(pending) < sent:  # only what is left goes again
+                pending, body = encode_batch(list(pending.values()))
+                sent = len(pending)
             wait = self.policy.backoff(attempt, retry_after)
             out_of_time = time.monotonic() + wait - started > self.policy.deadline
             if attempt + 1 == self.policy.max_attempts or out_of_time:
@@ -247,41 +308,16 @@ class ScoreSender:
         self._log.error(
             "gave-up", "Gave up on %d scores after retries (last status %s)", len(pending), status
         )
-        return delivered, refused + len(pending)
+        outcome.failed += len(pending)
+        return outcome
 
-    def _split(
-        self, pending: list[_Event], answer: dict[str, Any]
-    ) -> tuple[int, int, list[_Event]]:
-        """From a 207 answer: accepted and refused counts, and the events to send again (a
-        transient per-event error, or no result at all; their score ids keep it idempotent)."""
-        errors = {error.get("id"): error for error in answer.get("errors") or []}
-        accepted = {success.get("id") for success in answer.get("successes") or []}
-        ok = refused = 0
-        retry: list[_Event] = []
-        for event in pending:
-            error = errors.get(event.event_id)
-            if event.event_id in accepted:
-                ok += 1
-            elif error is None or error.get("status") in RETRYABLE_STATUSES:
-                retry.append(event)
-            else:
-                refused += 1
-                self._log.error(
-                    "event-refused",
-                    "Langfuse refused a score (%s): %s",
-                    error.get("status"),
-                    str(error.get("message"))[:500],
-                )
-        return ok, refused, retry
-
-    def _post(self, events: list[_Event], started: float) -> tuple[int | None, Any, float | None]:
+    def _post(self, body: bytes, started: float) -> tuple[int | None, Any, float | None]:
         """One request: (status or ``None`` on a connection error, JSON answer, Retry-After)."""
         remaining = self.policy.deadline - (time.monotonic() - started)
         timeout = max(min(self.request_timeout, remaining), 0.1)
         headers = {"Content-Type": "application/json"}
         if self._authorization is not None:
             headers["Authorization"] = self._authorization
-        body = json.dumps({"batch": [event.as_json() for event in events]})
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             response = self._http.post(self.endpoint, data=body, headers=headers, timeout=timeout)
@@ -303,9 +339,40 @@ class ScoreSender:
         )
 
 
+def _apply_results(
+    pending: dict[str, Score], answer: dict[str, Any], outcome: Outcome
+) -> dict[str, Score]:
+    """From a 207 answer, count the accepted and refused events into ``outcome``; returns the
+    events to send again (a transient per-event error, or no result at all; their score ids
+    keep it idempotent)."""
+    results: dict[object, dict[str, Any] | None] = {}
+    for success in answer.get("successes") or []:
+        if isinstance(success, dict):
+            results[success.get("id")] = None
+    for error in answer.get("errors") or []:
+        if isinstance(error, dict):
+            results[error.get("id")] = error
+    retry: dict[str, Score] = {}
+    for event_id, score in pending.items():
+        if event_id not in results:
+            retry[event_id] = score
+            continue
+        error = results[event_id]
+        if error is None:
+            outcome.delivered += 1
+        elif error.get("status") in RETRYABLE_STATUSES:
+            retry[event_id] = score
+        else:
+            outcome.refused.append((score, f"{error.get('status')} {_message(error)}"))
+    return retry
+
+
 def _message(answer: Any) -> str:  # noqa: ANN401 - whatever the server answered
+    """The server's message (and its detail, as Langfuse puts it in ``error``), shortened."""
     if isinstance(answer, dict):
-        return str(answer.get("message") or answer.get("error") or answer)[:500]
+        parts = [answer.get("message"), answer.get("error") or answer.get("errors")]
+        text = ": ".join(str(part) for part in parts if part) or str(answer)
+        return text[:500]
     return str(answer)[:500]
 
 

@@ -13,22 +13,19 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
-from opentelemetry import trace
-
 from ._logging import logger
 from .attributes import DEFAULT_MAX_ID_LENGTH
 from .config import INGESTION_PATH, resolve_langfuse_config
 from .errors import ConfigurationError, InvalidScoreError
 from .ids import check_id
 from .retry import RetryPolicy
+from .score_events import add_score_events
 from .score_model import Score, build_score, stable_score_id
-from .score_sender import ScoreSender, SenderStats
+from .score_sender import DEFAULT_MAX_QUEUE_BYTES, ScoreSender, SenderStats
 from .session import Session
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-SCORE_EVENT = "langfuse.score"
 
 
 def _positive(name: str, value: float) -> float:
@@ -67,13 +64,18 @@ class ScoreClient:
         base_url: str | None = None,
         *,
         max_queue: int = 10_000,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         batch_size: int = 100,
         request_timeout: float = 10.0,
         retry_deadline: float = 60.0,
         retry_initial_backoff: float = 0.5,
         exit_timeout: float = 5.0,
     ) -> None:
-        for name, number in (("max_queue", max_queue), ("batch_size", batch_size)):
+        for name, number in (
+            ("max_queue", max_queue),
+            ("max_queue_bytes", max_queue_bytes),
+            ("batch_size", batch_size),
+        ):
             if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
                 raise ConfigurationError(f"{name} must be a positive integer")
         config = resolve_langfuse_config(public_key, secret_key, base_url)
@@ -90,6 +92,7 @@ class ScoreClient:
             authorization=None if disabled else config.authorization(),
             disabled_reason=disabled,
             max_queue=max_queue,
+            max_queue_bytes=max_queue_bytes,
             batch_size=batch_size,
             request_timeout=_positive("request_timeout", request_timeout),
             policy=RetryPolicy(
@@ -168,7 +171,7 @@ class ScoreClient:
         return self._emit(score)
 
     def _emit(self, score: Score) -> str:
-        _add_span_event(score)
+        add_score_events(score)
         self._sender.submit(score)
         return score.id
 
@@ -179,32 +182,6 @@ class ScoreClient:
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver what is queued within ``timeout``, then stop."""
         return self._sender.shutdown(timeout)
-
-
-def _add_span_event(score: Score) -> None:
-    """The score, as an OTel span event on the current span, for other backends too."""
-    try:
-        span = trace.get_current_span()
-        if not span.is_recording():
-            return
-        body = score.body
-        attributes: dict[str, str | float | int] = {
-            "langfuse.score.id": score.id,
-            "langfuse.score.name": body["name"],
-            "langfuse.score.value": body["value"],
-            "langfuse.score.data_type": body["dataType"],
-        }
-        for key, attribute in (
-            ("sessionId", "langfuse.score.session_id"),
-            ("traceId", "langfuse.score.trace_id"),
-            ("observationId", "langfuse.score.observation_id"),
-            ("comment", "langfuse.score.comment"),
-        ):
-            if key in body:
-                attributes[attribute] = body[key]
-        span.add_event(SCORE_EVENT, attributes)
-    except Exception:  # noqa: BLE001 - the score is queued whatever happens to the event
-        logger.debug("Could not add the score event to the current span", exc_info=True)
 
 
 _default: ScoreClient | None = None

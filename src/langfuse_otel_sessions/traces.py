@@ -1,27 +1,26 @@
-"""A bounded memory of which session (and user) each live trace belongs to.
+"""A bounded memory of session (and user) ids by an integer key.
 
-The span processor records a trace's ids the first time it stamps one of its spans, reads them
-back for spans that start outside the session's scope (the trace fallback), and releases them
-when the trace's local root ends. At most ``capacity`` traces are remembered; past that the oldest
-entry is evicted and counted in ``evicted``.
+The exporter remembers the ids it learned from exported spans, per local request (the key is
+the local root's span id), to complete spans of the same request exported later. At most
+``capacity`` keys are remembered; past that the oldest entry is evicted and counted in
+``evicted``.
 """
 
 from __future__ import annotations
 
 import threading
-import weakref
 from typing import NamedTuple
 
 
 class TraceIds(NamedTuple):
-    """The session and user id a trace was stamped with (either may be ``None``)."""
+    """A session and user id (either may be ``None``)."""
 
     session_id: str | None
     user_id: str | None
 
 
 class TraceSessions(dict[int, TraceIds]):
-    """Trace id -> :class:`TraceIds`, bounded.
+    """Key -> :class:`TraceIds`, bounded.
 
     A ``dict`` so that the look-ups on the span hot path (``in``, ``get``) stay C calls; writes
     go through :meth:`remember` and :meth:`release`, which hold a lock.
@@ -57,33 +56,7 @@ class TraceSessions(dict[int, TraceIds]):
                     self[trace_id] = ids
 
     def release(self, trace_id: int) -> None:
-        """Forget ``trace_id`` (its local root ended)."""
+        """Forget ``trace_id``."""
         if trace_id in self:
             with self._lock:
                 self.pop(trace_id, None)
-
-
-# The memories of live span processors, so that an exporter can ask which session a trace
-# belongs to without holding a reference to any processor.
-_LIVE: weakref.WeakValueDictionary[int, TraceSessions] = weakref.WeakValueDictionary()
-
-
-def register_live(memory: TraceSessions) -> None:
-    """Make ``memory`` visible to :func:`lookup_live` for as long as it exists."""
-    _LIVE[id(memory)] = memory
-
-
-def lookup_live(trace_id: int) -> TraceIds | None:
-    """The ids any live processor remembers for ``trace_id``."""
-    for memory in list(_LIVE.values()):
-        ids = memory.get(trace_id)
-        if ids is not None:
-            return ids
-    return None
-
-
-def correct_live(trace_id: int, ids: TraceIds | None) -> None:
-    """Correct what live processors remember for ``trace_id`` (after an untrusted id was
-    stamped on its server span): ``ids`` replaces it, ``None`` forgets it."""
-    for memory in list(_LIVE.values()):
-        memory.replace(trace_id, ids)

@@ -26,7 +26,7 @@ from typing import Any
 from ..config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH
 from ._model import SessionView, TraceView, build_sessions, build_traces
 from ._otlp import InvalidRequest, ReceivedSpan, parse_request, spans_of
-from ._scores import inferred_data_type, score_errors
+from ._scores import event_errors, score_errors, stored_score
 
 _ROUTES = {OTEL_TRACES_PATH: "traces", SCORES_PATH: "scores", INGESTION_PATH: "ingestion"}
 _INGESTION_LIMIT = 3_500_000
@@ -69,7 +69,10 @@ def _strict_json(body: bytes) -> Any:  # noqa: ANN401 - any JSON document
     def refuse(constant: str) -> None:
         raise ValueError(f"{constant} is not JSON")
 
-    return json.loads(body, parse_constant=refuse)
+    try:
+        return json.loads(body, parse_constant=refuse)
+    except RecursionError:  # nesting deeper than Python parses: refused like bad JSON
+        raise ValueError("nested too deeply") from None
 
 
 class LangfuseReceiver:
@@ -290,26 +293,21 @@ class LangfuseReceiver:
             return 200, {}, [], []
         return 200, {"id": str(uuid.uuid4()), "status": "queued"}, spans, []
 
-    def _score(self, body: Any) -> tuple[dict[str, Any] | None, list[str]]:  # noqa: ANN401
-        errors = score_errors(body)
-        if errors:
-            return None, errors
-        score = dict(body)
-        score.setdefault("id", str(uuid.uuid4()))
-        score["dataType"] = inferred_data_type(score)
-        return score, []
-
     def _handle_score(self, body: bytes) -> _Answer:
         try:
             document = _strict_json(body)
         except ValueError:
             return 400, {"message": "Invalid request data", "error": ["body is not JSON"]}, [], []
-        score, errors = self._score(document)
-        if score is None:
+        errors = score_errors(document)
+        if errors:
             return 400, {"message": "Invalid request data", "error": errors}, [], []
-        return 200, {"id": score["id"]}, [], [score]
+        score_id = document.get("id") or str(uuid.uuid4())
+        kept = stored_score({**document, "id": score_id})
+        return 200, {"id": score_id}, [], [] if kept is None else [kept]
 
     def _handle_ingestion(self, body: bytes) -> _Answer:
+        """Langfuse's ``/api/public/ingestion``: a batch is refused as a whole only when the body
+        is too large, not JSON, or has no ``batch`` list; otherwise 207 with a result per event."""
         if len(body) > _INGESTION_LIMIT:
             return 413, {"message": "Request body too large"}, [], []
         try:
@@ -318,24 +316,27 @@ class LangfuseReceiver:
             return 400, {"message": "Invalid request data", "error": ["body is not JSON"]}, [], []
         batch = document.get("batch") if isinstance(document, dict) else None
         if not isinstance(batch, list):
-            return (
-                400,
-                {"message": "Invalid request data", "error": ["batch must be a list"]},
-                [],
-                [],
-            )
+            refusal = {"message": "Invalid request data", "errors": ["batch must be a list"]}
+            return 400, refusal, [], []
         successes, failures, scores = [], [], []
         for event in batch:
-            event_id = event.get("id") if isinstance(event, dict) else None
-            if not isinstance(event, dict) or event.get("type") != "score-create":
-                failures.append({"id": event_id, "status": 400, "message": "unsupported event"})
+            errors = event_errors(event)
+            if errors:
+                event_id = event.get("id") if isinstance(event, dict) else None
+                failures.append(
+                    {
+                        "id": event_id if isinstance(event_id, str) else "unknown",
+                        "status": 400,
+                        "message": "Invalid request data",
+                        "error": "; ".join(errors),
+                    }
+                )
                 continue
-            score, errors = self._score(event.get("body"))
-            if score is None:
-                failures.append({"id": event_id, "status": 400, "message": "; ".join(errors)})
-            else:
-                scores.append(score)
-                successes.append({"id": event_id, "status": 201})
+            score = {"id": str(uuid.uuid4()), **event["body"]}
+            kept = stored_score(score)  # a later, silent drop still answers 201
+            if kept is not None:
+                scores.append(kept)
+            successes.append({"id": event["id"], "status": 201})
         return 207, {"successes": successes, "errors": failures}, [], scores
 
     def _handler_class(self) -> type[BaseHTTPRequestHandler]:
