@@ -19,6 +19,7 @@ from typing import Any, ParamSpec, TypeVar, overload
 from opentelemetry import baggage
 from opentelemetry.context import Context, attach, detach, get_current
 
+from ._processor_check import warn_once_without_processor
 from .attributes import (
     BAGGAGE_LANGFUSE_SESSION_ID,
     BAGGAGE_LANGFUSE_USER_ID,
@@ -84,6 +85,7 @@ class SessionScope:
         return context
 
     def __enter__(self) -> SessionScope:
+        warn_once_without_processor()
         token = attach(self.context())
         _ENTERED.set((*_ENTERED.get(), token))
         return self

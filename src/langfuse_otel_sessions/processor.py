@@ -12,6 +12,7 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 
 from ._logging import RateLimitedLog, logger
+from ._processor_check import note_processor
 from .attributes import (
     DEFAULT_MAX_ID_LENGTH,
     DEFAULT_MAX_TRACKED_TRACES,
@@ -140,6 +141,7 @@ class SessionSpanProcessor(SpanProcessor):
                 trust_remote_baggage=self.trust_remote_baggage,
                 propagate_session_to=propagate_session_to,
             )
+        note_processor(self)  # session() warns when no processor exists at all
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:  # noqa: PLR0912 - hot path inlined on purpose: see benchmarks/span_processor.py
         try:
