@@ -163,3 +163,32 @@ def test_a_bad_environment_value_warns_and_sends_nothing(
     with serve_wsgi(third_party(received)) as url, session("conv-1"):
         assert baggage_sent(traced, url, received) == ""
     assert "LANGFUSE_OTEL_PROPAGATE_SESSION_TO" in caplog.text
+
+
+@pytest.mark.parametrize("trusting", [False, True])
+def test_the_session_decided_outside_the_server_instrumentation_is_not_sent(
+    monkeypatch: pytest.MonkeyPatch, trusting: bool
+) -> None:
+    """Our middleware outside OpenTelemetry's: the decided ids reach the server context through
+    the rewritten ``baggage`` header, and are still this package's, so they stay in."""
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    if trusting:
+        monkeypatch.setenv("LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE", "true")
+    traced = make_traced()
+    received: list[str | None] = []
+    with serve_wsgi(third_party(received)) as third:
+
+        def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            sent = baggage_sent(traced, third, received)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [sent.encode()]
+
+        instrumented = OpenTelemetryMiddleware(app, tracer_provider=traced.provider)
+        front = WSGISessionMiddleware(instrumented, user_header="X-User-Id")
+        with serve_wsgi(front) as url:
+            answer = httpx.get(
+                url, headers={"X-Session-Id": "s-9", "X-User-Id": "bob", "baggage": "tenant=a"}
+            )
+    assert answer.text == "tenant=a"
+    assert traced.session_of("GET /") == "s-9"

@@ -210,3 +210,18 @@ def test_processor_with_trust_installs_a_transparent_guard_and_the_stricter_wins
     assert guard.inner is before
     SessionSpanProcessor()
     assert guard.trusted is False
+
+
+def test_an_app_whose_first_import_is_this_package_starts_with_the_guarded_propagator() -> None:
+    code = (
+        "import langfuse_otel_sessions;"
+        "from opentelemetry import propagate, baggage;"
+        "ctx = propagate.extract({'baggage': 'session.id=victim,tenant=acme'});"
+        "print(dict(baggage.get_all(ctx)))"
+    )
+    env = {"OTEL_PROPAGATORS": "tracecontext,langfuse_baggage", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "{'tenant': 'acme'}"

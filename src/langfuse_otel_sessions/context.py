@@ -1,17 +1,17 @@
 """`session()`: scope code to a session through OpenTelemetry baggage.
 
-Inside the scope the baggage holds ``langfuse_session_id`` (and ``langfuse_user_id``): the key the
-Langfuse Python SDK writes and reads, which :class:`SessionSpanProcessor` reads too, and which an
-instrumented HTTP client sends downstream in the W3C ``baggage`` header. Other session/user keys
-(``langfuse.session.id``, ``session.id``, ...) are removed inside the scope so that no stale or
-remote value outranks the one set here.
+Inside the scope the baggage holds the session (and user) id under the key each configured
+:class:`SessionSpanProcessor` reads (see :mod:`langfuse_otel_sessions.keys`): with the default
+keys ``langfuse_session_id`` / ``langfuse_user_id``, the keys the Langfuse Python SDK writes and
+reads. Other session/user keys (``langfuse.session.id``, ``session.id``, custom keys, ...) are
+removed inside the scope so that no stale or remote value outranks the one set here.
 """
 
 from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Mapping
 from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
@@ -20,19 +20,12 @@ from opentelemetry import baggage
 from opentelemetry.context import Context, attach, detach, get_current
 
 from ._processor_check import warn_once_without_processor
-from .attributes import (
-    BAGGAGE_LANGFUSE_SESSION_ID,
-    BAGGAGE_LANGFUSE_USER_ID,
-    DEFAULT_MAX_ID_LENGTH,
-    DEFAULT_SESSION_BAGGAGE_KEYS,
-    DEFAULT_USER_BAGGAGE_KEYS,
-    ENV_MAX_ID_LENGTH,
-    ENV_SESSION_BAGGAGE_KEYS,
-    ENV_USER_BAGGAGE_KEYS,
-)
-from .environment import env_keys, env_positive_int
+from .attributes import DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH
+from .environment import env_positive_int
 from .ids import check_id, id_problem
+from .keys import known_keys
 from .outbound import with_own_entries
+from .propagator import withheld_remote_entries
 from .session import Session
 
 P = ParamSpec("P")
@@ -43,21 +36,25 @@ R = TypeVar("R")
 _ENTERED: ContextVar[tuple[object, ...]] = ContextVar("langfuse_otel_sessions_scopes", default=())
 
 
-def session_baggage_keys() -> tuple[str, ...]:
-    """The baggage keys read for a session id (default and configured)."""
-    return env_keys(ENV_SESSION_BAGGAGE_KEYS, DEFAULT_SESSION_BAGGAGE_KEYS)
+def scoped_context(parent: Context, session_id: str | None, user_id: str | None) -> Context:
+    """``parent`` with the session (and user) id written under the keys the configured
+    processors read, and every other session (user) key removed so that none outranks them."""
+    known = known_keys()
+    context = parent
+    if session_id is not None:
+        context = _with_entries(context, known.session_writes, session_id, known.session)
+    if user_id is not None:
+        context = _with_entries(context, known.user_writes, user_id, known.user)
+    return context
 
 
-def user_baggage_keys() -> tuple[str, ...]:
-    """The baggage keys read for a user id (default and configured)."""
-    return env_keys(ENV_USER_BAGGAGE_KEYS, DEFAULT_USER_BAGGAGE_KEYS)
-
-
-def _with_entry(context: Context, key: str, value: str, rivals: tuple[str, ...]) -> Context:
+def _with_entries(
+    context: Context, keys: tuple[str, ...], value: str, rivals: frozenset[str]
+) -> Context:
     for rival in rivals:
-        if rival != key and baggage.get_baggage(rival, context) is not None:
+        if rival not in keys and baggage.get_baggage(rival, context) is not None:
             context = baggage.remove_baggage(rival, context)
-    return with_own_entries(context, {key: value})
+    return with_own_entries(context, dict.fromkeys(keys, value))
 
 
 class SessionScope:
@@ -74,15 +71,9 @@ class SessionScope:
 
     def context(self, parent: Context | None = None) -> Context:
         """The OTel context of this scope, derived from ``parent`` (default: the current one)."""
-        context = get_current() if parent is None else parent
-        context = _with_entry(
-            context, BAGGAGE_LANGFUSE_SESSION_ID, self.session_id, session_baggage_keys()
+        return scoped_context(
+            get_current() if parent is None else parent, self.session_id, self.user_id
         )
-        if self.user_id is not None:
-            context = _with_entry(
-                context, BAGGAGE_LANGFUSE_USER_ID, self.user_id, user_baggage_keys()
-            )
-        return context
 
     def __enter__(self) -> SessionScope:
         warn_once_without_processor()
@@ -160,23 +151,36 @@ def session(session_or_id: Session | str, *, user_id: str | None = None) -> Sess
     return SessionScope(session_id, user_id)
 
 
-def _first_valid(keys: tuple[str, ...], context: Context | None) -> str | None:
-    entries = baggage.get_all(context)
-    max_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
+def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...], limit: int) -> str | None:
+    """What the first present key holds, if it is a valid id (as the processor reads it)."""
     for key in keys:
         value = entries.get(key)
         if value is not None:
-            if isinstance(value, str) and id_problem(value, max_length) is None:
+            if isinstance(value, str) and id_problem(value, limit) is None:
                 return value
             return None
     return None
 
 
+def _ids_in_force(context: Context | None) -> tuple[str | None, str | None]:
+    """The ids the configured processor would stamp on a span started now in ``context``:
+    its keys and limit over the baggage, else (when it trusts remote baggage) over the entries
+    the boundary withheld."""
+    reader = known_keys().reader
+    for entries in (baggage.get_all(context), withheld_remote_entries(context)):
+        session_id = _first_valid(entries, reader.session, reader.max_id_length)
+        user_id = _first_valid(entries, reader.user, reader.max_id_length)
+        if session_id is not None or user_id is not None or not reader.trust_remote:
+            return session_id, user_id
+    return None, None
+
+
 def current_session_id(context: Context | None = None) -> str | None:
-    """The session id in force (what a span started now would be stamped with), or ``None``."""
-    return _first_valid(session_baggage_keys(), context)
+    """The session id in force: what the configured :class:`SessionSpanProcessor` would stamp
+    on a span started now (read with its keys and limit), or ``None``."""
+    return _ids_in_force(context)[0]
 
 
 def current_user_id(context: Context | None = None) -> str | None:
-    """The user id in force, or ``None``."""
-    return _first_valid(user_baggage_keys(), context)
+    """The user id in force (what the configured processor would stamp), or ``None``."""
+    return _ids_in_force(context)[1]

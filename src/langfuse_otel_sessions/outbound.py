@@ -44,6 +44,11 @@ def with_own_entries(context: Context, entries: Mapping[str, str]) -> Context:
     """``context`` with ``entries`` set in its baggage and recorded as written by this package."""
     for key, value in entries.items():
         context = baggage.set_baggage(key, value, context)
+    return mark_own(context, entries)
+
+
+def mark_own(context: Context, entries: Mapping[str, object]) -> Context:
+    """``context`` recording ``entries`` (already in its baggage) as written by this package."""
     earlier = get_value(OWN_ENTRIES, context)
     mine = {**earlier, **entries} if isinstance(earlier, Mapping) else dict(entries)
     return set_value(OWN_ENTRIES, MappingProxyType(mine), context)

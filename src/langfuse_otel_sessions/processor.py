@@ -33,6 +33,7 @@ from .attributes import (
 from .environment import env_bool, env_keys, env_positive_int
 from .errors import ConfigurationError
 from .ids import id_problem
+from .keys import IdKeys, register_reader
 from .local_requests import REQUEST_SLOT, TAGGABLE, LocalRequest, request_of
 from .outbound import resolve_outbound_policy
 from .propagator import WITHHELD_REMOTE_ENTRIES, install_baggage_guard
@@ -128,6 +129,17 @@ class SessionSpanProcessor(SpanProcessor):
         )
         self._session_targets = (LANGFUSE_SESSION_ID, *self.extra_session_attributes)
         self._user_targets = (LANGFUSE_USER_ID, *self.extra_user_attributes)
+        #: What this processor reads and stamps, registered so that ``session()``, the guard and
+        #: the middleware know these keys too, whatever the order they were built in.
+        self.keys = IdKeys(
+            session=self.session_keys,
+            user=self.user_keys,
+            session_attributes=self._session_targets,
+            user_attributes=self._user_targets,
+            max_id_length=self.max_id_length,
+            trust_remote=self.trust_remote_baggage,
+        )
+        register_reader(self.keys)
         self._session_extras = bool(self.extra_session_attributes)
         self._valid_ids: set[str] = set()
         self._last: tuple[object, TraceIds | None] = (_NOTHING, None)
