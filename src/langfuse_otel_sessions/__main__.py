@@ -2,9 +2,10 @@
 
 Listens for OTLP/HTTP on a loopback port (``/v1/traces``, and Langfuse's own
 ``/api/public/otel/v1/traces`` and score routes, with or without Langfuse keys) and prints each
-session as its spans arrive: its traces in order, each trace's span tree, its scores. Point any
-app (``OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318``, or ``LANGFUSE_BASE_URL``) or a
-Collector at it.
+session as its spans arrive: its traces in order, each trace's span tree, its scores. Point our
+exporter at it (``LANGFUSE_OTEL_COLLECTOR_ENDPOINT=http://127.0.0.1:4318``, or
+``LANGFUSE_BASE_URL`` with any keys), or OpenTelemetry's ``otlp`` exporter or a Collector
+(``OTEL_EXPORTER_OTLP_ENDPOINT``).
 """
 
 from __future__ import annotations
@@ -20,11 +21,16 @@ def serve(host: str, port: int, stop_after: int | None = None) -> None:
     """Run the view until interrupted (or after ``stop_after`` batches, for tests)."""
     with LangfuseReceiver(host=host, port=port, require_auth=False) as receiver:
         print(f"Listening for OTLP/HTTP on {receiver.url}/v1/traces", flush=True)
-        print(f"  OTEL_EXPORTER_OTLP_ENDPOINT={receiver.url}", flush=True)
-        print(
-            f"  or LANGFUSE_BASE_URL={receiver.url} with any LANGFUSE_PUBLIC_KEY/SECRET_KEY",
-            flush=True,
-        )
+        for line in (
+            "Point at it:",
+            f"  our exporter (OTEL_TRACES_EXPORTER=langfuse, LangfuseSpanExporter()):"
+            f" LANGFUSE_OTEL_COLLECTOR_ENDPOINT={receiver.url}",
+            f"  or, with scores too: LANGFUSE_BASE_URL={receiver.url}"
+            " and any LANGFUSE_PUBLIC_KEY/LANGFUSE_SECRET_KEY",
+            "  OpenTelemetry's otlp exporter or a Collector:"
+            f" OTEL_EXPORTER_OTLP_ENDPOINT={receiver.url}",
+        ):
+            print(line, flush=True)
         printed = batches = 0
 
         def more_than(count: int) -> Callable[[], bool]:

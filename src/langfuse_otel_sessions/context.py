@@ -9,15 +9,13 @@ removed inside the scope so that no stale or remote value outranks the one set h
 
 from __future__ import annotations
 
-import functools
-import inspect
 from collections.abc import Callable, Coroutine, Mapping
-from contextvars import ContextVar
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import baggage
-from opentelemetry.context import Context, attach, detach, get_current
+from opentelemetry.context import Context, get_current
+from opentelemetry.trace import TracerProvider
 
 from ._processor_check import warn_once_without_processor
 from .attributes import DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH
@@ -26,14 +24,11 @@ from .ids import check_id, id_problem
 from .keys import known_keys
 from .outbound import with_own_entries
 from .propagator import withheld_remote_entries
+from .scope_entries import Root, decorate, enter, leave
 from .session import Session
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-# Tokens of the scopes entered in the current context, innermost last. Kept per context (not on
-# the scope object) so one scope object may be entered concurrently by many tasks and threads.
-_ENTERED: ContextVar[tuple[object, ...]] = ContextVar("langfuse_otel_sessions_scopes", default=())
 
 
 def scoped_context(parent: Context, session_id: str | None, user_id: str | None) -> Context:
@@ -60,11 +55,12 @@ def _with_entries(
 class SessionScope:
     """What :func:`session` returns: a context manager (sync and async) and a decorator."""
 
-    __slots__ = ("session_id", "user_id")
+    __slots__ = ("__weakref__", "root", "session_id", "user_id")
 
-    def __init__(self, session_id: str, user_id: str | None) -> None:
+    def __init__(self, session_id: str, user_id: str | None, root: Root = None) -> None:
         self.session_id = session_id
         self.user_id = user_id
+        self.root = root  # with new_trace: the scope's own root span (name, tracer provider)
 
     def __repr__(self) -> str:
         return f"SessionScope(session_id={self.session_id!r}, user_id={self.user_id!r})"
@@ -75,10 +71,12 @@ class SessionScope:
             get_current() if parent is None else parent, self.session_id, self.user_id
         )
 
-    def __enter__(self) -> SessionScope:
+    def _entered_context(self, parent: Context) -> Context:
         warn_once_without_processor()
-        token = attach(self.context())
-        _ENTERED.set((*_ENTERED.get(), token))
+        return self.context(parent)
+
+    def __enter__(self) -> SessionScope:
+        enter(self, self._entered_context, self.root)
         return self
 
     def __exit__(
@@ -87,11 +85,7 @@ class SessionScope:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        entered = _ENTERED.get()
-        if not entered:
-            return
-        _ENTERED.set(entered[:-1])
-        detach(entered[-1])  # type: ignore[arg-type]  # the tokens stored are attach() tokens
+        leave(self, exc)
 
     async def __aenter__(self) -> SessionScope:
         return self.__enter__()
@@ -113,42 +107,41 @@ class SessionScope:
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function: each call runs inside the scope."""
-        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-            raise TypeError(
-                "session() cannot decorate a generator function; "
-                "use `with session(...)` inside it instead"
-            )
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:  # noqa: ANN401 - returns what func returns
-                with self:
-                    return await func(*args, **kwargs)
-
-            return run_async
-
-        @functools.wraps(func)
-        def run(*args: P.args, **kwargs: P.kwargs) -> Any:  # noqa: ANN401 - returns what func returns
-            with self:
-                return func(*args, **kwargs)
-
-        return run
+        """Decorate a function: each call runs inside the scope. Generators (sync and async)
+        and whatever a function returns to be awaited or iterated later (an async function
+        under a plain decorator) run each step inside the scope, and nothing of it is left in
+        the caller between steps."""
+        if not callable(func):
+            raise TypeError(f"session() decorates a callable, not {type(func).__name__}")
+        return decorate(self, self._entered_context, self.root, func)
 
 
-def session(session_or_id: Session | str, *, user_id: str | None = None) -> SessionScope:
+def session(
+    session_or_id: Session | str,
+    *,
+    user_id: str | None = None,
+    new_trace: bool = False,
+    trace_name: str = "session",
+    tracer_provider: TracerProvider | None = None,
+) -> SessionScope:
     """Scope code to a session: ``with session(s):``, ``async with``, or ``@session(s)``.
 
     Spans started inside get the session (and user) id from :class:`SessionSpanProcessor`;
     asyncio tasks and threads that copy the context inherit it; nested scopes restore the outer
-    one on exit. Raises :class:`InvalidIdError` for an invalid id and ``TypeError`` for a value
-    that is neither a :class:`Session` nor a string.
+    one on exit. With ``new_trace=True`` the scope starts a span named ``trace_name`` in a trace
+    of its own, linked to the span current on entry, and ends it on exit: Langfuse files each
+    trace in one session, so a job looping over sessions gets one trace per session. The span
+    comes from ``tracer_provider`` (default: the global one). Raises
+    :class:`InvalidIdError` for an invalid id and ``TypeError`` for a value that is neither a
+    :class:`Session` nor a string.
     """
     max_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
     session_id = check_id(Session.get_id(session_or_id), max_length)
     if user_id is not None:
         user_id = check_id(user_id, max_length, "user id")
-    return SessionScope(session_id, user_id)
+    if not isinstance(trace_name, str) or not trace_name:
+        raise TypeError("trace_name must be a non-empty string")
+    return SessionScope(session_id, user_id, (trace_name, tracer_provider) if new_trace else None)
 
 
 def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...], limit: int) -> str | None:

@@ -221,6 +221,13 @@ class SessionSpanProcessor(SpanProcessor):
         """Nothing is buffered: always ``True``."""
         return True
 
+    def ids_in(self, context: Context | None = None) -> TraceIds | None:
+        """The ids a span starting in ``context`` gets from its baggage, read as ``on_start``
+        reads them (keys, validation, trust boundary). :class:`SessionSampler` decides by this."""
+        context = get_current() if context is None else context
+        ids = self._resolve(context.get(_BAGGAGE_KEY))
+        return self._remote_ids(context) if ids is None else ids
+
     def _resolve(self, entries: object) -> TraceIds | None:
         """The valid session and user ids of a baggage mapping, or ``None``."""
         if not isinstance(entries, Mapping) or not entries:
