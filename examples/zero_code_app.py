@@ -3,7 +3,7 @@
 Run it as the README says:
 ``OTEL_TRACES_EXPORTER=langfuse OTEL_METRICS_EXPORTER=none OTEL_LOGS_EXPORTER=none
 opentelemetry-instrument python examples/zero_code_app.py``
-with ``LANGFUSE_*`` keys set, or with ``OTEL_EXPORTER_OTLP_ENDPOINT`` pointing at
+with ``LANGFUSE_*`` keys set, or with ``LANGFUSE_OTEL_COLLECTOR_ENDPOINT`` pointing at
 ``python -m langfuse_otel_sessions serve``.
 """
 

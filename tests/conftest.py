@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from langfuse_otel_sessions import SessionSpanProcessor
+from langfuse_otel_sessions import SessionSpanProcessor, keys
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
 
 
@@ -28,6 +28,19 @@ def _restore_global_propagator() -> Iterator[None]:
     before = propagate.get_global_textmap()
     yield
     propagate.set_global_textmap(before)
+
+
+@pytest.fixture(autouse=True)
+def _forget_test_processors_keys() -> Iterator[None]:
+    """Processors register their keys process-wide: each test starts as a fresh app (with no
+    processor of an earlier test counted) and what it builds is forgotten after it."""
+    before = dict(keys._readers)
+    keys._readers.clear()
+    keys._forget()
+    yield
+    keys._readers.clear()
+    keys._readers.update(before)
+    keys._forget()
 
 
 class Traced:

@@ -92,14 +92,6 @@ async def test_decorates_async_functions_and_async_with() -> None:
     assert current_session_id() is None
 
 
-def test_generator_functions_are_refused_with_a_clear_error() -> None:
-    def gen() -> object:
-        yield 1
-
-    with pytest.raises(TypeError, match="generator"):
-        session("s")(gen)
-
-
 def test_a_decorated_function_shared_by_threads_keeps_each_call_apart() -> None:
     barrier = threading.Barrier(8)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import logging
 from collections.abc import Iterator
-from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -117,7 +116,7 @@ def test_base_url_precedence(
 
 def test_explicit_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LANGFUSE_BASE_URL", "https://env")
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318")
+    monkeypatch.setenv("LANGFUSE_OTEL_COLLECTOR_ENDPOINT", "http://collector:4318")
     exporter = LangfuseSpanExporter(public_key="pk", secret_key="sk", base_url="https://arg")
     assert (exporter.mode, exporter.endpoint) == ("direct", "https://arg/api/public/otel/v1/traces")
 
@@ -159,12 +158,12 @@ def test_collector_mode_from_endpoint_argument(langfuse_receiver: LangfuseReceiv
     assert list(langfuse_receiver.sessions()) == ["via-collector"]
 
 
-def test_collector_mode_from_otlp_environment_with_its_headers(
+def test_collector_mode_from_our_variable_with_its_headers(
     monkeypatch: pytest.MonkeyPatch, langfuse_receiver: LangfuseReceiver
 ) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", langfuse_receiver.traces_endpoint)
+    monkeypatch.setenv("LANGFUSE_OTEL_COLLECTOR_ENDPOINT", langfuse_receiver.traces_endpoint)
     token = langfuse_receiver.authorization.split()[1]
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", f"Authorization=Basic%20{token}")
+    monkeypatch.setenv("LANGFUSE_OTEL_COLLECTOR_HEADERS", f"Authorization=Basic%20{token}")
     exporter = LangfuseSpanExporter()  # no Langfuse keys: the collector holds them
     assert exporter.mode == "collector"
     pipeline = Pipeline(exporter)
@@ -173,9 +172,32 @@ def test_collector_mode_from_otlp_environment_with_its_headers(
     assert list(langfuse_receiver.sessions()) == ["env-collector"]
 
 
-def test_generic_otlp_endpoint_gets_the_traces_path(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/")
-    assert LangfuseSpanExporter().endpoint == "http://collector:4318/v1/traces"
+@pytest.mark.parametrize(
+    "name", ["OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"]
+)
+def test_otlp_variables_never_choose_the_destination(
+    monkeypatch: pytest.MonkeyPatch, name: str
+) -> None:
+    monkeypatch.setenv(name, "http://other-backend:4318/v1/traces")
+    monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk")
+    monkeypatch.setenv("LANGFUSE_SECRET_KEY", "sk")
+    exporter = LangfuseSpanExporter()
+    assert (exporter.mode, exporter.endpoint) == (
+        "direct",
+        "https://cloud.langfuse.com/api/public/otel/v1/traces",
+    )
+
+
+@pytest.mark.parametrize(
+    ("given", "used"),
+    [
+        ("http://collector:4318", "http://collector:4318/v1/traces"),
+        ("http://collector:4318/", "http://collector:4318/v1/traces"),
+        ("http://collector:4318/custom/path", "http://collector:4318/custom/path"),
+    ],
+)
+def test_a_collector_url_without_a_path_gets_the_traces_path(given: str, used: str) -> None:
+    assert LangfuseSpanExporter(endpoint=given).endpoint == used
 
 
 def test_missing_credentials_fail_fast_without_network(
@@ -192,7 +214,7 @@ def test_missing_credentials_fail_fast_without_network(
     assert exporter.export([]) is SpanExportResult.FAILURE
     assert langfuse_receiver.requests() == []
     monkeypatch.setenv("LANGFUSE_PUBLIC_KEY", "pk")
-    assert "set LANGFUSE_SECRET_KEY (" in LangfuseSpanExporter()._disabled_reason  # type: ignore[operator]
+    assert "set LANGFUSE_SECRET_KEY (" in (LangfuseSpanExporter()._route.problem or "")
 
 
 def test_a_bad_base_url_in_the_environment_disables_rather_than_sending_to_the_cloud(
@@ -213,6 +235,15 @@ def test_a_bad_base_url_in_the_environment_disables_rather_than_sending_to_the_c
         {"compression": "zip"},
         {"trace_name": 42},
         {"public_key": ""},
+        {"timeout": float("inf")},
+        {"timeout": float("nan")},
+        {"timeout": "10"},
+        {"remembered_traces": -1},
+        {"remembered_traces": 0},
+        {"remembered_traces": 1.5},
+        {"headers": {"x": 1}},
+        {"collector_auth": "yes"},
+        {"root_input_keys": "input.value"},
     ],
 )
 def test_bad_explicit_configuration_raises(options: dict[str, Any]) -> None:
@@ -233,7 +264,7 @@ def test_secrets_never_appear_in_logs_or_reprs(
     pipeline.flush()  # 401: wrong secret
     assert [r.status for r in langfuse_receiver.requests()] == [401]
     encoded = base64.b64encode(f"{langfuse_receiver.public_key}:{secret}".encode()).decode()
-    for text in (caplog.text, repr(exporter), str(exporter.__dict__.get("_disabled_reason"))):
+    for text in (caplog.text, repr(exporter), repr(exporter._route)):
         assert secret not in text
         assert encoded not in text
 
@@ -248,12 +279,6 @@ def test_retries_transient_errors_and_delivers_once(
     assert len(langfuse_receiver.spans()) == 2
 
 
-OTEL_VERSION = tuple(int(part) for part in version("opentelemetry-sdk").split(".")[:2])
-
-
-@pytest.mark.skipif(
-    OTEL_VERSION < (1, 45), reason="OpenTelemetry's OTLP exporter retries 429 from 1.45 on"
-)
 def test_429_is_retried_after_retry_after(
     direct: Pipeline, langfuse_receiver: LangfuseReceiver
 ) -> None:

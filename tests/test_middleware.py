@@ -211,7 +211,7 @@ def test_server_span_is_stamped_and_a_forged_id_on_it_is_blanked(traced: Traced)
     middleware = WSGISessionMiddleware(wsgi_app(traced, seen))
     with traced.tracer.start_as_current_span("server") as server:
         server.set_attribute("langfuse.session.id", "victim")  # as an unguarded stamp would
-        call_wsgi(middleware, {})
+        call_wsgi(middleware, {"HTTP_BAGGAGE": "langfuse.session.id=victim"})
         with traced.tracer.start_as_current_span("server 2"):
             call_wsgi(middleware, {"HTTP_X_SESSION_ID": "real"})
     assert traced.session_of("server") == ""  # Langfuse skips empty ids

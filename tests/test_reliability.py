@@ -12,7 +12,6 @@ import textwrap
 import threading
 import time
 from collections.abc import Iterator
-from importlib.metadata import version
 from typing import Any
 
 import pytest
@@ -40,12 +39,6 @@ from .servers import run_python
 
 __all__ = ["langfuse_receiver"]
 pytestmark = pytest.mark.reliability
-
-OTEL_VERSION = tuple(int(part) for part in version("opentelemetry-sdk").split(".")[:2])
-#: Span retries are OpenTelemetry's OTLP exporter's: 429, Retry-After and connection resets from 1.45.
-needs_otel_retries = pytest.mark.skipif(
-    OTEL_VERSION < (1, 45), reason="OpenTelemetry's OTLP exporter retries 429 and resets from 1.45"
-)
 
 
 class Spans:
@@ -97,7 +90,6 @@ class LogSignal(logging.Handler):
 # -- faults: spans ----------------------------------------------------------------------------
 
 
-@needs_otel_retries
 def test_spans_429_with_retry_after_are_delivered_once(langfuse_receiver: LangfuseReceiver) -> None:
     app = Spans(langfuse_receiver)
     langfuse_receiver.fail_next("traces", Fault(status=429, retry_after="0.2"))
@@ -143,7 +135,6 @@ def test_spans_slower_than_the_timeout_are_counted_as_lost_not_duplicated(
     assert unique_spans(langfuse_receiver) == len(langfuse_receiver.spans())  # never twice
 
 
-@needs_otel_retries
 def test_spans_connection_reset_mid_request_is_retried_once(
     langfuse_receiver: LangfuseReceiver,
 ) -> None:
@@ -166,12 +157,11 @@ def test_spans_connection_refused_is_counted_and_logged(
     assert "7 spans not delivered" in caplog.text
 
 
-@needs_otel_retries
 def test_spans_receiver_down_then_up_is_delivered(langfuse_receiver: LangfuseReceiver) -> None:
     app = Spans(langfuse_receiver, timeout=20)
     langfuse_receiver.stop()
     app.make(10)
-    with LogSignal("opentelemetry.exporter.otlp", "retrying in") as retrying:
+    with LogSignal("langfuse_otel_sessions", "retrying in") as retrying:
         flushing = threading.Thread(target=app.provider.force_flush, args=(30_000,))
         flushing.start()
         assert retrying.seen.wait(10)  # an attempt failed while the receiver was down

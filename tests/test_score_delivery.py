@@ -7,6 +7,7 @@ import json
 import math
 import threading
 import time
+import tracemalloc
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,7 +23,7 @@ from langfuse_otel_sessions.score_batches import (
     deliver_isolating,
     encode_batch,
 )
-from langfuse_otel_sessions.score_model import Score, build_score
+from langfuse_otel_sessions.score_model import FrozenScore, build_score
 from langfuse_otel_sessions.score_sender import ScoreSender
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
 
@@ -40,25 +41,25 @@ def sender(langfuse_receiver: LangfuseReceiver) -> Iterator[ScoreSender]:
     scores.shutdown(5)
 
 
-def score(name: str, **fields: Any) -> Score:
-    return build_score({"sessionId": "s"}, name=name, **{"value": 1, **fields})
+def score(name: str, **fields: Any) -> FrozenScore:
+    return build_score({"sessionId": "s"}, name=name, **{"value": 1, **fields}).frozen
 
 
-def poisoned(name: str) -> Score:
+def poisoned(name: str) -> FrozenScore:
     """A score our validation would never let through: its body holds ``NaN``, which is not
     JSON, so Langfuse refuses the whole request that carries it (400)."""
     body = {"id": f"poison-{name}", "name": name, "sessionId": "s", "value": math.nan}
-    return Score(body, json.dumps(body).encode(), time.time())
+    return FrozenScore(body["id"], name, json.dumps(body).encode(), time.time())
 
 
-def invalid_for_langfuse(name: str) -> Score:
+def invalid_for_langfuse(name: str) -> FrozenScore:
     """Well-formed JSON that Langfuse refuses per event (an empty TEXT value)."""
     body = {"id": f"bad-{name}", "name": name, "sessionId": "s", "value": "", "dataType": "TEXT"}
-    return Score(body, json.dumps(body).encode(), time.time())
+    return FrozenScore(body["id"], name, json.dumps(body).encode(), time.time())
 
 
 def held_batch(
-    sender: ScoreSender, receiver: LangfuseReceiver, scores: Sequence[Score]
+    sender: ScoreSender, receiver: LangfuseReceiver, scores: Sequence[FrozenScore]
 ) -> threading.Event:
     """Queue ``scores`` behind a held warm-up request, so that they leave as one batch."""
     hold = threading.Event()
@@ -79,7 +80,7 @@ def test_a_batch_refused_as_a_whole_costs_only_the_offending_score(
     assert sender.flush(20)
     assert {s["name"] for s in langfuse_receiver.scores()} == {
         "warm-up",
-        *(s.body["name"] for s in good),
+        *(s.name for s in good),
     }
     stats = sender.stats
     assert (stats.delivered, stats.refused, stats.failed) == (61, 1, 0)
@@ -116,7 +117,7 @@ def test_isolation_works_with_any_batch_poster() -> None:
     bad = {scores[3].id, scores[50].id, scores[99].id}
     requests: list[int] = []
 
-    def post(batch: Sequence[Score]) -> Outcome:
+    def post(batch: Sequence[FrozenScore]) -> Outcome:
         requests.append(len(batch))
         if any(item.id in bad for item in batch):
             return Outcome(refused_together=list(batch), batch_refusal="400 no")
@@ -137,7 +138,7 @@ def test_the_sender_survives_a_failure_and_carries_on(
 ) -> None:
     failures = iter([RuntimeError("injected")])
 
-    def failing_once(scores: Sequence[Score]) -> tuple[dict[str, Score], bytes]:
+    def failing_once(scores: Sequence[FrozenScore]) -> tuple[dict[str, FrozenScore], bytes]:
         for failure in failures:
             raise failure
         return encode_batch(scores)
@@ -160,7 +161,7 @@ def test_a_sender_thread_that_is_gone_is_replaced_by_the_next_call(
     hand: a score queued behind it is delivered by a new thread, and flush() returns."""
     entered, release = threading.Event(), threading.Event()
 
-    def dies(scores: Sequence[Score]) -> tuple[dict[str, Score], bytes]:
+    def dies(scores: Sequence[FrozenScore]) -> tuple[dict[str, FrozenScore], bytes]:
         entered.set()
         release.wait(10)
         monkeypatch.undo()
@@ -200,6 +201,38 @@ def test_the_queue_is_bounded_in_bytes_and_drops_are_counted_and_logged(
     hold.set()
     assert client.flush(10)
     assert client.stats.delivered == 10
+    client.shutdown(5)
+
+
+def test_a_queued_score_costs_about_its_bytes_and_no_more(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    """The queue keeps only the serialised score: the caller's comment and metadata are not
+    kept alive beside it, so the byte bound is the memory bound."""
+    client = ScoreClient(
+        langfuse_receiver.public_key, langfuse_receiver.secret_key, langfuse_receiver.url
+    )
+    hold = threading.Event()
+    langfuse_receiver.fail_next("ingestion", Fault(release=hold))
+    client.score_session("s", name="in flight", value=1)
+    assert langfuse_receiver.wait_for(lambda: langfuse_receiver.arrivals >= 1)
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        for i in range(20):
+            client.score_session(
+                "s",
+                name=f"n{i}",
+                value=i,
+                comment=f"{i}" + "c" * 100_000,
+                metadata={"m": "x" * 50_000},
+            )
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    assert held < 1.2 * 20 * 150_000
+    hold.set()
+    assert client.flush(10)
     client.shutdown(5)
 
 

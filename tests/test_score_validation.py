@@ -10,6 +10,7 @@ import json
 import math
 import threading
 import time
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
@@ -83,6 +84,26 @@ def test_what_langfuse_refuses_or_python_cannot_encode_raises_invalid_score_erro
     assert client.flush(5)
     assert client.stats.queued == 0
     assert langfuse_receiver.requests() == []
+
+
+class Exploding(Mapping[str, Any]):
+    """A mapping of the caller's that fails when read."""
+
+    def __getitem__(self, key: str) -> Any:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        raise OSError("the backing store is gone")
+
+    def __len__(self) -> int:
+        return 1
+
+
+def test_metadata_that_fails_when_read_raises_invalid_score_error(client: ScoreClient) -> None:
+    with pytest.raises(InvalidScoreError, match="the backing store is gone"):
+        client.score_session("s", name="n", value=1, metadata=Exploding())
+    with pytest.raises(InvalidScoreError):
+        client.score_session("s", name="n", value=1, metadata={"nested": Exploding()})
 
 
 def test_limits_hold_exactly_at_their_edge(

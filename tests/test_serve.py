@@ -151,5 +151,5 @@ def test_serve_says_when_the_port_is_taken_and_how_to_pick_another() -> None:
     assert result.returncode == 2
     assert f"Port {port} on 127.0.0.1 is already in use" in result.stderr
     assert f"serve --port {port + 1}" in result.stderr
-    assert f"OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:{port + 1}" in result.stderr
+    assert f"LANGFUSE_OTEL_COLLECTOR_ENDPOINT=http://127.0.0.1:{port + 1}" in result.stderr
     assert "Traceback" not in result.stderr

@@ -201,3 +201,18 @@ def test_processor_with_trust_does_not_install_the_guard() -> None:
     SessionSpanProcessor(trust_remote_baggage=True)
     SessionSpanProcessor(guard_remote_baggage=False)
     assert propagate.get_global_textmap() is before
+
+
+def test_an_app_whose_first_import_is_this_package_starts_with_the_guarded_propagator() -> None:
+    code = (
+        "import langfuse_otel_sessions;"
+        "from opentelemetry import propagate, baggage;"
+        "ctx = propagate.extract({'baggage': 'session.id=victim,tenant=acme'});"
+        "print(dict(baggage.get_all(ctx)))"
+    )
+    env = {"OTEL_PROPAGATORS": "tracecontext,langfuse_baggage", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=False
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "{'tenant': 'acme'}"

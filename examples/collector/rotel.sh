@@ -5,6 +5,9 @@
 #   export ROTEL_AGENT=$(python -c 'import pathlib, rotel; print(pathlib.Path(rotel.__file__).parent / "rotel-agent")')
 #   bash examples/collector/rotel.sh        # OTLP/HTTP on 0.0.0.0:4318, OTLP/gRPC on 0.0.0.0:4317
 #
+# Apps: LANGFUSE_OTEL_COLLECTOR_ENDPOINT=http://<rotel-host>:4318 (or endpoint= in code); they
+# send no Langfuse keys to Rotel, which holds them.
+#
 # Rotel logs "failed to decode response ... dropping data" after each export: Langfuse answers
 # 200 with a JSON body that is not an OTLP response. The data was delivered; nothing is dropped.
 set -euo pipefail

@@ -11,6 +11,7 @@ from .errors import ConfigurationError, InvalidIdError, InvalidScoreError
 from .exporter import ExportStats, LangfuseSpanExporter
 from .processor import SessionSpanProcessor
 from .propagator import BaggageGuard, SessionBaggagePropagator, install_baggage_guard
+from .sampler import SessionSampler
 from .score_sender import SenderStats
 from .scores import (
     ScoreClient,
@@ -40,6 +41,7 @@ __all__ = [
     "SenderStats",
     "Session",
     "SessionBaggagePropagator",
+    "SessionSampler",
     "SessionScope",
     "SessionSpanProcessor",
     "WSGISessionMiddleware",

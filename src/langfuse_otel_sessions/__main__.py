@@ -4,8 +4,9 @@ Listens for OTLP/HTTP on a loopback port (``/v1/traces``, and Langfuse's own
 ``/api/public/otel/v1/traces`` and score routes, with or without Langfuse keys) and prints, after
 each batch, what changed: the sessions that gained spans or scores (their traces in order, each
 trace's span tree with observation types and durations, their scores) and the traces that are in
-no session. Point any app (``OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:4318``, or
-``LANGFUSE_BASE_URL``) or a Collector at it.
+no session. Point our exporter at it (``LANGFUSE_OTEL_COLLECTOR_ENDPOINT=http://127.0.0.1:4318``,
+or ``LANGFUSE_BASE_URL`` with any keys), or OpenTelemetry's ``otlp`` exporter or a Collector
+(``OTEL_EXPORTER_OTLP_ENDPOINT``).
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def _cannot_listen(host: str, port: int, error: OSError) -> str:
         return (
             f"Port {port} on {host} is already in use (another serve, a Collector or an agent?).\n"
             f"Pick another port:  python -m langfuse_otel_sessions serve --port {other}\n"
-            f"and point the app at it:  OTEL_EXPORTER_OTLP_ENDPOINT=http://{host}:{other}\n"
+            f"and point the app at it:  LANGFUSE_OTEL_COLLECTOR_ENDPOINT=http://{host}:{other}\n"
+            f"(OpenTelemetry's otlp exporter, a Collector: OTEL_EXPORTER_OTLP_ENDPOINT)\n"
             "(--port 0 takes any free port and prints it)"
         )
     return f"Cannot listen on {host}:{port}: {error.strerror or error}. Pick another --host/--port."
@@ -44,11 +46,16 @@ def serve(host: str, port: int, stop_after: int | None = None) -> int:
         return 2
     with receiver:
         print(f"Listening for OTLP/HTTP on {receiver.url}/v1/traces", flush=True)
-        print(f"  OTEL_EXPORTER_OTLP_ENDPOINT={receiver.url}", flush=True)
-        print(
-            f"  or LANGFUSE_BASE_URL={receiver.url} with any LANGFUSE_PUBLIC_KEY/SECRET_KEY",
-            flush=True,
-        )
+        for line in (
+            "Point at it:",
+            f"  our exporter (OTEL_TRACES_EXPORTER=langfuse, LangfuseSpanExporter()):"
+            f" LANGFUSE_OTEL_COLLECTOR_ENDPOINT={receiver.url}",
+            f"  or, with scores too: LANGFUSE_BASE_URL={receiver.url}"
+            " and any LANGFUSE_PUBLIC_KEY/LANGFUSE_SECRET_KEY",
+            "  OpenTelemetry's otlp exporter or a Collector:"
+            f" OTEL_EXPORTER_OTLP_ENDPOINT={receiver.url}",
+        ):
+            print(line, flush=True)
         print("After each batch: what changed since the last one.", flush=True)
         view = ChangeView()
         printed = batches = spans_before = 0

@@ -29,10 +29,10 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
             await self.app(scope, receive, send)
             return
         try:
-            scope, ids = self._decide(scope)
+            scope, ids, incoming = self._decide(scope)
             current = get_current()
-            self.sessions.stamp_server_span(current, ids)
-            token = attach(self.sessions.request_context(current, ids))
+            self.sessions.stamp_server_span(current, ids, incoming)
+            token = attach(self.sessions.request_context(current, ids, incoming))
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("asgi", "Session middleware failed; request continues without")
             await self.app(scope, receive, send)
@@ -42,19 +42,22 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
         finally:
             detach(token)
 
-    def _decide(self, scope: Scope) -> tuple[Scope, RequestIds]:
+    def _decide(self, scope: Scope) -> tuple[Scope, RequestIds, str | None]:
         raw = scope.get("headers") or []
         headers = {name.decode("latin-1").lower(): decode_bytes(value) for name, value in raw}
         query = decode_bytes(scope.get("query_string") or b"")
         ids = self.sessions.decide(scope, headers, query)
-        rewritten = self.sessions.baggage_header(headers.get("baggage"), ids)
+        # Every baggage header counts (OpenTelemetry reads the first; one is handed on).
+        values = [value for name, value in raw if name.lower() == b"baggage"]
+        incoming = ",".join(decode_bytes(value) for value in values) if values else None
+        rewritten = self.sessions.baggage_header(incoming, ids)
         if rewritten is not None:
             scope = dict(scope)  # the scope is the caller's: change a copy
             scope["headers"] = [
                 *((name, value) for name, value in raw if name.lower() != b"baggage"),
                 (b"baggage", encode_text(rewritten)),
             ]
-        return scope, ids
+        return scope, ids, incoming
 
     def _with_cookie(self, send: Send, ids: RequestIds, scope: Scope) -> Send:
         if not ids.new_session or ids.session_id is None or scope.get("type") != "http":

@@ -42,6 +42,18 @@ ENV_MAX_TRACKED_TRACES: Final = "LANGFUSE_OTEL_MAX_TRACKED_TRACES"
 DEFAULT_MAX_ID_LENGTH: Final = 200
 DEFAULT_MAX_TRACKED_TRACES: Final = 10_000
 
+# Collector mode of the exporter: chosen only by these (never by OTEL_EXPORTER_OTLP_*).
+ENV_COLLECTOR_ENDPOINT: Final = "LANGFUSE_OTEL_COLLECTOR_ENDPOINT"
+ENV_COLLECTOR_HEADERS: Final = "LANGFUSE_OTEL_COLLECTOR_HEADERS"
+ENV_COLLECTOR_AUTH: Final = "LANGFUSE_OTEL_COLLECTOR_AUTH"
+
+# Sampling: the entry point name (OTEL_TRACES_SAMPLER=langfuse_session) and the allow lists.
+SAMPLER_ENTRY_POINT: Final = "langfuse_session"
+ENV_SAMPLER_KEEP_SESSIONS: Final = "LANGFUSE_OTEL_SAMPLER_KEEP_SESSIONS"
+ENV_SAMPLER_KEEP_USERS: Final = "LANGFUSE_OTEL_SAMPLER_KEEP_USERS"
+#: ``false`` sends session scores for sessions the sampler dropped too.
+ENV_SCORES_FOLLOW_SAMPLING: Final = "LANGFUSE_OTEL_SCORES_FOLLOW_SAMPLING"
+
 # Span events a score adds to the current span: ours, and the OpenTelemetry GenAI evaluation
 # event (semantic-conventions-genai, development status) that other backends recognise.
 SCORE_EVENT: Final = "langfuse.score"

@@ -3,10 +3,9 @@
 Precedence everywhere: explicit argument > environment variable > default.
 
 * keys: ``public_key``/``secret_key`` > ``LANGFUSE_PUBLIC_KEY``/``LANGFUSE_SECRET_KEY``;
-* Langfuse base URL: ``base_url`` > ``LANGFUSE_BASE_URL`` > ``LANGFUSE_HOST`` > Langfuse Cloud (EU);
-* span endpoint: ``endpoint`` (a Collector) > explicit Langfuse arguments (direct) >
-  ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` (used as is) > ``OTEL_EXPORTER_OTLP_ENDPOINT`` (+
-  ``/v1/traces``) > direct to ``{base_url}/api/public/otel/v1/traces``.
+* Langfuse base URL: ``base_url`` > ``LANGFUSE_BASE_URL`` > ``LANGFUSE_HOST`` > Langfuse Cloud (EU).
+
+Where spans go (Langfuse or a Collector) is decided in :mod:`.destination`.
 """
 
 from __future__ import annotations
@@ -22,8 +21,7 @@ ENV_PUBLIC_KEY = "LANGFUSE_PUBLIC_KEY"
 ENV_SECRET_KEY = "LANGFUSE_SECRET_KEY"  # noqa: S105 - a variable name, not a secret
 ENV_BASE_URL = "LANGFUSE_BASE_URL"
 ENV_HOST = "LANGFUSE_HOST"
-ENV_OTLP_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-ENV_OTLP_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+BASE_URL_ARGUMENT = "the base_url argument"
 
 LANGFUSE_CLOUD_URL = "https://cloud.langfuse.com"
 OTEL_TRACES_PATH = "/api/public/otel/v1/traces"
@@ -36,7 +34,8 @@ def _env(name: str) -> str | None:
     return value or None
 
 
-def _check_url(url: str, source: str) -> str:
+def check_url(url: str, source: str) -> str:
+    """``url`` without a trailing slash; :class:`ConfigurationError` unless http(s) with a host."""
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise ConfigurationError(f"{source} must be an http(s) URL with a host")
@@ -50,6 +49,8 @@ class LangfuseConfig:
     public_key: str | None
     secret_key: str | None = field(repr=False)
     base_url: str
+    #: Where ``base_url`` came from: the argument, a variable, or the default.
+    base_url_source: str = "the default (Langfuse Cloud)"
     #: Why the base URL could not be used (an invalid environment value), if so.
     problem: str | None = None
 
@@ -81,33 +82,22 @@ def resolve_langfuse_config(
         if value is not None and (not isinstance(value, str) or not value.strip()):
             raise ConfigurationError(f"{name} must be a non-empty string")
     problem = None
+    source = LangfuseConfig.base_url_source
     if base_url is not None:
-        url = _check_url(base_url, "base_url")
+        url, source = check_url(base_url, "base_url"), BASE_URL_ARGUMENT
     else:
-        source = ENV_BASE_URL if _env(ENV_BASE_URL) else ENV_HOST
         raw = _env(ENV_BASE_URL) or _env(ENV_HOST)
         url = LANGFUSE_CLOUD_URL
         if raw is not None:
+            source = ENV_BASE_URL if _env(ENV_BASE_URL) else ENV_HOST
             try:
-                url = _check_url(raw, source)
+                url = check_url(raw, source)
             except ConfigurationError as error:
                 problem = str(error)
     return LangfuseConfig(
         public_key=public_key if public_key is not None else _env(ENV_PUBLIC_KEY),
         secret_key=secret_key if secret_key is not None else _env(ENV_SECRET_KEY),
         base_url=url,
+        base_url_source=source,
         problem=problem,
     )
-
-
-def collector_endpoint(endpoint: str | None) -> str | None:
-    """The Collector endpoint from ``endpoint`` or the OTLP environment variables, or ``None``."""
-    if endpoint is not None:
-        return _check_url(endpoint, "endpoint")
-    traces = _env(ENV_OTLP_TRACES_ENDPOINT)
-    if traces is not None:
-        return traces
-    generic = _env(ENV_OTLP_ENDPOINT)
-    if generic is not None:
-        return generic.rstrip("/") + "/v1/traces"
-    return None

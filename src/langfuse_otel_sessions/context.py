@@ -1,92 +1,83 @@
 """`session()`: scope code to a session through OpenTelemetry baggage.
 
-Inside the scope the baggage holds ``langfuse_session_id`` (and ``langfuse_user_id``): the key the
-Langfuse Python SDK writes and reads, which :class:`SessionSpanProcessor` reads too, and which an
-instrumented HTTP client sends downstream in the W3C ``baggage`` header. Other session/user keys
-(``langfuse.session.id``, ``session.id``, ...) are removed inside the scope so that no stale or
-remote value outranks the one set here.
+Inside the scope the baggage holds the session (and user) id under the key each configured
+:class:`SessionSpanProcessor` reads (see :mod:`langfuse_otel_sessions.keys`): with the default
+keys ``langfuse_session_id`` / ``langfuse_user_id``, the keys the Langfuse Python SDK writes and
+reads. Other session/user keys (``langfuse.session.id``, ``session.id``, custom keys, ...) are
+removed inside the scope so that no stale or remote value outranks the one set here.
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
-from collections.abc import Callable, Coroutine
-from contextvars import ContextVar
+from collections.abc import Callable, Coroutine, Mapping
 from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import baggage
-from opentelemetry.context import Context, attach, detach, get_current
+from opentelemetry.context import Context, get_current
+from opentelemetry.trace import TracerProvider
 
 from ._processor_check import warn_once_without_processor
-from .attributes import (
-    BAGGAGE_LANGFUSE_SESSION_ID,
-    BAGGAGE_LANGFUSE_USER_ID,
-    DEFAULT_MAX_ID_LENGTH,
-    DEFAULT_SESSION_BAGGAGE_KEYS,
-    DEFAULT_USER_BAGGAGE_KEYS,
-    ENV_MAX_ID_LENGTH,
-    ENV_SESSION_BAGGAGE_KEYS,
-    ENV_USER_BAGGAGE_KEYS,
-)
-from .environment import env_keys, env_positive_int
+from .attributes import DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH
+from .environment import env_positive_int
 from .ids import check_id, id_problem
+from .keys import known_keys
+from .propagator import withheld_remote_entries
+from .scope_entries import Root, decorate, enter, leave
 from .session import Session
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
-# Tokens of the scopes entered in the current context, innermost last. Kept per context (not on
-# the scope object) so one scope object may be entered concurrently by many tasks and threads.
-_ENTERED: ContextVar[tuple[object, ...]] = ContextVar("langfuse_otel_sessions_scopes", default=())
+
+def scoped_context(parent: Context, session_id: str | None, user_id: str | None) -> Context:
+    """``parent`` with the session (and user) id written under the keys the configured
+    processors read, and every other session (user) key removed so that none outranks them."""
+    known = known_keys()
+    context = parent
+    if session_id is not None:
+        context = _with_entries(context, known.session_writes, session_id, known.session)
+    if user_id is not None:
+        context = _with_entries(context, known.user_writes, user_id, known.user)
+    return context
 
 
-def session_baggage_keys() -> tuple[str, ...]:
-    """The baggage keys read for a session id (default and configured)."""
-    return env_keys(ENV_SESSION_BAGGAGE_KEYS, DEFAULT_SESSION_BAGGAGE_KEYS)
-
-
-def user_baggage_keys() -> tuple[str, ...]:
-    """The baggage keys read for a user id (default and configured)."""
-    return env_keys(ENV_USER_BAGGAGE_KEYS, DEFAULT_USER_BAGGAGE_KEYS)
-
-
-def _with_entry(context: Context, key: str, value: str, rivals: tuple[str, ...]) -> Context:
+def _with_entries(
+    context: Context, keys: tuple[str, ...], value: str, rivals: frozenset[str]
+) -> Context:
     for rival in rivals:
-        if rival != key and baggage.get_baggage(rival, context) is not None:
+        if rival not in keys and baggage.get_baggage(rival, context) is not None:
             context = baggage.remove_baggage(rival, context)
-    return baggage.set_baggage(key, value, context)
+    for key in keys:
+        context = baggage.set_baggage(key, value, context)
+    return context
 
 
 class SessionScope:
     """What :func:`session` returns: a context manager (sync and async) and a decorator."""
 
-    __slots__ = ("session_id", "user_id")
+    __slots__ = ("__weakref__", "root", "session_id", "user_id")
 
-    def __init__(self, session_id: str, user_id: str | None) -> None:
+    def __init__(self, session_id: str, user_id: str | None, root: Root = None) -> None:
         self.session_id = session_id
         self.user_id = user_id
+        self.root = root  # with new_trace: the scope's own root span (name, tracer provider)
 
     def __repr__(self) -> str:
         return f"SessionScope(session_id={self.session_id!r}, user_id={self.user_id!r})"
 
     def context(self, parent: Context | None = None) -> Context:
         """The OTel context of this scope, derived from ``parent`` (default: the current one)."""
-        context = get_current() if parent is None else parent
-        context = _with_entry(
-            context, BAGGAGE_LANGFUSE_SESSION_ID, self.session_id, session_baggage_keys()
+        return scoped_context(
+            get_current() if parent is None else parent, self.session_id, self.user_id
         )
-        if self.user_id is not None:
-            context = _with_entry(
-                context, BAGGAGE_LANGFUSE_USER_ID, self.user_id, user_baggage_keys()
-            )
-        return context
+
+    def _entered_context(self, parent: Context) -> Context:
+        warn_once_without_processor()
+        return self.context(parent)
 
     def __enter__(self) -> SessionScope:
-        warn_once_without_processor()
-        token = attach(self.context())
-        _ENTERED.set((*_ENTERED.get(), token))
+        enter(self, self._entered_context, self.root)
         return self
 
     def __exit__(
@@ -95,11 +86,7 @@ class SessionScope:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        entered = _ENTERED.get()
-        if not entered:
-            return
-        _ENTERED.set(entered[:-1])
-        detach(entered[-1])  # type: ignore[arg-type]  # the tokens stored are attach() tokens
+        leave(self, exc)
 
     async def __aenter__(self) -> SessionScope:
         return self.__enter__()
@@ -121,61 +108,73 @@ class SessionScope:
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a sync or async function: each call runs inside the scope."""
-        if inspect.isgeneratorfunction(func) or inspect.isasyncgenfunction(func):
-            raise TypeError(
-                "session() cannot decorate a generator function; "
-                "use `with session(...)` inside it instead"
-            )
-        if inspect.iscoroutinefunction(func):
-
-            @functools.wraps(func)
-            async def run_async(*args: P.args, **kwargs: P.kwargs) -> Any:  # noqa: ANN401 - returns what func returns
-                with self:
-                    return await func(*args, **kwargs)
-
-            return run_async
-
-        @functools.wraps(func)
-        def run(*args: P.args, **kwargs: P.kwargs) -> Any:  # noqa: ANN401 - returns what func returns
-            with self:
-                return func(*args, **kwargs)
-
-        return run
+        """Decorate a function: each call runs inside the scope. Generators (sync and async)
+        and whatever a function returns to be awaited or iterated later (an async function
+        under a plain decorator) run each step inside the scope, and nothing of it is left in
+        the caller between steps."""
+        if not callable(func):
+            raise TypeError(f"session() decorates a callable, not {type(func).__name__}")
+        return decorate(self, self._entered_context, self.root, func)
 
 
-def session(session_or_id: Session | str, *, user_id: str | None = None) -> SessionScope:
+def session(
+    session_or_id: Session | str,
+    *,
+    user_id: str | None = None,
+    new_trace: bool = False,
+    trace_name: str = "session",
+    tracer_provider: TracerProvider | None = None,
+) -> SessionScope:
     """Scope code to a session: ``with session(s):``, ``async with``, or ``@session(s)``.
 
     Spans started inside get the session (and user) id from :class:`SessionSpanProcessor`;
     asyncio tasks and threads that copy the context inherit it; nested scopes restore the outer
-    one on exit. Raises :class:`InvalidIdError` for an invalid id and ``TypeError`` for a value
-    that is neither a :class:`Session` nor a string.
+    one on exit. With ``new_trace=True`` the scope starts a span named ``trace_name`` in a trace
+    of its own, linked to the span current on entry, and ends it on exit: Langfuse files each
+    trace in one session, so a job looping over sessions gets one trace per session. The span
+    comes from ``tracer_provider`` (default: the global one). Raises
+    :class:`InvalidIdError` for an invalid id and ``TypeError`` for a value that is neither a
+    :class:`Session` nor a string.
     """
     max_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
     session_id = check_id(Session.get_id(session_or_id), max_length)
     if user_id is not None:
         user_id = check_id(user_id, max_length, "user id")
-    return SessionScope(session_id, user_id)
+    if not isinstance(trace_name, str) or not trace_name:
+        raise TypeError("trace_name must be a non-empty string")
+    return SessionScope(session_id, user_id, (trace_name, tracer_provider) if new_trace else None)
 
 
-def _first_valid(keys: tuple[str, ...], context: Context | None) -> str | None:
-    entries = baggage.get_all(context)
-    max_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
+def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...], limit: int) -> str | None:
+    """What the first present key holds, if it is a valid id (as the processor reads it)."""
     for key in keys:
         value = entries.get(key)
         if value is not None:
-            if isinstance(value, str) and id_problem(value, max_length) is None:
+            if isinstance(value, str) and id_problem(value, limit) is None:
                 return value
             return None
     return None
 
 
+def _ids_in_force(context: Context | None) -> tuple[str | None, str | None]:
+    """The ids the configured processor would stamp on a span started now in ``context``:
+    its keys and limit over the baggage, else (when it trusts remote baggage) over the entries
+    the boundary withheld."""
+    reader = known_keys().reader
+    for entries in (baggage.get_all(context), withheld_remote_entries(context)):
+        session_id = _first_valid(entries, reader.session, reader.max_id_length)
+        user_id = _first_valid(entries, reader.user, reader.max_id_length)
+        if session_id is not None or user_id is not None or not reader.trust_remote:
+            return session_id, user_id
+    return None, None
+
+
 def current_session_id(context: Context | None = None) -> str | None:
-    """The session id in force (what a span started now would be stamped with), or ``None``."""
-    return _first_valid(session_baggage_keys(), context)
+    """The session id in force: what the configured :class:`SessionSpanProcessor` would stamp
+    on a span started now (read with its keys and limit), or ``None``."""
+    return _ids_in_force(context)[0]
 
 
 def current_user_id(context: Context | None = None) -> str | None:
-    """The user id in force, or ``None``."""
-    return _first_valid(user_baggage_keys(), context)
+    """The user id in force (what the configured processor would stamp), or ``None``."""
+    return _ids_in_force(context)[1]

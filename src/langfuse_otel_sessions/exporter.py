@@ -1,36 +1,39 @@
-"""`LangfuseSpanExporter`: OTLP/HTTP to Langfuse's OTel endpoint, or to a Collector.
+"""`LangfuseSpanExporter`: OTLP/HTTP protobuf to Langfuse's OTel endpoint, or to a Collector.
 
-Built on ``OTLPSpanExporter`` (its encoding, gzip, retries on 429/502/503/504 and connection
-errors with backoff, jitter and ``Retry-After``, under one deadline) with the mapping of
-:mod:`langfuse_otel_sessions.mapping` applied to copies of the spans first.
+The mapping of :mod:`langfuse_otel_sessions.mapping` is applied to copies of the spans, which
+are encoded with OpenTelemetry's own OTLP encoder and sent by :mod:`.transport` (one deadline per
+export, no redirects, capped reads) with the OTLP exporter's retry policy (:mod:`.retry`). Where
+the spans go, and with which headers, is decided by :mod:`.destination`.
 """
 
 from __future__ import annotations
 
-import os
+import gzip
+import math
 import threading
-import weakref
+import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any
 
-import requests
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from ._logging import RateLimitedLog, logger
-from .config import OTEL_TRACES_PATH, collector_endpoint, resolve_langfuse_config
+from ._logging import RateLimitedLog
+from .config import resolve_langfuse_config
+from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, span_route
 from .errors import ConfigurationError
 from .local_requests import known_ids
 from .mapping import RootMapping, TraceName, map_spans
+from .retry import otlp_policy, post_with_retries
 from .traces import TraceIds, TraceSessions
+from .transport import HttpTransport, Reply
 
-INGESTION_VERSION_HEADER = "x-langfuse-ingestion-version"
-INGESTION_VERSION = "4"
+__all__ = ["INGESTION_VERSION", "INGESTION_VERSION_HEADER", "ExportStats", "LangfuseSpanExporter"]
+
 SDK_NAME = "langfuse-otel-sessions"
 DEFAULT_TIMEOUT_SECONDS = 10.0
 DEFAULT_REMEMBERED_TRACES = 10_000
@@ -50,44 +53,43 @@ class ExportStats:
     failed_batches: int
 
 
-class _ExportSession(requests.Session):
-    """The exporter's HTTP session.
-
-    * With ``allowed`` headers (direct mode), it sends only those: ``OTLPSpanExporter`` merges
-      ``OTEL_EXPORTER_OTLP_(TRACES_)HEADERS`` into every request, and in direct mode those are
-      meant for another backend, not for Langfuse.
-    * After ``os.fork()`` the child drops the pooled connections it inherited, which the parent
-      still uses: two processes writing to one keep-alive connection corrupt both streams.
-    """
-
-    def __init__(self, allowed: set[str] | None) -> None:
-        super().__init__()
-        self._allowed = None if allowed is None else {name.lower() for name in allowed}
-        me = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _close_in_child(me))
-
-    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Any:  # noqa: ANN401 - requests takes the rest as keywords
-        headers = kwargs.get("headers")
-        if headers and self._allowed is not None:
-            kwargs["headers"] = {k: v for k, v in headers.items() if k.lower() in self._allowed}
-        return super().request(method, url, *args, **kwargs)
-
-
-def _close_in_child(reference: weakref.ref[_ExportSession]) -> None:
-    session = reference()
-    if session is not None:
-        session.close()  # closes the child's copies of the sockets; the parent's stay open
-
-
 def _compression(value: str | Compression | None) -> Compression:
     if value is None:
         return Compression.Gzip
     if isinstance(value, Compression):
         return value
-    try:
-        return Compression(value.strip().lower())
-    except ValueError:
-        raise ConfigurationError("compression must be 'gzip', 'deflate' or 'none'") from None
+    if isinstance(value, str):
+        try:
+            return Compression(value.strip().lower())
+        except ValueError:
+            pass
+    raise ConfigurationError("compression must be 'gzip', 'deflate' or 'none'")
+
+
+def _timeout(value: float | None) -> float:
+    if value is None:
+        return DEFAULT_TIMEOUT_SECONDS
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigurationError("timeout must be a positive, finite number of seconds")
+    return float(value)
+
+
+def _headers(value: Mapping[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigurationError("headers must be a mapping of strings to strings")
+    return dict(value)
+
+
+def _compress(data: bytes, compression: Compression) -> bytes:
+    if compression is Compression.Gzip:
+        return gzip.compress(data, compresslevel=6)
+    if compression is Compression.Deflate:
+        return zlib.compress(data)
+    return data
 
 
 class LangfuseSpanExporter(SpanExporter):
@@ -95,13 +97,15 @@ class LangfuseSpanExporter(SpanExporter):
 
     Direct mode (default): ``public_key``/``secret_key``/``base_url``, else ``LANGFUSE_*``
     variables, else Langfuse Cloud; sends to ``{base_url}/api/public/otel/v1/traces`` with Basic
-    auth and ``x-langfuse-ingestion-version: 4``. ``OTEL_EXPORTER_OTLP_*HEADERS`` are not sent.
+    auth and ``x-langfuse-ingestion-version: 4``. ``OTEL_EXPORTER_OTLP_*`` variables are not
+    read: they belong to OpenTelemetry's ``otlp`` exporter and your other backend.
 
-    Collector mode: ``endpoint=`` (or ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` /
-    ``OTEL_EXPORTER_OTLP_ENDPOINT``) sends there; Langfuse keys are optional (the Collector
-    holds them) and the OTLP header variables apply.
+    Collector mode: ``endpoint=`` or ``LANGFUSE_OTEL_COLLECTOR_ENDPOINT``; headers from
+    ``headers=`` or ``LANGFUSE_OTEL_COLLECTOR_HEADERS``; Langfuse's auth header only with
+    ``collector_auth=True`` (or ``LANGFUSE_OTEL_COLLECTOR_AUTH=true``).
 
-    Use it with the SDK's ``BatchSpanProcessor``. ``export`` never raises.
+    Use it with the SDK's ``BatchSpanProcessor``. ``export`` never raises; a bad argument raises
+    :class:`ConfigurationError`.
     """
 
     def __init__(
@@ -112,6 +116,7 @@ class LangfuseSpanExporter(SpanExporter):
         base_url: str | None = None,
         endpoint: str | None = None,
         headers: Mapping[str, str] | None = None,
+        collector_auth: bool | None = None,
         timeout: float | None = None,
         compression: str | Compression | None = None,
         trace_name: TraceName = None,
@@ -119,50 +124,55 @@ class LangfuseSpanExporter(SpanExporter):
         root_output_keys: Sequence[str] = (),
         remembered_traces: int = DEFAULT_REMEMBERED_TRACES,
     ) -> None:
-        if timeout is not None and (isinstance(timeout, bool) or not timeout > 0):
-            raise ConfigurationError("timeout must be a positive number of seconds")
+        self._timeout = _timeout(timeout)
+        self._compression = _compression(compression)
         if trace_name is not None and not (isinstance(trace_name, str) or callable(trace_name)):
             raise ConfigurationError("trace_name must be None, an attribute key or a callable")
+        for name, keys in (
+            ("root_input_keys", root_input_keys),
+            ("root_output_keys", root_output_keys),
+        ):
+            if isinstance(keys, str) or not all(isinstance(key, str) for key in keys):
+                raise ConfigurationError(f"{name} must be a sequence of attribute keys")
+        if (
+            isinstance(remembered_traces, bool)
+            or not isinstance(remembered_traces, int)
+            or remembered_traces <= 0
+        ):
+            raise ConfigurationError("remembered_traces must be a positive integer")
+        if collector_auth is not None and not isinstance(collector_auth, bool):
+            raise ConfigurationError("collector_auth must be True, False or None")
+        config = resolve_langfuse_config(public_key, secret_key, base_url)
+        self._route = span_route(
+            config,
+            endpoint=endpoint,
+            explicit_direct=(public_key or secret_key or base_url) is not None,
+            headers=_headers(headers),
+            collector_auth=collector_auth,
+        )
+        self.mode = self._route.mode
+        #: Where spans go (userinfo scrubbed).
+        self.endpoint = self._route.shown
         self._mapping = RootMapping(trace_name, tuple(root_input_keys), tuple(root_output_keys))
         self._recent = TraceSessions(remembered_traces)
         self._log = RateLimitedLog()
-        self._disabled_reason: str | None = None
+        self._abort = threading.Event()
         self._shut_down = False
         self._counts = [0, 0, 0]  # exported spans, failed spans, failed batches
         self._counts_lock = threading.Lock()
-        direct = endpoint is None and (public_key or secret_key or base_url) is not None
-        self.endpoint = None if direct else collector_endpoint(endpoint)
-        self.mode = "collector" if self.endpoint is not None else "direct"
-        config = resolve_langfuse_config(public_key, secret_key, base_url)
-        sent = dict(headers or {})
-        allowed: set[str] | None = None
+        self._headers = {
+            "Content-Type": "application/x-protobuf",
+            "User-Agent": f"{SDK_NAME}/{SDK_VERSION}",
+            **self._route.headers,
+        }
+        if self._compression is not Compression.NoCompression:
+            self._headers["Content-Encoding"] = self._compression.value
         if self.mode == "direct":
-            self.endpoint = config.base_url + OTEL_TRACES_PATH
-            if config.problem is not None:
-                self._disable(f"Langfuse export is off: {config.problem}")
-            elif config.missing:
-                self._disable(
-                    "Langfuse export is off: set "
-                    + " and ".join(config.missing)
-                    + " (or pass public_key/secret_key, or endpoint= for a Collector)"
-                )
-            else:
-                sent["Authorization"] = config.authorization()
-            sent.setdefault(INGESTION_VERSION_HEADER, INGESTION_VERSION)
-            sent.setdefault("x-langfuse-sdk-name", SDK_NAME)
-            sent.setdefault("x-langfuse-sdk-version", SDK_VERSION)
-            allowed = {*sent, "content-type", "content-encoding", "user-agent"}
-        elif not config.missing:
-            sent.setdefault("Authorization", config.authorization())
-            sent.setdefault(INGESTION_VERSION_HEADER, INGESTION_VERSION)
-        self._inner = OTLPSpanExporter(
-            endpoint=self.endpoint,
-            headers=sent,
-            timeout=DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout,
-            compression=_compression(compression),
-            session=_ExportSession(allowed),
-        )
-        logger.debug("LangfuseSpanExporter: %s mode, sending to %s", self.mode, self.endpoint)
+            self._headers.setdefault(INGESTION_VERSION_HEADER, INGESTION_VERSION)
+            self._headers.setdefault("x-langfuse-sdk-name", SDK_NAME)
+            self._headers.setdefault("x-langfuse-sdk-version", SDK_VERSION)
+        self._transport = None if self._route.problem else HttpTransport(self._route.url)
+        announce("LangfuseSpanExporter", self._route, "spans")
 
     def __repr__(self) -> str:
         return f"LangfuseSpanExporter(mode={self.mode!r}, endpoint={self.endpoint!r})"
@@ -173,53 +183,68 @@ class LangfuseSpanExporter(SpanExporter):
         with self._counts_lock:
             return ExportStats(*self._counts)
 
-    def _count(self, spans: int, result: SpanExportResult) -> SpanExportResult:
+    def _count(self, spans: int, reply: Reply | None, why: str | None = None) -> SpanExportResult:
         with self._counts_lock:
-            if result is SpanExportResult.SUCCESS:
+            if reply is not None and reply.ok:
                 self._counts[0] += spans
-                return result
+                return SpanExportResult.SUCCESS
             self._counts[1] += spans
             self._counts[2] += 1
             lost = self._counts[1]
-        self._log.error(
-            "lost", "%d spans not delivered to %s (%d lost so far)", spans, self.endpoint, lost
-        )
-        return result
-
-    def _disable(self, reason: str) -> None:
-        self._disabled_reason = reason
-        logger.error(reason)
+        if reply is not None:
+            why = reply.describe(self._route.server, self._route.setting)
+        self._log.error("lost", "%d spans not delivered: %s (%d lost so far)", spans, why, lost)
+        return SpanExportResult.FAILURE
 
     def _known(self, key: int, span: ReadableSpan) -> TraceIds | None:
         return known_ids(self._recent, key, span)
 
+    def _retrying(self, reply: Reply, wait: float) -> None:
+        self._log.warning(
+            "retry",
+            "%s; retrying in %.2fs",
+            reply.describe(self._route.server, self._route.setting),
+            wait,
+        )
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Map and send one batch; returns the result, never raises."""
         if self._shut_down:
-            return self._count(len(spans), SpanExportResult.FAILURE)
-        if self._disabled_reason is not None:
-            self._log.error("disabled", "%s; %d spans not sent", self._disabled_reason, len(spans))
-            return self._count(len(spans), SpanExportResult.FAILURE)
+            return self._count(len(spans), None, "the exporter is shut down; nothing was sent")
+        if self._transport is None:
+            return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             mapped, learned = map_spans(spans, self._mapping, self._known)
             for key, ids in learned.items():
                 self._recent.remember(key, ids)
-            return self._count(len(spans), self._inner.export(mapped))
+            body = encode_spans(mapped).SerializePartialToString()
+            reply = post_with_retries(
+                self._transport,
+                _compress(body, self._compression),
+                self._headers,
+                policy=otlp_policy(self._timeout),
+                abort=self._abort,
+                on_retry=self._retrying,
+            )
+            return self._count(len(spans), reply)
         except Exception:  # noqa: BLE001 - export must not raise
             self._log.exception(
                 "export", "LangfuseSpanExporter could not export %d spans", len(spans)
             )
-            return self._count(len(spans), SpanExportResult.FAILURE)
+            return self._count(len(spans), None, "an error in the exporter (logged above)")
         finally:
             detach(token)
 
     def shutdown(self) -> None:
-        """Stop exporting; idempotent. Cuts an in-progress retry wait short."""
+        """Stop exporting; idempotent. Cuts a retry wait short (a request in flight still ends
+        within the timeout)."""
         if self._shut_down:
             return
         self._shut_down = True
-        self._inner.shutdown()  # type: ignore[no-untyped-call]
+        self._abort.set()
+        if self._transport is not None:
+            self._transport.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered here (the batch processor buffers): always ``True``."""

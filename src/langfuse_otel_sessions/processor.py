@@ -33,6 +33,7 @@ from .attributes import (
 from .environment import env_bool, env_keys, env_positive_int
 from .errors import ConfigurationError
 from .ids import id_problem
+from .keys import IdKeys, register_reader
 from .local_requests import REQUEST_SLOT, TAGGABLE, LocalRequest, request_of
 from .propagator import WITHHELD_REMOTE_ENTRIES, install_baggage_guard
 from .traces import TraceIds
@@ -122,6 +123,17 @@ class SessionSpanProcessor(SpanProcessor):
         )
         self._session_targets = (LANGFUSE_SESSION_ID, *self.extra_session_attributes)
         self._user_targets = (LANGFUSE_USER_ID, *self.extra_user_attributes)
+        #: What this processor reads and stamps, registered so that ``session()``, the guard and
+        #: the middleware know these keys too, whatever the order they were built in.
+        self.keys = IdKeys(
+            session=self.session_keys,
+            user=self.user_keys,
+            session_attributes=self._session_targets,
+            user_attributes=self._user_targets,
+            max_id_length=self.max_id_length,
+            trust_remote=self.trust_remote_baggage,
+        )
+        register_reader(self.keys)
         self._session_extras = bool(self.extra_session_attributes)
         self._valid_ids: set[str] = set()
         self._last: tuple[object, TraceIds | None] = (_NOTHING, None)
@@ -197,6 +209,13 @@ class SessionSpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered: always ``True``."""
         return True
+
+    def ids_in(self, context: Context | None = None) -> TraceIds | None:
+        """The ids a span starting in ``context`` gets from its baggage, read as ``on_start``
+        reads them (keys, validation, trust boundary). :class:`SessionSampler` decides by this."""
+        context = get_current() if context is None else context
+        ids = self._resolve(context.get(_BAGGAGE_KEY))
+        return self._remote_ids(context) if ids is None else ids
 
     def _resolve(self, entries: object) -> TraceIds | None:
         """The valid session and user ids of a baggage mapping, or ``None``."""

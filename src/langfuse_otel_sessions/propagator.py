@@ -6,91 +6,125 @@ At span start that cannot be told apart from baggage the app set itself (a forge
 ``traceparent`` makes a root span whose parent context holds the forged entries), so the decision
 is taken here, in ``extract``:
 
-* untrusted (the default): session and user entries that the extract *added* are withheld —
-  removed from the baggage, so no span processor (ours, ``BaggageSpanProcessor``, Langfuse's)
-  stamps them and they are not forwarded downstream — and kept aside in the context, where a
-  processor built with ``trust_remote_baggage=True`` can still read them;
+* untrusted (the default): the ``baggage`` header's list-members whose key — decoded exactly as
+  OpenTelemetry's W3C extractor decodes it — is a session or user key (see
+  :func:`~langfuse_otel_sessions.keys.known_keys`) are withheld: the wrapped propagator never
+  sees them, so no span processor (ours, ``BaggageSpanProcessor``, Langfuse's) stamps them and
+  they are not forwarded downstream; they are kept aside in the context, where a processor built
+  with ``trust_remote_baggage=True`` can still read them;
 * trusted (``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE=true``, for services behind a trusted edge):
   baggage passes through unchanged, as with OpenTelemetry's own propagator.
 
-Everything else in the baggage is left alone.
+Everything else is OpenTelemetry's: the same context to start from (``extract`` without a
+context starts where the wrapped propagator starts), the same other entries, ``inject`` and
+``fields`` unchanged. One exception, private to this package: the entries our own session
+middleware wrote into the header of the request it is handling (it vouches for them in the
+context) pass, so that the middleware may sit outside OpenTelemetry's server instrumentation.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping, Sequence
 from types import MappingProxyType
 
-from opentelemetry import baggage, propagate
+from opentelemetry import baggage
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context, create_key, get_current, get_value, set_value
 from opentelemetry.propagators import textmap
 
-from ._logging import logger
-from .attributes import (
-    DEFAULT_SESSION_BAGGAGE_KEYS,
-    DEFAULT_USER_BAGGAGE_KEYS,
-    ENV_SESSION_BAGGAGE_KEYS,
-    ENV_TRUST_REMOTE_BAGGAGE,
-    ENV_USER_BAGGAGE_KEYS,
-)
-from .environment import env_bool, env_keys
+from ._logging import RateLimitedLog, logger
+from .attributes import ENV_TRUST_REMOTE_BAGGAGE
+from .environment import env_bool
+from .keys import guarded_keys, member_key, member_value, split_members
 
 #: Context slot holding the session/user entries withheld from remote baggage.
 WITHHELD_REMOTE_ENTRIES = create_key("langfuse-otel-sessions.withheld-remote-baggage")
+#: Context slot where our session middleware vouches for the entries it wrote into the
+#: ``baggage`` header of the request it is handling (key -> value).
+VOUCHED_ENTRIES = create_key("langfuse-otel-sessions.vouched-baggage")
 
-
-def guarded_baggage_keys() -> frozenset[str]:
-    """The baggage keys the boundary withholds: the default session and user keys plus any
-    configured through the key environment variables."""
-    return frozenset(
-        (
-            *DEFAULT_SESSION_BAGGAGE_KEYS,
-            *DEFAULT_USER_BAGGAGE_KEYS,
-            *env_keys(ENV_SESSION_BAGGAGE_KEYS, ()),
-            *env_keys(ENV_USER_BAGGAGE_KEYS, ()),
-        )
-    )
+_BAGGAGE_HEADER = "baggage"
+_EMPTY: Mapping[str, object] = MappingProxyType({})
+_log = RateLimitedLog()
 
 
 def withheld_remote_entries(context: Context | None = None) -> Mapping[str, object]:
     """The session/user entries the boundary withheld from the request's remote baggage."""
     entries = get_value(WITHHELD_REMOTE_ENTRIES, context)
-    return entries if isinstance(entries, Mapping) else MappingProxyType({})
+    return entries if isinstance(entries, Mapping) else _EMPTY
 
 
-def withhold_remote_entries(before: Context, after: Context, keys: Iterable[str]) -> Context:
-    """Return ``after`` with the guarded entries that ``extract`` added or changed since
-    ``before`` put back to what they were, and recorded in :data:`WITHHELD_REMOTE_ENTRIES`."""
-    extracted = baggage.get_all(after)
-    if not extracted:
-        return after
-    local = baggage.get_all(before)
-    withheld = {
-        key: extracted[key]
-        for key in keys
-        if key in extracted and (key not in local or local[key] is not extracted[key])
-    }
-    if not withheld:
-        return after
-    context = after
-    for key in withheld:
-        if key in local:
-            context = baggage.set_baggage(key, local[key], context)
+def vouch(context: Context, entries: Mapping[str, str]) -> Context:
+    """``context`` vouching for ``entries``: the ids our middleware decided and wrote into the
+    ``baggage`` header it hands on. Only this package calls it."""
+    return set_value(VOUCHED_ENTRIES, MappingProxyType(dict(entries)), context)
+
+
+def _vouched() -> Mapping[str, object]:
+    entries = get_value(VOUCHED_ENTRIES, get_current())
+    return entries if isinstance(entries, Mapping) else _EMPTY
+
+
+def separate_members(header: str) -> tuple[str, list[str]]:
+    """Split a ``baggage`` header into what may pass and the guarded members withheld.
+
+    A member is withheld when OpenTelemetry would read a session or user key from it, unless
+    our middleware vouched for exactly that key and value in the current context.
+    """
+    guarded = guarded_keys()
+    vouched = _vouched()
+    kept: list[str] = []
+    withheld: list[str] = []
+    for member in split_members(header):
+        key = member_key(member)
+        if key in guarded and vouched.get(key, _EMPTY) != member_value(member):
+            withheld.append(member)
         else:
-            context = baggage.remove_baggage(key, context)
-    earlier = withheld_remote_entries(before)
-    return set_value(WITHHELD_REMOTE_ENTRIES, MappingProxyType({**earlier, **withheld}), context)
+            kept.append(member)
+    if not withheld:
+        return header, withheld
+    return ",".join(kept), withheld
 
 
-def _withhold_or_drop(before: Context, after: Context, keys: Iterable[str]) -> Context:
-    """:func:`withhold_remote_entries`, failing closed: should it ever raise, the request's
-    remote context is dropped rather than let its session entries through."""
-    try:
-        return withhold_remote_entries(before, after, keys)
-    except Exception:  # noqa: BLE001 - never raise into the host application
-        logger.exception("Could not separate remote session baggage; ignoring remote context")
-        return before
+class _GuardedGetter(textmap.Getter[textmap.CarrierT]):
+    """Hands the wrapped propagator the carrier's ``baggage`` header minus guarded members,
+    and remembers what it withheld. One per ``extract`` call."""
+
+    def __init__(self, inner: textmap.Getter[textmap.CarrierT]) -> None:
+        self.inner = inner
+        self.withheld: list[str] = []
+
+    def get(self, carrier: textmap.CarrierT, key: str) -> list[str] | None:
+        values = self.inner.get(carrier, key)
+        if values is None or key.lower() != _BAGGAGE_HEADER:
+            return values
+        try:
+            passed: list[str] = []
+            for value in values:
+                if isinstance(value, str):
+                    value, withheld = separate_members(value)  # noqa: PLW2901 - the filtered value
+                    self.withheld.extend(withheld)
+                passed.append(value)
+        except Exception:  # noqa: BLE001 - never raise into the host application; fail closed
+            _log.exception("guard", "Could not separate remote session baggage; ignoring it")
+            return None
+        return passed
+
+    def keys(self, carrier: textmap.CarrierT) -> list[str]:
+        return self.inner.keys(carrier)
+
+
+def _decoded(members: Sequence[str]) -> Mapping[str, object]:
+    """The entries OpenTelemetry's own extractor reads from ``members``."""
+    extracted = W3CBaggagePropagator().extract({_BAGGAGE_HEADER: ",".join(members)}, Context())
+    return baggage.get_all(extracted)
+
+
+def _record_withheld(context: Context, withheld: Mapping[str, object]) -> Context:
+    if not withheld:
+        return context
+    merged = MappingProxyType({**withheld_remote_entries(context), **withheld})
+    return set_value(WITHHELD_REMOTE_ENTRIES, merged, context)
 
 
 class SessionBaggagePropagator(W3CBaggagePropagator):
@@ -107,7 +141,6 @@ class SessionBaggagePropagator(W3CBaggagePropagator):
             if trust_remote_baggage is None
             else trust_remote_baggage
         )
-        self._keys = guarded_baggage_keys()
 
     def extract(
         self,
@@ -115,26 +148,25 @@ class SessionBaggagePropagator(W3CBaggagePropagator):
         context: Context | None = None,
         getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
     ) -> Context:
-        before = get_current() if context is None else context
-        after = super().extract(carrier, before, getter)
-        if self._trusted or after is before:
-            return after
-        return _withhold_or_drop(before, after, self._keys)
+        if self._trusted:
+            return super().extract(carrier, context, getter)
+        guarded = _GuardedGetter(getter)
+        extracted = super().extract(carrier, context, guarded)
+        return _finish(extracted, context, guarded.withheld)
 
 
 class BaggageGuard(textmap.TextMapPropagator):
     """Wraps any propagator (usually the global composite) and withholds the remote session and
-    user entries its ``extract`` adds. ``inject`` and ``fields`` are the wrapped propagator's.
+    user entries of the ``baggage`` header from it. ``inject`` and ``fields`` are the wrapped
+    propagator's; ``extract`` starts from the same context the wrapped one starts from.
 
-    Called without a context, ``extract`` builds on the current context (OpenTelemetry's own
-    propagators start from an empty one), so what the process decided before the request's
-    headers were read — e.g. a session middleware placed outside the server instrumentation —
-    is kept, and only what the headers add is weighed.
+    Entries another propagator brings in some other way (not through the ``baggage`` header)
+    are checked after the fact: a session or user entry that was not in the context extraction
+    started from is withheld too.
     """
 
     def __init__(self, inner: textmap.TextMapPropagator) -> None:
         self.inner = inner
-        self._keys = guarded_baggage_keys()
 
     def extract(
         self,
@@ -142,11 +174,9 @@ class BaggageGuard(textmap.TextMapPropagator):
         context: Context | None = None,
         getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
     ) -> Context:
-        before = get_current() if context is None else context
-        after = self.inner.extract(carrier, before, getter)
-        if after is before:
-            return after
-        return _withhold_or_drop(before, after, self._keys)
+        guarded = _GuardedGetter(getter)
+        extracted = self.inner.extract(carrier, context, guarded)
+        return _finish(extracted, context, guarded.withheld)
 
     def inject(
         self,
@@ -161,6 +191,28 @@ class BaggageGuard(textmap.TextMapPropagator):
         return self.inner.fields
 
 
+def _finish(extracted: Context, context: Context | None, members: Sequence[str]) -> Context:
+    """Record the withheld members in ``extracted``, after withholding any guarded entry that
+    reached it some other way (put back to what ``context`` held, if given). Fails closed:
+    should it raise, no remote context is used."""
+    try:
+        withheld = dict(_decoded(members)) if members else {}
+        start = baggage.get_all(get_current() if context is None else context)
+        guarded = guarded_keys()
+        vouched = _vouched()
+        for key, value in baggage.get_all(extracted).items():
+            if key in guarded and start.get(key) is not value and vouched.get(key) != value:
+                withheld[key] = value
+                if context is not None and key in start:
+                    extracted = baggage.set_baggage(key, start[key], extracted)
+                else:
+                    extracted = baggage.remove_baggage(key, extracted)
+        return _record_withheld(extracted, withheld)
+    except Exception:  # noqa: BLE001 - never raise into the host application
+        _log.exception("guard", "Could not separate remote session baggage; ignoring it all")
+        return Context() if context is None else context
+
+
 def install_baggage_guard() -> bool:
     """Wrap the global propagator in a :class:`BaggageGuard` unless it already is one.
 
@@ -168,6 +220,10 @@ def install_baggage_guard() -> bool:
     ``opentelemetry.propagate.extract``, which reads the global propagator at each request, so
     the guard applies from the next request on.
     """
+    # Imported here: ``opentelemetry.propagate`` loads the propagators named in OTEL_PROPAGATORS
+    # when first imported, ``langfuse_baggage`` (this module) among them.
+    from opentelemetry import propagate  # noqa: PLC0415
+
     current = propagate.get_global_textmap()
     if isinstance(current, BaggageGuard):
         return False

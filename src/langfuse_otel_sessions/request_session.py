@@ -16,26 +16,20 @@ from opentelemetry import baggage, trace
 from opentelemetry.context import Context
 
 from ._logging import RateLimitedLog
-from .attributes import (
-    BAGGAGE_LANGFUSE_SESSION_ID,
-    BAGGAGE_LANGFUSE_USER_ID,
-    DEFAULT_MAX_ID_LENGTH,
-    ENV_MAX_ID_LENGTH,
-    ENV_TRUST_REMOTE_BAGGAGE,
-    LANGFUSE_SESSION_ID,
-    LANGFUSE_USER_ID,
-)
-from .context import SessionScope, session_baggage_keys, user_baggage_keys
+from .attributes import DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH, ENV_TRUST_REMOTE_BAGGAGE
+from .context import scoped_context
 from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
 from .ids import id_problem, new_session_id
+from .keys import known_keys, member_key, member_value, split_members
 from .local_requests import correct_request
-from .propagator import guarded_baggage_keys, withheld_remote_entries
+from .propagator import vouch, withheld_remote_entries
 from .traces import TraceIds
 from .web_input import cookie_values, query_values
 
 DEFAULT_SESSION_HEADER = "X-Session-Id"
 DEFAULT_SESSION_COOKIE = "lf_session_id"
+_MAX_BAGGAGE_BYTES = 8192  # OpenTelemetry ignores a longer baggage header (W3C's limit)
 
 IdFromRequest = Callable[[Any], "str | None"]
 
@@ -97,9 +91,6 @@ class RequestSessions:
             else trust_incoming_baggage
         )
         self.max_id_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
-        self.guarded_keys = guarded_baggage_keys()
-        self.session_keys = {BAGGAGE_LANGFUSE_SESSION_ID, *session_baggage_keys()}
-        self.user_keys = {BAGGAGE_LANGFUSE_USER_ID, *user_baggage_keys()}
         # Only what a source names is parsed: no cookie source, no cookie parsing at all.
         self._cookie_names = tuple(c for c in (session.cookie, user.cookie) if c is not None)
         self._query_params = tuple(q for q in (session.query_param, user.query_param) if q)
@@ -157,41 +148,58 @@ class RequestSessions:
 
     # -- the trust boundary ----------------------------------------------------------------------
 
+    def decided_entries(self, ids: RequestIds) -> dict[str, str]:
+        """The baggage entries for the ids decided here: under every key the configured
+        processors read (see :func:`~langfuse_otel_sessions.keys.known_keys`)."""
+        known = known_keys()
+        entries: dict[str, str] = {}
+        for keys, decided in (
+            (known.session_writes, ids.session_id),
+            (known.user_writes, ids.user_id),
+        ):
+            if decided is not None:
+                entries.update(dict.fromkeys(keys, decided))
+        return entries
+
     def baggage_header(self, value: str | None, ids: RequestIds) -> str | None:
         """The ``baggage`` header to hand to the wrapped app, or ``None`` to leave it as is.
 
-        Untrusted session/user entries are removed, and the ids decided here are added: when
-        this middleware runs outside OpenTelemetry's server instrumentation, that
-        instrumentation builds the request's context from the headers alone, so the headers are
-        how the decision reaches its spans.
+        Untrusted session/user members are removed — their keys decoded as OpenTelemetry's W3C
+        extractor decodes them — and the ids decided here are put first: when this middleware
+        runs outside OpenTelemetry's server instrumentation, that instrumentation builds the
+        request's context from the headers alone, so the headers are how the decision reaches
+        its spans (the context vouches for them, so that a propagator guard lets them pass).
         """
-        ours = {
-            key: decided
-            for key, decided in (
-                (BAGGAGE_LANGFUSE_SESSION_ID, ids.session_id),
-                (BAGGAGE_LANGFUSE_USER_ID, ids.user_id),
-            )
-            if decided is not None
-        }
-        removed: set[str] = set() if self.trust_incoming_baggage else set(self.guarded_keys)
+        known = known_keys()
+        ours = self.decided_entries(ids)
+        removed: frozenset[str] = frozenset() if self.trust_incoming_baggage else known.guarded
         if ids.session_id is not None:
-            removed |= self.session_keys  # the decision here outranks any incoming session
+            removed |= known.session  # the decision here outranks any incoming session
         if ids.user_id is not None:
-            removed |= self.user_keys
+            removed |= known.user
         if value is None and not ours:
             return None
-        kept = [
-            member
-            for member in (value or "").split(",")
-            if member.strip() and member.split("=", 1)[0].strip() not in removed
+        members = [
+            f"{quote(key, safe='')}={quote(decided, safe='')}" for key, decided in ours.items()
         ]
-        kept += [f"{key}={quote(decided, safe='')}" for key, decided in ours.items()]
-        return ",".join(kept)
+        size = sum(len(member) + 1 for member in members)
+        for member in split_members(value or ""):
+            if not member.strip(" \t") or member_key(member) in removed:
+                continue
+            size += len(member.encode()) + 1
+            if size > _MAX_BAGGAGE_BYTES:  # OpenTelemetry would drop the whole header
+                self._log.warning("baggage-size", "Dropping baggage entries past 8192 bytes")
+                break
+            members.append(member)
+        return ",".join(members)
 
-    def request_context(self, current: Context, ids: RequestIds) -> Context:
-        """The context for the request: the current one minus untrusted session/user baggage
-        (or, trusted, with what a propagator guard withheld put back), plus the session decided
-        here (as :func:`session` would set it)."""
+    def request_context(
+        self, current: Context, ids: RequestIds, incoming_baggage: str | None = None
+    ) -> Context:
+        """The context for the request: the current one minus the session/user entries that the
+        request's ``baggage`` header brought (unless trusted; trusted, what a propagator guard
+        withheld is put back), plus the ids decided here (as :func:`session` would set them).
+        Entries the process set itself — e.g. an outer middleware of the app — are kept."""
         context = current
         if self.trust_incoming_baggage:
             # A guard in the propagator may have withheld them; this service trusts its caller.
@@ -199,34 +207,45 @@ class RequestSessions:
                 if baggage.get_baggage(key, context) is None:
                     context = baggage.set_baggage(key, value, context)
         else:
-            for key in self.guarded_keys:
-                if baggage.get_baggage(key, context) is not None:
+            borne = request_borne_entries(incoming_baggage)
+            for key, values in borne.items():
+                if baggage.get_baggage(key, context) in values:
                     context = baggage.remove_baggage(key, context)
-        if ids.session_id is not None:
-            context = SessionScope(ids.session_id, ids.user_id).context(context)
-        elif ids.user_id is not None:
-            context = baggage.set_baggage(BAGGAGE_LANGFUSE_USER_ID, ids.user_id, context)
-        return context
+        context = scoped_context(context, ids.session_id, ids.user_id)
+        ours = self.decided_entries(ids)
+        return vouch(context, ours) if ours else context
 
-    def stamp_server_span(self, current: Context, ids: RequestIds) -> None:
-        """Stamp the span current when the middleware runs (the server span), overriding an id
-        it got from untrusted baggage; a forged id with nothing to replace it is blanked
-        (Langfuse skips empty ids)."""
+    def stamp_server_span(
+        self, current: Context, ids: RequestIds, incoming_baggage: str | None = None
+    ) -> None:
+        """Stamp the span current when the middleware runs (the server span) with the decided
+        ids, on every attribute a processor may stamp them on, overriding ids it got from the
+        request's baggage; an untrusted id with nothing to replace it is blanked (Langfuse skips
+        empty ids)."""
         span = trace.get_current_span(current)
         if not span.is_recording():
             return
+        known = known_keys()
         existing = getattr(span, "attributes", None) or {}
+        parent = getattr(span, "parent", None)
+        from_request = parent is not None and parent.is_remote
+        borne = {v for values in request_borne_entries(incoming_baggage).values() for v in values}
         corrected = False
-        for key, value in ((LANGFUSE_SESSION_ID, ids.session_id), (LANGFUSE_USER_ID, ids.user_id)):
-            if value is not None:
-                corrected = corrected or existing.get(key) not in (None, value)
-                span.set_attribute(key, value)
-            elif not self.trust_incoming_baggage and existing.get(key):
-                corrected = True
-                span.set_attribute(key, "")
+        for keys, decided in (
+            (known.session_attributes, ids.session_id),
+            (known.user_attributes, ids.user_id),
+        ):
+            for key in sorted(keys):
+                old = existing.get(key)
+                if decided is not None:
+                    corrected = corrected or old not in (None, decided)
+                    span.set_attribute(key, decided)
+                elif not self.trust_incoming_baggage and old and (from_request or old in borne):
+                    corrected = True
+                    span.set_attribute(key, "")
         if corrected:  # the processor's request memory learnt the old ids from this span
-            known = ids.session_id is not None or ids.user_id is not None
-            trace_ids = TraceIds(ids.session_id, ids.user_id) if known else None
+            known_ids = ids.session_id is not None or ids.user_id is not None
+            trace_ids = TraceIds(ids.session_id, ids.user_id) if known_ids else None
             correct_request(span.get_span_context(), trace_ids)
 
     def set_cookie(self, session_id: str) -> str:
@@ -237,6 +256,20 @@ class RequestSessions:
         if self.cookie_max_age is not None:
             parts.append(f"Max-Age={self.cookie_max_age}")
         return "; ".join(parts)
+
+
+def request_borne_entries(header: str | None) -> dict[str, set[str]]:
+    """The session/user entries a request's ``baggage`` header carries, key -> values, decoded
+    as OpenTelemetry's W3C extractor decodes them."""
+    borne: dict[str, set[str]] = {}
+    if not header:
+        return borne
+    guarded = known_keys().guarded
+    for member in split_members(header):
+        key = member_key(member)
+        if key in guarded:
+            borne.setdefault(key, set()).add(member_value(member))
+    return borne
 
 
 class SessionMiddlewareBase:

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from .score_model import Score, new_score_id
+from .score_model import FrozenScore, new_score_id
 
 #: Bytes each event adds around its score body in the request.
 EVENT_OVERHEAD = 128
@@ -34,8 +34,8 @@ class Outcome:
 
     delivered: int = 0
     failed: int = 0
-    refused: list[tuple[Score, str]] = field(default_factory=list)
-    refused_together: Sequence[Score] = ()
+    refused: list[tuple[FrozenScore, str]] = field(default_factory=list)
+    refused_together: Sequence[FrozenScore] = ()
     batch_refusal: str = ""
 
 
@@ -45,7 +45,7 @@ class Tally:
 
     delivered: int = 0
     failed: int = 0
-    refused: list[tuple[Score, str]] = field(default_factory=list)
+    refused: list[tuple[FrozenScore, str]] = field(default_factory=list)
 
     def add(self, outcome: Outcome) -> None:
         self.delivered += outcome.delivered
@@ -53,7 +53,7 @@ class Tally:
         self.refused.extend(outcome.refused)
 
 
-def event_size(score: Score) -> int:
+def event_size(score: FrozenScore) -> int:
     """What ``score`` adds to a request body, in bytes."""
     return len(score.encoded) + EVENT_OVERHEAD
 
@@ -63,7 +63,7 @@ def _timestamp(epoch: float) -> bytes:
     return moment.replace("+00:00", "Z").encode()
 
 
-def encode_batch(scores: Sequence[Score]) -> tuple[dict[str, Score], bytes]:
+def encode_batch(scores: Sequence[FrozenScore]) -> tuple[dict[str, FrozenScore], bytes]:
     """The scores by fresh event id (in order), and the ingestion request's JSON body."""
     events = {new_score_id(): score for score in scores}
     body = b",".join(
@@ -74,11 +74,13 @@ def encode_batch(scores: Sequence[Score]) -> tuple[dict[str, Score], bytes]:
     return events, b'{"batch":[' + body + b"]}"
 
 
-def deliver_isolating(scores: Sequence[Score], post: Callable[[Sequence[Score]], Outcome]) -> Tally:
+def deliver_isolating(
+    scores: Sequence[FrozenScore], post: Callable[[Sequence[FrozenScore]], Outcome]
+) -> Tally:
     """Post ``scores`` with ``post``; a batch refused as a whole is split until the refused
     scores stand alone. Returns the totals; ``post`` is trusted to not raise."""
     tally = Tally()
-    pending: list[Sequence[Score]] = [scores]
+    pending: list[Sequence[FrozenScore]] = [scores]
     while pending:
         outcome = post(pending.pop())
         tally.add(outcome)

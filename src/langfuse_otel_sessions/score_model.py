@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .errors import InvalidScoreError
 
@@ -70,18 +70,28 @@ def _make_fast_encode() -> Callable[[object], str]:
 _encode = _make_fast_encode()
 
 
-@dataclass(frozen=True)
-class Score:
-    """A validated, frozen score: ``encoded`` is the JSON body posted to Langfuse, ``body`` the
-    same fields as Python values (for span events), ``timestamp`` the call's time (epoch s)."""
+class FrozenScore(NamedTuple):
+    """All the sender keeps of a score: its id, its name (cut to 100 characters, for log
+    lines), the JSON body it posts, as bytes, and the call's time (epoch seconds). Immutable and
+    not tracked by the garbage collector: a queued score costs about its bytes, nothing more."""
 
-    body: Mapping[str, Any]
+    id: str
+    name: str
     encoded: bytes
     timestamp: float
 
+
+@dataclass(frozen=True)
+class Score:
+    """A validated score: ``frozen`` is what is sent, ``body`` the same fields as Python values
+    (for the span events, made at the call)."""
+
+    body: Mapping[str, Any]
+    frozen: FrozenScore
+
     @property
     def id(self) -> str:
-        return str(self.body["id"])
+        return self.frozen.id
 
 
 class _ScoreIds:
@@ -218,8 +228,9 @@ def _frozen_metadata(metadata: object) -> dict[str, object]:
         where = ".".join(reversed(error.path)).replace(".[", "[") or "metadata"
         message = f"metadata is not plain JSON at {where!r}: {error.reason}"
         raise InvalidScoreError(message) from None
-    except (RuntimeError, RecursionError) as error:  # changed while read; a very deep stack
-        raise InvalidScoreError(f"metadata could not be read: {error}") from None
+    except Exception as error:  # noqa: BLE001 - changed while read, a mapping that raises, a deep stack
+        message = f"metadata could not be read: {type(error).__name__}: {error}"
+        raise InvalidScoreError(message[:300]) from None
 
 
 def _encoded(body: Mapping[str, Any]) -> bytes:
@@ -282,4 +293,5 @@ def build_score(
         body["configId"] = config_id
     if metadata is not None:
         body["metadata"] = _frozen_metadata(metadata)
-    return Score(body, _encoded(body), time.time())
+    frozen = FrozenScore(body["id"], name[:100], _encoded(body), time.time())
+    return Score(body, frozen)

@@ -43,7 +43,7 @@ from .score_batches import (
     encode_batch,
     event_size,
 )
-from .score_model import Score
+from .score_model import FrozenScore
 
 #: Default bound of the queue in bytes (the scores' JSON bodies).
 DEFAULT_MAX_QUEUE_BYTES = 32_000_000
@@ -60,6 +60,8 @@ class SenderStats:
     dropped: int
     retries: int
     refused: int = 0
+    #: session scores not sent because the session was sampled out (``follow_sampling``)
+    sampled_out: int = 0
 
 
 class ScoreSender:
@@ -95,7 +97,7 @@ class ScoreSender:
     def _reset(self) -> None:
         """Fresh state: at construction, and in a child process after ``fork``."""
         self._lock = threading.Condition()
-        self._queue: deque[Score] = deque()
+        self._queue: deque[FrozenScore] = deque()
         self._queued_bytes = 0
         self._in_flight = 0
         self._counts = {
@@ -105,6 +107,7 @@ class ScoreSender:
             "failed": 0,
             "dropped": 0,
             "retries": 0,
+            "sampled_out": 0,
         }
         self._thread: threading.Thread | None = None
         self._closing = False
@@ -116,7 +119,7 @@ class ScoreSender:
         with self._lock:
             return SenderStats(**self._counts)
 
-    def submit(self, score: Score) -> bool:
+    def submit(self, score: FrozenScore) -> bool:
         """Queue ``score``; ``False`` if it was dropped (disabled, closed, or queue full)."""
         if self._disabled_reason is not None:
             return self._drop("disabled", "%s; score not sent", self._disabled_reason)
@@ -141,6 +144,11 @@ class ScoreSender:
                 self._start_locked()
             self._lock.notify_all()
         return True
+
+    def count_sampled_out(self) -> None:
+        """Count a score that was not submitted because its session was sampled out."""
+        with self._lock:
+            self._counts["sampled_out"] += 1
 
     def _start_locked(self) -> None:
         self._thread = threading.Thread(target=self._run, name="langfuse-score-sender", daemon=True)
@@ -239,7 +247,7 @@ class ScoreSender:
                 "refused",
                 "Langfuse refused score %s (%r): %s",
                 score.id,
-                str(score.body.get("name"))[:100],
+                score.name,
                 message,
             )
         with self._lock:
@@ -250,8 +258,8 @@ class ScoreSender:
             self._lock.notify_all()
         return True
 
-    def _take_locked(self) -> list[Score]:
-        batch: list[Score] = []
+    def _take_locked(self) -> list[FrozenScore]:
+        batch: list[FrozenScore] = []
         size = 0
         while self._queue and len(batch) < self.batch_size:
             score = self._queue[0]
@@ -264,7 +272,7 @@ class ScoreSender:
         self._in_flight = len(batch)
         return batch
 
-    def _post_with_retries(self, batch: Sequence[Score]) -> Outcome:
+    def _post_with_retries(self, batch: Sequence[FrozenScore]) -> Outcome:
         """Post ``batch`` with retries: what became of it. Never raises."""
         pending, body = encode_batch(batch)
         sent = len(pending)
@@ -340,8 +348,8 @@ class ScoreSender:
 
 
 def _apply_results(
-    pending: dict[str, Score], answer: dict[str, Any], outcome: Outcome
-) -> dict[str, Score]:
+    pending: dict[str, FrozenScore], answer: dict[str, Any], outcome: Outcome
+) -> dict[str, FrozenScore]:
     """From a 207 answer, count the accepted and refused events into ``outcome``; returns the
     events to send again (a transient per-event error, or no result at all; their score ids
     keep it idempotent)."""
@@ -352,7 +360,7 @@ def _apply_results(
     for error in answer.get("errors") or []:
         if isinstance(error, dict):
             results[error.get("id")] = error
-    retry: dict[str, Score] = {}
+    retry: dict[str, FrozenScore] = {}
     for event_id, score in pending.items():
         if event_id not in results:
             retry[event_id] = score

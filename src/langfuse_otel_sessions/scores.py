@@ -13,14 +13,18 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from opentelemetry.sdk.trace.sampling import Sampler
+
 from ._logging import logger
-from .attributes import DEFAULT_MAX_ID_LENGTH
+from .attributes import DEFAULT_MAX_ID_LENGTH, ENV_SCORES_FOLLOW_SAMPLING
 from .config import INGESTION_PATH, resolve_langfuse_config
+from .environment import env_bool
 from .errors import ConfigurationError, InvalidScoreError
 from .ids import check_id
 from .retry import RetryPolicy
 from .score_events import add_score_events
 from .score_model import Score, build_score, stable_score_id
+from .score_sampling import session_sampled_out
 from .score_sender import DEFAULT_MAX_QUEUE_BYTES, ScoreSender, SenderStats
 from .session import Session
 
@@ -55,6 +59,10 @@ class ScoreClient:
 
     Keys and base URL resolve like the exporter's (explicit > ``LANGFUSE_*`` > Langfuse Cloud).
     Missing keys never raise: each score is then dropped, counted and logged.
+
+    ``follow_sampling`` (``LANGFUSE_OTEL_SCORES_FOLLOW_SAMPLING``, default true): a session score
+    for a session that ``sampler`` (default: the global provider's, if a
+    :class:`SessionSampler`) drops is not sent, and counted in ``stats.sampled_out``.
     """
 
     def __init__(
@@ -70,6 +78,8 @@ class ScoreClient:
         retry_deadline: float = 60.0,
         retry_initial_backoff: float = 0.5,
         exit_timeout: float = 5.0,
+        follow_sampling: bool | None = None,
+        sampler: Sampler | None = None,
     ) -> None:
         for name, number in (
             ("max_queue", max_queue),
@@ -87,6 +97,12 @@ class ScoreClient:
         if disabled is not None:
             logger.error(disabled)
         self.base_url = config.base_url
+        self.follow_sampling = (
+            env_bool(ENV_SCORES_FOLLOW_SAMPLING, True)
+            if follow_sampling is None
+            else bool(follow_sampling)
+        )
+        self._sampler = sampler
         self._sender = ScoreSender(
             endpoint=config.base_url + INGESTION_PATH,
             authorization=None if disabled else config.authorization(),
@@ -137,7 +153,21 @@ class ScoreClient:
             config_id=config_id,
             metadata=metadata,
         )
+        if self.follow_sampling and self._sampled_out(session_id):
+            return score.id
         return self._emit(score)
+
+    def _sampled_out(self, session_id: str) -> bool:
+        """The session was sampled out: count the score as not sent (see score_sampling.py)."""
+        try:
+            if not session_sampled_out(session_id, self._sampler):
+                return False
+        except Exception:  # noqa: BLE001 - when in doubt, send the score
+            logger.debug("Could not ask the sampler about a session; sending", exc_info=True)
+            return False
+        self._sender.count_sampled_out()
+        logger.debug("Not sending a score: its session was sampled out")
+        return True
 
     def score_trace(
         self,
@@ -172,7 +202,7 @@ class ScoreClient:
 
     def _emit(self, score: Score) -> str:
         add_score_events(score)
-        self._sender.submit(score)
+        self._sender.submit(score.frozen)
         return score.id
 
     def flush(self, timeout: float | None = None) -> bool:

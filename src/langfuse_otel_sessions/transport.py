@@ -161,7 +161,6 @@ class HttpTransport:
         self._lock = threading.Lock()
         self._pool = _Pool()  # closed when this transport is collected, too
         weakref.finalize(self, self._pool.close)
-        self._active: _Connection | None = None
         self._context = _ssl_context() if self._tls else None
         me = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _forget_in_child(me))
@@ -193,7 +192,6 @@ class HttpTransport:
             return Reply(self.url, error="no time left", timed_out=True)
         connection = self._pool.connection or self._connect(timeout)
         self._pool.connection = None  # put back only if the exchange ends cleanly
-        self._active = connection
         expired = threading.Event()
 
         def expire() -> None:
@@ -217,7 +215,6 @@ class HttpTransport:
             error, reusable = failure, False
         finally:
             watchdog.cancel()
-            self._active = None
         if expired.is_set() or not reusable:
             if response is not None:
                 response.close()
@@ -245,15 +242,13 @@ class HttpTransport:
         return connection
 
     def close(self) -> None:
-        """Close the pooled connection (a request in flight ends at its deadline)."""
-        with self._lock:
-            self._pool.close()
-
-    def abort(self) -> None:
-        """Cut a request in flight now (shutdown); later requests open a new connection."""
-        connection = self._active
-        if connection is not None:
-            _cut(connection)
+        """Close the pooled connection; never waits (a request in flight ends at its deadline,
+        and its connection is closed when this transport is collected)."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self._pool.close()
+            finally:
+                self._lock.release()
 
 
 def _forget_in_child(reference: weakref.ref[HttpTransport]) -> None:

@@ -76,11 +76,14 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
             if key.startswith("HTTP_") and isinstance(value, str)
         }
         ids = sessions.decide(environ, headers, from_wsgi(environ.get("QUERY_STRING", "")))
+        raw = environ.get("HTTP_BAGGAGE")
         rewritten = sessions.baggage_header(headers.get("baggage"), ids)
+        # What the request brought, as OpenTelemetry (the raw text) and we (UTF-8) read it.
+        incoming = None if raw is None else f"{raw},{headers.get('baggage', '')}"
         if rewritten is not None:
             environ["HTTP_BAGGAGE"] = to_wsgi(rewritten)
         current = get_current()
-        sessions.stamp_server_span(current, ids)
+        sessions.stamp_server_span(current, ids, incoming)
         if ids.new_session and ids.session_id is not None:
             cookie = sessions.set_cookie(ids.session_id)
             original = start_response
@@ -90,4 +93,4 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
             ) -> object:
                 return original(status, [*response_headers, ("Set-Cookie", cookie)], *args)
 
-        return sessions.request_context(current, ids), start_response
+        return sessions.request_context(current, ids, incoming), start_response

@@ -1,0 +1,166 @@
+"""Where spans and scores go, decided once and said once.
+
+The rules (``docs/exporter.md`` explains them to users):
+
+* Langfuse credentials go only to Langfuse. Direct mode sends to
+  ``{base_url}/api/public/otel/v1/traces`` with Langfuse's Basic auth; nothing of
+  ``OTEL_EXPORTER_OTLP_*`` is read (those belong to OpenTelemetry's own ``otlp`` exporter).
+* Collector mode is chosen explicitly: ``endpoint=``, or ``LANGFUSE_OTEL_COLLECTOR_ENDPOINT``
+  (explicit Langfuse arguments win over that variable). Headers: ``headers=``, else
+  ``LANGFUSE_OTEL_COLLECTOR_HEADERS``. Langfuse's auth header goes to a Collector only when asked
+  (``collector_auth=True`` or ``LANGFUSE_OTEL_COLLECTOR_AUTH=true``).
+* When a destination is created, one INFO line names the mode, the URL (userinfo scrubbed) and
+  where it came from; credentials in clear text to a host that is not loopback warn once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import unquote, urlsplit
+
+from ._logging import logger
+from .attributes import ENV_COLLECTOR_AUTH, ENV_COLLECTOR_ENDPOINT, ENV_COLLECTOR_HEADERS
+from .config import (
+    BASE_URL_ARGUMENT,
+    ENV_BASE_URL,
+    OTEL_TRACES_PATH,
+    LangfuseConfig,
+    check_url,
+)
+from .environment import env_bool
+from .errors import ConfigurationError
+from .urls import display_url, in_clear_text
+
+INGESTION_VERSION_HEADER = "x-langfuse-ingestion-version"
+INGESTION_VERSION = "4"
+COLLECTOR_TRACES_PATH = "/v1/traces"
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class Route:
+    """One destination: its URL, the headers sent there, and why nothing will be sent, if so."""
+
+    mode: Literal["direct", "collector"]
+    url: str  # may hold userinfo: show it with display_url()
+    source: str  # "the endpoint argument", "LANGFUSE_BASE_URL", ...
+    setting: str  # what to change when that server redirects
+    headers: Mapping[str, str] = field(repr=False, default_factory=dict)
+    problem: str | None = None
+    langfuse_auth: bool = False  # Langfuse's Basic auth is among the headers
+
+    @property
+    def shown(self) -> str:
+        return display_url(self.url)
+
+    @property
+    def server(self) -> str:
+        """Who answers there, for messages."""
+        return "Langfuse" if self.mode == "direct" else "the Collector"
+
+    def sends_credentials(self) -> bool:
+        return "@" in urlsplit(self.url).netloc or any(
+            name.lower() in ("authorization", "proxy-authorization") for name in self.headers
+        )
+
+
+def direct_route(config: LangfuseConfig, path: str, headers: Mapping[str, str], what: str) -> Route:
+    """To Langfuse itself (``{base_url}{path}``) with its Basic auth, or why it cannot be."""
+    url = config.base_url + path
+    problem = None
+    sent = dict(headers)
+    if config.problem is not None:
+        problem = config.problem
+    elif config.missing:
+        problem = "set " + " and ".join(config.missing) + f" (or pass public_key/secret_key){what}"
+    else:
+        for name in [name for name in sent if name.lower() == "authorization"]:
+            del sent[name]
+        sent["Authorization"] = config.authorization()
+    setting = "base_url" if config.base_url_source == BASE_URL_ARGUMENT else ENV_BASE_URL
+    return Route("direct", url, config.base_url_source, setting, sent, problem, problem is None)
+
+
+def span_route(
+    config: LangfuseConfig,
+    *,
+    endpoint: str | None,
+    explicit_direct: bool,
+    headers: Mapping[str, str] | None,
+    collector_auth: bool | None,
+) -> Route:
+    """The span exporter's destination (the module docstring has the rules)."""
+    if endpoint is not None:
+        url = _collector_url(check_url(endpoint, "endpoint"))
+        source, setting = "the endpoint argument", "endpoint"
+    elif not explicit_direct and os.environ.get(ENV_COLLECTOR_ENDPOINT, "").strip():
+        raw = os.environ[ENV_COLLECTOR_ENDPOINT].strip()
+        source = setting = ENV_COLLECTOR_ENDPOINT
+        try:
+            url = _collector_url(check_url(raw, ENV_COLLECTOR_ENDPOINT))
+        except ConfigurationError as error:  # no fallback to Langfuse: a Collector was meant
+            return Route("collector", display_url(raw), source, setting, problem=str(error))
+    else:
+        hint = ", or endpoint= / LANGFUSE_OTEL_COLLECTOR_ENDPOINT for a Collector"
+        return direct_route(config, OTEL_TRACES_PATH, headers or {}, hint)
+    sent = dict(headers) if headers is not None else _env_headers(ENV_COLLECTOR_HEADERS)
+    if collector_auth is None:
+        collector_auth = env_bool(ENV_COLLECTOR_AUTH, default=False)
+    if not collector_auth:
+        return Route("collector", url, source, setting, sent)
+    if config.missing:
+        problem = "set " + " and ".join(config.missing) + " (Langfuse auth for the Collector)"
+        return Route("collector", url, source, setting, sent, problem)
+    sent.setdefault("Authorization", config.authorization())
+    sent.setdefault(INGESTION_VERSION_HEADER, INGESTION_VERSION)
+    return Route("collector", url, source, setting, sent, langfuse_auth=True)
+
+
+def announce(owner: str, route: Route, sends: str) -> None:
+    """The one INFO line (or ERROR, when nothing will be sent), and the clear-text warning."""
+    where = f"{route.shown} (from {route.source})"
+    if route.problem is not None:
+        logger.error("%s: %s mode, nothing will be sent: %s", owner, route.mode, route.problem)
+        return
+    auth = ""
+    if route.mode == "collector":
+        auth = ", with Langfuse auth" if route.langfuse_auth else ", no Langfuse keys sent"
+    logger.info("%s: %s mode, %s to %s%s", owner, route.mode, sends, where, auth)
+    if route.sends_credentials() and in_clear_text(route.url):
+        with _warned_lock:
+            if route.shown in _warned:
+                return
+            _warned.add(route.shown)
+        logger.warning(
+            "%s: credentials go to %s over plain http: they travel unencrypted (use https, or a "
+            "loopback address)",
+            owner,
+            route.shown,
+        )
+
+
+def _collector_url(url: str) -> str:
+    """A Collector URL as given; with no path, OTLP's ``/v1/traces`` is added."""
+    return url + COLLECTOR_TRACES_PATH if not urlsplit(url).path.strip("/") else url
+
+
+def _env_headers(name: str) -> dict[str, str]:
+    """``key=value,key2=value2`` (values URL-decoded, as in ``OTEL_EXPORTER_OTLP_HEADERS``);
+    a malformed entry warns (without its value) and is skipped."""
+    headers: dict[str, str] = {}
+    for entry in os.environ.get(name, "").split(","):
+        if not entry.strip():
+            continue
+        key, sep, value = entry.partition("=")
+        key = unquote(key).strip()
+        if not sep or not key or any(c in key for c in " \t\r\n:"):
+            logger.warning("Ignoring a malformed entry in %s (expected key=value)", name)
+            continue
+        headers[key] = unquote(value).strip()
+    return headers

@@ -1,0 +1,65 @@
+"""SessionSampler behind FastAPI's instrumentation on uvicorn: the middleware order decides
+whether the session is known when the server span starts (docs/sampling.md)."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the framework stack is in requirements/test.txt")
+import httpx
+from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+from langfuse_otel_sessions import ASGISessionMiddleware, SessionSampler
+from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
+
+from .servers import serve_asgi
+from .test_sampler import Sampled
+
+SESSIONS = [f"chat-{i}" for i in range(16)]
+
+
+def _service(sampled: Sampled, ours_outside: bool) -> object:
+    app = FastAPI()
+
+    @app.get("/chat")
+    async def chat() -> str:
+        with sampled.tracer.start_as_current_span("llm call"):
+            return "ok"
+
+    if ours_outside:
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=sampled.provider)
+        return ASGISessionMiddleware(app)
+    app.add_middleware(ASGISessionMiddleware)
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=sampled.provider)
+    return app
+
+
+def _chat(sampled: Sampled, ours_outside: bool) -> dict[object, int]:
+    with serve_asgi(_service(sampled, ours_outside)) as url, httpx.Client(base_url=url) as client:
+        for session_id in SESSIONS:
+            for _ in range(2):
+                response = client.get("/chat", headers={"X-Session-Id": session_id})
+                assert response.status_code == 200
+    per_session: dict[object, int] = {}
+    for span in sampled.spans():
+        key = (span.attributes or {}).get(LANGFUSE_SESSION_ID)
+        per_session[key] = per_session.get(key, 0) + 1
+    return per_session
+
+
+def test_with_our_middleware_outside_fastapis_each_conversation_is_kept_or_dropped_whole() -> None:
+    sampled = Sampled(SessionSampler(0.5, fallback=ALWAYS_OFF))
+    per_session = _chat(sampled, ours_outside=True)
+    expected = {s for s in SESSIONS if SessionSampler(0.5).keeps_hash_of(s)}
+    assert 0 < len(expected) < len(SESSIONS)
+    assert set(per_session) == expected
+    counts = set(per_session.values())
+    assert len(counts) == 1  # every kept conversation has all its spans
+    assert counts.pop() >= 2 * 2  # 2 requests x (server span + llm call, + ASGI send spans)
+
+
+def test_with_fastapis_middleware_outside_the_fallback_decides_the_request() -> None:
+    sampled = Sampled(SessionSampler(1.0, fallback=ALWAYS_OFF))
+    assert _chat(sampled, ours_outside=False) == {}  # the server span started without a session
