@@ -277,3 +277,20 @@ def test_otlp_and_langfuse_exporters_each_get_every_span_with_only_their_own_hea
     for request in to_langfuse:  # Langfuse: its key, never the other backend's
         assert request.headers["authorization"] == langfuse.authorization
         assert "x-other-api-key" not in request.headers
+
+
+def test_force_flush_and_shutdown_keep_their_bounds_under_a_trickling_server() -> None:
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    trickle = Answer(200, b"{}" * 500, trickle=0.05)
+    with fault_server(default=trickle) as server:
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(exporter_for(server.url, timeout=1.0)))
+        provider.get_tracer("t").start_span("one").end()
+        started = time.monotonic()
+        provider.force_flush(10_000)
+        assert time.monotonic() - started < 2.0  # the export's own deadline, not the server's
+        provider.get_tracer("t").start_span("two").end()
+        started = time.monotonic()
+        provider.shutdown()
+        assert time.monotonic() - started < 2.0

@@ -226,7 +226,7 @@ def test_400_is_not_retried_and_the_server_message_is_logged(
 ) -> None:
     langfuse_receiver.fail_next("ingestion", 400)
     score = client.score_session("s", name="n", value=1)
-    assert client.flush(10)
+    assert client.flush(10) is False  # not every score was delivered, and flush says so
     assert [r.status for r in langfuse_receiver.requests()] == [400]
     assert (client.stats.refused, client.stats.failed) == (1, 0)
     assert f"Langfuse refused score {score} ('n'): 400 scripted fault" in caplog.text
@@ -252,7 +252,7 @@ def test_207_events_are_retried_only_when_their_own_status_is_transient(
     for name in ("a", "b", "c"):
         client.score_session("s", name=name, value=1)
     hold.set()
-    assert client.flush(10)
+    assert client.flush(10) is False  # not every score was delivered, and flush says so
     *_, retry = langfuse_receiver.requests()
     assert [event["body"]["name"] for event in json.loads(retry.body)["batch"]] == ["b"]
     assert client.stats.delivered == 3  # warm-up, a (per the scripted answer), b (retried)
@@ -289,7 +289,7 @@ def test_gives_up_at_the_retry_deadline_counts_and_logs(
     )
     langfuse_receiver.fail_next("ingestion", *[503] * 50)
     client.score_session("s", name="n", value=1)
-    assert client.flush(10)
+    assert client.flush(10) is False  # not every score was delivered, and flush says so
     assert client.stats.failed == 1
     assert 2 <= len(langfuse_receiver.requests()) < 12  # bounded attempts, no retry storm
     assert "Gave up on 1 scores" in caplog.text
@@ -314,7 +314,7 @@ def test_full_queue_drops_counts_and_logs(
     assert client.stats.dropped == 5
     assert "Score queue full (limits: 5 scores" in caplog.text
     hold.set()
-    assert client.flush(10)
+    assert client.flush(10) is False  # not every score was delivered, and flush says so
     assert client.stats.delivered == 6
     client.shutdown(5)
 
@@ -414,9 +414,12 @@ def test_missing_credentials_drop_count_and_log_without_raising(
 ) -> None:
     monkeypatch.setenv("LANGFUSE_BASE_URL", langfuse_receiver.url)
     client = ScoreClient()
-    assert "Langfuse scores are off: set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY" in caplog.text
+    assert (
+        "ScoreClient: direct mode, nothing will be sent: "
+        "set LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY" in caplog.text
+    )
     assert client.score_session("s", name="n", value=1)
-    assert client.flush(1)
+    assert client.flush(1) is False  # nothing was delivered
     assert client.stats.dropped == 1
     assert langfuse_receiver.requests() == []
 
@@ -428,7 +431,7 @@ def test_secrets_stay_out_of_logs_and_reprs(
     secret = "sk-lf-do-not-log-me"
     client = ScoreClient(langfuse_receiver.public_key, secret, langfuse_receiver.url)
     client.score_session("s", name="n", value=1)
-    assert client.flush(10)
+    assert client.flush(10) is False  # not every score was delivered, and flush says so
     assert client.stats.failed == 1  # 401: not retried
     assert secret not in caplog.text
     assert secret not in repr(client)

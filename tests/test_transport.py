@@ -134,3 +134,13 @@ def test_a_client_error_is_not_retried() -> None:
         )
     assert reply.status == 400
     assert len(server.seen) == 1
+
+
+def test_an_answer_cut_inside_its_headers_is_no_answer() -> None:
+    """A server (or proxy) that hangs up after ``HTTP/1.1 200 Scr``: not a success."""
+    with fault_server(Answer(200, b"{}", trickle=0.01)) as server:
+        transport = HttpTransport(server.url)
+        threading.Timer(0.3, server.stop.set).start()  # ~30 bytes: within the headers
+        reply = transport.post(b"{}", HEADERS, 5)
+    assert reply.status is None
+    assert not reply.timed_out

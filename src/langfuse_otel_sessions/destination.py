@@ -70,15 +70,18 @@ class Route:
         )
 
 
-def direct_route(config: LangfuseConfig, path: str, headers: Mapping[str, str], what: str) -> Route:
-    """To Langfuse itself (``{base_url}{path}``) with its Basic auth, or why it cannot be."""
+def direct_route(
+    config: LangfuseConfig, path: str, headers: Mapping[str, str], hint: str = ""
+) -> Route:
+    """To Langfuse itself (``{base_url}{path}``) with its Basic auth, or why it cannot be
+    (``hint`` ends the message about missing keys)."""
     url = config.base_url + path
     problem = None
     sent = dict(headers)
     if config.problem is not None:
         problem = config.problem
     elif config.missing:
-        problem = "set " + " and ".join(config.missing) + f" (or pass public_key/secret_key){what}"
+        problem = "set " + " and ".join(config.missing) + f" (or pass public_key/secret_key){hint}"
     else:
         for name in [name for name in sent if name.lower() == "authorization"]:
             del sent[name]

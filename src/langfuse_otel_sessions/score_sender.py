@@ -15,6 +15,11 @@ exhausts its retries are given up, and all are counted (``stats``) and logged. T
 survives any error; if it is ever gone, the next ``submit`` or ``flush`` starts a new one.
 After ``os.fork()`` the child gets an empty sender of its own (the parent delivers what it had
 queued).
+
+Requests go through :mod:`.transport`: one deadline each (``request_timeout``) including reading
+the answer, no redirects (a 3xx is a failure naming its ``Location``), capped reads. A client that
+is shut down or garbage-collected stops its thread once what it queued is sent; at interpreter
+exit all senders share one bound (the longest ``exit_timeout``), not one each.
 """
 
 from __future__ import annotations
@@ -29,11 +34,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
-
 from ._logging import RateLimitedLog, logger
-from .retry import RETRYABLE_STATUSES, RetryPolicy, retry_after_seconds
+from .retry import RETRYABLE_STATUSES, RetryPolicy
 from .score_batches import (
     BATCH_REFUSALS,
     MAX_BATCH_BYTES,
@@ -44,6 +46,7 @@ from .score_batches import (
     event_size,
 )
 from .score_model import FrozenScore
+from .transport import HttpTransport, Reply
 
 #: Default bound of the queue in bytes (the scores' JSON bodies).
 DEFAULT_MAX_QUEUE_BYTES = 32_000_000
@@ -79,6 +82,7 @@ class ScoreSender:
         request_timeout: float = 10.0,
         policy: RetryPolicy | None = None,
         exit_timeout: float = 5.0,
+        setting: str = "LANGFUSE_BASE_URL",
     ) -> None:
         self.endpoint = endpoint
         self._authorization = authorization
@@ -88,11 +92,15 @@ class ScoreSender:
         self.batch_size = batch_size
         self.request_timeout = request_timeout
         self.policy = policy or RetryPolicy()
+        self.exit_timeout = exit_timeout
+        #: What to change when Langfuse redirects (for the log).
+        self.setting = setting
+        self._transport = HttpTransport(endpoint)
         self._log = RateLimitedLog()
         self._reset()
         me = weakref.ref(self)
         os.register_at_fork(after_in_child=lambda: _call(me, ScoreSender._reset))
-        atexit.register(lambda: _call(me, lambda sender: sender.shutdown(exit_timeout)))
+        _live.add(self)
 
     def _reset(self) -> None:
         """Fresh state: at construction, and in a child process after ``fork``."""
@@ -110,9 +118,10 @@ class ScoreSender:
             "sampled_out": 0,
         }
         self._thread: threading.Thread | None = None
-        self._closing = False
+        self._closing = False  # no more scores taken
+        self._stopped = False  # shutdown() was called
         self._abort = threading.Event()
-        self._http = requests.Session()
+        self._unsent = 0  # dropped, refused or given up since the last flush()
 
     @property
     def stats(self) -> SenderStats:
@@ -160,6 +169,7 @@ class ScoreSender:
 
     def _drop_locked(self, key: str, message: str, *args: object) -> bool:
         self._counts["dropped"] += 1
+        self._unsent += 1
         dropped = self._counts["dropped"]
         self._log.warning(key, message + " (%d dropped so far)", *args, dropped)
         return False
@@ -177,12 +187,27 @@ class ScoreSender:
                 self._lock.wait(remaining)
         return True
 
+    def flush_delivered(self, timeout: float | None = None) -> bool:
+        """:meth:`flush`, and ``True`` only if, besides, no score submitted since the previous
+        call was dropped (keys missing, queue full, shut down), refused or given up."""
+        drained = self.flush(timeout)
+        with self._lock:
+            clean, self._unsent = self._unsent == 0, 0
+        return drained and clean
+
+    def close(self) -> None:
+        """Stop taking scores; the thread sends what is queued, then ends. Never waits (for a
+        client being garbage-collected)."""
+        with self._lock:
+            self._closing = True
+            self._lock.notify_all()
+
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver what is queued within ``timeout``, then stop; idempotent. Scores still
         queued after the timeout are counted as failed and logged."""
         with self._lock:
-            already = self._closing
-            self._closing = True
+            already = self._stopped
+            self._stopped = self._closing = True
             self._lock.notify_all()
         if already:
             return not self._queue
@@ -199,9 +224,10 @@ class ScoreSender:
                 self._queue.clear()
                 self._queued_bytes = 0
                 self._counts["failed"] += left
+                self._unsent += left
                 logger.error("Shutting down with %d scores not delivered", left)
             self._lock.notify_all()
-        self._http.close()
+        self._transport.close()
         return delivered
 
     # -- the sender thread ---------------------------------------------------------------------
@@ -224,6 +250,7 @@ class ScoreSender:
                     self._thread = None
                 if self._in_flight:
                     self._counts["failed"] += self._in_flight
+                    self._unsent += self._in_flight
                     logger.error("Score sender stopped with %d scores in hand", self._in_flight)
                     self._in_flight = 0
                 self._lock.notify_all()
@@ -254,6 +281,7 @@ class ScoreSender:
             self._counts["delivered"] += tally.delivered
             self._counts["refused"] += len(tally.refused)
             self._counts["failed"] += tally.failed
+            self._unsent += len(tally.refused) + tally.failed
             self._in_flight = 0
             self._lock.notify_all()
         return True
@@ -279,8 +307,12 @@ class ScoreSender:
         outcome = Outcome()
         started = time.monotonic()
         status: int | None = None
+        reply: Reply | None = None
         for attempt in range(self.policy.max_attempts):
-            status, answer, retry_after = self._post(body, started)
+            reply = self._post(body, started)
+            status, answer, retry_after = reply.status, reply.json(), reply.retry_after
+            if answer is None:
+                answer = reply.message()
             if status == 207 and isinstance(answer, dict):
                 pending = _apply_results(pending, answer, outcome)
             elif status is not None and 200 <= status < 300:
@@ -290,10 +322,20 @@ class ScoreSender:
                 outcome.refused_together = list(pending.values())
                 outcome.batch_refusal = f"{status} {_message(answer)}"
                 return outcome
+            elif status is not None and 300 <= status < 400:
+                self._log.error(
+                    f"status-{status}",
+                    "%d scores not delivered: %s",
+                    len(pending),
+                    reply.describe("Langfuse", self.setting),
+                )
+                outcome.failed += len(pending)
+                return outcome
             elif status is not None and status not in RETRYABLE_STATUSES:
                 self._log.error(
                     f"status-{status}",
-                    "Langfuse refused %d scores with %d: %s",
+                    "Langfuse at %s refused %d scores with %d: %s",
+                    reply.url,
                     len(pending),
                     status,
                     _message(answer),
@@ -305,6 +347,8 @@ class ScoreSender:
             if len(pending) < sent:  # only what is left goes again
                 pending, body = encode_batch(list(pending.values()))
                 sent = len(pending)
+            if status is None:
+                self._log.warning("connection", "%s", reply.describe("Langfuse", self.setting))
             wait = self.policy.backoff(attempt, retry_after)
             out_of_time = time.monotonic() + wait - started > self.policy.deadline
             if attempt + 1 == self.policy.max_attempts or out_of_time:
@@ -313,38 +357,19 @@ class ScoreSender:
                 self._counts["retries"] += 1
             if self._abort.wait(wait):
                 break
-        self._log.error(
-            "gave-up", "Gave up on %d scores after retries (last status %s)", len(pending), status
-        )
+        last = "no request" if reply is None else reply.describe("Langfuse", self.setting)
+        self._log.error("gave-up", "Gave up on %d scores after retries: %s", len(pending), last)
         outcome.failed += len(pending)
         return outcome
 
-    def _post(self, body: bytes, started: float) -> tuple[int | None, Any, float | None]:
-        """One request: (status or ``None`` on a connection error, JSON answer, Retry-After)."""
+    def _post(self, body: bytes, started: float) -> Reply:
+        """One request within ``request_timeout`` and what is left of the retry deadline."""
         remaining = self.policy.deadline - (time.monotonic() - started)
         timeout = max(min(self.request_timeout, remaining), 0.1)
         headers = {"Content-Type": "application/json"}
         if self._authorization is not None:
             headers["Authorization"] = self._authorization
-        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
-        try:
-            response = self._http.post(self.endpoint, data=body, headers=headers, timeout=timeout)
-        except requests.RequestException as error:
-            self._log.warning(
-                "connection", "Could not reach Langfuse for scores: %s", type(error).__name__
-            )
-            return None, None, None
-        finally:
-            detach(token)
-        try:
-            answer = response.json()
-        except ValueError:
-            answer = response.text[:500]
-        return (
-            response.status_code,
-            answer,
-            retry_after_seconds(response.headers.get("Retry-After")),
-        )
+        return self._transport.post(body, headers, timeout)
 
 
 def _apply_results(
@@ -388,3 +413,24 @@ def _call(reference: weakref.ref[ScoreSender], action: Any) -> None:  # noqa: AN
     sender = reference()
     if sender is not None:
         action(sender)
+
+
+#: Every sender alive, for the one exit hook.
+_live: weakref.WeakSet[ScoreSender] = weakref.WeakSet()
+
+
+def shutdown_all(timeout: float | None = None) -> None:
+    """Shut every live sender down within one overall ``timeout`` (default: the longest
+    ``exit_timeout``): all start sending what they hold at once, then each gets what is left."""
+    senders = list(_live)
+    if not senders:
+        return
+    bound = max(sender.exit_timeout for sender in senders) if timeout is None else timeout
+    deadline = time.monotonic() + bound
+    for sender in senders:
+        sender.close()
+    for sender in senders:
+        sender.shutdown(max(deadline - time.monotonic(), 0.0))
+
+
+atexit.register(shutdown_all)

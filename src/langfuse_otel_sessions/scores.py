@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import functools
+import math
 import threading
+import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -18,6 +20,7 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from ._logging import logger
 from .attributes import DEFAULT_MAX_ID_LENGTH, ENV_SCORES_FOLLOW_SAMPLING
 from .config import INGESTION_PATH, resolve_langfuse_config
+from .destination import announce, direct_route
 from .environment import env_bool
 from .errors import ConfigurationError, InvalidScoreError
 from .ids import check_id
@@ -27,14 +30,15 @@ from .score_model import Score, build_score, stable_score_id
 from .score_sampling import session_sampled_out
 from .score_sender import DEFAULT_MAX_QUEUE_BYTES, ScoreSender, SenderStats
 from .session import Session
+from .urls import display_url
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
 def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ConfigurationError(f"{name} must be positive")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigurationError(f"{name} must be a positive, finite number")
     return value
 
 
@@ -89,14 +93,10 @@ class ScoreClient:
             if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
                 raise ConfigurationError(f"{name} must be a positive integer")
         config = resolve_langfuse_config(public_key, secret_key, base_url)
-        disabled = None
-        if config.problem is not None:
-            disabled = f"Langfuse scores are off: {config.problem}"
-        elif config.missing:
-            disabled = "Langfuse scores are off: set " + " and ".join(config.missing)
-        if disabled is not None:
-            logger.error(disabled)
-        self.base_url = config.base_url
+        route = direct_route(config, INGESTION_PATH, {})
+        disabled = None if route.problem is None else f"Langfuse scores are off: {route.problem}"
+        #: Langfuse's base URL (userinfo scrubbed).
+        self.base_url = display_url(config.base_url)
         self.follow_sampling = (
             env_bool(ENV_SCORES_FOLLOW_SAMPLING, True)
             if follow_sampling is None
@@ -104,9 +104,10 @@ class ScoreClient:
         )
         self._sampler = sampler
         self._sender = ScoreSender(
-            endpoint=config.base_url + INGESTION_PATH,
-            authorization=None if disabled else config.authorization(),
+            endpoint=route.url,
+            authorization=route.headers.get("Authorization"),
             disabled_reason=disabled,
+            setting=route.setting,
             max_queue=max_queue,
             max_queue_bytes=max_queue_bytes,
             batch_size=batch_size,
@@ -117,6 +118,9 @@ class ScoreClient:
             ),
             exit_timeout=_positive("exit_timeout", exit_timeout),
         )
+        # Collected or not, a client's thread ends once what it queued is sent.
+        weakref.finalize(self, self._sender.close)
+        announce("ScoreClient", route, "scores")
 
     def __repr__(self) -> str:
         return f"ScoreClient(base_url={self.base_url!r})"
@@ -206,8 +210,12 @@ class ScoreClient:
         return score.id
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every score queued so far is delivered or given up."""
-        return self._sender.flush(timeout)
+        """Wait until every score queued so far is delivered, refused or given up.
+
+        ``True`` only if that happened within ``timeout`` and no score submitted since the
+        previous ``flush()`` was dropped (keys missing, queue full, shut down), refused by
+        Langfuse or given up; ``False`` otherwise (``stats`` says which)."""
+        return self._sender.flush_delivered(timeout)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver what is queued within ``timeout``, then stop."""
@@ -244,7 +252,8 @@ score_trace = _on_default_client(ScoreClient.score_trace)
 
 
 def flush_scores(timeout: float | None = None) -> bool:
-    """Wait until the default client delivered (or gave up on) every score queued so far."""
+    """:meth:`ScoreClient.flush` of the default client: ``True`` only if every score submitted
+    since the previous flush was delivered within ``timeout`` (also when there were none)."""
     with _default_lock:
         client = _default
     return True if client is None else client.flush(timeout)

@@ -209,6 +209,8 @@ class HttpTransport:
             response = connection.getresponse()
             data = response.read(self._max + 1)
             answer = {name.lower(): value for name, value in response.getheaders()}
+            if not answer:  # the connection ended inside the status line or the headers
+                raise http.client.IncompleteRead(data)
             reusable = not response.will_close and len(data) <= self._max and response.isclosed()
             error: BaseException | None = None
         except (OSError, http.client.HTTPException) as failure:
