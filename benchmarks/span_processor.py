@@ -5,25 +5,32 @@ start + end inside a parent, with the baggage in the parent context. Rounds are 
 (shuffled order each round) so drift hits every configuration alike; the table shows the median
 ns per span and the median of the per-round ratios to the floor (no processor).
 
-Run: ``python benchmarks/span_processor.py`` (``--rounds``/``--spans`` to change the size).
+The sampling rows compare ``SessionSampler`` with ``ParentBased(TraceIdRatioBased)`` at the same
+ratio (``--ratio``, default 0.1), both with the processor: child spans under a kept parent (the
+sampler only follows it), and local roots, where the sampler decides: each of those spans
+starts in the next of 1,000 sessions, so about ``ratio`` of them are kept.
+
+Run: ``python benchmarks/span_processor.py`` (``--rounds``/``--spans``/``--ratio``).
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import random
 import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 
-from langfuse_otel_sessions import SessionSpanProcessor
+from langfuse_otel_sessions import SessionSampler, SessionSpanProcessor
 
 OTHER_ENTRIES = {f"tenant.key{i}": f"value-{i}" for i in range(7)}
 SESSION_ID = "session_0123456789abcdef01234567"
@@ -49,6 +56,8 @@ class Case:
     name: str
     tracer: trace.Tracer
     parent_context: context.Context
+    #: when set, span i starts in ``contexts[i % len(contexts)]`` instead of ``parent_context``
+    contexts: tuple[context.Context, ...] = field(default=())
 
 
 def _parent_context(provider: TracerProvider, base: context.Context) -> context.Context:
@@ -64,8 +73,8 @@ def _with_entries(count: int, key: str = "langfuse_session_id") -> context.Conte
     return ctx
 
 
-def _provider(*processors: SpanProcessor) -> TracerProvider:
-    provider = TracerProvider()
+def _provider(*processors: SpanProcessor, sampler: Sampler | None = None) -> TracerProvider:
+    provider = TracerProvider(sampler=sampler)
     for processor in processors:
         provider.add_span_processor(processor)
     return provider
@@ -75,7 +84,51 @@ def _case(name: str, provider: TracerProvider, base: context.Context) -> Case:
     return Case(name, provider.get_tracer("third.party"), _parent_context(provider, base))
 
 
-def build_cases() -> list[Case]:
+def _kept_parent(provider: TracerProvider, base: context.Context) -> context.Context:
+    """A parent context whose span the provider's sampler kept (a trace-id ratio sampler may
+    drop the first ones)."""
+    while True:
+        parent = provider.get_tracer("bench").start_span("parent", context=base)
+        if parent.is_recording():
+            return trace.set_span_in_context(parent, base)
+
+
+def _sampling_cases(ratio: float) -> list[Case]:
+    """SessionSampler against ParentBased(TraceIdRatioBased) at ``ratio``, with the processor."""
+    samplers: list[tuple[str, Sampler]] = [
+        (f"ParentBased(TraceIdRatioBased({ratio}))", ParentBased(TraceIdRatioBased(ratio))),
+        (f"SessionSampler({ratio})", SessionSampler(ratio)),
+    ]
+    sessions = tuple(
+        baggage.set_baggage("langfuse_session_id", f"session_{i:024x}", context.Context())
+        for i in range(1000)
+    )
+    kept_session = next(
+        ctx
+        for ctx in sessions
+        if SessionSampler(ratio).keeps_hash_of(str(baggage.get_baggage("langfuse_session_id", ctx)))
+    )
+    cases = []
+    for name, sampler in samplers:
+        processor = SessionSpanProcessor(guard_remote_baggage=False)
+        if isinstance(sampler, SessionSampler):
+            sampler.read_like(processor)
+        provider = _provider(processor, sampler=sampler)
+        tracer = provider.get_tracer("third.party")
+        cases += [
+            Case(
+                f"{name} + processor, child of a kept parent",
+                tracer,
+                _kept_parent(provider, kept_session),
+            ),
+            Case(
+                f"{name} + processor, roots in 1,000 sessions", tracer, context.Context(), sessions
+            ),
+        ]
+    return cases
+
+
+def build_cases(ratio: float = 0.1) -> list[Case]:
     ours = SessionSpanProcessor(guard_remote_baggage=False)
     minimal = MinimalStampingProcessor()
     cases = [
@@ -100,6 +153,12 @@ def build_cases() -> list[Case]:
             ),
         ]
     cases += _langfuse_cases()
+    floor_roots = _provider()
+    sessions = (_with_entries(1),)
+    cases.append(
+        Case("no processor, roots (always on)", floor_roots.get_tracer("t"), sessions[0], sessions)
+    )
+    cases += _sampling_cases(ratio)
     return cases
 
 
@@ -129,22 +188,24 @@ def _langfuse_cases() -> list[Case]:
 
 
 def time_case(case: Case, spans: int) -> float:
-    """ns per child span start+end."""
+    """ns per span start+end (a child of the parent context, or a root in each context)."""
     start_span = case.tracer.start_span
-    parent = case.parent_context
+    contexts = list(
+        itertools.islice(itertools.cycle(case.contexts or (case.parent_context,)), spans)
+    )
     gc.collect()
     gc.disable()  # as timeit does: collector pauses land on whichever case happens to run
     try:
         begin = time.perf_counter_ns()
-        for _ in range(spans):
+        for parent in contexts:  # the same loop for every case
             start_span("child", context=parent).end()
         return (time.perf_counter_ns() - begin) / spans
     finally:
         gc.enable()
 
 
-def run(rounds: int, spans: int) -> list[tuple[str, float, float]]:
-    cases = build_cases()
+def run(rounds: int, spans: int, ratio: float = 0.1) -> list[tuple[str, float, float]]:
+    cases = build_cases(ratio)
     for case in cases:  # warm up caches and code paths
         time_case(case, spans)
     timings: dict[str, list[float]] = {case.name: [] for case in cases}
@@ -167,8 +228,9 @@ def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=51)
     parser.add_argument("--spans", type=int, default=2000)
+    parser.add_argument("--ratio", type=float, default=0.1)
     args = parser.parse_args(argv)
-    rows = run(args.rounds, args.spans)
+    rows = run(args.rounds, args.spans, args.ratio)
     out(f"Python {sys.version.split()[0]}, {args.rounds} rounds x {args.spans} spans, interleaved")
     out("")
     out("| configuration | median ns/span | ratio to floor |")

@@ -208,6 +208,7 @@ def django_service() -> Iterator[tuple[Traced, Any]]:
     import django
     from django.conf import settings
     from django.core.wsgi import get_wsgi_application
+    from django.test import override_settings
     from django.urls import path
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
@@ -227,7 +228,8 @@ def django_service() -> Iterator[tuple[Traced, Any]]:
         django.setup()
     DjangoInstrumentor().instrument(tracer_provider=traced.provider)
     try:
-        yield traced, WSGISessionMiddleware(get_wsgi_application())
+        with override_settings(ROOT_URLCONF=__name__):  # another module may have set it up
+            yield traced, WSGISessionMiddleware(get_wsgi_application())
     finally:
         DjangoInstrumentor().uninstrument()
         propagate.set_global_textmap(propagator)

@@ -134,9 +134,9 @@ def test_a_processor_that_is_gone_no_longer_counts() -> None:
 )
 def test_member_keys_decode_like_opentelemetry(member: str, key: str | None) -> None:
     assert member_key(member) == key
-    if key is not None:  # and OpenTelemetry's extractor agrees
-        extracted = W3CBaggagePropagator().extract({"baggage": member})
-        assert key in baggage.get_all(extracted)
+    # OpenTelemetry's extractor reads that key or (older releases, for padded keys) none.
+    extracted = W3CBaggagePropagator().extract({"baggage": member})
+    assert set(baggage.get_all(extracted)) <= {key}
 
 
 def test_the_composite_default_stays_opentelemetrys_for_other_entries() -> None:

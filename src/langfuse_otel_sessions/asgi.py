@@ -50,7 +50,8 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
         # Every baggage header counts (OpenTelemetry reads the first; one is handed on).
         values = [value for name, value in raw if name.lower() == b"baggage"]
         incoming = ",".join(decode_bytes(value) for value in values) if values else None
-        rewritten = self.sessions.baggage_header(incoming, ids)
+        carried = self.sessions.carried_entries(get_current(), ids, incoming)
+        rewritten = self.sessions.baggage_header(incoming, ids, carried)
         if rewritten is not None:
             scope = dict(scope)  # the scope is the caller's: change a copy
             scope["headers"] = [

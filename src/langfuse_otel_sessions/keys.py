@@ -165,9 +165,22 @@ def known_keys() -> KnownKeys:
     return known
 
 
+_guarded_cache: tuple[object, frozenset[str]] | None = None
+
+
 def guarded_keys() -> frozenset[str]:
-    """Every baggage key the boundary withholds from remote baggage (see :func:`known_keys`)."""
-    return known_keys().guarded
+    """Every baggage key the boundary withholds from remote baggage (see :func:`known_keys`).
+
+    On every request's ``extract``: cached on the two environment variables it depends on."""
+    global _guarded_cache  # noqa: PLW0603 - a process-wide cache of the registry
+    environ = os.environ
+    stamp = (_generation, environ.get(ENV_SESSION_BAGGAGE_KEYS), environ.get(ENV_USER_BAGGAGE_KEYS))
+    cached = _guarded_cache
+    if cached is not None and cached[0] == stamp:
+        return cached[1]
+    guarded = known_keys().guarded
+    _guarded_cache = (stamp, guarded)
+    return guarded
 
 
 def member_key(member: str) -> str | None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from types import MappingProxyType
+from typing import Any
 
 from opentelemetry import baggage
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
@@ -65,13 +66,15 @@ def _vouched() -> Mapping[str, object]:
     return entries if isinstance(entries, Mapping) else _EMPTY
 
 
-def separate_members(header: str) -> tuple[str, list[str]]:
+def separate_members(header: str, guarded: frozenset[str] | None = None) -> tuple[str, list[str]]:
     """Split a ``baggage`` header into what may pass and the guarded members withheld.
 
-    A member is withheld when OpenTelemetry would read a session or user key from it, unless
-    our middleware vouched for exactly that key and value in the current context.
+    A member is withheld when OpenTelemetry would read a session or user key (``guarded``,
+    default :func:`~langfuse_otel_sessions.keys.guarded_keys`) from it, unless our middleware
+    vouched for exactly that key and value in the current context.
     """
-    guarded = guarded_keys()
+    if guarded is None:
+        guarded = guarded_keys()
     vouched = _vouched()
     kept: list[str] = []
     withheld: list[str] = []
@@ -92,6 +95,7 @@ class _GuardedGetter(textmap.Getter[textmap.CarrierT]):
 
     def __init__(self, inner: textmap.Getter[textmap.CarrierT]) -> None:
         self.inner = inner
+        self.guarded = guarded_keys()
         self.withheld: list[str] = []
 
     def get(self, carrier: textmap.CarrierT, key: str) -> list[str] | None:
@@ -102,7 +106,7 @@ class _GuardedGetter(textmap.Getter[textmap.CarrierT]):
             passed: list[str] = []
             for value in values:
                 if isinstance(value, str):
-                    value, withheld = separate_members(value)  # noqa: PLW2901 - the filtered value
+                    value, withheld = separate_members(value, self.guarded)  # noqa: PLW2901 - the filtered value
                     self.withheld.extend(withheld)
                 passed.append(value)
         except Exception:  # noqa: BLE001 - never raise into the host application; fail closed
@@ -152,7 +156,7 @@ class SessionBaggagePropagator(W3CBaggagePropagator):
             return super().extract(carrier, context, getter)
         guarded = _GuardedGetter(getter)
         extracted = super().extract(carrier, context, guarded)
-        return _finish(extracted, context, guarded.withheld)
+        return _finish(extracted, context, guarded)
 
 
 class BaggageGuard(textmap.TextMapPropagator):
@@ -176,7 +180,7 @@ class BaggageGuard(textmap.TextMapPropagator):
     ) -> Context:
         guarded = _GuardedGetter(getter)
         extracted = self.inner.extract(carrier, context, guarded)
-        return _finish(extracted, context, guarded.withheld)
+        return _finish(extracted, context, guarded)
 
     def inject(
         self,
@@ -191,16 +195,19 @@ class BaggageGuard(textmap.TextMapPropagator):
         return self.inner.fields
 
 
-def _finish(extracted: Context, context: Context | None, members: Sequence[str]) -> Context:
+def _finish(extracted: Context, context: Context | None, getter: _GuardedGetter[Any]) -> Context:
     """Record the withheld members in ``extracted``, after withholding any guarded entry that
     reached it some other way (put back to what ``context`` held, if given). Fails closed:
     should it raise, no remote context is used."""
     try:
+        guarded, members = getter.guarded, getter.withheld
+        entries = baggage.get_all(extracted)
+        if not members and guarded.isdisjoint(entries):
+            return extracted  # the common case: nothing to withhold
         withheld = dict(_decoded(members)) if members else {}
         start = baggage.get_all(get_current() if context is None else context)
-        guarded = guarded_keys()
         vouched = _vouched()
-        for key, value in baggage.get_all(extracted).items():
+        for key, value in entries.items():
             if key in guarded and start.get(key) is not value and vouched.get(key) != value:
                 withheld[key] = value
                 if context is not None and key in start:

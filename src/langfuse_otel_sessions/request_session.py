@@ -148,35 +148,49 @@ class RequestSessions:
 
     # -- the trust boundary ----------------------------------------------------------------------
 
-    def decided_entries(self, ids: RequestIds) -> dict[str, str]:
-        """The baggage entries for the ids decided here: under every key the configured
-        processors read (see :func:`~langfuse_otel_sessions.keys.known_keys`)."""
+    def carried_entries(
+        self, current: Context, ids: RequestIds, incoming_baggage: str | None
+    ) -> dict[str, str]:
+        """The session/user entries this request's context is to carry, key -> value: the ids
+        decided here, under every key the configured processors read (see
+        :func:`~langfuse_otel_sessions.keys.known_keys`), and — where nothing was decided — the
+        ones the process set itself before this middleware (not brought by the request)."""
         known = known_keys()
+        borne = request_borne_entries(incoming_baggage)
         entries: dict[str, str] = {}
-        for keys, decided in (
-            (known.session_writes, ids.session_id),
-            (known.user_writes, ids.user_id),
+        for writes, keys, decided in (
+            (known.session_writes, known.session, ids.session_id),
+            (known.user_writes, known.user, ids.user_id),
         ):
             if decided is not None:
-                entries.update(dict.fromkeys(keys, decided))
+                entries.update(dict.fromkeys(writes, decided))
+                continue
+            for key in sorted(keys):
+                value = baggage.get_baggage(key, current)
+                if isinstance(value, str) and value not in borne.get(key, ()):
+                    entries[key] = value
         return entries
 
-    def baggage_header(self, value: str | None, ids: RequestIds) -> str | None:
+    def baggage_header(
+        self, value: str | None, ids: RequestIds, carried: dict[str, str] | None = None
+    ) -> str | None:
         """The ``baggage`` header to hand to the wrapped app, or ``None`` to leave it as is.
 
         Untrusted session/user members are removed — their keys decoded as OpenTelemetry's W3C
-        extractor decodes them — and the ids decided here are put first: when this middleware
-        runs outside OpenTelemetry's server instrumentation, that instrumentation builds the
-        request's context from the headers alone, so the headers are how the decision reaches
-        its spans (the context vouches for them, so that a propagator guard lets them pass).
+        extractor decodes them — and the ``carried`` entries (:meth:`carried_entries`) are put
+        first: when this middleware runs outside OpenTelemetry's server instrumentation, that
+        instrumentation builds the request's context from the headers alone, so the headers are
+        how the decision reaches its spans (the context vouches for them, so that a propagator
+        guard lets them pass).
         """
         known = known_keys()
-        ours = self.decided_entries(ids)
+        ours = carried if carried is not None else self.carried_entries(Context(), ids, value)
         removed: frozenset[str] = frozenset() if self.trust_incoming_baggage else known.guarded
         if ids.session_id is not None:
             removed |= known.session  # the decision here outranks any incoming session
         if ids.user_id is not None:
             removed |= known.user
+        removed |= ours.keys()
         if value is None and not ours:
             return None
         members = [
@@ -211,8 +225,8 @@ class RequestSessions:
             for key, values in borne.items():
                 if baggage.get_baggage(key, context) in values:
                     context = baggage.remove_baggage(key, context)
+        ours = self.carried_entries(current, ids, incoming_baggage)
         context = scoped_context(context, ids.session_id, ids.user_id)
-        ours = self.decided_entries(ids)
         return vouch(context, ours) if ours else context
 
     def stamp_server_span(

@@ -48,7 +48,10 @@ from .processor import SessionSpanProcessor
 from .traces import TraceIds
 
 _HASH_SPACE = 1 << 64
+# Decisions of recent sessions, so a busy session is hashed once (SHA-256 costs about 1-2 us):
+# at most this many entries of ids up to this length, about 1.5 MB at worst.
 _DECISION_CACHE_SIZE = 4096
+_CACHED_ID_LENGTH = 256
 
 #: ``always_keep(session_id, user_id)``: ``True`` keeps the span whatever the ratio.
 KeepRule = Callable[[str | None, str | None], bool]
@@ -200,9 +203,10 @@ class SessionSampler(Sampler):
         keep = self._decisions.get(session_id)
         if keep is None:
             keep = session_hash(session_id) < self._threshold
-            if len(self._decisions) >= _DECISION_CACHE_SIZE:
-                self._decisions.clear()
-            self._decisions[session_id] = keep
+            if len(session_id) <= _CACHED_ID_LENGTH:
+                if len(self._decisions) >= _DECISION_CACHE_SIZE:
+                    self._decisions.clear()
+                self._decisions[session_id] = keep
         return keep
 
     def _allowed(self, session_id: str | None, user_id: str | None) -> bool:

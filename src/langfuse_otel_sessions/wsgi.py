@@ -77,12 +77,13 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
         }
         ids = sessions.decide(environ, headers, from_wsgi(environ.get("QUERY_STRING", "")))
         raw = environ.get("HTTP_BAGGAGE")
-        rewritten = sessions.baggage_header(headers.get("baggage"), ids)
         # What the request brought, as OpenTelemetry (the raw text) and we (UTF-8) read it.
         incoming = None if raw is None else f"{raw},{headers.get('baggage', '')}"
+        current = get_current()
+        carried = sessions.carried_entries(current, ids, incoming)
+        rewritten = sessions.baggage_header(headers.get("baggage"), ids, carried)
         if rewritten is not None:
             environ["HTTP_BAGGAGE"] = to_wsgi(rewritten)
-        current = get_current()
         sessions.stamp_server_span(current, ids, incoming)
         if ids.new_session and ids.session_id is not None:
             cookie = sessions.set_cookie(ids.session_id)

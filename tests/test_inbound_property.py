@@ -1,0 +1,239 @@
+"""Key matching is OpenTelemetry's: for any ``baggage`` header that OpenTelemetry's own W3C
+extractor turns into a session or user key, no span gets the value — in every setup: the guard,
+the ``langfuse_baggage`` propagator, and the middleware (either side of OpenTelemetry's WSGI
+instrumentation) with no guard at all."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from opentelemetry import baggage, propagate, trace
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
+from opentelemetry.context import Context
+from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+from opentelemetry.propagators.composite import CompositePropagator
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from langfuse_otel_sessions import (
+    BaggageGuard,
+    SessionBaggagePropagator,
+    WSGISessionMiddleware,
+    current_session_id,
+    session,
+)
+from langfuse_otel_sessions.keys import known_keys
+
+from .conftest import Traced, make_traced
+
+CUSTOM = {"session_keys": ("conversation_id",), "user_keys": ("account",)}
+# A processor reading every key at once, stamping the session on an extra attribute too.
+EVERYTHING = {
+    "session_keys": ("langfuse.session.id", "session.id", "langfuse_session_id", "conversation_id"),
+    "user_keys": ("langfuse.user.id", "user.id", "langfuse_user_id", "account"),
+    "extra_session_attributes": ("session.id",),
+    "extra_user_attributes": ("user.id",),
+}
+VICTIM = "victim"
+StartResponse = Callable[..., Any]
+
+# -- headers an attacker may write ----------------------------------------------------------
+
+_PADDING = st.sampled_from(["", " ", "\t", "+", "%20", "%09", "+%20", " %20\t"])
+
+
+def _encoded_char(char: str) -> st.SearchStrategy[str]:
+    code = f"{ord(char):02X}"
+    return st.sampled_from([char, f"%{code}", f"%{code.lower()}"])
+
+
+@st.composite
+def encoded_key(draw: st.DrawFn, keys: tuple[str, ...]) -> str:
+    key = draw(st.sampled_from(keys))
+    body = "".join(draw(_encoded_char(char)) for char in key)
+    return draw(_PADDING) + body + draw(_PADDING)
+
+
+@st.composite
+def forged_header(draw: st.DrawFn, keys: tuple[str, ...]) -> str:
+    forged = draw(
+        st.lists(
+            st.builds(lambda k, p: f"{k}={p}{VICTIM}{p}", encoded_key(keys), _PADDING),
+            min_size=1,
+            max_size=4,
+        )
+    )
+    benign = draw(st.lists(st.sampled_from(["tenant=acme", "k=v%20w", "x=1;prop"]), max_size=3))
+    members = draw(st.permutations([*forged, *benign]))
+    separator = draw(st.sampled_from([",", " , ", "\t,"]))
+    return separator.join(members)
+
+
+def otel_reads_a_guarded_key(header: str) -> bool:
+    """What the reference implementation makes of the header."""
+    extracted = W3CBaggagePropagator().extract({"baggage": header}, Context())
+    return any(
+        key in known_keys().guarded and value == VICTIM
+        for key, value in baggage.get_all(extracted).items()
+    )
+
+
+def stamped_values(traced: Traced) -> set[object]:
+    return {value for span in traced.spans() for value in (span.attributes or {}).values()}
+
+
+DEFAULT_KEYS = ("langfuse.session.id", "session.id", "langfuse_session_id", "user.id")
+EVERY_KEY = (*DEFAULT_KEYS, "langfuse.user.id", "langfuse_user_id", "conversation_id", "account")
+PROPERTY = settings(
+    max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+
+
+# -- the propagator guard and the langfuse_baggage propagator --------------------------------
+
+
+def default_composite() -> CompositePropagator:
+    return CompositePropagator([TraceContextTextMapPropagator(), W3CBaggagePropagator()])
+
+
+GUARDED_SETUPS: dict[str, Callable[[], Any]] = {
+    "guard": lambda: BaggageGuard(default_composite()),
+    "langfuse_baggage": lambda: CompositePropagator(
+        [TraceContextTextMapPropagator(), SessionBaggagePropagator()]
+    ),
+    "both": lambda: BaggageGuard(
+        CompositePropagator([TraceContextTextMapPropagator(), SessionBaggagePropagator()])
+    ),
+}
+
+
+@pytest.mark.parametrize("setup", list(GUARDED_SETUPS))
+@PROPERTY
+@given(header=forged_header(EVERY_KEY))
+def test_no_header_opentelemetry_reads_as_a_session_key_reaches_a_span(
+    setup: str, header: str
+) -> None:
+    traced = make_traced(guard_remote_baggage=False, **EVERYTHING)
+    if not otel_reads_a_guarded_key(header):
+        return
+    propagator = GUARDED_SETUPS[setup]()
+    context = propagator.extract({"baggage": header})
+    assert VICTIM not in baggage.get_all(context).values()
+    with (
+        traced.tracer.start_as_current_span("server", context=context),
+        traced.tracer.start_as_current_span("handler"),
+    ):
+        assert current_session_id() is None
+    assert VICTIM not in stamped_values(traced)
+
+
+# -- the middleware, with no guard, on both sides of OpenTelemetry's WSGI instrumentation ------
+
+
+def handler(traced: Traced) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        with traced.tracer.start_as_current_span("handler"):
+            body = json.dumps({"session": current_session_id()}).encode()
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [body]
+
+    return app
+
+
+def stacked(traced: Traced, order: str) -> Any:
+    if order == "ours-inside":
+        return OpenTelemetryMiddleware(
+            WSGISessionMiddleware(handler(traced)), tracer_provider=traced.provider
+        )
+    return WSGISessionMiddleware(
+        OpenTelemetryMiddleware(handler(traced), tracer_provider=traced.provider)
+    )
+
+
+def call(app: Any, headers: dict[str, str]) -> dict[str, Any]:
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "80",
+        "wsgi.url_scheme": "http",
+        **{"HTTP_" + name.upper().replace("-", "_"): value for name, value in headers.items()},
+    }
+    result = app(environ, lambda *args: None)
+    try:
+        return json.loads(b"".join(result))  # type: ignore[no-any-return]
+    finally:
+        getattr(result, "close", lambda: None)()
+
+
+@contextmanager
+def unguarded_default_propagator() -> Iterator[None]:
+    before = propagate.get_global_textmap()
+    propagate.set_global_textmap(default_composite())
+    try:
+        yield
+    finally:
+        propagate.set_global_textmap(before)
+
+
+@pytest.mark.parametrize("order", ["ours-inside", "ours-outside"])
+@PROPERTY
+@given(header=forged_header(EVERY_KEY), own=st.booleans())
+def test_the_middleware_alone_refuses_every_encoding_and_its_decision_wins(
+    order: str, header: str, own: bool
+) -> None:
+    if not otel_reads_a_guarded_key(header):
+        return
+    traced = make_traced(guard_remote_baggage=False, **EVERYTHING)
+    headers = {"baggage": header}
+    if own:
+        headers["X-Session-Id"] = "own"
+    with unguarded_default_propagator():
+        answer = call(stacked(traced, order), headers)
+    assert answer == {"session": "own" if own else None}
+    assert VICTIM not in stamped_values(traced)
+    for key in ("langfuse.session.id", "session.id"):
+        sessions = {(s.attributes or {}).get(key) for s in traced.spans()}
+        assert sessions == {"own"} if own else sessions <= {None, ""}
+
+
+# -- the guard keeps OpenTelemetry's semantics ------------------------------------------------
+
+BENIGN_MEMBER = st.from_regex(r"[a-z]{1,6}=[a-zA-Z0-9%]{0,8}", fullmatch=True)
+
+
+@PROPERTY
+@given(members=st.lists(BENIGN_MEMBER, max_size=5), with_traceparent=st.booleans())
+def test_the_guard_changes_nothing_else_of_what_extract_returns(
+    members: list[str], with_traceparent: bool
+) -> None:
+    inner = default_composite()
+    carrier = {"baggage": ",".join(members)}
+    if with_traceparent:
+        carrier["traceparent"] = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    tracer = make_traced().tracer
+    # Called inside a consumer's own span and session, as a message consumer does.
+    with tracer.start_as_current_span("poll"), session("consumer-session"):
+        guarded = BaggageGuard(inner).extract(carrier)
+        plain = inner.extract(carrier)
+    assert dict(baggage.get_all(guarded)) == dict(baggage.get_all(plain))
+    assert trace.get_current_span(guarded).get_span_context() == (
+        trace.get_current_span(plain).get_span_context()
+    )
+
+
+def test_a_message_without_traceparent_is_no_child_of_the_poll_span_and_has_no_session() -> None:
+    traced = make_traced()  # installs the guard
+    with traced.tracer.start_as_current_span("poll"), session("consumer-session"):
+        extracted = propagate.extract({"baggage": "tenant=acme"})
+    with traced.tracer.start_as_current_span("process message", context=extracted):
+        pass
+    message = traced.span("process message")
+    assert message.parent is None  # a root, as with OpenTelemetry's own propagators
+    assert (message.attributes or {}).get("langfuse.session.id") is None
+    assert dict(baggage.get_all(extracted)) == {"tenant": "acme"}
