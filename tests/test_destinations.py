@@ -214,7 +214,7 @@ def test_a_trickling_server_holds_an_export_no_longer_than_its_timeout(body_only
         result = exporter.export(some_spans())
         elapsed = time.monotonic() - started
     assert result is SpanExportResult.FAILURE
-    assert elapsed < 1.8
+    assert elapsed < 3.0  # 1 s, with room for a loaded machine; 25 s without the deadline
 
 
 def test_a_huge_answer_is_read_only_up_to_the_cap() -> None:
@@ -289,8 +289,8 @@ def test_force_flush_and_shutdown_keep_their_bounds_under_a_trickling_server() -
         provider.get_tracer("t").start_span("one").end()
         started = time.monotonic()
         provider.force_flush(10_000)
-        assert time.monotonic() - started < 2.0  # the export's own deadline, not the server's
+        assert time.monotonic() - started < 3.0  # the export's own deadline, not the server's
         provider.get_tracer("t").start_span("two").end()
         started = time.monotonic()
         provider.shutdown()
-        assert time.monotonic() - started < 2.0
+        assert time.monotonic() - started < 3.0

@@ -53,11 +53,11 @@ def test_a_trickling_server_holds_flush_and_shutdown_no_longer_than_their_bounds
         client.score_session("s", name="helpful", value=1)
         started = time.monotonic()
         assert client.flush(10) is False  # given up: no answer within the deadline
-        assert time.monotonic() - started < 3.5
+        assert time.monotonic() - started < 5.0  # 1.5 s of retry deadline, with room
         client.score_session("s", name="again", value=1)
         started = time.monotonic()
         client.shutdown(1.0)
-        assert time.monotonic() - started < 1.8
+        assert time.monotonic() - started < 3.0
     assert client.stats.delivered == 0
 
 
@@ -200,4 +200,4 @@ def test_exit_with_many_clients_is_bounded_overall() -> None:
         started = time.monotonic()
         run_python("-c", script, timeout=60)
         elapsed = time.monotonic() - started
-    assert elapsed < 7, elapsed  # one bound of 1.5 s plus interpreter start, not 10 x 1.5 s
+    assert elapsed < 10, elapsed  # one bound of 1.5 s plus interpreter start, not 10 x 1.5 s

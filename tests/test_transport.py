@@ -38,7 +38,7 @@ def test_a_trickled_answer_ends_at_the_deadline(body_only: bool) -> None:
     assert reply.status is None
     assert reply.timed_out
     assert "within 1 s" in (reply.error or "")
-    assert 0.9 < elapsed < 2.0
+    assert 0.9 < elapsed < 3.0  # the deadline, with room for a loaded machine
 
 
 def test_a_huge_body_is_read_up_to_the_cap() -> None:
