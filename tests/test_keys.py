@@ -146,3 +146,14 @@ def test_the_composite_default_stays_opentelemetrys_for_other_entries() -> None:
         inner.extract(carrier)
     )
     assert json.dumps(dict(baggage.get_all(inner.extract(carrier))))
+
+
+def test_current_session_id_reports_a_withheld_id_a_trusting_processor_stamps() -> None:
+    install_baggage_guard()
+    traced = make_traced(trust_remote_baggage=True)
+    context = propagate.extract({"baggage": "session.id=upstream,user.id=u-up"})
+    assert baggage.get_baggage("session.id", context) is None  # withheld, not stamped by others
+    assert (current_session_id(context), current_user_id(context)) == ("upstream", "u-up")
+    with traced.tracer.start_as_current_span("server", context=context):
+        pass
+    assert (traced.session_of("server"), traced.user_of("server")) == ("upstream", "u-up")
