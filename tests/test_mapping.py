@@ -10,6 +10,7 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from langfuse_otel_sessions.langfuse_rules import read_io
 from langfuse_otel_sessions.mapping import RootMapping, ids_of, is_root, map_spans
 from langfuse_otel_sessions.traces import TraceIds
 
@@ -112,6 +113,14 @@ def test_an_explicit_trace_name_wins() -> None:
     assert (mapped[0].attributes or {})["langfuse.trace.name"] == "mine"
 
 
+def shown(span: ReadableSpan) -> tuple[tuple[object, object], tuple[object, object]]:
+    """The (input, output) Langfuse shows for a root span: legacy (v3) trace, v4 observation."""
+    attributes = dict(span.attributes or {})
+    v3 = read_io(attributes, domain="trace")
+    v4 = read_io(attributes)
+    return (v3.input, v3.output), (v4.input, v4.output)
+
+
 def test_trace_io_shows_on_both_server_generations() -> None:
     def root_with_trace_io(tracer: trace.Tracer) -> None:
         attributes = {"langfuse.trace.input": "question", "langfuse.trace.output": "answer"}
@@ -119,10 +128,8 @@ def test_trace_io_shows_on_both_server_generations() -> None:
             tracer.start_span("child", attributes={"langfuse.trace.input": "child-io"}).end()
 
     mapped, _ = map_spans(finished(root_with_trace_io), RootMapping(), nothing_known)
-    root = by_name(mapped)["root"].attributes or {}
-    assert root["langfuse.observation.input"] == "question"  # v4 reads the root observation
-    assert root["langfuse.observation.output"] == "answer"
-    assert root["langfuse.trace.input"] == "question"  # v3 reads the trace keys
+    root = by_name(mapped)["root"]
+    assert shown(root) == (("question", "answer"), ("question", "answer"))
     assert "langfuse.observation.input" not in (by_name(mapped)["child"].attributes or {})
 
 
@@ -134,9 +141,7 @@ def test_trace_io_from_other_attribute_keys() -> None:
     )
     mapping = RootMapping(input_keys=("input.value",), output_keys=("output.value",))
     mapped, _ = map_spans(spans, mapping, nothing_known)
-    attributes = mapped[0].attributes or {}
-    assert attributes["langfuse.trace.input"] == attributes["langfuse.observation.input"] == "q"
-    assert attributes["langfuse.trace.output"] == attributes["langfuse.observation.output"] == "a"
+    assert shown(mapped[0]) == (("q", "a"), ("q", "a"))
 
 
 def test_explicit_observation_io_is_not_overwritten() -> None:

@@ -1,4 +1,4 @@
-"""The testing receiver answers as langfuse-contract.md says Langfuse does."""
+"""The testing receiver answers as Langfuse's public API does."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Every span attribute, baggage and environment key the package uses, in one place.
 
-Attribute keys follow what the Langfuse server reads (see ``langfuse-contract.md``):
+Attribute keys follow what the Langfuse server reads (``docs/langfuse-mapping.md``):
 ``langfuse.session.id`` is the first key it looks at for a trace's session.
 """
 
@@ -25,6 +25,12 @@ USER_ATTRIBUTE_KEYS: Final = (LANGFUSE_USER_ID, USER_ID)
 BAGGAGE_LANGFUSE_SESSION_ID: Final = "langfuse_session_id"
 BAGGAGE_LANGFUSE_USER_ID: Final = "langfuse_user_id"
 
+#: Written by the Langfuse Python SDK (4.14+) to claim a trace's root for an upstream service:
+#: a span under a remote parent whose baggage holds its own trace id here is no app root.
+BAGGAGE_LANGFUSE_TRACE_ID: Final = "langfuse_trace_id"
+#: Marks a trace's app root for Langfuse v4 (read as ``true`` or ``"true"``).
+LANGFUSE_IS_APP_ROOT: Final = "langfuse.internal.is_app_root"
+
 #: Baggage keys read for the session id, in order; the first present one wins.
 DEFAULT_SESSION_BAGGAGE_KEYS: Final = (LANGFUSE_SESSION_ID, SESSION_ID, BAGGAGE_LANGFUSE_SESSION_ID)
 #: Baggage keys read for the user id, in order; the first present one wins.
@@ -38,6 +44,7 @@ ENV_EXTRA_SESSION_ATTRIBUTES: Final = "LANGFUSE_OTEL_EXTRA_SESSION_ATTRIBUTES"
 ENV_EXTRA_USER_ATTRIBUTES: Final = "LANGFUSE_OTEL_EXTRA_USER_ATTRIBUTES"
 ENV_MAX_ID_LENGTH: Final = "LANGFUSE_OTEL_MAX_ID_LENGTH"
 ENV_MAX_TRACKED_TRACES: Final = "LANGFUSE_OTEL_MAX_TRACKED_TRACES"
+ENV_MARK_APP_ROOTS: Final = "LANGFUSE_OTEL_MARK_APP_ROOTS"
 
 DEFAULT_MAX_ID_LENGTH: Final = 200
 DEFAULT_MAX_TRACKED_TRACES: Final = 10_000

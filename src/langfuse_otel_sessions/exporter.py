@@ -23,8 +23,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from ._logging import RateLimitedLog
+from .attributes import DEFAULT_MAX_ID_LENGTH, ENV_MARK_APP_ROOTS, ENV_MAX_ID_LENGTH
 from .config import resolve_langfuse_config
 from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, span_route
+from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
 from .local_requests import known_ids
 from .mapping import RootMapping, TraceName, map_spans
@@ -104,6 +106,10 @@ class LangfuseSpanExporter(SpanExporter):
     ``headers=`` or ``LANGFUSE_OTEL_COLLECTOR_HEADERS``; Langfuse's auth header only with
     ``collector_auth=True`` (or ``LANGFUSE_OTEL_COLLECTOR_AUTH=true``).
 
+    ``mark_app_roots`` (``LANGFUSE_OTEL_MARK_APP_ROOTS``, default on): mark the first span under
+    a remote parent as the trace's app root, so Langfuse v4 names the trace and shows its I/O
+    (``docs/langfuse-mapping.md`` says when to turn it off).
+
     Use it with the SDK's ``BatchSpanProcessor``. ``export`` never raises; a bad argument raises
     :class:`ConfigurationError`.
     """
@@ -123,11 +129,14 @@ class LangfuseSpanExporter(SpanExporter):
         root_input_keys: Sequence[str] = (),
         root_output_keys: Sequence[str] = (),
         remembered_traces: int = DEFAULT_REMEMBERED_TRACES,
+        mark_app_roots: bool | None = None,
     ) -> None:
         self._timeout = _timeout(timeout)
         self._compression = _compression(compression)
         if trace_name is not None and not (isinstance(trace_name, str) or callable(trace_name)):
             raise ConfigurationError("trace_name must be None, an attribute key or a callable")
+        if mark_app_roots is not None and not isinstance(mark_app_roots, bool):
+            raise ConfigurationError("mark_app_roots must be True, False or None")
         for name, keys in (
             ("root_input_keys", root_input_keys),
             ("root_output_keys", root_output_keys),
@@ -153,7 +162,15 @@ class LangfuseSpanExporter(SpanExporter):
         self.mode = self._route.mode
         #: Where spans go (userinfo scrubbed).
         self.endpoint = self._route.shown
-        self._mapping = RootMapping(trace_name, tuple(root_input_keys), tuple(root_output_keys))
+        self._mapping = RootMapping(
+            trace_name,
+            tuple(root_input_keys),
+            tuple(root_output_keys),
+            mark_app_roots=(
+                env_bool(ENV_MARK_APP_ROOTS, True) if mark_app_roots is None else mark_app_roots
+            ),
+            max_id_length=env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH),
+        )
         self._recent = TraceSessions(remembered_traces)
         self._log = RateLimitedLog()
         self._abort = threading.Event()

@@ -1,13 +1,19 @@
 """Pure mapping of finished spans to what Langfuse needs, on copies (spans are never mutated).
 
+The rules (``docs/langfuse-mapping.md``):
+
 * Session completeness: every span of a local request whose session (user) is known carries
   ``langfuse.session.id`` (``langfuse.user.id``) — Langfuse aggregates a session's cost and usage
   over the observations whose *own* session id is set. Per local request, not per trace: a
   request joining another's trace learns nothing from it; a request that saw several sessions
-  completes none.
-* Root spans (no parent, or ``langfuse.internal.as_root``): trace name and trace input/output, so
-  that both Langfuse server generations show them (v4 takes trace I/O from the root observation
-  and ignores ``langfuse.trace.input/output``; v3 reads those).
+  completes none. Ids are read as Langfuse reads them (non-strings JSON-stringified) and only
+  valid ones are spread or remembered.
+* App roots: the first span of this process under a remote parent is marked
+  ``langfuse.internal.is_app_root`` (unless already decided), so that Langfuse v4 takes the
+  trace's name and input/output from it.
+* Roots (no parent, ``langfuse.internal.as_root`` or an app root): trace name, and root
+  input/output that both Langfuse server generations show — adding one side of the Langfuse
+  I/O keys hides the other, so the mapping adds both sides or neither.
 """
 
 from __future__ import annotations
@@ -20,35 +26,56 @@ from types import MappingProxyType
 from opentelemetry.sdk.trace import ReadableSpan
 
 from ._logging import RateLimitedLog
-from .attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID, USER_ATTRIBUTE_KEYS
+from .attributes import DEFAULT_MAX_ID_LENGTH, LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
+from .ids import id_problem
+from .langfuse_rules import (
+    AS_ROOT,
+    IS_APP_ROOT,
+    LANGFUSE_SESSION_KEYS,
+    LANGFUSE_USER_KEYS,
+    OBSERVATION_INPUT,
+    OBSERVATION_OUTPUT,
+    TRACE_INPUT,
+    TRACE_NAME,
+    TRACE_OUTPUT,
+    IoRead,
+    is_true,
+    langfuse_text,
+    may_have_framework_io,
+    read_io,
+)
 from .local_requests import request_keys
 from .traces import TraceIds
 
-AS_ROOT = "langfuse.internal.as_root"
-TRACE_NAME = "langfuse.trace.name"
-TRACE_INPUT = "langfuse.trace.input"
-TRACE_OUTPUT = "langfuse.trace.output"
-OBSERVATION_INPUT = "langfuse.observation.input"
-OBSERVATION_OUTPUT = "langfuse.observation.output"
+__all__ = [
+    "AS_ROOT",
+    "IS_APP_ROOT",
+    "LANGFUSE_SESSION_KEYS",
+    "LANGFUSE_USER_KEYS",
+    "OBSERVATION_INPUT",
+    "OBSERVATION_OUTPUT",
+    "TRACE_INPUT",
+    "TRACE_NAME",
+    "TRACE_OUTPUT",
+    "RootMapping",
+    "TraceName",
+    "app_root_additions",
+    "ids_of",
+    "is_root",
+    "map_spans",
+    "root_additions",
+    "root_io_additions",
+]
 
-#: Span attribute keys Langfuse reads a session id from, in its priority order.
-LANGFUSE_SESSION_KEYS = (
-    LANGFUSE_SESSION_ID,
-    "session.id",
-    "gen_ai.conversation.id",
-    "langfuse.observation.metadata.langfuse_session_id",
-    "langfuse.trace.metadata.langfuse_session_id",
-)
-#: Span attribute keys Langfuse reads a user id from, in its priority order.
-LANGFUSE_USER_KEYS = (
-    *USER_ATTRIBUTE_KEYS,
-    "langfuse.observation.metadata.langfuse_user_id",
-    "langfuse.trace.metadata.langfuse_user_id",
-)
+_NO_IO = IoRead()
+#: Ids recently found valid (bounded; cleared when full). The length limit, which differs
+#: between exporters, is checked again on every hit.
+_VALID_IDS: set[str] = set()
+_VALID_CACHE_SIZE = 4096
 
 #: Every key the mapping reads: a span's own keys are intersected with these once.
 _READ_KEYS = frozenset(
-    {*LANGFUSE_SESSION_KEYS, *LANGFUSE_USER_KEYS, AS_ROOT, TRACE_NAME}
+    {*LANGFUSE_SESSION_KEYS, *LANGFUSE_USER_KEYS, AS_ROOT, IS_APP_ROOT, TRACE_NAME}
     | {TRACE_INPUT, TRACE_OUTPUT, OBSERVATION_INPUT, OBSERVATION_OUTPUT}
 )
 
@@ -61,15 +88,19 @@ _log = RateLimitedLog()
 class RootMapping:
     """How root spans become traces.
 
-    ``trace_name``: ``None`` keeps Langfuse's default (the root span's name); a string names the
-    attribute to take the name from; a callable computes it from the root span.
+    ``trace_name``: ``None`` keeps Langfuse's default (the root observation's name); a string
+    names the attribute to take the name from; a callable computes it from the root span.
     ``input_keys``/``output_keys``: attributes to take the root's I/O from when it has no
     ``langfuse.trace.input/output`` (e.g. OpenInference's ``input.value``/``output.value``).
+    ``mark_app_roots``: mark the first span under a remote parent as the trace's app root.
+    ``max_id_length``: ids longer than this (or not valid ids) are not spread to other spans.
     """
 
     trace_name: TraceName = None
     input_keys: tuple[str, ...] = ()
     output_keys: tuple[str, ...] = ()
+    mark_app_roots: bool = True
+    max_id_length: int = DEFAULT_MAX_ID_LENGTH
 
 
 class _MappedSpan(ReadableSpan):
@@ -110,8 +141,12 @@ class _MappedSpan(ReadableSpan):
 
 
 def is_root(span: ReadableSpan) -> bool:
-    """Langfuse's rule: no parent span id, or ``langfuse.internal.as_root`` set true."""
-    return span.parent is None or (span.attributes or {}).get(AS_ROOT) is True
+    """A root for Langfuse on either server generation: no parent span id,
+    ``langfuse.internal.as_root`` (v3) or ``langfuse.internal.is_app_root`` (v4) set true."""
+    if span.parent is None:
+        return True
+    attributes = span.attributes or {}
+    return is_true(attributes.get(AS_ROOT)) or is_true(attributes.get(IS_APP_ROOT))
 
 
 def _first(
@@ -128,20 +163,40 @@ def _first(
 
 
 def _ids(attributes: Mapping[str, object], names: AbstractSet[str]) -> TraceIds | None:
-    session_id = _first(attributes, LANGFUSE_SESSION_KEYS, names)
-    user_id = _first(attributes, LANGFUSE_USER_KEYS, names)
+    session_id = langfuse_text(_first(attributes, LANGFUSE_SESSION_KEYS, names))
+    user_id = langfuse_text(_first(attributes, LANGFUSE_USER_KEYS, names))
     if session_id is None and user_id is None:
         return None
-    return TraceIds(
-        session_id if isinstance(session_id, str) else None,
-        user_id if isinstance(user_id, str) else None,
-    )
+    return TraceIds(session_id, user_id)
 
 
 def ids_of(span: ReadableSpan) -> TraceIds | None:
-    """The session and user ids Langfuse would read from this span, if any."""
+    """The session and user ids Langfuse would read from this span (as text), if any."""
     attributes = span.attributes or {}
     return _ids(attributes, set(attributes))
+
+
+def spreadable_id(value: object, max_length: int, what: str) -> str | None:
+    """The id Langfuse reads from ``value`` if it may be spread to other spans and remembered:
+    a valid id (``ids.py``) after Langfuse's stringification; otherwise ``None``, logged."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value in _VALID_IDS and len(value) <= max_length:
+        return value
+    text = value if isinstance(value, str) else langfuse_text(value)
+    problem = id_problem(text, max_length)
+    if problem is None:
+        if len(_VALID_IDS) >= _VALID_CACHE_SIZE:
+            _VALID_IDS.clear()
+        _VALID_IDS.add(text)  # type: ignore[arg-type]  # id_problem proved it a str
+        return text
+    _log.warning(
+        f"invalid-{what}",
+        "Not spreading a %s id read from a span to the rest of its trace: %s",
+        what,
+        problem,
+    )
+    return None
 
 
 def _trace_name(span: ReadableSpan, rule: TraceName) -> object:
@@ -156,28 +211,86 @@ def _trace_name(span: ReadableSpan, rule: TraceName) -> object:
         return None
 
 
+def app_root_additions(span: ReadableSpan, names: AbstractSet[str]) -> dict[str, object]:
+    """``langfuse.internal.is_app_root = true`` for the first span of this process under a
+    remote parent, unless something (the span processor, for a trace whose root an upstream
+    Langfuse SDK claimed; or the application) already decided."""
+    parent = span.parent
+    if parent is not None and parent.is_remote and IS_APP_ROOT not in names:
+        return {IS_APP_ROOT: True}
+    return {}
+
+
+def root_io_additions(
+    attributes: Mapping[str, object],
+    mapping: RootMapping,
+    scope_name: str = "",
+    events: Sequence[tuple[str, Mapping[str, object]]] = (),
+    names: AbstractSet[str] | None = None,
+) -> dict[str, object]:
+    """The ``langfuse.observation.input/output`` a root gains so that v4 (which reads the root
+    observation) shows the trace I/O that v3 reads from ``langfuse.trace.input/output`` or that
+    ``mapping.input_keys/output_keys`` name.
+
+    Both or neither: once either Langfuse key is on a span, Langfuse reads both sides from
+    those keys only, so the side the mapping does not supply is copied from the attribute
+    Langfuse would have read it from; when that side was composed (events, several keys), the
+    mapping adds nothing rather than hide it. ``names``: the attribute keys, if known.
+    """
+    if names is None or mapping.input_keys or mapping.output_keys:
+        names = set(attributes)
+    supplied_input = _first(attributes, (TRACE_INPUT, *mapping.input_keys), names)
+    supplied_output = _first(attributes, (TRACE_OUTPUT, *mapping.output_keys), names)
+    if supplied_input is None and supplied_output is None:
+        return {}
+    has_input = OBSERVATION_INPUT in names and attributes[OBSERVATION_INPUT] is not None
+    has_output = OBSERVATION_OUTPUT in names and attributes[OBSERVATION_OUTPUT] is not None
+    added: dict[str, object] = {}
+    if has_input or has_output:
+        # Langfuse already reads both sides from its keys: fill only an empty side.
+        if not has_input and supplied_input is not None:
+            added[OBSERVATION_INPUT] = supplied_input
+        if not has_output and supplied_output is not None:
+            added[OBSERVATION_OUTPUT] = supplied_output
+        return added
+    framework = _NO_IO
+    if (supplied_input is None or supplied_output is None) and may_have_framework_io(
+        attributes, scope_name, events
+    ):
+        framework = read_io(
+            {k: v for k, v in attributes.items() if k not in (TRACE_INPUT, TRACE_OUTPUT)},
+            scope_name,
+            events,
+        )
+    sides = (
+        (OBSERVATION_INPUT, supplied_input, framework.input, framework.input_key),
+        (OBSERVATION_OUTPUT, supplied_output, framework.output, framework.output_key),
+    )
+    for key, supplied, read, read_key in sides:
+        if supplied is not None:
+            added[key] = supplied
+        elif read is not None:
+            if read_key is None:
+                return {}  # composed by Langfuse: no single value to copy; add neither side
+            added[key] = attributes[read_key]
+    return added
+
+
 def root_additions(
     span: ReadableSpan, mapping: RootMapping, names: AbstractSet[str] | None = None
 ) -> dict[str, object]:
-    """The attributes a root span gains: trace name, and trace I/O for both server versions."""
+    """The attributes a root span gains: trace name, and root I/O for both server versions.
+    ``names``: the span's attribute keys among those the mapping reads, if known."""
     attributes = span.attributes or {}
-    if names is None or mapping.input_keys or mapping.output_keys:
+    if names is None:
         names = set(attributes)
     added: dict[str, object] = {}
     name = _trace_name(span, mapping.trace_name)
     if isinstance(name, str) and name and TRACE_NAME not in names:
         added[TRACE_NAME] = name
-    for trace_key, observation_key, keys in (
-        (TRACE_INPUT, OBSERVATION_INPUT, mapping.input_keys),
-        (TRACE_OUTPUT, OBSERVATION_OUTPUT, mapping.output_keys),
-    ):
-        value = _first(attributes, (trace_key, *keys), names)
-        if value is None:
-            continue
-        if trace_key not in names:
-            added[trace_key] = value  # v3 reads the trace key
-        if observation_key not in names:
-            added[observation_key] = value  # v4 reads the root observation's I/O
+    scope = span.instrumentation_scope
+    events = [(event.name, event.attributes or {}) for event in span.events]
+    added.update(root_io_additions(attributes, mapping, scope.name if scope else "", events, names))
     return added
 
 
@@ -204,8 +317,16 @@ def map_spans(
         user_id = _first(attributes, LANGFUSE_USER_KEYS, names)
         seen.append((span, attributes, names, session_id, user_id))
         if session_id is not None or user_id is not None:
-            _learn(learned, mixed, key, session_id, user_id)
+            _learn(
+                learned,
+                mixed,
+                key,
+                spreadable_id(session_id, mapping.max_id_length, "session"),
+                spreadable_id(user_id, mapping.max_id_length, "user"),
+            )
     result: list[ReadableSpan] = []
+    may_add = bool(mapping.trace_name or mapping.input_keys or mapping.output_keys)
+    mark_app_roots = mapping.mark_app_roots
     for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
         added: dict[str, object] = {}
         if session_id is None or user_id is None:
@@ -215,31 +336,39 @@ def map_spans(
                     added[LANGFUSE_SESSION_ID] = known_ids.session_id
                 if known_ids.user_id is not None and user_id is None:
                     added[LANGFUSE_USER_ID] = known_ids.user_id
-        if span.parent is None or (AS_ROOT in names and attributes[AS_ROOT] is True):
+        parent = span.parent
+        if mark_app_roots and parent is not None and parent.is_remote and IS_APP_ROOT not in names:
+            added[IS_APP_ROOT] = True  # app_root_additions, inlined on the per-span path
+        if (may_add or TRACE_INPUT in names or TRACE_OUTPUT in names) and (
+            span.parent is None
+            or (AS_ROOT in names and is_true(attributes[AS_ROOT]))
+            or is_true(added.get(IS_APP_ROOT))
+            or (IS_APP_ROOT in names and is_true(attributes[IS_APP_ROOT]))
+        ):
             added.update(root_additions(span, mapping, names))
         result.append(_MappedSpan(span, {**attributes, **added}) if added else span)
     return result, learned
 
 
 def _learn(
-    learned: dict[int, TraceIds], mixed: set[int], key: int, session_id: object, user_id: object
+    learned: dict[int, TraceIds],
+    mixed: set[int],
+    key: int,
+    session_id: str | None,
+    user_id: str | None,
 ) -> None:
-    """Merge a span's ids into what its request is known by; two sessions make it ambiguous."""
+    """Merge a span's valid ids into what its request is known by; two sessions make it
+    ambiguous."""
     previous = learned.get(key)
     if previous is None:
-        learned[key] = TraceIds(_text_or(None, session_id), _text_or(None, user_id))
+        if session_id is not None or user_id is not None:
+            learned[key] = TraceIds(session_id, user_id)
         return
     if (
-        isinstance(session_id, str)
+        session_id is not None
         and previous.session_id is not None
         and session_id != previous.session_id
     ):
         mixed.add(key)
     if previous.session_id is None or previous.user_id is None:
-        learned[key] = TraceIds(
-            _text_or(previous.session_id, session_id), _text_or(previous.user_id, user_id)
-        )
-
-
-def _text_or(earlier: str | None, value: object) -> str | None:
-    return earlier or (value if isinstance(value, str) else None)
+        learned[key] = TraceIds(previous.session_id or session_id, previous.user_id or user_id)

@@ -10,10 +10,12 @@ from collections.abc import Mapping
 from opentelemetry.baggage import _BAGGAGE_KEY  # the baggage slot: a dict get, not a copy
 from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import format_trace_id
 
 from ._logging import RateLimitedLog, logger
 from ._processor_check import note_processor
 from .attributes import (
+    BAGGAGE_LANGFUSE_TRACE_ID,
     DEFAULT_MAX_ID_LENGTH,
     DEFAULT_MAX_TRACKED_TRACES,
     DEFAULT_SESSION_BAGGAGE_KEYS,
@@ -25,6 +27,7 @@ from .attributes import (
     ENV_SESSION_BAGGAGE_KEYS,
     ENV_TRUST_REMOTE_BAGGAGE,
     ENV_USER_BAGGAGE_KEYS,
+    LANGFUSE_IS_APP_ROOT,
     LANGFUSE_SESSION_ID,
     LANGFUSE_USER_ID,
     SESSION_ATTRIBUTE_KEYS,
@@ -148,6 +151,8 @@ class SessionSpanProcessor(SpanProcessor):
         try:
             context = get_current() if parent_context is None else parent_context
             entries = context.get(_BAGGAGE_KEY)
+            if isinstance(entries, dict) and BAGGAGE_LANGFUSE_TRACE_ID in entries:
+                _note_upstream_root_claim(span, entries[BAGGAGE_LANGFUSE_TRACE_ID])
             # Spans of one scope share one (immutable) baggage mapping: the ids resolved for
             # the last span are reused by identity. A race between threads costs only a redo.
             last = self._last
@@ -262,6 +267,16 @@ class SessionSpanProcessor(SpanProcessor):
             return value
         self._log.warning(f"invalid-{what}", "Not stamping a %s id from baggage: %s", what, problem)
         return None
+
+
+def _note_upstream_root_claim(span: Span, claimed: object) -> None:
+    """An upstream Langfuse SDK claimed this trace's root (baggage ``langfuse_trace_id``): the
+    span starting under the remote parent is marked as no app root, so the exporter leaves it."""
+    parent = span.parent
+    if parent is None or not parent.is_remote:
+        return
+    if isinstance(claimed, str) and claimed.lower() == format_trace_id(span.context.trace_id):
+        span.set_attribute(LANGFUSE_IS_APP_ROOT, False)
 
 
 def _first_present(entries: Mapping[str, object], keys: tuple[str, ...]) -> object:

@@ -1,7 +1,7 @@
 """Score validation and freezing, at call time: a score Langfuse would reject never leaves the
 process, and nothing the caller does afterwards can change or break the one that does.
 
-Rules from Langfuse's score schema (``langfuse-contract.md`` §3): non-empty name; exactly one
+Rules from Langfuse's score schema: non-empty name; exactly one
 target; ``id`` of 1-800 characters without CR; NUMERIC a finite number, BOOLEAN 0 or 1 (a Python
 ``bool`` is sent as 1/0), CATEGORICAL a string, TEXT a string of 1-500 characters, CORRECTION a
 string without ``configId`` and never on a session (Langfuse would drop it silently); the data

@@ -1,75 +1,80 @@
 """What Langfuse shows for the spans it received: traces and sessions, by its own rules
-(``langfuse-contract.md`` §2): key priority per span, last non-empty value per trace, the trace
-name from ``langfuse.trace.name`` else the root span's name, trace I/O from the root observation
-(v4) or from ``langfuse.trace.input/output`` (v3)."""
+(``docs/langfuse-mapping.md``), with the rules themselves in :mod:`..langfuse_rules`.
+
+* ids: key priority per span, non-strings JSON-stringified, the last non-empty value written
+  wins; two different values written in one request are reported as ambiguous (v4 may show
+  either);
+* v4: roots are spans with no parent or ``langfuse.internal.is_app_root``; the trace name is the
+  last ``langfuse.trace.name`` on any span, else the root observation's name; trace I/O is the
+  root observation's I/O (``langfuse.trace.input/output`` are not read);
+* v3 (legacy): roots are spans with no parent or ``langfuse.internal.as_root``; a root writes the
+  trace's name and I/O (``langfuse.trace.*`` first, then the observation keys and framework keys),
+  any other span writes the ``langfuse.trace.name/input/output`` it carries.
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..mapping import (
+from ..langfuse_rules import (
     AS_ROOT,
-    LANGFUSE_SESSION_KEYS,
-    LANGFUSE_USER_KEYS,
-    OBSERVATION_INPUT,
-    OBSERVATION_OUTPUT,
+    IS_APP_ROOT,
     TRACE_INPUT,
     TRACE_NAME,
     TRACE_OUTPUT,
+    is_true,
+    langfuse_text,
+    observation_name,
+    read_io,
+    session_id_of,
+    user_id_of,
 )
 from ._otlp import ReceivedSpan
-
-#: Attributes the v4 server reads an observation's input/output from, in order.
-OBSERVATION_INPUT_KEYS = (
-    OBSERVATION_INPUT,
-    "input.value",
-    "gen_ai.input.messages",
-    "gen_ai.prompt",
-)
-OBSERVATION_OUTPUT_KEYS = (
-    OBSERVATION_OUTPUT,
-    "output.value",
-    "gen_ai.output.messages",
-    "gen_ai.completion",
-)
-
-
-def _text(value: object) -> str | None:
-    """Langfuse JSON-stringifies non-string values and skips empty strings."""
-    if value is None or value == "":
-        return None
-    return value if isinstance(value, str) else json.dumps(value)
-
-
-def _first(attributes: dict[str, Any], keys: Iterable[str]) -> str | None:
-    for key in keys:
-        value = _text(attributes.get(key))
-        if value is not None:
-            return value
-    return None
 
 
 def span_session_id(span: ReceivedSpan) -> str | None:
     """The session id Langfuse reads from one span (resource attributes are not read)."""
-    return _first(span.attributes, LANGFUSE_SESSION_KEYS)
+    return session_id_of(span.attributes)
 
 
 def span_user_id(span: ReceivedSpan) -> str | None:
     """The user id Langfuse reads from one span."""
-    return _first(span.attributes, LANGFUSE_USER_KEYS)
+    return user_id_of(span.attributes)
 
 
 def is_root(span: ReceivedSpan) -> bool:
-    """No parent span id, or ``langfuse.internal.as_root`` true. Remote parents don't count."""
-    return span.parent_span_id is None or span.attributes.get(AS_ROOT) is True
+    """A v4 root: no parent span id, or ``langfuse.internal.is_app_root`` true. A remote parent
+    alone does not make one."""
+    return span.parent_span_id is None or is_true(span.attributes.get(IS_APP_ROOT))
+
+
+def is_legacy_root(span: ReceivedSpan) -> bool:
+    """A v3 (legacy path) root: no parent span id, or ``langfuse.internal.as_root`` true."""
+    return span.parent_span_id is None or is_true(span.attributes.get(AS_ROOT))
+
+
+def span_io(span: ReceivedSpan, domain: str = "observation") -> tuple[str | None, str | None]:
+    """The (input, output) Langfuse reads from one span, as text."""
+    read = read_io(
+        span.attributes,
+        span.scope_name,
+        span.events,
+        "trace" if domain == "trace" else "observation",
+    )
+    return langfuse_text(read.input), langfuse_text(read.output)
 
 
 @dataclass
 class TraceView:
-    """A Langfuse trace: its spans (observations) in start order and the trace-level fields."""
+    """A Langfuse trace: its spans (observations) in start order and the trace-level fields.
+
+    ``name``/``input``/``output`` are what Langfuse v4 shows; ``name_v3``/``input_v3``/
+    ``output_v3`` what the legacy (v3) path shows. ``ambiguous_session_ids`` (and
+    ``ambiguous_user_ids``) list the different values written in the last request that wrote
+    one: Langfuse v4 may show any of them, so a test should not rely on ``session_id`` then.
+    """
 
     id: str
     spans: list[ReceivedSpan]
@@ -78,14 +83,22 @@ class TraceView:
     name: str | None = None
     input: str | None = None
     output: str | None = None
+    name_v3: str | None = None
     input_v3: str | None = None
     output_v3: str | None = None
     timestamp: int = 0
+    ambiguous_session_ids: tuple[str, ...] = ()
+    ambiguous_user_ids: tuple[str, ...] = ()
+
+    @property
+    def roots(self) -> list[ReceivedSpan]:
+        """The v4 root observations (no parent, or app roots), in start order."""
+        return [span for span in self.spans if is_root(span)]
 
     @property
     def root(self) -> ReceivedSpan | None:
-        """The root observation, if it arrived."""
-        return next((span for span in self.spans if is_root(span)), None)
+        """The (first) v4 root observation, if one arrived."""
+        return next(iter(self.roots), None)
 
     def span(self, name: str) -> ReceivedSpan:
         """The one span of this trace named ``name``."""
@@ -113,30 +126,72 @@ class SessionView:
         return sum(1 for span in self.spans if span_session_id(span) == self.id)
 
 
+def _last_written(
+    spans: Sequence[ReceivedSpan],
+    value_of: Any,  # noqa: ANN401 - a reader of one span
+) -> tuple[str | None, tuple[str, ...]]:
+    """The last non-empty value written, and the different values of the last request that
+    wrote one when there are several (v4 may show any of them)."""
+    last: str | None = None
+    batch: int | None = None
+    values: list[str] = []
+    for span in spans:
+        value = value_of(span)
+        if value is None:
+            continue
+        if span.batch != batch:
+            batch, values = span.batch, []
+        if value not in values:
+            values.append(value)
+        last = value
+    return last, tuple(sorted(values)) if len(values) > 1 else ()
+
+
+def _legacy_trace(trace: TraceView, arrived: Sequence[ReceivedSpan]) -> None:
+    """Name and I/O as the v3 path writes them, span by span: later non-empty values win."""
+    for span in arrived:
+        attributes = span.attributes
+        name = langfuse_text(attributes.get(TRACE_NAME))
+        if is_legacy_root(span):
+            name = name or observation_name(span.name, attributes)
+            io = span_io(span, "trace")
+        else:
+            io = (
+                langfuse_text(attributes.get(TRACE_INPUT)),
+                langfuse_text(attributes.get(TRACE_OUTPUT)),
+            )
+        trace.name_v3 = name or trace.name_v3
+        trace.input_v3 = io[0] if io[0] is not None else trace.input_v3
+        trace.output_v3 = io[1] if io[1] is not None else trace.output_v3
+
+
 def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
     """Group spans (in arrival order; a re-sent span replaces the earlier copy) into traces."""
     latest: dict[tuple[str, str], ReceivedSpan] = {}
     for span in arrivals:
         latest.pop((span.trace_id, span.span_id), None)
         latest[(span.trace_id, span.span_id)] = span
-    traces: dict[str, TraceView] = {}
+    arrived: dict[str, list[ReceivedSpan]] = {}
     for span in latest.values():
-        trace = traces.setdefault(span.trace_id, TraceView(span.trace_id, []))
-        trace.spans.append(span)
-        trace.session_id = span_session_id(span) or trace.session_id  # last non-empty wins
-        trace.user_id = span_user_id(span) or trace.user_id
-        trace.name = _text(span.attributes.get(TRACE_NAME)) or trace.name
-        trace.input_v3 = _text(span.attributes.get(TRACE_INPUT)) or trace.input_v3
-        trace.output_v3 = _text(span.attributes.get(TRACE_OUTPUT)) or trace.output_v3
-    for trace in traces.values():
-        trace.spans.sort(key=lambda span: span.start_time_unix_nano)
+        arrived.setdefault(span.trace_id, []).append(span)
+    traces: dict[str, TraceView] = {}
+    for trace_id, spans in arrived.items():
+        trace = traces[trace_id] = TraceView(trace_id, sorted(spans, key=_start))
         trace.timestamp = trace.spans[0].start_time_unix_nano
-        root = trace.root
-        if root is not None:
-            trace.name = trace.name or root.name
-            trace.input = _first(root.attributes, OBSERVATION_INPUT_KEYS)
-            trace.output = _first(root.attributes, OBSERVATION_OUTPUT_KEYS)
+        trace.session_id, trace.ambiguous_session_ids = _last_written(spans, span_session_id)
+        trace.user_id, trace.ambiguous_user_ids = _last_written(spans, span_user_id)
+        roots = [span for span in spans if is_root(span)]
+        root_name = next((observation_name(r.name, r.attributes) for r in reversed(roots)), None)
+        trace_name = _last_written(spans, lambda s: langfuse_text(s.attributes.get(TRACE_NAME)))
+        trace.name = trace_name[0] or root_name or None
+        if roots:
+            trace.input, trace.output = span_io(roots[-1])
+        _legacy_trace(trace, spans)
     return traces
+
+
+def _start(span: ReceivedSpan) -> int:
+    return span.start_time_unix_nano
 
 
 def build_sessions(

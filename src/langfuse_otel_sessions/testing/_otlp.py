@@ -35,6 +35,8 @@ class ReceivedSpan:
     end_time_unix_nano: int = 0
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
     status_code: int = 0
+    #: The number of the request that brought the span (the receiver counts them from 1).
+    batch: int = 0
 
 
 def any_value(value: AnyValue) -> Any:  # noqa: ANN401 - OTLP values are any JSON-like type
@@ -109,8 +111,9 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     return request
 
 
-def spans_of(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
-    """Flatten a request into spans; a span without trace or span id rejects the batch (v4)."""
+def spans_of(request: ExportTraceServiceRequest, batch: int = 0) -> list[ReceivedSpan]:
+    """Flatten a request into spans; a span without trace or span id rejects the batch (v4).
+    ``batch`` numbers the request, to tell values written together from later ones."""
     spans: list[ReceivedSpan] = []
     for resource_spans in request.resource_spans:
         resource = attributes_of(resource_spans.resource.attributes)
@@ -131,6 +134,7 @@ def spans_of(request: ExportTraceServiceRequest) -> list[ReceivedSpan]:
                         end_time_unix_nano=span.end_time_unix_nano,
                         events=tuple((e.name, attributes_of(e.attributes)) for e in span.events),
                         status_code=span.status.code,
+                        batch=batch,
                     )
                 )
     return spans

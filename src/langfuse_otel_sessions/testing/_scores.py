@@ -1,6 +1,6 @@
-"""Langfuse's score schema, as its ingestion validates it (see ``langfuse-contract.md`` §3).
+"""Langfuse's score schema, as its ingestion validates it.
 
-Written from the contract, independently of the package's own score validation, so that the
+Written from Langfuse's schema, independently of the package's own score validation, so that the
 receiver can catch what our client gets wrong. Numbers are what JavaScript's ``JSON.parse``
 reads: an integer beyond a double's range becomes ``Infinity``, which the schema refuses.
 """

@@ -1,8 +1,8 @@
 """`LangfuseReceiver`: an in-process HTTP server that answers like Langfuse's public API.
 
 Routes, auth, content types, compression, the ingestion version header and the answers follow
-``langfuse-contract.md``. Faults can be scripted per route; requests are recorded; queries give
-the traces and sessions Langfuse would show.
+Langfuse's public API. Faults can be scripted per route; requests are recorded; queries give
+the traces and sessions Langfuse would show (``docs/langfuse-mapping.md`` has the rules).
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ import base64
 import binascii
 import contextlib
 import gzip
+import itertools
 import json
 import socket
 import struct
@@ -103,6 +104,7 @@ class LangfuseReceiver:
         self._faults: dict[str, deque[Fault]] = {route: deque() for route in _ROUTES.values()}
         self._requests: list[RecordedRequest] = []
         self._arrivals = 0
+        self._batches = itertools.count(1)  # numbers accepted trace requests
         self._spans: list[ReceivedSpan] = []
         self._scores: dict[str, dict[str, Any]] = {}
         self._connections: set[socket.socket] = set()
@@ -286,7 +288,7 @@ class LangfuseReceiver:
         if version is not None and (not version.strip().isdigit() or int(version) > 4):
             return 400, {"error": "Invalid x-langfuse-ingestion-version header"}, [], []
         try:
-            spans = spans_of(parse_request(body, content_type))
+            spans = spans_of(parse_request(body, content_type), next(self._batches))
         except InvalidRequest as error:
             return 400, {"error": str(error)}, [], []
         if not spans:

@@ -59,6 +59,9 @@ def render_trace(trace: TraceView) -> list[str]:
         heading += f"  input={trace.input!r}"
     if trace.output is not None:
         heading += f"  output={trace.output!r}"
+    if trace.ambiguous_session_ids:
+        choices = " or ".join(trace.ambiguous_session_ids)
+        heading += f"  (session ambiguous: Langfuse may show either {choices})"
     return [heading, *("   " + line for line in _tree(trace.spans))]
 
 

@@ -1,0 +1,240 @@
+"""The mapping never makes Langfuse show less: root I/O both-or-neither, ids read the way
+Langfuse reads them, app roots marked like the Langfuse Python SDK marks them."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry import baggage, trace
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, format_trace_id
+
+from langfuse_otel_sessions import SessionSpanProcessor
+from langfuse_otel_sessions import mapping as mapping_module
+from langfuse_otel_sessions._logging import RateLimitedLog
+from langfuse_otel_sessions.langfuse_rules import read_io
+from langfuse_otel_sessions.mapping import RootMapping, map_spans
+from langfuse_otel_sessions.traces import TraceIds
+
+IS_APP_ROOT = "langfuse.internal.is_app_root"
+REMOTE_TRACE_ID = 0x5B8AA5A2D2C872E8321CF37308D69DF2
+REMOTE = SpanContext(REMOTE_TRACE_ID, 0x051581BF3CB55C13, True, TraceFlags(1))
+
+
+def finished(
+    build: Callable[[trace.Tracer], None], processor: SessionSpanProcessor | None = None
+) -> list[ReadableSpan]:
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider()
+    if processor is not None:
+        provider.add_span_processor(processor)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    build(provider.get_tracer("t"))
+    return list(exporter.get_finished_spans())
+
+
+def nothing_known(key: int, span: ReadableSpan) -> TraceIds | None:
+    return None
+
+
+def one_root(attributes: dict[str, object]) -> ReadableSpan:
+    (span,) = finished(lambda tracer: tracer.start_span("root", attributes=attributes).end())  # type: ignore[arg-type]
+    return span
+
+
+def shown(span: ReadableSpan) -> dict[str, tuple[object, object]]:
+    """What Langfuse shows as the trace's (input, output) on each server generation."""
+    attributes = dict(span.attributes or {})
+    v3 = read_io(attributes, domain="trace")
+    v4 = read_io(attributes)
+    return {"v3": (v3.input, v3.output), "v4": (v4.input, v4.output)}
+
+
+def mapped_root(attributes: dict[str, object], mapping: RootMapping | None = None) -> ReadableSpan:
+    (span,) = map_spans([one_root(attributes)], mapping or RootMapping(), nothing_known)[0]
+    return span
+
+
+# -- 1. adding root I/O never hides I/O ------------------------------------------------------
+
+
+def test_root_input_keys_do_not_erase_the_framework_output() -> None:
+    attributes: dict[str, object] = {"input.value": "hello", "output.value": "world"}
+    assert shown(one_root(attributes)) == {"v3": ("hello", "world"), "v4": ("hello", "world")}
+    span = mapped_root(attributes, RootMapping(input_keys=("input.value",)))
+    assert shown(span) == {"v3": ("hello", "world"), "v4": ("hello", "world")}
+
+
+def test_trace_input_with_a_framework_output_shows_both_on_both_generations() -> None:
+    attributes: dict[str, object] = {"langfuse.trace.input": "Q", "output.value": "W"}
+    before = shown(one_root(attributes))
+    assert before == {"v3": ("Q", None), "v4": (None, "W")}  # each generation hides a side
+    assert shown(mapped_root(attributes)) == {"v3": ("Q", "W"), "v4": ("Q", "W")}
+
+
+def test_a_composed_other_side_means_nothing_is_added() -> None:
+    attributes: dict[str, object] = {
+        "langfuse.trace.input": "Q",
+        "gen_ai.prompt.0.content": "hi",
+        "gen_ai.completion.0.content": "there",
+    }
+    span = mapped_root(attributes)
+    assert span.attributes == one_root(attributes).attributes  # neither side added
+
+
+def test_an_explicit_observation_side_is_completed_not_replaced() -> None:
+    attributes: dict[str, object] = {
+        "langfuse.observation.input": "own",
+        "langfuse.trace.output": "answer",
+        "output.value": "framework",
+    }
+    assert shown(mapped_root(attributes))["v4"] == ("own", "answer")
+
+
+IO_KEYS = (
+    "langfuse.trace.input",
+    "langfuse.trace.output",
+    "langfuse.observation.input",
+    "langfuse.observation.output",
+    "input.value",
+    "output.value",
+    "traceloop.entity.input",
+    "traceloop.entity.output",
+    "gen_ai.input.messages",
+    "gen_ai.output.messages",
+    "gen_ai.prompt.0.content",
+    "gen_ai.completion.0.content",
+    "custom.in",
+    "custom.out",
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    attributes=st.dictionaries(st.sampled_from(IO_KEYS), st.sampled_from(["", "a", "b"])),
+    input_keys=st.lists(st.sampled_from(IO_KEYS), max_size=2),
+    output_keys=st.lists(st.sampled_from(IO_KEYS), max_size=2),
+)
+def test_the_mapping_never_hides_a_side_langfuse_showed(
+    attributes: dict[str, object], input_keys: list[str], output_keys: list[str]
+) -> None:
+    before = shown(one_root(attributes))
+    mapping = RootMapping(input_keys=tuple(input_keys), output_keys=tuple(output_keys))
+    after = shown(mapped_root(attributes, mapping))
+    for generation in ("v3", "v4"):
+        for side in (0, 1):
+            if before[generation][side] not in (None, ""):
+                assert after[generation][side] not in (None, ""), (generation, side, after)
+
+
+# -- 2. ids the way Langfuse reads them -----------------------------------------------------
+
+
+def test_a_non_string_session_id_completes_the_trace_as_langfuse_reads_it() -> None:
+    def build(tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("root"):
+            tracer.start_span("llm", attributes={"session.id": 42, "user.id": True}).end()
+
+    mapped, learned = map_spans(finished(build), RootMapping(), nothing_known)
+    root = next(span for span in mapped if span.name == "root")
+    assert (root.attributes or {})["langfuse.session.id"] == "42"
+    assert (root.attributes or {})["langfuse.user.id"] == "true"
+    assert list(learned.values()) == [TraceIds("42", "true")]
+
+
+def test_an_oversized_session_id_is_neither_spread_nor_remembered(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(mapping_module, "_log", RateLimitedLog())  # earlier tests' warnings
+    huge = "s" * 100_000
+
+    def build(tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("root"):
+            tracer.start_span("llm", attributes={"session.id": huge}).end()
+
+    mapped, learned = map_spans(finished(build), RootMapping(), nothing_known)
+    root = next(span for span in mapped if span.name == "root")
+    assert "langfuse.session.id" not in (root.attributes or {})
+    assert learned == {}
+    assert "longer than 200 characters" in caplog.text
+    assert huge not in caplog.text
+
+
+def test_a_control_character_in_a_learnt_user_id_is_not_spread() -> None:
+    def build(tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("root"):
+            tracer.start_span("llm", attributes={"session.id": "s1", "user.id": "u\n1"}).end()
+
+    mapped, learned = map_spans(finished(build), RootMapping(), nothing_known)
+    assert list(learned.values()) == [TraceIds("s1", None)]
+    root = next(span for span in mapped if span.name == "root")
+    assert "langfuse.user.id" not in (root.attributes or {})
+
+
+# -- 3. app roots ---------------------------------------------------------------------------
+
+
+def under_remote_parent(tracer: trace.Tracer, context: Context | None = None) -> None:
+    parent = trace.set_span_in_context(NonRecordingSpan(REMOTE), context)
+    with tracer.start_as_current_span("POST /chat", context=parent, attributes={"a": 1}):
+        tracer.start_span("llm").end()
+
+
+def test_the_first_span_under_a_remote_parent_becomes_the_app_root() -> None:
+    mapped, _ = map_spans(finished(under_remote_parent), RootMapping(), nothing_known)
+    attributes = {span.name: dict(span.attributes or {}) for span in mapped}
+    assert attributes["POST /chat"][IS_APP_ROOT] is True
+    assert IS_APP_ROOT not in attributes["llm"]
+
+
+def test_an_app_root_gets_the_root_additions() -> None:
+    mapping = RootMapping(trace_name=lambda span: "chat")
+    mapped, _ = map_spans(finished(under_remote_parent), mapping, nothing_known)
+    server = next(span for span in mapped if span.name == "POST /chat")
+    assert (server.attributes or {})["langfuse.trace.name"] == "chat"
+
+
+def test_true_roots_and_local_children_are_not_marked() -> None:
+    def local(tracer: trace.Tracer) -> None:
+        with tracer.start_as_current_span("root"):
+            tracer.start_span("child").end()
+
+    mapped, _ = map_spans(finished(local), RootMapping(), nothing_known)
+    assert all(IS_APP_ROOT not in (span.attributes or {}) for span in mapped)
+
+
+def test_marking_app_roots_can_be_turned_off() -> None:
+    mapping = RootMapping(mark_app_roots=False)
+    mapped, _ = map_spans(finished(under_remote_parent), mapping, nothing_known)
+    assert all(IS_APP_ROOT not in (span.attributes or {}) for span in mapped)
+
+
+def test_an_upstream_langfuse_sdk_claim_keeps_the_local_root_from_being_an_app_root() -> None:
+    claim = baggage.set_baggage("langfuse_trace_id", format_trace_id(REMOTE_TRACE_ID).upper())
+    processor = SessionSpanProcessor(guard_remote_baggage=False)
+    spans = finished(lambda tracer: under_remote_parent(tracer, claim), processor)
+    mapped, _ = map_spans(spans, RootMapping(), nothing_known)
+    server = next(span for span in mapped if span.name == "POST /chat")
+    assert (server.attributes or {})[IS_APP_ROOT] is False
+
+
+def test_a_claim_for_another_trace_does_not_count() -> None:
+    claim = baggage.set_baggage("langfuse_trace_id", "0" * 32)
+    processor = SessionSpanProcessor(guard_remote_baggage=False)
+    spans = finished(lambda tracer: under_remote_parent(tracer, claim), processor)
+    mapped, _ = map_spans(spans, RootMapping(), nothing_known)
+    server = next(span for span in mapped if span.name == "POST /chat")
+    assert (server.attributes or {})[IS_APP_ROOT] is True
+
+
+def test_the_mapping_logs_nothing_for_app_roots(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    map_spans(finished(under_remote_parent), RootMapping(), nothing_known)
+    assert caplog.records == []

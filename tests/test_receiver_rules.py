@@ -1,0 +1,160 @@
+"""The receiver's v3 and v4 views follow Langfuse's reading rules, for what users' frameworks
+send as much as for what we send (raw OTLP/JSON posted to the receiver)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from langfuse_otel_sessions.testing import (
+    LangfuseReceiver,
+    TraceView,
+    langfuse_receiver,
+    render_trace,
+)
+
+from .test_receiver import TRACES, post
+
+__all__ = ["langfuse_receiver"]
+
+TRACE_ID = "8f1e2d3c4b5a69788796a5b4c3d2e1f0"
+ROOT = "00000000000000a1"
+
+
+def value(raw: object) -> dict[str, Any]:
+    if isinstance(raw, bool):
+        return {"boolValue": raw}
+    if isinstance(raw, int):
+        return {"intValue": str(raw)}
+    return {"stringValue": raw}
+
+
+def span(
+    span_id: str, name: str, parent: str | None = None, **attributes: object
+) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "traceId": TRACE_ID,
+        "spanId": span_id,
+        "name": name,
+        "startTimeUnixNano": str(int(span_id, 16)),
+        "endTimeUnixNano": str(int(span_id, 16) + 1),
+        "attributes": [
+            {"key": key.replace("__", ".").replace("_colon_", ":"), "value": value(raw)}
+            for key, raw in attributes.items()
+        ],
+    }
+    if parent is not None:
+        document["parentSpanId"] = parent
+    return document
+
+
+def send(receiver: LangfuseReceiver, *spans: dict[str, Any], scope: str = "") -> TraceView:
+    body = {
+        "resourceSpans": [
+            {"resource": {}, "scopeSpans": [{"scope": {"name": scope}, "spans": list(spans)}]}
+        ]
+    }
+    assert post(receiver, TRACES, json.dumps(body).encode())[0] == 200
+    return receiver.traces()[TRACE_ID]
+
+
+@pytest.mark.parametrize(
+    ("attributes", "name"),
+    [
+        ({}, "span name"),
+        ({"gen_ai__tool__name": "search"}, "search"),
+        ({"genkit_colon_name": "flow", "logfire__msg": "msg"}, "flow"),
+        ({"logfire__msg": "agent run", "ai__toolCall__name": "tool"}, "agent run"),
+        ({"ai__toolCall__name": "weather"}, "weather"),
+        ({"ai__operationId": "ai.generateText"}, "ai.generateText"),
+        (
+            {"ai__operationId": "ai.generateText", "ai__telemetry__functionId": "chat"},
+            "chat:ai.generateText",
+        ),
+        ({"gen_ai__tool__name": "", "logfire__msg": "fallback"}, "fallback"),
+    ],
+)
+def test_the_trace_name_comes_from_the_root_observation_name(
+    langfuse_receiver: LangfuseReceiver, attributes: dict[str, object], name: str
+) -> None:
+    shown = send(langfuse_receiver, span(ROOT, "span name", **attributes))
+    assert shown.name == shown.name_v3 == name
+
+
+def test_a_trace_name_on_any_span_wins(langfuse_receiver: LangfuseReceiver) -> None:
+    shown = send(
+        langfuse_receiver,
+        span(ROOT, "root", gen_ai__tool__name="tool"),
+        span("00000000000000a2", "child", ROOT, langfuse__trace__name="chosen"),
+    )
+    assert shown.name == shown.name_v3 == "chosen"
+
+
+def test_legacy_root_io_falls_back_to_observation_and_framework_keys(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    shown = send(
+        langfuse_receiver,
+        span(ROOT, "root", langfuse__observation__input="obs-in", output__value="framework"),
+    )
+    assert (shown.input_v3, shown.output_v3) == ("obs-in", None)  # both-or-neither
+    assert (shown.input, shown.output) == ("obs-in", None)
+
+
+def test_framework_io_when_no_langfuse_key_is_there(langfuse_receiver: LangfuseReceiver) -> None:
+    shown = send(
+        langfuse_receiver,
+        span(ROOT, "root", traceloop__entity__input="t-in", output__value="o-out"),
+    )
+    assert (shown.input, shown.output) == ("t-in", None)  # Traceloop's pair is read first
+    assert (shown.input_v3, shown.output_v3) == ("t-in", None)
+
+
+def test_trace_keys_on_a_legacy_root_win_on_v3_only(langfuse_receiver: LangfuseReceiver) -> None:
+    shown = send(
+        langfuse_receiver, span(ROOT, "root", langfuse__trace__input="Q", output__value="W")
+    )
+    assert (shown.input_v3, shown.output_v3) == ("Q", None)
+    assert (shown.input, shown.output) == (None, "W")
+
+
+def test_app_roots_count_on_v4_and_as_root_on_v3(langfuse_receiver: LangfuseReceiver) -> None:
+    remote = "00000000000000ff"
+    shown = send(
+        langfuse_receiver,
+        span("00000000000000b1", "app", remote, langfuse__internal__is_app_root=True),
+        span("00000000000000b2", "legacy", remote, langfuse__internal__as_root="true"),
+    )
+    assert [root.name for root in shown.roots] == ["app"]
+    assert shown.name == "app"
+    assert shown.name_v3 == "legacy"
+
+
+def test_non_string_ids_are_stringified(langfuse_receiver: LangfuseReceiver) -> None:
+    shown = send(langfuse_receiver, span(ROOT, "root", session__id=42, user__id=True))
+    assert (shown.session_id, shown.user_id) == ("42", "true")
+    assert list(langfuse_receiver.sessions()) == ["42"]
+
+
+def test_two_sessions_in_one_request_are_reported_as_ambiguous(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    shown = send(
+        langfuse_receiver,
+        span(ROOT, "root", langfuse__session__id="a"),
+        span("00000000000000a2", "child", ROOT, langfuse__session__id="b"),
+    )
+    assert shown.ambiguous_session_ids == ("a", "b")
+    assert "Langfuse may show either a or b" in "\n".join(render_trace(shown))
+
+
+def test_a_later_request_settles_the_session(langfuse_receiver: LangfuseReceiver) -> None:
+    send(
+        langfuse_receiver,
+        span(ROOT, "root", langfuse__session__id="a"),
+        span("00000000000000a2", "child", ROOT, langfuse__session__id="b"),
+    )
+    shown = send(langfuse_receiver, span("00000000000000a3", "late", ROOT, session__id="c"))
+    assert (shown.session_id, shown.ambiguous_session_ids) == ("c", ())
