@@ -36,6 +36,7 @@ from .late_sessions import late_session_max_spans as late_session_max_spans_opti
 from .late_sessions import late_session_seconds as late_session_seconds_option
 from .local_requests import known_ids
 from .mapping import RootMapping, TraceName, map_spans
+from .outbound import trace_claims
 from .retry import otlp_policy, post_with_retries
 from .traces import TraceIds, TraceSessions
 from .transport import HttpTransport, Reply
@@ -194,6 +195,8 @@ class LangfuseSpanExporter(SpanExporter):
             ),
             max_id_length=env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH),
         )
+        if self._mapping.mark_app_roots and self._route.problem is None:
+            trace_claims.register(self)  # outgoing requests claim the trace's root upstream
         self._recent = TraceSessions(remembered_traces)
         self.late_sessions = LateSessionHold(
             late_session_seconds_option(late_session_seconds),
@@ -304,6 +307,7 @@ class LangfuseSpanExporter(SpanExporter):
         within the timeout)."""
         if self._shut_down:
             return
+        trace_claims.discard(self)
         held = self.late_sessions.drain()
         if held:
             self._send(held)
