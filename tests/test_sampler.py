@@ -425,3 +425,17 @@ def test_a_sampler_without_a_processor_reads_what_current_session_id_reads() -> 
     tracer.start_span("forged", context=forged).end()
     assert [s.name for s in memory.get_finished_spans()] == ["scoped"]
     assert len(readers()) == before  # the sampler registers no reader of its own
+
+
+def test_a_failure_while_reading_the_session_never_reaches_the_app(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Broken(SessionSpanProcessor):
+        def ids_in(self, context: Context | None = None) -> None:  # type: ignore[override]
+            raise RuntimeError("a bug while reading baggage")
+
+    sampled = Sampled(SessionSampler(0.5, fallback=ALWAYS_ON), Broken(guard_remote_baggage=False))
+    with caplog.at_level(logging.ERROR, "langfuse_otel_sessions"), session(_a_session(False)):
+        sampled.tracer.start_span("still created").end()  # the fallback decided
+    assert "still created" in sampled.names()
+    assert "SessionSampler could not read the session" in caplog.text

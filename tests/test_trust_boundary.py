@@ -97,7 +97,9 @@ def test_trust_from_the_environment_lets_baggage_through_unchanged(
 ) -> None:
     monkeypatch.setenv("LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE", "true")
     traced = make_traced()
-    assert not isinstance(propagate.get_global_textmap(), BaggageGuard)
+    guard = propagate.get_global_textmap()
+    assert isinstance(guard, BaggageGuard)  # for the outbound policy; extract passes through
+    assert guard.trusted
     with serve_wsgi(backend(traced)) as url:
         answer = get(url, {"baggage": FORGED})
     assert answer["session"] == "victim"
@@ -128,8 +130,9 @@ def test_the_apps_own_middleware_setting_baggage_is_trusted() -> None:
 
 @pytest.mark.parametrize(("trusted", "expected"), [(False, None), (True, "conv-9")])
 def test_session_travels_between_two_services_and_is_accepted_only_when_trusted(
-    trusted: bool, expected: str | None
+    monkeypatch: pytest.MonkeyPatch, trusted: bool, expected: str | None
 ) -> None:
+    monkeypatch.setenv("LANGFUSE_OTEL_PROPAGATE_SESSION_TO", "*")  # the sender opts in
     sender = make_traced(guard_remote_baggage=False)
     receiver = make_traced(trust_remote_baggage=trusted)
     with serve_wsgi(backend(receiver)) as back_url:
@@ -196,11 +199,17 @@ def test_otel_propagators_variable_selects_the_guarded_propagator() -> None:
     assert out.strip() == "{'tenant': 'acme'}"
 
 
-def test_processor_with_trust_does_not_install_the_guard() -> None:
+def test_processor_with_trust_installs_a_transparent_guard_and_the_stricter_wins() -> None:
     before = propagate.get_global_textmap()
-    SessionSpanProcessor(trust_remote_baggage=True)
     SessionSpanProcessor(guard_remote_baggage=False)
     assert propagate.get_global_textmap() is before
+    SessionSpanProcessor(trust_remote_baggage=True)
+    guard = propagate.get_global_textmap()
+    assert isinstance(guard, BaggageGuard)  # it applies the outbound policy
+    assert guard.trusted
+    assert guard.inner is before
+    SessionSpanProcessor()
+    assert guard.trusted is False
 
 
 def test_an_app_whose_first_import_is_this_package_starts_with_the_guarded_propagator() -> None:

@@ -1,5 +1,6 @@
 """The front service: decides the session from the X-Session-Id header and calls the back
-service with an instrumented HTTP client, which sends the session along in baggage.
+service with an instrumented HTTP client, which sends the session along in baggage (it opted
+in for the back service's host: by default the ids this package writes are sent nowhere).
 
 ``python front.py PORT BACK_URL`` serves it (``run.py`` starts it for you).
 """
@@ -7,6 +8,7 @@ service with an instrumented HTTP client, which sends the session along in bagga
 from __future__ import annotations
 
 import sys
+from urllib.parse import urlsplit
 
 import httpx
 import uvicorn
@@ -20,8 +22,12 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from langfuse_otel_sessions import ASGISessionMiddleware, LangfuseSpanExporter, SessionSpanProcessor
 
+BACK = sys.argv[2] if len(sys.argv) > 2 else "http://127.0.0.1:8001"
+
 provider = TracerProvider(resource=Resource.create({"service.name": "front"}))
-provider.add_span_processor(SessionSpanProcessor())  # untrusting: the edge of the system
+# Untrusting (the edge of the system), and the session goes to the back service only: calls to
+# any other host (an LLM API, say) carry no session or user id.
+provider.add_span_processor(SessionSpanProcessor(propagate_session_to=[urlsplit(BACK).netloc]))
 provider.add_span_processor(BatchSpanProcessor(LangfuseSpanExporter()))
 trace.set_tracer_provider(provider)
 HTTPXClientInstrumentor().instrument()
@@ -29,7 +35,6 @@ HTTPXClientInstrumentor().instrument()
 app = FastAPI()
 app.add_middleware(ASGISessionMiddleware)
 FastAPIInstrumentor.instrument_app(app)
-BACK = sys.argv[2] if len(sys.argv) > 2 else "http://127.0.0.1:8001"
 
 
 @app.get("/ask")

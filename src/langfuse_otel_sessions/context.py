@@ -22,6 +22,7 @@ from .attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID
 from .environment import env_positive_int
 from .ids import check_id, id_problem
 from .keys import known_keys
+from .outbound import with_own_entries
 from .propagator import withheld_remote_entries
 from .scope_entries import Root, decorate, enter, leave
 from .session import Session
@@ -62,9 +63,7 @@ def _with_entries(
     for rival in rivals:
         if rival not in keys and baggage.get_baggage(rival, context) is not None:
             context = baggage.remove_baggage(rival, context)
-    for key in keys:
-        context = baggage.set_baggage(key, value, context)
-    return context
+    return with_own_entries(context, dict.fromkeys(keys, value))
 
 
 class SessionScope:

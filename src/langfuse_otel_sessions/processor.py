@@ -5,7 +5,7 @@ Hot path: no I/O, no raising, a handful of dict look-ups per span.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.baggage import _BAGGAGE_KEY  # the baggage slot: a dict get, not a copy
@@ -39,6 +39,7 @@ from .errors import ConfigurationError
 from .ids import id_problem
 from .keys import IdKeys, register_reader
 from .local_requests import REQUEST_SLOT, TAGGABLE, LocalRequest, request_of
+from .outbound import resolve_outbound_policy
 from .propagator import WITHHELD_REMOTE_ENTRIES, install_baggage_guard
 from .trace_attributes import Stamps, stamps_of
 from .traces import TraceIds
@@ -82,8 +83,12 @@ class SessionSpanProcessor(SpanProcessor):
       (``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, false);
     * ``max_tracked_traces``: no longer used (the fallback memory is per local request and
       freed with its spans); accepted for compatibility;
-    * ``guard_remote_baggage``: when not trusting, wrap the global propagator in a
-      :class:`~langfuse_otel_sessions.propagator.BaggageGuard` (default ``True``).
+    * ``propagate_session_to``: hosts that outgoing requests may carry the session/user ids
+      this package wrote to (``["api.internal", "*.svc.cluster.local"]``, ``["*"]`` for all;
+      ``LANGFUSE_OTEL_PROPAGATE_SESSION_TO``; default: none — see ``docs/outbound-propagation.md``);
+    * ``guard_remote_baggage``: wrap the global propagator in a
+      :class:`~langfuse_otel_sessions.propagator.BaggageGuard` (default ``True``), which withholds
+      remote ids unless trusting and applies the outbound policy.
     """
 
     def __init__(
@@ -97,6 +102,7 @@ class SessionSpanProcessor(SpanProcessor):
         trust_remote_baggage: bool | None = None,
         max_tracked_traces: int | None = None,
         guard_remote_baggage: bool = True,
+        propagate_session_to: Sequence[str] | None = None,
     ) -> None:
         self.session_keys = _keys_option(
             "session_keys", session_keys, ENV_SESSION_BAGGAGE_KEYS, DEFAULT_SESSION_BAGGAGE_KEYS
@@ -146,8 +152,13 @@ class SessionSpanProcessor(SpanProcessor):
 
         self._log = RateLimitedLog()
         self._told_about_remote = False
-        if guard_remote_baggage and not self.trust_remote_baggage:
-            install_baggage_guard()
+        if propagate_session_to is not None:
+            resolve_outbound_policy(propagate_session_to)  # a bad argument raises here
+        if guard_remote_baggage:
+            install_baggage_guard(
+                trust_remote_baggage=self.trust_remote_baggage,
+                propagate_session_to=propagate_session_to,
+            )
         note_processor(self)  # session() warns when no processor exists at all
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:  # noqa: PLR0912, PLR0915 - hot path inlined on purpose: see benchmarks/span_processor.py

@@ -20,6 +20,9 @@ context starts where the wrapped propagator starts), the same other entries, ``i
 ``fields`` unchanged. One exception, private to this package: the entries our own session
 middleware wrote into the header of the request it is handling (it vouches for them in the
 context) pass, so that the middleware may sit outside OpenTelemetry's server instrumentation.
+
+On the way out, ``inject`` applies the outbound policy (:mod:`.outbound`): the ids this package
+wrote — the vouched entries included — are not sent unless the user opted in.
 """
 
 from __future__ import annotations
@@ -37,6 +40,7 @@ from ._logging import RateLimitedLog, logger
 from .attributes import ENV_TRUST_REMOTE_BAGGAGE
 from .environment import env_bool
 from .keys import guarded_keys, member_key, member_value, split_members
+from .outbound import mark_own, outbound_context, resolve_outbound_policy
 
 #: Context slot holding the session/user entries withheld from remote baggage.
 WITHHELD_REMOTE_ENTRIES = create_key("langfuse-otel-sessions.withheld-remote-baggage")
@@ -64,6 +68,17 @@ def vouch(context: Context, entries: Mapping[str, str]) -> Context:
 def _vouched() -> Mapping[str, object]:
     entries = get_value(VOUCHED_ENTRIES, get_current())
     return entries if isinstance(entries, Mapping) else _EMPTY
+
+
+def _own_vouched(extracted: Context) -> Context:
+    """``extracted`` with the vouched entries it holds recorded as this package's (they are the
+    ids our middleware decided), so the outbound policy applies to them."""
+    vouched = _vouched()
+    if not vouched:
+        return extracted
+    present = baggage.get_all(extracted)
+    mine = {key: value for key, value in vouched.items() if present.get(key) == value}
+    return mark_own(extracted, mine) if mine else extracted
 
 
 def separate_members(header: str, guarded: frozenset[str] | None = None) -> tuple[str, list[str]]:
@@ -136,15 +151,31 @@ class SessionBaggagePropagator(W3CBaggagePropagator):
 
     Registered as the ``langfuse_baggage`` entry point:
     ``OTEL_PROPAGATORS=tracecontext,langfuse_baggage``.
-    Trust comes from ``trust_remote_baggage`` or ``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``.
+    Trust comes from ``trust_remote_baggage`` or ``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``; where
+    the ids this package wrote may be injected, from ``propagate_session_to`` or
+    ``LANGFUSE_OTEL_PROPAGATE_SESSION_TO`` (default: nowhere).
     """
 
-    def __init__(self, trust_remote_baggage: bool | None = None) -> None:
+    def __init__(
+        self,
+        trust_remote_baggage: bool | None = None,
+        *,
+        propagate_session_to: Sequence[str] | None = None,
+    ) -> None:
         self._trusted = (
             env_bool(ENV_TRUST_REMOTE_BAGGAGE, False)
             if trust_remote_baggage is None
             else trust_remote_baggage
         )
+        self.outbound = resolve_outbound_policy(propagate_session_to)
+
+    def inject(
+        self,
+        carrier: textmap.CarrierT,
+        context: Context | None = None,
+        setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
+    ) -> None:
+        super().inject(carrier, outbound_context(context, self.outbound), setter)
 
     def extract(
         self,
@@ -153,7 +184,7 @@ class SessionBaggagePropagator(W3CBaggagePropagator):
         getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
     ) -> Context:
         if self._trusted:
-            return super().extract(carrier, context, getter)
+            return _own_vouched(super().extract(carrier, context, getter))
         guarded = _GuardedGetter(getter)
         extracted = super().extract(carrier, context, guarded)
         return _finish(extracted, context, guarded)
@@ -161,16 +192,26 @@ class SessionBaggagePropagator(W3CBaggagePropagator):
 
 class BaggageGuard(textmap.TextMapPropagator):
     """Wraps any propagator (usually the global composite) and withholds the remote session and
-    user entries of the ``baggage`` header from it. ``inject`` and ``fields`` are the wrapped
-    propagator's; ``extract`` starts from the same context the wrapped one starts from.
+    user entries of the ``baggage`` header from it (unless ``trust_remote_baggage``); ``extract``
+    starts from the same context the wrapped one starts from. ``inject`` is the wrapped
+    propagator's under the outbound policy (``propagate_session_to``, default from
+    ``LANGFUSE_OTEL_PROPAGATE_SESSION_TO``: nowhere); ``fields`` are the wrapped propagator's.
 
     Entries another propagator brings in some other way (not through the ``baggage`` header)
     are checked after the fact: a session or user entry that was not in the context extraction
     started from is withheld too.
     """
 
-    def __init__(self, inner: textmap.TextMapPropagator) -> None:
+    def __init__(
+        self,
+        inner: textmap.TextMapPropagator,
+        *,
+        trust_remote_baggage: bool = False,
+        propagate_session_to: Sequence[str] | None = None,
+    ) -> None:
         self.inner = inner
+        self.trusted = trust_remote_baggage
+        self.outbound = resolve_outbound_policy(propagate_session_to)
 
     def extract(
         self,
@@ -178,6 +219,8 @@ class BaggageGuard(textmap.TextMapPropagator):
         context: Context | None = None,
         getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
     ) -> Context:
+        if self.trusted:
+            return _own_vouched(self.inner.extract(carrier, context, getter))
         guarded = _GuardedGetter(getter)
         extracted = self.inner.extract(carrier, context, guarded)
         return _finish(extracted, context, guarded)
@@ -188,7 +231,7 @@ class BaggageGuard(textmap.TextMapPropagator):
         context: Context | None = None,
         setter: textmap.Setter[textmap.CarrierT] = textmap.default_setter,
     ) -> None:
-        self.inner.inject(carrier, context, setter)
+        self.inner.inject(carrier, outbound_context(context, self.outbound), setter)
 
     @property
     def fields(self) -> set[str]:
@@ -214,18 +257,22 @@ def _finish(extracted: Context, context: Context | None, getter: _GuardedGetter[
                     extracted = baggage.set_baggage(key, start[key], extracted)
                 else:
                     extracted = baggage.remove_baggage(key, extracted)
-        return _record_withheld(extracted, withheld)
+        return _own_vouched(_record_withheld(extracted, withheld))
     except Exception:  # noqa: BLE001 - never raise into the host application
         _log.exception("guard", "Could not separate remote session baggage; ignoring it all")
         return Context() if context is None else context
 
 
-def install_baggage_guard() -> bool:
+def install_baggage_guard(
+    *, trust_remote_baggage: bool = False, propagate_session_to: Sequence[str] | None = None
+) -> bool:
     """Wrap the global propagator in a :class:`BaggageGuard` unless it already is one.
 
     Returns ``True`` when it installed the guard. Instrumentations call
-    ``opentelemetry.propagate.extract``, which reads the global propagator at each request, so
-    the guard applies from the next request on.
+    ``opentelemetry.propagate.extract``/``inject``, which read the global propagator at each
+    request, so the guard applies from the next request on. An explicit ``propagate_session_to``
+    also replaces the outbound policy of a guard already installed; an untrusting call makes a
+    trusting guard untrusting (the stricter wins).
     """
     # Imported here: ``opentelemetry.propagate`` loads the propagators named in OTEL_PROPAGATORS
     # when first imported, ``langfuse_baggage`` (this module) among them.
@@ -233,7 +280,17 @@ def install_baggage_guard() -> bool:
 
     current = propagate.get_global_textmap()
     if isinstance(current, BaggageGuard):
+        if not trust_remote_baggage:
+            current.trusted = False
+        if propagate_session_to is not None:
+            current.outbound = resolve_outbound_policy(propagate_session_to)
         return False
-    propagate.set_global_textmap(BaggageGuard(current))
+    propagate.set_global_textmap(
+        BaggageGuard(
+            current,
+            trust_remote_baggage=trust_remote_baggage,
+            propagate_session_to=propagate_session_to,
+        )
+    )
     logger.debug("Guarding remote session baggage around %s", type(current).__name__)
     return True

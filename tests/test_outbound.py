@@ -1,0 +1,194 @@
+"""Nothing leaks out by default: a real instrumented httpx client calls a loopback "third party"
+that records the headers it receives."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import httpx
+import pytest
+from opentelemetry import baggage, context
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+
+from langfuse_otel_sessions import ConfigurationError, WSGISessionMiddleware, session
+from langfuse_otel_sessions.propagator import SessionBaggagePropagator
+
+from .conftest import Traced, make_traced
+from .servers import serve_wsgi
+
+
+def third_party(received: list[str | None]) -> Any:
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        received.append(environ.get("HTTP_BAGGAGE"))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps({"ok": True}).encode()]
+
+    return app
+
+
+@contextmanager
+def instrumented_client(traced: Traced) -> Iterator[httpx.Client]:
+    client = httpx.Client()
+    HTTPXClientInstrumentor.instrument_client(client, tracer_provider=traced.provider)
+    try:
+        yield client
+    finally:
+        HTTPXClientInstrumentor.uninstrument_client(client)
+        client.close()
+
+
+def baggage_sent(traced: Traced, url: str, received: list[str | None]) -> str:
+    with instrumented_client(traced) as client:
+        client.get(url)
+    return received.pop() or ""
+
+
+def test_session_and_user_from_session_are_not_sent_by_default(traced: Traced) -> None:
+    received: list[str | None] = []
+    with serve_wsgi(third_party(received)) as url, session("conv-1", user_id="alice@example.com"):
+        sent = baggage_sent(traced, url, received)
+    assert "conv-1" not in sent
+    assert "alice" not in sent
+    assert "langfuse_session_id" not in sent
+
+
+def test_the_apps_own_baggage_still_propagates(traced: Traced) -> None:
+    received: list[str | None] = []
+    with serve_wsgi(third_party(received)) as url:
+        token = context.attach(baggage.set_baggage("tenant", "acme"))
+        try:
+            with session("conv-1"):
+                inside = baggage_sent(traced, url, received)
+            own = baggage.set_baggage("langfuse_session_id", "app-decided")
+            token2 = context.attach(own)
+            try:
+                app_session = baggage_sent(traced, url, received)
+            finally:
+                context.detach(token2)
+        finally:
+            context.detach(token)
+    assert inside == "tenant=acme"
+    assert "langfuse_session_id=app-decided" in app_session
+
+
+def test_the_session_the_middleware_decided_is_not_sent(traced: Traced) -> None:
+    received: list[str | None] = []
+    with serve_wsgi(third_party(received)) as third:
+
+        def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            sent = baggage_sent(traced, third, received)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [sent.encode()]
+
+        front = WSGISessionMiddleware(app, user_header="X-User-Id")
+        with serve_wsgi(front) as url:
+            answer = httpx.get(url, headers={"X-Session-Id": "s-9", "X-User-Id": "bob"})
+    assert answer.text == ""
+
+
+@pytest.mark.parametrize("how", ["argument", "environment"])
+def test_opting_in_sends_them(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
+    if how == "environment":
+        monkeypatch.setenv("LANGFUSE_OTEL_PROPAGATE_SESSION_TO", "*")
+        traced = make_traced()
+    else:
+        traced = make_traced(propagate_session_to=["*"])
+    received: list[str | None] = []
+    with serve_wsgi(third_party(received)) as url, session("conv-1", user_id="alice"):
+        sent = baggage_sent(traced, url, received)
+    assert sorted(sent.split(",")) == ["langfuse_session_id=conv-1", "langfuse_user_id=alice"]
+
+
+def test_opting_in_for_listed_hosts_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    received: list[str | None] = []
+    with serve_wsgi(third_party(received)) as listed, serve_wsgi(third_party(received)) as other:
+        monkeypatch.setenv("LANGFUSE_OTEL_PROPAGATE_SESSION_TO", f"api.internal, {listed[7:]}")
+        traced = make_traced()
+        with session("conv-1"):
+            assert baggage_sent(traced, listed, received) == "langfuse_session_id=conv-1"
+            assert baggage_sent(traced, other, received) == ""  # same host, another port
+
+
+@pytest.mark.parametrize(
+    ("listed", "attributes", "allowed"),
+    [
+        ("api.internal", {"url.full": "https://API.internal/v1"}, True),
+        ("api.internal:443", {"url.full": "https://api.internal/v1"}, True),
+        ("api.internal:8443", {"url.full": "https://api.internal/v1"}, False),
+        ("*.svc.local", {"http.url": "http://back.ns.svc.local:8000/"}, True),
+        ("*.svc.local", {"http.url": "http://svc.local.evil.com/"}, False),
+        ("api.internal", {"server.address": "api.internal", "server.port": 80}, True),
+        ("api.internal", {"net.peer.name": "api.openai.com"}, False),
+        ("[::1]:8000", {"url.full": "http://[::1]:8000/"}, True),
+        ("api.internal", {}, False),  # destination unknown: not on any list
+        ("*", {}, True),
+    ],
+)
+def test_destinations_are_read_from_the_client_span(
+    traced: Traced, listed: str, attributes: dict[str, Any], allowed: bool
+) -> None:
+    headers: dict[str, str] = {}
+    propagator = SessionBaggagePropagator(propagate_session_to=[listed])
+    with session("conv-1"), traced.tracer.start_as_current_span("GET", attributes=attributes):
+        propagator.inject(headers)
+    assert ("baggage" in headers) is allowed
+
+
+@pytest.mark.skipif(sys.version_info < (3, 11), reason="langfuse 5 needs Python 3.11+")
+def test_langfuse_sdk_baggage_is_the_apps_decision(traced: Traced) -> None:
+    langfuse = pytest.importorskip("langfuse")
+    received: list[str | None] = []
+    lf_scope = langfuse.propagate_attributes(session_id="lf-1", as_baggage=True)
+    with serve_wsgi(third_party(received)) as url, lf_scope:
+        sent = baggage_sent(traced, url, received)
+    assert "langfuse_session_id=lf-1" in sent
+
+
+@pytest.mark.parametrize("bad", ["api.internal", ["http://api.internal/"], ["a b"], [""]])
+def test_a_bad_argument_is_a_configuration_error(bad: Any) -> None:
+    with pytest.raises(ConfigurationError, match="propagate_session_to"):
+        make_traced(propagate_session_to=bad)
+
+
+def test_a_bad_environment_value_warns_and_sends_nothing(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("LANGFUSE_OTEL_PROPAGATE_SESSION_TO", "https://api.internal")
+    traced = make_traced()
+    received: list[str | None] = []
+    with serve_wsgi(third_party(received)) as url, session("conv-1"):
+        assert baggage_sent(traced, url, received) == ""
+    assert "LANGFUSE_OTEL_PROPAGATE_SESSION_TO" in caplog.text
+
+
+@pytest.mark.parametrize("trusting", [False, True])
+def test_the_session_decided_outside_the_server_instrumentation_is_not_sent(
+    monkeypatch: pytest.MonkeyPatch, trusting: bool
+) -> None:
+    """Our middleware outside OpenTelemetry's: the decided ids reach the server context through
+    the rewritten ``baggage`` header, and are still this package's, so they stay in."""
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    if trusting:
+        monkeypatch.setenv("LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE", "true")
+    traced = make_traced()
+    received: list[str | None] = []
+    with serve_wsgi(third_party(received)) as third:
+
+        def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+            sent = baggage_sent(traced, third, received)
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [sent.encode()]
+
+        instrumented = OpenTelemetryMiddleware(app, tracer_provider=traced.provider)
+        front = WSGISessionMiddleware(instrumented, user_header="X-User-Id")
+        with serve_wsgi(front) as url:
+            answer = httpx.get(
+                url, headers={"X-Session-Id": "s-9", "X-User-Id": "bob", "baggage": "tenant=a"}
+            )
+    assert answer.text == "tenant=a"
+    assert traced.session_of("GET /") == "s-9"
