@@ -157,7 +157,7 @@ def test_remote_trace_attributes_are_stamped_when_trusted() -> None:
 
 def test_across_a_real_http_hop_between_two_of_our_services() -> None:
     downstream = make_traced(trust_remote_baggage=True)
-    upstream = make_traced(trust_remote_baggage=True)
+    upstream = make_traced(propagate_session_to=["*"])  # the outbound opt-in
     with serve_wsgi(backend(downstream)) as url:
         with session("s", **FULL), upstream.tracer.start_as_current_span("call"):
             headers: dict[str, str] = {}
@@ -165,6 +165,15 @@ def test_across_a_real_http_hop_between_two_of_our_services() -> None:
         get(url, headers)
     got = attributes(downstream, "handler")
     assert {key: got.get(key) for key in STAMPED} == STAMPED
+
+
+def test_nothing_leaves_the_process_without_the_outbound_opt_in() -> None:
+    traced = make_traced()
+    with session("s", **FULL), traced.tracer.start_as_current_span("call"):
+        baggage_set = baggage.set_baggage("tenant", "acme")
+        headers: dict[str, str] = {}
+        propagate.inject(headers, baggage_set)
+    assert headers.get("baggage") == "tenant=acme"  # the app's own entry still propagates
 
 
 needs_langfuse = pytest.mark.skipif(
@@ -227,6 +236,8 @@ def test_a_langfuse_sdk_service_reads_the_attributes_we_send() -> None:
         start_response("200 OK", [("Content-Type", "application/json")])
         return [b"{}"]
 
+    # our side, opted in to send them; trusting, as the SDK service shares this process's guard
+    make_traced(propagate_session_to=["*"], trust_remote_baggage=True)
     with serve_wsgi(OpenTelemetryMiddleware(their_app, tracer_provider=provider)) as url:
         with session("s", **FULL):
             headers: dict[str, str] = {}

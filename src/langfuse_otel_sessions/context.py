@@ -46,10 +46,12 @@ def scoped_context(
     """
     known = known_keys()
     context = parent
-    for key, value in (attributes or {}).items():
-        if key == BAGGAGE_LANGFUSE_TAGS:
-            value = merged_tags(baggage.get_baggage(key, context), value)  # noqa: PLW2901
-        context = baggage.set_baggage(key, value, context)
+    if attributes:  # recorded as ours: they leave the process only where the user opted in
+        own = dict(attributes)
+        if BAGGAGE_LANGFUSE_TAGS in own:
+            inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, context)
+            own[BAGGAGE_LANGFUSE_TAGS] = merged_tags(inherited, own[BAGGAGE_LANGFUSE_TAGS])
+        context = with_own_entries(context, own)
     if session_id is not None:
         context = _with_entries(context, known.session_writes, session_id, known.session)
     if user_id is not None:
