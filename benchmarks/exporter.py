@@ -5,6 +5,11 @@ off. The server runs in a separate process and answers 200 at once.
 Batches look like a chat service's: 64 traces of 8 spans; each trace's root (the server span)
 started before the session was set, so the mapping completes it and copies it.
 
+A second table measures holding spans for late sessions: 64 running requests whose first 4
+spans end (and are exported) before the session is known, then 4 more spans in the session and
+the root. With holding on, the first batch is held and sent with the second, completed with the
+session; with it off (``late_session_seconds=0``) it is sent at once without a session.
+
 Run: ``python benchmarks/exporter.py`` (``--rounds`` to change the size).
 """
 
@@ -27,6 +32,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from langfuse_otel_sessions import LangfuseSpanExporter, SessionSpanProcessor, session
+from langfuse_otel_sessions.local_requests import LocalRequest, request_of
 
 SINK = textwrap.dedent(
     """
@@ -72,6 +78,66 @@ def make_batch(traces: int = 64, spans_per_trace: int = 8) -> list[ReadableSpan]
     return spans
 
 
+def make_late_batches(
+    requests: int = 64, early: int = 4, late: int = 4
+) -> tuple[list[ReadableSpan], list[ReadableSpan], list[LocalRequest]]:
+    """Spans that ended before the session was known, spans after, and the requests."""
+    memory = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("bench")
+    early_spans: list[ReadableSpan] = []
+    late_spans: list[ReadableSpan] = []
+    for i in range(requests):
+        with tracer.start_as_current_span("agent run"):
+            for j in range(early):
+                tracer.start_span(f"setup {j}", attributes={"step": j}).end()
+            early_spans.extend(memory.get_finished_spans())
+            memory.clear()
+            with session(f"session-{i}"):
+                for j in range(late):
+                    tracer.start_span(f"llm {j}", attributes={"step": j}).end()
+        late_spans.extend(memory.get_finished_spans())
+        memory.clear()
+    provider.shutdown()
+    found = {id(r): r for r in (request_of(s.context) for s in early_spans) if r is not None}
+    return early_spans, late_spans, list(found.values())
+
+
+def run_late(url: str, rounds: int) -> list[tuple[str, float]]:
+    """Median µs per span of the two late-session batches, holding on and off."""
+    early, late, requests = make_late_batches()
+    keys = {"public_key": "pk-lf-bench", "secret_key": "sk-lf-bench", "base_url": url}
+    cases = {
+        "LangfuseSpanExporter, gzip, late sessions held (default)": LangfuseSpanExporter(**keys),
+        "LangfuseSpanExporter, gzip, holding off": LangfuseSpanExporter(
+            **keys, late_session_seconds=0
+        ),
+    }
+    remembered = [request.ids for request in requests]
+    timings: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        order = list(cases.items())
+        random.shuffle(order)
+        for name, exporter in order:
+            # Replay the requests' history: running without a session, then known and ended.
+            exporter._recent.clear()  # bench: forget the sessions learned last round
+            for request in requests:
+                request.ids, request.open = None, True
+            begin = time.perf_counter_ns()
+            exporter.export(early)
+            held = exporter.late_sessions.held_spans  # all of them, or none when off
+            assert held in {0, len(early)}, held
+            for request, ids in zip(requests, remembered, strict=True):
+                request.ids, request.open = ids, False
+            exporter.export(late)
+            timings[name].append((time.perf_counter_ns() - begin) / (len(early) + len(late)) / 1000)
+    for exporter in cases.values():
+        exporter.shutdown()
+    return [(name, statistics.median(values)) for name, values in timings.items()]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -91,8 +157,9 @@ def exporters(url: str) -> dict[str, SpanExporter]:
     }
 
 
-def run(rounds: int) -> list[tuple[str, float, float | None]]:
-    """Median µs per span of each exporter, and the median per-round ratio to the stock one."""
+def run(rounds: int) -> tuple[list[tuple[str, float, float | None]], list[tuple[str, float]]]:
+    """Median µs per span of each exporter, and the median per-round ratio to the stock one;
+    then the late-session table."""
     batch = make_batch()
     port = free_port()
     server = subprocess.Popen(
@@ -120,6 +187,7 @@ def run(rounds: int) -> list[tuple[str, float, float | None]]:
                 ratios[name].append(micros / this_round[stock])
         for exporter in cases.values():
             exporter.shutdown()
+        late_rows = run_late(f"http://127.0.0.1:{port}", rounds)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -130,20 +198,27 @@ def run(rounds: int) -> list[tuple[str, float, float | None]]:
             statistics.median(ratios[name]) if name.startswith("Langfuse") else None,
         )
         for name in timings
-    ]
+    ], late_rows
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=41)
     args = parser.parse_args(argv)
-    rows = run(args.rounds)
+    rows, late_rows = run(args.rounds)
     print(f"Python {sys.version.split()[0]}, {args.rounds} rounds of one 512-span batch each")
     print()
     print("| exporter | median µs/span | median ratio to stock, same compression |")
     print("| --- | ---: | ---: |")
     for name, median, ratio in rows:
         print(f"| {name} | {median:.2f} | {'' if ratio is None else f'{ratio:.2f}x'} |")
+    print()
+    print("64 running requests: 256 spans before the session is known, 256 after (with roots)")
+    print()
+    print("| exporter | median µs/span over both batches |")
+    print("| --- | ---: |")
+    for name, median in late_rows:
+        print(f"| {name} | {median:.2f} |")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,9 @@ from .config import resolve_langfuse_config
 from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, span_route
 from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
+from .late_sessions import LateSessionHold
+from .late_sessions import late_session_max_spans as late_session_max_spans_option
+from .late_sessions import late_session_seconds as late_session_seconds_option
 from .local_requests import known_ids
 from .mapping import RootMapping, TraceName, map_spans
 from .retry import otlp_policy, post_with_retries
@@ -106,6 +109,11 @@ class LangfuseSpanExporter(SpanExporter):
     ``headers=`` or ``LANGFUSE_OTEL_COLLECTOR_HEADERS``; Langfuse's auth header only with
     ``collector_auth=True`` (or ``LANGFUSE_OTEL_COLLECTOR_AUTH=true``).
 
+    Late sessions: the ended spans of a running local request without a session yet are held
+    until it has one or its local root ends, at most ``late_session_seconds``
+    (``LANGFUSE_OTEL_LATE_SESSION_SECONDS``, 30; 0 turns it off) and ``late_session_max_spans``
+    (``LANGFUSE_OTEL_LATE_SESSION_MAX_SPANS``, 4096) spans; ``force_flush``/``shutdown`` send them.
+
     ``mark_app_roots`` (``LANGFUSE_OTEL_MARK_APP_ROOTS``, default on): mark the first span under
     a remote parent as the trace's app root, so Langfuse v4 names the trace and shows its I/O
     (``docs/langfuse-mapping.md`` says when to turn it off).
@@ -129,6 +137,8 @@ class LangfuseSpanExporter(SpanExporter):
         root_input_keys: Sequence[str] = (),
         root_output_keys: Sequence[str] = (),
         remembered_traces: int = DEFAULT_REMEMBERED_TRACES,
+        late_session_seconds: float | None = None,
+        late_session_max_spans: int | None = None,
         mark_app_roots: bool | None = None,
     ) -> None:
         self._timeout = _timeout(timeout)
@@ -172,6 +182,10 @@ class LangfuseSpanExporter(SpanExporter):
             max_id_length=env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH),
         )
         self._recent = TraceSessions(remembered_traces)
+        self.late_sessions = LateSessionHold(
+            late_session_seconds_option(late_session_seconds),
+            late_session_max_spans_option(late_session_max_spans),
+        )
         self._log = RateLimitedLog()
         self._abort = threading.Event()
         self._shut_down = False
@@ -224,10 +238,26 @@ class LangfuseSpanExporter(SpanExporter):
             wait,
         )
 
+    def _knows_session(self, key: int) -> bool:
+        ids = self._recent.get(key)
+        return ids is not None and ids.session_id is not None
+
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Map and send one batch; returns the result, never raises."""
+        """Map and send one batch (holding back spans whose session may still come: see
+        :mod:`~langfuse_otel_sessions.late_sessions`); returns the result, never raises."""
         if self._shut_down:
             return self._count(len(spans), None, "the exporter is shut down; nothing was sent")
+        if self._transport is None:
+            return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
+        try:
+            spans = self.late_sessions.take(spans, self._knows_session)
+        except Exception:  # noqa: BLE001 - export must not raise; send them all as they are
+            self._log.exception("late-sessions", "Could not hold spans for a late session")
+        if not spans:
+            return SpanExportResult.SUCCESS
+        return self._send(spans)
+
+    def _send(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._transport is None:
             return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
@@ -258,11 +288,17 @@ class LangfuseSpanExporter(SpanExporter):
         within the timeout)."""
         if self._shut_down:
             return
+        held = self.late_sessions.drain()
+        if held:
+            self._send(held)
         self._shut_down = True
         self._abort.set()
         if self._transport is not None:
             self._transport.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered here (the batch processor buffers): always ``True``."""
-        return True
+        """Send the spans held for a late session; ``True`` unless that failed."""
+        held = self.late_sessions.drain()
+        if not held or self._shut_down:
+            return True
+        return self._send(held) is SpanExportResult.SUCCESS
