@@ -11,7 +11,14 @@ import os
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from langfuse_otel_sessions import LangfuseSpanExporter, Session, SessionSpanProcessor, session
+from langfuse_otel_sessions import (
+    LangfuseSpanExporter,
+    Session,
+    SessionSpanProcessor,
+    flush_scores,
+    score_session,
+    session,
+)
 from langfuse_otel_sessions.testing import LangfuseReceiver, render_sessions
 
 local = None
@@ -43,8 +50,10 @@ for user, questions in {"alice": ["hi", "what is OTel?"], "bob": ["hello"]}.item
     with session(conversation, user_id=user):
         for question in questions:
             answer(question)
+    score_session(conversation, name="helpful", value=user == "alice")  # e.g. a thumbs up
 
 provider.shutdown()  # flushes the batch processor
+flush_scores(timeout=5)  # scores are sent in the background; exit would flush them too
 if local is not None:
     print(render_sessions(local.sessions().values()))
     local.stop()

@@ -169,5 +169,5 @@ def test_serve_prints_sessions_as_spans_arrive(tmp_path: Path) -> None:
     subprocess.run([sys.executable, "-c", sender], env=env, check=True, timeout=60)
     out, _ = view.communicate(timeout=60)
     assert "session seen-live  traces=1  observations in session=2/2" in out
-    assert "└─ root\n" in out
-    assert "   └─ child" in out
+    assert "└─ root  [span, " in out
+    assert "   └─ child  [span, " in out

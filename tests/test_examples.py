@@ -24,6 +24,8 @@ def test_quickstart_without_keys_shows_the_sessions_langfuse_would_show() -> Non
     assert "user=bob  traces=1  observations in session=2/2" in sessions[1]
     assert out.count("input='what is OTel?'  output='echo: what is OTel?'") == 1
     assert "no session id on this span" not in out
+    assert out.count("   score helpful=") == 2  # each session's score, shown under it
+    assert "   score helpful=1 (BOOLEAN)" in out.split(sessions[1])[0].split(sessions[0])[1]
 
 
 def test_fastapi_example_puts_every_span_in_its_session() -> None:

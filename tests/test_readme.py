@@ -37,7 +37,7 @@ def test_the_readme_names_the_interpreters_the_test_command_covers() -> None:
     text = README.read_text()
     assert "3.10, 3.11, 3.12 and 3.13" in text
     tox_ini = (ROOT / "tox.ini").read_text()
-    assert "env_list = py310, py311, py312, py313" in tox_ini
+    assert "env_list = py310, py311, py312, py313," in tox_ini
     assert "skip_missing_interpreters = true" in tox_ini
 
 
@@ -54,7 +54,7 @@ def test_the_license_matches_the_package_metadata() -> None:
 
 
 def test_the_readme_fits_a_first_read() -> None:
-    assert len(README.read_text().splitlines()) <= 260
+    assert len(README.read_text().splitlines()) <= 270  # about 250, room for a few rows
 
 
 def test_every_python_block_compiles_and_fragments_say_so() -> None:

@@ -1,25 +1,50 @@
 """``python -m langfuse_otel_sessions serve``: a local session view.
 
 Listens for OTLP/HTTP on a loopback port (``/v1/traces``, and Langfuse's own
-``/api/public/otel/v1/traces`` and score routes, with or without Langfuse keys) and prints each
-session as its spans arrive: its traces in order, each trace's span tree, its scores. Point our
-exporter at it (``LANGFUSE_OTEL_COLLECTOR_ENDPOINT=http://127.0.0.1:4318``, or
-``LANGFUSE_BASE_URL`` with any keys), or OpenTelemetry's ``otlp`` exporter or a Collector
+``/api/public/otel/v1/traces`` and score routes, with or without Langfuse keys) and prints, after
+each batch, what changed: the sessions that gained spans or scores (their traces in order, each
+trace's span tree with observation types and durations, their scores) and the traces that are in
+no session. Point our exporter at it (``LANGFUSE_OTEL_COLLECTOR_ENDPOINT=http://127.0.0.1:4318``,
+or ``LANGFUSE_BASE_URL`` with any keys), or OpenTelemetry's ``otlp`` exporter or a Collector
 (``OTEL_EXPORTER_OTLP_ENDPOINT``).
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Callable, Sequence
 
-from .testing import LangfuseReceiver, render_session
+from .testing import LangfuseReceiver
+from .testing._live import ChangeView, summary
+
+DEFAULT_PORT = 4318
 
 
-def serve(host: str, port: int, stop_after: int | None = None) -> None:
-    """Run the view until interrupted (or after ``stop_after`` batches, for tests)."""
-    with LangfuseReceiver(host=host, port=port, require_auth=False) as receiver:
+def _cannot_listen(host: str, port: int, error: OSError) -> str:
+    if error.errno == errno.EADDRINUSE:
+        other = port + 1 if port else DEFAULT_PORT + 1
+        return (
+            f"Port {port} on {host} is already in use (another serve, a Collector or an agent?).\n"
+            f"Pick another port:  python -m langfuse_otel_sessions serve --port {other}\n"
+            f"and point the app at it:  LANGFUSE_OTEL_COLLECTOR_ENDPOINT=http://{host}:{other}\n"
+            f"(OpenTelemetry's otlp exporter, a Collector: OTEL_EXPORTER_OTLP_ENDPOINT)\n"
+            "(--port 0 takes any free port and prints it)"
+        )
+    return f"Cannot listen on {host}:{port}: {error.strerror or error}. Pick another --host/--port."
+
+
+def serve(host: str, port: int, stop_after: int | None = None) -> int:
+    """Run the view until interrupted (or after ``stop_after`` batches, for tests).
+    Returns the exit status: 2 when it cannot listen."""
+    receiver = LangfuseReceiver(host=host, port=port, require_auth=False)
+    try:
+        receiver.start()
+    except OSError as error:
+        print(_cannot_listen(host, port, error), file=sys.stderr, flush=True)
+        return 2
+    with receiver:
         print(f"Listening for OTLP/HTTP on {receiver.url}/v1/traces", flush=True)
         for line in (
             "Point at it:",
@@ -31,7 +56,9 @@ def serve(host: str, port: int, stop_after: int | None = None) -> None:
             f" OTEL_EXPORTER_OTLP_ENDPOINT={receiver.url}",
         ):
             print(line, flush=True)
-        printed = batches = 0
+        print("After each batch: what changed since the last one.", flush=True)
+        view = ChangeView()
+        printed = batches = spans_before = 0
 
         def more_than(count: int) -> Callable[[], bool]:
             return lambda: len(receiver.requests()) > count
@@ -42,11 +69,15 @@ def serve(host: str, port: int, stop_after: int | None = None) -> None:
                     continue
                 printed = len(receiver.requests())
                 batches += 1
-                print(f"\n--- {len(receiver.spans())} spans received ---", flush=True)
-                for session in receiver.sessions().values():
-                    print("\n".join(render_session(session)), flush=True)
+                traces, sessions = receiver.traces(), receiver.sessions()
+                spans = sum(len(trace.spans) for trace in traces.values())
+                lines = [summary(traces, sessions, spans - spans_before)]
+                lines += view.changes(traces, sessions)
+                spans_before = spans
+                print("\n" + "\n".join(lines), flush=True)
         except KeyboardInterrupt:
             pass
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -54,11 +85,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve_command = commands.add_parser("serve", help="print sessions as spans arrive")
     serve_command.add_argument("--host", default="127.0.0.1")
-    serve_command.add_argument("--port", type=int, default=4318)
+    serve_command.add_argument(
+        "--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0: any free port"
+    )
     serve_command.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    serve(args.host, args.port, args.stop_after)
-    return 0
+    return serve(args.host, args.port, args.stop_after)
 
 
 if __name__ == "__main__":

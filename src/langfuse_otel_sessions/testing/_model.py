@@ -209,3 +209,46 @@ def build_sessions(
         if isinstance(session_id, str):
             sessions.setdefault(session_id, SessionView(session_id)).scores.append(score)
     return sessions
+
+
+#: The observation types Langfuse knows (``langfuse.observation.type``).
+OBSERVATION_TYPES = frozenset(
+    {
+        "span",
+        "generation",
+        "event",
+        "embedding",
+        "agent",
+        "tool",
+        "chain",
+        "retriever",
+        "guardrail",
+        "evaluator",
+    }
+)
+OBSERVATION_TYPE = "langfuse.observation.type"
+OPENINFERENCE_SPAN_KIND = "openinference.span.kind"
+GEN_AI_OPERATION_NAME = "gen_ai.operation.name"
+#: ``gen_ai.operation.name`` values that make a generation.
+GENERATION_OPERATIONS = frozenset({"chat", "completion", "text_completion", "generate_content"})
+#: Attributes naming a model: a span with one is a generation.
+MODEL_KEYS = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name")
+
+
+def observation_type(span: ReceivedSpan) -> str:
+    """The observation type Langfuse shows for a span: ``langfuse.observation.type``, else
+    OpenInference's span kind, else a generation for an LLM operation or a model key, else span."""
+    attributes = span.attributes
+    declared = attributes.get(OBSERVATION_TYPE)
+    if isinstance(declared, str) and declared.lower() in OBSERVATION_TYPES:
+        return declared.lower()
+    kind = attributes.get(OPENINFERENCE_SPAN_KIND)
+    if isinstance(kind, str):
+        kind = "generation" if kind.upper() == "LLM" else kind.lower()
+        if kind in OBSERVATION_TYPES:
+            return kind
+    if attributes.get(GEN_AI_OPERATION_NAME) in GENERATION_OPERATIONS:
+        return "generation"
+    if any(attributes.get(key) for key in MODEL_KEYS):
+        return "generation"
+    return "span"

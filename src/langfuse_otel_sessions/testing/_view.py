@@ -1,11 +1,35 @@
-"""Printing what Langfuse would show: sessions, their traces in order, each trace's span tree."""
+"""Printing what Langfuse would show: sessions, their traces in order, each trace's span tree
+with each observation's type and duration, and the traces that are in no session."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 
-from ._model import SessionView, TraceView, span_session_id
+from ._model import SessionView, TraceView, observation_type, span_session_id
 from ._otlp import ReceivedSpan
+
+NO_SESSION_MARK = "  (no session id on this span)"
+
+
+def duration(nanoseconds: int) -> str:
+    """A duration for people: ``850 µs``, ``12.3 ms``, ``1.52 s``."""
+    if nanoseconds < 1_000_000:
+        return f"{nanoseconds / 1_000:.0f} µs"
+    if nanoseconds < 1_000_000_000:
+        return f"{nanoseconds / 1_000_000:.1f} ms"
+    return f"{nanoseconds / 1_000_000_000:.2f} s"
+
+
+def _span_duration(span: ReceivedSpan) -> int:
+    return max(0, span.end_time_unix_nano - span.start_time_unix_nano)
+
+
+def trace_duration(trace: TraceView) -> int:
+    """From the first span's start to the last span's end, in nanoseconds."""
+    if not trace.spans:
+        return 0
+    start = min(span.start_time_unix_nano for span in trace.spans)
+    return max(0, max(span.end_time_unix_nano for span in trace.spans) - start)
 
 
 def _tree(spans: list[ReceivedSpan]) -> list[str]:
@@ -18,8 +42,9 @@ def _tree(spans: list[ReceivedSpan]) -> list[str]:
 
     def walk(parent: str | None, depth: int) -> None:
         for span in children.get(parent, []):
-            mark = "" if span_session_id(span) else "  (no session id on this span)"
-            lines.append(f"{'   ' * depth}└─ {span.name}{mark}")
+            mark = "" if span_session_id(span) else NO_SESSION_MARK
+            details = f"{observation_type(span)}, {duration(_span_duration(span))}"
+            lines.append(f"{'   ' * depth}└─ {span.name}  [{details}]{mark}")
             walk(span.span_id, depth + 1)
 
     walk(None, 0)
@@ -27,8 +52,9 @@ def _tree(spans: list[ReceivedSpan]) -> list[str]:
 
 
 def render_trace(trace: TraceView) -> list[str]:
-    """A trace's heading and its span tree."""
+    """A trace's heading (name, id, duration, input/output) and its span tree."""
     heading = f'trace "{trace.name or "(no root span yet)"}" {trace.id[:8]}'
+    heading += f"  {duration(trace_duration(trace))}"
     if trace.input is not None:
         heading += f"  input={trace.input!r}"
     if trace.output is not None:
@@ -58,6 +84,25 @@ def render_session(session: SessionView) -> list[str]:
     return lines
 
 
-def render_sessions(sessions: Iterable[SessionView]) -> str:
-    """Every session, as text."""
-    return "\n".join(line for session in sessions for line in render_session(session))
+def render_sessionless(traces: Iterable[TraceView]) -> list[str]:
+    """The traces that are in no session, under a heading that says why that matters."""
+    orphans = sorted(traces, key=lambda trace: trace.timestamp)
+    if not orphans:
+        return []
+    lines = [
+        f"traces without a session: {len(orphans)} (Langfuse shows them outside every session;"
+        " see the README's troubleshooting)"
+    ]
+    for trace in orphans:
+        lines += ["   " + line for line in render_trace(trace)]
+    return lines
+
+
+def render_sessions(
+    sessions: Iterable[SessionView], traces: Mapping[str, TraceView] | None = None
+) -> str:
+    """Every session, as text; with ``traces``, also those of them that are in no session."""
+    lines = [line for session in sessions for line in render_session(session)]
+    if traces is not None:
+        lines += render_sessionless(t for t in traces.values() if t.session_id is None)
+    return "\n".join(lines)
