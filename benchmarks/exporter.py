@@ -1,21 +1,28 @@
-"""Cost per span of exporting 512-span batches to a loopback server, in one interleaved run:
-the stock ``OTLPSpanExporter`` against ``LangfuseSpanExporter`` (mapping included), gzip on and
-off. The server runs in a separate process and answers 200 at once.
+"""Cost per span of exporting 512-span batches to a loopback server in another process, in one
+interleaved run: OpenTelemetry's ``OTLPSpanExporter`` against ``LangfuseSpanExporter`` (mapping
+included) with its default settings and its faster ones, on two workloads (``workloads.py``):
 
-Batches look like a chat service's: 64 traces of 8 spans; each trace's root (the server span)
-started before the session was set, so the mapping completes it and copies it.
+* ``realistic``: chat traces with ``gen_ai.*`` attributes, 200-2,000-character prompts and
+  completions and events, whose server spans started before the session (the mapping completes
+  and copies them);
+* ``small``: spans with three short attributes.
 
-A second table measures holding spans for late sessions: 64 running requests whose first 4
-spans end (and are exported) before the session is known, then 4 more spans in the session and
-the root. With holding on, the first batch is held and sent with the second, completed with the
+Each round runs every exporter once on the same batch, in a shuffled order; the ratio to stock is
+taken within the round, and the table shows medians over the rounds, with the body size each
+setting sent.
+
+A last table measures holding spans for late sessions: 64 running requests whose first 4 spans
+end (and are exported) before the session is known, then 4 more spans in the session and the
+root. With holding on, the first batch is held and sent with the second, completed with the
 session; with it off (``late_session_seconds=0``) it is sent at once without a session.
 
-Run: ``python benchmarks/exporter.py`` (``--rounds`` to change the size).
+Run: ``python benchmarks/exporter.py`` (``--rounds`` to change the length).
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import random
 import socket
 import statistics
@@ -23,16 +30,21 @@ import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from pathlib import Path
 
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+sys.path.insert(0, str(Path(__file__).parent))
 from langfuse_otel_sessions import LangfuseSpanExporter, SessionSpanProcessor, session
+from langfuse_otel_sessions.compression import isal_available
 from langfuse_otel_sessions.local_requests import LocalRequest, request_of
+from workloads import WORKLOADS
 
 SINK = textwrap.dedent(
     """
@@ -43,10 +55,12 @@ SINK = textwrap.dedent(
         protocol_version = "HTTP/1.1"
         disable_nagle_algorithm = True
         def do_POST(self):
-            self.rfile.read(int(self.headers["Content-Length"]))
+            length = int(self.headers["Content-Length"])
+            self.rfile.read(length)
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", "2")
+            self.send_header("X-Received", str(length))
             self.end_headers()
             self.wfile.write(b"{}")
         def log_message(self, *args):
@@ -57,25 +71,7 @@ SINK = textwrap.dedent(
     server.serve_forever()
     """
 )
-
-
-def make_batch(traces: int = 64, spans_per_trace: int = 8) -> list[ReadableSpan]:
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("bench")
-    for i in range(traces):
-        with tracer.start_as_current_span("POST /chat", attributes={"http.route": "/chat"}) as root:
-            root.set_attribute("langfuse.trace.input", f"question {i}")
-            with session(f"session-{i % 8}", user_id=f"user-{i % 8}"):
-                for j in range(spans_per_trace - 1):
-                    tracer.start_span(
-                        f"step {j}", attributes={"gen_ai.request.model": "gpt-4o", "step": j}
-                    ).end()
-    spans = list(memory.get_finished_spans())
-    provider.shutdown()
-    return spans
+STOCK = "OTLPSpanExporter (stock, gzip level 9)"
 
 
 def make_late_batches(
@@ -144,23 +140,73 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def exporters(url: str) -> dict[str, SpanExporter]:
-    endpoint = url + "/api/public/otel/v1/traces"
+def exporters(url: str) -> dict[str, Callable[[], SpanExporter]]:
     keys = {"public_key": "pk-lf-bench", "secret_key": "sk-lf-bench", "base_url": url}
-    return {
-        "OTLPSpanExporter, gzip": OTLPSpanExporter(endpoint=endpoint, compression=Compression.Gzip),
-        "LangfuseSpanExporter, gzip": LangfuseSpanExporter(**keys, compression="gzip"),
-        "OTLPSpanExporter, no compression": OTLPSpanExporter(
-            endpoint=endpoint, compression=Compression.NoCompression
+    cases: dict[str, Callable[[], SpanExporter]] = {
+        STOCK: lambda: OTLPSpanExporter(
+            endpoint=url + "/api/public/otel/v1/traces", compression=Compression.Gzip
         ),
-        "LangfuseSpanExporter, no compression": LangfuseSpanExporter(**keys, compression="none"),
+        "LangfuseSpanExporter, defaults (gzip level 5)": lambda: LangfuseSpanExporter(**keys),
+        "LangfuseSpanExporter, stock encoder": lambda: LangfuseSpanExporter(
+            **keys, encoder="stock"
+        ),
+        "LangfuseSpanExporter, compression_level=1": lambda: LangfuseSpanExporter(
+            **keys, compression_level=1
+        ),
     }
+    if isal_available():
+        cases["LangfuseSpanExporter, compression_backend='isal' (level 1)"] = lambda: (
+            LangfuseSpanExporter(**keys, compression_backend="isal")
+        )
+    return cases
 
 
-def run(rounds: int) -> tuple[list[tuple[str, float, float | None]], list[tuple[str, float]]]:
-    """Median µs per span of each exporter, and the median per-round ratio to the stock one;
-    then the late-session table."""
-    batch = make_batch()
+def body_size(exporter: SpanExporter, batch: Sequence[ReadableSpan]) -> int:
+    """The bytes one batch puts on the wire, as the exporter sends it."""
+    if isinstance(exporter, LangfuseSpanExporter):
+        stats = exporter.stats
+        return round(stats.sent_bytes * len(batch) / stats.exported_spans)
+    return len(gzip.compress(encode_spans(batch).SerializePartialToString(), compresslevel=9))
+
+
+def run(rounds: int, workload: str, url: str) -> list[tuple[str, float, float | None, int]]:
+    """Median µs per span, median per-round ratio to stock, and body bytes of each exporter."""
+    batch = WORKLOADS[workload]()
+    cases = {name: make() for name, make in exporters(url).items()}
+    for exporter in cases.values():  # warm up connections and caches
+        exporter.export(batch)
+    timings: dict[str, list[float]] = {name: [] for name in cases}
+    ratios: dict[str, list[float]] = {name: [] for name in cases}
+    for _ in range(rounds):
+        order = list(cases.items())
+        random.shuffle(order)
+        this_round: dict[str, float] = {}
+        for name, exporter in order:
+            begin = time.perf_counter_ns()
+            exporter.export(batch)
+            this_round[name] = (time.perf_counter_ns() - begin) / len(batch) / 1000
+        for name, micros in this_round.items():
+            timings[name].append(micros)
+            ratios[name].append(micros / this_round[STOCK])
+    rows = [
+        (
+            name,
+            statistics.median(timings[name]),
+            None if name == STOCK else statistics.median(ratios[name]),
+            body_size(exporter, batch),
+        )
+        for name, exporter in cases.items()
+    ]
+    for exporter in cases.values():
+        exporter.shutdown()
+    return rows
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=31)
+    parser.add_argument("--workload", choices=[*WORKLOADS, "all"], default="all")
+    args = parser.parse_args(argv)
     port = free_port()
     server = subprocess.Popen(
         [sys.executable, "-c", SINK, str(port)], stdout=subprocess.PIPE, text=True
@@ -168,57 +214,32 @@ def run(rounds: int) -> tuple[list[tuple[str, float, float | None]], list[tuple[
     try:
         assert server.stdout is not None
         assert server.stdout.readline().strip() == "ready"
-        cases = exporters(f"http://127.0.0.1:{port}")
-        for exporter in cases.values():  # warm up connections
-            exporter.export(batch)
-        timings: dict[str, list[float]] = {name: [] for name in cases}
-        ratios: dict[str, list[float]] = {name: [] for name in cases}
-        for _ in range(rounds):
-            order = list(cases.items())
-            random.shuffle(order)
-            this_round: dict[str, float] = {}
-            for name, exporter in order:
-                begin = time.perf_counter_ns()
-                exporter.export(batch)
-                this_round[name] = (time.perf_counter_ns() - begin) / len(batch) / 1000
-            for name, micros in this_round.items():
-                timings[name].append(micros)
-                stock = name.replace("LangfuseSpanExporter", "OTLPSpanExporter")
-                ratios[name].append(micros / this_round[stock])
-        for exporter in cases.values():
-            exporter.shutdown()
-        late_rows = run_late(f"http://127.0.0.1:{port}", rounds)
+        print(f"Python {sys.version.split()[0]}, {args.rounds} rounds of one 512-span batch each")
+        for workload in WORKLOADS if args.workload == "all" else [args.workload]:
+            rows = run(args.rounds, workload, f"http://127.0.0.1:{port}")
+            stock_bytes = rows[0][3]
+            print()
+            print(f"Workload: {workload}")
+            print()
+            print("| exporter | median µs/span | median ratio to stock | body bytes (vs stock) |")
+            print("| --- | ---: | ---: | ---: |")
+            for name, median, ratio, size in rows:
+                shown_ratio = "1.00x" if ratio is None else f"{ratio:.2f}x"
+                print(
+                    f"| {name} | {median:.1f} | {shown_ratio} "
+                    f"| {size:,} ({size / stock_bytes - 1:+.1%}) |"
+                )
+        late_rows = run_late(f"http://127.0.0.1:{port}", args.rounds)
+        print()
+        print("64 running requests: 256 spans before the session is known, 256 after (with roots)")
+        print()
+        print("| exporter | median µs/span over both batches |")
+        print("| --- | ---: |")
+        for name, median in late_rows:
+            print(f"| {name} | {median:.2f} |")
     finally:
         server.terminate()
         server.wait(timeout=10)
-    return [
-        (
-            name,
-            statistics.median(timings[name]),
-            statistics.median(ratios[name]) if name.startswith("Langfuse") else None,
-        )
-        for name in timings
-    ], late_rows
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=41)
-    args = parser.parse_args(argv)
-    rows, late_rows = run(args.rounds)
-    print(f"Python {sys.version.split()[0]}, {args.rounds} rounds of one 512-span batch each")
-    print()
-    print("| exporter | median µs/span | median ratio to stock, same compression |")
-    print("| --- | ---: | ---: |")
-    for name, median, ratio in rows:
-        print(f"| {name} | {median:.2f} | {'' if ratio is None else f'{ratio:.2f}x'} |")
-    print()
-    print("64 running requests: 256 spans before the session is known, 256 after (with roots)")
-    print()
-    print("| exporter | median µs/span over both batches |")
-    print("| --- | ---: |")
-    for name, median in late_rows:
-        print(f"| {name} | {median:.2f} |")
 
 
 if __name__ == "__main__":

@@ -1,0 +1,389 @@
+"""The hand-written OTLP encoder sends exactly what OpenTelemetry's own encoder sends."""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pytest
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
+from opentelemetry.trace.span import TraceState
+
+from langfuse_otel_sessions.encoder import SpanEncoder
+
+TRACE = 0x0123456789ABCDEF0123456789ABCDEF
+
+
+def stock(spans: list[ReadableSpan]) -> bytes:
+    return encode_spans(spans).SerializePartialToString()
+
+
+def assert_same(spans: list[ReadableSpan]) -> None:
+    ours = SpanEncoder().encode(spans)
+    theirs = stock(spans)
+    if ours != theirs:  # show the difference message by message before failing
+        assert decoded(ours) == decoded(theirs)
+    assert ours == theirs
+
+
+def decoded(body: bytes) -> str:
+    from google.protobuf import text_format
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    return text_format.MessageToString(ExportTraceServiceRequest.FromString(body))
+
+
+def context(
+    span_id: int = 1,
+    *,
+    remote: bool = False,
+    trace_id: int = TRACE,
+    state: TraceState | None = None,
+) -> SpanContext:
+    return SpanContext(
+        trace_id, span_id, is_remote=remote, trace_flags=TraceFlags(1), trace_state=state
+    )
+
+
+def span(name: str = "s", span_id: int = 1, **kwargs: object) -> ReadableSpan:
+    kwargs.setdefault("context", context(span_id))
+    kwargs.setdefault("start_time", 1_700_000_000_000_000_000)
+    kwargs.setdefault("end_time", 1_700_000_000_500_000_000)
+    return ReadableSpan(name=name, **kwargs)  # type: ignore[arg-type]
+
+
+def test_empty_batch() -> None:
+    assert_same([])
+
+
+def test_spans_from_the_sdk() -> None:
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t", "1.0", schema_url="https://schema")
+    with tracer.start_as_current_span("root", kind=SpanKind.SERVER, attributes={"a": 1}) as root:
+        root.add_event("e", {"k": "v", "n": [1, 2]})
+        with tracer.start_as_current_span(
+            "child", links=[Link(root.get_span_context(), {"l": True})]
+        ) as child:
+            child.set_status(Status(StatusCode.ERROR, "boom"))
+            child.record_exception(ValueError("bad"))
+    provider.get_tracer("other").start_span("lonely", kind=SpanKind.CONSUMER).end()
+    spans = list(memory.get_finished_spans())
+    assert len(spans) == 3
+    assert_same(spans)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "",
+        "plain",
+        "ünïcødé ✓ 日本語 🎉",
+        "x" * 100_000,
+        True,
+        False,
+        0,
+        1,
+        -1,
+        127,
+        128,
+        2**63 - 1,
+        -(2**63),
+        2**63,
+        -(2**63) - 1,
+        10**30,
+        0.0,
+        -0.0,
+        1.5,
+        -1e308,
+        math.inf,
+        -math.inf,
+        math.nan,
+        5e-324,
+        b"",
+        b"\x00\xff",
+        (),
+        ("a", "b"),
+        (True, False),
+        (1, -2, 3),
+        (1.0, math.nan),
+        ("a", None),
+        (None,),
+        [[1, 2], ["x"]],
+        {"k": "v", "n": {"m": 1}},
+        {},
+        "\ud800",
+        ("ok", "\udfff"),
+        object(),
+        (object(),),
+        bytearray(b"ab"),
+    ],
+    ids=repr,
+)
+def test_every_attribute_value(value: object) -> None:
+    assert_same([span(attributes={"before": "x", "key": value, "after": 2})])
+
+
+def test_keys_and_names() -> None:
+    assert_same([span(name="", attributes={"": "empty key", "ключ": "v", "k" * 5000: 1})])
+    assert_same([span(name="名前 " * 1000)])
+
+
+def test_status_kinds_times_and_counts() -> None:
+    for code, description in [
+        (StatusCode.UNSET, None),
+        (StatusCode.OK, None),
+        (StatusCode.ERROR, None),
+        (StatusCode.ERROR, "why"),
+    ]:
+        for kind in SpanKind:
+            assert_same([span(status=Status(code, description), kind=kind)])
+    assert_same([span(start_time=None, end_time=None), span(start_time=0, end_time=2**64 - 1)])
+
+
+def test_parents_trace_state_and_flags() -> None:
+    state = TraceState([("vendor", "value"), ("other", "x")])
+    assert_same(
+        [
+            span(parent=context(9, remote=True)),
+            span(parent=context(9, remote=False), span_id=2),
+            span(parent=context(0), span_id=3),
+            span(context=context(4, state=state)),
+            span(context=context(5, state=TraceState())),
+            span(context=SpanContext(0, 0, is_remote=False)),
+        ]
+    )
+
+
+def test_events_and_links() -> None:
+    events = [
+        Event("e1", {"a": 1}, timestamp=5),
+        Event("", {}, timestamp=0),
+        Event("e3", {"x": ("a",)}, timestamp=7),
+    ]
+    links = [
+        Link(context(7, remote=True), {"l": 1.5}),
+        Link(context(8, state=TraceState([("a", "b")]))),
+        Link(SpanContext(1, 2, is_remote=False), {}),
+    ]
+    assert_same([span(events=events, links=links)])
+
+
+def test_dropped_counts() -> None:
+    from opentelemetry.sdk.trace import SpanLimits
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(
+        span_limits=SpanLimits(
+            max_span_attributes=2,
+            max_events=1,
+            max_links=1,
+            max_event_attributes=1,
+            max_link_attributes=1,
+        )
+    )
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("limits")
+    links = [Link(context(7), {"a": 1, "b": 2}), Link(context(8))]
+    with tracer.start_as_current_span("s", links=links, attributes={"a": 1, "b": 2, "c": 3}) as s:
+        s.add_event("e1", {"a": 1, "b": 2})
+        s.add_event("e2")
+    spans = list(memory.get_finished_spans())
+    assert spans[0].dropped_attributes
+    assert spans[0].dropped_events
+    assert spans[0].dropped_links
+    assert_same(spans)
+
+
+def test_several_resources_and_scopes() -> None:
+    r1 = Resource.create({"service.name": "a"})
+    r2 = Resource({"service.name": "b", "list": ("x", "y")}, schema_url="https://r")
+    s1 = InstrumentationScope("lib", "1.2", "https://s", {"scope.attr": "v"})
+    s2 = InstrumentationScope("lib2")
+    spans = [
+        span(resource=r1, instrumentation_scope=s1, span_id=1),
+        span(resource=r2, instrumentation_scope=s2, span_id=2),
+        span(resource=r1, instrumentation_scope=s2, span_id=3),
+        span(resource=r1, instrumentation_scope=None, span_id=4),
+        span(resource=r2, instrumentation_scope=s1, span_id=5),
+        span(resource=r1, instrumentation_scope=s1, span_id=6),
+    ]
+    assert_same(spans)
+
+
+def test_cache_tells_types_apart() -> None:
+    encoder = SpanEncoder()
+    for value in (True, 1, 1.0, "1", False, 0, 0.0, -0.0):
+        one = span(attributes={"k": value})
+        assert encoder.encode([one]) == stock([one]), value
+    # the same encoder, values in another order: a cached entry never answers for another type
+    for value in (-0.0, 0.0, 0, False, "1", 1.0, 1, True):
+        one = span(attributes={"k": value})
+        assert encoder.encode([one]) == stock([one]), value
+
+
+def test_cache_is_bounded() -> None:
+    from langfuse_otel_sessions import encoder as module
+
+    encoder = SpanEncoder()
+    for i in range(module.CACHE_ENTRIES * 2 + 10):
+        encoder.encode([span(attributes={"k": f"value-{i}"})])
+    assert len(encoder._values) <= module.CACHE_ENTRIES
+    long_value = "x" * (module.CACHE_VALUE_CHARS + 1)
+    encoder.encode([span(attributes={"long": long_value})])
+    assert all(len(str(key[2])) <= module.CACHE_VALUE_CHARS for key in encoder._values)
+    assert len(encoder._keys) <= module.CACHE_ENTRIES
+
+
+@pytest.mark.skipif(
+    sys.version_info < (3, 11), reason="hypothesis pin differs on 3.10; same strategies"
+)
+def test_random_spans_match_the_stock_encoder() -> None:
+    pytest.importorskip("hypothesis")
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    scalars = st.one_of(
+        st.text(max_size=30),
+        st.booleans(),
+        st.integers(min_value=-(2**70), max_value=2**70),
+        st.floats(allow_nan=True, allow_infinity=True),
+        st.binary(max_size=20),
+        st.none(),
+    )
+    values = st.recursive(
+        scalars,
+        lambda inner: st.one_of(
+            st.lists(inner, max_size=4).map(tuple),
+            st.dictionaries(st.text(max_size=5), inner, max_size=3),
+        ),
+        max_leaves=8,
+    )
+    attributes = st.dictionaries(st.text(max_size=12), values, max_size=6)
+    ids = st.integers(min_value=0, max_value=2**64 - 1)
+    contexts = st.builds(
+        lambda t, s, remote: SpanContext(t, s, is_remote=remote),
+        st.integers(min_value=0, max_value=2**128 - 1),
+        ids,
+        st.booleans(),
+    )
+    events = st.builds(
+        lambda n, a, t: Event(n, a, timestamp=t), st.text(max_size=8), attributes, ids
+    )
+    links = st.builds(Link, contexts, attributes)
+    statuses = st.builds(
+        Status, st.sampled_from(list(StatusCode)), st.one_of(st.none(), st.text(max_size=10))
+    )
+    resources = st.sampled_from(
+        [Resource.create({"service.name": "a"}), Resource({"x": 1}, schema_url="u")]
+    )
+    scopes = st.sampled_from(
+        [None, InstrumentationScope("a"), InstrumentationScope("b", "1", "s", {"k": "v"})]
+    )
+    spans = st.builds(
+        ReadableSpan,
+        name=st.text(max_size=20),
+        context=contexts,
+        parent=st.one_of(st.none(), contexts),
+        resource=resources,
+        attributes=attributes,
+        events=st.lists(events, max_size=3),
+        links=st.lists(links, max_size=2),
+        kind=st.sampled_from(list(SpanKind)),
+        status=statuses,
+        start_time=st.one_of(st.none(), ids),
+        end_time=st.one_of(st.none(), ids),
+        instrumentation_scope=scopes,
+    )
+
+    @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+    @given(st.lists(spans, max_size=5))
+    def check(batch: list[ReadableSpan]) -> None:
+        assert SpanEncoder().encode(batch) == stock(batch)
+
+    check()
+
+
+class _MySpan(ReadableSpan):
+    """A span type of someone else's: read through the public API only."""
+
+    @property
+    def attributes(self):  # type: ignore[override]
+        return {"from": "the public property"}
+
+
+def test_other_span_types_use_the_public_api() -> None:
+    spans = [_MySpan(name="mine", context=context(3), attributes={"hidden": 1}), span(span_id=4)]
+    assert_same(spans)
+    assert b"the public property" in SpanEncoder().encode(spans)
+    assert b"hidden" not in SpanEncoder().encode(spans)
+
+
+def test_the_exporter_can_use_the_stock_encoder(monkeypatch: pytest.MonkeyPatch) -> None:
+    from langfuse_otel_sessions import LangfuseSpanExporter
+    from langfuse_otel_sessions.errors import ConfigurationError
+
+    keys = {"public_key": "pk-lf-x", "secret_key": "sk-lf-x", "base_url": "http://127.0.0.1:9"}
+    with pytest.raises(ConfigurationError, match="encoder must be"):
+        LangfuseSpanExporter(**keys, encoder="turbo")
+    batch = [span(attributes={"k": "v"})]
+    monkeypatch.setenv("LANGFUSE_OTEL_ENCODER", "stock")
+    assert LangfuseSpanExporter(**keys)._encode(batch) == stock(batch)
+    monkeypatch.setenv("LANGFUSE_OTEL_ENCODER", "fast")
+    assert LangfuseSpanExporter(**keys)._encode(batch) == stock(batch)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"compression_level": 1}, {"compression": "none"}],
+    ids=["default", "level-1", "none"],
+)
+def test_the_exporter_sends_what_the_stock_encoder_makes(settings: dict[str, object]) -> None:
+    """End to end: the same batch through the fast and the stock encoder reaches the receiver
+    (which decompresses) as the same bytes, mapping included."""
+    from langfuse_otel_sessions import LangfuseSpanExporter
+    from langfuse_otel_sessions.testing import LangfuseReceiver
+
+    memory = InMemorySpanExporter()
+    provider = TracerProvider(resource=Resource.create({"service.name": "svc"}))
+    provider.add_span_processor(SimpleSpanProcessor(memory))
+    tracer = provider.get_tracer("t")
+    with tracer.start_as_current_span("root", attributes={"input.value": "hello"}) as root:
+        root.set_attribute("langfuse.session.id", "conv-1")
+        root.add_event("e", {"n": (1, 2)})
+        tracer.start_span("child", attributes={"gen_ai.request.model": "m", "x": 1.5}).end()
+    batch = list(memory.get_finished_spans())
+    with LangfuseReceiver() as receiver:
+        for encoder in ("fast", "stock"):
+            exporter = LangfuseSpanExporter(
+                public_key="pk-lf-test",
+                secret_key="sk-lf-test",
+                base_url=receiver.url,
+                encoder=encoder,
+                **settings,
+            )
+            assert exporter.export(batch).name == "SUCCESS"
+            exporter.shutdown()
+        fast, slow = (request.body for request in receiver.requests("traces"))
+    assert fast == slow
+    assert decoded(fast).count("span_id") >= 2
+
+
+def test_deflate_is_refused_for_langfuse_which_cannot_decode_it() -> None:
+    from langfuse_otel_sessions import LangfuseSpanExporter
+    from langfuse_otel_sessions.errors import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="Langfuse decodes gzip only"):
+        LangfuseSpanExporter(
+            public_key="pk", secret_key="sk", base_url="http://127.0.0.1:9", compression="deflate"
+        )
+    collector = LangfuseSpanExporter(endpoint="http://127.0.0.1:9/v1/traces", compression="deflate")
+    assert collector.mode == "collector"
+    collector.shutdown()
