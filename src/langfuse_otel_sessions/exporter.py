@@ -31,6 +31,7 @@ from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, 
 from .encoder import SpanEncoder
 from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
+from .http_headers import header_problem, merged
 from .late_sessions import LateSessionHold
 from .late_sessions import late_session_max_spans as late_session_max_spans_option
 from .late_sessions import late_session_seconds as late_session_seconds_option
@@ -78,6 +79,10 @@ def _headers(value: Mapping[str, str] | None) -> dict[str, str] | None:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise ConfigurationError("headers must be a mapping of strings to strings")
+    for name, text in value.items():
+        problem = header_problem(name, text)
+        if problem is not None:
+            raise ConfigurationError(f"headers: {problem}")
     return dict(value)
 
 
@@ -204,17 +209,15 @@ class LangfuseSpanExporter(SpanExporter):
         self._shut_down = False
         self._counts = [0, 0, 0, 0]  # exported spans, failed spans, failed batches, sent bytes
         self._counts_lock = threading.Lock()
-        self._headers = {
-            "Content-Type": "application/x-protobuf",
-            "User-Agent": f"{SDK_NAME}/{SDK_VERSION}",
-            **self._route.headers,
-        }
-        if self._compression.content_encoding is not None:
-            self._headers["Content-Encoding"] = self._compression.content_encoding
+        ours = {"Content-Type": "application/x-protobuf", "User-Agent": f"{SDK_NAME}/{SDK_VERSION}"}
         if self.mode == "direct":
-            self._headers.setdefault(INGESTION_VERSION_HEADER, INGESTION_VERSION)
-            self._headers.setdefault("x-langfuse-sdk-name", SDK_NAME)
-            self._headers.setdefault("x-langfuse-sdk-version", SDK_VERSION)
+            ours[INGESTION_VERSION_HEADER] = INGESTION_VERSION
+            ours["x-langfuse-sdk-name"] = SDK_NAME
+            ours["x-langfuse-sdk-version"] = SDK_VERSION
+        self._headers = merged(ours, self._route.headers)
+        if self._compression.content_encoding is not None:
+            encoding = {"Content-Encoding": self._compression.content_encoding}
+            self._headers = merged(self._headers, encoding)
         self._transport = None if self._route.problem else HttpTransport(self._route.url)
         announce("LangfuseSpanExporter", self._route, "spans")
 
