@@ -72,6 +72,9 @@ ENV_LATE_SESSION_MAX_SPANS: Final = "LANGFUSE_OTEL_LATE_SESSION_MAX_SPANS"
 #: Where the session/user ids this package writes may be sent (comma-separated hosts, or ``*``).
 ENV_PROPAGATE_SESSION_TO: Final = "LANGFUSE_OTEL_PROPAGATE_SESSION_TO"
 ENV_MARK_APP_ROOTS: Final = "LANGFUSE_OTEL_MARK_APP_ROOTS"
+#: Request (or message) headers the propagator reads the session / user id from (zero code).
+ENV_SESSION_HEADER: Final = "LANGFUSE_OTEL_SESSION_HEADER"
+ENV_USER_HEADER: Final = "LANGFUSE_OTEL_USER_HEADER"
 
 DEFAULT_MAX_ID_LENGTH: Final = 200
 DEFAULT_MAX_TRACKED_TRACES: Final = 10_000
