@@ -30,9 +30,9 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 
-from langfuse_otel_sessions import SessionSampler, SessionSpanProcessor
+from langfuse_otel_sessions import SessionSampler, SessionSpanProcessor, session
 
-OTHER_ENTRIES = {f"tenant.key{i}": f"value-{i}" for i in range(7)}
+OTHER_ENTRIES = {f"tenant.key{i}": f"value-{i}" for i in range(8)}
 SESSION_ID = "session_0123456789abcdef01234567"
 
 
@@ -69,6 +69,21 @@ def _with_entries(count: int, key: str = "langfuse_session_id") -> context.Conte
     ctx = context.Context()
     ctx = baggage.set_baggage(key, SESSION_ID, ctx)
     for name, value in list(OTHER_ENTRIES.items())[: count - 1]:
+        ctx = baggage.set_baggage(name, value, ctx)
+    return ctx
+
+
+def _with_trace_attributes(others: int) -> context.Context:
+    """A scope with session, user, three tags, two metadata keys and environment, plus
+    ``others`` other baggage entries."""
+    ctx = session(
+        SESSION_ID,
+        user_id="user-1",
+        tags=["alpha", "beta", "gamma"],
+        metadata={"tenant": "acme", "plan": "pro"},
+        environment="production",
+    ).context(context.Context())
+    for name, value in list(OTHER_ENTRIES.items())[:others]:
         ctx = baggage.set_baggage(name, value, ctx)
     return ctx
 
@@ -136,6 +151,16 @@ def build_cases(ratio: float = 0.1) -> list[Case]:
         _case("minimal stamping processor (reference)", _provider(minimal), _with_entries(1)),
         _case("SessionSpanProcessor, 1 entry", _provider(ours), _with_entries(1)),
         _case("SessionSpanProcessor, 8 entries", _provider(ours), _with_entries(8)),
+        _case(
+            "SessionSpanProcessor, full trace scope + 1 other entry",
+            _provider(ours),
+            _with_trace_attributes(1),
+        ),
+        _case(
+            "SessionSpanProcessor, full trace scope + 8 other entries",
+            _provider(ours),
+            _with_trace_attributes(8),
+        ),
     ]
     try:
         from opentelemetry.processor.baggage import (  # noqa: PLC0415 - optional comparison

@@ -31,6 +31,29 @@ BAGGAGE_LANGFUSE_TRACE_ID: Final = "langfuse_trace_id"
 #: Marks a trace's app root for Langfuse v4 (read as ``true`` or ``"true"``).
 LANGFUSE_IS_APP_ROOT: Final = "langfuse.internal.is_app_root"
 
+# Trace attributes Langfuse reads from every span (docs/trace-attributes.md).
+LANGFUSE_TRACE_TAGS: Final = "langfuse.trace.tags"
+LANGFUSE_TRACE_NAME: Final = "langfuse.trace.name"
+LANGFUSE_ENVIRONMENT: Final = "langfuse.environment"
+LANGFUSE_RELEASE: Final = "langfuse.release"
+LANGFUSE_VERSION: Final = "langfuse.version"
+#: Prefix of one flat metadata attribute: ``langfuse.trace.metadata.<key>``.
+LANGFUSE_TRACE_METADATA_PREFIX: Final = "langfuse.trace.metadata."
+#: The Langfuse SDK's baggage keys (``propagate_attributes(..., as_baggage=True)``) for the
+#: trace attributes, and the span attribute each one is stamped as.
+BAGGAGE_TRACE_ATTRIBUTES: Final = {
+    "langfuse_tags": LANGFUSE_TRACE_TAGS,
+    "langfuse_trace_name": LANGFUSE_TRACE_NAME,
+    "langfuse_environment": LANGFUSE_ENVIRONMENT,
+    "langfuse_release": LANGFUSE_RELEASE,
+    "langfuse_version": LANGFUSE_VERSION,
+}
+BAGGAGE_LANGFUSE_TAGS: Final = "langfuse_tags"
+#: Prefix of the SDK's metadata baggage keys: ``langfuse_metadata_<key>``.
+BAGGAGE_METADATA_PREFIX: Final = "langfuse_metadata_"
+#: Longest environment name Langfuse accepts (lower-case ``[a-z0-9_-]``, not ``langfuse*``).
+MAX_ENVIRONMENT_LENGTH: Final = 40
+
 #: Baggage keys read for the session id, in order; the first present one wins.
 DEFAULT_SESSION_BAGGAGE_KEYS: Final = (LANGFUSE_SESSION_ID, SESSION_ID, BAGGAGE_LANGFUSE_SESSION_ID)
 #: Baggage keys read for the user id, in order; the first present one wins.
@@ -49,6 +72,9 @@ ENV_LATE_SESSION_MAX_SPANS: Final = "LANGFUSE_OTEL_LATE_SESSION_MAX_SPANS"
 #: Where the session/user ids this package writes may be sent (comma-separated hosts, or ``*``).
 ENV_PROPAGATE_SESSION_TO: Final = "LANGFUSE_OTEL_PROPAGATE_SESSION_TO"
 ENV_MARK_APP_ROOTS: Final = "LANGFUSE_OTEL_MARK_APP_ROOTS"
+#: Request (or message) headers the propagator reads the session / user id from (zero code).
+ENV_SESSION_HEADER: Final = "LANGFUSE_OTEL_SESSION_HEADER"
+ENV_USER_HEADER: Final = "LANGFUSE_OTEL_USER_HEADER"
 
 DEFAULT_MAX_ID_LENGTH: Final = 200
 DEFAULT_MAX_TRACKED_TRACES: Final = 10_000

@@ -18,7 +18,7 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.trace import TracerProvider
 
 from ._processor_check import warn_once_without_processor
-from .attributes import DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH
+from .attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH
 from .environment import env_positive_int
 from .ids import check_id, id_problem
 from .keys import known_keys
@@ -26,16 +26,32 @@ from .outbound import with_own_entries
 from .propagator import withheld_remote_entries
 from .scope_entries import Root, decorate, enter, leave
 from .session import Session
+from .trace_attributes import baggage_entries, merged_tags
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def scoped_context(parent: Context, session_id: str | None, user_id: str | None) -> Context:
+def scoped_context(
+    parent: Context,
+    session_id: str | None,
+    user_id: str | None,
+    attributes: Mapping[str, str] | None = None,
+) -> Context:
     """``parent`` with the session (and user) id written under the keys the configured
-    processors read, and every other session (user) key removed so that none outranks them."""
+    processors read, and every other session (user) key removed so that none outranks them.
+
+    ``attributes``: trace-attribute baggage entries (:func:`baggage_entries`); tags add up to
+    the parent's, metadata keys and the other attributes replace the parent's.
+    """
     known = known_keys()
     context = parent
+    if attributes:  # recorded as ours: they leave the process only where the user opted in
+        own = dict(attributes)
+        if BAGGAGE_LANGFUSE_TAGS in own:
+            inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, context)
+            own[BAGGAGE_LANGFUSE_TAGS] = merged_tags(inherited, own[BAGGAGE_LANGFUSE_TAGS])
+        context = with_own_entries(context, own)
     if session_id is not None:
         context = _with_entries(context, known.session_writes, session_id, known.session)
     if user_id is not None:
@@ -55,11 +71,18 @@ def _with_entries(
 class SessionScope:
     """What :func:`session` returns: a context manager (sync and async) and a decorator."""
 
-    __slots__ = ("__weakref__", "root", "session_id", "user_id")
+    __slots__ = ("__weakref__", "attributes", "root", "session_id", "user_id")
 
-    def __init__(self, session_id: str, user_id: str | None, root: Root = None) -> None:
+    def __init__(
+        self,
+        session_id: str,
+        user_id: str | None,
+        root: Root = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> None:
         self.session_id = session_id
         self.user_id = user_id
+        self.attributes = dict(attributes or {})  # trace-attribute baggage entries
         self.root = root  # with new_trace: the scope's own root span (name, tracer provider)
 
     def __repr__(self) -> str:
@@ -68,7 +91,10 @@ class SessionScope:
     def context(self, parent: Context | None = None) -> Context:
         """The OTel context of this scope, derived from ``parent`` (default: the current one)."""
         return scoped_context(
-            get_current() if parent is None else parent, self.session_id, self.user_id
+            get_current() if parent is None else parent,
+            self.session_id,
+            self.user_id,
+            self.attributes,
         )
 
     def _entered_context(self, parent: Context) -> Context:
@@ -120,8 +146,13 @@ def session(
     session_or_id: Session | str,
     *,
     user_id: str | None = None,
+    tags: list[str] | tuple[str, ...] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    environment: str | None = None,
+    release: str | None = None,
+    version: str | None = None,
+    trace_name: str | None = None,
     new_trace: bool = False,
-    trace_name: str = "session",
     tracer_provider: TracerProvider | None = None,
 ) -> SessionScope:
     """Scope code to a session: ``with session(s):``, ``async with``, or ``@session(s)``.
@@ -131,17 +162,33 @@ def session(
     one on exit. With ``new_trace=True`` the scope starts a span named ``trace_name`` in a trace
     of its own, linked to the span current on entry, and ends it on exit: Langfuse files each
     trace in one session, so a job looping over sessions gets one trace per session. The span
-    comes from ``tracer_provider`` (default: the global one). Raises
-    :class:`InvalidIdError` for an invalid id and ``TypeError`` for a value that is neither a
+    comes from ``tracer_provider`` (default: the global one).
+
+    ``tags``, ``metadata``, ``environment``, ``release``, ``version`` and ``trace_name`` are
+    stamped on every span too (``docs/trace-attributes.md``); nested scopes merge: tags add up,
+    metadata keys override, the rest innermost wins. ``trace_name`` also names the
+    ``new_trace`` root span (default ``"session"``).
+
+    Raises :class:`InvalidIdError` for an invalid id, :class:`ConfigurationError` for an
+    invalid trace attribute and ``TypeError`` for a value that is neither a
     :class:`Session` nor a string.
     """
     max_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
     session_id = check_id(Session.get_id(session_or_id), max_length)
     if user_id is not None:
         user_id = check_id(user_id, max_length, "user id")
-    if not isinstance(trace_name, str) or not trace_name:
+    if trace_name is not None and (not isinstance(trace_name, str) or not trace_name):
         raise TypeError("trace_name must be a non-empty string")
-    return SessionScope(session_id, user_id, (trace_name, tracer_provider) if new_trace else None)
+    attributes = baggage_entries(
+        tags=tags,
+        metadata=metadata,
+        environment=environment,
+        release=release,
+        version=version,
+        trace_name=trace_name,
+    )
+    root = (trace_name or "session", tracer_provider) if new_trace else None
+    return SessionScope(session_id, user_id, root, attributes)
 
 
 def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...], limit: int) -> str | None:

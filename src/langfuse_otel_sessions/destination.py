@@ -60,6 +60,9 @@ class Route:
     def shown(self) -> str:
         return display_url(self.url)
 
+    def __repr__(self) -> str:  # the URL may hold a token; headers are never shown
+        return f"Route(mode={self.mode!r}, url={self.shown!r}, source={self.source!r})"
+
     @property
     def server(self) -> str:
         """Who answers there, for messages."""

@@ -18,12 +18,15 @@ import itertools
 import os
 import threading
 import weakref
+from collections.abc import Iterable, Set
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote_plus
 
 from .attributes import (
     BAGGAGE_LANGFUSE_SESSION_ID,
     BAGGAGE_LANGFUSE_USER_ID,
+    BAGGAGE_METADATA_PREFIX,
+    BAGGAGE_TRACE_ATTRIBUTES,
     DEFAULT_MAX_ID_LENGTH,
     DEFAULT_SESSION_BAGGAGE_KEYS,
     DEFAULT_USER_BAGGAGE_KEYS,
@@ -70,6 +73,25 @@ def _write_key(keys: tuple[str, ...], preferred: str) -> str:
     return keys[0]
 
 
+class GuardedKeys(frozenset[str]):
+    """Guarded baggage keys: the session/user keys, the Langfuse SDK's trace-attribute keys
+    (``langfuse_tags``, ``langfuse_environment``, ...) and every ``langfuse_metadata_<k>``."""
+
+    __slots__ = ()
+
+    def __contains__(self, key: object) -> bool:
+        return frozenset.__contains__(self, key) or (
+            isinstance(key, str) and key.startswith(BAGGAGE_METADATA_PREFIX)
+        )
+
+    def isdisjoint(self, other: Iterable[object]) -> bool:
+        other = tuple(other)
+        return frozenset.isdisjoint(self, other) and not any(key in self for key in other)
+
+    def __or__(self, other: Set[str]) -> GuardedKeys:  # type: ignore[override]
+        return GuardedKeys(frozenset.__or__(self, frozenset(other)))
+
+
 @dataclass(frozen=True)
 class KnownKeys:
     """Everything the trust boundary and ``session()`` need to know about keys, at one moment.
@@ -88,10 +110,11 @@ class KnownKeys:
     user_writes: tuple[str, ...]
     session_attributes: frozenset[str]
     user_attributes: frozenset[str]
-    guarded: frozenset[str] = field(init=False)
+    guarded: GuardedKeys = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "guarded", self.session | self.user)
+        guarded = GuardedKeys(self.session | self.user | BAGGAGE_TRACE_ATTRIBUTES.keys())
+        object.__setattr__(self, "guarded", guarded)
 
 
 _readers: weakref.WeakValueDictionary[int, IdKeys] = weakref.WeakValueDictionary()

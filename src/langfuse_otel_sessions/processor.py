@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.baggage import _BAGGAGE_KEY  # the baggage slot: a dict get, not a copy
 from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -40,6 +41,7 @@ from .keys import IdKeys, register_reader
 from .local_requests import REQUEST_SLOT, TAGGABLE, LocalRequest, request_of
 from .outbound import resolve_outbound_policy
 from .propagator import WITHHELD_REMOTE_ENTRIES, install_baggage_guard
+from .trace_attributes import Stamps, stamps_of
 from .traces import TraceIds
 
 _SESSION_ATTRIBUTES = frozenset(SESSION_ATTRIBUTE_KEYS)
@@ -132,6 +134,7 @@ class SessionSpanProcessor(SpanProcessor):
         )
         self._session_targets = (LANGFUSE_SESSION_ID, *self.extra_session_attributes)
         self._user_targets = (LANGFUSE_USER_ID, *self.extra_user_attributes)
+        self._id_keys = len(self._session_targets) + len(self._user_targets)
         #: What this processor reads and stamps, registered so that ``session()``, the guard and
         #: the middleware know these keys too, whatever the order they were built in.
         self.keys = IdKeys(
@@ -145,7 +148,7 @@ class SessionSpanProcessor(SpanProcessor):
         register_reader(self.keys)
         self._session_extras = bool(self.extra_session_attributes)
         self._valid_ids: set[str] = set()
-        self._last: tuple[object, TraceIds | None] = (_NOTHING, None)
+        self._last: tuple[object, TraceIds | None, Stamps] = (_NOTHING, None, ())
 
         self._log = RateLimitedLog()
         self._told_about_remote = False
@@ -158,7 +161,7 @@ class SessionSpanProcessor(SpanProcessor):
             )
         note_processor(self)  # session() warns when no processor exists at all
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:  # noqa: PLR0912 - hot path inlined on purpose: see benchmarks/span_processor.py
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:  # noqa: PLR0912, PLR0915 - hot path inlined on purpose: see benchmarks/span_processor.py
         try:
             context = get_current() if parent_context is None else parent_context
             entries = context.get(_BAGGAGE_KEY)
@@ -168,8 +171,11 @@ class SessionSpanProcessor(SpanProcessor):
             # the last span are reused by identity. A race between threads costs only a redo.
             last = self._last
             if last[0] is not entries:
-                last = self._last = (entries, self._resolve(entries))
+                last = self._last = (entries, self._resolve(entries), self._stamps(entries))
             ids = last[1]
+            store = None
+            if last[2]:  # tags, metadata, environment, ... (trace_attributes.py)
+                store = self._stamp_trace_attributes(span, last[2])
             # The local request: the parent's if it is a local span the processor saw, else a
             # new one rooted here (a remote parent never shares its memory: see local_requests).
             span_context = span.context
@@ -183,6 +189,8 @@ class SessionSpanProcessor(SpanProcessor):
                 span_context.__dict__[REQUEST_SLOT] = request
             if ids is None:
                 ids = self._remote_ids(context)
+                if self.trust_remote_baggage:
+                    self._stamp_remote_trace_attributes(span, context)
                 if ids is None:
                     ids = request.ids  # the fallback: the ids in force last in this request
                     if ids is None:
@@ -201,6 +209,14 @@ class SessionSpanProcessor(SpanProcessor):
                     session_id = None
                 if user_id is not None and not _USER_ATTRIBUTES.isdisjoint(existing):
                     user_id = None
+            if store is not None:  # the direct write of _stamp_trace_attributes, ids too
+                if session_id is not None:
+                    for key in self._session_targets:
+                        store[key] = session_id
+                if user_id is not None:
+                    for key in self._user_targets:
+                        store[key] = user_id
+                return
             # One set_attribute per key: measured faster than one set_attributes call.
             if session_id is not None:
                 if self._session_extras:
@@ -232,6 +248,56 @@ class SessionSpanProcessor(SpanProcessor):
         context = get_current() if context is None else context
         ids = self._resolve(context.get(_BAGGAGE_KEY))
         return self._remote_ids(context) if ids is None else ids
+
+    def _stamps(self, entries: object) -> Stamps:
+        """The trace attributes of a baggage mapping (validated; problems logged, rate-limited)."""
+        if not isinstance(entries, Mapping) or not entries:
+            return ()
+        problems: list[str] = []
+        stamps = stamps_of(entries, problems)
+        if problems:
+            self._log.warning(
+                "invalid-trace-attribute",
+                "Not stamping trace attributes from baggage: %s",
+                "; ".join(problems),
+            )
+        return stamps
+
+    def _stamp_remote_trace_attributes(self, span: Span, context: Context) -> None:
+        withheld = context.get(WITHHELD_REMOTE_ENTRIES)
+        if isinstance(withheld, Mapping) and withheld:
+            self._stamp_trace_attributes(span, self._stamps(withheld))
+
+    def _stamp_trace_attributes(self, span: Span, stamps: Stamps) -> dict[str, object] | None:
+        """Stamp ``stamps`` (validated strings and tuples of strings) where the span has no
+        such attribute yet. Hot path: on an SDK span that cannot truncate or evict, written
+        straight into its attribute mapping (what ``set_attribute`` would store, without its
+        per-key lock and re-validation: measured 2.2x -> see benchmarks/span_processor.py);
+        the span is not yet visible to any other thread in ``on_start``. Returns that mapping
+        when written directly (room is left for the session and user keys), else ``None``."""
+        try:
+            existing = span._attributes
+        except AttributeError:
+            existing = span.attributes
+        store = getattr(existing, "_dict", None)
+        if (
+            type(existing) is BoundedAttributes
+            and isinstance(store, dict)
+            and existing.max_value_len is None
+            and not getattr(existing, "_immutable", True)
+            and (
+                existing.maxlen is None
+                or len(store) + len(stamps) + self._id_keys <= existing.maxlen
+            )
+        ):
+            for key, value in stamps:
+                if key not in store:  # an explicit attribute wins
+                    store[key] = value
+            return store
+        for key, value in stamps:
+            if not existing or key not in existing:
+                span.set_attribute(key, value)  # type: ignore[arg-type]
+        return None
 
     def _resolve(self, entries: object) -> TraceIds | None:
         """The valid session and user ids of a baggage mapping, or ``None``."""

@@ -21,6 +21,9 @@ context starts where the wrapped propagator starts), the same other entries, ``i
 middleware wrote into the header of the request it is handling (it vouches for them in the
 context) pass, so that the middleware may sit outside OpenTelemetry's server instrumentation.
 
+Zero code, ``extract`` also takes the session / user id from the request headers named by
+``LANGFUSE_OTEL_SESSION_HEADER`` / ``LANGFUSE_OTEL_USER_HEADER`` (:mod:`.header_ids`).
+
 On the way out, ``inject`` applies the outbound policy (:mod:`.outbound`): the ids this package
 wrote — the vouched entries included — are not sent unless the user opted in.
 """
@@ -39,6 +42,7 @@ from opentelemetry.propagators import textmap
 from ._logging import RateLimitedLog, logger
 from .attributes import ENV_TRUST_REMOTE_BAGGAGE
 from .environment import env_bool
+from .header_ids import with_header_ids
 from .keys import guarded_keys, member_key, member_value, split_members
 from .outbound import mark_own, outbound_context, resolve_outbound_policy
 
@@ -184,10 +188,11 @@ class SessionBaggagePropagator(W3CBaggagePropagator):
         getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
     ) -> Context:
         if self._trusted:
-            return _own_vouched(super().extract(carrier, context, getter))
-        guarded = _GuardedGetter(getter)
-        extracted = super().extract(carrier, context, guarded)
-        return _finish(extracted, context, guarded)
+            extracted = _own_vouched(super().extract(carrier, context, getter))
+        else:
+            guarded = _GuardedGetter(getter)
+            extracted = _finish(super().extract(carrier, context, guarded), context, guarded)
+        return with_header_ids(extracted, context, carrier, getter)
 
 
 class BaggageGuard(textmap.TextMapPropagator):
@@ -220,10 +225,11 @@ class BaggageGuard(textmap.TextMapPropagator):
         getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
     ) -> Context:
         if self.trusted:
-            return _own_vouched(self.inner.extract(carrier, context, getter))
-        guarded = _GuardedGetter(getter)
-        extracted = self.inner.extract(carrier, context, guarded)
-        return _finish(extracted, context, guarded)
+            extracted = _own_vouched(self.inner.extract(carrier, context, getter))
+        else:
+            guarded = _GuardedGetter(getter)
+            extracted = _finish(self.inner.extract(carrier, context, guarded), context, guarded)
+        return with_header_ids(extracted, context, carrier, getter)
 
     def inject(
         self,

@@ -281,7 +281,7 @@ def request_borne_entries(header: str | None) -> dict[str, set[str]]:
     guarded = known_keys().guarded
     for member in split_members(header):
         key = member_key(member)
-        if key in guarded:
+        if key is not None and key in guarded:
             borne.setdefault(key, set()).add(member_value(member))
     return borne
 

@@ -30,7 +30,7 @@ import threading
 import time
 import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -314,13 +314,13 @@ class ScoreSender:
             if answer is None:
                 answer = reply.message()
             if status == 207 and isinstance(answer, dict):
-                pending = _apply_results(pending, answer, outcome)
+                pending = _apply_results(pending, answer, outcome, reply.clean)
             elif status is not None and 200 <= status < 300:
                 outcome.delivered += len(pending)
                 pending = {}
             elif status in BATCH_REFUSALS:
                 outcome.refused_together = list(pending.values())
-                outcome.batch_refusal = f"{status} {_message(answer)}"
+                outcome.batch_refusal = f"{status} {reply.clean(_message(answer))}"
                 return outcome
             elif status is not None and 300 <= status < 400:
                 self._log.error(
@@ -338,7 +338,7 @@ class ScoreSender:
                     reply.url,
                     len(pending),
                     status,
-                    _message(answer),
+                    reply.clean(_message(answer)),
                 )
                 outcome.failed += len(pending)
                 return outcome
@@ -373,7 +373,10 @@ class ScoreSender:
 
 
 def _apply_results(
-    pending: dict[str, FrozenScore], answer: dict[str, Any], outcome: Outcome
+    pending: dict[str, FrozenScore],
+    answer: dict[str, Any],
+    outcome: Outcome,
+    clean: Callable[[str], str],
 ) -> dict[str, FrozenScore]:
     """From a 207 answer, count the accepted and refused events into ``outcome``; returns the
     events to send again (a transient per-event error, or no result at all; their score ids
@@ -396,7 +399,7 @@ def _apply_results(
         elif error.get("status") in RETRYABLE_STATUSES:
             retry[event_id] = score
         else:
-            outcome.refused.append((score, f"{error.get('status')} {_message(error)}"))
+            outcome.refused.append((score, clean(f"{error.get('status')} {_message(error)}")))
     return retry
 
 
@@ -405,8 +408,8 @@ def _message(answer: Any) -> str:  # noqa: ANN401 - whatever the server answered
     if isinstance(answer, dict):
         parts = [answer.get("message"), answer.get("error") or answer.get("errors")]
         text = ": ".join(str(part) for part in parts if part) or str(answer)
-        return text[:500]
-    return str(answer)[:500]
+        return text[:4000]  # cleaned and capped by the caller
+    return str(answer)[:4000]
 
 
 def _call(reference: weakref.ref[ScoreSender], action: Any) -> None:  # noqa: ANN401

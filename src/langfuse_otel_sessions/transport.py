@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import http.client
 import json
 import os
@@ -32,12 +33,13 @@ from urllib.request import getproxies_environment, proxy_bypass_environment  # t
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
+from .log_safety import MAX_LOGGED_CHARS, loggable, secrets_in
 from .retry import retry_after_seconds
 from .urls import display_url
 
 #: The most of a response body that is read; Langfuse's answers are a few kilobytes.
 MAX_RESPONSE_BYTES = 1_000_000
-_MESSAGE_CHARS = 500
+_MAX_LOGGED_BYTES = 4 * MAX_LOGGED_CHARS  # a secret straddling the cap is still found
 
 
 @dataclass(frozen=True)
@@ -50,6 +52,8 @@ class Reply:
     headers: Mapping[str, str] = field(default_factory=dict)  # lower-case names
     error: str | None = None  # no answer: a connection error, or the deadline
     timed_out: bool = False
+    #: What the request carried that must never be logged (see :meth:`clean`).
+    secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @property
     def ok(self) -> bool:
@@ -67,22 +71,28 @@ class Reply:
         except ValueError:
             return None
 
+    def clean(self, text: str) -> str:
+        """``text`` (from this server) fit for a log: this request's secrets as ``***``,
+        control characters escaped, length capped."""
+        return loggable(text, self.secrets)
+
     def message(self) -> str:
-        """The server's own words: JSON ``message``/``error``, else the start of the body."""
+        """The server's own words, :meth:`clean`: JSON ``message``/``error``, else the start
+        of the body."""
         answer = self.json()
         if isinstance(answer, dict):
             found = answer.get("message") or answer.get("error")
             if found:
-                return str(found)[:_MESSAGE_CHARS]
-        return self.body[:_MESSAGE_CHARS].decode("utf-8", "replace").strip()
+                return self.clean(str(found))
+        return self.clean(self.body[:_MAX_LOGGED_BYTES].decode("utf-8", "replace").strip())
 
     def describe(self, server: str, setting: str) -> str:
         """Why this was not a success, for a log line. ``server`` names who answered
         ("Langfuse", "the Collector"); ``setting`` is what to change after a redirect."""
         if self.status is None:
-            return f"{server} at {self.url} did not answer: {self.error}"
+            return f"{server} at {self.url} did not answer: {self.clean(self.error or '')}"
         if 300 <= self.status < 400:
-            location = display_url(self.headers.get("location", "")) or "nowhere"
+            location = self.clean(display_url(self.headers.get("location", ""))) or "nowhere"
             return (
                 f"{server} at {self.url} answered {self.status} to {location} (not followed): "
                 f"set {setting} to that"
@@ -155,6 +165,7 @@ class HttpTransport:
             token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             self._userinfo = "Basic " + base64.b64encode(token).decode("ascii")
         self._proxy = _proxy_for(parts.scheme, parts.hostname)
+        self._secrets = secrets_in({}, self._userinfo, self._proxy[2] if self._proxy else None)
         if self._proxy is not None and not self._tls:  # plain HTTP through a proxy: absolute form
             self._target = f"http://{parts.hostname}:{self._port}{self._target}"
         self._max = max_response_bytes
@@ -182,7 +193,7 @@ class HttpTransport:
                 if pooled and reply.status is None and not reply.timed_out:
                     # A kept-alive connection the server had closed meanwhile: once more, fresh.
                     reply = self._exchange(body, sent, deadline)
-                return reply
+                return dataclasses.replace(reply, secrets=secrets_in(sent, *self._secrets))
         finally:
             detach(token)
 
