@@ -18,6 +18,7 @@ from collections.abc import Callable, Sequence
 
 from .testing import LangfuseReceiver
 from .testing._live import ChangeView, summary
+from .urls import is_loopback
 
 DEFAULT_PORT = 4318
 
@@ -38,6 +39,14 @@ def _cannot_listen(host: str, port: int, error: OSError) -> str:
 def serve(host: str, port: int, stop_after: int | None = None) -> int:
     """Run the view until interrupted (or after ``stop_after`` batches, for tests).
     Returns the exit status: 2 when it cannot listen."""
+    if not is_loopback(host):
+        print(
+            f"Warning: {host} is not a loopback address: anyone who can reach this port can "
+            "send spans to this view (it asks for no credentials). Use --host 127.0.0.1 to "
+            "keep it local.",
+            file=sys.stderr,
+            flush=True,
+        )
     receiver = LangfuseReceiver(host=host, port=port, require_auth=False)
     try:
         receiver.start()

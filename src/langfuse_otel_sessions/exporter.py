@@ -13,6 +13,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
@@ -31,6 +32,7 @@ from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, 
 from .encoder import SpanEncoder
 from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
+from .http_headers import header_problem, merged
 from .late_sessions import LateSessionHold
 from .late_sessions import late_session_max_spans as late_session_max_spans_option
 from .late_sessions import late_session_seconds as late_session_seconds_option
@@ -45,6 +47,10 @@ __all__ = ["INGESTION_VERSION", "INGESTION_VERSION_HEADER", "ExportStats", "Lang
 
 SDK_NAME = "langfuse-otel-sessions"
 DEFAULT_TIMEOUT_SECONDS = 10.0
+#: After an export got no answer in time, later exports fail at once for the timeout, within
+#: these bounds (so that a flush of many batches takes one timeout, not one per batch).
+MIN_COOL_OFF_SECONDS = 1.0
+MAX_COOL_OFF_SECONDS = 30.0
 DEFAULT_REMEMBERED_TRACES = 10_000
 
 try:
@@ -79,6 +85,10 @@ def _headers(value: Mapping[str, str] | None) -> dict[str, str] | None:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise ConfigurationError("headers must be a mapping of strings to strings")
+    for name, text in value.items():
+        problem = header_problem(name, text)
+        if problem is not None:
+            raise ConfigurationError(f"headers: {problem}")
     return dict(value)
 
 
@@ -205,19 +215,20 @@ class LangfuseSpanExporter(SpanExporter):
         self._log = RateLimitedLog()
         self._abort = threading.Event()
         self._shut_down = False
+        #: After an export got no answer in time, further exports fail at once until then
+        #: (``time.monotonic()``); the first one after it is a probe.
+        self._silent_until = 0.0
         self._counts = [0, 0, 0, 0]  # exported spans, failed spans, failed batches, sent bytes
         self._counts_lock = threading.Lock()
-        self._headers = {
-            "Content-Type": "application/x-protobuf",
-            "User-Agent": f"{SDK_NAME}/{SDK_VERSION}",
-            **self._route.headers,
-        }
-        if self._compression.content_encoding is not None:
-            self._headers["Content-Encoding"] = self._compression.content_encoding
+        ours = {"Content-Type": "application/x-protobuf", "User-Agent": f"{SDK_NAME}/{SDK_VERSION}"}
         if self.mode == "direct":
-            self._headers.setdefault(INGESTION_VERSION_HEADER, INGESTION_VERSION)
-            self._headers.setdefault("x-langfuse-sdk-name", SDK_NAME)
-            self._headers.setdefault("x-langfuse-sdk-version", SDK_VERSION)
+            ours[INGESTION_VERSION_HEADER] = INGESTION_VERSION
+            ours["x-langfuse-sdk-name"] = SDK_NAME
+            ours["x-langfuse-sdk-version"] = SDK_VERSION
+        self._headers = merged(ours, self._route.headers)
+        if self._compression.content_encoding is not None:
+            encoding = {"Content-Encoding": self._compression.content_encoding}
+            self._headers = merged(self._headers, encoding)
         self._transport = None if self._route.problem else HttpTransport(self._route.url)
         announce("LangfuseSpanExporter", self._route, "spans")
 
@@ -276,9 +287,20 @@ class LangfuseSpanExporter(SpanExporter):
             return SpanExportResult.SUCCESS
         return self._send(spans)
 
-    def _send(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+    def _send(
+        self, spans: Sequence[ReadableSpan], timeout: float | None = None
+    ) -> SpanExportResult:
         if self._transport is None:
             return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
+        if self._shut_down:
+            return self._count(len(spans), None, "the exporter is shut down; nothing was sent")
+        if time.monotonic() < self._silent_until:
+            return self._count(
+                len(spans),
+                None,
+                f"{self._route.server} at {self._route.shown} did not answer the last export "
+                f"in time; nothing was sent (next try in up to {self._cool_off:.3g} s)",
+            )
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             mapped, learned = map_spans(spans, self._mapping, self._known)
@@ -289,10 +311,14 @@ class LangfuseSpanExporter(SpanExporter):
                 self._transport,
                 body,
                 self._headers,
-                policy=otlp_policy(self._timeout),
+                policy=otlp_policy(self._timeout if timeout is None else timeout),
                 abort=self._abort,
                 on_retry=self._retrying,
             )
+            if reply.status is None and reply.timed_out:
+                self._silent_until = time.monotonic() + self._cool_off
+            elif reply.status is not None:
+                self._silent_until = 0.0
             return self._count(len(spans), reply, sent=len(body))
         except Exception:  # noqa: BLE001 - export must not raise
             self._log.exception(
@@ -302,15 +328,21 @@ class LangfuseSpanExporter(SpanExporter):
         finally:
             detach(token)
 
-    def shutdown(self) -> None:
-        """Stop exporting; idempotent. Cuts a retry wait short (a request in flight still ends
-        within the timeout)."""
+    @property
+    def _cool_off(self) -> float:
+        """How long exports fail at once after one got no answer in time."""
+        return min(max(self._timeout, MIN_COOL_OFF_SECONDS), MAX_COOL_OFF_SECONDS)
+
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        """Stop exporting; idempotent: later exports fail at once. Sends the spans held for a
+        late session within ``timeout_millis`` (and the timeout); cuts a retry wait short (a
+        request in flight still ends within the timeout)."""
         if self._shut_down:
             return
         trace_claims.discard(self)
         held = self.late_sessions.drain()
         if held:
-            self._send(held)
+            self._send(held, self._bounded(timeout_millis))
         self._shut_down = True
         self._abort.set()
         if self._transport is not None:
@@ -321,4 +353,10 @@ class LangfuseSpanExporter(SpanExporter):
         held = self.late_sessions.drain()
         if not held or self._shut_down:
             return True
-        return self._send(held) is SpanExportResult.SUCCESS
+        return self._send(held, self._bounded(timeout_millis)) is SpanExportResult.SUCCESS
+
+    def _bounded(self, timeout_millis: float | None) -> float:
+        """The exporter's timeout, or less when the caller has less time (at least 1 ms)."""
+        if timeout_millis is None or math.isnan(timeout_millis):
+            return self._timeout
+        return max(min(self._timeout, timeout_millis / 1000), 0.001)

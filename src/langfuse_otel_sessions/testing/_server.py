@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import gzip
 import itertools
 import json
 import socket
@@ -18,6 +17,7 @@ import struct
 import threading
 import time
 import uuid
+import zlib
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -34,6 +34,28 @@ _INGESTION_LIMIT = 3_500_000
 
 #: status, JSON answer, spans accepted, scores accepted
 _Answer = tuple[int, Any, list[ReceivedSpan], list[dict[str, Any]]]
+
+
+#: The largest request body taken, on the wire and decompressed (a gzip bomb of 1 MB expands
+#: to gigabytes): more is answered 413.
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _gunzip(raw: bytes, limit: int) -> bytes:
+    """``raw`` gunzipped, at most ``limit`` bytes of it (else :class:`_TooLarge`); ``b"\\xff"``
+    (undecodable: parsing answers 400) for a bad stream."""
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        body = inflater.decompress(raw, limit + 1)
+    except zlib.error:
+        return b"\xff"
+    if len(body) > limit or inflater.unconsumed_tail:
+        raise _TooLarge
+    return body
 
 
 @dataclass(frozen=True)
@@ -365,18 +387,30 @@ class LangfuseReceiver:
                 pass
 
             def _read_body(self) -> bytes:
+                """The body, at most :data:`MAX_REQUEST_BYTES` (else :class:`_TooLarge`)."""
                 if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
                     return b"".join(self._chunks())
-                return self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                size = int(self.headers.get("Content-Length") or 0)
+                if size > MAX_REQUEST_BYTES:
+                    raise _TooLarge
+                return self.rfile.read(size)
 
             def _chunks(self) -> Iterator[bytes]:
+                total = 0
                 while True:
                     size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
                     if size == 0:
                         self.rfile.readline()
                         return
+                    total += size
+                    if total > MAX_REQUEST_BYTES:
+                        raise _TooLarge
                     yield self.rfile.read(size)
                     self.rfile.readline()
+
+            def _too_large(self) -> None:
+                self.close_connection = True  # the rest of the body is never read
+                self._answer(413, {"message": f"Request body over {MAX_REQUEST_BYTES} bytes"})
 
             def _answer(
                 self, status: int, payload: object, extra: dict[str, str] | None = None
@@ -405,14 +439,14 @@ class LangfuseReceiver:
                 if route is None:
                     self._answer(404, {"message": "Not found"})
                     return
-                raw = self._read_body()
                 headers = {name.lower(): value for name, value in self.headers.items()}
-                body = raw
-                if headers.get("content-encoding", "").lower() == "gzip":
-                    try:
-                        body = gzip.decompress(raw)
-                    except (OSError, EOFError):
-                        body = b"\xff"  # undecodable: parsing answers 400
+                try:
+                    body = self._read_body()
+                    if headers.get("content-encoding", "").lower() == "gzip":
+                        body = _gunzip(body, MAX_REQUEST_BYTES)
+                except _TooLarge:
+                    self._too_large()
+                    return
                 receiver._arrived()
                 fault = receiver._next_fault(route)
                 if fault is not None:
