@@ -17,7 +17,9 @@ from __future__ import annotations
 import base64
 import contextlib
 import dataclasses
+import heapq
 import http.client
+import itertools
 import json
 import os
 import socket
@@ -25,7 +27,7 @@ import ssl
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -148,6 +150,70 @@ class _Pool:
             connection.close()
 
 
+class _Watchdog:
+    """One daemon thread that cuts the connections whose deadline passed.
+
+    One for the process, started with the first request, rather than a timer thread per
+    request: Python 3.12 refuses to start threads at interpreter exit, which is exactly when the
+    batch processor and the score sender send their last requests. Should it still be impossible
+    to start (the very first request made at exit), requests keep the per-read socket timeout.
+    After ``os.fork()`` the child starts its own.
+    """
+
+    def __init__(self) -> None:
+        self._wake = threading.Condition()
+        self._due: list[tuple[float, int, list[Any]]] = []
+        self._order = itertools.count()
+        self._owner: int | None = None  # the pid whose thread runs
+
+    def watch(self, deadline: float, expire: Callable[[], None]) -> list[Any] | None:
+        """Call ``expire`` at ``deadline`` unless cancelled; ``None`` if no thread can run."""
+        entry: list[Any] = [expire]
+        with self._wake:
+            if not self._running():
+                return None
+            heapq.heappush(self._due, (deadline, next(self._order), entry))
+            self._wake.notify()
+        return entry
+
+    def cancel(self, entry: list[Any] | None) -> None:
+        if entry is not None:
+            entry[0] = None  # dropped from the heap when its time comes
+
+    def _running(self) -> bool:
+        if self._owner == os.getpid():
+            return True
+        self._due.clear()  # a forked child inherits the parent's entries, not its thread
+        try:
+            threading.Thread(target=self._run, name="langfuse-otel-deadlines", daemon=True).start()
+        except RuntimeError:  # interpreter shutting down
+            return False
+        self._owner = os.getpid()
+        return True
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due or self._due[0][0] > time.monotonic():
+                    self._wake.wait(None if not self._due else self._due[0][0] - time.monotonic())
+                _, _, entry = heapq.heappop(self._due)
+            expire = entry[0]
+            if expire is not None:
+                with contextlib.suppress(Exception):  # a failed cut must not end the watchdog
+                    expire()
+
+
+_WATCHDOG = _Watchdog()
+
+
+def _new_watchdog_in_child() -> None:
+    global _WATCHDOG  # noqa: PLW0603 - the child's own, with a lock no parent thread holds
+    _WATCHDOG = _Watchdog()
+
+
+os.register_at_fork(after_in_child=_new_watchdog_in_child)
+
+
 class HttpTransport:
     """POSTs to one URL. Thread-safe (one request at a time); :meth:`close` is idempotent."""
 
@@ -209,9 +275,7 @@ class HttpTransport:
             expired.set()
             _cut(connection)
 
-        watchdog = threading.Timer(timeout, expire)
-        watchdog.daemon = True
-        watchdog.start()
+        watch = _WATCHDOG.watch(deadline, expire)
         response: http.client.HTTPResponse | None = None
         try:
             if connection.sock is not None:
@@ -227,7 +291,7 @@ class HttpTransport:
         except (OSError, http.client.HTTPException) as failure:
             error, reusable = failure, False
         finally:
-            watchdog.cancel()
+            _WATCHDOG.cancel(watch)
         if expired.is_set() or not reusable:
             if response is not None:
                 response.close()
