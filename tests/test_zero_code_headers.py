@@ -133,6 +133,8 @@ def run_app(
 def test_a_flask_app_under_opentelemetry_instrument_gets_sessions_from_the_header(
     tmp_path: Path, langfuse_receiver: LangfuseReceiver
 ) -> None:
+    pytest.importorskip("flask", reason="the framework stack is in requirements/test.txt")
+    pytest.importorskip("opentelemetry.instrumentation.flask")
     result = run_app(FLASK_APP, tmp_path, langfuse_receiver)
     sessions = langfuse_receiver.sessions()
     assert set(sessions) == {"café-ü"}  # UTF-8 bytes through WSGI's latin-1 text
