@@ -43,6 +43,20 @@ def _forget_test_processors_keys() -> Iterator[None]:
     keys._forget()
 
 
+@pytest.fixture(autouse=True)
+def _forget_earlier_exporters_claims() -> Iterator[None]:
+    """A live exporter makes outgoing requests claim the trace's root: each test starts as a
+    fresh app, with no exporter of an earlier test still counted."""
+    from langfuse_otel_sessions.outbound import trace_claims
+
+    before = list(trace_claims._exporters)
+    trace_claims._exporters.clear()
+    yield
+    trace_claims._exporters.clear()
+    for exporter in before:
+        trace_claims._exporters.add(exporter)
+
+
 class Traced:
     """A provider with ``SessionSpanProcessor`` and an in-memory exporter behind it."""
 

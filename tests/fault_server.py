@@ -39,6 +39,7 @@ class Seen:
     path: str
     headers: dict[str, str]  # lower-case names
     body: bytes
+    names: tuple[str, ...] = ()  # every header line's name, lower-case, repeats included
 
 
 class FaultServer:
@@ -91,11 +92,13 @@ class FaultServer:
             return None
         path = line.split()[1].decode()
         headers: dict[str, str] = {}
+        names: list[str] = []
         while (header := rfile.readline()) not in (b"\r\n", b"\n", b""):
             name, _, value = header.decode("latin-1").partition(":")
             headers[name.strip().lower()] = value.strip()
+            names.append(name.strip().lower())
         body = rfile.read(int(headers.get("content-length", "0")))
-        return Seen(path, headers, body)
+        return Seen(path, headers, body, tuple(names))
 
     def _send(self, connection: socket.socket, answer: Answer) -> bool:
         size = len(answer.body) if answer.body_size is None else answer.body_size

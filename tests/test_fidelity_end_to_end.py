@@ -208,3 +208,43 @@ def test_a_langfuse_sdk_caller_keeps_the_trace_root(
     (server,) = [span for span in shown.spans if span.name != "handler"]
     assert server.attributes["langfuse.internal.is_app_root"] is False
     client.shutdown()
+
+
+def test_two_services_of_ours_give_the_trace_one_app_root(
+    service: Service, langfuse_receiver: LangfuseReceiver
+) -> None:
+    """The caller exports to Langfuse with this package too: its outgoing request claims the
+    trace's root (``langfuse_trace_id``, as the Langfuse SDK does), so the callee marks none."""
+    exporter = LangfuseSpanExporter(
+        public_key=langfuse_receiver.public_key,
+        secret_key=langfuse_receiver.secret_key,
+        base_url=langfuse_receiver.url,
+    )
+    front = TracerProvider()
+    front.add_span_processor(SessionSpanProcessor())  # the default: guard and outbound policy
+    front.add_span_processor(BatchSpanProcessor(exporter))
+    headers: dict[str, str] = {}
+    with serve_wsgi(their_app(service)) as url:
+        with front.get_tracer("front").start_as_current_span("front") as caller:
+            propagate.inject(headers)
+            get(url, headers)
+        trace_id = format_trace_id(caller.get_span_context().trace_id)
+    assert f"langfuse_trace_id={trace_id}" in headers["baggage"]
+    assert front.force_flush(10_000)
+    service.flush()
+    shown = only_trace(langfuse_receiver)
+    assert [root.name for root in shown.roots] == ["front"]
+    front.shutdown()
+
+
+def test_a_shut_down_exporter_claims_nothing() -> None:
+    from langfuse_otel_sessions.outbound import _TraceClaims
+
+    claims = _TraceClaims()
+    exporter = LangfuseSpanExporter(public_key="pk", secret_key="sk", base_url="http://127.0.0.1:9")
+    assert not claims.active()
+    claims.register(exporter)
+    assert claims.active()
+    claims.discard(exporter)
+    assert not claims.active()
+    exporter.shutdown()

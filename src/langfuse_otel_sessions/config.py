@@ -34,11 +34,27 @@ def _env(name: str) -> str | None:
     return value or None
 
 
-def check_url(url: str, source: str) -> str:
-    """``url`` without a trailing slash; :class:`ConfigurationError` unless http(s) with a host."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+def check_url(url: object, source: str) -> str:
+    """``url`` without a trailing slash; :class:`ConfigurationError` (naming ``source``, never
+    the URL: it may hold a token) unless an http(s) URL with a host, a valid port, and no
+    query, fragment or ``;parameters`` (a route is appended to it)."""
+    if not isinstance(url, str) or any(ord(c) <= 0x20 or ord(c) == 0x7F for c in url):
+        raise ConfigurationError(f"{source} must be an http(s) URL without spaces or controls")
+    try:
+        parts = urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:  # a port out of range or not a number, a broken [IPv6] bracket
+        raise ConfigurationError(
+            f"{source} is not a valid URL: check its host and port (1-65535)"
+        ) from None
+    if parts.scheme.lower() not in ("http", "https") or not host:
         raise ConfigurationError(f"{source} must be an http(s) URL with a host")
+    if port == 0:
+        raise ConfigurationError(f"{source} has port 0: use a port from 1 to 65535")
+    if "?" in url or "#" in url or ";" in parts.path:
+        raise ConfigurationError(
+            f"{source} must not have a query, fragment or ;parameters (a route is appended to it)"
+        )
     return url.rstrip("/")
 
 

@@ -33,6 +33,7 @@ from .config import (
 )
 from .environment import env_bool
 from .errors import ConfigurationError
+from .http_headers import header_problem, merged
 from .urls import display_url, in_clear_text
 
 INGESTION_VERSION_HEADER = "x-langfuse-ingestion-version"
@@ -68,9 +69,9 @@ class Route:
         return "Langfuse" if self.mode == "direct" else "the Collector"
 
     def sends_credentials(self) -> bool:
-        return "@" in urlsplit(self.url).netloc or any(
-            name.lower() in ("authorization", "proxy-authorization") for name in self.headers
-        )
+        """Userinfo, Langfuse's auth, or any header the user gave (an API key may be named
+        anything): all of them secrets as far as we know."""
+        return "@" in urlsplit(self.url).netloc or bool(self.headers)
 
 
 def direct_route(
@@ -123,8 +124,11 @@ def span_route(
     if config.missing:
         problem = "set " + " and ".join(config.missing) + " (Langfuse auth for the Collector)"
         return Route("collector", url, source, setting, sent, problem)
-    sent.setdefault("Authorization", config.authorization())
-    sent.setdefault(INGESTION_VERSION_HEADER, INGESTION_VERSION)
+    langfuse = {
+        "Authorization": config.authorization(),
+        INGESTION_VERSION_HEADER: INGESTION_VERSION,
+    }
+    sent = merged(langfuse, sent)  # the user's own headers win, in any spelling
     return Route("collector", url, source, setting, sent, langfuse_auth=True)
 
 
@@ -165,8 +169,13 @@ def _env_headers(name: str) -> dict[str, str]:
             continue
         key, sep, value = entry.partition("=")
         key = unquote(key).strip()
-        if not sep or not key or any(c in key for c in " \t\r\n:"):
+        if not sep or not key:
             logger.warning("Ignoring a malformed entry in %s (expected key=value)", name)
             continue
-        headers[key] = unquote(value).strip()
+        value = unquote(value).strip()
+        problem = header_problem(key, value)
+        if problem is not None:
+            logger.warning("Ignoring an entry in %s: %s", name, problem)
+            continue
+        headers = merged(headers, {key: value})
     return headers

@@ -32,11 +32,13 @@ from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, 
 from .encoder import SpanEncoder
 from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
+from .http_headers import header_problem, merged
 from .late_sessions import LateSessionHold
 from .late_sessions import late_session_max_spans as late_session_max_spans_option
 from .late_sessions import late_session_seconds as late_session_seconds_option
 from .local_requests import known_ids
 from .mapping import RootMapping, TraceName, map_spans
+from .outbound import trace_claims
 from .retry import otlp_policy, post_with_retries
 from .traces import TraceIds, TraceSessions
 from .transport import HttpTransport, Reply
@@ -83,6 +85,10 @@ def _headers(value: Mapping[str, str] | None) -> dict[str, str] | None:
         isinstance(k, str) and isinstance(v, str) for k, v in value.items()
     ):
         raise ConfigurationError("headers must be a mapping of strings to strings")
+    for name, text in value.items():
+        problem = header_problem(name, text)
+        if problem is not None:
+            raise ConfigurationError(f"headers: {problem}")
     return dict(value)
 
 
@@ -199,6 +205,8 @@ class LangfuseSpanExporter(SpanExporter):
             ),
             max_id_length=env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH),
         )
+        if self._mapping.mark_app_roots and self._route.problem is None:
+            trace_claims.register(self)  # outgoing requests claim the trace's root upstream
         self._recent = TraceSessions(remembered_traces)
         self.late_sessions = LateSessionHold(
             late_session_seconds_option(late_session_seconds),
@@ -212,17 +220,15 @@ class LangfuseSpanExporter(SpanExporter):
         self._silent_until = 0.0
         self._counts = [0, 0, 0, 0]  # exported spans, failed spans, failed batches, sent bytes
         self._counts_lock = threading.Lock()
-        self._headers = {
-            "Content-Type": "application/x-protobuf",
-            "User-Agent": f"{SDK_NAME}/{SDK_VERSION}",
-            **self._route.headers,
-        }
-        if self._compression.content_encoding is not None:
-            self._headers["Content-Encoding"] = self._compression.content_encoding
+        ours = {"Content-Type": "application/x-protobuf", "User-Agent": f"{SDK_NAME}/{SDK_VERSION}"}
         if self.mode == "direct":
-            self._headers.setdefault(INGESTION_VERSION_HEADER, INGESTION_VERSION)
-            self._headers.setdefault("x-langfuse-sdk-name", SDK_NAME)
-            self._headers.setdefault("x-langfuse-sdk-version", SDK_VERSION)
+            ours[INGESTION_VERSION_HEADER] = INGESTION_VERSION
+            ours["x-langfuse-sdk-name"] = SDK_NAME
+            ours["x-langfuse-sdk-version"] = SDK_VERSION
+        self._headers = merged(ours, self._route.headers)
+        if self._compression.content_encoding is not None:
+            encoding = {"Content-Encoding": self._compression.content_encoding}
+            self._headers = merged(self._headers, encoding)
         self._transport = None if self._route.problem else HttpTransport(self._route.url)
         announce("LangfuseSpanExporter", self._route, "spans")
 
@@ -333,6 +339,7 @@ class LangfuseSpanExporter(SpanExporter):
         request in flight still ends within the timeout)."""
         if self._shut_down:
             return
+        trace_claims.discard(self)
         held = self.late_sessions.drain()
         if held:
             self._send(held, self._bounded(timeout_millis))

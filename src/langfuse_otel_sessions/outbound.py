@@ -18,15 +18,17 @@ client span is not recording) is not on any list: only ``*`` sends the ids there
 from __future__ import annotations
 
 import re
+import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context, create_key, get_current, get_value, set_value
+from opentelemetry.trace import format_trace_id
 
 from ._logging import logger
-from .attributes import ENV_PROPAGATE_SESSION_TO
+from .attributes import BAGGAGE_LANGFUSE_TRACE_ID, ENV_PROPAGATE_SESSION_TO
 from .environment import env_keys
 from .errors import ConfigurationError
 
@@ -147,11 +149,54 @@ def resolve_outbound_policy(argument: Sequence[str] | None) -> OutboundPolicy:
     return OutboundPolicy(listed)
 
 
+class _TraceClaims:
+    """Whether this process exports its traces to Langfuse (a live ``LangfuseSpanExporter``
+    that marks app roots): then outgoing requests say so, as the Langfuse SDK does."""
+
+    def __init__(self) -> None:
+        self._exporters: weakref.WeakSet[object] = weakref.WeakSet()
+
+    def register(self, exporter: object) -> None:
+        self._exporters.add(exporter)
+
+    def discard(self, exporter: object) -> None:
+        self._exporters.discard(exporter)
+
+    def active(self) -> bool:
+        return len(self._exporters) > 0
+
+
+trace_claims = _TraceClaims()
+
+
+def _with_trace_claim(current: Context) -> Context | None:
+    """``current`` with the ``langfuse_trace_id`` claim of its sampled span's trace, when this
+    process exports to Langfuse and the claim is not there yet; else ``None``.
+
+    The claim tells a downstream service (ours, or the Langfuse SDK) that the trace's root is
+    exported upstream, so it does not mark an app root of its own. It carries only the trace
+    id, which ``traceparent`` already sends."""
+    if not trace_claims.active():
+        return None
+    span_context = trace.get_current_span(current).get_span_context()
+    if not (span_context.is_valid and span_context.trace_flags.sampled):
+        return None
+    claim = format_trace_id(span_context.trace_id)
+    if baggage.get_baggage(BAGGAGE_LANGFUSE_TRACE_ID, current) == claim:
+        return None
+    return baggage.set_baggage(BAGGAGE_LANGFUSE_TRACE_ID, claim, current)
+
+
 def outbound_context(context: Context | None, policy: OutboundPolicy) -> Context | None:
     """The context to inject: ``context`` (default: the current one) without the entries this
-    package wrote, unless ``policy`` allows the destination. Never raises; fails closed."""
+    package wrote, unless ``policy`` allows the destination, and with the trace's
+    ``langfuse_trace_id`` claim when this process exports to Langfuse. Never raises; fails
+    closed."""
     try:
         current = get_current() if context is None else context
+        claimed = _with_trace_claim(current)
+        if claimed is not None:
+            current = context = claimed
         own = get_value(OWN_ENTRIES, current)
         if not isinstance(own, Mapping) or not own:
             return context

@@ -4,7 +4,11 @@ clear text."""
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from urllib.parse import urlsplit, urlunsplit
+
+_NUMERIC_IPV4 = re.compile(r"[0-9a-fx.]+")
 
 
 def display_url(url: str) -> str:
@@ -20,15 +24,25 @@ def display_url(url: str) -> str:
 
 
 def is_loopback(host: str | None) -> bool:
-    """``localhost`` or a loopback address."""
+    """``localhost`` or a loopback address, in any spelling the resolver accepts (``127.1``,
+    ``0x7f.1``, ``localhost.``, ``[::ffff:127.0.0.1]``)."""
     if not host:
         return False
-    if host.lower() == "localhost" or host.lower().endswith(".localhost"):
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
         return True
     try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
+        address = ipaddress.ip_address(name)
     except ValueError:
-        return False
+        if not _NUMERIC_IPV4.fullmatch(name):
+            return False
+        try:  # the short and numeric IPv4 forms that inet_aton (and so connect) accept
+            address = ipaddress.IPv4Address(socket.inet_aton(name))
+        except OSError:
+            return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
 
 
 def in_clear_text(url: str) -> bool:
