@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import logging
+import socket
 
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
@@ -111,3 +112,21 @@ def test_no_repr_inside_the_exporter_shows_a_token() -> None:
         client.shutdown()
     for secret in (USERINFO_TOKEN, HEADER_SECRET, SECRET, TOKEN):
         assert secret not in shown
+
+
+def test_a_failure_through_a_proxy_names_the_proxy(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with socket.socket() as closed:  # a port nothing listens on: the proxy is down
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://puser:{HEADER_SECRET}@127.0.0.1:{port}")
+    exporter = LangfuseSpanExporter(
+        public_key=PUBLIC, secret_key=SECRET, base_url="http://langfuse.example", timeout=2
+    )
+    with caplog.at_level(logging.DEBUG):
+        export_one(exporter)
+    assert f"(through the proxy http://127.0.0.1:{port}) did not answer" in caplog.text
+    assert HEADER_SECRET not in caplog.text

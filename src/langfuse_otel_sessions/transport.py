@@ -56,6 +56,8 @@ class Reply:
     timed_out: bool = False
     #: What the request carried that must never be logged (see :meth:`clean`).
     secrets: tuple[str, ...] = field(default=(), repr=False)
+    #: The proxy the request went through (``http://host:port``, no credentials), if any.
+    proxy: str | None = None
 
     @property
     def ok(self) -> bool:
@@ -91,16 +93,17 @@ class Reply:
     def describe(self, server: str, setting: str) -> str:
         """Why this was not a success, for a log line. ``server`` names who answered
         ("Langfuse", "the Collector"); ``setting`` is what to change after a redirect."""
+        where = self.url if self.proxy is None else f"{self.url} (through the proxy {self.proxy})"
         if self.status is None:
-            return f"{server} at {self.url} did not answer: {self.clean(self.error or '')}"
+            return f"{server} at {where} did not answer: {self.clean(self.error or '')}"
         if 300 <= self.status < 400:
             location = self.clean(display_url(self.headers.get("location", ""))) or "nowhere"
             return (
-                f"{server} at {self.url} answered {self.status} to {location} (not followed): "
+                f"{server} at {where} answered {self.status} to {location} (not followed): "
                 f"set {setting} to that"
             )
         words = self.message()
-        return f"{server} at {self.url} answered {self.status}" + (f": {words}" if words else "")
+        return f"{server} at {where} answered {self.status}" + (f": {words}" if words else "")
 
 
 class _Connection(http.client.HTTPConnection):
@@ -259,7 +262,10 @@ class HttpTransport:
                 if pooled and reply.status is None and not reply.timed_out:
                     # A kept-alive connection the server had closed meanwhile: once more, fresh.
                     reply = self._exchange(body, sent, deadline)
-                return dataclasses.replace(reply, secrets=secrets_in(sent, *self._secrets))
+                proxy = None if self._proxy is None else f"http://{self._proxy[0]}:{self._proxy[1]}"
+                return dataclasses.replace(
+                    reply, secrets=secrets_in(sent, *self._secrets), proxy=proxy
+                )
         finally:
             detach(token)
 
