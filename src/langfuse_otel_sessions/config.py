@@ -11,6 +11,7 @@ Where spans go (Langfuse or a Collector) is decided in :mod:`.destination`.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import os
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
@@ -43,6 +44,8 @@ def check_url(url: object, source: str) -> str:
     try:
         parts = urlsplit(url)
         host, port = parts.hostname, parts.port
+        if "[" in parts.netloc:  # Python 3.10 does not check what is between the brackets
+            ipaddress.IPv6Address((host or "").split("%")[0])
     except ValueError:  # a port out of range or not a number, a broken [IPv6] bracket
         raise ConfigurationError(
             f"{source} is not a valid URL: check its host and port (1-65535)"
