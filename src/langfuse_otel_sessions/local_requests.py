@@ -125,12 +125,12 @@ def _batch_key(span: ReadableSpan, by_id: dict[int, ReadableSpan]) -> int:
 def known_ids(recent: Mapping[int, TraceIds], key: int, span: ReadableSpan) -> TraceIds | None:
     """What the exporter knows of a span's request: learned from spans it exported earlier,
     else what the processor records (without a session if the request saw several)."""
+    request = request_of(span.context)
+    if request is not None and request.ids is not None and request.mixed:
+        return TraceIds(None, request.ids.user_id)  # several sessions: complete with none
     ids = recent.get(key)
     if ids is not None:
         return ids
-    request = request_of(span.context)
     if request is None or request.ids is None:
         return None
-    if request.mixed:
-        return TraceIds(None, request.ids.user_id)
     return request.ids

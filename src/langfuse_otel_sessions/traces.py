@@ -35,11 +35,19 @@ class TraceSessions(dict[int, TraceIds]):
         self._lock = threading.Lock()
 
     def remember(self, trace_id: int, ids: TraceIds) -> None:
-        """Record ``ids`` for ``trace_id`` unless the trace is already known."""
-        if trace_id in self:
+        """Record ``ids`` for ``trace_id``; a known trace that shows another session (user)
+        keeps neither: it saw several, and no later span is completed with one of them."""
+        known = self.get(trace_id)
+        if known == ids:
             return
         with self._lock:
-            if trace_id in self:
+            known = self.get(trace_id)
+            if known is not None:
+                if known != ids:
+                    self[trace_id] = TraceIds(
+                        known.session_id if known.session_id == ids.session_id else None,
+                        known.user_id if known.user_id == ids.user_id else None,
+                    )
                 return
             while len(self) >= self.capacity:
                 del self[next(iter(self))]
