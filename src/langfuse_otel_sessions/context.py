@@ -19,11 +19,10 @@ from opentelemetry.trace import TracerProvider
 
 from ._processor_check import warn_once_without_processor
 from .attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH
+from .entry_marks import with_own_entries, withheld_remote_entries
 from .environment import env_positive_int
 from .ids import check_id, id_problem
 from .keys import known_keys
-from .outbound import with_own_entries
-from .propagator import withheld_remote_entries
 from .scope_entries import Root, decorate, enter, leave
 from .session import Session
 from .trace_attributes import baggage_entries, merged_tags
