@@ -201,7 +201,7 @@ def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...], limit: in
     return None
 
 
-def _ids_in_force(context: Context | None) -> tuple[str | None, str | None]:
+def ids_in_force(context: Context | None) -> tuple[str | None, str | None]:
     """The ids the configured processor would stamp on a span started now in ``context``:
     its keys and limit over the baggage, else (when it trusts remote baggage) over the entries
     the boundary withheld."""
@@ -217,9 +217,9 @@ def _ids_in_force(context: Context | None) -> tuple[str | None, str | None]:
 def current_session_id(context: Context | None = None) -> str | None:
     """The session id in force: what the configured :class:`SessionSpanProcessor` would stamp
     on a span started now (read with its keys and limit), or ``None``."""
-    return _ids_in_force(context)[0]
+    return ids_in_force(context)[0]
 
 
 def current_user_id(context: Context | None = None) -> str | None:
     """The user id in force (what the configured processor would stamp), or ``None``."""
-    return _ids_in_force(context)[1]
+    return ids_in_force(context)[1]
