@@ -33,6 +33,7 @@ from langfuse_otel_sessions import (
 )
 
 from .conftest import Traced, make_traced
+from .django_app import configure_django
 from .servers import serve_asgi, serve_wsgi
 
 # OpenTelemetry decodes each of these keys to a session key; a plain key too, for good measure.
@@ -142,39 +143,13 @@ def flask_service(traced: Traced, order: str) -> Any:
     return app
 
 
-def django_chat(request: Any) -> Any:
-    from django.http import JsonResponse
-
-    with DJANGO["traced"].tracer.start_as_current_span("handler"):
-        return JsonResponse({"session": current_session_id()})
-
-
-DJANGO: dict[str, Any] = {}
-urlpatterns: list[Any] = []
-
-
 @contextmanager
 def django_service(traced: Traced, order: str) -> Iterator[Any]:
-    import django
-    from django.conf import settings
     from django.core.wsgi import get_wsgi_application
     from django.test import override_settings
-    from django.urls import path
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
-    DJANGO["traced"] = traced
-    urlpatterns[:] = [path("chat", django_chat)]
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False,
-            SECRET_KEY="tests-only",
-            ALLOWED_HOSTS=["*"],
-            ROOT_URLCONF=__name__,
-            MIDDLEWARE=[],
-            INSTALLED_APPS=[],
-        )
-        django.setup()
-    with override_settings(ROOT_URLCONF=__name__):
+    with override_settings(ROOT_URLCONF=configure_django(traced)):
         if order == ORDERS[0]:  # OpenTelemetry's WSGI middleware outside ours
             yield OpenTelemetryMiddleware(
                 outer_app_middleware_wsgi(WSGISessionMiddleware(get_wsgi_application())),
