@@ -18,6 +18,7 @@ from langfuse_otel_sessions import SessionSpanProcessor
 from langfuse_otel_sessions.exporter import LangfuseSpanExporter
 from langfuse_otel_sessions.testing import LangfuseReceiver, TraceView, langfuse_receiver
 
+from .conftest import Exported
 from .servers import serve_wsgi
 from .test_trust_boundary import StartResponse, get
 
@@ -26,28 +27,9 @@ __all__ = ["langfuse_receiver"]
 EDGE = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True, TraceFlags(1))
 
 
-class Service:
-    """One process: our processor and exporter, a batch processor, a tracer."""
-
-    def __init__(self, receiver: LangfuseReceiver, **options: Any) -> None:
-        self.exporter = LangfuseSpanExporter(
-            public_key=receiver.public_key,
-            secret_key=receiver.secret_key,
-            base_url=receiver.url,
-            **options,
-        )
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
-        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
-        self.tracer = self.provider.get_tracer("app")
-
-    def flush(self) -> None:
-        assert self.provider.force_flush(10_000)
-
-
 @pytest.fixture
-def service(langfuse_receiver: LangfuseReceiver) -> Iterator[Service]:
-    created = Service(langfuse_receiver)
+def service(langfuse_receiver: LangfuseReceiver) -> Iterator[Exported]:
+    created = Exported(langfuse_receiver)
     yield created
     created.provider.shutdown()
 
@@ -61,7 +43,7 @@ def only_trace(receiver: LangfuseReceiver) -> TraceView:
 
 
 def test_root_input_keys_keep_the_framework_output(langfuse_receiver: LangfuseReceiver) -> None:
-    service = Service(langfuse_receiver, root_input_keys=("input.value",))
+    service = Exported(langfuse_receiver, root_input_keys=("input.value",))
     with service.tracer.start_as_current_span(
         "agent", attributes={"input.value": "hello", "output.value": "world"}
     ):
@@ -74,7 +56,7 @@ def test_root_input_keys_keep_the_framework_output(langfuse_receiver: LangfuseRe
 
 
 def test_trace_input_and_a_framework_output_both_show(
-    service: Service, langfuse_receiver: LangfuseReceiver
+    service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
     with service.tracer.start_as_current_span(
         "agent", attributes={"langfuse.trace.input": "Q", "output.value": "W"}
@@ -90,7 +72,7 @@ def test_trace_input_and_a_framework_output_both_show(
 
 
 def test_a_numeric_session_id_groups_every_observation(
-    service: Service, langfuse_receiver: LangfuseReceiver
+    service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
     with service.tracer.start_as_current_span("root"):
         service.tracer.start_span("llm", attributes={"session.id": 42}).end()
@@ -102,7 +84,7 @@ def test_a_numeric_session_id_groups_every_observation(
 def test_an_oversized_session_id_is_not_spread_even_across_batches(
     langfuse_receiver: LangfuseReceiver,
 ) -> None:
-    service = Service(langfuse_receiver)
+    service = Exported(langfuse_receiver)
     huge = "h" * 100_000
     with service.tracer.start_as_current_span("root"):
         service.tracer.start_span("llm", attributes={"session.id": huge}).end()
@@ -118,7 +100,7 @@ def test_an_oversized_session_id_is_not_spread_even_across_batches(
 # -- 3. app roots ---------------------------------------------------------------------------
 
 
-def behind_an_edge(service: Service, **attributes: Any) -> None:
+def behind_an_edge(service: Exported, **attributes: Any) -> None:
     edge = trace.set_span_in_context(NonRecordingSpan(EDGE))
     with service.tracer.start_as_current_span("POST /chat", context=edge, attributes=attributes):
         service.tracer.start_span("llm").end()
@@ -126,7 +108,7 @@ def behind_an_edge(service: Service, **attributes: Any) -> None:
 
 
 def test_a_service_behind_an_edge_that_does_not_export_gets_a_named_trace(
-    service: Service, langfuse_receiver: LangfuseReceiver
+    service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
     behind_an_edge(service, **{"input.value": "q", "output.value": "a"})
     shown = only_trace(langfuse_receiver)
@@ -136,7 +118,7 @@ def test_a_service_behind_an_edge_that_does_not_export_gets_a_named_trace(
 
 
 def test_without_app_roots_v4_shows_a_nameless_trace(langfuse_receiver: LangfuseReceiver) -> None:
-    service = Service(langfuse_receiver, mark_app_roots=False)
+    service = Exported(langfuse_receiver, mark_app_roots=False)
     behind_an_edge(service)
     shown = only_trace(langfuse_receiver)
     assert shown.name is None
@@ -148,13 +130,13 @@ def test_app_roots_can_be_turned_off_by_environment(
     langfuse_receiver: LangfuseReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LANGFUSE_OTEL_MARK_APP_ROOTS", "false")
-    service = Service(langfuse_receiver)
+    service = Exported(langfuse_receiver)
     behind_an_edge(service)
     assert only_trace(langfuse_receiver).roots == []
     service.provider.shutdown()
 
 
-def their_app(service: Service) -> Any:
+def their_app(service: Exported) -> Any:
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
@@ -167,7 +149,7 @@ def their_app(service: Service) -> Any:
 
 
 def test_each_trace_has_one_app_root_across_a_real_http_hop(
-    service: Service, langfuse_receiver: LangfuseReceiver
+    service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
     edge = trace.set_span_in_context(NonRecordingSpan(EDGE))
     headers: dict[str, str] = {}
@@ -183,7 +165,7 @@ def test_each_trace_has_one_app_root_across_a_real_http_hop(
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="langfuse 5 needs Python 3.11+")
 def test_a_langfuse_sdk_caller_keeps_the_trace_root(
-    service: Service, langfuse_receiver: LangfuseReceiver
+    service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
     langfuse = pytest.importorskip("langfuse")
     client = langfuse.Langfuse(
@@ -211,7 +193,7 @@ def test_a_langfuse_sdk_caller_keeps_the_trace_root(
 
 
 def test_two_services_of_ours_give_the_trace_one_app_root(
-    service: Service, langfuse_receiver: LangfuseReceiver
+    service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
     """The caller exports to Langfuse with this package too: its outgoing request claims the
     trace's root (``langfuse_trace_id``, as the Langfuse SDK does), so the callee marks none."""

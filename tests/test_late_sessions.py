@@ -13,36 +13,18 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from langfuse_otel_sessions import (
     ConfigurationError,
     LangfuseSpanExporter,
-    SessionSpanProcessor,
     session,
 )
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
 from langfuse_otel_sessions.late_sessions import LateSessionHold
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
-from .conftest import Traced
+from .conftest import Exported, Traced
 
 __all__ = ["langfuse_receiver"]
 
 
-class Pipeline:
-    def __init__(self, receiver: LangfuseReceiver, **options: object) -> None:
-        self.receiver = receiver
-        self.exporter = LangfuseSpanExporter(
-            public_key=receiver.public_key,
-            secret_key=receiver.secret_key,
-            base_url=receiver.url,
-            **options,  # type: ignore[arg-type]
-        )
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
-        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
-        self.tracer = self.provider.get_tracer("agent")
-
-    def export_now(self) -> None:
-        """What BatchSpanProcessor does every 5 s: export whatever has ended."""
-        assert self.provider.force_flush(10_000)
-
+class Pipeline(Exported):
     def received(self) -> dict[str, object]:
         return {
             span.name: span.attributes.get(LANGFUSE_SESSION_ID) for span in self.receiver.spans()
@@ -61,12 +43,12 @@ def test_spans_that_ended_before_the_session_was_known_carry_it(pipeline: Pipeli
     with tracer.start_as_current_span("agent run"):
         for step in range(5):
             tracer.start_span(f"setup {step}").end()
-        pipeline.export_now()  # exported while the session is still unknown
+        pipeline.flush()  # exported while the session is still unknown
         assert pipeline.received() == {}  # held: the request is running without a session
         with session("conv-7"):
             for step in range(5):
                 tracer.start_span(f"llm {step}").end()
-    pipeline.export_now()
+    pipeline.flush()
     received = pipeline.received()
     assert len(received) == 11
     assert set(received.values()) == {"conv-7"}
@@ -78,7 +60,7 @@ def test_requests_with_a_known_session_are_not_delayed(pipeline: Pipeline) -> No
     tracer = pipeline.tracer
     with session("known"), tracer.start_as_current_span("request"):
         tracer.start_span("step").end()
-        pipeline.export_now()
+        pipeline.flush()
         assert pipeline.received() == {"step": "known"}
 
 
@@ -86,9 +68,9 @@ def test_a_request_that_ends_without_a_session_is_sent_when_it_ends(pipeline: Pi
     tracer = pipeline.tracer
     with tracer.start_as_current_span("health check"):
         tracer.start_span("ping").end()
-        pipeline.export_now()
+        pipeline.flush()
         assert pipeline.received() == {}
-    pipeline.export_now()
+    pipeline.flush()
     assert pipeline.received() == {"health check": None, "ping": None}
 
 
@@ -97,13 +79,13 @@ def test_the_exporters_force_flush_and_shutdown_send_what_is_held(pipeline: Pipe
     root = tracer.start_span("long request")
     with trace.use_span(root):
         tracer.start_span("first").end()
-    pipeline.export_now()
+    pipeline.flush()
     assert pipeline.exporter.late_sessions.held_spans == 1
     assert pipeline.exporter.force_flush()
     assert pipeline.received() == {"first": None}
     with trace.use_span(root):
         tracer.start_span("second").end()
-    pipeline.export_now()
+    pipeline.flush()
     assert pipeline.received() == {"first": None}
     pipeline.exporter.shutdown()
     assert pipeline.received() == {"first": None, "second": None}
@@ -115,7 +97,7 @@ def test_holding_can_be_turned_off(langfuse_receiver: LangfuseReceiver) -> None:
     try:
         with off.tracer.start_as_current_span("request"):
             off.tracer.start_span("step").end()
-            off.export_now()
+            off.flush()
             assert off.received() == {"step": None}
     finally:
         off.provider.shutdown()
