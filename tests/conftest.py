@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from langfuse_otel_sessions import LangfuseSpanExporter, SessionSpanProcessor, keys
+from langfuse_otel_sessions import LangfuseSpanExporter, ScoreClient, SessionSpanProcessor, keys
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
 from langfuse_otel_sessions.testing import LangfuseReceiver
 
@@ -79,6 +79,11 @@ class Exported:
     def flush(self) -> None:
         """What BatchSpanProcessor does every 5 s: export whatever has ended."""
         assert self.provider.force_flush(10_000)
+
+
+def score_client(receiver: LangfuseReceiver, **options: Any) -> ScoreClient:
+    """A ``ScoreClient`` sending to ``receiver`` with its keys."""
+    return ScoreClient(receiver.public_key, receiver.secret_key, receiver.url, **options)
 
 
 class Traced:
