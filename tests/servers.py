@@ -143,3 +143,16 @@ def opentelemetry_instrument() -> list[str]:
         "sys.argv[0] = 'opentelemetry-instrument'; run()"
     )
     return [sys.executable, "-c", entry]
+
+
+def run_zero_code_app(env: dict[str, str]) -> str:
+    """``examples/zero_code_app.py`` under ``opentelemetry-instrument``, with ``env`` and no
+    metrics or logs exporter; returns its output."""
+    import sys
+    from pathlib import Path
+
+    app = Path(__file__).resolve().parent.parent / "examples" / "zero_code_app.py"
+    return run_command(
+        [*opentelemetry_instrument(), sys.executable, str(app)],
+        env={"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", **env},
+    )
