@@ -34,8 +34,10 @@ from .attributes import (
     SESSION_ATTRIBUTE_KEYS,
     USER_ATTRIBUTE_KEYS,
 )
+from .conventions import resolve_also_emit
 from .environment import env_bool, env_keys, env_positive_int
 from .errors import ConfigurationError
+from .generated import GENERATED_SESSION_ID, GeneratedIds, marked
 from .ids import id_problem
 from .keys import IdKeys, register_reader
 from .local_requests import REQUEST_SLOT, TAGGABLE, LocalRequest, request_of
@@ -78,6 +80,10 @@ class SessionSpanProcessor(SpanProcessor):
       (``LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS`` / ``LANGFUSE_OTEL_USER_BAGGAGE_KEYS``);
     * ``extra_session_attributes`` / ``extra_user_attributes``: further attribute keys to stamp,
       e.g. ``("gen_ai.conversation.id",)`` (``LANGFUSE_OTEL_EXTRA_*_ATTRIBUTES``);
+    * ``also_emit``: other conventions' names to stamp the ids on too: ``"openinference"``
+      (``session.id``, ``user.id``), ``"gen_ai"`` (``gen_ai.conversation.id``, for ids that were
+      given only, never generated ones) or ``"otel"`` (all three); one name or several
+      (``LANGFUSE_OTEL_ALSO_EMIT``; default: none — see ``docs/sessions.md``);
     * ``max_id_length``: longer ids are skipped (``LANGFUSE_OTEL_MAX_ID_LENGTH``, 200);
     * ``trust_remote_baggage``: also stamp ids that arrived in a request's baggage
       (``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, false);
@@ -98,6 +104,7 @@ class SessionSpanProcessor(SpanProcessor):
         user_keys: tuple[str, ...] | list[str] | None = None,
         extra_session_attributes: tuple[str, ...] | list[str] | None = None,
         extra_user_attributes: tuple[str, ...] | list[str] | None = None,
+        also_emit: str | Sequence[str] | None = None,
         max_id_length: int | None = None,
         trust_remote_baggage: bool | None = None,
         max_tracked_traces: int | None = None,
@@ -132,23 +139,38 @@ class SessionSpanProcessor(SpanProcessor):
             ENV_MAX_TRACKED_TRACES,
             DEFAULT_MAX_TRACKED_TRACES,
         )
-        self._session_targets = (LANGFUSE_SESSION_ID, *self.extra_session_attributes)
-        self._user_targets = (LANGFUSE_USER_ID, *self.extra_user_attributes)
-        self._id_keys = len(self._session_targets) + len(self._user_targets)
+        emit = resolve_also_emit(also_emit)
+        self.also_emit = emit.names
+        #: Stamped with session ids that were given only (not with generated ones).
+        self._given_session_targets = emit.given_session_only
+        self._session_targets = tuple(
+            key
+            for key in dict.fromkeys(
+                (LANGFUSE_SESSION_ID, *self.extra_session_attributes, *emit.session)
+            )
+            if key not in emit.given_session_only
+        )
+        self._user_targets = tuple(
+            dict.fromkeys((LANGFUSE_USER_ID, *self.extra_user_attributes, *emit.user))
+        )
+        self._id_keys = (
+            len(self._session_targets) + len(self._given_session_targets) + len(self._user_targets)
+        )
         #: What this processor reads and stamps, registered so that ``session()``, the guard and
         #: the middleware know these keys too, whatever the order they were built in.
         self.keys = IdKeys(
             session=self.session_keys,
             user=self.user_keys,
-            session_attributes=self._session_targets,
+            session_attributes=(*self._session_targets, *self._given_session_targets),
+            given_session_attributes=self._given_session_targets,
             user_attributes=self._user_targets,
             max_id_length=self.max_id_length,
             trust_remote=self.trust_remote_baggage,
         )
         register_reader(self.keys)
-        self._session_extras = bool(self.extra_session_attributes)
+        self._session_extras = len(self._session_targets) > 1
         self._valid_ids: set[str] = set()
-        self._last: tuple[object, TraceIds | None, Stamps] = (_NOTHING, None, ())
+        self._last: tuple[object, TraceIds | None, Stamps, object] = (_NOTHING, None, (), None)
 
         self._log = RateLimitedLog()
         self._told_about_remote = False
@@ -169,9 +191,16 @@ class SessionSpanProcessor(SpanProcessor):
                 _note_upstream_root_claim(span, entries[BAGGAGE_LANGFUSE_TRACE_ID])
             # Spans of one scope share one (immutable) baggage mapping: the ids resolved for
             # the last span are reused by identity. A race between threads costs only a redo.
+            # Whether the session was generated is read only when it matters (also_emit).
+            generated = context.get(GENERATED_SESSION_ID) if self._given_session_targets else None
             last = self._last
-            if last[0] is not entries:
-                last = self._last = (entries, self._resolve(entries), self._stamps(entries))
+            if last[0] is not entries or last[3] is not generated:
+                last = self._last = (
+                    entries,
+                    marked(self._resolve(entries), generated),
+                    self._stamps(entries),
+                    generated,
+                )
             ids = last[1]
             store = None
             if last[2]:  # tags, metadata, environment, ... (trace_attributes.py)
@@ -213,6 +242,9 @@ class SessionSpanProcessor(SpanProcessor):
                 if session_id is not None:
                     for key in self._session_targets:
                         store[key] = session_id
+                    if self._given_session_targets and type(ids) is not GeneratedIds:
+                        for key in self._given_session_targets:
+                            store[key] = session_id
                 if user_id is not None:
                     for key in self._user_targets:
                         store[key] = user_id
@@ -224,6 +256,9 @@ class SessionSpanProcessor(SpanProcessor):
                         span.set_attribute(key, session_id)
                 else:
                     span.set_attribute(LANGFUSE_SESSION_ID, session_id)
+                if self._given_session_targets and type(ids) is not GeneratedIds:
+                    for key in self._given_session_targets:
+                        span.set_attribute(key, session_id)
             if user_id is not None:
                 for key in self._user_targets:
                     span.set_attribute(key, user_id)
