@@ -5,8 +5,9 @@ generated fallback. An id made by ``Session.start()`` or by the middleware's
 ``generate_session`` is recorded in the OTel context (a private context key, never baggage:
 nothing of it leaves the process) by the scope that puts it in force; a scope with an id that was
 given clears it, so an explicit id equal in value to a generated one stays explicit. The
-processor reads the key at span start and remembers the ids as :class:`GeneratedIds` for the
-spans of the request that start outside any scope.
+processor reads the key when it resolves a baggage mapping's ids — once per mapping: whoever
+sets the key also writes the session into a new baggage mapping — and remembers the ids as
+:class:`GeneratedIds` for the spans of the request that start outside any scope.
 """
 
 from __future__ import annotations

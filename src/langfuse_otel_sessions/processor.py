@@ -168,9 +168,13 @@ class SessionSpanProcessor(SpanProcessor):
             trust_remote=self.trust_remote_baggage,
         )
         register_reader(self.keys)
-        self._session_extras = len(self._session_targets) > 1
+        self._session_extras = len(self._session_targets) > 1 or bool(self._given_session_targets)
+        #: Ids on several keys each (``also_emit``): written straight into the span's attribute
+        #: mapping where possible, as trace attributes are (measured: benchmarks/).
+        self._many_ids = bool(emit.names)
         self._valid_ids: set[str] = set()
-        self._last: tuple[object, TraceIds | None, Stamps, object] = (_NOTHING, None, (), None)
+        #: The last baggage mapping seen: its ids, its stamps, whether to write them directly.
+        self._last: tuple[object, TraceIds | None, Stamps, bool] = (_NOTHING, None, (), False)
 
         self._log = RateLimitedLog()
         self._told_about_remote = False
@@ -191,19 +195,18 @@ class SessionSpanProcessor(SpanProcessor):
                 _note_upstream_root_claim(span, entries[BAGGAGE_LANGFUSE_TRACE_ID])
             # Spans of one scope share one (immutable) baggage mapping: the ids resolved for
             # the last span are reused by identity. A race between threads costs only a redo.
-            # Whether the session was generated is read only when it matters (also_emit).
-            generated = context.get(GENERATED_SESSION_ID) if self._given_session_targets else None
             last = self._last
-            if last[0] is not entries or last[3] is not generated:
+            if last[0] is not entries:
+                stamps = self._stamps(entries)
                 last = self._last = (
                     entries,
-                    marked(self._resolve(entries), generated),
-                    self._stamps(entries),
-                    generated,
+                    self._resolve_in(context, entries),
+                    stamps,
+                    bool(stamps) or self._many_ids,
                 )
             ids = last[1]
             store = None
-            if last[2]:  # tags, metadata, environment, ... (trace_attributes.py)
+            if last[3]:  # tags, metadata, ... (trace_attributes.py), or ids on many keys
                 store = self._stamp_trace_attributes(span, last[2])
             # The local request: the parent's if it is a local span the processor saw, else a
             # new one rooted here (a remote parent never shares its memory: see local_requests).
@@ -240,11 +243,14 @@ class SessionSpanProcessor(SpanProcessor):
                     user_id = None
             if store is not None:  # the direct write of _stamp_trace_attributes, ids too
                 if session_id is not None:
-                    for key in self._session_targets:
-                        store[key] = session_id
-                    if self._given_session_targets and type(ids) is not GeneratedIds:
-                        for key in self._given_session_targets:
+                    if self._session_extras:
+                        for key in self._session_targets:
                             store[key] = session_id
+                        if self._given_session_targets and type(ids) is not GeneratedIds:
+                            for key in self._given_session_targets:
+                                store[key] = session_id
+                    else:
+                        store[LANGFUSE_SESSION_ID] = session_id
                 if user_id is not None:
                     for key in self._user_targets:
                         store[key] = user_id
@@ -254,11 +260,11 @@ class SessionSpanProcessor(SpanProcessor):
                 if self._session_extras:
                     for key in self._session_targets:
                         span.set_attribute(key, session_id)
+                    if self._given_session_targets and type(ids) is not GeneratedIds:
+                        for key in self._given_session_targets:
+                            span.set_attribute(key, session_id)
                 else:
                     span.set_attribute(LANGFUSE_SESSION_ID, session_id)
-                if self._given_session_targets and type(ids) is not GeneratedIds:
-                    for key in self._given_session_targets:
-                        span.set_attribute(key, session_id)
             if user_id is not None:
                 for key in self._user_targets:
                     span.set_attribute(key, user_id)
@@ -333,6 +339,16 @@ class SessionSpanProcessor(SpanProcessor):
             if not existing or key not in existing:
                 span.set_attribute(key, value)  # type: ignore[arg-type]
         return None
+
+    def _resolve_in(self, context: Context, entries: object) -> TraceIds | None:
+        """:meth:`_resolve`, as :class:`GeneratedIds` when the scope generated the session.
+
+        Read once per baggage mapping: every scope that records whether its session was
+        generated writes that session into a new baggage mapping (see :mod:`.generated`)."""
+        ids = self._resolve(entries)
+        if not self._given_session_targets or ids is None:
+            return ids
+        return marked(ids, context.get(GENERATED_SESSION_ID))
 
     def _resolve(self, entries: object) -> TraceIds | None:
         """The valid session and user ids of a baggage mapping, or ``None``."""
