@@ -35,6 +35,7 @@ from .attributes import (
     USER_ATTRIBUTE_KEYS,
 )
 from .conventions import resolve_also_emit
+from .entry_marks import WITHHELD_REMOTE_ENTRIES
 from .environment import env_bool, env_keys, env_positive_int
 from .errors import ConfigurationError
 from .generated import GENERATED_SESSION_ID, GeneratedIds, marked
@@ -42,7 +43,7 @@ from .ids import id_problem
 from .keys import IdKeys, register_reader
 from .local_requests import REQUEST_SLOT, TAGGABLE, LocalRequest, request_of
 from .outbound import resolve_outbound_policy
-from .propagator import WITHHELD_REMOTE_ENTRIES, install_baggage_guard
+from .propagator import install_baggage_guard
 from .trace_attributes import Stamps, stamps_of
 from .traces import TraceIds
 
