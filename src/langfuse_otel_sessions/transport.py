@@ -37,9 +37,9 @@ from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
+from .http_headers import retry_after_seconds
 from .log_safety import MAX_LOGGED_CHARS, loggable, secrets_in
 from .proxies import Proxy, authority, bracketed, proxy_for
-from .retry import retry_after_seconds
 from .urls import display_url
 
 #: The most of a response body that is read; Langfuse's answers are a few kilobytes.
