@@ -18,12 +18,13 @@ from opentelemetry.context import Context
 from ._logging import RateLimitedLog
 from .attributes import DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH, ENV_TRUST_REMOTE_BAGGAGE
 from .context import scoped_context
+from .entry_marks import withheld_remote_entries
 from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
 from .ids import id_problem, new_session_id
 from .keys import known_keys, member_key, member_value, split_members
 from .local_requests import correct_request
-from .propagator import vouch, withheld_remote_entries
+from .propagator import vouch
 from .traces import TraceIds
 from .web_input import cookie_values, query_values
 
