@@ -220,6 +220,10 @@ class SessionSpanProcessor(SpanProcessor):
                 request = LocalRequest(span_context.span_id)
             if TAGGABLE:
                 span_context.__dict__[REQUEST_SLOT] = request
+            if last[2]:  # remembered for the request's spans exported without them
+                attributes = request.attributes
+                if attributes is None or attributes.last is not last[2]:
+                    request.note_attributes(last[2])
             if ids is None:
                 ids = self._remote_ids(context)
                 if self.trust_remote_baggage:
