@@ -76,7 +76,7 @@ class Exported:
         self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
         self.tracer = self.provider.get_tracer("app")
 
-    def flush(self) -> None:
+    def export_now(self) -> None:
         """What BatchSpanProcessor does every 5 s: export whatever has ended."""
         assert self.provider.force_flush(10_000)
 

@@ -48,7 +48,7 @@ def test_root_input_keys_keep_the_framework_output(langfuse_receiver: LangfuseRe
         "agent", attributes={"input.value": "hello", "output.value": "world"}
     ):
         pass
-    service.flush()
+    service.export_now()
     shown = only_trace(langfuse_receiver)
     assert (shown.input, shown.output) == ("hello", "world")  # v4
     assert (shown.input_v3, shown.output_v3) == ("hello", "world")  # v3
@@ -62,7 +62,7 @@ def test_trace_input_and_a_framework_output_both_show(
         "agent", attributes={"langfuse.trace.input": "Q", "output.value": "W"}
     ):
         pass
-    service.flush()
+    service.export_now()
     shown = only_trace(langfuse_receiver)
     assert (shown.input, shown.output) == ("Q", "W")
     assert (shown.input_v3, shown.output_v3) == ("Q", "W")
@@ -76,7 +76,7 @@ def test_a_numeric_session_id_groups_every_observation(
 ) -> None:
     with service.tracer.start_as_current_span("root"):
         service.tracer.start_span("llm", attributes={"session.id": 42}).end()
-    service.flush()
+    service.export_now()
     session_view = langfuse_receiver.sessions()["42"]
     assert session_view.observations_in_session == 2
 
@@ -88,9 +88,9 @@ def test_an_oversized_session_id_is_not_spread_even_across_batches(
     huge = "h" * 100_000
     with service.tracer.start_as_current_span("root"):
         service.tracer.start_span("llm", attributes={"session.id": huge}).end()
-        service.flush()  # "llm" leaves alone; the exporter must not remember its id
+        service.export_now()  # "llm" leaves alone; the exporter must not remember its id
         service.tracer.start_span("later").end()
-    service.flush()
+    service.export_now()
     shown = only_trace(langfuse_receiver)
     assert "langfuse.session.id" not in shown.span("later").attributes
     assert "langfuse.session.id" not in shown.span("root").attributes
@@ -104,7 +104,7 @@ def behind_an_edge(service: Exported, **attributes: Any) -> None:
     edge = trace.set_span_in_context(NonRecordingSpan(EDGE))
     with service.tracer.start_as_current_span("POST /chat", context=edge, attributes=attributes):
         service.tracer.start_span("llm").end()
-    service.flush()
+    service.export_now()
 
 
 def test_a_service_behind_an_edge_that_does_not_export_gets_a_named_trace(
@@ -156,7 +156,7 @@ def test_each_trace_has_one_app_root_across_a_real_http_hop(
     propagate.inject(headers, context=edge)  # an edge proxy that exports nowhere
     with serve_wsgi(their_app(service)) as url:
         get(url, headers)
-    service.flush()
+    service.export_now()
     shown = only_trace(langfuse_receiver)
     (root,) = shown.roots
     assert root.parent_span_id == format(EDGE.span_id, "016x")  # the server span
@@ -183,7 +183,7 @@ def test_a_langfuse_sdk_caller_keeps_the_trace_root(
         propagate.inject(headers)
         get(url, headers)
         trace_id = caller.trace_id
-    service.flush()
+    service.export_now()
     assert f"langfuse_trace_id={format_trace_id(int(trace_id, 16))}" in headers["baggage"]
     shown = only_trace(langfuse_receiver)
     assert shown.roots == []  # the caller's observation is the trace's root in Langfuse
@@ -213,7 +213,7 @@ def test_two_services_of_ours_give_the_trace_one_app_root(
         trace_id = format_trace_id(caller.get_span_context().trace_id)
     assert f"langfuse_trace_id={trace_id}" in headers["baggage"]
     assert front.force_flush(10_000)
-    service.flush()
+    service.export_now()
     shown = only_trace(langfuse_receiver)
     assert [root.name for root in shown.roots] == ["front"]
     front.shutdown()

@@ -43,12 +43,12 @@ def test_spans_that_ended_before_the_session_was_known_carry_it(pipeline: Pipeli
     with tracer.start_as_current_span("agent run"):
         for step in range(5):
             tracer.start_span(f"setup {step}").end()
-        pipeline.flush()  # exported while the session is still unknown
+        pipeline.export_now()  # exported while the session is still unknown
         assert pipeline.received() == {}  # held: the request is running without a session
         with session("conv-7"):
             for step in range(5):
                 tracer.start_span(f"llm {step}").end()
-    pipeline.flush()
+    pipeline.export_now()
     received = pipeline.received()
     assert len(received) == 11
     assert set(received.values()) == {"conv-7"}
@@ -60,7 +60,7 @@ def test_requests_with_a_known_session_are_not_delayed(pipeline: Pipeline) -> No
     tracer = pipeline.tracer
     with session("known"), tracer.start_as_current_span("request"):
         tracer.start_span("step").end()
-        pipeline.flush()
+        pipeline.export_now()
         assert pipeline.received() == {"step": "known"}
 
 
@@ -68,9 +68,9 @@ def test_a_request_that_ends_without_a_session_is_sent_when_it_ends(pipeline: Pi
     tracer = pipeline.tracer
     with tracer.start_as_current_span("health check"):
         tracer.start_span("ping").end()
-        pipeline.flush()
+        pipeline.export_now()
         assert pipeline.received() == {}
-    pipeline.flush()
+    pipeline.export_now()
     assert pipeline.received() == {"health check": None, "ping": None}
 
 
@@ -79,13 +79,13 @@ def test_the_exporters_force_flush_and_shutdown_send_what_is_held(pipeline: Pipe
     root = tracer.start_span("long request")
     with trace.use_span(root):
         tracer.start_span("first").end()
-    pipeline.flush()
+    pipeline.export_now()
     assert pipeline.exporter.late_sessions.held_spans == 1
     assert pipeline.exporter.force_flush()
     assert pipeline.received() == {"first": None}
     with trace.use_span(root):
         tracer.start_span("second").end()
-    pipeline.flush()
+    pipeline.export_now()
     assert pipeline.received() == {"first": None}
     pipeline.exporter.shutdown()
     assert pipeline.received() == {"first": None, "second": None}
@@ -97,7 +97,7 @@ def test_holding_can_be_turned_off(langfuse_receiver: LangfuseReceiver) -> None:
     try:
         with off.tracer.start_as_current_span("request"):
             off.tracer.start_span("step").end()
-            off.flush()
+            off.export_now()
             assert off.received() == {"step": None}
     finally:
         off.provider.shutdown()
