@@ -20,7 +20,16 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ._model import SessionView, TraceView, span_session_id, span_user_id
+from ._model import (
+    SessionView,
+    TraceView,
+    span_environment,
+    span_release,
+    span_session_id,
+    span_tags,
+    span_user_id,
+    span_version,
+)
 from ._otlp import ReceivedSpan
 from ._server import Fault, LangfuseReceiver, RecordedRequest
 from ._view import render_session, render_sessions, render_trace
@@ -36,8 +45,12 @@ __all__ = [
     "render_session",
     "render_sessions",
     "render_trace",
+    "span_environment",
+    "span_release",
     "span_session_id",
+    "span_tags",
     "span_user_id",
+    "span_version",
 ]
 
 try:

@@ -9,7 +9,12 @@
   root observation's I/O (``langfuse.trace.input/output`` are not read);
 * v3 (legacy): roots are spans with no parent or ``langfuse.internal.as_root``; a root writes the
   trace's name and I/O (``langfuse.trace.*`` first, then the observation keys and framework keys),
-  any other span writes the ``langfuse.trace.name/input/output`` it carries.
+  any other span writes the ``langfuse.trace.name/input/output`` it carries (never the
+  observation keys);
+* trace attributes (:mod:`..langfuse_trace_rules`): v4 shows the last non-empty environment,
+  release and version written, the last non-empty tag list, and the root observation's
+  metadata; v3 keeps the environment of the first span written, unions the tags, and merges
+  the metadata, release and version written by roots and by spans with trace updates.
 """
 
 from __future__ import annotations
@@ -30,6 +35,15 @@ from ..langfuse_rules import (
     read_io,
     session_id_of,
     user_id_of,
+)
+from ..langfuse_trace_rules import (
+    DEFAULT_ENVIRONMENT,
+    environment_of,
+    has_trace_updates,
+    release_of,
+    tags_of,
+    trace_metadata_of,
+    version_of,
 )
 from ._otlp import ReceivedSpan
 
@@ -55,6 +69,27 @@ def is_legacy_root(span: ReceivedSpan) -> bool:
     return span.parent_span_id is None or is_true(span.attributes.get(AS_ROOT))
 
 
+def span_environment(span: ReceivedSpan) -> str:
+    """The environment Langfuse gives one observation (``default`` when it carries none)."""
+    return environment_of(span.attributes, span.resource_attributes) or DEFAULT_ENVIRONMENT
+
+
+def span_tags(span: ReceivedSpan) -> tuple[str, ...]:
+    """The tags one span writes (empty when none)."""
+    return tuple(tags_of(span.attributes))
+
+
+def span_release(span: ReceivedSpan) -> str | None:
+    """The release one span writes (span, then resource ``langfuse.release``)."""
+    return release_of(span.attributes, span.resource_attributes)
+
+
+def span_version(span: ReceivedSpan) -> str | None:
+    """The version one span writes (span ``langfuse.version``, then resource
+    ``service.version``)."""
+    return version_of(span.attributes, span.resource_attributes)
+
+
 def span_io(span: ReceivedSpan, domain: str = "observation") -> tuple[str | None, str | None]:
     """The (input, output) Langfuse reads from one span, as text."""
     read = read_io(
@@ -74,6 +109,10 @@ class TraceView:
     ``output_v3`` what the legacy (v3) path shows. ``ambiguous_session_ids`` (and
     ``ambiguous_user_ids``) list the different values written in the last request that wrote
     one: Langfuse v4 may show any of them, so a test should not rely on ``session_id`` then.
+
+    Trace attributes: ``tags``, ``metadata`` (the user's keys only), ``environment``,
+    ``release``, ``version`` as v4 shows them, and the same with ``_v3`` as the legacy path
+    shows them (``environment`` is ``default`` when no span carries one).
     """
 
     id: str
@@ -89,6 +128,16 @@ class TraceView:
     timestamp: int = 0
     ambiguous_session_ids: tuple[str, ...] = ()
     ambiguous_user_ids: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    metadata: dict[str, Any] = field(default_factory=dict)
+    environment: str = DEFAULT_ENVIRONMENT
+    release: str | None = None
+    version: str | None = None
+    tags_v3: tuple[str, ...] = ()
+    metadata_v3: dict[str, Any] = field(default_factory=dict)
+    environment_v3: str = DEFAULT_ENVIRONMENT
+    release_v3: str | None = None
+    version_v3: str | None = None
 
     @property
     def roots(self) -> list[ReceivedSpan]:
@@ -148,9 +197,18 @@ def _last_written(
 
 
 def _legacy_trace(trace: TraceView, arrived: Sequence[ReceivedSpan]) -> None:
-    """Name and I/O as the v3 path writes them, span by span: later non-empty values win."""
+    """Name, I/O and trace attributes as the v3 path writes them, span by span: later
+    non-empty values win, except the environment (the first span's) and tags (unioned)."""
+    if arrived:
+        trace.environment_v3 = span_environment(arrived[0])
+    tags: dict[str, None] = {}
     for span in arrived:
         attributes = span.attributes
+        if is_legacy_root(span) or has_trace_updates(attributes):
+            tags.update(dict.fromkeys(span_tags(span)))
+            trace.metadata_v3.update(trace_metadata_of(attributes))
+            trace.release_v3 = span_release(span) or trace.release_v3
+            trace.version_v3 = span_version(span) or trace.version_v3
         name = langfuse_text(attributes.get(TRACE_NAME))
         if is_legacy_root(span):
             name = name or observation_name(span.name, attributes)
@@ -163,6 +221,7 @@ def _legacy_trace(trace: TraceView, arrived: Sequence[ReceivedSpan]) -> None:
         trace.name_v3 = name or trace.name_v3
         trace.input_v3 = io[0] if io[0] is not None else trace.input_v3
         trace.output_v3 = io[1] if io[1] is not None else trace.output_v3
+    trace.tags_v3 = tuple(tags)
 
 
 def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
@@ -186,6 +245,14 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
         trace.name = trace_name[0] or root_name or None
         if roots:
             trace.input, trace.output = span_io(roots[-1])
+            trace.metadata = trace_metadata_of(roots[-1].attributes)
+        trace.environment = (
+            _last_written(spans, lambda s: environment_of(s.attributes, s.resource_attributes))[0]
+            or DEFAULT_ENVIRONMENT
+        )
+        trace.release = _last_written(spans, span_release)[0]
+        trace.version = _last_written(spans, span_version)[0]
+        trace.tags = next((t for t in map(span_tags, reversed(spans)) if t), ())
         _legacy_trace(trace, spans)
     return traces
 

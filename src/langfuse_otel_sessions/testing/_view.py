@@ -59,10 +59,34 @@ def render_trace(trace: TraceView) -> list[str]:
         heading += f"  input={trace.input!r}"
     if trace.output is not None:
         heading += f"  output={trace.output!r}"
+    heading += "".join(_attribute_notes(trace))
     if trace.ambiguous_session_ids:
         choices = " or ".join(trace.ambiguous_session_ids)
         heading += f"  (session ambiguous: Langfuse may show either {choices})"
     return [heading, *("   " + line for line in _tree(trace.spans))]
+
+
+def _attribute_notes(trace: TraceView) -> list[str]:
+    """The trace attributes Langfuse shows, and where its legacy (v3) path shows otherwise."""
+    notes: list[str] = []
+    if trace.environment != "default" or trace.environment_v3 != "default":
+        notes.append(f"  environment={trace.environment}")
+    if trace.release is not None:
+        notes.append(f"  release={trace.release}")
+    if trace.version is not None:
+        notes.append(f"  version={trace.version}")
+    if trace.tags:
+        notes.append(f"  tags=[{', '.join(trace.tags)}]")
+    if trace.metadata:
+        notes.append(f"  metadata={trace.metadata!r}")
+    differs = []
+    if trace.environment_v3 != trace.environment:
+        differs.append(f"environment={trace.environment_v3}")
+    if trace.tags_v3 != trace.tags:
+        differs.append(f"tags=[{', '.join(trace.tags_v3)}]")
+    if differs:
+        notes.append(f"  (v3 shows {', '.join(differs)})")
+    return notes
 
 
 def render_session(session: SessionView) -> list[str]:

@@ -1,0 +1,224 @@
+"""The receiver shows tags, metadata, environment, release, version and the trace name as
+Langfuse v4 and its legacy (v3) path would, for raw OTLP/JSON posted to it."""
+
+from __future__ import annotations
+
+import json
+import re
+import string
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from langfuse_otel_sessions.langfuse_trace_rules import normalize_environment
+from langfuse_otel_sessions.testing import (
+    LangfuseReceiver,
+    TraceView,
+    langfuse_receiver,
+    render_trace,
+    span_environment,
+)
+
+from .test_receiver import TRACES, post
+from .test_receiver_rules import ROOT, TRACE_ID
+
+__all__ = ["langfuse_receiver"]
+
+CHILD = "00000000000000b2"
+OTHER = "00000000000000c3"
+
+
+def value(raw: object) -> dict[str, Any]:
+    if isinstance(raw, list):
+        return {"arrayValue": {"values": [value(item) for item in raw]}}
+    if isinstance(raw, bool):
+        return {"boolValue": raw}
+    if isinstance(raw, int):
+        return {"intValue": str(raw)}
+    return {"stringValue": raw}
+
+
+def pairs(attributes: dict[str, object]) -> list[dict[str, Any]]:
+    return [{"key": key, "value": value(raw)} for key, raw in attributes.items()]
+
+
+def span(span_id: str, parent: str | None = None, **attributes: object) -> dict[str, Any]:
+    document: dict[str, Any] = {
+        "traceId": TRACE_ID,
+        "spanId": span_id,
+        "name": f"s{span_id[-2:]}",
+        "startTimeUnixNano": str(int(span_id, 16)),
+        "endTimeUnixNano": str(int(span_id, 16) + 1),
+        "attributes": pairs({k.replace("__", "."): v for k, v in attributes.items()}),
+    }
+    if parent is not None:
+        document["parentSpanId"] = parent
+    return document
+
+
+def send(
+    receiver: LangfuseReceiver, *spans: dict[str, Any], resource: dict[str, object] | None = None
+) -> TraceView:
+    body = {
+        "resourceSpans": [
+            {
+                "resource": {"attributes": pairs(resource or {})},
+                "scopeSpans": [{"scope": {"name": "t"}, "spans": list(spans)}],
+            }
+        ]
+    }
+    assert post(receiver, TRACES, json.dumps(body).encode())[0] == 200
+    return receiver.traces()[TRACE_ID]
+
+
+@pytest.mark.parametrize(
+    ("raw", "tags"),
+    [
+        (["a", "b"], ("a", "b")),
+        ('["x", 2]', ("x", "2")),
+        ("one, two ,three", ("one", "two", "three")),
+        ("solo", ("solo",)),
+        ("[not json", ("[not json",)),
+    ],
+)
+def test_tags_are_read_as_a_list_a_json_array_or_comma_separated(
+    langfuse_receiver: LangfuseReceiver, raw: object, tags: tuple[str, ...]
+) -> None:
+    shown = send(langfuse_receiver, span(ROOT, langfuse__trace__tags=raw))
+    assert shown.tags == shown.tags_v3 == tags
+
+
+def test_metadata_is_a_json_object_and_flat_keys_the_flat_keys_win(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    shown = send(
+        langfuse_receiver,
+        span(
+            ROOT,
+            **{
+                "langfuse.trace.metadata": '{"a": "json", "b": 1}',
+                "langfuse.trace.metadata.a": "flat",
+                "langfuse.trace.metadata.c": "x",
+            },
+        ),
+    )
+    assert shown.metadata == shown.metadata_v3 == {"a": "flat", "b": 1, "c": "x"}
+
+
+def test_release_and_version_come_from_the_span_then_the_resource(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    shown = send(
+        langfuse_receiver,
+        span(ROOT),
+        resource={"langfuse.release": "r-res", "service.version": "9.9", "langfuse.version": "x"},
+    )
+    assert (shown.release, shown.version) == ("r-res", "9.9")
+    assert (shown.release_v3, shown.version_v3) == ("r-res", "9.9")
+    again = send(langfuse_receiver, span(CHILD, ROOT, langfuse__release="r-span"))
+    assert again.release == "r-span"  # v4: the last non-empty value written
+    assert again.release_v3 == "r-res"  # v3: a child without trace updates writes no release
+
+
+def test_environment_on_the_span_then_the_resource_by_key_priority(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    shown = send(
+        langfuse_receiver,
+        span(ROOT, deployment__environment="Staging"),
+        resource={"deployment.environment.name": "from-resource"},
+    )
+    # langfuse.environment is absent; deployment.environment.name (resource) comes before
+    # deployment.environment (span) in Langfuse's key order.
+    assert shown.environment == "from-resource"
+    assert span_environment(shown.spans[0]) == "from-resource"
+
+
+def test_no_environment_is_default_and_a_bad_one_too(langfuse_receiver: LangfuseReceiver) -> None:
+    assert send(langfuse_receiver, span(ROOT)).environment == "default"
+    shown = send(langfuse_receiver, span(CHILD, ROOT, langfuse__environment="not valid!"))
+    assert shown.environment == "default"
+
+
+def test_v4_shows_the_last_environment_and_tags_v3_the_first_environment_and_all_tags(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    send(langfuse_receiver, span(ROOT, langfuse__environment="dev", langfuse__trace__tags=["a"]))
+    shown = send(
+        langfuse_receiver,
+        span(CHILD, ROOT, langfuse__environment="prod", langfuse__trace__tags=["b"]),
+    )
+    assert (shown.environment, shown.tags) == ("prod", ("b",))
+    assert (shown.environment_v3, shown.tags_v3) == ("dev", ("a", "b"))
+    heading = render_trace(shown)[0]
+    assert "environment=prod" in heading
+    assert "tags=[b]" in heading
+    assert "(v3 shows environment=dev, tags=[a, b])" in heading
+
+
+def test_v4_metadata_is_the_root_observation_s_v3_merges_trace_updates(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    shown = send(
+        langfuse_receiver,
+        span(ROOT, **{"langfuse.trace.metadata.k": "root"}),
+        span(
+            CHILD, ROOT, **{"langfuse.trace.metadata.k": "child", "langfuse.trace.metadata.j": "c"}
+        ),
+    )
+    assert shown.metadata == {"k": "root"}
+    assert shown.metadata_v3 == {"k": "child", "j": "c"}
+
+
+def test_a_legacy_non_root_writes_trace_io_only_from_the_trace_keys(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    """Langfuse's legacy path reads ``langfuse.trace.input/output`` as they are on a non-root
+    span with trace updates, with no fallback to the observation keys (roots only)."""
+    shown = send(
+        langfuse_receiver,
+        span(ROOT),
+        span(OTHER, ROOT, langfuse__session__id="s", langfuse__observation__input="obs"),
+    )
+    assert shown.input_v3 is None
+
+
+def _reference_environment(value: str) -> str:
+    """An independent reading of Langfuse's rule: lower-case; drop every leading
+    "langfuse" with an optional "-" or "_" after it; keep 40 characters; then it must be a
+    non-empty run of a-z, 0-9, "_" and "-", else "default"."""
+    text = value.lower()
+    while text.startswith("langfuse"):
+        text = text[len("langfuse") :]
+        if text[:1] in ("-", "_"):
+            text = text[1:]
+    text = text[:40]
+    allowed = set(string.ascii_lowercase + string.digits + "_-")
+    return text if text and all(c in allowed for c in text) else "default"
+
+
+_ENVIRONMENTS = st.one_of(
+    st.text(max_size=60),
+    st.text(alphabet="abcXYZ019_-. ", max_size=60),
+    st.builds(
+        lambda p, s: p + s,
+        st.sampled_from(["langfuse", "LANGFUSE-", "langfuse_langfuse", "langfuse-langfuse-"]),
+        st.text(alphabet="abc-_LANGFUSE", max_size=50),
+    ),
+)
+
+
+@given(_ENVIRONMENTS)
+def test_environment_normalisation_matches_an_independent_reading(raw: str) -> None:
+    assert normalize_environment(raw) == _reference_environment(raw)
+    assert re.fullmatch(r"[a-z0-9_-]{1,40}", normalize_environment(raw))
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.text(alphabet=string.ascii_letters + string.digits, min_size=1), max_size=5))
+def test_tags_written_as_a_list_come_back_as_that_list(tags: list[str]) -> None:
+    with LangfuseReceiver() as receiver:
+        shown = send(receiver, span(ROOT, langfuse__trace__tags=tags))
+    assert shown.tags == tuple(tags)
