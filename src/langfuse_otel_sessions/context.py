@@ -19,11 +19,10 @@ from opentelemetry.trace import TracerProvider
 
 from ._processor_check import warn_once_without_processor
 from .attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH
+from .entry_marks import with_own_entries, withheld_remote_entries
 from .environment import env_positive_int
 from .ids import check_id, id_problem
 from .keys import known_keys
-from .outbound import with_own_entries
-from .propagator import withheld_remote_entries
 from .scope_entries import Root, decorate, enter, leave
 from .session import Session
 from .trace_attributes import baggage_entries, merged_tags
@@ -202,7 +201,7 @@ def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...], limit: in
     return None
 
 
-def _ids_in_force(context: Context | None) -> tuple[str | None, str | None]:
+def ids_in_force(context: Context | None) -> tuple[str | None, str | None]:
     """The ids the configured processor would stamp on a span started now in ``context``:
     its keys and limit over the baggage, else (when it trusts remote baggage) over the entries
     the boundary withheld."""
@@ -218,9 +217,9 @@ def _ids_in_force(context: Context | None) -> tuple[str | None, str | None]:
 def current_session_id(context: Context | None = None) -> str | None:
     """The session id in force: what the configured :class:`SessionSpanProcessor` would stamp
     on a span started now (read with its keys and limit), or ``None``."""
-    return _ids_in_force(context)[0]
+    return ids_in_force(context)[0]
 
 
 def current_user_id(context: Context | None = None) -> str | None:
     """The user id in force (what the configured processor would stamp), or ``None``."""
-    return _ids_in_force(context)[1]
+    return ids_in_force(context)[1]

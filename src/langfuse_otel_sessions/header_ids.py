@@ -29,6 +29,7 @@ from .attributes import (
     ENV_SESSION_HEADER,
     ENV_USER_HEADER,
 )
+from .context import scoped_context
 from .environment import env_positive_int
 from .ids import id_problem
 from .keys import known_keys
@@ -90,8 +91,6 @@ def with_header_ids(
             user_id = _read(carrier, getter, user_header, "user")
         if session_id is None and user_id is None:
             return extracted
-        from .context import scoped_context  # noqa: PLC0415 - .context imports .propagator
-
         return scoped_context(extracted, session_id, user_id)
     except Exception:  # noqa: BLE001 - never raise into the host application
         _log.exception("header-ids", "Could not read the session header; no id taken from it")

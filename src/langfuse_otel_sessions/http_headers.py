@@ -1,4 +1,5 @@
-"""Header names and values checked before anything is sent, and merged case-insensitively.
+"""Header names and values checked before anything is sent, and merged case-insensitively;
+``Retry-After`` read from an answer.
 
 A CR, LF or NUL in a value (or a name that is not an RFC 7230 token) would make every request
 fail, with the value in the traceback; two spellings of one name would send it twice.
@@ -7,8 +8,11 @@ Messages name the header, never its value.
 
 from __future__ import annotations
 
+import math
 import re
+import time
 from collections.abc import Mapping
+from email.utils import parsedate_to_datetime
 
 _TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _SHOWN_NAME_CHARS = 40
@@ -41,3 +45,18 @@ def merged(base: Mapping[str, str], override: Mapping[str, str]) -> dict[str, st
 def has_header(headers: Mapping[str, str], name: str) -> bool:
     """Is ``name`` among ``headers``, in any spelling?"""
     return any(key.lower() == name.lower() for key in headers)
+
+
+def retry_after_seconds(header: str | None) -> float | None:
+    """``Retry-After`` in seconds (a number or an HTTP date), or ``None``."""
+    if header is None:
+        return None
+    header = header.strip()
+    try:
+        seconds = float(header)
+    except ValueError:
+        try:
+            seconds = parsedate_to_datetime(header).timestamp() - time.time()
+        except (TypeError, ValueError):
+            return None
+    return max(seconds, 0.0) if math.isfinite(seconds) else None

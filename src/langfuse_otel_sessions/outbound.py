@@ -20,40 +20,23 @@ from __future__ import annotations
 import re
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
-from types import MappingProxyType
 from urllib.parse import urlsplit
 
 from opentelemetry import baggage, trace
-from opentelemetry.context import Context, create_key, get_current, get_value, set_value
+from opentelemetry.context import Context, get_current, get_value
 from opentelemetry.trace import format_trace_id
 
 from ._logging import logger
 from .attributes import BAGGAGE_LANGFUSE_TRACE_ID, ENV_PROPAGATE_SESSION_TO
+from .entry_marks import OWN_ENTRIES
 from .environment import env_keys
 from .errors import ConfigurationError
-
-#: Context slot: the baggage entries (key -> value) this package wrote.
-OWN_ENTRIES = create_key("langfuse-otel-sessions.own-baggage")
 
 EVERYWHERE = "*"
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _URL_KEYS = ("url.full", "http.url")
 _HOST_KEYS = (("server.address", "server.port"), ("net.peer.name", "net.peer.port"))
 _DESTINATION = re.compile(r"(\*\.)?[a-z0-9_.\-]+(:[0-9]{1,5})?|\[[0-9a-f:.]+\](:[0-9]{1,5})?")
-
-
-def with_own_entries(context: Context, entries: Mapping[str, str]) -> Context:
-    """``context`` with ``entries`` set in its baggage and recorded as written by this package."""
-    for key, value in entries.items():
-        context = baggage.set_baggage(key, value, context)
-    return mark_own(context, entries)
-
-
-def mark_own(context: Context, entries: Mapping[str, object]) -> Context:
-    """``context`` recording ``entries`` (already in its baggage) as written by this package."""
-    earlier = get_value(OWN_ENTRIES, context)
-    mine = {**earlier, **entries} if isinstance(earlier, Mapping) else dict(entries)
-    return set_value(OWN_ENTRIES, MappingProxyType(mine), context)
 
 
 class OutboundPolicy:

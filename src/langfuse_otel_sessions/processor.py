@@ -34,13 +34,14 @@ from .attributes import (
     SESSION_ATTRIBUTE_KEYS,
     USER_ATTRIBUTE_KEYS,
 )
+from .entry_marks import WITHHELD_REMOTE_ENTRIES
 from .environment import env_bool, env_keys, env_positive_int
 from .errors import ConfigurationError
 from .ids import id_problem
 from .keys import IdKeys, register_reader
 from .local_requests import REQUEST_SLOT, TAGGABLE, LocalRequest, request_of
 from .outbound import resolve_outbound_policy
-from .propagator import WITHHELD_REMOTE_ENTRIES, install_baggage_guard
+from .propagator import install_baggage_guard
 from .trace_attributes import Stamps, stamps_of
 from .traces import TraceIds
 

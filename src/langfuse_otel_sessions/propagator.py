@@ -41,13 +41,12 @@ from opentelemetry.propagators import textmap
 
 from ._logging import RateLimitedLog, logger
 from .attributes import ENV_TRUST_REMOTE_BAGGAGE
+from .entry_marks import WITHHELD_REMOTE_ENTRIES, mark_own, withheld_remote_entries
 from .environment import env_bool
 from .header_ids import with_header_ids
 from .keys import guarded_keys, member_key, member_value, split_members
-from .outbound import mark_own, outbound_context, resolve_outbound_policy
+from .outbound import outbound_context, resolve_outbound_policy
 
-#: Context slot holding the session/user entries withheld from remote baggage.
-WITHHELD_REMOTE_ENTRIES = create_key("langfuse-otel-sessions.withheld-remote-baggage")
 #: Context slot where our session middleware vouches for the entries it wrote into the
 #: ``baggage`` header of the request it is handling (key -> value).
 VOUCHED_ENTRIES = create_key("langfuse-otel-sessions.vouched-baggage")
@@ -55,12 +54,6 @@ VOUCHED_ENTRIES = create_key("langfuse-otel-sessions.vouched-baggage")
 _BAGGAGE_HEADER = "baggage"
 _EMPTY: Mapping[str, object] = MappingProxyType({})
 _log = RateLimitedLog()
-
-
-def withheld_remote_entries(context: Context | None = None) -> Mapping[str, object]:
-    """The session/user entries the boundary withheld from the request's remote baggage."""
-    entries = get_value(WITHHELD_REMOTE_ENTRIES, context)
-    return entries if isinstance(entries, Mapping) else _EMPTY
 
 
 def vouch(context: Context, entries: Mapping[str, str]) -> Context:

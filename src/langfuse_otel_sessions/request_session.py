@@ -27,12 +27,13 @@ from .attributes import (
     LANGFUSE_TRACE_TAGS,
 )
 from .context import scoped_context
+from .entry_marks import withheld_remote_entries
 from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
 from .ids import id_problem, new_session_id
 from .keys import known_keys, member_key, member_value, split_members
 from .local_requests import correct_request
-from .propagator import vouch, withheld_remote_entries
+from .propagator import vouch
 from .trace_attributes import (
     baggage_entries,
     entries_of,

@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -24,21 +23,6 @@ if TYPE_CHECKING:
 OTLP_RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
 #: What the score sender retries.
 RETRYABLE_STATUSES = OTLP_RETRYABLE_STATUSES | {500}
-
-
-def retry_after_seconds(header: str | None) -> float | None:
-    """``Retry-After`` in seconds (a number or an HTTP date), or ``None``."""
-    if header is None:
-        return None
-    header = header.strip()
-    try:
-        seconds = float(header)
-    except ValueError:
-        try:
-            seconds = parsedate_to_datetime(header).timestamp() - time.time()
-        except (TypeError, ValueError):
-            return None
-    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 @dataclass(frozen=True)

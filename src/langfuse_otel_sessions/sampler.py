@@ -41,7 +41,7 @@ from .attributes import (
     SESSION_ATTRIBUTE_KEYS,
     USER_ATTRIBUTE_KEYS,
 )
-from .context import _ids_in_force as ids_in_force  # the one reading of the ids in force
+from .context import ids_in_force  # the one reading of the ids in force
 from .environment import env_keys
 from .errors import ConfigurationError
 from .processor import SessionSpanProcessor

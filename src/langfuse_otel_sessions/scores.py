@@ -29,7 +29,7 @@ from .score_events import add_score_events
 from .score_model import Score, build_score, stable_score_id
 from .score_sampling import session_sampled_out
 from .score_sender import DEFAULT_MAX_QUEUE_BYTES, ScoreSender, SenderStats
-from .session import Session
+from .session import Session, score_with
 from .urls import display_url
 
 P = ParamSpec("P")
@@ -249,6 +249,7 @@ def _on_default_client(
 score_session = _on_default_client(ScoreClient.score_session)
 #: :meth:`ScoreClient.score_trace` on the default client.
 score_trace = _on_default_client(ScoreClient.score_trace)
+score_with(score_session)  # what Session.score calls
 
 
 def flush_scores(timeout: float | None = None) -> bool:

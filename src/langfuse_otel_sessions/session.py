@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
@@ -10,6 +10,17 @@ from typing import Any
 
 from .attributes import DEFAULT_MAX_ID_LENGTH
 from .ids import check_id, new_session_id
+
+#: What :meth:`Session.score` calls: ``score_session``, handed over by the scores module as it
+#: is imported (the package imports it). The session API sits below the scores: it does not
+#: import them, they import it.
+_score_session: Callable[..., str] | None = None
+
+
+def score_with(score_session: Callable[..., str]) -> None:
+    """Make :meth:`Session.score` call ``score_session`` (the scores module does, once)."""
+    global _score_session  # noqa: PLW0603 - one scorer per process, set at import
+    _score_session = score_session
 
 
 @dataclass(frozen=True)
@@ -56,9 +67,9 @@ class Session:
 
         Same as ``score_session(self, ...)``; see :func:`langfuse_otel_sessions.score_session`.
         """
-        from .scores import score_session  # noqa: PLC0415 - scores imports this module
-
-        return score_session(
+        if _score_session is None:  # pragma: no cover - the package imports the scores module
+            raise RuntimeError("langfuse_otel_sessions.scores is not imported")
+        return _score_session(
             self,
             name=name,
             value=value,

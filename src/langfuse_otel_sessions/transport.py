@@ -35,8 +35,8 @@ from urllib.request import getproxies_environment, proxy_bypass_environment  # t
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
+from .http_headers import retry_after_seconds
 from .log_safety import MAX_LOGGED_CHARS, loggable, secrets_in
-from .retry import retry_after_seconds
 from .urls import display_url
 
 #: The most of a response body that is read; Langfuse's answers are a few kilobytes.

@@ -1,0 +1,45 @@
+"""What this package notes about baggage entries, in the OpenTelemetry context beside them.
+
+* The entries it wrote itself (:func:`with_own_entries`): the outbound policy sends them only to
+  destinations the user opted in (``docs/outbound-propagation.md``).
+* The remote session/user entries the trust boundary withheld from a request's baggage
+  (:func:`withheld_remote_entries`): read when remote baggage is trusted.
+
+``session()`` and the boundary write these notes; ``session()``, the processor and the web layer
+read them. Only the slots live here, so that each of them can import it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from opentelemetry import baggage
+from opentelemetry.context import Context, create_key, get_value, set_value
+
+#: Context slot: the baggage entries (key -> value) this package wrote.
+OWN_ENTRIES = create_key("langfuse-otel-sessions.own-baggage")
+#: Context slot holding the session/user entries withheld from remote baggage.
+WITHHELD_REMOTE_ENTRIES = create_key("langfuse-otel-sessions.withheld-remote-baggage")
+
+_EMPTY: Mapping[str, object] = MappingProxyType({})
+
+
+def with_own_entries(context: Context, entries: Mapping[str, str]) -> Context:
+    """``context`` with ``entries`` set in its baggage and recorded as written by this package."""
+    for key, value in entries.items():
+        context = baggage.set_baggage(key, value, context)
+    return mark_own(context, entries)
+
+
+def mark_own(context: Context, entries: Mapping[str, object]) -> Context:
+    """``context`` recording ``entries`` (already in its baggage) as written by this package."""
+    earlier = get_value(OWN_ENTRIES, context)
+    mine = {**earlier, **entries} if isinstance(earlier, Mapping) else dict(entries)
+    return set_value(OWN_ENTRIES, MappingProxyType(mine), context)
+
+
+def withheld_remote_entries(context: Context | None = None) -> Mapping[str, object]:
+    """The session/user entries the boundary withheld from the request's remote baggage."""
+    entries = get_value(WITHHELD_REMOTE_ENTRIES, context)
+    return entries if isinstance(entries, Mapping) else _EMPTY
