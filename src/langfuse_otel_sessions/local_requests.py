@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext
 
+from .request_attributes import LOCK, RequestAttributes
 from .traces import TraceIds
 
 #: The private slot on a ``SpanContext`` holding its :class:`LocalRequest`.
@@ -36,14 +37,16 @@ class LocalRequest:
     ``ids``: what the fallback hands a span started outside a scope — the scope entered last
     (a later scope replaces an earlier one). ``mixed``: the request saw more than one session
     (a batch job, a websocket serving several conversations): the exporter then completes no
-    span with a session, since any choice could be wrong.
+    span with a session, since any choice could be wrong. ``attributes``: the trace attributes
+    (tags, metadata, environment, ...) its scopes showed, if any (:mod:`.request_attributes`).
     """
 
-    __slots__ = ("ids", "key", "mixed", "open")
+    __slots__ = ("attributes", "ids", "key", "mixed", "open")
 
     def __init__(self, key: int) -> None:
         self.key = key
         self.ids: TraceIds | None = None
+        self.attributes: RequestAttributes | None = None
         self.mixed = False
         self.open = True
 
@@ -58,6 +61,16 @@ class LocalRequest:
         ):
             self.mixed = True
         self.ids = ids
+
+    def note_attributes(self, stamps: tuple[tuple[str, object], ...]) -> None:
+        """Record the trace attributes in force for a span just started in this request."""
+        attributes = self.attributes
+        if attributes is None:
+            with LOCK:
+                attributes = self.attributes
+                if attributes is None:
+                    attributes = self.attributes = RequestAttributes()
+        attributes.note(stamps)
 
     def __repr__(self) -> str:
         return f"LocalRequest(key={self.key:016x}, ids={self.ids}, open={self.open})"

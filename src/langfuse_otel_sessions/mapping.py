@@ -8,6 +8,9 @@ The rules (``docs/langfuse-mapping.md``):
   request joining another's trace learns nothing from it; a request that saw several sessions
   completes none. Ids are read as Langfuse reads them (non-strings JSON-stringified) and only
   valid ones are spread or remembered.
+* Trace attributes: a span of a local request exported without the tags, metadata,
+  environment, release, version or trace name its request's scopes showed gets them (see
+  :mod:`~langfuse_otel_sessions.request_attributes` for several values in one request).
 * App roots: the first span of this process under a remote parent is marked
   ``langfuse.internal.is_app_root`` (unless already decided), so that Langfuse v4 takes the
   trace's name and input/output from it.
@@ -44,7 +47,7 @@ from .langfuse_rules import (
     may_have_framework_io,
     read_io,
 )
-from .local_requests import request_keys
+from .local_requests import request_keys, request_of
 from .traces import TraceIds
 
 __all__ = [
@@ -346,6 +349,11 @@ def map_spans(
             or (IS_APP_ROOT in names and is_true(attributes[IS_APP_ROOT]))
         ):
             added.update(root_additions(span, mapping, names))
+        request = request_of(span.context)
+        if request is not None and request.attributes is not None:
+            for name, value in request.attributes.fills().items():
+                if name not in attributes:  # an explicit attribute wins
+                    added[name] = value
         result.append(_MappedSpan(span, {**attributes, **added}) if added else span)
     return result, learned
 

@@ -1,0 +1,185 @@
+"""Exported spans of a local request whose trace attributes are known carry them, as for
+sessions: the real SDK, our processor and exporter, the receiver on loopback."""
+
+from __future__ import annotations
+
+import tracemalloc
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from opentelemetry.trace import NonRecordingSpan, SpanContext, set_span_in_context
+
+from langfuse_otel_sessions import session
+from langfuse_otel_sessions.request_attributes import (
+    DROPPED,
+    MAX_REQUEST_ATTRIBUTE_BYTES,
+    RequestAttributes,
+)
+from langfuse_otel_sessions.testing import (
+    LangfuseReceiver,
+    langfuse_receiver,
+    render_trace,
+    span_environment,
+)
+
+from .test_late_sessions import Pipeline
+
+__all__ = ["langfuse_receiver"]
+
+FULL = {
+    "tags": ["a", "b"],
+    "metadata": {"tenant": "acme"},
+    "environment": "prod",
+    "release": "r-1",
+    "version": "1.0",
+    "trace_name": "chat",
+}
+EXPECTED = {
+    "langfuse.trace.tags": ["a", "b"],
+    "langfuse.trace.metadata.tenant": "acme",
+    "langfuse.environment": "prod",
+    "langfuse.release": "r-1",
+    "langfuse.version": "1.0",
+    "langfuse.trace.name": "chat",
+}
+
+
+@pytest.fixture
+def pipeline(langfuse_receiver: LangfuseReceiver) -> Iterator[Pipeline]:
+    built = Pipeline(langfuse_receiver)
+    yield built
+    built.provider.shutdown()
+
+
+def received(pipeline: Pipeline, name: str) -> dict[str, object]:
+    spans = [s for s in pipeline.receiver.spans() if s.name == name]
+    assert len(spans) == 1, name
+    return {
+        k: v
+        for k, v in spans[0].attributes.items()
+        if k in EXPECTED or k.startswith("langfuse.trace.metadata.")
+    }
+
+
+def test_a_server_span_started_before_the_scope_gets_them_in_its_own_batch(
+    pipeline: Pipeline,
+) -> None:
+    tracer = pipeline.tracer
+    with tracer.start_as_current_span("server"):
+        tracer.start_span("before").end()
+        pipeline.export_now()  # its own batch: held for the session that comes next
+        with session("s-1", **FULL):  # type: ignore[arg-type]
+            with tracer.start_as_current_span("agent"):
+                tracer.start_span("llm").end()
+            pipeline.export_now()  # a batch of its own
+        tracer.start_span("after").end()
+        pipeline.export_now()
+    pipeline.export_now()  # the server span, alone
+    for name in ("server", "before", "agent", "llm", "after"):
+        assert received(pipeline, name) == EXPECTED, name
+    trace = next(iter(pipeline.receiver.traces().values()))
+    assert (trace.name, trace.name_v3) == ("chat", "chat")
+    assert (trace.environment, trace.environment_v3) == ("prod", "prod")
+    assert trace.tags == trace.tags_v3 == ("a", "b")
+    assert trace.metadata == trace.metadata_v3 == {"tenant": "acme"}
+    assert (trace.release, trace.version) == ("r-1", "1.0")
+    assert {span_environment(span) for span in trace.spans} == {"prod"}
+    assert "environment=prod" in render_trace(trace)[0]
+
+
+def test_an_explicit_attribute_on_a_span_still_wins(pipeline: Pipeline) -> None:
+    tracer = pipeline.tracer
+    with (
+        tracer.start_as_current_span(
+            "server", attributes={"langfuse.environment": "edge", "langfuse.trace.tags": ["own"]}
+        ),
+        session("s-2", environment="prod", tags=["a"]),
+    ):
+        tracer.start_span("llm").end()
+    pipeline.export_now()
+    assert received(pipeline, "server") == {
+        "langfuse.environment": "edge",
+        "langfuse.trace.tags": ["own"],
+    }
+
+
+def test_conflicting_values_are_left_out_tags_add_up(pipeline: Pipeline) -> None:
+    tracer = pipeline.tracer
+    with tracer.start_as_current_span("batch job"):
+        with session("s-a", environment="dev", tags=["a"], metadata={"k": "1", "same": "x"}):
+            tracer.start_span("first").end()
+        with session("s-b", environment="prod", tags=["b"], metadata={"k": "2", "same": "x"}):
+            tracer.start_span("second").end()
+    pipeline.export_now()
+    assert received(pipeline, "batch job") == {
+        "langfuse.trace.tags": ["a", "b"],
+        "langfuse.trace.metadata.same": "x",
+    }
+
+
+def test_a_request_without_attributes_is_left_as_it_is(pipeline: Pipeline) -> None:
+    tracer = pipeline.tracer
+    with tracer.start_as_current_span("server"), session("s-3"):
+        tracer.start_span("llm").end()
+    pipeline.export_now()
+    assert received(pipeline, "server") == {}
+
+
+def test_another_request_of_the_same_trace_learns_nothing(pipeline: Pipeline) -> None:
+    tracer = pipeline.tracer
+    with tracer.start_as_current_span("server") as server:
+        with session("s-4", environment="prod"):
+            tracer.start_span("llm").end()
+        local = server.get_span_context()
+    remote = SpanContext(
+        local.trace_id, local.span_id, is_remote=True, trace_flags=local.trace_flags
+    )
+    with tracer.start_as_current_span("joined", set_span_in_context(NonRecordingSpan(remote))):
+        pass
+    pipeline.export_now()
+    assert received(pipeline, "joined") == {}
+
+
+def test_the_memory_per_request_is_bounded_in_bytes() -> None:
+    before = DROPPED.dropped
+    memory = RequestAttributes()
+    tracemalloc.start()
+    try:
+        start = tracemalloc.get_traced_memory()[0]
+        for i in range(2_000):  # 2,000 scopes, each with a metadata key of its own
+            memory.note(((f"langfuse.trace.metadata.key-{i:05d}", f"value-{i:05d}"),))
+        memory.last = None  # the scopes are gone: what remains is the memory's own
+        used = tracemalloc.get_traced_memory()[0] - start
+    finally:
+        tracemalloc.stop()
+    assert memory.size <= MAX_REQUEST_ATTRIBUTE_BYTES
+    assert DROPPED.dropped > before  # counted (and logged), not silent
+    # What the estimate stands for, measured: the remembered entries and their strings.
+    assert used <= MAX_REQUEST_ATTRIBUTE_BYTES, used
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(["langfuse.environment", "langfuse.release", "langfuse.trace.name"]),
+            st.sampled_from(["x", "y", "z"]),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_a_key_is_filled_only_when_every_scope_agreed(
+    scopes: list[tuple[str, str]],
+) -> None:
+    memory = RequestAttributes()
+    for scope in scopes:
+        memory.note((scope,))
+    expected: dict[str, object] = {}
+    for key in {k for k, _ in scopes}:
+        values = {v for k, v in scopes if k == key}
+        if len(values) == 1:
+            expected[key] = values.pop()
+    assert dict(memory.fills()) == expected
