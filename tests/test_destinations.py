@@ -199,9 +199,9 @@ def test_a_redirect_fails_the_spans_and_names_where_it_pointed(
         assert elsewhere.seen == []  # neither spans nor credentials followed
     assert exporter.stats.failed_spans == 3
     assert exporter.stats.exported_spans == 0
-    assert (
+    assert (  # advice that can be pasted: the base URL, without the route we add to it
         f"answered {status} to {elsewhere.url}/api/public/otel/v1/traces (not followed): "
-        "set base_url to that"
+        f"set base_url to {elsewhere.url} ("
     ) in caplog.text
 
 

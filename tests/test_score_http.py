@@ -43,7 +43,7 @@ def test_a_redirect_fails_the_scores_and_nothing_follows_it(
     assert client.stats.failed == 1
     assert client.stats.delivered == 0
     assert f"answered {status} to {elsewhere.url}/api/public/ingestion" in caplog.text
-    assert "set base_url to that" in caplog.text
+    assert f"set base_url to {elsewhere.url}\n" in caplog.text  # pasteable: no /api/... route
 
 
 def test_a_trickling_server_holds_flush_and_shutdown_no_longer_than_their_bounds() -> None:
@@ -201,3 +201,23 @@ def test_exit_with_many_clients_is_bounded_overall() -> None:
         run_python("-c", script, timeout=60)
         elapsed = time.monotonic() - started
     assert elapsed < 10, elapsed  # one bound of 1.5 s plus interpreter start, not 10 x 1.5 s
+
+
+@pytest.mark.parametrize("body", [b"not json", b"[]"])
+def test_a_207_without_results_delivers_nothing(body: bytes) -> None:
+    with fault_server(default=Answer(207, body)) as server:
+        client = client_for(server.url, retry_deadline=0.5)
+        client.score_session("s", name="helpful", value=1)
+        assert client.flush(10) is False
+        client.shutdown(1)
+    assert (client.stats.delivered, client.stats.failed) == (0, 1)
+
+
+def test_an_interim_status_is_not_a_refusal(caplog: pytest.LogCaptureFixture) -> None:
+    with fault_server(default=Answer(102, b"")) as server:
+        client = client_for(server.url)
+        client.score_session("s", name="helpful", value=1)
+        assert client.flush(10) is False
+        client.shutdown(1)
+    assert "refused" not in caplog.text
+    assert "answered 102, an interim status" in caplog.text

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from langfuse_otel_sessions.retry import RetryPolicy, otlp_policy, post_with_retries
-from langfuse_otel_sessions.transport import MAX_RESPONSE_BYTES, HttpTransport
+from langfuse_otel_sessions.transport import MAX_RESPONSE_BYTES, HttpTransport, Reply
 
 from .fault_server import Answer, fault_server
 
@@ -144,3 +144,49 @@ def test_an_answer_cut_inside_its_headers_is_no_answer() -> None:
         reply = transport.post(b"{}", HEADERS, 5)
     assert reply.status is None
     assert not reply.timed_out
+
+
+# -- what a log line says about an answer that is not a success ------------------------------
+
+_ROUTE = "/api/public/otel/v1/traces"
+
+
+@pytest.mark.parametrize(
+    ("location", "advice"),
+    [  # the advice is a base URL that can be pasted, without the route we add to it
+        (
+            "https://eu.example/api/public/otel/v1/traces",
+            "set LANGFUSE_BASE_URL to https://eu.example",
+        ),
+        (
+            "https://eu.example/lf/api/public/otel/v1/traces/",
+            "set LANGFUSE_BASE_URL to https://eu.example/lf",
+        ),
+        ("/lf/api/public/otel/v1/traces", "set LANGFUSE_BASE_URL to http://old.example/lf"),
+        ("https://eu.example/login?next=x", "which is not its API: check LANGFUSE_BASE_URL"),
+        ("http://[bad", "to an invalid Location (not followed): check LANGFUSE_BASE_URL"),
+        ("", "without a Location (not followed): check LANGFUSE_BASE_URL"),
+    ],
+)
+def test_redirect_advice_is_a_url_to_paste(location: str, advice: str) -> None:
+    reply = Reply(f"http://old.example{_ROUTE}", 308, headers={"location": location})
+    message = reply.describe("Langfuse", "LANGFUSE_BASE_URL", _ROUTE)
+    assert message.endswith(advice)
+
+
+def test_a_collector_redirect_advises_the_whole_url() -> None:
+    reply = Reply("http://c:4318/v1/traces", 301, headers={"location": "http://d:4318/v1/traces"})
+    message = reply.describe("the Collector", "endpoint")
+    assert message.endswith("set endpoint to that")
+
+
+def test_an_interim_status_is_not_called_an_answer_to_act_on() -> None:
+    message = Reply("http://lf.example/x", 102).describe("Langfuse", "LANGFUSE_BASE_URL")
+    assert "102, an interim status, and never a final one: nothing is known to have arrived" in (
+        message
+    )
+
+
+def test_a_success_without_results_says_so() -> None:
+    message = Reply("http://lf.example/x", 207, b"{}").describe("Langfuse", "LANGFUSE_BASE_URL")
+    assert message.endswith("answered 207 without saying what became of what was sent ({})")

@@ -9,8 +9,10 @@ The rules (``docs/exporter.md`` explains them to users):
   (explicit Langfuse arguments win over that variable). Headers: ``headers=``, else
   ``LANGFUSE_OTEL_COLLECTOR_HEADERS``. Langfuse's auth header goes to a Collector only when asked
   (``collector_auth=True`` or ``LANGFUSE_OTEL_COLLECTOR_AUTH=true``).
-* When a destination is created, one INFO line names the mode, the URL (userinfo scrubbed) and
-  where it came from; credentials in clear text to a host that is not loopback warn once.
+* When a destination is created, one INFO line names the mode, the URL (userinfo scrubbed),
+  where it came from and the proxy, if any; credentials that would cross a network in clear
+  text warn once (:func:`clear_text_warnings`: an ``http://`` destination or proxy that is not
+  loopback).
 """
 
 from __future__ import annotations
@@ -34,7 +36,8 @@ from .config import (
 from .environment import env_bool
 from .errors import ConfigurationError
 from .http_headers import header_problem, merged
-from .urls import display_url, in_clear_text
+from .proxies import Proxy, proxy_for
+from .urls import display_url, in_clear_text, is_loopback
 
 INGESTION_VERSION_HEADER = "x-langfuse-ingestion-version"
 INGESTION_VERSION = "4"
@@ -55,6 +58,7 @@ class Route:
     headers: Mapping[str, str] = field(repr=False, default_factory=dict)
     problem: str | None = None
     langfuse_auth: bool = False  # Langfuse's Basic auth is among the headers
+    suffix: str = ""  # the path added to the setting's value (left out of redirect advice)
 
     @property
     def shown(self) -> str:
@@ -91,7 +95,9 @@ def direct_route(
             del sent[name]
         sent["Authorization"] = config.authorization()
     setting = "base_url" if config.base_url_source == BASE_URL_ARGUMENT else ENV_BASE_URL
-    return Route("direct", url, config.base_url_source, setting, sent, problem, problem is None)
+    return Route(
+        "direct", url, config.base_url_source, setting, sent, problem, problem is None, path
+    )
 
 
 def span_route(
@@ -133,7 +139,7 @@ def span_route(
 
 
 def announce(owner: str, route: Route, sends: str) -> None:
-    """The one INFO line (or ERROR, when nothing will be sent), and the clear-text warning."""
+    """The one INFO line (or ERROR, when nothing will be sent), and the clear-text warnings."""
     where = f"{route.shown} (from {route.source})"
     if route.problem is not None:
         logger.error("%s: %s mode, nothing will be sent: %s", owner, route.mode, route.problem)
@@ -141,18 +147,44 @@ def announce(owner: str, route: Route, sends: str) -> None:
     auth = ""
     if route.mode == "collector":
         auth = ", with Langfuse auth" if route.langfuse_auth else ", no Langfuse keys sent"
-    logger.info("%s: %s mode, %s to %s%s", owner, route.mode, sends, where, auth)
-    if route.sends_credentials() and in_clear_text(route.url):
+    proxy = proxy_for(route.url)
+    if proxy is not None and proxy.problem is not None:
+        logger.error("%s: %s mode, nothing will be sent: %s", owner, route.mode, proxy.problem)
+        return
+    via = "" if proxy is None else f" through the proxy {proxy.shown} (from {proxy.source})"
+    logger.info("%s: %s mode, %s to %s%s%s", owner, route.mode, sends, where, via, auth)
+    for warning in clear_text_warnings(route, proxy):
         with _warned_lock:
-            if route.shown in _warned:
-                return
-            _warned.add(route.shown)
-        logger.warning(
-            "%s: credentials go to %s over plain http: they travel unencrypted (use https, or a "
-            "loopback address)",
-            owner,
-            route.shown,
+            if warning in _warned:
+                continue
+            _warned.add(warning)
+        logger.warning("%s: %s", owner, warning)
+
+
+def clear_text_warnings(route: Route, proxy: Proxy | None) -> list[str]:
+    """What of ``route``'s credentials, and of the proxy's, would cross a network unencrypted.
+
+    ``https://`` through a proxy is a ``CONNECT`` tunnel: only the proxy's credentials are in
+    plain text, and only to a proxy off loopback. ``http://`` through a proxy is plain text to
+    the proxy and onwards, unless both the proxy and the destination are on loopback.
+    """
+    found = []
+    url = urlsplit(route.url)
+    fix = "they travel unencrypted (use https, or a loopback address)"
+    if route.sends_credentials() and url.scheme == "http":
+        if proxy is None and in_clear_text(route.url):
+            found.append(f"credentials go to {route.shown} over plain http: {fix}")
+        elif proxy is not None and (proxy.in_clear_text() or not is_loopback(url.hostname)):
+            found.append(
+                f"credentials go to {route.shown} over plain http, through the proxy "
+                f"{proxy.shown}: {fix}"
+            )
+    if proxy is not None and proxy.authorization is not None and proxy.in_clear_text():
+        found.append(
+            f"the proxy credentials in {proxy.source} go to {proxy.shown} in plain text: they "
+            "travel unencrypted (an http:// proxy is always spoken to in plain text)"
         )
+    return found
 
 
 def _collector_url(url: str) -> str:

@@ -253,7 +253,7 @@ class LangfuseSpanExporter(SpanExporter):
             self._counts[2] += 1
             lost = self._counts[1]
         if reply is not None:
-            why = reply.describe(self._route.server, self._route.setting)
+            why = reply.describe(self._route.server, self._route.setting, self._route.suffix)
         self._log.error("lost", "%d spans not delivered: %s (%d lost so far)", spans, why, lost)
         return SpanExportResult.FAILURE
 
@@ -264,7 +264,7 @@ class LangfuseSpanExporter(SpanExporter):
         self._log.warning(
             "retry",
             "%s; retrying in %.2fs",
-            reply.describe(self._route.server, self._route.setting),
+            reply.describe(self._route.server, self._route.setting, self._route.suffix),
             wait,
         )
 

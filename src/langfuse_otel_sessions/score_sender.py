@@ -83,6 +83,7 @@ class ScoreSender:
         policy: RetryPolicy | None = None,
         exit_timeout: float = 5.0,
         setting: str = "LANGFUSE_BASE_URL",
+        setting_suffix: str = "",
     ) -> None:
         self.endpoint = endpoint
         self._authorization = authorization
@@ -95,6 +96,7 @@ class ScoreSender:
         self.exit_timeout = exit_timeout
         #: What to change when Langfuse redirects (for the log).
         self.setting = setting
+        self.setting_suffix = setting_suffix  # the path added to it (left out of that advice)
         self._transport = HttpTransport(endpoint)
         self._log = RateLimitedLog()
         self._reset()
@@ -313,8 +315,9 @@ class ScoreSender:
             status, answer, retry_after = reply.status, reply.json(), reply.retry_after
             if answer is None:
                 answer = reply.message()
-            if status == 207 and isinstance(answer, dict):
-                pending = _apply_results(pending, answer, outcome, reply.clean)
+            if status == 207:  # per-event results; none at all (not JSON): sent again
+                results = answer if isinstance(answer, dict) else {}
+                pending = _apply_results(pending, results, outcome, reply.clean)
             elif status is not None and 200 <= status < 300:
                 outcome.delivered += len(pending)
                 pending = {}
@@ -322,12 +325,12 @@ class ScoreSender:
                 outcome.refused_together = list(pending.values())
                 outcome.batch_refusal = f"{status} {reply.clean(_message(answer))}"
                 return outcome
-            elif status is not None and 300 <= status < 400:
+            elif status is not None and status < 400:  # an interim status or a redirect
                 self._log.error(
                     f"status-{status}",
                     "%d scores not delivered: %s",
                     len(pending),
-                    reply.describe("Langfuse", self.setting),
+                    self._why(reply),
                 )
                 outcome.failed += len(pending)
                 return outcome
@@ -348,7 +351,11 @@ class ScoreSender:
                 pending, body = encode_batch(list(pending.values()))
                 sent = len(pending)
             if status is None:
-                self._log.warning("connection", "%s", reply.describe("Langfuse", self.setting))
+                self._log.warning(
+                    "connection",
+                    "%s",
+                    self._why(reply),
+                )
             wait = self.policy.backoff(attempt, retry_after)
             out_of_time = time.monotonic() + wait - started > self.policy.deadline
             if attempt + 1 == self.policy.max_attempts or out_of_time:
@@ -357,10 +364,13 @@ class ScoreSender:
                 self._counts["retries"] += 1
             if self._abort.wait(wait):
                 break
-        last = "no request" if reply is None else reply.describe("Langfuse", self.setting)
+        last = "no request" if reply is None else self._why(reply)
         self._log.error("gave-up", "Gave up on %d scores after retries: %s", len(pending), last)
         outcome.failed += len(pending)
         return outcome
+
+    def _why(self, reply: Reply) -> str:
+        return reply.describe("Langfuse", self.setting, self.setting_suffix)
 
     def _post(self, body: bytes, started: float) -> Reply:
         """One request within ``request_timeout`` and what is left of the retry deadline."""

@@ -6,7 +6,10 @@
 * **No redirects**: a 3xx is an answer like any other (the caller counts it as a failure and
   names its ``Location``); credentials never follow it anywhere.
 * **Capped reads**: at most :data:`MAX_RESPONSE_BYTES` of a response body are read.
-* ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` are honoured as ``requests`` did.
+* ``HTTPS_PROXY``/``HTTP_PROXY``/``ALL_PROXY``/``NO_PROXY`` are honoured (:mod:`.proxies`):
+  ``http://`` targets go in absolute form with ``Proxy-Authorization``, ``https://`` ones through
+  a ``CONNECT`` tunnel (the proxy's credentials on the ``CONNECT`` only); a proxy we cannot
+  speak to safely (``https://``, ``socks5://``) gets nothing.
 
 Failures are values (:class:`Reply`), never exceptions. One keep-alive connection per transport;
 after ``os.fork()`` the child drops the copy it inherited.
@@ -30,18 +33,20 @@ import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import unquote, urlsplit
-from urllib.request import getproxies_environment, proxy_bypass_environment  # type: ignore[attr-defined]  # undeclared in typeshed
+from urllib.parse import unquote, urljoin, urlsplit, urlunsplit
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 
 from .http_headers import retry_after_seconds
 from .log_safety import MAX_LOGGED_CHARS, loggable, secrets_in
+from .proxies import Proxy, authority, bracketed, proxy_for
 from .urls import display_url
 
 #: The most of a response body that is read; Langfuse's answers are a few kilobytes.
 MAX_RESPONSE_BYTES = 1_000_000
 _MAX_LOGGED_BYTES = 4 * MAX_LOGGED_CHARS  # a secret straddling the cap is still found
+_MAX_PROXY_LINE = 65536  # a proxy's answer to CONNECT: line length and count, as http.client
+_MAX_PROXY_LINES = 100
 
 
 @dataclass(frozen=True)
@@ -90,34 +95,114 @@ class Reply:
                 return self.clean(str(found))
         return self.clean(self.body[:_MAX_LOGGED_BYTES].decode("utf-8", "replace").strip())
 
-    def describe(self, server: str, setting: str) -> str:
+    def describe(self, server: str, setting: str, suffix: str = "") -> str:
         """Why this was not a success, for a log line. ``server`` names who answered
-        ("Langfuse", "the Collector"); ``setting`` is what to change after a redirect."""
+        ("Langfuse", "the Collector"); ``setting`` is what to change after a redirect, and
+        ``suffix`` the path we add to it (``/api/public/otel/v1/traces``), left out of the
+        advice so that it can be pasted."""
         where = self.url if self.proxy is None else f"{self.url} (through the proxy {self.proxy})"
         if self.status is None:
             return f"{server} at {where} did not answer: {self.clean(self.error or '')}"
         if 300 <= self.status < 400:
-            location = self.clean(display_url(self.headers.get("location", ""))) or "nowhere"
+            return f"{server} at {where} answered {self.status}{self._redirect(setting, suffix)}"
+        if self.status < 200:
             return (
-                f"{server} at {where} answered {self.status} to {location} (not followed): "
-                f"set {setting} to that"
+                f"{server} at {where} answered {self.status}, an interim status, and never a "
+                "final one: nothing is known to have arrived"
             )
         words = self.message()
+        said = f" ({words})" if words else ""
+        if self.status < 300:  # a success that did not say what became of what was sent
+            unsaid = "without saying what became of what was sent"
+            return f"{server} at {where} answered {self.status} {unsaid}{said}"
+        if self.status == 407 and self.proxy is not None:
+            return (
+                f"the proxy {self.proxy} answered 407 (Proxy Authentication Required) for "
+                f"{self.url}: check the credentials in the proxy URL{said}"
+            )
         return f"{server} at {where} answered {self.status}" + (f": {words}" if words else "")
+
+    def _redirect(self, setting: str, suffix: str) -> str:
+        """`` to <location> (not followed): set <setting> to <what to paste>``."""
+        location = self.headers.get("location", "").strip()
+        if not location:
+            return f" without a Location (not followed): check {setting}"
+        try:
+            target = urljoin(self.url, location)
+            parts = urlsplit(target)
+        except ValueError:
+            return f" to an invalid Location (not followed): check {setting}"
+        shown = self.clean(display_url(target))
+        path = parts.path.rstrip("/")
+        if not suffix:
+            return f" to {shown} (not followed): set {setting} to that"
+        if path.endswith(suffix):
+            base = urlunsplit((parts.scheme, parts.netloc, path[: -len(suffix)], "", ""))
+            return f" to {shown} (not followed): set {setting} to {self.clean(display_url(base))}"
+        return f" to {shown} (not followed), which is not its API: check {setting}"
+
+
+class ProxyRefused(OSError):
+    """A proxy's answer to ``CONNECT`` that is not a 2xx (its words, for the log)."""
 
 
 class _Connection(http.client.HTTPConnection):
-    """Remembers its raw socket so that the watchdog can shut it down from another thread."""
+    """Remembers its raw socket so that the watchdog can shut it down from another thread;
+    with :attr:`tunnel_via`, reaches its host through that proxy's ``CONNECT``."""
 
     raw: socket.socket | None = None
+    tunnel_via: Proxy | None = None
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - http.client's
         super().__init__(*args, **kwargs)
         self._create_connection = self._open
 
-    def _open(self, *args: Any, **kwargs: Any) -> socket.socket:  # noqa: ANN401
-        self.raw = socket.create_connection(*args, **kwargs)
+    def _open(self, address: tuple[str, int], *args: Any, **kwargs: Any) -> socket.socket:  # noqa: ANN401
+        proxy = self.tunnel_via
+        self.raw = socket.create_connection(
+            address if proxy is None else (proxy.host, proxy.port), *args, **kwargs
+        )
+        if proxy is not None:
+            try:
+                _connect_through(self.raw, address, proxy.authorization)
+            except BaseException:
+                self.raw.close()
+                raise
         return self.raw
+
+
+def _connect_through(sock: socket.socket, address: tuple[str, int], auth: str | None) -> None:
+    """Ask the proxy on ``sock`` for a tunnel to ``address``; raises unless it answers 2xx."""
+    target = authority(_ascii_host(address[0]), address[1])
+    lines = [f"CONNECT {target} HTTP/1.1", f"Host: {target}"]
+    if auth is not None:
+        lines.append(f"Proxy-Authorization: {auth}")
+    sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
+    reader = sock.makefile("rb")
+    try:
+        status = reader.readline(_MAX_PROXY_LINE + 1)
+        for _ in range(_MAX_PROXY_LINES):
+            line = reader.readline(_MAX_PROXY_LINE + 1)
+            if line in (b"\r\n", b"\n", b""):
+                break
+        else:
+            raise ProxyRefused("the proxy answered CONNECT with too many header lines")
+    finally:
+        reader.close()
+    words = status.decode("latin-1").strip()
+    version, _, rest = words.partition(" ")
+    if not version.startswith("HTTP/") or not rest[:3].isdigit():
+        raise ProxyRefused(f"the proxy did not answer CONNECT with HTTP: {words[:100]!r}")
+    if not 200 <= int(rest[:3]) < 300:
+        raise ProxyRefused(f"the proxy answered CONNECT with {rest[:100]}")
+
+
+def _ascii_host(host: str) -> str:
+    """``host`` as it goes on the wire: IDNA for a non-ASCII name."""
+    try:
+        return host.encode("ascii").decode()
+    except UnicodeEncodeError:
+        return host.encode("idna").decode("ascii")
 
 
 class _TLSConnection(http.client.HTTPSConnection, _Connection):
@@ -233,10 +318,16 @@ class HttpTransport:
         if parts.username is not None:
             token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
             self._userinfo = "Basic " + base64.b64encode(token).decode("ascii")
-        self._proxy = _proxy_for(parts.scheme, parts.hostname)
-        self._secrets = secrets_in({}, self._userinfo, self._proxy[2] if self._proxy else None)
+        self._proxy = proxy_for(url)
+        proxy_auth = self._proxy.authorization if self._proxy is not None else None
+        self._secrets = secrets_in({}, self._userinfo, proxy_auth)
+        self._proxy_headers: dict[str, str] = {}
         if self._proxy is not None and not self._tls:  # plain HTTP through a proxy: absolute form
-            self._target = f"http://{parts.hostname}:{self._port}{self._target}"
+            host = _ascii_host(self._host)
+            netloc = authority(host, self._port) if parts.port else bracketed(host)
+            self._target = f"http://{netloc}{self._target}"
+            if proxy_auth is not None:
+                self._proxy_headers["Proxy-Authorization"] = proxy_auth
         self._max = max_response_bytes
         self._lock = threading.Lock()
         self._pool = _Pool()  # closed when this transport is collected, too
@@ -253,6 +344,10 @@ class HttpTransport:
         sent = dict(headers)
         if self._userinfo is not None and not any(k.lower() == "authorization" for k in sent):
             sent["Authorization"] = self._userinfo
+        proxy = None if self._proxy is None else self._proxy.shown
+        if self._proxy is not None and self._proxy.problem is not None:
+            return Reply(self.url, error=self._proxy.problem, proxy=proxy)  # nothing is sent
+        sent.update(self._proxy_headers)
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             deadline = time.monotonic() + max(timeout, 0.001)
@@ -262,7 +357,6 @@ class HttpTransport:
                 if pooled and reply.status is None and not reply.timed_out:
                     # A kept-alive connection the server had closed meanwhile: once more, fresh.
                     reply = self._exchange(body, sent, deadline)
-                proxy = None if self._proxy is None else f"http://{self._proxy[0]}:{self._proxy[1]}"
                 return dataclasses.replace(
                     reply, secrets=secrets_in(sent, *self._secrets), proxy=proxy
                 )
@@ -312,16 +406,16 @@ class HttpTransport:
         return Reply(self.url, response.status, data[: self._max], answer)
 
     def _connect(self, timeout: float) -> _Connection:
-        host, port = (self._proxy or (self._host, self._port))[:2]
         connection: _Connection
-        if self._tls:
-            connection = _TLSConnection(host, port, timeout=timeout, context=self._context)
+        if self._tls:  # through a proxy: a CONNECT tunnel, TLS with Langfuse inside it
+            connection = _TLSConnection(
+                self._host, self._port, timeout=timeout, context=self._context
+            )
+            connection.tunnel_via = self._proxy
+        elif self._proxy is not None:  # plain HTTP: to the proxy, absolute-form target
+            connection = _Connection(self._proxy.host, self._proxy.port, timeout=timeout)
         else:
-            connection = _Connection(host, port, timeout=timeout)
-        if self._proxy is not None:
-            proxy_headers = {"Proxy-Authorization": self._proxy[2]} if self._proxy[2] else None
-            if self._tls:
-                connection.set_tunnel(self._host, self._port, headers=proxy_headers)
+            connection = _Connection(self._host, self._port, timeout=timeout)
         return connection
 
     def close(self) -> None:
@@ -341,23 +435,10 @@ def _forget_in_child(reference: weakref.ref[HttpTransport]) -> None:
         transport._lock = threading.Lock()  # it may have been held at fork
 
 
-def _proxy_for(scheme: str, host: str) -> tuple[str, int, str | None] | None:
-    """``(host, port, Proxy-Authorization)`` from ``HTTPS_PROXY``/``HTTP_PROXY``, or ``None``."""
-    proxy = getproxies_environment().get(scheme)
-    if not proxy or proxy_bypass_environment(host):
-        return None
-    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
-    if not parts.hostname:
-        return None
-    auth = None
-    if parts.username is not None:
-        token = f"{unquote(parts.username)}:{unquote(parts.password or '')}".encode()
-        auth = "Basic " + base64.b64encode(token).decode("ascii")
-    return parts.hostname, parts.port or 8080, auth
-
-
 def _describe_error(error: BaseException) -> str:
     """A connection error in words, without any URL userinfo (``str`` of some errors has none,
     but keep it short and safe: the type, and the OS's reason when there is one)."""
+    if isinstance(error, ProxyRefused):
+        return str(error)
     reason = getattr(error, "strerror", None)
     return f"{type(error).__name__}: {reason}" if reason else type(error).__name__

@@ -1,0 +1,332 @@
+"""Proxies, as users set them (``HTTP_PROXY``/``HTTPS_PROXY``/``NO_PROXY``), through a real
+forward proxy on loopback: what goes over the wire to the proxy and beyond, what is refused,
+and when credentials would travel in clear text."""
+
+from __future__ import annotations
+
+import base64
+import http.server
+import logging
+import shutil
+import socket
+import ssl
+import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from langfuse_otel_sessions import LangfuseSpanExporter, ScoreClient
+from langfuse_otel_sessions.proxies import bypasses
+
+from .fault_server import fault_server
+from .forward_proxy import forward_proxy
+from .test_destinations import some_spans
+
+KEYS = {"public_key": "pk-lf-proxy", "secret_key": "sk-lf-proxy-secret"}
+LANGFUSE_AUTH = "Basic " + base64.b64encode(b"pk-lf-proxy:sk-lf-proxy-secret").decode()
+PROXY_USER, PROXY_PASSWORD = "puser", "proxy-pass-w0rd"
+PROXY_AUTH = "Basic " + base64.b64encode(f"{PROXY_USER}:{PROXY_PASSWORD}".encode()).decode()
+_PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY", "REQUEST_METHOD")
+
+
+@pytest.fixture(autouse=True)
+def _no_proxy_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in _PROXY_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def export_through(base_url: str, timeout: float = 5.0) -> LangfuseSpanExporter:
+    exporter = LangfuseSpanExporter(base_url=base_url, timeout=timeout, **KEYS)
+    exporter.export(some_spans(1))
+    return exporter
+
+
+# -- http:// destinations: absolute form, Proxy-Authorization --------------------------------
+
+
+def test_an_http_destination_gets_the_proxy_credentials_and_its_own(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with fault_server() as langfuse, forward_proxy(f"{PROXY_USER}:{PROXY_PASSWORD}") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url(f"{PROXY_USER}:{PROXY_PASSWORD}"))
+        with caplog.at_level(logging.INFO):
+            exporter = export_through(langfuse.url)
+        assert exporter.stats.exported_spans == 1
+    [request] = proxy.seen
+    assert request.method == "POST"
+    assert request.target == f"{langfuse.url}/api/public/otel/v1/traces"  # absolute form
+    assert request.headers["proxy-authorization"] == PROXY_AUTH
+    assert request.headers["authorization"] == LANGFUSE_AUTH
+    [arrived] = langfuse.seen
+    assert "proxy-authorization" not in arrived.headers  # the proxy's own, it kept it
+    assert arrived.headers["authorization"] == LANGFUSE_AUTH
+    assert f"through the proxy http://127.0.0.1:{proxy.port} (from HTTP_PROXY)" in caplog.text
+    assert PROXY_PASSWORD not in caplog.text + repr(exporter)
+
+
+def test_scores_go_through_the_proxy_with_its_credentials(monkeypatch: pytest.MonkeyPatch) -> None:
+    with (
+        fault_server() as langfuse,
+        forward_proxy(f"{PROXY_USER}:{PROXY_PASSWORD}") as proxy,
+    ):
+        monkeypatch.setenv("HTTP_PROXY", proxy.url(f"{PROXY_USER}:{PROXY_PASSWORD}"))
+        client = ScoreClient(base_url=langfuse.url, **KEYS)
+        client.score_session("s", name="helpful", value=1)
+        assert client.flush(10) is True
+        client.shutdown(1)
+    assert proxy.seen[0].target == f"{langfuse.url}/api/public/ingestion"
+    assert proxy.seen[0].headers["proxy-authorization"] == PROXY_AUTH
+    assert langfuse.seen[0].headers["authorization"] == LANGFUSE_AUTH
+
+
+def test_a_proxy_that_refuses_the_credentials_is_named_without_them(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with forward_proxy("someone:else") as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url(f"{PROXY_USER}:{PROXY_PASSWORD}"))
+        with caplog.at_level(logging.INFO):
+            exporter = export_through("http://langfuse.example")
+    assert exporter.stats.failed_spans == 1
+    assert f"the proxy http://127.0.0.1:{proxy.port} answered 407" in caplog.text
+    for secret in (PROXY_PASSWORD, PROXY_AUTH.split()[1]):
+        assert secret not in caplog.text
+
+
+def test_an_ipv6_destination_is_bracketed_in_the_request_line(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with forward_proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url())
+        export_through("http://[::1]:9", timeout=2)  # the proxy cannot reach it: 502
+    request = proxy.seen[0]
+    assert request.target == "http://[::1]:9/api/public/otel/v1/traces"
+    assert request.headers["host"] == "[::1]:9"
+
+
+# -- https:// destinations: CONNECT ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_url", "authority"),
+    [("https://langfuse.example", "langfuse.example:443"), ("https://[::1]:9", "[::1]:9")],
+)
+def test_connect_carries_the_proxy_credentials_and_a_valid_authority(
+    monkeypatch: pytest.MonkeyPatch, base_url: str, authority: str
+) -> None:
+    with forward_proxy(f"{PROXY_USER}:{PROXY_PASSWORD}") as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url(f"{PROXY_USER}:{PROXY_PASSWORD}"))
+        exporter = export_through(base_url, timeout=2)  # the proxy cannot reach it
+    assert exporter.stats.failed_spans == 1
+    request = proxy.seen[0]
+    assert (request.method, request.target) == ("CONNECT", authority)
+    assert request.headers["host"] == authority
+    assert request.headers["proxy-authorization"] == PROXY_AUTH
+    assert "authorization" not in request.headers  # Langfuse's keys only inside TLS
+
+
+def test_a_refused_connect_is_said_without_the_credentials(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    with forward_proxy("someone:else") as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url(f"{PROXY_USER}:{PROXY_PASSWORD}"))
+        with caplog.at_level(logging.INFO):
+            export_through("https://langfuse.example", timeout=2)
+    assert "the proxy answered CONNECT with 407 Proxy Authentication Required" in caplog.text
+    assert PROXY_PASSWORD not in caplog.text
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """A self-signed certificate for 127.0.0.1, made with the openssl command."""
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command")
+    folder = tmp_path_factory.mktemp("tls")
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            *("openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1"),
+            *("-keyout", str(key), "-out", str(cert), "-subj", "/CN=127.0.0.1"),
+            *("-addext", "subjectAltName=IP:127.0.0.1"),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    return cert, key
+
+
+@contextmanager
+def tls_langfuse(cert: Path, key: Path) -> Iterator[tuple[str, list[dict[str, str]]]]:
+    seen: list[dict[str, str]] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers.get("content-length", "0")))
+            seen.append({k.lower(): v for k, v in self.headers.items()})
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"{}")
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+    server.socket = context.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"https://127.0.0.1:{server.server_address[1]}", seen
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_https_through_the_tunnel_arrives_and_the_proxy_sees_only_ciphertext(
+    monkeypatch: pytest.MonkeyPatch, certificate: tuple[Path, Path]
+) -> None:
+    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    with tls_langfuse(*certificate) as (url, seen), forward_proxy() as proxy:
+        monkeypatch.setenv("HTTPS_PROXY", proxy.url(f"{PROXY_USER}:{PROXY_PASSWORD}"))
+        exporter = export_through(url)
+    assert exporter.stats.exported_spans == 1
+    assert seen[0]["authorization"] == LANGFUSE_AUTH
+    assert proxy.seen[0].method == "CONNECT"
+    assert proxy.tunnelled  # TLS went through the tunnel ...
+    for secret in (b"sk-lf-proxy-secret", LANGFUSE_AUTH.split()[1].encode(), b"/api/public"):
+        assert secret not in proxy.tunnelled  # ... and nothing readable did
+
+
+# -- proxies we cannot speak to safely ------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", ["https", "socks5"])
+@pytest.mark.parametrize("base_url", ["https://langfuse.example", "http://langfuse.example"])
+def test_a_tls_or_socks_proxy_gets_nothing_and_the_log_says_why(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, scheme: str, base_url: str
+) -> None:
+    with socket.socket() as listener:  # a plain TCP listener where the proxy should be
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        listener.settimeout(0.2)
+        port = listener.getsockname()[1]
+        proxy = f"{scheme}://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{port}"
+        monkeypatch.setenv("HTTPS_PROXY", proxy)
+        monkeypatch.setenv("HTTP_PROXY", proxy)
+        with caplog.at_level(logging.INFO):
+            exporter = export_through(base_url, timeout=2)
+        with pytest.raises(socket.timeout):
+            listener.accept()  # not even a connection: nothing was sent in clear text
+    assert exporter.stats.failed_spans == 1
+    assert f"is a {scheme}:// proxy, which is not supported: nothing is sent" in caplog.text
+    assert PROXY_PASSWORD not in caplog.text + repr(exporter)
+
+
+# -- NO_PROXY -------------------------------------------------------------------------------
+
+
+def test_no_proxy_sends_directly(monkeypatch: pytest.MonkeyPatch) -> None:
+    with fault_server() as langfuse, forward_proxy() as proxy:
+        monkeypatch.setenv("HTTP_PROXY", proxy.url())
+        monkeypatch.setenv("NO_PROXY", "example.com, 127.0.0.0/8")
+        exporter = export_through(langfuse.url)
+    assert exporter.stats.exported_spans == 1
+    assert proxy.seen == []
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "host", "port", "bypassed"),
+    [
+        ("*", "anything.example", 443, True),
+        ("langfuse.example", "langfuse.example", 443, True),
+        ("langfuse.example", "eu.langfuse.example", 443, True),  # subdomains too
+        (".langfuse.example", "langfuse.example", 443, True),
+        ("*.langfuse.example", "eu.langfuse.example", 443, True),
+        ("langfuse.example", "notlangfuse.example", 443, False),  # a label boundary
+        ("LANGFUSE.example.", "langfuse.EXAMPLE", 443, True),
+        ("langfuse.example:443", "langfuse.example", 443, True),
+        ("langfuse.example:8443", "langfuse.example", 443, False),
+        ("10.1.2.3", "10.1.2.3", 80, True),
+        ("10.0.0.0/8", "10.1.2.3", 80, True),
+        ("10.0.0.0/8", "11.1.2.3", 80, False),
+        ("10.0.0.0/8", "10.example", 80, False),
+        ("::1", "::1", 80, True),
+        ("[::1]:4318", "::1", 4318, True),
+        ("[::1]:4318", "::1", 4317, False),
+        ("fd00::/8", "fd12::1", 80, True),
+        ("a.example,, b.example ", "b.example", 80, True),
+        ("a.example b.example", "b.example", 80, True),
+        ("", "langfuse.example", 443, False),
+    ],
+)
+def test_no_proxy_entries(no_proxy: str, host: str, port: int, bypassed: bool) -> None:
+    assert bypasses(host, port, {"no": no_proxy}) is bypassed
+
+
+_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?", fullmatch=True)
+_NAME = st.lists(_LABEL, min_size=1, max_size=4).map(".".join)
+
+
+@given(host=_NAME, entries=st.lists(st.tuples(st.booleans(), _NAME), max_size=4))
+def test_no_proxy_names_match_urllib(host: str, entries: list[tuple[bool, str]]) -> None:
+    """For host names (no ports, no addresses) we decide exactly as urllib does."""
+    no_proxy = ",".join(("." if dot else "") + name for dot, name in entries)
+    expected = bool(proxy_bypass_environment(host, {"no": no_proxy}))
+    assert bypasses(host, 443, {"no": no_proxy}) is expected
+
+
+# -- clear text on the wire -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("base_url", "proxy", "warned"),
+    [
+        # credentials to a loopback Langfuse, but through a proxy on the network: clear text
+        ("http://127.0.0.1:4000", "http://proxy-a.example:3128", "credentials go to"),
+        # a loopback proxy forwarding plain http to a remote Langfuse: clear text
+        ("http://langfuse-b.example", "http://127.0.0.1:3128", "credentials go to"),
+        # https through any proxy is a tunnel: the proxy's credentials are the clear text
+        ("https://langfuse-c.example", "http://u:p4ss@proxy-c.example:3128", "proxy credentials"),
+        ("http://127.0.0.1:4001", "http://u:p4ss@proxy-d.example:3128", "proxy credentials"),
+        # nothing in clear text on a network
+        ("https://langfuse-e.example", "http://proxy-e.example:3128", None),
+        ("https://langfuse-f.example", "http://u:p4ss@127.0.0.1:3129", None),
+        ("http://127.0.0.1:4002", "http://127.0.0.1:3130", None),
+    ],
+)
+def test_the_clear_text_warning_follows_the_wire(
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+    base_url: str,
+    proxy: str,
+    warned: str | None,
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", proxy)
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    with caplog.at_level(logging.WARNING):
+        LangfuseSpanExporter(base_url=base_url, **KEYS)
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    if warned is None:
+        assert warnings == []
+    else:
+        assert any(warned in w and "unencrypted" in w for w in warnings), warnings
+    assert "p4ss" not in caplog.text
+
+
+def test_no_proxy_means_no_proxy_warning(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("HTTP_PROXY", "http://u:p4ss@proxy-g.example:3128")
+    monkeypatch.setenv("NO_PROXY", "localhost,127.0.0.1")
+    with caplog.at_level(logging.WARNING):
+        LangfuseSpanExporter(base_url="http://127.0.0.1:4003", **KEYS)
+    assert caplog.records == []
