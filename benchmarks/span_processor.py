@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerPro
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 
-from langfuse_otel_sessions import SessionSampler, SessionSpanProcessor, session
+from langfuse_otel_sessions import Session, SessionSampler, SessionSpanProcessor, session
 
 OTHER_ENTRIES = {f"tenant.key{i}": f"value-{i}" for i in range(8)}
 SESSION_ID = "session_0123456789abcdef01234567"
@@ -145,6 +145,7 @@ def _sampling_cases(ratio: float) -> list[Case]:
 
 def build_cases(ratio: float = 0.1) -> list[Case]:
     ours = SessionSpanProcessor(guard_remote_baggage=False)
+    preset = SessionSpanProcessor(guard_remote_baggage=False, also_emit="otel")
     minimal = MinimalStampingProcessor()
     cases = [
         _case("no processor (floor)", _provider(), _with_entries(1)),
@@ -160,6 +161,14 @@ def build_cases(ratio: float = 0.1) -> list[Case]:
             "SessionSpanProcessor, full trace scope + 8 other entries",
             _provider(ours),
             _with_trace_attributes(8),
+        ),
+        _case(
+            'SessionSpanProcessor(also_emit="otel"), 1 entry', _provider(preset), _with_entries(1)
+        ),
+        _case(
+            'SessionSpanProcessor(also_emit="otel"), generated session + user',
+            _provider(preset),
+            session(Session.start(), user_id="user-1").context(context.Context()),
         ),
     ]
     try:

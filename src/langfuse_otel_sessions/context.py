@@ -21,6 +21,7 @@ from ._processor_check import warn_once_without_processor
 from .attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH
 from .entry_marks import with_own_entries, withheld_remote_entries
 from .environment import env_positive_int
+from .generated import with_session_origin
 from .ids import check_id, id_problem
 from .keys import known_keys
 from .scope_entries import Root, decorate, enter, leave
@@ -36,12 +37,15 @@ def scoped_context(
     session_id: str | None,
     user_id: str | None,
     attributes: Mapping[str, str] | None = None,
+    *,
+    generated: bool = False,
 ) -> Context:
     """``parent`` with the session (and user) id written under the keys the configured
     processors read, and every other session (user) key removed so that none outranks them.
 
     ``attributes``: trace-attribute baggage entries (:func:`baggage_entries`); tags add up to
     the parent's, metadata keys and the other attributes replace the parent's.
+    ``generated``: ``session_id`` was generated, not given (see :mod:`.generated`).
     """
     known = known_keys()
     context = parent
@@ -53,6 +57,7 @@ def scoped_context(
         context = with_own_entries(context, own)
     if session_id is not None:
         context = _with_entries(context, known.session_writes, session_id, known.session)
+        context = with_session_origin(context, session_id, generated)
     if user_id is not None:
         context = _with_entries(context, known.user_writes, user_id, known.user)
     return context
@@ -70,7 +75,7 @@ def _with_entries(
 class SessionScope:
     """What :func:`session` returns: a context manager (sync and async) and a decorator."""
 
-    __slots__ = ("__weakref__", "attributes", "root", "session_id", "user_id")
+    __slots__ = ("__weakref__", "attributes", "generated", "root", "session_id", "user_id")
 
     def __init__(
         self,
@@ -78,8 +83,11 @@ class SessionScope:
         user_id: str | None,
         root: Root = None,
         attributes: Mapping[str, str] | None = None,
+        *,
+        generated: bool = False,
     ) -> None:
         self.session_id = session_id
+        self.generated = generated  # the id came from Session.start() without one
         self.user_id = user_id
         self.attributes = dict(attributes or {})  # trace-attribute baggage entries
         self.root = root  # with new_trace: the scope's own root span (name, tracer provider)
@@ -94,6 +102,7 @@ class SessionScope:
             self.session_id,
             self.user_id,
             self.attributes,
+            generated=self.generated,
         )
 
     def _entered_context(self, parent: Context) -> Context:
@@ -187,7 +196,8 @@ def session(
         trace_name=trace_name,
     )
     root = (trace_name or "session", tracer_provider) if new_trace else None
-    return SessionScope(session_id, user_id, root, attributes)
+    generated = isinstance(session_or_id, Session) and session_or_id.id_generated
+    return SessionScope(session_id, user_id, root, attributes, generated=generated)
 
 
 def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...], limit: int) -> str | None:

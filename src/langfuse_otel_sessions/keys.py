@@ -45,13 +45,16 @@ class IdKeys:
     """How one reader (a :class:`SessionSpanProcessor`) takes ids from baggage and stamps them.
 
     ``session`` / ``user``: baggage keys read in order (the first present one wins);
-    ``session_attributes`` / ``user_attributes``: span attributes it stamps the ids on.
+    ``session_attributes`` / ``user_attributes``: span attributes it stamps the ids on;
+    ``given_session_attributes``: those of them stamped only with session ids that were given,
+    never with generated ones (``gen_ai.conversation.id`` under ``also_emit``).
     """
 
     session: tuple[str, ...] = DEFAULT_SESSION_BAGGAGE_KEYS
     user: tuple[str, ...] = DEFAULT_USER_BAGGAGE_KEYS
     session_attributes: tuple[str, ...] = (LANGFUSE_SESSION_ID,)
     user_attributes: tuple[str, ...] = (LANGFUSE_USER_ID,)
+    given_session_attributes: tuple[str, ...] = ()
     max_id_length: int = DEFAULT_MAX_ID_LENGTH
     trust_remote: bool = False
 
@@ -100,7 +103,8 @@ class KnownKeys:
     :func:`~langfuse_otel_sessions.current_session_id` mirrors.
     ``session`` / ``user``: every baggage key any reader takes an id from, defaults included.
     ``session_writes`` / ``user_writes``: the keys ``session()`` writes, one per distinct reader.
-    ``session_attributes`` / ``user_attributes``: every span attribute a reader may stamp.
+    ``session_attributes`` / ``user_attributes``: every span attribute a reader may stamp;
+    ``given_session_attributes``: those no reader stamps with a generated session id.
     """
 
     reader: IdKeys
@@ -110,6 +114,7 @@ class KnownKeys:
     user_writes: tuple[str, ...]
     session_attributes: frozenset[str]
     user_attributes: frozenset[str]
+    given_session_attributes: frozenset[str] = frozenset()
     guarded: GuardedKeys = field(init=False)
 
     def __post_init__(self) -> None:
@@ -183,9 +188,22 @@ def known_keys() -> KnownKeys:
         user_writes=tuple(dict.fromkeys(keys.user_write_key for keys in writers)),
         session_attributes=frozenset(key for keys in every for key in keys.session_attributes),
         user_attributes=frozenset(key for keys in every for key in keys.user_attributes),
+        given_session_attributes=_given_only(every),
     )
     _cache = (stamp, known)
     return known
+
+
+def _given_only(every: tuple[IdKeys, ...]) -> frozenset[str]:
+    """Attributes some reader stamps with given session ids only and none with every id."""
+    given = {key for keys in every for key in keys.given_session_attributes}
+    always = {
+        key
+        for keys in every
+        for key in keys.session_attributes
+        if key not in keys.given_session_attributes
+    }
+    return frozenset(given - always)
 
 
 _guarded_cache: tuple[object, frozenset[str]] | None = None

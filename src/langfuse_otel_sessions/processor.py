@@ -34,9 +34,11 @@ from .attributes import (
     SESSION_ATTRIBUTE_KEYS,
     USER_ATTRIBUTE_KEYS,
 )
+from .conventions import resolve_also_emit
 from .entry_marks import WITHHELD_REMOTE_ENTRIES
 from .environment import env_bool, env_keys, env_positive_int
 from .errors import ConfigurationError
+from .generated import GENERATED_SESSION_ID, GeneratedIds, marked
 from .ids import id_problem
 from .keys import IdKeys, register_reader
 from .local_requests import REQUEST_SLOT, TAGGABLE, LocalRequest, request_of
@@ -79,6 +81,10 @@ class SessionSpanProcessor(SpanProcessor):
       (``LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS`` / ``LANGFUSE_OTEL_USER_BAGGAGE_KEYS``);
     * ``extra_session_attributes`` / ``extra_user_attributes``: further attribute keys to stamp,
       e.g. ``("gen_ai.conversation.id",)`` (``LANGFUSE_OTEL_EXTRA_*_ATTRIBUTES``);
+    * ``also_emit``: other conventions' names to stamp the ids on too: ``"openinference"``
+      (``session.id``, ``user.id``), ``"gen_ai"`` (``gen_ai.conversation.id``, for ids that were
+      given only, never generated ones) or ``"otel"`` (all three); one name or several
+      (``LANGFUSE_OTEL_ALSO_EMIT``; default: none — see ``docs/sessions.md``);
     * ``max_id_length``: longer ids are skipped (``LANGFUSE_OTEL_MAX_ID_LENGTH``, 200);
     * ``trust_remote_baggage``: also stamp ids that arrived in a request's baggage
       (``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, false);
@@ -99,6 +105,7 @@ class SessionSpanProcessor(SpanProcessor):
         user_keys: tuple[str, ...] | list[str] | None = None,
         extra_session_attributes: tuple[str, ...] | list[str] | None = None,
         extra_user_attributes: tuple[str, ...] | list[str] | None = None,
+        also_emit: str | Sequence[str] | None = None,
         max_id_length: int | None = None,
         trust_remote_baggage: bool | None = None,
         max_tracked_traces: int | None = None,
@@ -133,23 +140,42 @@ class SessionSpanProcessor(SpanProcessor):
             ENV_MAX_TRACKED_TRACES,
             DEFAULT_MAX_TRACKED_TRACES,
         )
-        self._session_targets = (LANGFUSE_SESSION_ID, *self.extra_session_attributes)
-        self._user_targets = (LANGFUSE_USER_ID, *self.extra_user_attributes)
-        self._id_keys = len(self._session_targets) + len(self._user_targets)
+        emit = resolve_also_emit(also_emit)
+        self.also_emit = emit.names
+        #: Stamped with session ids that were given only (not with generated ones).
+        self._given_session_targets = emit.given_session_only
+        self._session_targets = tuple(
+            key
+            for key in dict.fromkeys(
+                (LANGFUSE_SESSION_ID, *self.extra_session_attributes, *emit.session)
+            )
+            if key not in emit.given_session_only
+        )
+        self._user_targets = tuple(
+            dict.fromkeys((LANGFUSE_USER_ID, *self.extra_user_attributes, *emit.user))
+        )
+        self._id_keys = (
+            len(self._session_targets) + len(self._given_session_targets) + len(self._user_targets)
+        )
         #: What this processor reads and stamps, registered so that ``session()``, the guard and
         #: the middleware know these keys too, whatever the order they were built in.
         self.keys = IdKeys(
             session=self.session_keys,
             user=self.user_keys,
-            session_attributes=self._session_targets,
+            session_attributes=(*self._session_targets, *self._given_session_targets),
+            given_session_attributes=self._given_session_targets,
             user_attributes=self._user_targets,
             max_id_length=self.max_id_length,
             trust_remote=self.trust_remote_baggage,
         )
         register_reader(self.keys)
-        self._session_extras = bool(self.extra_session_attributes)
+        self._session_extras = len(self._session_targets) > 1 or bool(self._given_session_targets)
+        #: Ids on several keys each (``also_emit``): written straight into the span's attribute
+        #: mapping where possible, as trace attributes are (measured: benchmarks/).
+        self._many_ids = bool(emit.names)
         self._valid_ids: set[str] = set()
-        self._last: tuple[object, TraceIds | None, Stamps] = (_NOTHING, None, ())
+        #: The last baggage mapping seen: its ids, its stamps, whether to write them directly.
+        self._last: tuple[object, TraceIds | None, Stamps, bool] = (_NOTHING, None, (), False)
 
         self._log = RateLimitedLog()
         self._told_about_remote = False
@@ -172,10 +198,16 @@ class SessionSpanProcessor(SpanProcessor):
             # the last span are reused by identity. A race between threads costs only a redo.
             last = self._last
             if last[0] is not entries:
-                last = self._last = (entries, self._resolve(entries), self._stamps(entries))
+                stamps = self._stamps(entries)
+                last = self._last = (
+                    entries,
+                    self._resolve_in(context, entries),
+                    stamps,
+                    bool(stamps) or self._many_ids,
+                )
             ids = last[1]
             store = None
-            if last[2]:  # tags, metadata, environment, ... (trace_attributes.py)
+            if last[3]:  # tags, metadata, ... (trace_attributes.py), or ids on many keys
                 store = self._stamp_trace_attributes(span, last[2])
             # The local request: the parent's if it is a local span the processor saw, else a
             # new one rooted here (a remote parent never shares its memory: see local_requests).
@@ -216,8 +248,14 @@ class SessionSpanProcessor(SpanProcessor):
                     user_id = None
             if store is not None:  # the direct write of _stamp_trace_attributes, ids too
                 if session_id is not None:
-                    for key in self._session_targets:
-                        store[key] = session_id
+                    if self._session_extras:
+                        for key in self._session_targets:
+                            store[key] = session_id
+                        if self._given_session_targets and type(ids) is not GeneratedIds:
+                            for key in self._given_session_targets:
+                                store[key] = session_id
+                    else:
+                        store[LANGFUSE_SESSION_ID] = session_id
                 if user_id is not None:
                     for key in self._user_targets:
                         store[key] = user_id
@@ -227,6 +265,9 @@ class SessionSpanProcessor(SpanProcessor):
                 if self._session_extras:
                     for key in self._session_targets:
                         span.set_attribute(key, session_id)
+                    if self._given_session_targets and type(ids) is not GeneratedIds:
+                        for key in self._given_session_targets:
+                            span.set_attribute(key, session_id)
                 else:
                     span.set_attribute(LANGFUSE_SESSION_ID, session_id)
             if user_id is not None:
@@ -303,6 +344,16 @@ class SessionSpanProcessor(SpanProcessor):
             if not existing or key not in existing:
                 span.set_attribute(key, value)  # type: ignore[arg-type]
         return None
+
+    def _resolve_in(self, context: Context, entries: object) -> TraceIds | None:
+        """:meth:`_resolve`, as :class:`GeneratedIds` when the scope generated the session.
+
+        Read once per baggage mapping: every scope that records whether its session was
+        generated writes that session into a new baggage mapping (see :mod:`.generated`)."""
+        ids = self._resolve(entries)
+        if not self._given_session_targets or ids is None:
+            return ids
+        return marked(ids, context.get(GENERATED_SESSION_ID))
 
     def _resolve(self, entries: object) -> TraceIds | None:
         """The valid session and user ids of a baggage mapping, or ``None``."""

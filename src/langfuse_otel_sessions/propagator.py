@@ -43,6 +43,7 @@ from ._logging import RateLimitedLog, logger
 from .attributes import ENV_TRUST_REMOTE_BAGGAGE
 from .entry_marks import WITHHELD_REMOTE_ENTRIES, mark_own, withheld_remote_entries
 from .environment import env_bool
+from .generated import GENERATED_SESSION_ID, generated_session_id
 from .header_ids import with_header_ids
 from .keys import guarded_keys, member_key, member_value, split_members
 from .outbound import outbound_context, resolve_outbound_policy
@@ -69,13 +70,19 @@ def _vouched() -> Mapping[str, object]:
 
 def _own_vouched(extracted: Context) -> Context:
     """``extracted`` with the vouched entries it holds recorded as this package's (they are the
-    ids our middleware decided), so the outbound policy applies to them."""
+    ids our middleware decided), so the outbound policy applies to them, and — when the
+    middleware generated the session — recording that it was generated (:mod:`.generated`)."""
     vouched = _vouched()
     if not vouched:
         return extracted
     present = baggage.get_all(extracted)
     mine = {key: value for key, value in vouched.items() if present.get(key) == value}
-    return mark_own(extracted, mine) if mine else extracted
+    if not mine:
+        return extracted
+    generated = generated_session_id()  # the middleware generated the session it vouches for
+    if generated is not None and generated in mine.values():
+        extracted = set_value(GENERATED_SESSION_ID, generated, extracted)
+    return mark_own(extracted, mine)
 
 
 def separate_members(header: str, guarded: frozenset[str] | None = None) -> tuple[str, list[str]]:

@@ -21,6 +21,7 @@ from .context import scoped_context
 from .entry_marks import withheld_remote_entries
 from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
+from .generated import GeneratedIds
 from .ids import id_problem, new_session_id
 from .keys import known_keys, member_key, member_value, split_members
 from .local_requests import correct_request
@@ -227,7 +228,7 @@ class RequestSessions:
                 if baggage.get_baggage(key, context) in values:
                     context = baggage.remove_baggage(key, context)
         ours = self.carried_entries(current, ids, incoming_baggage)
-        context = scoped_context(context, ids.session_id, ids.user_id)
+        context = scoped_context(context, ids.session_id, ids.user_id, generated=ids.new_session)
         return vouch(context, ours) if ours else context
 
     def stamp_server_span(
@@ -246,21 +247,28 @@ class RequestSessions:
         from_request = parent is not None and parent.is_remote
         borne = {v for values in request_borne_entries(incoming_baggage).values() for v in values}
         corrected = False
+        given_only = known.given_session_attributes if ids.new_session else frozenset()
         for keys, decided in (
             (known.session_attributes, ids.session_id),
             (known.user_attributes, ids.user_id),
         ):
             for key in sorted(keys):
                 old = existing.get(key)
-                if decided is not None:
-                    corrected = corrected or old not in (None, decided)
-                    span.set_attribute(key, decided)
-                elif not self.trust_incoming_baggage and old and (from_request or old in borne):
+                value = None if key in given_only else decided  # no generated id there
+                if value is not None:
+                    corrected = corrected or old not in (None, value)
+                    span.set_attribute(key, value)
+                elif old and (
+                    decided is not None  # a generated id replaces what the span had there
+                    or (not self.trust_incoming_baggage and (from_request or old in borne))
+                ):
                     corrected = True
                     span.set_attribute(key, "")
         if corrected:  # the processor's request memory learnt the old ids from this span
             known_ids = ids.session_id is not None or ids.user_id is not None
             trace_ids = TraceIds(ids.session_id, ids.user_id) if known_ids else None
+            if trace_ids is not None and ids.new_session:
+                trace_ids = GeneratedIds(*trace_ids)
             correct_request(span.get_span_context(), trace_ids)
 
     def set_cookie(self, session_id: str) -> str:

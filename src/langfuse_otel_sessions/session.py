@@ -28,11 +28,14 @@ class Session:
     """A Langfuse session (mirrors the Elixir SDK's ``Langfuse.Session``).
 
     ``metadata`` stays in this process: it is never put in baggage or sent anywhere.
+    ``id_generated``: the id was made by :meth:`start` (none was given); a processor with
+    ``also_emit`` then leaves ``gen_ai.conversation.id`` out, as the GenAI conventions ask.
     """
 
     id: str
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    id_generated: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         check_id(self.id, DEFAULT_MAX_ID_LENGTH)
@@ -49,7 +52,11 @@ class Session:
     @classmethod
     def start(cls, id: str | None = None, metadata: Mapping[str, Any] | None = None) -> Session:
         """Start a session with ``id`` (validated) or a new one; ``created_at`` is now, in UTC."""
-        return cls(id=new_session_id() if id is None else id, metadata=dict(metadata or {}))
+        return cls(
+            id=new_session_id() if id is None else id,
+            metadata=dict(metadata or {}),
+            id_generated=id is None,
+        )
 
     def score(
         self,

@@ -1,0 +1,47 @@
+"""``also_emit`` behind real frameworks over loopback HTTP: a session the middleware generated
+gets ``session.id`` but never ``gen_ai.conversation.id`` (server span included, the middleware
+inside or outside OpenTelemetry's instrumentation); the same id sent back by the client is given,
+and gets it."""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the framework stack is in requirements/test.txt")
+import httpx
+
+from .conftest import make_traced
+from .test_frameworks import ORDERS, served
+
+__all__ = ["ORDERS"]
+
+CONVERSATION = "gen_ai.conversation.id"
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+@pytest.mark.parametrize("order", ORDERS)
+def test_a_generated_session_gets_no_conversation_id_and_a_given_one_does(
+    framework: str, order: str
+) -> None:
+    traced = make_traced(also_emit="otel")
+    options = {"generate_session": True, "cookie_secure": False}
+    with served(framework, traced, order, **options) as url:
+        first = httpx.get(url + "/chat")
+        generated = first.json()["session"]
+        assert first.cookies["lf_session_id"] == generated
+        first_spans = traced.spans()
+        traced.exporter.clear()
+        # the client sends the id back: now it was given, not generated here
+        again = httpx.get(url + "/chat", headers={"X-Session-Id": generated}).json()
+    assert again["session"] == generated
+    assert any(span.kind.name == "SERVER" for span in first_spans)
+    for span in first_spans:
+        attributes = span.attributes or {}
+        assert attributes["langfuse.session.id"] == generated, span.name
+        assert attributes["session.id"] == generated, span.name
+        assert CONVERSATION not in attributes, span.name
+    assert any(span.kind.name == "SERVER" for span in traced.spans())
+    for span in traced.spans():
+        attributes = span.attributes or {}
+        assert attributes["session.id"] == generated, span.name
+        assert attributes[CONVERSATION] == generated, span.name
