@@ -36,6 +36,7 @@ from .keys import known_keys, member_key, member_value, split_members
 from .local_requests import correct_request
 from .propagator import vouch
 from .trace_attributes import (
+    Stamps,
     baggage_entries,
     entries_of,
     merged_entries,
@@ -106,6 +107,7 @@ class RequestSessions:
             raise ConfigurationError("trace_attributes_from must be a callable")
         #: Static trace-attribute entries (validated by ``baggage_entries``) and the callable.
         self.attributes: Mapping[str, str] = MappingProxyType(dict(attributes or {}))
+        self._static_stamps = stamps_of(self.attributes, [])
         self.attributes_from = attributes_from
         if generate_session and session.cookie is None:
             session = IdSource(
@@ -297,12 +299,17 @@ class RequestSessions:
         return ",".join(members)
 
     def request_context(
-        self, current: Context, ids: RequestIds, incoming_baggage: str | None = None
+        self,
+        current: Context,
+        ids: RequestIds,
+        incoming_baggage: str | None = None,
+        carried: Mapping[str, str] | None = None,
     ) -> Context:
         """The context for the request: the current one minus the session/user entries that the
         request's ``baggage`` header brought (unless trusted; trusted, what a propagator guard
         withheld is put back), plus the ids decided here (as :func:`session` would set them).
-        Entries the process set itself — e.g. an outer middleware of the app — are kept."""
+        Entries the process set itself — e.g. an outer middleware of the app — are kept.
+        ``carried``: :meth:`carried_entries` for ``current``, if already known."""
         context = current
         if self.trust_incoming_baggage:
             # A guard in the propagator may have withheld them; this service trusts its caller.
@@ -314,7 +321,9 @@ class RequestSessions:
             for key, values in borne.items():
                 if baggage.get_baggage(key, context) in values:
                     context = baggage.remove_baggage(key, context)
-        ours = self.carried_entries(current, ids, incoming_baggage)
+        ours = (
+            carried if carried is not None else self.carried_entries(current, ids, incoming_baggage)
+        )
         context = scoped_context(
             context, ids.session_id, ids.user_id, ids.attributes, generated=ids.new_session
         )
@@ -339,7 +348,12 @@ class RequestSessions:
         borne = {v for values in borne_entries.values() for v in values}
         forged = {} if self.trust_incoming_baggage else _trace_attribute_entries(borne_entries)
         if ids.attributes or forged:
-            _stamp_trace_attributes(span, existing, ids.attributes, forged)
+            stamps = (
+                self._static_stamps
+                if ids.attributes is self.attributes
+                else stamps_of(ids.attributes, [])  # validated when decided
+            )
+            _stamp_trace_attributes(span, existing, stamps, forged)
         corrected = False
         given_only = known.given_session_attributes if ids.new_session else frozenset()
         for keys, decided in (
@@ -386,7 +400,7 @@ def _trace_attribute_entries(entries: Mapping[str, set[str]]) -> dict[str, set[s
 def _stamp_trace_attributes(
     span: trace.Span,
     existing: Mapping[str, object],
-    decided: Mapping[str, str],
+    decided: Stamps,
     forged: Mapping[str, set[str]],
 ) -> None:
     """Remove from ``span`` the trace attributes a processor stamped from the ``forged``
@@ -401,7 +415,7 @@ def _stamp_trace_attributes(
                         del store[attribute]  # type: ignore[union-attr]
                     except Exception:  # noqa: BLE001 - not an SDK span: blank it instead
                         span.set_attribute(attribute, "")
-    for attribute, stamp in stamps_of(decided, problems):
+    for attribute, stamp in decided:
         own = existing.get(attribute) if attribute == LANGFUSE_TRACE_TAGS else None
         if isinstance(own, tuple) and isinstance(stamp, tuple):  # tags add up
             stamp = tuple(dict.fromkeys([*own, *stamp]))  # noqa: PLW2901 - the merged tags
