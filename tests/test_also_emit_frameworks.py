@@ -45,3 +45,23 @@ def test_a_generated_session_gets_no_conversation_id_and_a_given_one_does(
         attributes = span.attributes or {}
         assert attributes["session.id"] == generated, span.name
         assert attributes[CONVERSATION] == generated, span.name
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+def test_a_generated_session_replaces_a_trusted_callers_conversation_id_on_the_server_span(
+    framework: str,
+) -> None:
+    # OpenTelemetry's instrumentation outside: the server span starts (and is stamped from the
+    # trusted caller's baggage) before the middleware generates the request's session.
+    traced = make_traced(also_emit="otel", trust_remote_baggage=True)
+    options = {"generate_session": True, "cookie_secure": False, "trust_incoming_baggage": True}
+    with served(framework, traced, ORDERS[0], **options) as url:
+        answer = httpx.get(url + "/chat", headers={"baggage": "langfuse_session_id=upstream"})
+    generated = answer.json()["session"]
+    assert generated != "upstream"
+    (server,) = [span for span in traced.spans() if span.kind.name == "SERVER"]
+    attributes = server.attributes or {}
+    assert attributes["langfuse.session.id"] == attributes["session.id"] == generated
+    assert not attributes.get(CONVERSATION)  # blanked: Langfuse and others skip empty ids
+    for span in traced.spans():
+        assert "upstream" not in (span.attributes or {}).values(), span.name

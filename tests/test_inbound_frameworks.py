@@ -30,10 +30,11 @@ from langfuse_otel_sessions import (
     WSGISessionMiddleware,
     current_session_id,
     install_baggage_guard,
+    session,
 )
 
 from .conftest import Traced, make_traced
-from .django_app import configure_django
+from .django_app import configure_django, django_traced
 from .servers import serve_asgi, serve_wsgi
 
 # OpenTelemetry decodes each of these keys to a session key; a plain key too, for good measure.
@@ -85,7 +86,16 @@ def outer_app_middleware_asgi(app: Any) -> Any:
     return wrapped
 
 
-def fastapi_service(traced: Traced, order: str) -> Any:
+def nested_scope(traced: Traced) -> None:
+    """What the ``/nested`` routes run: a span in the app's own ``session()`` scope."""
+    with (
+        session("inner", tags=["inner"], metadata={"k2": "inner"}, environment="inner"),
+        traced.tracer.start_as_current_span("nested"),
+    ):
+        pass
+
+
+def fastapi_service(traced: Traced, order: str, **options: Any) -> Any:
     app = FastAPI()
 
     @app.get("/chat")
@@ -93,13 +103,18 @@ def fastapi_service(traced: Traced, order: str) -> Any:
         with traced.tracer.start_as_current_span("handler"):
             return {"session": current_session_id()}
 
+    @app.get("/nested")
+    async def nested() -> dict[str, str]:
+        nested_scope(traced)
+        return {}
+
     if order == ORDERS[0]:  # OTel -> app's own middleware -> ours -> handler
-        app.add_middleware(ASGISessionMiddleware, session_header="X-Session-Id")
+        app.add_middleware(ASGISessionMiddleware, session_header="X-Session-Id", **options)
         app.add_middleware(_Pure, inner=outer_app_middleware_asgi)
         FastAPIInstrumentor.instrument_app(app, tracer_provider=traced.provider)
         return app
     FastAPIInstrumentor.instrument_app(app, tracer_provider=traced.provider)
-    return ASGISessionMiddleware(app)
+    return ASGISessionMiddleware(app, **options)
 
 
 class _Pure:
@@ -126,7 +141,7 @@ def outer_app_middleware_wsgi(app: Any) -> Any:
     return wrapped
 
 
-def flask_service(traced: Traced, order: str) -> Any:
+def flask_service(traced: Traced, order: str, **options: Any) -> Any:
     app = Flask(__name__)
 
     @app.route("/chat")
@@ -134,45 +149,59 @@ def flask_service(traced: Traced, order: str) -> Any:
         with traced.tracer.start_as_current_span("handler"):
             return {"session": current_session_id()}
 
+    @app.route("/nested")
+    def nested() -> dict[str, str]:
+        nested_scope(traced)
+        return {}
+
     if order == ORDERS[0]:
-        app.wsgi_app = outer_app_middleware_wsgi(WSGISessionMiddleware(app.wsgi_app))  # type: ignore[method-assign]
+        app.wsgi_app = outer_app_middleware_wsgi(WSGISessionMiddleware(app.wsgi_app, **options))  # type: ignore[method-assign]
         FlaskInstrumentor().instrument_app(app, tracer_provider=traced.provider)
     else:  # the order the README gives for Flask
         FlaskInstrumentor().instrument_app(app, tracer_provider=traced.provider)
-        app.wsgi_app = WSGISessionMiddleware(app.wsgi_app)  # type: ignore[method-assign]
+        app.wsgi_app = WSGISessionMiddleware(app.wsgi_app, **options)  # type: ignore[method-assign]
     return app
 
 
+def django_nested(request: Any) -> Any:
+    from django.http import JsonResponse
+
+    nested_scope(django_traced())
+    return JsonResponse({})
+
+
 @contextmanager
-def django_service(traced: Traced, order: str) -> Iterator[Any]:
+def django_service(traced: Traced, order: str, **options: Any) -> Iterator[Any]:
     from django.core.wsgi import get_wsgi_application
     from django.test import override_settings
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
-    with override_settings(ROOT_URLCONF=configure_django(traced)):
+    with override_settings(ROOT_URLCONF=configure_django(traced, nested=django_nested)):
         if order == ORDERS[0]:  # OpenTelemetry's WSGI middleware outside ours
             yield OpenTelemetryMiddleware(
-                outer_app_middleware_wsgi(WSGISessionMiddleware(get_wsgi_application())),
+                outer_app_middleware_wsgi(WSGISessionMiddleware(get_wsgi_application(), **options)),
                 tracer_provider=traced.provider,
             )
             return
         DjangoInstrumentor().instrument(tracer_provider=traced.provider)
         try:  # the README's Django recipe: wsgi.py wraps the application
-            yield WSGISessionMiddleware(get_wsgi_application())
+            yield WSGISessionMiddleware(get_wsgi_application(), **options)
         finally:
             DjangoInstrumentor().uninstrument()
 
 
 @contextmanager
-def served(framework: str, traced: Traced, order: str) -> Iterator[str]:
+def served(framework: str, traced: Traced, order: str, **options: Any) -> Iterator[str]:
+    """``framework`` served with our middleware (``options``) on the ``order`` side of
+    OpenTelemetry's instrumentation; yields the base URL."""
     if framework == "fastapi":
-        with serve_asgi(fastapi_service(traced, order)) as url:
+        with serve_asgi(fastapi_service(traced, order, **options)) as url:
             yield url
     elif framework == "flask":
-        with serve_wsgi(flask_service(traced, order)) as url:
+        with serve_wsgi(flask_service(traced, order, **options)) as url:
             yield url
     else:
-        with django_service(traced, order) as app, serve_wsgi(app) as url:
+        with django_service(traced, order, **options) as app, serve_wsgi(app) as url:
             yield url
 
 

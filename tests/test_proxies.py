@@ -12,6 +12,7 @@ import socket
 import ssl
 import subprocess
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -223,12 +224,33 @@ def test_a_tls_or_socks_proxy_gets_nothing_and_the_log_says_why(
         monkeypatch.setenv("HTTPS_PROXY", proxy)
         monkeypatch.setenv("HTTP_PROXY", proxy)
         with caplog.at_level(logging.INFO):
-            exporter = export_through(base_url, timeout=2)
+            started = time.monotonic()
+            exporter = export_through(base_url, timeout=5)
+            elapsed = time.monotonic() - started
+            client = ScoreClient(base_url=base_url, **KEYS)
+            client.score_session("s", name="helpful", value=1)
+            assert client.flush(5) is False
+            client.shutdown(1)
         with pytest.raises(socket.timeout):
             listener.accept()  # not even a connection: nothing was sent in clear text
     assert exporter.stats.failed_spans == 1
+    assert client.stats.failed == 1
+    assert elapsed < 1  # a setting to change: not retried for the whole timeout
     assert f"is a {scheme}:// proxy, which is not supported: nothing is sent" in caplog.text
+    assert f"nothing was sent to Langfuse at {base_url}/api/public/otel/v1/traces" in caplog.text
     assert PROXY_PASSWORD not in caplog.text + repr(exporter)
+
+
+@pytest.mark.parametrize("proxy", ["http://[bad", "http://:3128", "http://proxy.example:port"])
+def test_a_malformed_proxy_url_is_an_error_not_an_exception(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, proxy: str
+) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", proxy)
+    with caplog.at_level(logging.INFO):
+        exporter = export_through("https://langfuse.example")
+    assert exporter.stats.failed_spans == 1
+    assert "HTTPS_PROXY" in caplog.text
+    assert "nothing" in caplog.text
 
 
 # -- NO_PROXY -------------------------------------------------------------------------------

@@ -183,3 +183,20 @@ def test_a_key_is_filled_only_when_every_scope_agreed(
         if len(values) == 1:
             expected[key] = values.pop()
     assert dict(memory.fills()) == expected
+
+
+def test_a_scope_s_trace_name_names_the_root_over_the_exporter_option(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    pipeline = Pipeline(langfuse_receiver, trace_name="http.route")
+    try:
+        tracer = pipeline.tracer
+        server = tracer.start_as_current_span("server", attributes={"http.route": "/chat"})
+        with server, session("s-5", trace_name="chat"):
+            tracer.start_span("llm").end()
+        pipeline.export_now()
+    finally:
+        pipeline.provider.shutdown()
+    assert received(pipeline, "server")["langfuse.trace.name"] == "chat"
+    trace = next(iter(langfuse_receiver.traces().values()))
+    assert trace.name == trace.name_v3 == "chat"

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from opentelemetry.context import attach, detach, get_current
+from opentelemetry.context import Context, attach, detach, get_current
 
 from .request_session import RequestIds, SessionMiddlewareBase
 from .web_input import decode_bytes, encode_text
@@ -29,10 +29,10 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
             await self.app(scope, receive, send)
             return
         try:
-            scope, ids, incoming = self._decide(scope)
             current = get_current()
+            scope, ids, incoming, carried = self._decide(scope, current)
             self.sessions.stamp_server_span(current, ids, incoming)
-            token = attach(self.sessions.request_context(current, ids, incoming))
+            token = attach(self.sessions.request_context(current, ids, incoming, carried))
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("asgi", "Session middleware failed; request continues without")
             await self.app(scope, receive, send)
@@ -42,7 +42,9 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
         finally:
             detach(token)
 
-    def _decide(self, scope: Scope) -> tuple[Scope, RequestIds, str | None]:
+    def _decide(
+        self, scope: Scope, current: Context
+    ) -> tuple[Scope, RequestIds, str | None, dict[str, str]]:
         raw = scope.get("headers") or []
         headers = {name.decode("latin-1").lower(): decode_bytes(value) for name, value in raw}
         query = decode_bytes(scope.get("query_string") or b"")
@@ -50,7 +52,7 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
         # Every baggage header counts (OpenTelemetry reads the first; one is handed on).
         values = [value for name, value in raw if name.lower() == b"baggage"]
         incoming = ",".join(decode_bytes(value) for value in values) if values else None
-        carried = self.sessions.carried_entries(get_current(), ids, incoming)
+        carried = self.sessions.carried_entries(current, ids, incoming)
         rewritten = self.sessions.baggage_header(incoming, ids, carried)
         if rewritten is not None:
             scope = dict(scope)  # the scope is the caller's: change a copy
@@ -58,7 +60,7 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
                 *((name, value) for name, value in raw if name.lower() != b"baggage"),
                 (b"baggage", encode_text(rewritten)),
             ]
-        return scope, ids, incoming
+        return scope, ids, incoming, carried
 
     def _with_cookie(self, send: Send, ids: RequestIds, scope: Scope) -> Send:
         if not ids.new_session or ids.session_id is None or scope.get("type") != "http":

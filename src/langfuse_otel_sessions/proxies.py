@@ -34,11 +34,12 @@ class Proxy:
     source: str  # the variable it came from
     authorization: str | None = field(default=None, repr=False)
     problem: str | None = None
+    scheme: str = "http"
 
     @property
     def shown(self) -> str:
         """``http://host:port``, for messages (no credentials)."""
-        return f"http://{authority(self.host, self.port)}"
+        return f"{self.scheme}://{authority(self.host, self.port)}"
 
     def in_clear_text(self) -> bool:
         """Does what is sent to this proxy cross a network unencrypted (any non-loopback
@@ -68,21 +69,23 @@ def proxy_for(url: str) -> Proxy | None:
     host = parts.hostname or ""
     if not raw or bypasses(host, parts.port or (443 if scheme == "https" else 80), proxies):
         return None
-    given = urlsplit(raw if "://" in raw else f"http://{raw}")
     try:
+        given = urlsplit(raw if "://" in raw else f"http://{raw}")
         port = given.port or _DEFAULT_PROXY_PORT
+        proxy_host = given.hostname or ""
     except ValueError:
-        port = 0
-    proxy_host = given.hostname or ""
-    if given.scheme.lower() != "http":
+        why = f"the proxy URL in {source} is not a valid URL: nothing is sent"
+        return Proxy("", 0, source, problem=why)
+    scheme = given.scheme.lower()
+    if scheme != "http":
         why = (
-            f"the proxy {display_url(raw)} (from {source}) is a {given.scheme}:// proxy, which "
-            "is not supported: nothing is sent through it (use an http:// proxy, or exclude "
-            "this host with NO_PROXY)"
+            f"the proxy {display_url(raw)} (from {source}) is a {scheme}:// proxy, which is not "
+            "supported: nothing is sent through it (use an http:// proxy, or exclude this host "
+            "with NO_PROXY)"
         )
-        return Proxy(proxy_host, port, source, problem=why)
-    if not proxy_host or not port:
-        why = f"the proxy {display_url(raw)} (from {source}) is not a valid proxy URL"
+        return Proxy(proxy_host, port, source, problem=why, scheme=scheme)
+    if not proxy_host:
+        why = f"the proxy {display_url(raw)} (from {source}) has no host: nothing is sent"
         return Proxy(proxy_host, port, source, problem=why)
     auth = None
     if given.username is not None:

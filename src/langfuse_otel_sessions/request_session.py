@@ -8,7 +8,8 @@ incoming ``baggage`` header. The middlewares only translate their protocol to th
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, NamedTuple
 from urllib.parse import quote
 
@@ -16,7 +17,15 @@ from opentelemetry import baggage, trace
 from opentelemetry.context import Context
 
 from ._logging import RateLimitedLog
-from .attributes import DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH, ENV_TRUST_REMOTE_BAGGAGE
+from .attributes import (
+    BAGGAGE_LANGFUSE_TAGS,
+    BAGGAGE_METADATA_PREFIX,
+    BAGGAGE_TRACE_ATTRIBUTES,
+    DEFAULT_MAX_ID_LENGTH,
+    ENV_MAX_ID_LENGTH,
+    ENV_TRUST_REMOTE_BAGGAGE,
+    LANGFUSE_TRACE_TAGS,
+)
 from .context import scoped_context
 from .entry_marks import withheld_remote_entries
 from .environment import env_bool, env_positive_int
@@ -26,6 +35,14 @@ from .ids import id_problem, new_session_id
 from .keys import known_keys, member_key, member_value, split_members
 from .local_requests import correct_request
 from .propagator import vouch
+from .trace_attributes import (
+    Stamps,
+    baggage_entries,
+    entries_of,
+    merged_entries,
+    merged_tags,
+    stamps_of,
+)
 from .traces import TraceIds
 from .web_input import cookie_values, query_values
 
@@ -34,6 +51,10 @@ DEFAULT_SESSION_COOKIE = "lf_session_id"
 _MAX_BAGGAGE_BYTES = 8192  # OpenTelemetry ignores a longer baggage header (W3C's limit)
 
 IdFromRequest = Callable[[Any], "str | None"]
+#: Given the request, ``session()``'s trace-attribute keywords (``tags``, ``metadata``,
+#: ``environment``, ``release``, ``version``, ``trace_name``) or ``None``.
+AttributesFromRequest = Callable[[Any], "Mapping[str, Any] | None"]
+_NONE: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
@@ -60,6 +81,8 @@ class RequestIds:
     session_id: str | None
     user_id: str | None
     new_session: bool = False
+    #: The trace-attribute baggage entries decided (static ones merged with the callable's).
+    attributes: Mapping[str, str] = field(default_factory=lambda: _NONE)
 
 
 class RequestSessions:
@@ -74,10 +97,18 @@ class RequestSessions:
         cookie_secure: bool = True,
         cookie_max_age: int | None = None,
         trust_incoming_baggage: bool | None = None,
+        attributes: Mapping[str, str] | None = None,
+        attributes_from: AttributesFromRequest | None = None,
     ) -> None:
         for source in (session, user):
             if source.from_request is not None and not callable(source.from_request):
                 raise ConfigurationError("session_from/user_from must be callables")
+        if attributes_from is not None and not callable(attributes_from):
+            raise ConfigurationError("trace_attributes_from must be a callable")
+        #: Static trace-attribute entries (validated by ``baggage_entries``) and the callable.
+        self.attributes: Mapping[str, str] = MappingProxyType(dict(attributes or {}))
+        self._static_stamps = stamps_of(self.attributes, [])
+        self.attributes_from = attributes_from
         if generate_session and session.cookie is None:
             session = IdSource(
                 session.header, DEFAULT_SESSION_COOKIE, session.query_param, session.from_request
@@ -107,9 +138,33 @@ class RequestSessions:
         incoming = _Incoming(request, headers, cookies, query)
         session_id = self._read(self.session, "session", incoming)
         user_id = self._read(self.user, "user", incoming)
+        attributes = self.attributes
+        if self.attributes_from is not None:
+            attributes = self._attributes_of(request, attributes)
         if session_id is None and self.generate_session:
-            return RequestIds(new_session_id(), user_id, new_session=True)
-        return RequestIds(session_id, user_id)
+            return RequestIds(new_session_id(), user_id, True, attributes)
+        return RequestIds(session_id, user_id, False, attributes)
+
+    def _attributes_of(self, request: object, static: Mapping[str, str]) -> Mapping[str, str]:
+        """The callable's trace attributes merged over the static ones; never raises."""
+        try:
+            given = self.attributes_from(request)  # type: ignore[misc]  # checked by the caller
+        except Exception:  # noqa: BLE001 - a user callable must not break the request
+            self._log.exception(
+                "attributes-callable", "The trace_attributes_from callable raised; using none"
+            )
+            return static
+        if given is None:
+            return static
+        problems: list[str] = []
+        own = entries_of(given, problems)
+        if problems:
+            self._log.warning(
+                "invalid-attributes-callable",
+                "Ignoring trace attributes from the trace_attributes_from callable: %s",
+                "; ".join(problems),
+            )
+        return merged_entries(static, own) if own else static
 
     def _read(self, source: IdSource, what: str, incoming: _Incoming) -> str | None:
         request, headers, cookies, query = incoming
@@ -156,7 +211,8 @@ class RequestSessions:
         """The session/user entries this request's context is to carry, key -> value: the ids
         decided here, under every key the configured processors read (see
         :func:`~langfuse_otel_sessions.keys.known_keys`), and — where nothing was decided — the
-        ones the process set itself before this middleware (not brought by the request)."""
+        ones the process set itself before this middleware (not brought by the request); then
+        the trace attributes decided here, their tags added to those the request inherits."""
         known = known_keys()
         borne = request_borne_entries(incoming_baggage)
         entries: dict[str, str] = {}
@@ -171,7 +227,40 @@ class RequestSessions:
                 value = baggage.get_baggage(key, current)
                 if isinstance(value, str) and value not in borne.get(key, ()):
                     entries[key] = value
+        if ids.attributes:
+            entries.update(
+                self._decided_attributes(current, ids.attributes, borne, incoming_baggage)
+            )
         return entries
+
+    def _decided_attributes(
+        self,
+        current: Context,
+        decided: Mapping[str, str],
+        borne: Mapping[str, set[str]],
+        incoming_baggage: str | None,
+    ) -> Mapping[str, str]:
+        """``decided`` with its tags added to the tags the request's scope nests in: the
+        process's own, or — trusted — the caller's (in the context, withheld by a guard, or
+        still in the header)."""
+        tags = decided.get(BAGGAGE_LANGFUSE_TAGS)
+        if tags is None:
+            return decided
+        inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, current)
+        trusted = self.trust_incoming_baggage
+        if (
+            isinstance(inherited, str)
+            and not trusted
+            and inherited in borne.get(BAGGAGE_LANGFUSE_TAGS, ())
+        ):
+            inherited = None
+        if inherited is None and trusted:
+            inherited = withheld_remote_entries(current).get(BAGGAGE_LANGFUSE_TAGS)
+            if inherited is None:
+                inherited = _last_value(incoming_baggage, BAGGAGE_LANGFUSE_TAGS)
+        if inherited is None:
+            return decided
+        return {**decided, BAGGAGE_LANGFUSE_TAGS: merged_tags(inherited, tags)}
 
     def baggage_header(
         self, value: str | None, ids: RequestIds, carried: dict[str, str] | None = None
@@ -210,12 +299,17 @@ class RequestSessions:
         return ",".join(members)
 
     def request_context(
-        self, current: Context, ids: RequestIds, incoming_baggage: str | None = None
+        self,
+        current: Context,
+        ids: RequestIds,
+        incoming_baggage: str | None = None,
+        carried: Mapping[str, str] | None = None,
     ) -> Context:
         """The context for the request: the current one minus the session/user entries that the
         request's ``baggage`` header brought (unless trusted; trusted, what a propagator guard
         withheld is put back), plus the ids decided here (as :func:`session` would set them).
-        Entries the process set itself — e.g. an outer middleware of the app — are kept."""
+        Entries the process set itself — e.g. an outer middleware of the app — are kept.
+        ``carried``: :meth:`carried_entries` for ``current``, if already known."""
         context = current
         if self.trust_incoming_baggage:
             # A guard in the propagator may have withheld them; this service trusts its caller.
@@ -227,8 +321,12 @@ class RequestSessions:
             for key, values in borne.items():
                 if baggage.get_baggage(key, context) in values:
                     context = baggage.remove_baggage(key, context)
-        ours = self.carried_entries(current, ids, incoming_baggage)
-        context = scoped_context(context, ids.session_id, ids.user_id, generated=ids.new_session)
+        ours = (
+            carried if carried is not None else self.carried_entries(current, ids, incoming_baggage)
+        )
+        context = scoped_context(
+            context, ids.session_id, ids.user_id, ids.attributes, generated=ids.new_session
+        )
         return vouch(context, ours) if ours else context
 
     def stamp_server_span(
@@ -237,7 +335,8 @@ class RequestSessions:
         """Stamp the span current when the middleware runs (the server span) with the decided
         ids, on every attribute a processor may stamp them on, overriding ids it got from the
         request's baggage; an untrusted id with nothing to replace it is blanked (Langfuse skips
-        empty ids)."""
+        empty ids). Trace attributes likewise: untrusted ones the request brought are removed,
+        the decided ones set (tags added to the span's own)."""
         span = trace.get_current_span(current)
         if not span.is_recording():
             return
@@ -245,7 +344,16 @@ class RequestSessions:
         existing = getattr(span, "attributes", None) or {}
         parent = getattr(span, "parent", None)
         from_request = parent is not None and parent.is_remote
-        borne = {v for values in request_borne_entries(incoming_baggage).values() for v in values}
+        borne_entries = request_borne_entries(incoming_baggage)
+        borne = {v for values in borne_entries.values() for v in values}
+        forged = {} if self.trust_incoming_baggage else _trace_attribute_entries(borne_entries)
+        if ids.attributes or forged:
+            stamps = (
+                self._static_stamps
+                if ids.attributes is self.attributes
+                else stamps_of(ids.attributes, [])  # validated when decided
+            )
+            _stamp_trace_attributes(span, existing, stamps, forged)
         corrected = False
         given_only = known.given_session_attributes if ids.new_session else frozenset()
         for keys, decided in (
@@ -281,6 +389,48 @@ class RequestSessions:
         return "; ".join(parts)
 
 
+def _trace_attribute_entries(entries: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    return {
+        key: values
+        for key, values in entries.items()
+        if key in BAGGAGE_TRACE_ATTRIBUTES or key.startswith(BAGGAGE_METADATA_PREFIX)
+    }
+
+
+def _stamp_trace_attributes(
+    span: trace.Span,
+    existing: Mapping[str, object],
+    decided: Stamps,
+    forged: Mapping[str, set[str]],
+) -> None:
+    """Remove from ``span`` the trace attributes a processor stamped from the ``forged``
+    baggage entries, then set the ``decided`` ones (its tags added to the span's)."""
+    problems: list[str] = []  # the forged ones' problems: nothing was stamped from them
+    store = getattr(span, "_attributes", None)  # the SDK span's own (mutable) mapping
+    for key, values in forged.items():
+        for value in values:
+            for attribute, stamped in stamps_of({key: value}, problems):
+                if existing.get(attribute) == stamped:
+                    try:
+                        del store[attribute]  # type: ignore[union-attr]
+                    except Exception:  # noqa: BLE001 - not an SDK span: blank it instead
+                        span.set_attribute(attribute, "")
+    for attribute, stamp in decided:
+        own = existing.get(attribute) if attribute == LANGFUSE_TRACE_TAGS else None
+        if isinstance(own, tuple) and isinstance(stamp, tuple):  # tags add up
+            stamp = tuple(dict.fromkeys([*own, *stamp]))  # noqa: PLW2901 - the merged tags
+        span.set_attribute(attribute, stamp)  # type: ignore[arg-type]
+
+
+def _last_value(header: str | None, key: str) -> str | None:
+    """The value OpenTelemetry's W3C extractor keeps for ``key`` (the last member's)."""
+    value = None
+    for member in split_members(header or ""):
+        if member_key(member) == key:
+            value = member_value(member)
+    return value
+
+
 def request_borne_entries(header: str | None) -> dict[str, set[str]]:
     """The session/user entries a request's ``baggage`` header carries, key -> values, decoded
     as OpenTelemetry's W3C extractor decodes them."""
@@ -306,7 +456,12 @@ class SessionMiddlewareBase:
       cookie (``session_cookie``, default ``lf_session_id``; HttpOnly, SameSite=Lax, ``Secure``
       unless ``cookie_secure=False``, ``Max-Age`` from ``cookie_max_age``);
     * ``trust_incoming_baggage``: keep session/user entries of the incoming ``baggage`` header
-      (default: ``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, else false: they never reach a span).
+      (default: ``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, else false: they never reach a span);
+    * ``tags``, ``metadata``, ``environment``, ``release``, ``version``, ``trace_name``: trace
+      attributes for every request, validated as ``session()`` validates them (a bad one raises
+      :class:`ConfigurationError`); ``trace_attributes_from``: a callable given the request,
+      returning a mapping of those keywords (or ``None``), merged over them as nested
+      ``session()`` scopes merge; what it gets wrong is skipped and logged, never raised.
     """
 
     def __init__(
@@ -325,8 +480,23 @@ class SessionMiddlewareBase:
         cookie_secure: bool = True,
         cookie_max_age: int | None = None,
         trust_incoming_baggage: bool | None = None,
+        tags: list[str] | tuple[str, ...] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        environment: str | None = None,
+        release: str | None = None,
+        version: str | None = None,
+        trace_name: str | None = None,
+        trace_attributes_from: AttributesFromRequest | None = None,
     ) -> None:
         self.app = app
+        attributes = baggage_entries(
+            tags=tags,
+            metadata=metadata,
+            environment=environment,
+            release=release,
+            version=version,
+            trace_name=trace_name,
+        )
         self.sessions = RequestSessions(
             session=IdSource(session_header, session_cookie, session_query_param, session_from),
             user=IdSource(user_header, user_cookie, user_query_param, user_from),
@@ -334,5 +504,7 @@ class SessionMiddlewareBase:
             cookie_secure=cookie_secure,
             cookie_max_age=cookie_max_age,
             trust_incoming_baggage=trust_incoming_baggage,
+            attributes=attributes,
+            attributes_from=trace_attributes_from,
         )
         self._log = RateLimitedLog()

@@ -40,8 +40,9 @@ class RetryPolicy:
     request_timeout: float | None = None
 
     def retryable(self, reply: Reply) -> bool:
-        """A retryable status, or no answer at all (connection error, timeout)."""
-        return reply.status is None or reply.status in self.statuses
+        """A retryable status, or no answer at all (connection error, timeout); not when
+        nothing could be sent (a proxy we will not speak to)."""
+        return not reply.unsent and (reply.status is None or reply.status in self.statuses)
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
         """Seconds to wait before attempt ``attempt + 1``."""

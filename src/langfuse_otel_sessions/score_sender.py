@@ -350,7 +350,7 @@ class ScoreSender:
             if len(pending) < sent:  # only what is left goes again
                 pending, body = encode_batch(list(pending.values()))
                 sent = len(pending)
-            if status is None:
+            if status is None and not reply.unsent:
                 self._log.warning(
                     "connection",
                     "%s",
@@ -358,7 +358,8 @@ class ScoreSender:
                 )
             wait = self.policy.backoff(attempt, retry_after)
             out_of_time = time.monotonic() + wait - started > self.policy.deadline
-            if attempt + 1 == self.policy.max_attempts or out_of_time:
+            last_attempt = attempt + 1 == self.policy.max_attempts or reply.unsent
+            if last_attempt or out_of_time:  # unsent: a setting to change, not worth a retry
                 break
             with self._lock:
                 self._counts["retries"] += 1

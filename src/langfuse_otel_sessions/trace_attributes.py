@@ -140,3 +140,40 @@ def merged_tags(parent: object, own: str) -> str:
     """``own`` tags (comma-separated) added to the ``parent`` scope's tags: tags add up."""
     inherited = parse_tags(parent) or []
     return ",".join(dict.fromkeys([*inherited, *own.split(",")]))
+
+
+#: The keyword arguments :func:`baggage_entries` (and ``session()``) take for trace attributes.
+ARGUMENTS = ("tags", "metadata", "environment", "release", "version", "trace_name")
+
+
+def entries_of(given: object, problems: list[str]) -> dict[str, str]:
+    """:func:`baggage_entries` of a mapping of its keyword arguments, never raising: an unknown
+    or invalid argument (a bad metadata key: that key alone) is left out and described in
+    ``problems``."""
+    if not isinstance(given, Mapping):
+        problems.append(f"expected a mapping, got {type(given).__name__}")
+        return {}
+    entries: dict[str, str] = {}
+    for name, value in given.items():
+        if name not in ARGUMENTS:
+            problems.append(f"unknown argument {str(name)[:40]!r}")
+            continue
+        parts = value.items() if name == "metadata" and isinstance(value, Mapping) else [None]
+        for part in parts:
+            argument: dict[str, object] = {name: value if part is None else dict([part])}
+            try:
+                entries.update(baggage_entries(**argument))  # type: ignore[arg-type]
+            except Exception as error:  # noqa: BLE001 - reported, never raised
+                problems.append(str(error) if isinstance(error, ConfigurationError) else name)
+    return entries
+
+
+def merged_entries(outer: Mapping[str, str], inner: Mapping[str, str]) -> dict[str, str]:
+    """``inner`` trace-attribute entries over ``outer`` ones, as nested scopes merge: tags add
+    up, metadata keys override one by one, the rest ``inner`` wins."""
+    merged = {**outer, **inner}
+    if BAGGAGE_LANGFUSE_TAGS in outer and BAGGAGE_LANGFUSE_TAGS in inner:
+        merged[BAGGAGE_LANGFUSE_TAGS] = merged_tags(
+            outer[BAGGAGE_LANGFUSE_TAGS], inner[BAGGAGE_LANGFUSE_TAGS]
+        )
+    return merged

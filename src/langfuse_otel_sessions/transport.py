@@ -63,6 +63,8 @@ class Reply:
     secrets: tuple[str, ...] = field(default=(), repr=False)
     #: The proxy the request went through (``http://host:port``, no credentials), if any.
     proxy: str | None = None
+    #: Nothing was sent, for a reason a retry cannot change (a proxy we will not speak to).
+    unsent: bool = False
 
     @property
     def ok(self) -> bool:
@@ -102,7 +104,9 @@ class Reply:
         advice so that it can be pasted."""
         where = self.url if self.proxy is None else f"{self.url} (through the proxy {self.proxy})"
         if self.status is None:
-            return f"{server} at {where} did not answer: {self.clean(self.error or '')}"
+            unsent = f"nothing was sent to {server} at {self.url}"
+            said = unsent if self.unsent else f"{server} at {where} did not answer"
+            return f"{said}: {self.clean(self.error or '')}"
         if 300 <= self.status < 400:
             return f"{server} at {where} answered {self.status}{self._redirect(setting, suffix)}"
         if self.status < 200:
@@ -346,7 +350,7 @@ class HttpTransport:
             sent["Authorization"] = self._userinfo
         proxy = None if self._proxy is None else self._proxy.shown
         if self._proxy is not None and self._proxy.problem is not None:
-            return Reply(self.url, error=self._proxy.problem, proxy=proxy)  # nothing is sent
+            return Reply(self.url, error=self._proxy.problem, proxy=proxy, unsent=True)
         sent.update(self._proxy_headers)
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:

@@ -94,4 +94,4 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
             ) -> object:
                 return original(status, [*response_headers, ("Set-Cookie", cookie)], *args)
 
-        return sessions.request_context(current, ids, incoming), start_response
+        return sessions.request_context(current, ids, incoming, carried), start_response

@@ -1,0 +1,244 @@
+"""Trace attributes (tags, metadata, environment, release, version, name) decided by the
+middlewares — static and per request — on every span of the request in real frameworks over
+real HTTP, OpenTelemetry's server span included, in both middleware orders; forged incoming
+ones withheld; merged with the app's own ``session()`` scopes."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi", reason="the framework stack is in requirements/test.txt")
+pytest.importorskip("django", reason="the framework stack is in requirements/test.txt")
+import httpx
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from langfuse_otel_sessions import ASGISessionMiddleware, ConfigurationError, WSGISessionMiddleware
+from langfuse_otel_sessions.keys import member_key
+
+from .conftest import make_traced
+from .test_inbound_frameworks import ORDERS, propagation, served
+
+FRAMEWORKS = ["fastapi", "flask", "django"]
+# Forged trace attributes a client may send; each would be stamped if it got through.
+FORGED = (
+    "langfuse_environment=prod,langfuse_tags=forged,langfuse_metadata_plan=hacked,"
+    "langfuse_metadata_admin=true,langfuse%5Frelease=evil,langfuse_trace_name+=forged,"
+    "tenant=acme"
+)
+TRACE_KEYS = ("langfuse.trace.", "langfuse.environment", "langfuse.release", "langfuse.version")
+
+
+def plan_of(request: Any) -> dict[str, Any] | None:
+    """A ``trace_attributes_from`` callable: the plan from the ``X-Plan`` header, ASGI or WSGI."""
+    if "headers" in request:  # an ASGI scope
+        plan = dict(request["headers"]).get(b"x-plan", b"").decode()
+    else:  # a WSGI environ
+        plan = request.get("HTTP_X_PLAN", "")
+    if not plan:
+        return None
+    return {"tags": ["premium", "web"], "metadata": {"plan": plan}, "version": "2"}
+
+
+STATIC: dict[str, Any] = {
+    "tags": ["web"],
+    "metadata": {"tenant": "acme", "plan": "free"},
+    "environment": "staging",
+    "release": "r1",
+    "trace_name": "chat",
+}
+DECIDED = {
+    "langfuse.trace.tags": ("web", "premium"),
+    "langfuse.trace.metadata.tenant": "acme",
+    "langfuse.trace.metadata.plan": "pro",
+    "langfuse.environment": "staging",
+    "langfuse.release": "r1",
+    "langfuse.version": "2",
+    "langfuse.trace.name": "chat",
+}
+
+
+def trace_attributes(span: Any) -> dict[str, object]:
+    return {
+        key: value
+        for key, value in (span.attributes or {}).items()
+        if key.startswith(TRACE_KEYS) and value not in ("", ())
+    }
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("setup", ["no-guard", "both"])
+def test_static_and_per_request_attributes_reach_every_span_and_outrank_forged_ones(
+    framework: str, order: str, setup: str
+) -> None:
+    with (
+        propagation(setup) as traced,
+        served(framework, traced, order, **STATIC, trace_attributes_from=plan_of) as url,
+    ):
+        headers = {"X-Session-Id": "s-1", "X-Plan": "pro", "baggage": FORGED}
+        assert httpx.get(url + "/chat", headers=headers).json() == {"session": "s-1"}
+    spans = traced.spans()
+    assert [s.kind.name for s in spans].count("SERVER") == 1
+    for span in spans:
+        assert trace_attributes(span) == DECIDED, span.name
+        assert (span.attributes or {})["langfuse.session.id"] == "s-1", span.name
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("order", ORDERS)
+def test_an_inner_session_merges_over_the_middlewares_attributes(
+    framework: str, order: str
+) -> None:
+    with (
+        propagation("guard") as traced,
+        served(framework, traced, order, **STATIC, trace_attributes_from=plan_of) as url,
+    ):
+        httpx.get(url + "/nested", headers={"X-Session-Id": "s-1", "X-Plan": "pro"})
+    nested = trace_attributes(traced.span("nested"))
+    assert nested == {
+        **DECIDED,
+        "langfuse.trace.tags": ("web", "premium", "inner"),  # tags add up
+        "langfuse.trace.metadata.k2": "inner",  # metadata keys merge
+        "langfuse.environment": "inner",  # the rest: innermost wins
+    }
+    for span in traced.spans():
+        if span.name != "nested":  # the server span keeps the middleware's values
+            assert trace_attributes(span) == DECIDED, span.name
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("order", ORDERS)
+def test_trusted_incoming_attributes_nest_under_the_decided_ones(
+    framework: str, order: str
+) -> None:
+    traced = make_traced(trust_remote_baggage=True)
+    options = {"tags": ["web"], "environment": "staging", "trust_incoming_baggage": True}
+    incoming = "langfuse_tags=up,langfuse_environment=prod,langfuse_metadata_team=core"
+    with served(framework, traced, order, **options) as url:
+        httpx.get(url + "/chat", headers={"X-Session-Id": "s-1", "baggage": incoming})
+    for span in traced.spans():
+        assert trace_attributes(span) == {
+            "langfuse.trace.tags": ("up", "web"),
+            "langfuse.environment": "staging",
+            "langfuse.trace.metadata.team": "core",
+        }, span.name
+
+
+KEYS = [
+    "langfuse_environment",
+    "langfuse_tags",
+    "langfuse_release",
+    "langfuse_version",
+    "langfuse_trace_name",
+    "langfuse_metadata_role",
+]
+
+
+@st.composite
+def spelled(draw: st.DrawFn) -> tuple[str, str]:
+    """A baggage list-member OpenTelemetry reads as one of the guarded keys: characters
+    percent-encoded at random, ``+``/spaces/tabs around; and its (stampable) value."""
+    key = draw(st.sampled_from(KEYS))
+    encoded = "".join(f"%{ord(char):02X}" if draw(st.booleans()) else char for char in key)
+    before = draw(st.sampled_from(["", " ", "\t", " \t"]))
+    after = draw(st.sampled_from(["", "+", " ", "+%20"]))
+    value = draw(st.from_regex(r"[a-z][a-z0-9_-]{0,12}", fullmatch=True))
+    member = f"{before}{encoded}{after}={value}"
+    assert member_key(member) == key  # as OpenTelemetry's extractor decodes it
+    return member, value
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("static", [{}, {"environment": "staging"}], ids=["none", "environment"])
+def test_forged_trace_attributes_reach_no_span_whatever_their_spelling(
+    framework: str, order: str, static: dict[str, str]
+) -> None:
+    forged_values: set[str] = set()
+    # No guard in the propagator: the middleware alone holds the boundary.
+    with (
+        propagation("no-guard") as traced,
+        served(framework, traced, order, **static) as url,
+        httpx.Client(base_url=url) as client,
+    ):
+
+        @settings(max_examples=15, deadline=None)
+        @given(st.lists(spelled(), min_size=1, max_size=4), st.booleans())
+        def forge(members: list[tuple[str, str]], with_session: bool) -> None:
+            forged_values.update(value for _, value in members)
+            header = "tenant=acme," + ",".join(member for member, _ in members)
+            headers = {"baggage": header, **({"X-Session-Id": "own"} if with_session else {})}
+            client.get("/chat", headers=headers)
+
+        forge()
+    spans = traced.spans()
+    assert spans
+    for span in spans:
+        got = trace_attributes(span)
+        assert got == {f"langfuse.{key}": value for key, value in static.items()}, (span.name, got)
+
+
+def raising(request: Any) -> dict[str, Any]:
+    raise RuntimeError("the app's callable broke")
+
+
+def invalid(request: Any) -> dict[str, Any]:
+    return {
+        "environment": "PROD",  # not lower-case
+        "tags": "a,b",  # a string, not a list
+        "bogus": 1,
+        "release": "r" * 201,
+        "metadata": {"ok": "yes", "bad key": "v", "number": 1},
+    }
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("callable_", [raising, invalid, lambda request: ["not", "a", "mapping"]])
+def test_a_raising_or_invalid_callable_never_breaks_the_request_and_warns(
+    framework: str, order: str, callable_: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "langfuse_otel_sessions")
+    with (
+        propagation("guard") as traced,
+        served(framework, traced, order, tags=["web"], trace_attributes_from=callable_) as url,
+    ):
+        answer = httpx.get(url + "/chat", headers={"X-Session-Id": "s-1"})
+    assert answer.status_code == 200
+    assert answer.json() == {"session": "s-1"}
+    expected: dict[str, object] = {"langfuse.trace.tags": ("web",)}
+    if callable_ is invalid:
+        expected["langfuse.trace.metadata.ok"] = "yes"  # the valid part is kept
+    for span in traced.spans():
+        assert trace_attributes(span) == expected, span.name
+    assert "trace_attributes_from callable" in caplog.text
+
+
+@pytest.mark.parametrize("middleware", [ASGISessionMiddleware, WSGISessionMiddleware])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"environment": "Prod"},
+        {"environment": "langfuse-prod"},
+        {"tags": "a,b"},
+        {"tags": ["a,b"]},
+        {"metadata": {"k": 1}},
+        {"metadata": {"k k": "v"}},
+        {"release": "r" * 201},
+        {"trace_name": ""},
+        {"trace_attributes_from": "not callable"},
+    ],
+)
+def test_a_bad_static_value_raises_at_construction(middleware: Any, bad: dict[str, Any]) -> None:
+    with pytest.raises(ConfigurationError):
+        middleware(lambda *args: None, **bad)
+
+
+def test_without_trace_attributes_the_decision_carries_none() -> None:
+    middleware = WSGISessionMiddleware(lambda *args: None)
+    assert middleware.sessions.attributes_from is None
+    assert middleware.sessions.decide({}, {"x-session-id": "s"}, "").attributes == {}
