@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from opentelemetry import propagate
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from langfuse_otel_sessions import SessionSpanProcessor, keys
+from langfuse_otel_sessions import LangfuseSpanExporter, ScoreClient, SessionSpanProcessor, keys
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
+from langfuse_otel_sessions.testing import LangfuseReceiver
 
 
 @pytest.fixture(autouse=True)
@@ -55,6 +57,33 @@ def _forget_earlier_exporters_claims() -> Iterator[None]:
     trace_claims._exporters.clear()
     for exporter in before:
         trace_claims._exporters.add(exporter)
+
+
+class Exported:
+    """One process as an app runs it: ``SessionSpanProcessor``, and ``LangfuseSpanExporter`` to
+    ``receiver`` behind a ``BatchSpanProcessor``."""
+
+    def __init__(self, receiver: LangfuseReceiver, **options: Any) -> None:
+        self.receiver = receiver
+        self.exporter = LangfuseSpanExporter(
+            public_key=receiver.public_key,
+            secret_key=receiver.secret_key,
+            base_url=receiver.url,
+            **options,
+        )
+        self.provider = TracerProvider()
+        self.provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
+        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
+        self.tracer = self.provider.get_tracer("app")
+
+    def export_now(self) -> None:
+        """What BatchSpanProcessor does every 5 s: export whatever has ended."""
+        assert self.provider.force_flush(10_000)
+
+
+def score_client(receiver: LangfuseReceiver, **options: Any) -> ScoreClient:
+    """A ``ScoreClient`` sending to ``receiver`` with its keys."""
+    return ScoreClient(receiver.public_key, receiver.secret_key, receiver.url, **options)
 
 
 class Traced:

@@ -9,6 +9,10 @@ from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
 
 class _ThreadingWSGIServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
@@ -33,6 +37,43 @@ def serve_wsgi(app: Any) -> Iterator[str]:
         server.shutdown()
         server.server_close()
         thread.join(timeout=10)
+
+
+@contextmanager
+def langfuse_sdk_service() -> Iterator[tuple[str, InMemorySpanExporter]]:
+    """A service traced by the Langfuse Python SDK's span processor (exporting nowhere), served
+    over WSGI with OpenTelemetry's middleware until the block exits. Its one span of its own is
+    ``their handler``; yields the base URL and what the service recorded."""
+    from langfuse._client.span_processor import LangfuseSpanProcessor
+    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+
+    seen = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(
+        LangfuseSpanProcessor(
+            public_key="pk-lf-test",
+            secret_key="sk-lf-test",
+            base_url="http://127.0.0.1:9",
+            span_exporter=InMemorySpanExporter(),
+        )
+    )
+    provider.add_span_processor(SimpleSpanProcessor(seen))
+    tracer = provider.get_tracer("their-service")
+
+    def their_app(environ: dict[str, Any], start_response: Any) -> Any:
+        with tracer.start_as_current_span("their handler"):
+            pass
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b'{"ok": true}']
+
+    with serve_wsgi(OpenTelemetryMiddleware(their_app, tracer_provider=provider)) as url:
+        yield url, seen
+
+
+def their_handler_attributes(seen: InMemorySpanExporter) -> dict[str, Any]:
+    """The attributes of the Langfuse SDK service's ``their handler`` span."""
+    (handler,) = [s for s in seen.get_finished_spans() if s.name == "their handler"]
+    return dict(handler.attributes or {})
 
 
 @contextmanager
@@ -102,3 +143,16 @@ def opentelemetry_instrument() -> list[str]:
         "sys.argv[0] = 'opentelemetry-instrument'; run()"
     )
     return [sys.executable, "-c", entry]
+
+
+def run_zero_code_app(env: dict[str, str]) -> str:
+    """``examples/zero_code_app.py`` under ``opentelemetry-instrument``, with ``env`` and no
+    metrics or logs exporter; returns its output."""
+    import sys
+    from pathlib import Path
+
+    app = Path(__file__).resolve().parent.parent / "examples" / "zero_code_app.py"
+    return run_command(
+        [*opentelemetry_instrument(), sys.executable, str(app)],
+        env={"OTEL_METRICS_EXPORTER": "none", "OTEL_LOGS_EXPORTER": "none", **env},
+    )

@@ -8,8 +8,6 @@ case-insensitively; any credential over plain http to a host that is not loopbac
 from __future__ import annotations
 
 import logging
-import sys
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -21,7 +19,7 @@ from langfuse_otel_sessions import ConfigurationError, LangfuseSpanExporter, Sco
 from langfuse_otel_sessions.testing import LangfuseReceiver
 
 from .fault_server import fault_server
-from .servers import opentelemetry_instrument, run_command
+from .servers import run_zero_code_app
 from .test_destinations import some_spans
 
 KEYS = {"public_key": "pk-lf-test", "secret_key": "sk-lf-test-secret"}
@@ -133,20 +131,16 @@ def test_a_bad_collector_variable_disables_export_and_names_it(
 
 
 def test_a_bad_port_in_our_variable_leaves_the_otlp_exporter_working() -> None:
-    app = Path(__file__).resolve().parent.parent / "examples" / "zero_code_app.py"
     with LangfuseReceiver(require_auth=False) as other:
-        run_command(
-            [*opentelemetry_instrument(), sys.executable, str(app)],
-            env={
+        run_zero_code_app(
+            {
                 "OTEL_TRACES_EXPORTER": "langfuse,otlp",
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
                 "OTEL_EXPORTER_OTLP_ENDPOINT": other.url,
-                "OTEL_METRICS_EXPORTER": "none",
-                "OTEL_LOGS_EXPORTER": "none",
                 "LANGFUSE_PUBLIC_KEY": KEYS["public_key"],
                 "LANGFUSE_SECRET_KEY": KEYS["secret_key"],
                 "LANGFUSE_BASE_URL": "http://127.0.0.1:99999",
-            },
+            }
         )
         names = sorted(span.name for span in other.spans())
     assert names == ["answer", "chat gpt-4o"]  # the otlp exporter was set up and ran

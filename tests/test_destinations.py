@@ -240,27 +240,20 @@ def test_a_refusal_logs_langfuses_own_message(caplog: pytest.LogCaptureFixture) 
 
 
 def test_otlp_and_langfuse_exporters_each_get_every_span_with_only_their_own_headers() -> None:
-    import sys
-    from pathlib import Path
+    from .servers import run_zero_code_app
 
-    from .servers import opentelemetry_instrument, run_command
-
-    app = Path(__file__).resolve().parent.parent / "examples" / "zero_code_app.py"
     with (
         LangfuseReceiver(secret_key="sk-lf-only-for-langfuse") as langfuse,
         LangfuseReceiver(require_auth=False) as other,
     ):
-        run_command(
-            [*opentelemetry_instrument(), sys.executable, str(app)],
-            env={
+        run_zero_code_app(
+            {
                 "OTEL_TRACES_EXPORTER": "otlp,langfuse",
                 "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf",
                 "OTEL_EXPORTER_OTLP_ENDPOINT": other.url,
                 "OTEL_EXPORTER_OTLP_HEADERS": "x-other-api-key=other-secret",
-                "OTEL_METRICS_EXPORTER": "none",
-                "OTEL_LOGS_EXPORTER": "none",
                 **langfuse.env(),
-            },
+            }
         )
         to_langfuse = langfuse.requests("traces")
         to_other = other.requests()

@@ -18,6 +18,7 @@ from langfuse_otel_sessions import SessionSpanProcessor
 from langfuse_otel_sessions.exporter import LangfuseSpanExporter
 from langfuse_otel_sessions.testing import LangfuseReceiver, TraceView, langfuse_receiver
 
+from .conftest import Exported
 from .servers import serve_wsgi
 from .test_trust_boundary import StartResponse, get
 
@@ -26,28 +27,9 @@ __all__ = ["langfuse_receiver"]
 EDGE = SpanContext(0x0AF7651916CD43DD8448EB211C80319C, 0xB7AD6B7169203331, True, TraceFlags(1))
 
 
-class Service:
-    """One process: our processor and exporter, a batch processor, a tracer."""
-
-    def __init__(self, receiver: LangfuseReceiver, **options: Any) -> None:
-        self.exporter = LangfuseSpanExporter(
-            public_key=receiver.public_key,
-            secret_key=receiver.secret_key,
-            base_url=receiver.url,
-            **options,
-        )
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
-        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
-        self.tracer = self.provider.get_tracer("app")
-
-    def flush(self) -> None:
-        assert self.provider.force_flush(10_000)
-
-
 @pytest.fixture
-def service(langfuse_receiver: LangfuseReceiver) -> Iterator[Service]:
-    created = Service(langfuse_receiver)
+def service(langfuse_receiver: LangfuseReceiver) -> Iterator[Exported]:
+    created = Exported(langfuse_receiver)
     yield created
     created.provider.shutdown()
 
@@ -61,12 +43,12 @@ def only_trace(receiver: LangfuseReceiver) -> TraceView:
 
 
 def test_root_input_keys_keep_the_framework_output(langfuse_receiver: LangfuseReceiver) -> None:
-    service = Service(langfuse_receiver, root_input_keys=("input.value",))
+    service = Exported(langfuse_receiver, root_input_keys=("input.value",))
     with service.tracer.start_as_current_span(
         "agent", attributes={"input.value": "hello", "output.value": "world"}
     ):
         pass
-    service.flush()
+    service.export_now()
     shown = only_trace(langfuse_receiver)
     assert (shown.input, shown.output) == ("hello", "world")  # v4
     assert (shown.input_v3, shown.output_v3) == ("hello", "world")  # v3
@@ -74,13 +56,13 @@ def test_root_input_keys_keep_the_framework_output(langfuse_receiver: LangfuseRe
 
 
 def test_trace_input_and_a_framework_output_both_show(
-    service: Service, langfuse_receiver: LangfuseReceiver
+    service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
     with service.tracer.start_as_current_span(
         "agent", attributes={"langfuse.trace.input": "Q", "output.value": "W"}
     ):
         pass
-    service.flush()
+    service.export_now()
     shown = only_trace(langfuse_receiver)
     assert (shown.input, shown.output) == ("Q", "W")
     assert (shown.input_v3, shown.output_v3) == ("Q", "W")
@@ -90,11 +72,11 @@ def test_trace_input_and_a_framework_output_both_show(
 
 
 def test_a_numeric_session_id_groups_every_observation(
-    service: Service, langfuse_receiver: LangfuseReceiver
+    service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
     with service.tracer.start_as_current_span("root"):
         service.tracer.start_span("llm", attributes={"session.id": 42}).end()
-    service.flush()
+    service.export_now()
     session_view = langfuse_receiver.sessions()["42"]
     assert session_view.observations_in_session == 2
 
@@ -102,13 +84,13 @@ def test_a_numeric_session_id_groups_every_observation(
 def test_an_oversized_session_id_is_not_spread_even_across_batches(
     langfuse_receiver: LangfuseReceiver,
 ) -> None:
-    service = Service(langfuse_receiver)
+    service = Exported(langfuse_receiver)
     huge = "h" * 100_000
     with service.tracer.start_as_current_span("root"):
         service.tracer.start_span("llm", attributes={"session.id": huge}).end()
-        service.flush()  # "llm" leaves alone; the exporter must not remember its id
+        service.export_now()  # "llm" leaves alone; the exporter must not remember its id
         service.tracer.start_span("later").end()
-    service.flush()
+    service.export_now()
     shown = only_trace(langfuse_receiver)
     assert "langfuse.session.id" not in shown.span("later").attributes
     assert "langfuse.session.id" not in shown.span("root").attributes
@@ -118,15 +100,15 @@ def test_an_oversized_session_id_is_not_spread_even_across_batches(
 # -- 3. app roots ---------------------------------------------------------------------------
 
 
-def behind_an_edge(service: Service, **attributes: Any) -> None:
+def behind_an_edge(service: Exported, **attributes: Any) -> None:
     edge = trace.set_span_in_context(NonRecordingSpan(EDGE))
     with service.tracer.start_as_current_span("POST /chat", context=edge, attributes=attributes):
         service.tracer.start_span("llm").end()
-    service.flush()
+    service.export_now()
 
 
 def test_a_service_behind_an_edge_that_does_not_export_gets_a_named_trace(
-    service: Service, langfuse_receiver: LangfuseReceiver
+    service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
     behind_an_edge(service, **{"input.value": "q", "output.value": "a"})
     shown = only_trace(langfuse_receiver)
@@ -136,7 +118,7 @@ def test_a_service_behind_an_edge_that_does_not_export_gets_a_named_trace(
 
 
 def test_without_app_roots_v4_shows_a_nameless_trace(langfuse_receiver: LangfuseReceiver) -> None:
-    service = Service(langfuse_receiver, mark_app_roots=False)
+    service = Exported(langfuse_receiver, mark_app_roots=False)
     behind_an_edge(service)
     shown = only_trace(langfuse_receiver)
     assert shown.name is None
@@ -148,13 +130,13 @@ def test_app_roots_can_be_turned_off_by_environment(
     langfuse_receiver: LangfuseReceiver, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("LANGFUSE_OTEL_MARK_APP_ROOTS", "false")
-    service = Service(langfuse_receiver)
+    service = Exported(langfuse_receiver)
     behind_an_edge(service)
     assert only_trace(langfuse_receiver).roots == []
     service.provider.shutdown()
 
 
-def their_app(service: Service) -> Any:
+def their_app(service: Exported) -> Any:
     from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
@@ -167,14 +149,14 @@ def their_app(service: Service) -> Any:
 
 
 def test_each_trace_has_one_app_root_across_a_real_http_hop(
-    service: Service, langfuse_receiver: LangfuseReceiver
+    service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
     edge = trace.set_span_in_context(NonRecordingSpan(EDGE))
     headers: dict[str, str] = {}
     propagate.inject(headers, context=edge)  # an edge proxy that exports nowhere
     with serve_wsgi(their_app(service)) as url:
         get(url, headers)
-    service.flush()
+    service.export_now()
     shown = only_trace(langfuse_receiver)
     (root,) = shown.roots
     assert root.parent_span_id == format(EDGE.span_id, "016x")  # the server span
@@ -183,7 +165,7 @@ def test_each_trace_has_one_app_root_across_a_real_http_hop(
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="langfuse 5 needs Python 3.11+")
 def test_a_langfuse_sdk_caller_keeps_the_trace_root(
-    service: Service, langfuse_receiver: LangfuseReceiver
+    service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
     langfuse = pytest.importorskip("langfuse")
     client = langfuse.Langfuse(
@@ -201,7 +183,7 @@ def test_a_langfuse_sdk_caller_keeps_the_trace_root(
         propagate.inject(headers)
         get(url, headers)
         trace_id = caller.trace_id
-    service.flush()
+    service.export_now()
     assert f"langfuse_trace_id={format_trace_id(int(trace_id, 16))}" in headers["baggage"]
     shown = only_trace(langfuse_receiver)
     assert shown.roots == []  # the caller's observation is the trace's root in Langfuse
@@ -211,7 +193,7 @@ def test_a_langfuse_sdk_caller_keeps_the_trace_root(
 
 
 def test_two_services_of_ours_give_the_trace_one_app_root(
-    service: Service, langfuse_receiver: LangfuseReceiver
+    service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
     """The caller exports to Langfuse with this package too: its outgoing request claims the
     trace's root (``langfuse_trace_id``, as the Langfuse SDK does), so the callee marks none."""
@@ -231,7 +213,7 @@ def test_two_services_of_ours_give_the_trace_one_app_root(
         trace_id = format_trace_id(caller.get_span_context().trace_id)
     assert f"langfuse_trace_id={trace_id}" in headers["baggage"]
     assert front.force_flush(10_000)
-    service.flush()
+    service.export_now()
     shown = only_trace(langfuse_receiver)
     assert [root.name for root in shown.roots] == ["front"]
     front.shutdown()

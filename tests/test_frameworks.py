@@ -28,6 +28,7 @@ from langfuse_otel_sessions import (
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
 
 from .conftest import Traced, make_traced
+from .django_app import configure_django
 from .servers import serve_asgi, serve_wsgi
 
 FORGED = "langfuse.session.id=victim,session.id=victim,langfuse_session_id=victim,user.id=mallory"
@@ -192,43 +193,18 @@ def test_200_concurrent_requests_keep_their_sessions_apart(framework: str) -> No
 # -- Django -----------------------------------------------------------------------------------
 
 
-def django_chat(request: Any) -> Any:
-    from django.http import JsonResponse
-
-    with DJANGO["traced"].tracer.start_as_current_span("handler"):
-        return JsonResponse({"session": current_session_id()})
-
-
-DJANGO: dict[str, Any] = {}
-urlpatterns: list[Any] = []
-
-
 @pytest.fixture(scope="module")
 def django_service() -> Iterator[tuple[Traced, Any]]:
-    import django
-    from django.conf import settings
     from django.core.wsgi import get_wsgi_application
     from django.test import override_settings
-    from django.urls import path
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
     propagator = propagate.get_global_textmap()
     traced = make_traced()  # installs the guard for this module's tests
-    DJANGO["traced"] = traced
-    urlpatterns[:] = [path("chat", django_chat)]
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False,
-            SECRET_KEY="tests-only",
-            ALLOWED_HOSTS=["*"],
-            ROOT_URLCONF=__name__,
-            MIDDLEWARE=[],
-            INSTALLED_APPS=[],
-        )
-        django.setup()
+    urlconf = configure_django(traced)
     DjangoInstrumentor().instrument(tracer_provider=traced.provider)
     try:
-        with override_settings(ROOT_URLCONF=__name__):  # another module may have set it up
+        with override_settings(ROOT_URLCONF=urlconf):
             yield traced, WSGISessionMiddleware(get_wsgi_application())
     finally:
         DjangoInstrumentor().uninstrument()

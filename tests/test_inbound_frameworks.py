@@ -34,6 +34,7 @@ from langfuse_otel_sessions import (
 )
 
 from .conftest import Traced, make_traced
+from .django_app import configure_django, django_traced
 from .servers import serve_asgi, serve_wsgi
 
 # OpenTelemetry decodes each of these keys to a session key; a plain key too, for good measure.
@@ -162,46 +163,20 @@ def flask_service(traced: Traced, order: str, **options: Any) -> Any:
     return app
 
 
-def django_chat(request: Any) -> Any:
-    from django.http import JsonResponse
-
-    with DJANGO["traced"].tracer.start_as_current_span("handler"):
-        return JsonResponse({"session": current_session_id()})
-
-
 def django_nested(request: Any) -> Any:
     from django.http import JsonResponse
 
-    nested_scope(DJANGO["traced"])
+    nested_scope(django_traced())
     return JsonResponse({})
-
-
-DJANGO: dict[str, Any] = {}
-urlpatterns: list[Any] = []
 
 
 @contextmanager
 def django_service(traced: Traced, order: str, **options: Any) -> Iterator[Any]:
-    import django
-    from django.conf import settings
     from django.core.wsgi import get_wsgi_application
     from django.test import override_settings
-    from django.urls import path
     from opentelemetry.instrumentation.django import DjangoInstrumentor
 
-    DJANGO["traced"] = traced
-    urlpatterns[:] = [path("chat", django_chat), path("nested", django_nested)]
-    if not settings.configured:
-        settings.configure(
-            DEBUG=False,
-            SECRET_KEY="tests-only",
-            ALLOWED_HOSTS=["*"],
-            ROOT_URLCONF=__name__,
-            MIDDLEWARE=[],
-            INSTALLED_APPS=[],
-        )
-        django.setup()
-    with override_settings(ROOT_URLCONF=__name__):
+    with override_settings(ROOT_URLCONF=configure_django(traced, nested=django_nested)):
         if order == ORDERS[0]:  # OpenTelemetry's WSGI middleware outside ours
             yield OpenTelemetryMiddleware(
                 outer_app_middleware_wsgi(WSGISessionMiddleware(get_wsgi_application(), **options)),

@@ -2,22 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import sys
-from typing import Any
 
 import pytest
 from opentelemetry import propagate
-from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from langfuse_otel_sessions import current_session_id, session
 
 from .conftest import make_traced
-from .servers import serve_wsgi
-from .test_trust_boundary import StartResponse, backend, get
+from .servers import langfuse_sdk_service, serve_wsgi, their_handler_attributes
+from .test_trust_boundary import backend, get
 
 pytestmark = [
     pytest.mark.interop,
@@ -41,34 +35,12 @@ def test_a_langfuse_sdk_caller_puts_our_service_in_its_session() -> None:
 
 
 def test_a_langfuse_sdk_service_reads_the_session_we_send() -> None:
-    from langfuse._client.span_processor import LangfuseSpanProcessor
-
-    seen = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(
-        LangfuseSpanProcessor(
-            public_key="pk-lf-test",
-            secret_key="sk-lf-test",
-            base_url="http://127.0.0.1:9",
-            span_exporter=InMemorySpanExporter(),
-        )
-    )
-    provider.add_span_processor(SimpleSpanProcessor(seen))
-    tracer = provider.get_tracer("their-service")
-
-    def their_app(environ: dict[str, Any], start_response: StartResponse) -> Any:
-        with tracer.start_as_current_span("their handler"):
-            pass
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [json.dumps({"ok": True}).encode()]
-
-    with serve_wsgi(OpenTelemetryMiddleware(their_app, tracer_provider=provider)) as url:
+    with langfuse_sdk_service() as (url, seen):
         with session("our-session", user_id="our-user"):
             assert current_session_id() == "our-session"
             headers: dict[str, str] = {}
             propagate.inject(headers)
         get(url, headers)
-    (handler,) = [s for s in seen.get_finished_spans() if s.name == "their handler"]
-    attributes = handler.attributes or {}
+    attributes = their_handler_attributes(seen)
     assert attributes["session.id"] == "our-session"
     assert attributes["user.id"] == "our-user"

@@ -13,36 +13,18 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from langfuse_otel_sessions import (
     ConfigurationError,
     LangfuseSpanExporter,
-    SessionSpanProcessor,
     session,
 )
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
 from langfuse_otel_sessions.late_sessions import LateSessionHold
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
-from .conftest import Traced
+from .conftest import Exported, Traced
 
 __all__ = ["langfuse_receiver"]
 
 
-class Pipeline:
-    def __init__(self, receiver: LangfuseReceiver, **options: object) -> None:
-        self.receiver = receiver
-        self.exporter = LangfuseSpanExporter(
-            public_key=receiver.public_key,
-            secret_key=receiver.secret_key,
-            base_url=receiver.url,
-            **options,  # type: ignore[arg-type]
-        )
-        self.provider = TracerProvider()
-        self.provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
-        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
-        self.tracer = self.provider.get_tracer("agent")
-
-    def export_now(self) -> None:
-        """What BatchSpanProcessor does every 5 s: export whatever has ended."""
-        assert self.provider.force_flush(10_000)
-
+class Pipeline(Exported):
     def received(self) -> dict[str, object]:
         return {
             span.name: span.attributes.get(LANGFUSE_SESSION_ID) for span in self.receiver.spans()

@@ -18,6 +18,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
 
+from .otlp_json import json_span as otlp_span
+from .otlp_json import request_body
+
 __all__ = ["langfuse_receiver"]  # the public fixture, used here as users would
 
 TRACE_ID = "5b8efff798038103d269b633813fc60c"
@@ -40,29 +43,14 @@ def post(
         return error.code, json.loads(error.read() or b"null"), dict(error.headers)
 
 
-def otlp_json(*spans: dict[str, Any]) -> bytes:
-    return json.dumps(
-        {"resourceSpans": [{"resource": {}, "scopeSpans": [{"scope": {}, "spans": list(spans)}]}]}
-    ).encode()
+otlp_json = request_body
 
 
 def json_span(
     span_id: str, name: str, parent: str | None = None, **attributes: str
 ) -> dict[str, Any]:
-    span: dict[str, Any] = {
-        "traceId": TRACE_ID,
-        "spanId": span_id,
-        "name": name,
-        "startTimeUnixNano": str(int(span_id, 16)),
-        "endTimeUnixNano": str(int(span_id, 16) + 1),
-        "attributes": [
-            {"key": k.replace("__", "."), "value": {"stringValue": v}}
-            for k, v in attributes.items()
-        ],
-    }
-    if parent:
-        span["parentSpanId"] = parent
-    return span
+    named = {key.replace("__", "."): text for key, text in attributes.items()}
+    return otlp_span(TRACE_ID, span_id, name, parent, named)
 
 
 TRACES = "/api/public/otel/v1/traces"

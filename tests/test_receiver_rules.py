@@ -3,7 +3,6 @@ send as much as for what we send (raw OTLP/JSON posted to the receiver)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import pytest
@@ -15,6 +14,7 @@ from langfuse_otel_sessions.testing import (
     render_trace,
 )
 
+from .otlp_json import json_span, pairs, request_body
 from .test_receiver import TRACES, post
 
 __all__ = ["langfuse_receiver"]
@@ -23,40 +23,24 @@ TRACE_ID = "8f1e2d3c4b5a69788796a5b4c3d2e1f0"
 ROOT = "00000000000000a1"
 
 
-def value(raw: object) -> dict[str, Any]:
-    if isinstance(raw, bool):
-        return {"boolValue": raw}
-    if isinstance(raw, int):
-        return {"intValue": str(raw)}
-    return {"stringValue": raw}
-
-
 def span(
     span_id: str, name: str, parent: str | None = None, **attributes: object
 ) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "traceId": TRACE_ID,
-        "spanId": span_id,
-        "name": name,
-        "startTimeUnixNano": str(int(span_id, 16)),
-        "endTimeUnixNano": str(int(span_id, 16) + 1),
-        "attributes": [
-            {"key": key.replace("__", ".").replace("_colon_", ":"), "value": value(raw)}
-            for key, raw in attributes.items()
-        ],
-    }
-    if parent is not None:
-        document["parentSpanId"] = parent
-    return document
+    named = {k.replace("__", ".").replace("_colon_", ":"): v for k, v in attributes.items()}
+    return json_span(TRACE_ID, span_id, name, parent, named)
 
 
-def send(receiver: LangfuseReceiver, *spans: dict[str, Any], scope: str = "") -> TraceView:
-    body = {
-        "resourceSpans": [
-            {"resource": {}, "scopeSpans": [{"scope": {"name": scope}, "spans": list(spans)}]}
-        ]
-    }
-    assert post(receiver, TRACES, json.dumps(body).encode())[0] == 200
+def send(
+    receiver: LangfuseReceiver,
+    *spans: dict[str, Any],
+    scope: str = "",
+    resource: dict[str, object] | None = None,
+) -> TraceView:
+    """Post ``spans`` (and ``resource`` attributes) under an instrumentation scope ``scope``;
+    returns what the receiver shows for the trace."""
+    shown_resource = None if resource is None else {"attributes": pairs(resource)}
+    body = request_body(*spans, resource=shown_resource, scope={"name": scope})
+    assert post(receiver, TRACES, body)[0] == 200
     return receiver.traces()[TRACE_ID]
 
 

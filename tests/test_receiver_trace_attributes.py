@@ -3,7 +3,6 @@ Langfuse v4 and its legacy (v3) path would, for raw OTLP/JSON posted to it."""
 
 from __future__ import annotations
 
-import json
 import re
 import string
 from typing import Any
@@ -21,8 +20,9 @@ from langfuse_otel_sessions.testing import (
     span_environment,
 )
 
-from .test_receiver import TRACES, post
+from .otlp_json import json_span
 from .test_receiver_rules import ROOT, TRACE_ID
+from .test_receiver_rules import send as send_spans
 
 __all__ = ["langfuse_receiver"]
 
@@ -30,47 +30,15 @@ CHILD = "00000000000000b2"
 OTHER = "00000000000000c3"
 
 
-def value(raw: object) -> dict[str, Any]:
-    if isinstance(raw, list):
-        return {"arrayValue": {"values": [value(item) for item in raw]}}
-    if isinstance(raw, bool):
-        return {"boolValue": raw}
-    if isinstance(raw, int):
-        return {"intValue": str(raw)}
-    return {"stringValue": raw}
-
-
-def pairs(attributes: dict[str, object]) -> list[dict[str, Any]]:
-    return [{"key": key, "value": value(raw)} for key, raw in attributes.items()]
-
-
 def span(span_id: str, parent: str | None = None, **attributes: object) -> dict[str, Any]:
-    document: dict[str, Any] = {
-        "traceId": TRACE_ID,
-        "spanId": span_id,
-        "name": f"s{span_id[-2:]}",
-        "startTimeUnixNano": str(int(span_id, 16)),
-        "endTimeUnixNano": str(int(span_id, 16) + 1),
-        "attributes": pairs({k.replace("__", "."): v for k, v in attributes.items()}),
-    }
-    if parent is not None:
-        document["parentSpanId"] = parent
-    return document
+    named = {k.replace("__", "."): v for k, v in attributes.items()}
+    return json_span(TRACE_ID, span_id, f"s{span_id[-2:]}", parent, named)
 
 
 def send(
     receiver: LangfuseReceiver, *spans: dict[str, Any], resource: dict[str, object] | None = None
 ) -> TraceView:
-    body = {
-        "resourceSpans": [
-            {
-                "resource": {"attributes": pairs(resource or {})},
-                "scopeSpans": [{"scope": {"name": "t"}, "spans": list(spans)}],
-            }
-        ]
-    }
-    assert post(receiver, TRACES, json.dumps(body).encode())[0] == 200
-    return receiver.traces()[TRACE_ID]
+    return send_spans(receiver, *spans, scope="t", resource=resource or {})
 
 
 @pytest.mark.parametrize(

@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 
 import langfuse_otel_sessions.score_sender as score_sender
-from langfuse_otel_sessions import ScoreClient
 from langfuse_otel_sessions.config import INGESTION_PATH
 from langfuse_otel_sessions.retry import RetryPolicy
 from langfuse_otel_sessions.score_batches import (
@@ -26,6 +25,8 @@ from langfuse_otel_sessions.score_batches import (
 from langfuse_otel_sessions.score_model import FrozenScore, build_score
 from langfuse_otel_sessions.score_sender import ScoreSender
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
+
+from .conftest import score_client
 
 __all__ = ["langfuse_receiver"]
 
@@ -183,12 +184,7 @@ def test_a_sender_thread_that_is_gone_is_replaced_by_the_next_call(
 def test_the_queue_is_bounded_in_bytes_and_drops_are_counted_and_logged(
     langfuse_receiver: LangfuseReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = ScoreClient(
-        langfuse_receiver.public_key,
-        langfuse_receiver.secret_key,
-        langfuse_receiver.url,
-        max_queue_bytes=1_000_000,
-    )
+    client = score_client(langfuse_receiver, max_queue_bytes=1_000_000)
     hold = threading.Event()
     langfuse_receiver.fail_next("ingestion", Fault(release=hold))
     client.score_session("s", name="in flight", value=1)
@@ -209,9 +205,7 @@ def test_a_queued_score_costs_about_its_bytes_and_no_more(
 ) -> None:
     """The queue keeps only the serialised score: the caller's comment and metadata are not
     kept alive beside it, so the byte bound is the memory bound."""
-    client = ScoreClient(
-        langfuse_receiver.public_key, langfuse_receiver.secret_key, langfuse_receiver.url
-    )
+    client = score_client(langfuse_receiver)
     hold = threading.Event()
     langfuse_receiver.fail_next("ingestion", Fault(release=hold))
     client.score_session("s", name="in flight", value=1)

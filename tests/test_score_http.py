@@ -15,6 +15,7 @@ from langfuse_otel_sessions import ConfigurationError, ScoreClient
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 from langfuse_otel_sessions.transport import MAX_RESPONSE_BYTES
 
+from .conftest import score_client
 from .fault_server import Answer, fault_server
 from .servers import run_python
 
@@ -120,9 +121,7 @@ def sender_threads() -> set[threading.Thread]:
 
 def test_a_collected_client_stops_its_thread(langfuse_receiver: LangfuseReceiver) -> None:
     before = sender_threads()
-    client = ScoreClient(
-        langfuse_receiver.public_key, langfuse_receiver.secret_key, langfuse_receiver.url
-    )
+    client = score_client(langfuse_receiver)
     client.score_session("s", name="n", value=1)
     (thread,) = sender_threads() - before
     del client
@@ -134,9 +133,7 @@ def test_a_collected_client_stops_its_thread(langfuse_receiver: LangfuseReceiver
 
 def test_a_shut_down_client_stops_its_thread(langfuse_receiver: LangfuseReceiver) -> None:
     before = sender_threads()
-    client = ScoreClient(
-        langfuse_receiver.public_key, langfuse_receiver.secret_key, langfuse_receiver.url
-    )
+    client = score_client(langfuse_receiver)
     client.score_session("s", name="n", value=1)
     (thread,) = sender_threads() - before
     assert client.shutdown(5)

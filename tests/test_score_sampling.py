@@ -10,6 +10,7 @@ import pytest
 from langfuse_otel_sessions import ScoreClient, SessionSampler, session
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
+from .conftest import score_client
 from .servers import run_python
 
 __all__ = ["langfuse_receiver"]
@@ -25,10 +26,8 @@ def make_client(langfuse_receiver: LangfuseReceiver) -> Iterator[type[ScoreClien
     made: list[ScoreClient] = []
 
     def make(**options: object) -> ScoreClient:
-        client = ScoreClient(
-            langfuse_receiver.public_key,
-            langfuse_receiver.secret_key,
-            langfuse_receiver.url,
+        client = score_client(
+            langfuse_receiver,
             **options,  # type: ignore[arg-type]
         )
         made.append(client)

@@ -25,6 +25,7 @@ from langfuse_otel_sessions.attributes import MAX_SCORE_EVENT_TEXT
 from langfuse_otel_sessions.score_model import MAX_METADATA_DEPTH, MAX_SCORE_BYTES
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
 
+from .conftest import score_client
 from .test_scores import client
 
 __all__ = ["client", "langfuse_receiver"]
@@ -277,9 +278,7 @@ metadata_values = st.recursive(
 def test_any_metadata_is_refused_at_the_call_or_accepted_by_langfuse(
     langfuse_receiver: LangfuseReceiver, metadata: dict[Any, Any]
 ) -> None:
-    client = ScoreClient(
-        langfuse_receiver.public_key, langfuse_receiver.secret_key, langfuse_receiver.url
-    )
+    client = score_client(langfuse_receiver)
     accepted = False
     with contextlib.suppress(InvalidScoreError):  # and nothing else may come out of the call
         client.score_session("s", name="n", value=1, metadata=metadata)

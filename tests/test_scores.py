@@ -31,6 +31,7 @@ from langfuse_otel_sessions import (
 )
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
 
+from .conftest import score_client
 from .servers import run_python
 
 __all__ = ["langfuse_receiver"]
@@ -38,12 +39,7 @@ __all__ = ["langfuse_receiver"]
 
 @pytest.fixture
 def client(langfuse_receiver: LangfuseReceiver) -> Iterator[ScoreClient]:
-    scores = ScoreClient(
-        langfuse_receiver.public_key,
-        langfuse_receiver.secret_key,
-        langfuse_receiver.url,
-        retry_initial_backoff=0.01,
-    )
+    scores = score_client(langfuse_receiver, retry_initial_backoff=0.01)
     yield scores
     scores.shutdown(5)
 
@@ -261,12 +257,7 @@ def test_207_events_are_retried_only_when_their_own_status_is_transient(
 
 
 def test_receiver_down_then_up_is_delivered(langfuse_receiver: LangfuseReceiver) -> None:
-    client = ScoreClient(
-        langfuse_receiver.public_key,
-        langfuse_receiver.secret_key,
-        langfuse_receiver.url,
-        retry_initial_backoff=0.05,
-    )
+    client = score_client(langfuse_receiver, retry_initial_backoff=0.05)
     langfuse_receiver.stop()
     client.score_session("s", name="n", value=1)
     assert eventually(lambda: client.stats.retries >= 2)  # it kept trying while down
@@ -280,13 +271,7 @@ def test_receiver_down_then_up_is_delivered(langfuse_receiver: LangfuseReceiver)
 def test_gives_up_at_the_retry_deadline_counts_and_logs(
     langfuse_receiver: LangfuseReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = ScoreClient(
-        langfuse_receiver.public_key,
-        langfuse_receiver.secret_key,
-        langfuse_receiver.url,
-        retry_initial_backoff=0.05,
-        retry_deadline=0.5,
-    )
+    client = score_client(langfuse_receiver, retry_initial_backoff=0.05, retry_deadline=0.5)
     langfuse_receiver.fail_next("ingestion", *[503] * 50)
     client.score_session("s", name="n", value=1)
     assert client.flush(10) is False  # not every score was delivered, and flush says so
@@ -299,12 +284,7 @@ def test_gives_up_at_the_retry_deadline_counts_and_logs(
 def test_full_queue_drops_counts_and_logs(
     langfuse_receiver: LangfuseReceiver, caplog: pytest.LogCaptureFixture
 ) -> None:
-    client = ScoreClient(
-        langfuse_receiver.public_key,
-        langfuse_receiver.secret_key,
-        langfuse_receiver.url,
-        max_queue=5,
-    )
+    client = score_client(langfuse_receiver, max_queue=5)
     hold = threading.Event()
     langfuse_receiver.fail_next("ingestion", Fault(release=hold))
     client.score_session("s", name="in flight", value=1)

@@ -13,7 +13,7 @@ from opentelemetry import baggage, context, propagate
 from langfuse_otel_sessions import ConfigurationError, session
 
 from .conftest import Traced, make_traced
-from .servers import serve_wsgi
+from .servers import langfuse_sdk_service, serve_wsgi, their_handler_attributes
 from .test_trust_boundary import backend, get
 
 FULL: dict[str, Any] = {
@@ -209,42 +209,14 @@ def test_a_langfuse_sdk_caller_s_attributes_reach_our_trusted_service() -> None:
 @needs_langfuse
 def test_a_langfuse_sdk_service_reads_the_attributes_we_send() -> None:
     pytest.importorskip("langfuse")
-    from langfuse._client.span_processor import LangfuseSpanProcessor
-    from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
-    from opentelemetry.sdk.trace import TracerProvider
-    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-    from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
-        InMemorySpanExporter,
-    )
-
-    seen = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(
-        LangfuseSpanProcessor(
-            public_key="pk-lf-test",
-            secret_key="sk-lf-test",
-            base_url="http://127.0.0.1:9",
-            span_exporter=InMemorySpanExporter(),
-        )
-    )
-    provider.add_span_processor(SimpleSpanProcessor(seen))
-    tracer = provider.get_tracer("their-service")
-
-    def their_app(environ: dict[str, Any], start_response: Any) -> Any:
-        with tracer.start_as_current_span("their handler"):
-            pass
-        start_response("200 OK", [("Content-Type", "application/json")])
-        return [b"{}"]
-
     # our side, opted in to send them; trusting, as the SDK service shares this process's guard
     make_traced(propagate_session_to=["*"], trust_remote_baggage=True)
-    with serve_wsgi(OpenTelemetryMiddleware(their_app, tracer_provider=provider)) as url:
+    with langfuse_sdk_service() as (url, seen):
         with session("s", **FULL):
             headers: dict[str, str] = {}
             propagate.inject(headers)
         get(url, headers)
-    (handler,) = [s for s in seen.get_finished_spans() if s.name == "their handler"]
-    got = dict(handler.attributes or {})
+    got = their_handler_attributes(seen)
     assert got["langfuse.trace.tags"] == "a,b,c"  # Langfuse reads comma-separated tags
     assert got["langfuse.trace.metadata.tenant"] == "acme"
     assert got["langfuse.environment"] == "staging"

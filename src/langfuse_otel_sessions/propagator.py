@@ -30,7 +30,7 @@ wrote — the vouched entries included — are not sent unless the user opted in
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
 
@@ -187,12 +187,7 @@ class SessionBaggagePropagator(W3CBaggagePropagator):
         context: Context | None = None,
         getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
     ) -> Context:
-        if self._trusted:
-            extracted = _own_vouched(super().extract(carrier, context, getter))
-        else:
-            guarded = _GuardedGetter(getter)
-            extracted = _finish(super().extract(carrier, context, guarded), context, guarded)
-        return with_header_ids(extracted, context, carrier, getter)
+        return _guarded_extract(super().extract, self._trusted, carrier, context, getter)
 
 
 class BaggageGuard(textmap.TextMapPropagator):
@@ -224,12 +219,7 @@ class BaggageGuard(textmap.TextMapPropagator):
         context: Context | None = None,
         getter: textmap.Getter[textmap.CarrierT] = textmap.default_getter,
     ) -> Context:
-        if self.trusted:
-            extracted = _own_vouched(self.inner.extract(carrier, context, getter))
-        else:
-            guarded = _GuardedGetter(getter)
-            extracted = _finish(self.inner.extract(carrier, context, guarded), context, guarded)
-        return with_header_ids(extracted, context, carrier, getter)
+        return _guarded_extract(self.inner.extract, self.trusted, carrier, context, getter)
 
     def inject(
         self,
@@ -242,6 +232,25 @@ class BaggageGuard(textmap.TextMapPropagator):
     @property
     def fields(self) -> set[str]:
         return self.inner.fields
+
+
+def _guarded_extract(
+    extract: Callable[
+        [textmap.CarrierT, Context | None, textmap.Getter[textmap.CarrierT]], Context
+    ],
+    trusted: bool,
+    carrier: textmap.CarrierT,
+    context: Context | None,
+    getter: textmap.Getter[textmap.CarrierT],
+) -> Context:
+    """A propagator's ``extract`` behind the boundary: the remote session and user entries
+    withheld (unless ``trusted``), then the ids of the configured request headers added."""
+    if trusted:
+        extracted = _own_vouched(extract(carrier, context, getter))
+    else:
+        guarded = _GuardedGetter(getter)
+        extracted = _finish(extract(carrier, context, guarded), context, guarded)
+    return with_header_ids(extracted, context, carrier, getter)
 
 
 def _finish(extracted: Context, context: Context | None, getter: _GuardedGetter[Any]) -> Context:

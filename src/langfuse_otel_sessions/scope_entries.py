@@ -18,11 +18,12 @@ active in the consumer) or fails ("Failed to detach context"). So:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import inspect
 import threading
 import weakref
-from collections.abc import AsyncGenerator, Awaitable, Callable, Generator
+from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
 from contextvars import ContextVar
 from typing import Any
 
@@ -271,6 +272,15 @@ class _Steps:
             return context
         return trace.set_span_in_context(self.span, context)
 
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        """One step of the generator runs inside the scope, and leaves nothing of it behind."""
+        token = attach(self.context())
+        try:
+            yield
+        finally:
+            detach(token)
+
     def end(self, error: BaseException | None = None) -> None:
         if self.span is not None:
             if error is not None and not isinstance(error, GeneratorExit):
@@ -287,22 +297,17 @@ def _scoped_gen(
     step: Callable[[], Any] = functools.partial(next, inner)
     try:
         while True:
-            token = attach(steps.context())
-            try:
-                item = step()
-            except StopIteration as stop:
-                steps.end()
-                return stop.value
-            finally:
-                detach(token)
+            with steps.attached():
+                try:
+                    item = step()
+                except StopIteration as stop:
+                    steps.end()
+                    return stop.value
             try:
                 sent = yield item
             except GeneratorExit:
-                token = attach(steps.context())
-                try:
+                with steps.attached():
                     inner.close()
-                finally:
-                    detach(token)
                 raise
             except BaseException as error:  # noqa: BLE001 - thrown in by the consumer: handed on
                 step = functools.partial(inner.throw, error)
@@ -326,22 +331,17 @@ def _async_gen_function(
         step: Callable[[], Awaitable[Any]] = inner.__anext__
         try:
             while True:
-                token = attach(steps.context())
-                try:
-                    item = await step()
-                except StopAsyncIteration:
-                    steps.end()
-                    return
-                finally:
-                    detach(token)
+                with steps.attached():
+                    try:
+                        item = await step()
+                    except StopAsyncIteration:
+                        steps.end()
+                        return
                 try:
                     sent = yield item
                 except GeneratorExit:
-                    token = attach(steps.context())
-                    try:
+                    with steps.attached():
                         await inner.aclose()
-                    finally:
-                        detach(token)
                     raise
                 except BaseException as error:  # noqa: BLE001 - thrown in by the consumer: handed on
                     step = functools.partial(inner.athrow, error)
