@@ -23,9 +23,10 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import unquote_plus
 
 from .attributes import (
+    BAGGAGE_LANGFUSE_PREFIX,
     BAGGAGE_LANGFUSE_SESSION_ID,
+    BAGGAGE_LANGFUSE_TRACE_ID,
     BAGGAGE_LANGFUSE_USER_ID,
-    BAGGAGE_METADATA_PREFIX,
     BAGGAGE_TRACE_ATTRIBUTES,
     DEFAULT_MAX_ID_LENGTH,
     DEFAULT_SESSION_BAGGAGE_KEYS,
@@ -76,16 +77,25 @@ def _write_key(keys: tuple[str, ...], preferred: str) -> str:
     return keys[0]
 
 
+def is_langfuse_entry(key: object) -> bool:
+    """Whether the Langfuse SDK's span processor would stamp a baggage entry under ``key``
+    (decoded as OpenTelemetry decodes it): every ``langfuse_``-prefixed key — unknown ones
+    become ``langfuse.trace.metadata.<x>`` — except the ``langfuse_trace_id`` root claim."""
+    return (
+        isinstance(key, str)
+        and key.startswith(BAGGAGE_LANGFUSE_PREFIX)
+        and key != BAGGAGE_LANGFUSE_TRACE_ID
+    )
+
+
 class GuardedKeys(frozenset[str]):
-    """Guarded baggage keys: the session/user keys, the Langfuse SDK's trace-attribute keys
-    (``langfuse_tags``, ``langfuse_environment``, ...) and every ``langfuse_metadata_<k>``."""
+    """Guarded baggage keys: the session/user keys and every key the Langfuse SDK would stamp
+    (:func:`is_langfuse_entry`: ``langfuse_tags``, ``langfuse_metadata_<k>``, ``langfuse_<x>``)."""
 
     __slots__ = ()
 
     def __contains__(self, key: object) -> bool:
-        return frozenset.__contains__(self, key) or (
-            isinstance(key, str) and key.startswith(BAGGAGE_METADATA_PREFIX)
-        )
+        return frozenset.__contains__(self, key) or is_langfuse_entry(key)
 
     def isdisjoint(self, other: Iterable[object]) -> bool:
         other = tuple(other)
