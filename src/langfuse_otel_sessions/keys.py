@@ -15,7 +15,6 @@ The one source of truth for the processor, ``session()``, the propagator guard, 
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import weakref
 from collections.abc import Iterable, Set
@@ -38,7 +37,7 @@ from .attributes import (
     LANGFUSE_SESSION_ID,
     LANGFUSE_USER_ID,
 )
-from .environment import env_bool, env_keys, env_positive_int
+from .environment import env_bool, env_keys, env_positive_int, env_reader
 
 
 @dataclass(frozen=True)
@@ -132,6 +131,13 @@ class KnownKeys:
         object.__setattr__(self, "guarded", guarded)
 
 
+#: The variables :func:`known_keys` / :func:`guarded_keys` depend on, read for their cache
+#: checks (several times a request: see benchmarks/middleware.py).
+_known_keys_variables = env_reader(
+    ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS, ENV_MAX_ID_LENGTH, ENV_TRUST_REMOTE_BAGGAGE
+)
+_guarded_keys_variables = env_reader(ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS)
+
 _readers: weakref.WeakValueDictionary[int, IdKeys] = weakref.WeakValueDictionary()
 _order = itertools.count()
 _lock = threading.Lock()
@@ -176,13 +182,7 @@ def known_keys() -> KnownKeys:
     Cheap on repeat calls (cached until a reader comes or goes or the environment changes).
     """
     global _cache  # noqa: PLW0603 - a process-wide cache of the registry
-    stamp = (
-        _generation,
-        os.environ.get(ENV_SESSION_BAGGAGE_KEYS),
-        os.environ.get(ENV_USER_BAGGAGE_KEYS),
-        os.environ.get(ENV_MAX_ID_LENGTH),
-        os.environ.get(ENV_TRUST_REMOTE_BAGGAGE),
-    )
+    stamp = (_generation, _known_keys_variables())
     cached = _cache
     if cached is not None and cached[0] == stamp:
         return cached[1]
@@ -224,8 +224,7 @@ def guarded_keys() -> frozenset[str]:
 
     On every request's ``extract``: cached on the two environment variables it depends on."""
     global _guarded_cache  # noqa: PLW0603 - a process-wide cache of the registry
-    environ = os.environ
-    stamp = (_generation, environ.get(ENV_SESSION_BAGGAGE_KEYS), environ.get(ENV_USER_BAGGAGE_KEYS))
+    stamp = (_generation, _guarded_keys_variables())
     cached = _guarded_cache
     if cached is not None and cached[0] == stamp:
         return cached[1]

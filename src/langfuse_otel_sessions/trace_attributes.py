@@ -8,10 +8,10 @@ stamped; :func:`baggage_entries` raises for a bad explicit argument.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 
+from ._logging import RateLimitedLog
 from .attributes import (
     BAGGAGE_LANGFUSE_TAGS,
     BAGGAGE_METADATA_PREFIX,
@@ -23,9 +23,11 @@ from .attributes import (
 )
 from .errors import ConfigurationError
 from .ids import id_problem
+from .string_lists import MAX_LIST_TEXT, string_list
 
 _ENVIRONMENT = re.compile(r"[a-z0-9_-]+")
 _METADATA_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+_log = RateLimitedLog()
 #: ``(span attribute, value)`` pairs, ready to stamp.
 Stamps = tuple[tuple[str, object], ...]
 
@@ -43,49 +45,104 @@ def value_problem(attribute: str, value: object) -> str | None:
     return None
 
 
-def parse_tags(value: object) -> list[str] | None:
-    """Tags from a baggage value: a list (in-process, as the Langfuse SDK writes it), a JSON
-    or Python list string (what a list becomes over HTTP), or comma-separated. Never raises."""
-    if isinstance(value, str):
-        text = value.strip()
-        if text.startswith("["):
-            try:
-                value = json.loads(text.replace("'", '"'))
-            except ValueError:
-                return None
-        else:
-            value = text.split(",")
-    if not isinstance(value, list):
+def tag_problem(tag: object) -> str | None:
+    """Why ``tag`` cannot be stamped as a tag, or ``None``: the string rule, and no comma (our
+    and the Langfuse SDK's comma-separated baggage form would split it). Never raises."""
+    problem = id_problem(tag, DEFAULT_MAX_ID_LENGTH)
+    if problem is None and "," in tag:  # type: ignore[operator]  # id_problem proved a str
+        return "contains a comma"
+    return problem
+
+
+def parse_tags(value: object, problems: list[str] | None = None) -> list[str] | None:
+    """The valid tags of a baggage value: a list (in-process, as the Langfuse SDK writes it),
+    a Python or JSON list string (what a list becomes over HTTP: :func:`string_list`), or
+    comma-separated text. ``None`` when the value is none of these; invalid tags are left out.
+    Either is described in ``problems``. Never raises, and its work is bounded by the length
+    of the text."""
+    try:
+        raw = _raw_tags(value)
+        if raw is None:
+            if problems is not None:
+                problems.append("tags: not a list of strings nor comma-separated text")
+            return None
+        tags: list[str] = []
+        skipped: list[str] = []
+        for tag in raw:
+            if isinstance(tag, str) and not tag.strip():
+                continue  # nothing to show: "a,,b", a trailing comma
+            problem = tag_problem(tag)
+            if problem is None:
+                tags.append(tag)  # type: ignore[arg-type]  # tag_problem proved it a str
+            else:
+                skipped.append(problem)
+        if skipped and problems is not None:
+            problems.append(f"{len(skipped)} tag(s) skipped (first: {skipped[0]})")
+        return tags
+    except Exception:  # noqa: BLE001 - belt and braces: bad input is reported, never raised
+        if problems is not None:
+            problems.append("tags: unreadable")
         return None
-    return [tag.strip() for tag in value if isinstance(tag, str) and tag.strip()]
+
+
+def _raw_tags(value: object) -> list[str] | list[object] | tuple[object, ...] | None:
+    if isinstance(value, (list, tuple)):
+        return value
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.startswith("["):
+        return string_list(text)
+    if len(text) > MAX_LIST_TEXT:
+        return None
+    return [tag.strip() for tag in text.split(",")]
 
 
 def stamps_of(entries: Mapping[str, object], problems: list[str]) -> Stamps:
     """The trace attributes a span gets from baggage ``entries``; invalid values are left out
-    and described in ``problems``. Never raises."""
+    and described in ``problems``. Never raises: each entry is read on its own. Metadata comes
+    last, so that a span near its attribute limit gets the other attributes first."""
     stamps: list[tuple[str, object]] = []
-    for key, value in entries.items():
-        if not key.startswith("langfuse_"):
-            continue
-        if key == BAGGAGE_LANGFUSE_TAGS:
-            tags = parse_tags(value)
-            good = [t for t in tags or () if value_problem("", t) is None]
-            if tags is None or len(good) != len(tags):
-                problems.append("tags")
-            if good:
-                stamps.append((BAGGAGE_TRACE_ATTRIBUTES[key], tuple(dict.fromkeys(good))))
-            continue
-        attribute = BAGGAGE_TRACE_ATTRIBUTES.get(key)
-        if attribute is None and key.startswith(BAGGAGE_METADATA_PREFIX):
-            attribute = LANGFUSE_TRACE_METADATA_PREFIX + key[len(BAGGAGE_METADATA_PREFIX) :]
-        if attribute is None:
-            continue
-        problem = value_problem(attribute, value)
-        if problem is None:
-            stamps.append((attribute, value))
-        else:
-            problems.append(f"{attribute}: {problem}")
-    return tuple(stamps)
+    metadata: list[tuple[str, object]] = []
+    try:
+        for key, value in entries.items():
+            if isinstance(key, str) and key.startswith("langfuse_"):
+                try:
+                    _stamp_of(key, value, stamps, metadata, problems)
+                except Exception:  # noqa: BLE001 - one bad entry costs only itself
+                    problems.append(f"{key[:60]!r}: unreadable")
+    except Exception:  # noqa: BLE001 - a mapping that fails while read: what was read stays
+        problems.append("baggage: unreadable")
+    return (*stamps, *metadata)
+
+
+def _stamp_of(
+    key: str,
+    value: object,
+    stamps: list[tuple[str, object]],
+    metadata: list[tuple[str, object]],
+    problems: list[str],
+) -> None:
+    if key == BAGGAGE_LANGFUSE_TAGS:
+        tags = parse_tags(value, problems)
+        if tags:
+            stamps.append((BAGGAGE_TRACE_ATTRIBUTES[key], tuple(dict.fromkeys(tags))))
+        return
+    attribute = BAGGAGE_TRACE_ATTRIBUTES.get(key)
+    if attribute is None:
+        if not key.startswith(BAGGAGE_METADATA_PREFIX):
+            return
+        name = key[len(BAGGAGE_METADATA_PREFIX) :]
+        if not _METADATA_KEY.fullmatch(name):  # the rule explicit metadata keys follow
+            problems.append(f"metadata key {name[:60]!r}: not [A-Za-z0-9_.-]")
+            return
+        attribute = LANGFUSE_TRACE_METADATA_PREFIX + name
+        stamps = metadata
+    problem = value_problem(attribute, value)
+    if problem is None:
+        stamps.append((attribute, value))
+    else:
+        problems.append(f"{attribute[:80]}: {problem}")
 
 
 def _checked(attribute: str, value: object) -> str:
@@ -115,6 +172,8 @@ def baggage_entries(
         checked = [_checked("tag", tag) for tag in tags]
         if any("," in tag for tag in checked):
             raise ConfigurationError("a tag cannot contain a comma")
+        if any(not tag.strip() for tag in checked):
+            raise ConfigurationError("a tag cannot be blank (whitespace only)")
         if checked:
             entries[BAGGAGE_LANGFUSE_TAGS] = ",".join(dict.fromkeys(checked))
     if metadata is not None:
@@ -137,8 +196,14 @@ def baggage_entries(
 
 
 def merged_tags(parent: object, own: str) -> str:
-    """``own`` tags (comma-separated) added to the ``parent`` scope's tags: tags add up."""
-    inherited = parse_tags(parent) or []
+    """``own`` tags (comma-separated) added to the ``parent`` scope's tags: tags add up.
+    Never raises: an unreadable or invalid inherited tag is left out, with a warning."""
+    problems: list[str] = []
+    inherited = [] if parent is None else parse_tags(parent, problems) or []
+    if problems:
+        _log.warning(
+            "invalid-inherited-tags", "Leaving out tags inherited from baggage: %s", problems[0]
+        )
     return ",".join(dict.fromkeys([*inherited, *own.split(",")]))
 
 
@@ -154,18 +219,28 @@ def entries_of(given: object, problems: list[str]) -> dict[str, str]:
         problems.append(f"expected a mapping, got {type(given).__name__}")
         return {}
     entries: dict[str, str] = {}
-    for name, value in given.items():
-        if name not in ARGUMENTS:
-            problems.append(f"unknown argument {str(name)[:40]!r}")
-            continue
-        parts = value.items() if name == "metadata" and isinstance(value, Mapping) else [None]
-        for part in parts:
-            argument: dict[str, object] = {name: value if part is None else dict([part])}
+    try:
+        for name, value in given.items():
+            if name not in ARGUMENTS:
+                problems.append(f"unknown argument {str(name)[:40]!r}")
+                continue
             try:
-                entries.update(baggage_entries(**argument))  # type: ignore[arg-type]
-            except Exception as error:  # noqa: BLE001 - reported, never raised
-                problems.append(str(error) if isinstance(error, ConfigurationError) else name)
+                _add_entries(entries, name, value, problems)
+            except Exception:  # noqa: BLE001 - a value that fails while read: that part only
+                problems.append(f"{name}: unreadable")
+    except Exception:  # noqa: BLE001 - a mapping that fails while read: what was read stays
+        problems.append("the mapping: unreadable")
     return entries
+
+
+def _add_entries(entries: dict[str, str], name: str, value: object, problems: list[str]) -> None:
+    parts = value.items() if name == "metadata" and isinstance(value, Mapping) else [None]
+    for part in parts:
+        argument: dict[str, object] = {name: value if part is None else dict([part])}
+        try:
+            entries.update(baggage_entries(**argument))  # type: ignore[arg-type]
+        except Exception as error:  # noqa: BLE001 - reported, never raised
+            problems.append(str(error) if isinstance(error, ConfigurationError) else name)
 
 
 def merged_entries(outer: Mapping[str, str], inner: Mapping[str, str]) -> dict[str, str]:
