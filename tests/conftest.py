@@ -98,6 +98,15 @@ class Traced:
         self.tracer = self.provider.get_tracer("app")
         self.third_party = self.provider.get_tracer("opentelemetry.instrumentation.thirdparty")
 
+    def export_to(self, receiver: LangfuseReceiver) -> Traced:
+        """Also export every span through ``LangfuseSpanExporter`` to ``receiver`` (what
+        Langfuse gets: the exporter completes spans from the per-request memory)."""
+        exporter = LangfuseSpanExporter(
+            public_key=receiver.public_key, secret_key=receiver.secret_key, base_url=receiver.url
+        )
+        self.provider.add_span_processor(SimpleSpanProcessor(exporter))
+        return self
+
     def spans(self) -> tuple[ReadableSpan, ...]:
         return self.exporter.get_finished_spans()
 

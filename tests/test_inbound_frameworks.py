@@ -53,8 +53,10 @@ OPTIONS: dict[str, Any] = {
 
 
 @contextmanager
-def propagation(setup: str) -> Iterator[Traced]:
-    """The global propagator and processor of one setup; restored afterwards (conftest)."""
+def propagation(setup: str, *, trust_remote_baggage: bool = False) -> Iterator[Traced]:
+    """The global propagator and processor of one setup; restored afterwards (conftest).
+    ``trust_remote_baggage``: the processor (and the guard) trust remote baggage, the
+    middlewares not unless told (the mixed setup)."""
     baggage_propagator = (
         SessionBaggagePropagator()
         if setup in ("langfuse_baggage", "both")
@@ -63,9 +65,11 @@ def propagation(setup: str) -> Iterator[Traced]:
     propagate.set_global_textmap(
         CompositePropagator([TraceContextTextMapPropagator(), baggage_propagator])
     )
-    traced = make_traced(guard_remote_baggage=False, **OPTIONS)
+    traced = make_traced(
+        guard_remote_baggage=False, trust_remote_baggage=trust_remote_baggage, **OPTIONS
+    )
     if setup in ("guard", "both"):
-        install_baggage_guard()
+        install_baggage_guard(trust_remote_baggage=trust_remote_baggage)
     yield traced
 
 

@@ -5,15 +5,18 @@ instrumentation) with no guard at all."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import sys
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from opentelemetry import baggage, propagate, trace
+from opentelemetry import context as otel_context
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.context import Context
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
@@ -237,3 +240,105 @@ def test_a_message_without_traceparent_is_no_child_of_the_poll_span_and_has_no_s
     assert message.parent is None  # a root, as with OpenTelemetry's own propagators
     assert (message.attributes or {}).get("langfuse.session.id") is None
     assert dict(baggage.get_all(extracted)) == {"tenant": "acme"}
+
+
+# -- no laundering through an untrusting service: the Langfuse SDK stamps any langfuse_<x> ----
+
+needs_langfuse_sdk = pytest.mark.skipif(
+    sys.version_info < (3, 11) or importlib.util.find_spec("langfuse") is None,
+    reason="the Langfuse SDK (5, Python 3.11+) is the reference for what a downstream stamps",
+)
+
+
+@st.composite
+def langfuse_member(draw: st.DrawFn) -> str:
+    """A list-member OpenTelemetry reads as some ``langfuse_<x>`` key other than the root
+    claim ``langfuse_trace_id``: known fields, metadata, or any other name, encoded at random."""
+    name = draw(
+        st.one_of(
+            st.sampled_from(["tags", "environment", "release", "prompt_name", "experiment_id"]),
+            st.from_regex(r"[a-z][a-z0-9_]{0,14}", fullmatch=True),
+        )
+    )
+    key = "langfuse_" + name
+    assume(key != "langfuse_trace_id")
+    body = "".join(draw(_encoded_char(char)) for char in key)
+    return f"{draw(_PADDING)}{body}{draw(_PADDING)}=admin"
+
+
+@st.composite
+def laundering_header(draw: st.DrawFn) -> str:
+    members = draw(st.lists(langfuse_member(), min_size=1, max_size=4))
+    members += draw(st.lists(st.sampled_from(["tenant=acme", "k=v%20w"]), max_size=2))
+    return ",".join(draw(st.permutations(members)))
+
+
+def what_a_langfuse_sdk_stamps(forwarded: str | None) -> dict[str, object]:
+    """What the Langfuse SDK's span processor stamps downstream from a ``baggage`` header."""
+    from langfuse._client.propagation import _get_propagated_attributes_from_context
+
+    extracted = W3CBaggagePropagator().extract({"baggage": forwarded or ""}, Context())
+    return dict(_get_propagated_attributes_from_context(extracted))
+
+
+def forwarded_by(propagator: Any, header: str) -> str | None:
+    """The ``baggage`` header a front service using ``propagator`` sends downstream while
+    handling a request that carried ``header``."""
+    tracer = make_traced(guard_remote_baggage=False).tracer
+    token = otel_context.attach(propagator.extract({"baggage": header}))  # as servers do
+    try:
+        with tracer.start_as_current_span("server"), tracer.start_as_current_span("client"):
+            carrier: dict[str, str] = {}
+            propagator.inject(carrier)
+    finally:
+        otel_context.detach(token)
+    return carrier.get("baggage")
+
+
+@needs_langfuse_sdk
+@pytest.mark.parametrize("setup", list(GUARDED_SETUPS))
+@PROPERTY
+@given(header=laundering_header())
+def test_no_langfuse_entry_is_laundered_through_a_guarded_service(setup: str, header: str) -> None:
+    forwarded = forwarded_by(GUARDED_SETUPS[setup](), header)
+    assert what_a_langfuse_sdk_stamps(forwarded) == {}, forwarded
+
+
+def forwarding(traced: Traced) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
+    """A handler that calls a downstream service: what its instrumented client would send."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        with traced.tracer.start_as_current_span("client"):
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [json.dumps({"forwarded": carrier.get("baggage")}).encode()]
+
+    return app
+
+
+@needs_langfuse_sdk
+@pytest.mark.parametrize("order", ["ours-inside", "ours-outside"])
+@PROPERTY
+@given(header=laundering_header())
+def test_the_middleware_alone_launders_no_langfuse_entry(order: str, header: str) -> None:
+    traced = make_traced(guard_remote_baggage=False)
+    app: Any = forwarding(traced)
+    if order == "ours-inside":
+        app = OpenTelemetryMiddleware(WSGISessionMiddleware(app), tracer_provider=traced.provider)
+    else:
+        app = WSGISessionMiddleware(OpenTelemetryMiddleware(app, tracer_provider=traced.provider))
+    with unguarded_default_propagator():
+        forwarded = call(app, {"baggage": header})["forwarded"]
+    assert what_a_langfuse_sdk_stamps(forwarded) == {}, forwarded
+
+
+@needs_langfuse_sdk
+@settings(max_examples=40, deadline=None)
+@given(header=laundering_header())
+def test_a_trusting_service_still_forwards_every_langfuse_entry(header: str) -> None:
+    trusting = BaggageGuard(default_composite(), trust_remote_baggage=True)
+    forwarded = forwarded_by(trusting, header)
+    plain = what_a_langfuse_sdk_stamps(forwarded_by(default_composite(), header))
+    assume(plain)  # OpenTelemetry's extractor kept some entry (it drops invalid ones)
+    assert what_a_langfuse_sdk_stamps(forwarded) == plain

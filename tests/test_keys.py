@@ -5,6 +5,7 @@ a span gets."""
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 import pytest
@@ -22,7 +23,8 @@ from langfuse_otel_sessions import (
     install_baggage_guard,
     session,
 )
-from langfuse_otel_sessions.keys import known_keys, member_key
+from langfuse_otel_sessions.environment import env_reader
+from langfuse_otel_sessions.keys import guarded_keys, known_keys, member_key
 
 from .conftest import Traced, make_traced
 
@@ -157,3 +159,45 @@ def test_current_session_id_reports_a_withheld_id_a_trusting_processor_stamps() 
     with traced.tracer.start_as_current_span("server", context=context):
         pass
     assert (traced.session_of("server"), traced.user_of("server")) == ("upstream", "u-up")
+
+
+def test_the_cached_keys_follow_every_change_of_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """known_keys()/guarded_keys() are cached on the variables' values, read cheaply: a
+    variable set, changed or removed after a first call is seen on the next one."""
+    assert "conversation_id" not in known_keys().session
+    assert "conversation_id" not in guarded_keys()
+    monkeypatch.setenv("LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS", "conversation_id")
+    assert "conversation_id" in known_keys().session
+    assert "conversation_id" in guarded_keys()
+    monkeypatch.setenv("LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS", "thread_id")
+    assert "conversation_id" not in known_keys().session
+    assert "thread_id" in guarded_keys()
+    monkeypatch.setenv("LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE", "true")
+    assert known_keys().reader.trust_remote
+    monkeypatch.setenv("LANGFUSE_OTEL_MAX_ID_LENGTH", "17")
+    assert known_keys().reader.max_id_length == 17
+    monkeypatch.delenv("LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS")
+    assert "thread_id" not in known_keys().session
+    assert "thread_id" not in guarded_keys()
+
+
+def test_the_environment_reader_compares_like_os_environ_get(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    read = env_reader("LANGFUSE_OTEL_TEST_A", "LANGFUSE_OTEL_TEST_B")
+    monkeypatch.delenv("LANGFUSE_OTEL_TEST_A", raising=False)
+    monkeypatch.delenv("LANGFUSE_OTEL_TEST_B", raising=False)
+    unset = read()
+    monkeypatch.setenv("LANGFUSE_OTEL_TEST_A", "x")
+    set_a = read()
+    assert set_a != unset
+    assert read() == set_a
+    monkeypatch.setenv("LANGFUSE_OTEL_TEST_A", "")
+    assert read() not in (unset, set_a)
+    monkeypatch.delenv("LANGFUSE_OTEL_TEST_A")
+    assert read() == unset
+    # A replaced os.environ (a plain dict) is read through get.
+    monkeypatch.setattr(os, "environ", {"LANGFUSE_OTEL_TEST_B": "y"})
+    assert read() == (None, "y")

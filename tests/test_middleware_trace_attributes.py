@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 
 from langfuse_otel_sessions import ASGISessionMiddleware, ConfigurationError, WSGISessionMiddleware
 from langfuse_otel_sessions.keys import member_key
+from langfuse_otel_sessions.testing import LangfuseReceiver
 
 from .conftest import make_traced
 from .test_inbound_frameworks import ORDERS, propagation, served
@@ -180,6 +181,48 @@ def test_forged_trace_attributes_reach_no_span_whatever_their_spelling(
     for span in spans:
         got = trace_attributes(span)
         assert got == {f"langfuse.{key}": value for key, value in static.items()}, (span.name, got)
+
+
+# What the exporter sends (the receiver decodes it): the per-request memory completes spans
+# with the trace attributes the request showed, so forged ones must not be remembered either.
+FORGED_IDS = "langfuse_session_id=forged-s,session.id=forged-s,user.id=forged-u"
+
+
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("setup", ["no-guard", "guard", "langfuse_baggage"])
+@pytest.mark.parametrize("processor_trust", [False, True], ids=["untrusting", "processor-trusts"])
+@pytest.mark.parametrize("static", [{}, {"environment": "staging"}], ids=["none", "environment"])
+def test_forged_trace_attributes_and_ids_are_never_exported(
+    framework: str, order: str, setup: str, processor_trust: bool, static: dict[str, str]
+) -> None:
+    """The middleware's untrusting default holds for its requests, also when the processor
+    trusts remote baggage (the mixed setup): neither forged trace attributes nor forged ids
+    reach what Langfuse receives, whatever their spelling."""
+    with (
+        LangfuseReceiver() as receiver,
+        propagation(setup, trust_remote_baggage=processor_trust) as traced,
+        served(framework, traced.export_to(receiver), order, **static) as url,
+        httpx.Client(base_url=url) as client,
+    ):
+
+        @settings(max_examples=4, deadline=None)
+        @given(st.lists(spelled(), min_size=1, max_size=4), st.booleans())
+        def forge(members: list[tuple[str, str]], with_session: bool) -> None:
+            header = ",".join(["tenant=acme", FORGED_IDS, *(member for member, _ in members)])
+            headers = {"baggage": header, **({"X-Session-Id": "own"} if with_session else {})}
+            client.get("/chat", headers=headers)
+
+        forge()
+        assert receiver.wait_for_spans(len(traced.spans()))
+        received = receiver.spans()
+    assert received
+    expected = {f"langfuse.{key}": value for key, value in static.items()}
+    for span in received:
+        assert trace_attributes(span) == expected, (span.name, span.attributes)
+        ids = {key: span.attributes.get(key) for key in ("langfuse.session.id", "session.id")}
+        assert set(ids.values()) <= {"own", None, ""}, (span.name, ids)
+        assert span.attributes.get("user.id") in (None, ""), span.name
 
 
 def raising(request: Any) -> dict[str, Any]:

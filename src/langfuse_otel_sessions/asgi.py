@@ -31,8 +31,9 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
         try:
             current = get_current()
             scope, ids, incoming, carried = self._decide(scope, current)
-            self.sessions.stamp_server_span(current, ids, incoming)
-            token = attach(self.sessions.request_context(current, ids, incoming, carried))
+            context = self.sessions.request_context(current, ids, incoming, carried)
+            self.sessions.stamp_server_span(current, ids, incoming, context)
+            token = attach(context)
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("asgi", "Session middleware failed; request continues without")
             await self.app(scope, receive, send)

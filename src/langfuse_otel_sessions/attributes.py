@@ -28,6 +28,10 @@ BAGGAGE_LANGFUSE_USER_ID: Final = "langfuse_user_id"
 #: Written by the Langfuse Python SDK (4.14+) to claim a trace's root for an upstream service:
 #: a span under a remote parent whose baggage holds its own trace id here is no app root.
 BAGGAGE_LANGFUSE_TRACE_ID: Final = "langfuse_trace_id"
+#: The Langfuse SDK's span processor stamps EVERY baggage entry whose key starts with this
+#: (``langfuse_<x>`` becomes ``langfuse.trace.metadata.<x>`` unless it names a known field),
+#: except :data:`BAGGAGE_LANGFUSE_TRACE_ID`: the trust boundary guards them all.
+BAGGAGE_LANGFUSE_PREFIX: Final = "langfuse_"
 #: Marks a trace's app root for Langfuse v4 (read as ``true`` or ``"true"``).
 LANGFUSE_IS_APP_ROOT: Final = "langfuse.internal.is_app_root"
 

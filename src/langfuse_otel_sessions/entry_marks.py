@@ -39,6 +39,14 @@ def mark_own(context: Context, entries: Mapping[str, object]) -> Context:
     return set_value(OWN_ENTRIES, MappingProxyType(mine), context)
 
 
+def without_withheld(context: Context) -> Context:
+    """``context`` keeping none of the remote entries the boundary withheld: a processor that
+    trusts remote baggage finds nothing there (an untrusting middleware decided the request)."""
+    if not withheld_remote_entries(context):
+        return context
+    return set_value(WITHHELD_REMOTE_ENTRIES, _EMPTY, context)
+
+
 def withheld_remote_entries(context: Context | None = None) -> Mapping[str, object]:
     """The session/user entries the boundary withheld from the request's remote baggage."""
     entries = get_value(WITHHELD_REMOTE_ENTRIES, context)

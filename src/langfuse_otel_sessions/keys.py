@@ -15,7 +15,6 @@ The one source of truth for the processor, ``session()``, the propagator guard, 
 from __future__ import annotations
 
 import itertools
-import os
 import threading
 import weakref
 from collections.abc import Iterable, Set
@@ -23,9 +22,10 @@ from dataclasses import dataclass, field, replace
 from urllib.parse import unquote_plus
 
 from .attributes import (
+    BAGGAGE_LANGFUSE_PREFIX,
     BAGGAGE_LANGFUSE_SESSION_ID,
+    BAGGAGE_LANGFUSE_TRACE_ID,
     BAGGAGE_LANGFUSE_USER_ID,
-    BAGGAGE_METADATA_PREFIX,
     BAGGAGE_TRACE_ATTRIBUTES,
     DEFAULT_MAX_ID_LENGTH,
     DEFAULT_SESSION_BAGGAGE_KEYS,
@@ -37,7 +37,7 @@ from .attributes import (
     LANGFUSE_SESSION_ID,
     LANGFUSE_USER_ID,
 )
-from .environment import env_bool, env_keys, env_positive_int
+from .environment import env_bool, env_keys, env_positive_int, env_reader
 
 
 @dataclass(frozen=True)
@@ -76,16 +76,25 @@ def _write_key(keys: tuple[str, ...], preferred: str) -> str:
     return keys[0]
 
 
+def is_langfuse_entry(key: object) -> bool:
+    """Whether the Langfuse SDK's span processor would stamp a baggage entry under ``key``
+    (decoded as OpenTelemetry decodes it): every ``langfuse_``-prefixed key — unknown ones
+    become ``langfuse.trace.metadata.<x>`` — except the ``langfuse_trace_id`` root claim."""
+    return (
+        isinstance(key, str)
+        and key.startswith(BAGGAGE_LANGFUSE_PREFIX)
+        and key != BAGGAGE_LANGFUSE_TRACE_ID
+    )
+
+
 class GuardedKeys(frozenset[str]):
-    """Guarded baggage keys: the session/user keys, the Langfuse SDK's trace-attribute keys
-    (``langfuse_tags``, ``langfuse_environment``, ...) and every ``langfuse_metadata_<k>``."""
+    """Guarded baggage keys: the session/user keys and every key the Langfuse SDK would stamp
+    (:func:`is_langfuse_entry`: ``langfuse_tags``, ``langfuse_metadata_<k>``, ``langfuse_<x>``)."""
 
     __slots__ = ()
 
     def __contains__(self, key: object) -> bool:
-        return frozenset.__contains__(self, key) or (
-            isinstance(key, str) and key.startswith(BAGGAGE_METADATA_PREFIX)
-        )
+        return frozenset.__contains__(self, key) or is_langfuse_entry(key)
 
     def isdisjoint(self, other: Iterable[object]) -> bool:
         other = tuple(other)
@@ -121,6 +130,13 @@ class KnownKeys:
         guarded = GuardedKeys(self.session | self.user | BAGGAGE_TRACE_ATTRIBUTES.keys())
         object.__setattr__(self, "guarded", guarded)
 
+
+#: The variables :func:`known_keys` / :func:`guarded_keys` depend on, read for their cache
+#: checks (several times a request: see benchmarks/middleware.py).
+_known_keys_variables = env_reader(
+    ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS, ENV_MAX_ID_LENGTH, ENV_TRUST_REMOTE_BAGGAGE
+)
+_guarded_keys_variables = env_reader(ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS)
 
 _readers: weakref.WeakValueDictionary[int, IdKeys] = weakref.WeakValueDictionary()
 _order = itertools.count()
@@ -166,13 +182,7 @@ def known_keys() -> KnownKeys:
     Cheap on repeat calls (cached until a reader comes or goes or the environment changes).
     """
     global _cache  # noqa: PLW0603 - a process-wide cache of the registry
-    stamp = (
-        _generation,
-        os.environ.get(ENV_SESSION_BAGGAGE_KEYS),
-        os.environ.get(ENV_USER_BAGGAGE_KEYS),
-        os.environ.get(ENV_MAX_ID_LENGTH),
-        os.environ.get(ENV_TRUST_REMOTE_BAGGAGE),
-    )
+    stamp = (_generation, _known_keys_variables())
     cached = _cache
     if cached is not None and cached[0] == stamp:
         return cached[1]
@@ -214,8 +224,7 @@ def guarded_keys() -> frozenset[str]:
 
     On every request's ``extract``: cached on the two environment variables it depends on."""
     global _guarded_cache  # noqa: PLW0603 - a process-wide cache of the registry
-    environ = os.environ
-    stamp = (_generation, environ.get(ENV_SESSION_BAGGAGE_KEYS), environ.get(ENV_USER_BAGGAGE_KEYS))
+    stamp = (_generation, _guarded_keys_variables())
     cached = _guarded_cache
     if cached is not None and cached[0] == stamp:
         return cached[1]

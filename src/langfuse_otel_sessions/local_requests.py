@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext
 
 from .request_attributes import LOCK, RequestAttributes
+from .trace_attributes import Stamps
 from .traces import TraceIds
 
 #: The private slot on a ``SpanContext`` holding its :class:`LocalRequest`.
@@ -97,6 +98,18 @@ def correct_request(span_context: SpanContext, ids: TraceIds | None) -> None:
     if request is not None:
         request.ids = ids
         request.mixed = False
+
+
+def correct_request_attributes(span_context: SpanContext, stamps: Stamps) -> None:
+    """Replace the trace attributes a request is remembered with by ``stamps`` (what the
+    middleware decided for it), after its server span started with untrusted ones."""
+    request = request_of(span_context)
+    if request is None or (request.attributes is None and not stamps):
+        return
+    attributes = RequestAttributes()
+    if stamps:
+        attributes.note(stamps)
+    request.attributes = attributes
 
 
 def request_keys(spans: Sequence[ReadableSpan]) -> list[int]:

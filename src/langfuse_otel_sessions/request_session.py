@@ -27,13 +27,13 @@ from .attributes import (
     LANGFUSE_TRACE_TAGS,
 )
 from .context import scoped_context
-from .entry_marks import withheld_remote_entries
+from .entry_marks import withheld_remote_entries, without_withheld
 from .environment import env_bool, env_positive_int
 from .errors import ConfigurationError
 from .generated import GeneratedIds
 from .ids import id_problem, new_session_id
 from .keys import known_keys, member_key, member_value, split_members
-from .local_requests import correct_request
+from .local_requests import correct_request, correct_request_attributes
 from .propagator import vouch
 from .trace_attributes import (
     Stamps,
@@ -321,6 +321,9 @@ class RequestSessions:
             for key, values in borne.items():
                 if baggage.get_baggage(key, context) in values:
                     context = baggage.remove_baggage(key, context)
+            # A processor trusting remote baggage finds no withheld entry in this request:
+            # the middleware's untrusting default holds for the requests it decides.
+            context = without_withheld(context)
         ours = (
             carried if carried is not None else self.carried_entries(current, ids, incoming_baggage)
         )
@@ -330,13 +333,19 @@ class RequestSessions:
         return vouch(context, ours) if ours else context
 
     def stamp_server_span(
-        self, current: Context, ids: RequestIds, incoming_baggage: str | None = None
+        self,
+        current: Context,
+        ids: RequestIds,
+        incoming_baggage: str | None = None,
+        request_context: Context | None = None,
     ) -> None:
         """Stamp the span current when the middleware runs (the server span) with the decided
         ids, on every attribute a processor may stamp them on, overriding ids it got from the
         request's baggage; an untrusted id with nothing to replace it is blanked (Langfuse skips
         empty ids). Trace attributes likewise: untrusted ones the request brought are removed,
-        the decided ones set (tags added to the span's own)."""
+        the decided ones set (tags added to the span's own), and the request's memory of them
+        (which the exporter completes spans from) replaced by those of ``request_context``
+        (:meth:`request_context`), as the memory of ids is corrected."""
         span = trace.get_current_span(current)
         if not span.is_recording():
             return
@@ -354,6 +363,10 @@ class RequestSessions:
                 else stamps_of(ids.attributes, [])  # validated when decided
             )
             _stamp_trace_attributes(span, existing, stamps, forged)
+        if forged:  # the processor may have remembered them for the request's other spans
+            if request_context is not None:
+                stamps = stamps_of(baggage.get_all(request_context), [])
+            correct_request_attributes(span.get_span_context(), stamps)
         corrected = False
         given_only = known.given_session_attributes if ids.new_session else frozenset()
         for keys, decided in (

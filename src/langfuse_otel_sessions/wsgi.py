@@ -84,7 +84,8 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
         rewritten = sessions.baggage_header(headers.get("baggage"), ids, carried)
         if rewritten is not None:
             environ["HTTP_BAGGAGE"] = to_wsgi(rewritten)
-        sessions.stamp_server_span(current, ids, incoming)
+        context = sessions.request_context(current, ids, incoming, carried)
+        sessions.stamp_server_span(current, ids, incoming, context)
         if ids.new_session and ids.session_id is not None:
             cookie = sessions.set_cookie(ids.session_id)
             original = start_response
@@ -94,4 +95,4 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
             ) -> object:
                 return original(status, [*response_headers, ("Set-Cookie", cookie)], *args)
 
-        return sessions.request_context(current, ids, incoming, carried), start_response
+        return context, start_response
