@@ -335,7 +335,8 @@ def test_a_result_that_fails_while_read_loses_only_that_part(
 
 
 @pytest.mark.parametrize(
-    ("max_attributes", "metadata_keys"), [(None, 130), (None, 120), (12, 6), (10, 3)]
+    ("max_attributes", "metadata_keys"),
+    [(None, 130), (None, 120), (None, 100), (12, 6), (10, 3)],
 )
 def test_stamps_fill_only_the_room_a_span_has_left(
     max_attributes: int | None, metadata_keys: int, caplog: pytest.LogCaptureFixture
@@ -353,7 +354,6 @@ def test_stamps_fill_only_the_room_a_span_has_left(
     metadata = {f"k{i}": "v" for i in range(metadata_keys)}
     with session("s", user_id="u", tags=["a"], environment="prod", metadata=metadata):
         span = provider.get_tracer("t").start_span("span", attributes=own)
-    span.end()
     got = dict(span.attributes or {})
     assert {key: got.get(key) for key in own} == own  # nothing of the span's own evicted
     assert got["langfuse.session.id"] == "s"
@@ -365,6 +365,14 @@ def test_stamps_fill_only_the_room_a_span_has_left(
     assert stamped == metadata_keys - max(0, wanted - limit)
     assert processor.dropped_trace_attributes == max(0, wanted - limit)
     assert ("attribute limit" in caplog.text) == (wanted > limit)
+    # attributes the app sets later evict stamps (oldest), never the span's own or the ids
+    late = {f"late.{i}": i for i in range(limit - len(got) + 3)}  # 3 past the limit
+    span.set_attributes(late)
+    span.end()
+    got = dict(span.attributes or {})
+    assert {key: got.get(key) for key in {**own, **late}} == {**own, **late}
+    assert got["langfuse.session.id"] == "s"
+    assert got["langfuse.user.id"] == "u"
 
 
 # -- the log line says what was ignored --------------------------------------------------------

@@ -339,6 +339,10 @@ class SessionSpanProcessor(SpanProcessor):
             existing = span.attributes
         store = _direct_store(existing, len(stamps) + self._id_keys)
         if store is not None:
+            maxlen = existing.maxlen  # type: ignore[union-attr]  # _direct_store checked it
+            if maxlen is not None and (len(store) + len(stamps)) * 4 > maxlen * 3:
+                _stamp_first(store, stamps)  # a crowded span: see _stamp_first
+                return store
             for key, value in stamps:
                 if key not in store:  # an explicit attribute wins
                     store[key] = value
@@ -370,6 +374,7 @@ class SessionSpanProcessor(SpanProcessor):
         if isinstance(maxlen, int) and existing is not None:
             room = maxlen - len(existing) - reserved
         left_out = 0
+        stamped: list[tuple[str, object]] = []
         for key, value in stamps:
             if existing and key in existing:
                 continue
@@ -379,6 +384,10 @@ class SessionSpanProcessor(SpanProcessor):
                     continue
                 room -= 1
             span.set_attribute(key, value)  # type: ignore[arg-type]
+            stamped.append((key, value))
+        store = getattr(existing, "_dict", None)
+        if room is not None and stamped and isinstance(store, dict):
+            _put_first(store, [key for key, _ in stamped])  # as set_attribute stored them
         if left_out:
             self.dropped_trace_attributes += left_out
             self._log.warning(
@@ -453,6 +462,30 @@ class SessionSpanProcessor(SpanProcessor):
             return value
         self._log.warning(f"invalid-{what}", "Not stamping a %s id from baggage: %s", what, problem)
         return None
+
+
+def _stamp_first(store: dict[str, object], stamps: Stamps) -> None:
+    """Write ``stamps`` (where ``store`` has no such key) as its *oldest* entries.
+
+    When a span is full, OpenTelemetry's SDK evicts its oldest attribute for each one set
+    later: with our stamps oldest (metadata first), an attribute the app sets later evicts a
+    stamp, never one of the span's own attributes. Only on crowded spans (a full rebuild)."""
+    fresh = [key for key, _ in stamps if key not in store]
+    for key, value in stamps:
+        if key not in store:  # an explicit attribute wins
+            store[key] = value
+    _put_first(store, fresh)
+
+
+def _put_first(store: dict[str, object], keys: list[str]) -> None:
+    """Make ``keys`` (present in ``store``) its oldest entries, the last key first."""
+    first = {key: store.pop(key) for key in reversed(keys) if key in store}
+    if not first:
+        return
+    rest = dict(store)
+    store.clear()
+    store.update(first)
+    store.update(rest)
 
 
 def _direct_store(attributes: object, room: int) -> dict[str, object] | None:
