@@ -329,3 +329,55 @@ def test_a_result_that_fails_while_read_loses_only_that_part(
         assert got["langfuse.environment"] == "prod", span.name
         assert got["langfuse.trace.tags"] == tags, span.name
     assert "trace_attributes_from callable" in caplog.text
+
+
+# -- F8: stamping never evicts a span's own attributes ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("max_attributes", "metadata_keys"), [(None, 130), (None, 120), (12, 6), (10, 3)]
+)
+def test_stamps_fill_only_the_room_a_span_has_left(
+    max_attributes: int | None, metadata_keys: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+
+    from langfuse_otel_sessions import SessionSpanProcessor
+
+    caplog.set_level(logging.WARNING, "langfuse_otel_sessions")
+    provider = TracerProvider(span_limits=SpanLimits(max_attributes=max_attributes))
+    processor = SessionSpanProcessor()
+    provider.add_span_processor(processor)
+    limit = max_attributes or 128
+    own = {f"own.{i}": i for i in range(5)}
+    metadata = {f"k{i}": "v" for i in range(metadata_keys)}
+    with session("s", user_id="u", tags=["a"], environment="prod", metadata=metadata):
+        span = provider.get_tracer("t").start_span("span", attributes=own)
+    span.end()
+    got = dict(span.attributes or {})
+    assert {key: got.get(key) for key in own} == own  # nothing of the span's own evicted
+    assert got["langfuse.session.id"] == "s"
+    assert got["langfuse.user.id"] == "u"
+    assert got["langfuse.environment"] == "prod"  # metadata goes last
+    assert got["langfuse.trace.tags"] == ("a",)
+    stamped = sum(key.startswith("langfuse.trace.metadata.") for key in got)
+    wanted = len(own) + 4 + metadata_keys
+    assert stamped == metadata_keys - max(0, wanted - limit)
+    assert processor.dropped_trace_attributes == max(0, wanted - limit)
+    assert ("attribute limit" in caplog.text) == (wanted > limit)
+
+
+# -- the log line says what was ignored --------------------------------------------------------
+
+
+def test_forged_trace_attributes_alone_are_not_reported_as_ids(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, "langfuse_otel_sessions")
+    traced = make_traced()
+    with serve_wsgi(backend(traced)) as url:
+        get(url, {"baggage": "langfuse_tags=forged,langfuse_environment=prod"})
+        assert "Ignoring trace attributes" in caplog.text
+        assert "session/user ids" not in caplog.text
+        get(url, {"baggage": "langfuse_session_id=forged"})
+    assert "Ignoring session/user ids" in caplog.text
