@@ -3,6 +3,7 @@ sessions: the real SDK, our processor and exporter, the receiver on loopback."""
 
 from __future__ import annotations
 
+import json
 import tracemalloc
 from collections.abc import Iterator
 
@@ -12,6 +13,7 @@ from hypothesis import strategies as st
 from opentelemetry.trace import NonRecordingSpan, SpanContext, set_span_in_context
 
 from langfuse_otel_sessions import session
+from langfuse_otel_sessions.langfuse_trace_rules import ENVIRONMENT_KEYS, TAG_KEYS
 from langfuse_otel_sessions.request_attributes import (
     DROPPED,
     MAX_REQUEST_ATTRIBUTE_BYTES,
@@ -22,6 +24,7 @@ from langfuse_otel_sessions.testing import (
     langfuse_receiver,
     render_trace,
     span_environment,
+    span_tags,
 )
 
 from .test_late_sessions import Pipeline
@@ -103,6 +106,51 @@ def test_an_explicit_attribute_on_a_span_still_wins(pipeline: Pipeline) -> None:
         "langfuse.environment": "edge",
         "langfuse.trace.tags": ["own"],
     }
+
+
+def given_elsewhere() -> list[tuple[str, object, str]]:
+    """``(key, value, attribute it stands for)``: every other key Langfuse reads a field from
+    (its own rules, ``langfuse_trace_rules``), and a JSON metadata object's key."""
+    cases: list[tuple[str, object, str]] = [
+        (key, "edge", "langfuse.environment")
+        for key in ENVIRONMENT_KEYS
+        if key != "langfuse.environment"
+    ]
+    cases += [
+        (key, "own", "langfuse.trace.tags") for key in TAG_KEYS if key != "langfuse.trace.tags"
+    ]
+    cases.append(
+        (
+            "langfuse.trace.metadata",
+            json.dumps({"tenant": "mine"}),
+            "langfuse.trace.metadata.tenant",
+        )
+    )
+    return cases
+
+
+@pytest.mark.parametrize(("key", "value", "stands_for"), given_elsewhere())
+def test_a_value_given_under_another_key_langfuse_reads_wins_too(
+    pipeline: Pipeline, key: str, value: object, stands_for: str
+) -> None:
+    tracer = pipeline.tracer
+    with (
+        tracer.start_as_current_span("server", attributes={key: value}),
+        session("s-2", **FULL),  # type: ignore[arg-type]
+    ):
+        tracer.start_span("llm").end()
+    pipeline.export_now()
+    server = {k: v for k, v in received(pipeline, "server").items() if k != key}
+    assert stands_for not in server
+    assert server == {k: v for k, v in EXPECTED.items() if k != stands_for}  # the rest is filled
+    (trace,) = pipeline.receiver.traces().values()
+    root = trace.span("server")
+    if stands_for == "langfuse.environment":
+        assert span_environment(root) == "edge"
+    elif stands_for == "langfuse.trace.tags":
+        assert span_tags(root) == ("own",)
+    else:
+        assert trace.metadata == {"tenant": "mine"}  # the root's own, as Langfuse shows it
 
 
 def test_conflicting_values_are_left_out_tags_add_up(pipeline: Pipeline) -> None:

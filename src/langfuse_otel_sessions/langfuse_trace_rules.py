@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 
 from .attributes import (
     LANGFUSE_ENVIRONMENT,
@@ -176,6 +176,32 @@ def release_of(attributes: Attributes, resource: Attributes) -> str | None:
 def version_of(attributes: Attributes, resource: Attributes) -> str | None:
     """``langfuse.version`` on the span, else the resource's ``service.version``."""
     return _span_then_resource(attributes, resource, LANGFUSE_VERSION, "service.version")
+
+
+def given_trace_fields(attributes: Attributes, wanted: Iterable[str]) -> set[str]:
+    """Which of the ``wanted`` attributes (the keys this package stamps: ``langfuse.environment``,
+    ``langfuse.trace.tags``, ``langfuse.trace.metadata.<k>``, ``langfuse.release``,
+    ``langfuse.version``, ``langfuse.trace.name``) the span already gives Langfuse a value for,
+    under any key Langfuse reads for that field: ``deployment.environment.name`` for the
+    environment, ``langfuse.tags`` for the tags, key ``k`` of a JSON ``langfuse.trace.metadata``
+    object for ``langfuse.trace.metadata.k``, ... (the span's own keys; not the resource)."""
+    given: set[str] = set()
+    metadata: dict[str, object] | None = None
+    for key in wanted:
+        if key in attributes:
+            given.add(key)
+        elif key.startswith(LANGFUSE_TRACE_METADATA_PREFIX):
+            if metadata is None:
+                metadata = trace_metadata_of(attributes)
+            if key[len(LANGFUSE_TRACE_METADATA_PREFIX) :] in metadata:
+                given.add(key)
+        elif any(_truthy(attributes.get(other)) for other in _FIELD_KEYS.get(key, ())):
+            given.add(key)
+    return given
+
+
+#: For the trace attributes read under several keys, every key Langfuse reads them from.
+_FIELD_KEYS = {LANGFUSE_ENVIRONMENT: ENVIRONMENT_KEYS, LANGFUSE_TRACE_TAGS: TAG_KEYS}
 
 
 def has_trace_updates(attributes: Attributes) -> bool:

@@ -21,6 +21,9 @@ from collections.abc import Mapping, Sequence
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext
 
+from .attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
+from .generated import GeneratedIds
+from .keys import IdKeys
 from .request_attributes import LOCK, RequestAttributes
 from .trace_attributes import Stamps
 from .traces import TraceIds
@@ -42,10 +45,12 @@ class LocalRequest:
     (tags, metadata, environment, ...) its scopes showed, if any (:mod:`.request_attributes`).
     """
 
-    __slots__ = ("attributes", "ids", "key", "mixed", "open")
+    __slots__ = ("attributes", "ids", "key", "mixed", "open", "targets")
 
-    def __init__(self, key: int) -> None:
+    def __init__(self, key: int, targets: IdKeys | None = None) -> None:
         self.key = key
+        #: The keys of the processor that saw the request: the attributes it stamps ids on.
+        self.targets = targets
         self.ids: TraceIds | None = None
         self.attributes: RequestAttributes | None = None
         self.mixed = False
@@ -62,6 +67,25 @@ class LocalRequest:
         ):
             self.mixed = True
         self.ids = ids
+
+    def session_attributes(self, session_id: str) -> tuple[str, ...]:
+        """The attributes a span of this request completed with ``session_id`` gets: those the
+        processor stamps (``also_emit``, extra attributes), the given-only ones
+        (``gen_ai.conversation.id``) only when the request's session was given, not generated."""
+        targets = self.targets
+        if targets is None:
+            return (LANGFUSE_SESSION_ID,)
+        given_only = targets.given_session_attributes
+        if not given_only:
+            return targets.session_attributes
+        ids = self.ids
+        if ids is not None and type(ids) is not GeneratedIds and ids.session_id == session_id:
+            return targets.session_attributes
+        return tuple(key for key in targets.session_attributes if key not in given_only)
+
+    def user_attributes(self) -> tuple[str, ...]:
+        """The attributes a span of this request completed with a user id gets."""
+        return (LANGFUSE_USER_ID,) if self.targets is None else self.targets.user_attributes
 
     def note_attributes(self, stamps: tuple[tuple[str, object], ...]) -> None:
         """Record the trace attributes in force for a span just started in this request."""

@@ -47,7 +47,8 @@ from .langfuse_rules import (
     may_have_framework_io,
     read_io,
 )
-from .local_requests import request_keys, request_of
+from .langfuse_trace_rules import given_trace_fields
+from .local_requests import LocalRequest, request_keys, request_of
 from .traces import TraceIds
 
 __all__ = [
@@ -332,13 +333,16 @@ def map_spans(
     mark_app_roots = mapping.mark_app_roots
     for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
         added: dict[str, object] = {}
+        request = request_of(span.context)
         if session_id is None or user_id is None:
             known_ids = learned.get(key) or known(key, span)
             if known_ids is not None:
-                if known_ids.session_id is not None and session_id is None and key not in mixed:
-                    added[LANGFUSE_SESSION_ID] = known_ids.session_id
-                if known_ids.user_id is not None and user_id is None:
-                    added[LANGFUSE_USER_ID] = known_ids.user_id
+                _complete_ids(
+                    added,
+                    request,
+                    None if session_id is not None or key in mixed else known_ids.session_id,
+                    None if user_id is not None else known_ids.user_id,
+                )
         parent = span.parent
         if mark_app_roots and parent is not None and parent.is_remote and IS_APP_ROOT not in names:
             added[IS_APP_ROOT] = True  # app_root_additions, inlined on the per-span path
@@ -349,13 +353,36 @@ def map_spans(
             or (IS_APP_ROOT in names and is_true(attributes[IS_APP_ROOT]))
         ):
             added.update(root_additions(span, mapping, names))
-        request = request_of(span.context)
         if request is not None and request.attributes is not None:
-            for name, value in request.attributes.fills().items():
-                if name not in attributes:  # an explicit attribute wins
-                    added[name] = value
+            fills = request.attributes.fills()
+            if fills:
+                # an explicit value wins, under any key Langfuse reads for that field
+                given = given_trace_fields(attributes, fills)
+                for name, value in fills.items():
+                    if name not in given:
+                        added[name] = value
         result.append(_MappedSpan(span, {**attributes, **added}) if added else span)
     return result, learned
+
+
+def _complete_ids(
+    added: dict[str, object],
+    request: LocalRequest | None,
+    session_id: str | None,
+    user_id: str | None,
+) -> None:
+    """Add the ids a span lacks under every attribute the processor that saw its request
+    stamps them on (``also_emit``, extra attributes; see :meth:`LocalRequest.session_attributes`),
+    else under Langfuse's own keys."""
+    if session_id is not None:
+        targets = (
+            (LANGFUSE_SESSION_ID,) if request is None else request.session_attributes(session_id)
+        )
+        for target in targets:
+            added[target] = session_id
+    if user_id is not None:
+        for target in (LANGFUSE_USER_ID,) if request is None else request.user_attributes():
+            added[target] = user_id
 
 
 def _learn(

@@ -214,7 +214,7 @@ class SessionSpanProcessor(SpanProcessor):
             if parent is not None and not parent.is_remote:
                 request = getattr(parent, REQUEST_SLOT, None)
             if request is None:
-                request = LocalRequest(span_context.span_id)
+                request = LocalRequest(span_context.span_id, self.keys)
             if TAGGABLE:
                 span_context.__dict__[REQUEST_SLOT] = request
             if last[2]:  # remembered for the request's spans exported without them
