@@ -371,8 +371,10 @@ class SessionSpanProcessor(SpanProcessor):
         counted and logged."""
         maxlen = getattr(existing, "maxlen", None)
         room = None
+        crowded = False  # as in _stamp_trace_attributes: the stamps then go first
         if isinstance(maxlen, int) and existing is not None:
             room = maxlen - len(existing) - reserved
+            crowded = (len(existing) + len(stamps)) * 4 > maxlen * 3
         left_out = 0
         stamped: list[tuple[str, object]] = []
         for key, value in stamps:
@@ -386,7 +388,7 @@ class SessionSpanProcessor(SpanProcessor):
             span.set_attribute(key, value)  # type: ignore[arg-type]
             stamped.append((key, value))
         store = getattr(existing, "_dict", None)
-        if room is not None and stamped and isinstance(store, dict):
+        if crowded and stamped and isinstance(store, dict):
             _put_first(store, [key for key, _ in stamped])  # as set_attribute stored them
         if left_out:
             self.dropped_trace_attributes += left_out
