@@ -305,10 +305,14 @@ def test_no_langfuse_entry_is_laundered_through_a_guarded_service(setup: str, he
 
 
 def forwarding(traced: Traced) -> Callable[[dict[str, Any], StartResponse], Iterable[bytes]]:
-    """A handler that calls a downstream service: what its instrumented client would send."""
+    """A handler that calls a downstream service inside its own scope (which writes the keys a
+    client may forge): what its instrumented client would send."""
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
-        with traced.tracer.start_as_current_span("client"):
+        with (
+            session("own", tags=["own"], metadata={"role": "user"}, environment="dev"),
+            traced.tracer.start_as_current_span("client"),
+        ):
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
         start_response("200 OK", [("Content-Type", "application/json")])
@@ -330,7 +334,8 @@ def test_the_middleware_alone_launders_no_langfuse_entry(order: str, header: str
         app = WSGISessionMiddleware(OpenTelemetryMiddleware(app, tracer_provider=traced.provider))
     with unguarded_default_propagator():
         forwarded = call(app, {"baggage": header})["forwarded"]
-    assert what_a_langfuse_sdk_stamps(forwarded) == {}, forwarded
+    # No guard, so no outbound policy either: the scope's own entries go out, the forged never.
+    assert "admin" not in what_a_langfuse_sdk_stamps(forwarded).values(), forwarded
 
 
 @needs_langfuse_sdk

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -73,6 +74,60 @@ def test_the_apps_own_baggage_still_propagates(traced: Traced) -> None:
             context.detach(token)
     assert inside == "tenant=acme"
     assert "langfuse_session_id=app-decided" in app_session
+
+
+@pytest.mark.parametrize(
+    ("own", "scope", "expected", "opted_in"),
+    [
+        # tags add up in the process; out goes the app's own entry (or all, opted in)
+        (("langfuse_tags", "app-own"), {"tags": ["pkg"]}, "langfuse_tags=app-own", "app-own,pkg"),
+        (
+            ("langfuse_metadata_tenant", "app-own"),
+            {"metadata": {"tenant": "pkg"}},
+            "langfuse_metadata_tenant=app-own",
+            "pkg",
+        ),
+        (
+            ("langfuse_environment", "staging"),
+            {"environment": "prod"},
+            "langfuse_environment=staging",
+            "prod",
+        ),
+        (
+            ("langfuse_session_id", "app-decided"),
+            {},
+            "langfuse_session_id=app-decided",
+            "conv-1",
+        ),
+    ],
+    ids=["tags", "metadata", "environment", "session"],
+)
+@pytest.mark.parametrize("nested", [False, True], ids=["one-scope", "nested-scopes"])
+def test_the_apps_own_entry_keeps_propagating_under_a_scope_writing_its_key(
+    own: tuple[str, str], scope: dict[str, Any], expected: str, opted_in: str, nested: bool
+) -> None:
+    """An entry the app wrote goes out as the app wrote it, also while a ``session()`` scope
+    wrote the same key over it (the scope's value stays in the process unless opted in)."""
+    received: list[str | None] = []
+    key, _ = own
+    with serve_wsgi(third_party(received)) as url:
+        for options, wanted in (({}, expected), ({"propagate_session_to": ["*"]}, None)):
+            traced = make_traced(**options)  # the second opts the global guard in
+            token = context.attach(baggage.set_baggage(*own))
+            try:
+                with session("conv-1", **scope):
+                    if nested:
+                        with session("conv-1", **scope):
+                            sent = baggage_sent(traced, url, received)
+                    else:
+                        sent = baggage_sent(traced, url, received)
+            finally:
+                context.detach(token)
+            members = dict(member.split("=", 1) for member in sent.split(",") if member)
+            if wanted is not None:
+                assert sent == wanted
+            else:  # opted in: the scope's value (tags: the app's and the scope's)
+                assert unquote(members[key]) == opted_in
 
 
 def test_the_session_the_middleware_decided_is_not_sent(traced: Traced) -> None:

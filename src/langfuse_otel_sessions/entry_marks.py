@@ -1,7 +1,9 @@
 """What this package notes about baggage entries, in the OpenTelemetry context beside them.
 
 * The entries it wrote itself (:func:`with_own_entries`): the outbound policy sends them only to
-  destinations the user opted in (``docs/outbound-propagation.md``).
+  destinations the user opted in (``docs/outbound-propagation.md``); elsewhere the app's own
+  value that such an entry covered (:func:`app_entries_beneath`) goes out instead, as if the
+  package had written nothing.
 * The remote session/user entries the trust boundary withheld from a request's baggage
   (:func:`withheld_remote_entries`): read when remote baggage is trusted.
 
@@ -19,6 +21,8 @@ from opentelemetry.context import Context, create_key, get_value, set_value
 
 #: Context slot: the baggage entries (key -> value) this package wrote.
 OWN_ENTRIES = create_key("langfuse-otel-sessions.own-baggage")
+#: Context slot: for the entries this package wrote over a value it did not write, that value.
+APP_ENTRIES_BENEATH = create_key("langfuse-otel-sessions.app-baggage-beneath")
 #: Context slot holding the session/user entries withheld from remote baggage.
 WITHHELD_REMOTE_ENTRIES = create_key("langfuse-otel-sessions.withheld-remote-baggage")
 
@@ -26,10 +30,28 @@ _EMPTY: Mapping[str, object] = MappingProxyType({})
 
 
 def with_own_entries(context: Context, entries: Mapping[str, str]) -> Context:
-    """``context`` with ``entries`` set in its baggage and recorded as written by this package."""
+    """``context`` with ``entries`` set in its baggage and recorded as written by this package;
+    where one covers a value the package did not write (the app's own, a trusted caller's),
+    that value is recorded too (:func:`app_entries_beneath`)."""
+    own = get_value(OWN_ENTRIES, context)
+    earlier = get_value(APP_ENTRIES_BENEATH, context)
+    beneath = dict(earlier) if isinstance(earlier, Mapping) else {}
     for key, value in entries.items():
+        previous = baggage.get_baggage(key, context)
+        if previous is None:
+            beneath.pop(key, None)
+        elif not (isinstance(own, Mapping) and own.get(key) == previous):
+            beneath[key] = previous  # not ours: the app's value under this scope's
         context = baggage.set_baggage(key, value, context)
+    if beneath or earlier:
+        context = set_value(APP_ENTRIES_BENEATH, MappingProxyType(beneath), context)
     return mark_own(context, entries)
+
+
+def app_entries_beneath(context: Context) -> Mapping[str, object]:
+    """The values (key -> value) that entries this package wrote cover in ``context``."""
+    entries = get_value(APP_ENTRIES_BENEATH, context)
+    return entries if isinstance(entries, Mapping) else _EMPTY
 
 
 def mark_own(context: Context, entries: Mapping[str, object]) -> Context:

@@ -7,7 +7,8 @@ API, a payment provider, any third party. So each id written here is recorded in
 that value unless the user opted in for the destination (``propagate_session_to``,
 ``LANGFUSE_OTEL_PROPAGATE_SESSION_TO``). Entries the app wrote itself — ``baggage.set_baggage``,
 the Langfuse SDK's ``propagate_attributes(..., as_baggage=True)`` — are the app's decision and
-propagate as always.
+propagate as always, also under a scope that wrote the same key: the app's value goes out
+(``session(tags=[...])`` inside the app's own ``langfuse_tags``: the app's tags only).
 
 ``inject`` is not told where the request goes, but every HTTP client instrumentation calls it
 inside the client span it started, whose attributes name the destination (``url.full`` /
@@ -28,7 +29,7 @@ from opentelemetry.trace import format_trace_id
 
 from ._logging import logger
 from .attributes import BAGGAGE_LANGFUSE_TRACE_ID, ENV_PROPAGATE_SESSION_TO
-from .entry_marks import OWN_ENTRIES
+from .entry_marks import OWN_ENTRIES, app_entries_beneath
 from .environment import env_keys
 from .errors import ConfigurationError
 
@@ -187,8 +188,14 @@ def outbound_context(context: Context | None, policy: OutboundPolicy) -> Context
         ours = [key for key, value in own.items() if key in entries and entries[key] == value]
         if not ours or policy.allows(current):
             return context
+        beneath = app_entries_beneath(current)
         for key in ours:
-            current = baggage.remove_baggage(key, current)
+            app_value = beneath.get(key)  # the app's own entry this package's covered
+            current = (
+                baggage.remove_baggage(key, current)
+                if app_value is None
+                else baggage.set_baggage(key, app_value, current)
+            )
         return current
     except Exception:  # noqa: BLE001 - never raise into the host application
         logger.exception("Could not apply the outbound session policy; sending no baggage")
