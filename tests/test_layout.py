@@ -150,6 +150,28 @@ def test_imports_point_the_way_each_room_says() -> None:
     assert upward_imports(PACKAGE) == []
 
 
+# --- the rooms, and what sits at the top ------------------------------------------------------
+
+ROOMS = {"sessions", "boundary", "spans", "export", "scores", "web", "setup", "testing"}
+#: The front door and the shared leaves: nothing else sits at the top of the package.
+TOP_MODULES = {
+    "__init__",
+    "__main__",
+    "_logging",
+    "attributes",
+    "environment",
+    "errors",
+    "ids",
+    "keys",
+    "traces",
+}
+
+
+def test_the_package_is_grouped_in_rooms() -> None:
+    assert {init.parent.name for init in PACKAGE.glob("*/__init__.py")} == ROOMS
+    assert {module.stem for module in PACKAGE.glob("*.py")} == TOP_MODULES
+
+
 # --- the checks themselves find what they are for --------------------------------------------
 
 
