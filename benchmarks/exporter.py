@@ -42,8 +42,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from langfuse_otel_sessions import LangfuseSpanExporter, SessionSpanProcessor, session
-from langfuse_otel_sessions.compression import isal_available
-from langfuse_otel_sessions.local_requests import LocalRequest, request_of
+from langfuse_otel_sessions.export.compression import isal_available
+from langfuse_otel_sessions.spans.local_requests import LocalRequest, request_of
 from workloads import WORKLOADS
 
 SINK = textwrap.dedent(

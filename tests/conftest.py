@@ -49,7 +49,7 @@ def _forget_test_processors_keys() -> Iterator[None]:
 def _forget_earlier_exporters_claims() -> Iterator[None]:
     """A live exporter makes outgoing requests claim the trace's root: each test starts as a
     fresh app, with no exporter of an earlier test still counted."""
-    from langfuse_otel_sessions.outbound import trace_claims
+    from langfuse_otel_sessions.boundary.outbound import trace_claims
 
     before = list(trace_claims._exporters)
     trace_claims._exporters.clear()

@@ -19,7 +19,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from langfuse_otel_sessions import SessionSampler, SessionSpanProcessor, session
-from langfuse_otel_sessions.sampler import ratio_threshold
+from langfuse_otel_sessions.spans.sampler import ratio_threshold
 
 COLLECTOR = Path(__file__).resolve().parent.parent / "examples" / "collector"
 RECIPE = COLLECTOR / "tail-sampling.yaml"

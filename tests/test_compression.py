@@ -8,8 +8,8 @@ from pydoc_data.topics import topics
 
 import pytest
 
-from langfuse_otel_sessions.compression import body_compression, isal_available
 from langfuse_otel_sessions.errors import ConfigurationError
+from langfuse_otel_sessions.export.compression import body_compression, isal_available
 
 BODY = " ".join(topics[name] for name in sorted(topics))[:200_000].encode()  # real prose
 

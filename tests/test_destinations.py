@@ -15,8 +15,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from langfuse_otel_sessions import LangfuseSpanExporter
+from langfuse_otel_sessions.export.transport import MAX_RESPONSE_BYTES
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
-from langfuse_otel_sessions.transport import MAX_RESPONSE_BYTES
 
 from .fault_server import Answer, fault_server
 

@@ -15,7 +15,7 @@ from opentelemetry.sdk.util.instrumentation import InstrumentationScope
 from opentelemetry.trace import Link, SpanContext, SpanKind, Status, StatusCode, TraceFlags
 from opentelemetry.trace.span import TraceState
 
-from langfuse_otel_sessions.encoder import SpanEncoder
+from langfuse_otel_sessions.export.encoder import SpanEncoder
 
 TRACE = 0x0123456789ABCDEF0123456789ABCDEF
 
@@ -230,7 +230,7 @@ def test_cache_tells_types_apart() -> None:
 
 
 def test_cache_is_bounded() -> None:
-    from langfuse_otel_sessions import encoder as module
+    from langfuse_otel_sessions.export import encoder as module
 
     encoder = SpanEncoder()
     for i in range(module.CACHE_ENTRIES * 2 + 10):

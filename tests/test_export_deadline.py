@@ -8,7 +8,7 @@ import time
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-from langfuse_otel_sessions.exporter import LangfuseSpanExporter
+from langfuse_otel_sessions.export.exporter import LangfuseSpanExporter
 
 from .fault_server import Answer, fault_server
 

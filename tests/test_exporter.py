@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from langfuse_otel_sessions import ConfigurationError, SessionSpanProcessor, session
-from langfuse_otel_sessions.exporter import LangfuseSpanExporter
+from langfuse_otel_sessions.export.exporter import LangfuseSpanExporter
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
 
 __all__ = ["langfuse_receiver"]

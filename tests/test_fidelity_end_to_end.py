@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, format_trace_id
 
 from langfuse_otel_sessions import SessionSpanProcessor
-from langfuse_otel_sessions.exporter import LangfuseSpanExporter
+from langfuse_otel_sessions.export.exporter import LangfuseSpanExporter
 from langfuse_otel_sessions.testing import LangfuseReceiver, TraceView, langfuse_receiver
 
 from .conftest import Exported
@@ -220,7 +220,7 @@ def test_two_services_of_ours_give_the_trace_one_app_root(
 
 
 def test_a_shut_down_exporter_claims_nothing() -> None:
-    from langfuse_otel_sessions.outbound import _TraceClaims
+    from langfuse_otel_sessions.boundary.outbound import _TraceClaims
 
     claims = _TraceClaims()
     exporter = LangfuseSpanExporter(public_key="pk", secret_key="sk", base_url="http://127.0.0.1:9")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from langfuse_otel_sessions.langfuse_rules import (
+from langfuse_otel_sessions.export.langfuse_rules import (
     IoRead,
     langfuse_text,
     may_have_framework_io,

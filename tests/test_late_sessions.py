@@ -16,7 +16,7 @@ from langfuse_otel_sessions import (
     session,
 )
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
-from langfuse_otel_sessions.late_sessions import LateSessionHold
+from langfuse_otel_sessions.export.late_sessions import LateSessionHold
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
 from .conftest import Exported, Traced

@@ -23,6 +23,7 @@ import pytest
 import langfuse_otel_sessions
 
 PACKAGE = Path(langfuse_otel_sessions.__file__).resolve().parent
+ROOT = PACKAGE.parent.parent
 TOP = "top"
 FRONT_DOOR = "front door"
 _ALLOWED = re.compile(r"^\s*May import:(.*)$", re.MULTILINE)
@@ -148,6 +149,39 @@ def test_the_package_has_no_import_circle() -> None:
 
 def test_imports_point_the_way_each_room_says() -> None:
     assert upward_imports(PACKAGE) == []
+
+
+# --- the rooms, and what sits at the top ------------------------------------------------------
+
+ROOMS = {"sessions", "boundary", "spans", "export", "scores", "web", "setup", "testing"}
+#: The front door and the shared leaves: nothing else sits at the top of the package.
+TOP_MODULES = {
+    "__init__",
+    "__main__",
+    "_logging",
+    "attributes",
+    "environment",
+    "errors",
+    "ids",
+    "keys",
+    "traces",
+}
+
+
+def test_the_package_is_grouped_in_rooms() -> None:
+    assert {init.parent.name for init in PACKAGE.glob("*/__init__.py")} == ROOMS
+    assert {module.stem for module in PACKAGE.glob("*.py")} == TOP_MODULES
+
+
+def test_the_design_doc_shows_every_room_and_module() -> None:
+    design = (ROOT / "docs" / "design.md").read_text()
+    shown = {
+        str(path.relative_to(PACKAGE))
+        for path in PACKAGE.rglob("*.py")
+        if path.name != "__init__.py" and path.parent.name != "testing"
+    }
+    assert [room for room in sorted(ROOMS) if f"{room}/" not in design] == []
+    assert [module for module in sorted(shown) if Path(module).name not in design] == []
 
 
 # --- the checks themselves find what they are for --------------------------------------------

@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from langfuse_otel_sessions import ScoreClient
-from langfuse_otel_sessions.exporter import LangfuseSpanExporter
-from langfuse_otel_sessions.transport import HttpTransport
+from langfuse_otel_sessions.export.exporter import LangfuseSpanExporter
+from langfuse_otel_sessions.export.transport import HttpTransport
 
 from .fault_server import Answer, fault_server
 

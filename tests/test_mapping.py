@@ -10,8 +10,8 @@ from opentelemetry.sdk.trace import ReadableSpan, SpanLimits, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from langfuse_otel_sessions.langfuse_rules import read_io
-from langfuse_otel_sessions.mapping import RootMapping, ids_of, is_root, map_spans
+from langfuse_otel_sessions.export.langfuse_rules import read_io
+from langfuse_otel_sessions.export.mapping import RootMapping, ids_of, is_root, map_spans
 from langfuse_otel_sessions.traces import TraceIds
 
 

@@ -17,10 +17,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, format_trace_id
 
 from langfuse_otel_sessions import SessionSpanProcessor
-from langfuse_otel_sessions import mapping as mapping_module
 from langfuse_otel_sessions._logging import RateLimitedLog
-from langfuse_otel_sessions.langfuse_rules import read_io
-from langfuse_otel_sessions.mapping import RootMapping, map_spans
+from langfuse_otel_sessions.export import mapping as mapping_module
+from langfuse_otel_sessions.export.langfuse_rules import read_io
+from langfuse_otel_sessions.export.mapping import RootMapping, map_spans
 from langfuse_otel_sessions.traces import TraceIds
 
 IS_APP_ROOT = "langfuse.internal.is_app_root"

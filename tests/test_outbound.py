@@ -16,7 +16,7 @@ from opentelemetry import baggage, context
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
 from langfuse_otel_sessions import ConfigurationError, WSGISessionMiddleware, session
-from langfuse_otel_sessions.propagator import SessionBaggagePropagator
+from langfuse_otel_sessions.boundary.propagator import SessionBaggagePropagator
 
 from .conftest import Traced, make_traced
 from .servers import serve_wsgi

@@ -15,11 +15,11 @@ from opentelemetry import context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, TracerProvider
 
 from langfuse_otel_sessions import Session, SessionSpanProcessor, session
-from langfuse_otel_sessions import processor as processor_module
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
+from langfuse_otel_sessions.spans import processor as processor_module
 
 #: The module (the package's ``session`` name is the function).
-session_module = importlib.import_module("langfuse_otel_sessions.session")
+session_module = importlib.import_module("langfuse_otel_sessions.sessions.session")
 
 LIMITS = {
     "defaults": SpanLimits(),

@@ -23,7 +23,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from langfuse_otel_sessions import LangfuseSpanExporter, ScoreClient
-from langfuse_otel_sessions.proxies import bypasses
+from langfuse_otel_sessions.export.proxies import bypasses
 
 from .fault_server import fault_server
 from .forward_proxy import forward_proxy

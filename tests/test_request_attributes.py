@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from opentelemetry.trace import NonRecordingSpan, SpanContext, set_span_in_context
 
 from langfuse_otel_sessions import session
-from langfuse_otel_sessions.langfuse_trace_rules import ENVIRONMENT_KEYS, TAG_KEYS
-from langfuse_otel_sessions.request_attributes import (
+from langfuse_otel_sessions.export.langfuse_trace_rules import ENVIRONMENT_KEYS, TAG_KEYS
+from langfuse_otel_sessions.spans.request_attributes import (
     DROPPED,
     MAX_REQUEST_ATTRIBUTE_BYTES,
     RequestAttributes,

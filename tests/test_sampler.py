@@ -20,7 +20,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
 from langfuse_otel_sessions import ConfigurationError, SessionSampler, SessionSpanProcessor, session
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
-from langfuse_otel_sessions.sampler import session_hash
+from langfuse_otel_sessions.spans.sampler import session_hash
 
 from .servers import run_python
 

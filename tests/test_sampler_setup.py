@@ -23,7 +23,7 @@ from langfuse_otel_sessions import (
     configure,
     session,
 )
-from langfuse_otel_sessions.sampler import session_sampler_from_env
+from langfuse_otel_sessions.spans.sampler import session_sampler_from_env
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
 from .servers import opentelemetry_instrument, run_command, run_python

@@ -13,17 +13,17 @@ from typing import Any
 
 import pytest
 
-import langfuse_otel_sessions.score_sender as score_sender
-from langfuse_otel_sessions.config import INGESTION_PATH
-from langfuse_otel_sessions.retry import RetryPolicy
-from langfuse_otel_sessions.score_batches import (
+import langfuse_otel_sessions.scores.sender as score_sender
+from langfuse_otel_sessions.export.config import INGESTION_PATH
+from langfuse_otel_sessions.export.retry import RetryPolicy
+from langfuse_otel_sessions.scores.batches import (
     MAX_BATCH_BYTES,
     Outcome,
     deliver_isolating,
     encode_batch,
 )
-from langfuse_otel_sessions.score_model import FrozenScore, build_score
-from langfuse_otel_sessions.score_sender import ScoreSender
+from langfuse_otel_sessions.scores.model import FrozenScore, build_score
+from langfuse_otel_sessions.scores.sender import ScoreSender
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
 
 from .conftest import score_client

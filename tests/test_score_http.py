@@ -12,8 +12,8 @@ import time
 import pytest
 
 from langfuse_otel_sessions import ConfigurationError, ScoreClient
+from langfuse_otel_sessions.export.transport import MAX_RESPONSE_BYTES
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
-from langfuse_otel_sessions.transport import MAX_RESPONSE_BYTES
 
 from .conftest import score_client
 from .fault_server import Answer, fault_server

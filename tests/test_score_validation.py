@@ -22,7 +22,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from langfuse_otel_sessions import InvalidScoreError, ScoreClient
 from langfuse_otel_sessions.attributes import MAX_SCORE_EVENT_TEXT
-from langfuse_otel_sessions.score_model import MAX_METADATA_DEPTH, MAX_SCORE_BYTES
+from langfuse_otel_sessions.scores.model import MAX_METADATA_DEPTH, MAX_SCORE_BYTES
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
 
 from .conftest import score_client

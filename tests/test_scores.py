@@ -18,7 +18,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-import langfuse_otel_sessions.scores as scores_module
+import langfuse_otel_sessions.scores.client as scores_module
 from langfuse_otel_sessions import (
     InvalidIdError,
     InvalidScoreError,

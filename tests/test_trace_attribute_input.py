@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from opentelemetry import baggage, context, propagate
 
 from langfuse_otel_sessions import ConfigurationError, session
-from langfuse_otel_sessions.trace_attributes import parse_tags, tag_problem
+from langfuse_otel_sessions.sessions.trace_attributes import parse_tags, tag_problem
 
 from .conftest import Traced, make_traced
 from .servers import serve_wsgi

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from langfuse_otel_sessions.retry import RetryPolicy, otlp_policy, post_with_retries
-from langfuse_otel_sessions.transport import MAX_RESPONSE_BYTES, HttpTransport, Reply
+from langfuse_otel_sessions.export.retry import RetryPolicy, otlp_policy, post_with_retries
+from langfuse_otel_sessions.export.transport import MAX_RESPONSE_BYTES, HttpTransport, Reply
 
 from .fault_server import Answer, fault_server
 

@@ -21,7 +21,7 @@ from langfuse_otel_sessions import (
     current_user_id,
     session,
 )
-from langfuse_otel_sessions.web_input import cookie_values
+from langfuse_otel_sessions.boundary.web_input import cookie_values
 
 from .conftest import Traced
 from .servers import serve_asgi, serve_wsgi

@@ -12,7 +12,7 @@ import pytest
 from opentelemetry.context import Context
 
 from langfuse_otel_sessions import current_session_id, current_user_id, session
-from langfuse_otel_sessions.propagator import BaggageGuard, SessionBaggagePropagator
+from langfuse_otel_sessions.boundary.propagator import BaggageGuard, SessionBaggagePropagator
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
 from .servers import opentelemetry_instrument

@@ -4,16 +4,10 @@ from __future__ import annotations
 
 from importlib.metadata import PackageNotFoundError, version
 
-from .asgi import ASGISessionMiddleware
-from .configure import configure
-from .context import SessionScope, current_session_id, current_user_id, session
+from .boundary.propagator import BaggageGuard, SessionBaggagePropagator, install_baggage_guard
 from .errors import ConfigurationError, InvalidIdError, InvalidScoreError
-from .exporter import ExportStats, LangfuseSpanExporter
-from .processor import SessionSpanProcessor
-from .propagator import BaggageGuard, SessionBaggagePropagator, install_baggage_guard
-from .sampler import SessionSampler
-from .score_sender import SenderStats
-from .scores import (
+from .export.exporter import ExportStats, LangfuseSpanExporter
+from .scores.client import (
     ScoreClient,
     default_score_client,
     flush_scores,
@@ -21,8 +15,14 @@ from .scores import (
     score_session,
     score_trace,
 )
-from .session import Session
-from .wsgi import WSGISessionMiddleware
+from .scores.sender import SenderStats
+from .sessions.context import SessionScope, current_session_id, current_user_id, session
+from .sessions.session import Session
+from .setup.configure import configure
+from .spans.processor import SessionSpanProcessor
+from .spans.sampler import SessionSampler
+from .web.asgi import ASGISessionMiddleware
+from .web.wsgi import WSGISessionMiddleware
 
 try:
     __version__ = version("langfuse-otel-sessions")

@@ -16,9 +16,9 @@ import errno
 import sys
 from collections.abc import Callable, Sequence
 
+from .export.urls import is_loopback
 from .testing import LangfuseReceiver
 from .testing._live import ChangeView, summary
-from .urls import is_loopback
 
 DEFAULT_PORT = 4318
 

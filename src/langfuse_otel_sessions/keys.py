@@ -3,7 +3,7 @@
 The one source of truth for the processor, ``session()``, the propagator guard, the
 ``langfuse_baggage`` propagator and the middleware:
 
-* every :class:`~langfuse_otel_sessions.processor.SessionSpanProcessor` registers the
+* every :class:`~langfuse_otel_sessions.SessionSpanProcessor` registers the
   :class:`IdKeys` it reads (weakly: a processor that is gone no longer counts);
 * :func:`known_keys` is what the rest consults, at call time, so the order in which processors,
   guards and middlewares are built does not matter: the guarded keys are the default keys, the

@@ -15,7 +15,7 @@
 In pytest, import the fixture into a ``conftest.py``:
 ``from langfuse_otel_sessions.testing import langfuse_receiver``.
 
-May import: top (Langfuse's reading rules and routes).
+May import: top, export (Langfuse's reading rules and routes).
 """
 
 from __future__ import annotations

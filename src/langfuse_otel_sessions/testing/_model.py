@@ -23,7 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..langfuse_rules import (
+from ..export.langfuse_rules import (
     AS_ROOT,
     IS_APP_ROOT,
     TRACE_INPUT,
@@ -36,7 +36,7 @@ from ..langfuse_rules import (
     session_id_of,
     user_id_of,
 )
-from ..langfuse_trace_rules import (
+from ..export.langfuse_trace_rules import (
     DEFAULT_ENVIRONMENT,
     environment_of,
     has_trace_updates,

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ..config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH
+from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH
 from ._model import SessionView, TraceView, build_sessions, build_traces
 from ._otlp import InvalidRequest, ReceivedSpan, parse_request, spans_of
 from ._scores import event_errors, score_errors, stored_score

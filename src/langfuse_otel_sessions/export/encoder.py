@@ -1,0 +1,408 @@
+"""OTLP/protobuf encoding of finished spans, written by hand for speed.
+
+OpenTelemetry's OTLP exporter builds a protobuf object per span, attribute and value, then
+serialises the tree. This writes the same wire bytes directly from each ``ReadableSpan``: the
+same fields, in the same order, the same grouping by resource and scope, the same attributes
+skipped (with the same log line) when a value cannot be encoded. ``tests/test_encoder.py``
+compares the two byte for byte, on hand-written edge cases and random spans.
+
+Where OpenTelemetry's encoder changed between releases (instrumentation-scope attributes and
+schema URL, ``None`` inside sequences), :func:`stock_features` probes the installed encoder once,
+through its public ``encode_spans``, and this module follows it.
+
+``SpanEncoder`` keeps one bounded cache: the encoded bytes of short string/bool/int attribute
+members, keyed by key, value type and value (so ``True`` and ``1`` never share an entry).
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace import Span as SdkSpan
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
+
+from .._logging import RateLimitedLog
+
+# Span.kind (field 6): the OTLP enum is the SDK value + 1 (SPAN_KIND_UNSPECIFIED, 0, never sent).
+_KIND_FIELD = {kind: b"\x30" + bytes((kind.value + 1,)) for kind in SpanKind}
+# Span.status (field 15): the code (field 3) when not UNSET; alone, or after a message.
+_STATUS_CODE = {code: b"\x18" + bytes((code.value,)) if code.value else b"" for code in StatusCode}
+_STATUS_ONLY = {code: b"\x7a" + bytes((len(body),)) + body for code, body in _STATUS_CODE.items()}
+# SpanFlags: the parent's is-remote bit is always known (0x100); set when remote (0x200).
+_FLAGS_LOCAL = b"\x85\x01" + struct.pack("<I", 0x100)
+_FLAGS_REMOTE = b"\x85\x01" + struct.pack("<I", 0x300)
+_INT64_MIN = -(1 << 63)
+_INT64_MAX = (1 << 63) - 1
+_UINT64 = 1 << 64
+
+_pack_double = struct.Struct("<d").pack
+_DOUBLE_VALUE = b"\x12\x09\x21"  # KeyValue.value: an AnyValue of 9 bytes holding double_value
+_pack_fixed64 = struct.Struct("<Q").pack
+
+_SDK_SPAN_TYPES = (ReadableSpan, SdkSpan)
+CACHE_ENTRIES = 4096
+CACHE_VALUE_CHARS = 256  # longer keys or values are encoded each time, never cached
+CACHE_BYTES = 1 << 20
+
+
+class _Unencodable(Exception):
+    """A value the stock encoder refuses: the attribute is skipped and logged."""
+
+
+def _varint_uncached(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SMALL_VARINTS = tuple(_varint_uncached(n) for n in range(1 << 14))
+
+
+def _varint(value: int) -> bytes:
+    if value < 16384:
+        return _SMALL_VARINTS[value]
+    return _varint_uncached(value)
+
+
+def _delimited(tag: bytes, body: bytes) -> bytes:
+    length = len(body)
+    return tag + (_SMALL_VARINTS[length] if length < 16384 else _varint_uncached(length)) + body
+
+
+@dataclass(frozen=True)
+class StockFeatures:
+    """What the installed OpenTelemetry encoder sends where releases differ."""
+
+    scope_attributes: bool
+    scope_schema_url: bool
+    none_values: bool
+
+
+_PROBE_KEY = "langfuse-otel-sessions.encoder-probe"
+
+
+def _not_the_probe(record: logging.LogRecord) -> bool:
+    """Hides the stock encoder's complaint about the probe's own attribute, nothing else."""
+    return not (isinstance(record.args, tuple) and record.args[:1] == (_PROBE_KEY,))
+
+
+@lru_cache(maxsize=1)
+def stock_features() -> StockFeatures:
+    """Probe the installed ``encode_spans`` once with a span that shows each difference."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans  # noqa: PLC0415 - only for the probe
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope  # noqa: PLC0415
+
+    newest = StockFeatures(scope_attributes=True, scope_schema_url=True, none_values=True)
+    span = ReadableSpan(
+        name="probe",
+        context=SpanContext(1, 1, is_remote=False),
+        attributes={_PROBE_KEY: (None,)},  # a None member, as SDK attribute sequences allow
+        instrumentation_scope=InstrumentationScope("probe", None, "probe-schema", {"probe": 1}),
+    )
+    stock_logger = logging.getLogger("opentelemetry.exporter.otlp.proto.common._internal")
+    stock_logger.addFilter(_not_the_probe)
+    try:
+        scope_spans = encode_spans([span]).resource_spans[0].scope_spans[0]
+    except Exception:  # noqa: BLE001 - an encoder we do not know: assume the newest behaviour
+        return newest
+    finally:
+        stock_logger.removeFilter(_not_the_probe)
+    return StockFeatures(
+        scope_attributes=len(scope_spans.scope.attributes) > 0,
+        scope_schema_url=scope_spans.schema_url == "probe-schema",
+        none_values=len(scope_spans.spans[0].attributes) > 0,
+    )
+
+
+class SpanEncoder:
+    """Encodes a batch of spans into an OTLP ``ExportTraceServiceRequest`` body."""
+
+    def __init__(self, features: StockFeatures | None = None) -> None:
+        self._features = features or stock_features()
+        self._values: dict[tuple[str, type, object], bytes] = {}
+        self._keys: dict[str, bytes] = {}
+        self._cached_bytes = 0
+        self._log = RateLimitedLog()
+
+    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
+        """The request body: the bytes of the stock ``encode_spans(spans)``, serialised."""
+        # Grouped by equal resource and scope in order of first appearance, as the stock
+        # encoder does; looked up by identity first (hashing a Resource serialises it to JSON).
+        grouped: dict[Any, dict[Any, list[bytes]]] = {}
+        by_identity: dict[int, dict[Any, list[bytes]]] = {}
+        keep_alive = []  # identities stay valid only while their objects live
+        span_field = self._span
+        for span in spans:
+            resource = span.resource
+            scopes = by_identity.get(id(resource))
+            if scopes is None:
+                scopes = grouped.get(resource)
+                if scopes is None:
+                    scopes = grouped[resource] = {}
+                by_identity[id(resource)] = scopes
+                keep_alive.append(resource)
+            scope = span.instrumentation_scope or None
+            body = span_field(span)
+            length = len(body)
+            encoded = (
+                b"\x12" + (_SMALL_VARINTS[length] if length < 16384 else _varint(length)) + body
+            )
+            bucket = scopes.get(scope)
+            if bucket is None:
+                scopes[scope] = [encoded]
+            else:
+                bucket.append(encoded)
+        return b"".join(
+            _delimited(b"\x0a", self._resource_spans(resource, scopes))
+            for resource, scopes in grouped.items()
+        )
+
+    # -- containers ------------------------------------------------------------------------
+
+    def _resource_spans(self, resource: Any, scopes: dict[Any, list[bytes]]) -> bytes:  # noqa: ANN401 - an SDK Resource
+        parts = [_delimited(b"\x0a", self._attributes(resource.attributes, b"\x0a"))]
+        for scope, spans in scopes.items():
+            parts.append(_delimited(b"\x12", self._scope_spans(scope, spans)))
+        if resource.schema_url:
+            parts.append(_delimited(b"\x1a", resource.schema_url.encode()))
+        return b"".join(parts)
+
+    def _scope_spans(self, scope: Any, spans: list[bytes]) -> bytes:  # noqa: ANN401 - an SDK InstrumentationScope or None
+        body = b""
+        if scope is not None:
+            parts = []
+            if scope.name:
+                parts.append(_delimited(b"\x0a", scope.name.encode()))
+            if scope.version:
+                parts.append(_delimited(b"\x12", scope.version.encode()))
+            if self._features.scope_attributes:
+                parts.append(self._attributes(scope.attributes, b"\x1a"))
+            body = b"".join(parts)
+        parts = [_delimited(b"\x0a", body), *spans]
+        if self._features.scope_schema_url and scope is not None and scope.schema_url:
+            parts.append(_delimited(b"\x1a", scope.schema_url.encode()))
+        return b"".join(parts)
+
+    # -- spans -----------------------------------------------------------------------------
+
+    def _span(self, span: ReadableSpan) -> bytes:  # noqa: PLR0912, PLR0915 - a branch per optional field, inline for speed
+        if type(span) in _SDK_SPAN_TYPES:
+            # The SDK's own classes, by exact type: their fields, without the properties' copies
+            # (a tuple of the events, a read-only view of the attributes). Anything else,
+            # subclasses included, is read through the public API below.
+            context = span._context
+            parent = span._parent
+            name = span._name
+            kind = span._kind
+            start, end = span._start_time, span._end_time
+            attributes: Any = span._attributes
+            events: Any = span._events
+            links: Any = span._links
+            status = span._status
+        else:
+            context = span.get_span_context()
+            parent = span.parent
+            name = span.name
+            kind = span.kind
+            start, end = span.start_time, span.end_time
+            attributes = span.attributes
+            events = span.events
+            links = span.links
+            status = span.status
+        if context is None:
+            raise ValueError("a span without a span context cannot be encoded")
+        parts = [
+            b"\x0a\x10",
+            context.trace_id.to_bytes(16, "big"),
+            b"\x12\x08",
+            context.span_id.to_bytes(8, "big"),
+        ]
+        append = parts.append
+        trace_state = context.trace_state
+        if trace_state:
+            append(
+                _delimited(b"\x1a", ",".join(f"{k}={v}" for k, v in trace_state.items()).encode())
+            )
+        if parent:
+            append(b"\x22\x08" + parent.span_id.to_bytes(8, "big"))
+        if name:
+            append(_delimited(b"\x2a", name.encode()))
+        append(_KIND_FIELD[kind])
+        if start:
+            append(b"\x39" + _pack_fixed64(start))
+        if end:
+            append(b"\x41" + _pack_fixed64(end))
+        if attributes:
+            append(self._attributes(attributes, b"\x4a"))
+        dropped = span.dropped_attributes
+        if dropped:
+            append(b"\x50" + _varint(dropped))
+        if events:
+            for event in events:
+                append(_delimited(b"\x5a", self._event(event)))
+        dropped = span.dropped_events
+        if dropped:
+            append(b"\x60" + _varint(dropped))
+        if links:
+            for link in links:
+                append(_delimited(b"\x6a", self._link(link)))
+        dropped = span.dropped_links
+        if dropped:
+            append(b"\x70" + _varint(dropped))
+        if status is not None:
+            description = status.description
+            if description:
+                body = _delimited(b"\x12", description.encode()) + _STATUS_CODE[status.status_code]
+                append(_delimited(b"\x7a", body))
+            else:
+                append(_STATUS_ONLY[status.status_code])
+        append(_FLAGS_REMOTE if parent is not None and parent.is_remote else _FLAGS_LOCAL)
+        return b"".join(parts)
+
+    def _event(self, event: Any) -> bytes:  # noqa: ANN401 - an SDK Event
+        parts = []
+        if event.timestamp:
+            parts.append(b"\x09" + _pack_fixed64(event.timestamp))
+        if event.name:
+            parts.append(_delimited(b"\x12", event.name.encode()))
+        if event.attributes:
+            parts.append(self._attributes(event.attributes, b"\x1a"))
+        if event.dropped_attributes:
+            parts.append(b"\x20" + _varint(event.dropped_attributes))
+        return b"".join(parts)
+
+    def _link(self, link: Any) -> bytes:  # noqa: ANN401 - an OTel Link
+        context = link.context
+        parts = [
+            b"\x0a\x10" + context.trace_id.to_bytes(16, "big"),
+            b"\x12\x08" + context.span_id.to_bytes(8, "big"),
+        ]
+        if link.attributes:
+            parts.append(self._attributes(link.attributes, b"\x22"))
+        if link.dropped_attributes:
+            parts.append(b"\x28" + _varint(link.dropped_attributes))
+        parts.append(b"\x35" + struct.pack("<I", 0x300 if context.is_remote else 0x100))
+        return b"".join(parts)
+
+    # -- attributes ------------------------------------------------------------------------
+
+    def _attributes(self, attributes: Mapping[str, Any] | None, tag: bytes) -> bytes:  # noqa: PLR0912 - inline fast paths
+        """Each attribute as a KeyValue field ``tag``; unencodable ones skipped and logged.
+
+        The common scalar types are written inline (this loop is most of the encoder's cost);
+        everything else goes through :meth:`_key_value`, the general path.
+        """
+        if not attributes:
+            return b""
+        source: Mapping[str, Any] = attributes
+        if type(attributes) is BoundedAttributes:
+            source = attributes._dict
+        values = self._values
+        keys = self._keys
+        parts = []
+        for key, value in source.items():
+            kind = type(value)
+            if kind is str or kind is bool:
+                encoded = values.get((key, kind, value))
+                if encoded is None:
+                    try:
+                        encoded = self._key_value(key, value)
+                    except UnicodeEncodeError as error:
+                        self._log.exception("encode", "Failed to encode key %s: %s", key, error)
+                        continue
+                    if len(key) <= CACHE_VALUE_CHARS and (
+                        kind is bool or len(value) <= CACHE_VALUE_CHARS
+                    ):
+                        self._cached_bytes += 2 * len(
+                            encoded
+                        )  # the encoding, and the key's strings
+                        if len(values) >= CACHE_ENTRIES or self._cached_bytes > CACHE_BYTES:
+                            values.clear()  # bounded in entries and in bytes
+                            self._cached_bytes = 2 * len(encoded)
+                        values[(key, kind, value)] = encoded
+                parts.append(tag)
+                parts.append(encoded)
+                continue
+            if kind is int or kind is float:
+                prefix = keys.get(key)
+                if prefix is None:
+                    try:
+                        prefix = self._key_prefix(key)
+                    except UnicodeEncodeError as error:
+                        self._log.exception("encode", "Failed to encode key %s: %s", key, error)
+                        continue
+                if kind is float:
+                    body = prefix + _DOUBLE_VALUE + _pack_double(value)
+                elif 0 <= value <= _INT64_MAX:
+                    number = _varint(value)
+                    body = prefix + b"\x12" + _SMALL_VARINTS[len(number) + 1] + b"\x18" + number
+                elif _INT64_MIN <= value < 0:
+                    body = prefix + b"\x12\x0b\x18" + _varint(value + _UINT64)
+                else:
+                    self._log.exception(
+                        "encode",
+                        "Failed to encode key %s: %s",
+                        key,
+                        _Unencodable(f"Value out of range: {value}"),
+                    )
+                    continue
+                parts.append(tag + _varint(len(body)) + body)
+                continue
+            try:
+                parts.append(tag + self._key_value(key, value))
+            except (_Unencodable, UnicodeEncodeError, RecursionError) as error:
+                self._log.exception("encode", "Failed to encode key %s: %s", key, error)
+        return b"".join(parts)
+
+    def _key_prefix(self, key: str) -> bytes:
+        """The KeyValue's key field, remembered per key (bounded like the value cache)."""
+        encoded = key.encode()
+        prefix = _delimited(b"\x0a", encoded) if encoded else b""
+        if len(key) <= CACHE_VALUE_CHARS:
+            if len(self._keys) >= CACHE_ENTRIES:
+                self._keys.clear()
+            self._keys[key] = prefix
+        return prefix
+
+    def _key_value(self, key: str, value: object) -> bytes:
+        """A length-prefixed KeyValue message (without the field tag)."""
+        encoded_key = key.encode()
+        body = _delimited(b"\x0a", encoded_key) if encoded_key else b""
+        body += _delimited(b"\x12", self._any_value(value))
+        return _varint(len(body)) + body
+
+    def _any_value(self, value: object) -> bytes:  # noqa: PLR0911 - one return per AnyValue member
+        """An AnyValue message body, choosing the member as the stock encoder does."""
+        if value is None:
+            if not self._features.none_values:
+                raise _Unencodable(f"Invalid type {type(value)} of value {value}")
+            return b""
+        if isinstance(value, bool):
+            return b"\x10\x01" if value else b"\x10\x00"
+        if isinstance(value, str):
+            return _delimited(b"\x0a", value.encode())
+        if isinstance(value, int):
+            if not _INT64_MIN <= value <= _INT64_MAX:
+                raise _Unencodable(f"Value out of range: {value}")
+            return b"\x18" + _varint(value if value >= 0 else value + _UINT64)
+        if isinstance(value, float):
+            return b"\x21" + _pack_double(value)
+        if isinstance(value, bytes):
+            return _delimited(b"\x3a", value)
+        if isinstance(value, Sequence):
+            members = b"".join(_delimited(b"\x0a", self._any_value(v)) for v in value)
+            return _delimited(b"\x2a", members)
+        if isinstance(value, Mapping):
+            members = b"".join(b"\x0a" + self._key_value(str(k), v) for k, v in value.items())
+            return _delimited(b"\x32", members)
+        raise _Unencodable(f"Invalid type {type(value)} of value {value}")

@@ -1,0 +1,362 @@
+"""`LangfuseSpanExporter`: OTLP/HTTP protobuf to Langfuse's OTel endpoint, or to a Collector.
+
+The mapping of :mod:`langfuse_otel_sessions.export.mapping` is applied to copies of the spans, which
+are encoded by :mod:`.encoder` (the bytes OpenTelemetry's OTLP encoder would make, at a fraction
+of its cost; ``encoder="stock"`` uses OpenTelemetry's own), compressed as
+:mod:`.compression` says (gzip level 6 by default), and sent by :mod:`.transport` (one deadline per
+export, no redirects, capped reads) with the OTLP exporter's retry policy (:mod:`.retry`). Where
+the spans go, and with which headers, is decided by :mod:`.destination`.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from importlib.metadata import PackageNotFoundError, version
+
+from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.exporter.otlp.proto.http import Compression
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from .._logging import RateLimitedLog, logger
+from ..attributes import DEFAULT_MAX_ID_LENGTH, ENV_ENCODER, ENV_MARK_APP_ROOTS, ENV_MAX_ID_LENGTH
+from ..boundary.outbound import trace_claims
+from ..environment import env_bool, env_positive_int
+from ..errors import ConfigurationError
+from ..spans.local_requests import known_ids
+from ..traces import TraceIds, TraceSessions
+from .compression import configured_compression
+from .config import resolve_langfuse_config
+from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, span_route
+from .encoder import SpanEncoder
+from .http_headers import header_problem, merged
+from .late_sessions import LateSessionHold
+from .late_sessions import late_session_max_spans as late_session_max_spans_option
+from .late_sessions import late_session_seconds as late_session_seconds_option
+from .mapping import RootMapping, TraceName, map_spans
+from .retry import otlp_policy, post_with_retries
+from .transport import HttpTransport, Reply
+
+__all__ = ["INGESTION_VERSION", "INGESTION_VERSION_HEADER", "ExportStats", "LangfuseSpanExporter"]
+
+SDK_NAME = "langfuse-otel-sessions"
+DEFAULT_TIMEOUT_SECONDS = 10.0
+#: After an export got no answer in time, later exports fail at once for the timeout, within
+#: these bounds (so that a flush of many batches takes one timeout, not one per batch).
+MIN_COOL_OFF_SECONDS = 1.0
+MAX_COOL_OFF_SECONDS = 30.0
+DEFAULT_REMEMBERED_TRACES = 10_000
+
+try:
+    SDK_VERSION = version("langfuse-otel-sessions")
+except PackageNotFoundError:  # pragma: no cover - source tree without install
+    SDK_VERSION = "0+unknown"
+
+
+@dataclass(frozen=True)
+class ExportStats:
+    """Spans this exporter delivered, and those it could not (after retries, or refused)."""
+
+    exported_spans: int
+    failed_spans: int
+    failed_batches: int
+    #: Request body bytes (after compression) of the batches Langfuse or the Collector accepted.
+    sent_bytes: int = 0
+
+
+def _timeout(value: float | None) -> float:
+    if value is None:
+        return DEFAULT_TIMEOUT_SECONDS
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigurationError("timeout must be a positive, finite number of seconds")
+    return float(value)
+
+
+def _headers(value: Mapping[str, str] | None) -> dict[str, str] | None:
+    if value is None:
+        return None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise ConfigurationError("headers must be a mapping of strings to strings")
+    for name, text in value.items():
+        problem = header_problem(name, text)
+        if problem is not None:
+            raise ConfigurationError(f"headers: {problem}")
+    return dict(value)
+
+
+def _stock_encode(spans: Sequence[ReadableSpan]) -> bytes:
+    body: bytes = encode_spans(spans).SerializePartialToString()
+    return body
+
+
+def _encoder(value: str | None) -> str:
+    """``fast`` (ours) or ``stock`` (OpenTelemetry's): argument > ``LANGFUSE_OTEL_ENCODER``."""
+    if value is not None:
+        if value not in {"fast", "stock"}:
+            raise ConfigurationError("encoder must be 'fast' or 'stock'")
+        return value
+    raw = os.environ.get(ENV_ENCODER, "").strip().lower()
+    if raw in {"", "fast", "stock"}:
+        return raw or "fast"
+    logger.warning("Ignoring %s=%r: expected fast or stock; using fast", ENV_ENCODER, raw)
+    return "fast"
+
+
+class LangfuseSpanExporter(SpanExporter):
+    """Exports spans so that Langfuse shows the traces and sessions users expect.
+
+    Direct mode (default): ``public_key``/``secret_key``/``base_url``, else ``LANGFUSE_*``
+    variables, else Langfuse Cloud; sends to ``{base_url}/api/public/otel/v1/traces`` with Basic
+    auth and ``x-langfuse-ingestion-version: 4``. ``OTEL_EXPORTER_OTLP_*`` variables are not
+    read: they belong to OpenTelemetry's ``otlp`` exporter and your other backend.
+
+    Collector mode: ``endpoint=`` or ``LANGFUSE_OTEL_COLLECTOR_ENDPOINT``; headers from
+    ``headers=`` or ``LANGFUSE_OTEL_COLLECTOR_HEADERS``; Langfuse's auth header only with
+    ``collector_auth=True`` (or ``LANGFUSE_OTEL_COLLECTOR_AUTH=true``).
+
+    Late sessions: the ended spans of a running local request without a session yet are held
+    until it has one or its local root ends, at most ``late_session_seconds``
+    (``LANGFUSE_OTEL_LATE_SESSION_SECONDS``, 30; 0 turns it off) and ``late_session_max_spans``
+    (``LANGFUSE_OTEL_LATE_SESSION_MAX_SPANS``, 4096) spans; ``force_flush``/``shutdown`` send them.
+
+    ``mark_app_roots`` (``LANGFUSE_OTEL_MARK_APP_ROOTS``, default on): mark the first span under
+    a remote parent as the trace's app root, so Langfuse v4 names the trace and shows its I/O
+    (``docs/langfuse-mapping.md`` says when to turn it off).
+
+    Use it with the SDK's ``BatchSpanProcessor``. ``export`` never raises; a bad argument raises
+    :class:`ConfigurationError`.
+    """
+
+    def __init__(
+        self,
+        *,
+        public_key: str | None = None,
+        secret_key: str | None = None,
+        base_url: str | None = None,
+        endpoint: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        collector_auth: bool | None = None,
+        timeout: float | None = None,
+        compression: str | Compression | None = None,
+        compression_level: int | None = None,
+        compression_backend: str | None = None,
+        encoder: str | None = None,
+        trace_name: TraceName = None,
+        root_input_keys: Sequence[str] = (),
+        root_output_keys: Sequence[str] = (),
+        remembered_traces: int = DEFAULT_REMEMBERED_TRACES,
+        late_session_seconds: float | None = None,
+        late_session_max_spans: int | None = None,
+        mark_app_roots: bool | None = None,
+    ) -> None:
+        self._timeout = _timeout(timeout)
+        self._compression = configured_compression(
+            compression, compression_level, compression_backend
+        )
+        self._encode = SpanEncoder().encode if _encoder(encoder) == "fast" else _stock_encode
+        if trace_name is not None and not (isinstance(trace_name, str) or callable(trace_name)):
+            raise ConfigurationError("trace_name must be None, an attribute key or a callable")
+        if mark_app_roots is not None and not isinstance(mark_app_roots, bool):
+            raise ConfigurationError("mark_app_roots must be True, False or None")
+        for name, keys in (
+            ("root_input_keys", root_input_keys),
+            ("root_output_keys", root_output_keys),
+        ):
+            if isinstance(keys, str) or not all(isinstance(key, str) for key in keys):
+                raise ConfigurationError(f"{name} must be a sequence of attribute keys")
+        if (
+            isinstance(remembered_traces, bool)
+            or not isinstance(remembered_traces, int)
+            or remembered_traces <= 0
+        ):
+            raise ConfigurationError("remembered_traces must be a positive integer")
+        if collector_auth is not None and not isinstance(collector_auth, bool):
+            raise ConfigurationError("collector_auth must be True, False or None")
+        config = resolve_langfuse_config(public_key, secret_key, base_url)
+        self._route = span_route(
+            config,
+            endpoint=endpoint,
+            explicit_direct=(public_key or secret_key or base_url) is not None,
+            headers=_headers(headers),
+            collector_auth=collector_auth,
+        )
+        self.mode = self._route.mode
+        if self.mode == "direct" and self._compression.name == "deflate":
+            raise ConfigurationError(
+                "Langfuse decodes gzip only: use compression='gzip' or 'none' "
+                "(deflate is for a Collector, with endpoint=)"
+            )
+        #: Where spans go (userinfo scrubbed).
+        self.endpoint = self._route.shown
+        self._mapping = RootMapping(
+            trace_name,
+            tuple(root_input_keys),
+            tuple(root_output_keys),
+            mark_app_roots=(
+                env_bool(ENV_MARK_APP_ROOTS, True) if mark_app_roots is None else mark_app_roots
+            ),
+            max_id_length=env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH),
+        )
+        if self._mapping.mark_app_roots and self._route.problem is None:
+            trace_claims.register(self)  # outgoing requests claim the trace's root upstream
+        self._recent = TraceSessions(remembered_traces)
+        self.late_sessions = LateSessionHold(
+            late_session_seconds_option(late_session_seconds),
+            late_session_max_spans_option(late_session_max_spans),
+        )
+        self._log = RateLimitedLog()
+        self._abort = threading.Event()
+        self._shut_down = False
+        #: After an export got no answer in time, further exports fail at once until then
+        #: (``time.monotonic()``); the first one after it is a probe.
+        self._silent_until = 0.0
+        self._counts = [0, 0, 0, 0]  # exported spans, failed spans, failed batches, sent bytes
+        self._counts_lock = threading.Lock()
+        ours = {"Content-Type": "application/x-protobuf", "User-Agent": f"{SDK_NAME}/{SDK_VERSION}"}
+        if self.mode == "direct":
+            ours[INGESTION_VERSION_HEADER] = INGESTION_VERSION
+            ours["x-langfuse-sdk-name"] = SDK_NAME
+            ours["x-langfuse-sdk-version"] = SDK_VERSION
+        self._headers = merged(ours, self._route.headers)
+        if self._compression.content_encoding is not None:
+            encoding = {"Content-Encoding": self._compression.content_encoding}
+            self._headers = merged(self._headers, encoding)
+        self._transport = None if self._route.problem else HttpTransport(self._route.url)
+        announce("LangfuseSpanExporter", self._route, "spans")
+
+    def __repr__(self) -> str:
+        return f"LangfuseSpanExporter(mode={self.mode!r}, endpoint={self.endpoint!r})"
+
+    @property
+    def stats(self) -> ExportStats:
+        """Delivered and lost span counts since construction."""
+        with self._counts_lock:
+            return ExportStats(*self._counts)
+
+    def _count(
+        self, spans: int, reply: Reply | None, why: str | None = None, sent: int = 0
+    ) -> SpanExportResult:
+        with self._counts_lock:
+            if reply is not None and reply.ok:
+                self._counts[0] += spans
+                self._counts[3] += sent
+                return SpanExportResult.SUCCESS
+            self._counts[1] += spans
+            self._counts[2] += 1
+            lost = self._counts[1]
+        if reply is not None:
+            why = reply.describe(self._route.server, self._route.setting, self._route.suffix)
+        self._log.error("lost", "%d spans not delivered: %s (%d lost so far)", spans, why, lost)
+        return SpanExportResult.FAILURE
+
+    def _known(self, key: int, span: ReadableSpan) -> TraceIds | None:
+        return known_ids(self._recent, key, span)
+
+    def _retrying(self, reply: Reply, wait: float) -> None:
+        self._log.warning(
+            "retry",
+            "%s; retrying in %.2fs",
+            reply.describe(self._route.server, self._route.setting, self._route.suffix),
+            wait,
+        )
+
+    def _knows_session(self, key: int) -> bool:
+        ids = self._recent.get(key)
+        return ids is not None and ids.session_id is not None
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Map and send one batch (holding back spans whose session may still come: see
+        :mod:`~langfuse_otel_sessions.export.late_sessions`); returns the result, never raises."""
+        if self._shut_down:
+            return self._count(len(spans), None, "the exporter is shut down; nothing was sent")
+        if self._transport is None:
+            return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
+        try:
+            spans = self.late_sessions.take(spans, self._knows_session)
+        except Exception:  # noqa: BLE001 - export must not raise; send them all as they are
+            self._log.exception("late-sessions", "Could not hold spans for a late session")
+        if not spans:
+            return SpanExportResult.SUCCESS
+        return self._send(spans)
+
+    def _send(
+        self, spans: Sequence[ReadableSpan], timeout: float | None = None
+    ) -> SpanExportResult:
+        if self._transport is None:
+            return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
+        if self._shut_down:
+            return self._count(len(spans), None, "the exporter is shut down; nothing was sent")
+        if time.monotonic() < self._silent_until:
+            return self._count(
+                len(spans),
+                None,
+                f"{self._route.server} at {self._route.shown} did not answer the last export "
+                f"in time; nothing was sent (next try in up to {self._cool_off:.3g} s)",
+            )
+        token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
+        try:
+            mapped, learned = map_spans(spans, self._mapping, self._known)
+            for key, ids in learned.items():
+                self._recent.remember(key, ids)
+            body = self._compression.compress(self._encode(mapped))
+            reply = post_with_retries(
+                self._transport,
+                body,
+                self._headers,
+                policy=otlp_policy(self._timeout if timeout is None else timeout),
+                abort=self._abort,
+                on_retry=self._retrying,
+            )
+            if reply.status is None and reply.timed_out:
+                self._silent_until = time.monotonic() + self._cool_off
+            elif reply.status is not None:
+                self._silent_until = 0.0
+            return self._count(len(spans), reply, sent=len(body))
+        except Exception:  # noqa: BLE001 - export must not raise
+            self._log.exception(
+                "export", "LangfuseSpanExporter could not export %d spans", len(spans)
+            )
+            return self._count(len(spans), None, "an error in the exporter (logged above)")
+        finally:
+            detach(token)
+
+    @property
+    def _cool_off(self) -> float:
+        """How long exports fail at once after one got no answer in time."""
+        return min(max(self._timeout, MIN_COOL_OFF_SECONDS), MAX_COOL_OFF_SECONDS)
+
+    def shutdown(self, timeout_millis: float | None = None) -> None:
+        """Stop exporting; idempotent: later exports fail at once. Sends the spans held for a
+        late session within ``timeout_millis`` (and the timeout); cuts a retry wait short (a
+        request in flight still ends within the timeout)."""
+        if self._shut_down:
+            return
+        trace_claims.discard(self)
+        held = self.late_sessions.drain()
+        if held:
+            self._send(held, self._bounded(timeout_millis))
+        self._shut_down = True
+        self._abort.set()
+        if self._transport is not None:
+            self._transport.close()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Send the spans held for a late session; ``True`` unless that failed."""
+        held = self.late_sessions.drain()
+        if not held or self._shut_down:
+            return True
+        return self._send(held, self._bounded(timeout_millis)) is SpanExportResult.SUCCESS
+
+    def _bounded(self, timeout_millis: float | None) -> float:
+        """The exporter's timeout, or less when the caller has less time (at least 1 ms)."""
+        if timeout_millis is None or math.isnan(timeout_millis):
+            return self._timeout
+        return max(min(self._timeout, timeout_millis / 1000), 0.001)

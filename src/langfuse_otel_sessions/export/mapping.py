@@ -1,0 +1,409 @@
+"""Pure mapping of finished spans to what Langfuse needs, on copies (spans are never mutated).
+
+The rules (``docs/langfuse-mapping.md``):
+
+* Session completeness: every span of a local request whose session (user) is known carries
+  ``langfuse.session.id`` (``langfuse.user.id``) — Langfuse aggregates a session's cost and usage
+  over the observations whose *own* session id is set. Per local request, not per trace: a
+  request joining another's trace learns nothing from it; a request that saw several sessions
+  completes none. Ids are read as Langfuse reads them (non-strings JSON-stringified) and only
+  valid ones are spread or remembered.
+* Trace attributes: a span of a local request exported without the tags, metadata,
+  environment, release, version or trace name its request's scopes showed gets them (see
+  :mod:`~langfuse_otel_sessions.spans.request_attributes` for several values in one request).
+* App roots: the first span of this process under a remote parent is marked
+  ``langfuse.internal.is_app_root`` (unless already decided), so that Langfuse v4 takes the
+  trace's name and input/output from it.
+* Roots (no parent, ``langfuse.internal.as_root`` or an app root): trace name, and root
+  input/output that both Langfuse server generations show — adding one side of the Langfuse
+  I/O keys hides the other, so the mapping adds both sides or neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from .._logging import RateLimitedLog
+from ..attributes import DEFAULT_MAX_ID_LENGTH, LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
+from ..ids import id_problem
+from ..spans.local_requests import LocalRequest, request_keys, request_of
+from ..traces import TraceIds
+from .langfuse_rules import (
+    AS_ROOT,
+    IS_APP_ROOT,
+    LANGFUSE_SESSION_KEYS,
+    LANGFUSE_USER_KEYS,
+    OBSERVATION_INPUT,
+    OBSERVATION_OUTPUT,
+    TRACE_INPUT,
+    TRACE_NAME,
+    TRACE_OUTPUT,
+    IoRead,
+    is_true,
+    langfuse_text,
+    may_have_framework_io,
+    read_io,
+)
+from .langfuse_trace_rules import given_trace_fields
+
+__all__ = [
+    "AS_ROOT",
+    "IS_APP_ROOT",
+    "LANGFUSE_SESSION_KEYS",
+    "LANGFUSE_USER_KEYS",
+    "OBSERVATION_INPUT",
+    "OBSERVATION_OUTPUT",
+    "TRACE_INPUT",
+    "TRACE_NAME",
+    "TRACE_OUTPUT",
+    "RootMapping",
+    "TraceName",
+    "app_root_additions",
+    "ids_of",
+    "is_root",
+    "map_spans",
+    "root_additions",
+    "root_io_additions",
+]
+
+_NO_IO = IoRead()
+#: Ids recently found valid (bounded; cleared when full). The length limit, which differs
+#: between exporters, is checked again on every hit.
+_VALID_IDS: set[str] = set()
+_VALID_CACHE_SIZE = 4096
+
+#: Every key the mapping reads: a span's own keys are intersected with these once.
+_READ_KEYS = frozenset(
+    {*LANGFUSE_SESSION_KEYS, *LANGFUSE_USER_KEYS, AS_ROOT, IS_APP_ROOT, TRACE_NAME}
+    | {TRACE_INPUT, TRACE_OUTPUT, OBSERVATION_INPUT, OBSERVATION_OUTPUT}
+)
+
+TraceName = str | Callable[[ReadableSpan], "str | None"] | None
+
+_log = RateLimitedLog()
+
+
+@dataclass(frozen=True)
+class RootMapping:
+    """How root spans become traces.
+
+    ``trace_name``: ``None`` keeps Langfuse's default (the root observation's name); a string
+    names the attribute to take the name from; a callable computes it from the root span.
+    ``input_keys``/``output_keys``: attributes to take the root's I/O from when it has no
+    ``langfuse.trace.input/output`` (e.g. OpenInference's ``input.value``/``output.value``).
+    ``mark_app_roots``: mark the first span under a remote parent as the trace's app root.
+    ``max_id_length``: ids longer than this (or not valid ids) are not spread to other spans.
+    """
+
+    trace_name: TraceName = None
+    input_keys: tuple[str, ...] = ()
+    output_keys: tuple[str, ...] = ()
+    mark_app_roots: bool = True
+    max_id_length: int = DEFAULT_MAX_ID_LENGTH
+
+
+class _MappedSpan(ReadableSpan):
+    """A copy of a finished span with other attributes; dropped counts are the original's."""
+
+    def __init__(self, original: ReadableSpan, attributes: Mapping[str, object]) -> None:
+        super().__init__(
+            name=original.name,
+            context=original.context,
+            parent=original.parent,
+            resource=original.resource,
+            attributes=MappingProxyType(dict(attributes)),  # type: ignore[arg-type]
+            events=original.events,
+            links=original.links,
+            kind=original.kind,
+            status=original.status,
+            start_time=original.start_time,
+            end_time=original.end_time,
+            instrumentation_scope=original.instrumentation_scope,
+        )
+        self._dropped = (
+            original.dropped_attributes,
+            original.dropped_events,
+            original.dropped_links,
+        )
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._dropped[0]
+
+    @property
+    def dropped_events(self) -> int:
+        return self._dropped[1]
+
+    @property
+    def dropped_links(self) -> int:
+        return self._dropped[2]
+
+
+def is_root(span: ReadableSpan) -> bool:
+    """A root for Langfuse on either server generation: no parent span id,
+    ``langfuse.internal.as_root`` (v3) or ``langfuse.internal.is_app_root`` (v4) set true."""
+    if span.parent is None:
+        return True
+    attributes = span.attributes or {}
+    return is_true(attributes.get(AS_ROOT)) or is_true(attributes.get(IS_APP_ROOT))
+
+
+def _first(
+    attributes: Mapping[str, object], keys: Iterable[str], names: AbstractSet[str]
+) -> object:
+    # ``names`` (the attribute keys) guards every look-up: the SDK's attribute mapping answers
+    # a missing key by raising and catching KeyError, which would cost more than the export.
+    for key in keys:
+        if key in names:
+            value = attributes[key]
+            if value is not None and value != "":
+                return value
+    return None
+
+
+def _ids(attributes: Mapping[str, object], names: AbstractSet[str]) -> TraceIds | None:
+    session_id = langfuse_text(_first(attributes, LANGFUSE_SESSION_KEYS, names))
+    user_id = langfuse_text(_first(attributes, LANGFUSE_USER_KEYS, names))
+    if session_id is None and user_id is None:
+        return None
+    return TraceIds(session_id, user_id)
+
+
+def ids_of(span: ReadableSpan) -> TraceIds | None:
+    """The session and user ids Langfuse would read from this span (as text), if any."""
+    attributes = span.attributes or {}
+    return _ids(attributes, set(attributes))
+
+
+def spreadable_id(value: object, max_length: int, what: str) -> str | None:
+    """The id Langfuse reads from ``value`` if it may be spread to other spans and remembered:
+    a valid id (``ids.py``) after Langfuse's stringification; otherwise ``None``, logged."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value in _VALID_IDS and len(value) <= max_length:
+        return value
+    text = value if isinstance(value, str) else langfuse_text(value)
+    problem = id_problem(text, max_length)
+    if problem is None:
+        if len(_VALID_IDS) >= _VALID_CACHE_SIZE:
+            _VALID_IDS.clear()
+        _VALID_IDS.add(text)  # type: ignore[arg-type]  # id_problem proved it a str
+        return text
+    _log.warning(
+        f"invalid-{what}",
+        "Not spreading a %s id read from a span to the rest of its trace: %s",
+        what,
+        problem,
+    )
+    return None
+
+
+def _trace_name(span: ReadableSpan, rule: TraceName) -> object:
+    if rule is None:
+        return None
+    if isinstance(rule, str):
+        return (span.attributes or {}).get(rule)
+    try:
+        return rule(span)
+    except Exception:  # noqa: BLE001 - a user callable must not break the export
+        _log.exception("trace-name", "The trace_name callable raised; the trace keeps its name")
+        return None
+
+
+def app_root_additions(span: ReadableSpan, names: AbstractSet[str]) -> dict[str, object]:
+    """``langfuse.internal.is_app_root = true`` for the first span of this process under a
+    remote parent, unless something (the span processor, for a trace whose root an upstream
+    Langfuse SDK claimed; or the application) already decided."""
+    parent = span.parent
+    if parent is not None and parent.is_remote and IS_APP_ROOT not in names:
+        return {IS_APP_ROOT: True}
+    return {}
+
+
+def root_io_additions(
+    attributes: Mapping[str, object],
+    mapping: RootMapping,
+    scope_name: str = "",
+    events: Sequence[tuple[str, Mapping[str, object]]] = (),
+    names: AbstractSet[str] | None = None,
+) -> dict[str, object]:
+    """The ``langfuse.observation.input/output`` a root gains so that v4 (which reads the root
+    observation) shows the trace I/O that v3 reads from ``langfuse.trace.input/output`` or that
+    ``mapping.input_keys/output_keys`` name.
+
+    Both or neither: once either Langfuse key is on a span, Langfuse reads both sides from
+    those keys only, so the side the mapping does not supply is copied from the attribute
+    Langfuse would have read it from; when that side was composed (events, several keys), the
+    mapping adds nothing rather than hide it. ``names``: the attribute keys, if known.
+    """
+    if names is None or mapping.input_keys or mapping.output_keys:
+        names = set(attributes)
+    supplied_input = _first(attributes, (TRACE_INPUT, *mapping.input_keys), names)
+    supplied_output = _first(attributes, (TRACE_OUTPUT, *mapping.output_keys), names)
+    if supplied_input is None and supplied_output is None:
+        return {}
+    has_input = OBSERVATION_INPUT in names and attributes[OBSERVATION_INPUT] is not None
+    has_output = OBSERVATION_OUTPUT in names and attributes[OBSERVATION_OUTPUT] is not None
+    added: dict[str, object] = {}
+    if has_input or has_output:
+        # Langfuse already reads both sides from its keys: fill only an empty side.
+        if not has_input and supplied_input is not None:
+            added[OBSERVATION_INPUT] = supplied_input
+        if not has_output and supplied_output is not None:
+            added[OBSERVATION_OUTPUT] = supplied_output
+        return added
+    framework = _NO_IO
+    if (supplied_input is None or supplied_output is None) and may_have_framework_io(
+        attributes, scope_name, events
+    ):
+        framework = read_io(
+            {k: v for k, v in attributes.items() if k not in (TRACE_INPUT, TRACE_OUTPUT)},
+            scope_name,
+            events,
+        )
+    sides = (
+        (OBSERVATION_INPUT, supplied_input, framework.input, framework.input_key),
+        (OBSERVATION_OUTPUT, supplied_output, framework.output, framework.output_key),
+    )
+    for key, supplied, read, read_key in sides:
+        if supplied is not None:
+            added[key] = supplied
+        elif read is not None:
+            if read_key is None:
+                return {}  # composed by Langfuse: no single value to copy; add neither side
+            added[key] = attributes[read_key]
+    return added
+
+
+def root_additions(
+    span: ReadableSpan, mapping: RootMapping, names: AbstractSet[str] | None = None
+) -> dict[str, object]:
+    """The attributes a root span gains: trace name, and root I/O for both server versions.
+    ``names``: the span's attribute keys among those the mapping reads, if known."""
+    attributes = span.attributes or {}
+    if names is None:
+        names = set(attributes)
+    added: dict[str, object] = {}
+    name = _trace_name(span, mapping.trace_name)
+    if isinstance(name, str) and name and TRACE_NAME not in names:
+        added[TRACE_NAME] = name
+    scope = span.instrumentation_scope
+    events = [(event.name, event.attributes or {}) for event in span.events]
+    added.update(root_io_additions(attributes, mapping, scope.name if scope else "", events, names))
+    return added
+
+
+def map_spans(
+    spans: Sequence[ReadableSpan],
+    mapping: RootMapping,
+    known: Callable[[int, ReadableSpan], TraceIds | None],
+) -> tuple[list[ReadableSpan], dict[int, TraceIds]]:
+    """Map a batch. Returns the spans to send (copies where something changed, the originals
+    otherwise) and the local request keys -> session/user ids learned from this batch.
+
+    Completeness works per local request (see :mod:`~langfuse_otel_sessions.spans.local_requests`),
+    never across a trace another request joined. ``known(key, span)`` supplies the ids of
+    requests the batch alone does not tell.
+    """
+    keys = request_keys(spans)
+    learned: dict[int, TraceIds] = {}
+    mixed: set[int] = set()
+    seen: list[tuple[ReadableSpan, Mapping[str, object], frozenset[str], object, object]] = []
+    for span, key in zip(spans, keys, strict=True):
+        attributes: Mapping[str, object] = span.attributes or {}
+        names = _READ_KEYS.intersection(attributes)
+        session_id = _first(attributes, LANGFUSE_SESSION_KEYS, names)
+        user_id = _first(attributes, LANGFUSE_USER_KEYS, names)
+        seen.append((span, attributes, names, session_id, user_id))
+        if session_id is not None or user_id is not None:
+            _learn(
+                learned,
+                mixed,
+                key,
+                spreadable_id(session_id, mapping.max_id_length, "session"),
+                spreadable_id(user_id, mapping.max_id_length, "user"),
+            )
+    result: list[ReadableSpan] = []
+    may_add = bool(mapping.trace_name or mapping.input_keys or mapping.output_keys)
+    mark_app_roots = mapping.mark_app_roots
+    for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
+        added: dict[str, object] = {}
+        request = request_of(span.context)
+        if session_id is None or user_id is None:
+            known_ids = learned.get(key) or known(key, span)
+            if known_ids is not None:
+                _complete_ids(
+                    added,
+                    request,
+                    None if session_id is not None or key in mixed else known_ids.session_id,
+                    None if user_id is not None else known_ids.user_id,
+                )
+        parent = span.parent
+        if mark_app_roots and parent is not None and parent.is_remote and IS_APP_ROOT not in names:
+            added[IS_APP_ROOT] = True  # app_root_additions, inlined on the per-span path
+        if (may_add or TRACE_INPUT in names or TRACE_OUTPUT in names) and (
+            span.parent is None
+            or (AS_ROOT in names and is_true(attributes[AS_ROOT]))
+            or is_true(added.get(IS_APP_ROOT))
+            or (IS_APP_ROOT in names and is_true(attributes[IS_APP_ROOT]))
+        ):
+            added.update(root_additions(span, mapping, names))
+        if request is not None and request.attributes is not None:
+            fills = request.attributes.fills()
+            if fills:
+                # an explicit value wins, under any key Langfuse reads for that field
+                given = given_trace_fields(attributes, fills)
+                for name, value in fills.items():
+                    if name not in given:
+                        added[name] = value
+        result.append(_MappedSpan(span, {**attributes, **added}) if added else span)
+    return result, learned
+
+
+def _complete_ids(
+    added: dict[str, object],
+    request: LocalRequest | None,
+    session_id: str | None,
+    user_id: str | None,
+) -> None:
+    """Add the ids a span lacks under every attribute the processor that saw its request
+    stamps them on (``also_emit``, extra attributes; see :meth:`LocalRequest.session_attributes`),
+    else under Langfuse's own keys."""
+    if session_id is not None:
+        targets = (
+            (LANGFUSE_SESSION_ID,) if request is None else request.session_attributes(session_id)
+        )
+        for target in targets:
+            added[target] = session_id
+    if user_id is not None:
+        for target in (LANGFUSE_USER_ID,) if request is None else request.user_attributes():
+            added[target] = user_id
+
+
+def _learn(
+    learned: dict[int, TraceIds],
+    mixed: set[int],
+    key: int,
+    session_id: str | None,
+    user_id: str | None,
+) -> None:
+    """Merge a span's valid ids into what its request is known by; two sessions make it
+    ambiguous."""
+    previous = learned.get(key)
+    if previous is None:
+        if session_id is not None or user_id is not None:
+            learned[key] = TraceIds(session_id, user_id)
+        return
+    if (
+        session_id is not None
+        and previous.session_id is not None
+        and session_id != previous.session_id
+    ):
+        mixed.add(key)
+    if previous.session_id is None or previous.user_id is None:
+        learned[key] = TraceIds(previous.session_id or session_id, previous.user_id or user_id)

@@ -1,0 +1,261 @@
+"""Session and trace scores: validated on the caller's thread, delivered in the background.
+
+::
+
+    score_session(session, name="helpful", value=True, id=score_id(session, "helpful", msg_id))
+    flush_scores(timeout=5)
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from typing import Any, Concatenate, ParamSpec, TypeVar
+
+from opentelemetry.sdk.trace.sampling import Sampler
+
+from .._logging import logger
+from ..attributes import DEFAULT_MAX_ID_LENGTH, ENV_SCORES_FOLLOW_SAMPLING
+from ..environment import env_bool
+from ..errors import ConfigurationError, InvalidScoreError
+from ..export.config import INGESTION_PATH, resolve_langfuse_config
+from ..export.destination import announce, direct_route
+from ..export.retry import RetryPolicy
+from ..export.urls import display_url
+from ..ids import check_id
+from ..sessions.session import Session, score_with
+from .events import add_score_events
+from .model import Score, build_score, stable_score_id
+from .sampling import session_sampled_out
+from .sender import DEFAULT_MAX_QUEUE_BYTES, ScoreSender, SenderStats
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _positive(name: str, value: float) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigurationError(f"{name} must be a positive, finite number")
+    return value
+
+
+def _trace_hex(value: int | str, bits: int, name: str) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 < value < 2**bits:
+            raise InvalidScoreError(f"{name} is out of range")
+        return format(value, f"0{bits // 4}x")
+    if isinstance(value, str) and value.strip():
+        return value
+    raise InvalidScoreError(f"{name} must be an OpenTelemetry id (int) or a non-empty string")
+
+
+def score_id(session_or_id: Session | str, name: str, key: str) -> str:
+    """A stable score id for feedback that may be sent twice (same session, name and key of
+    yours -> same id -> the score is updated, not duplicated)."""
+    return stable_score_id(Session.get_id(session_or_id), name, key)
+
+
+class ScoreClient:
+    """Validates scores and hands them to a background sender for one Langfuse project.
+
+    Keys and base URL resolve like the exporter's (explicit > ``LANGFUSE_*`` > Langfuse Cloud).
+    Missing keys never raise: each score is then dropped, counted and logged.
+
+    ``follow_sampling`` (``LANGFUSE_OTEL_SCORES_FOLLOW_SAMPLING``, default true): a session score
+    for a session that ``sampler`` (default: the global provider's, if a
+    :class:`SessionSampler`) drops is not sent, and counted in ``stats.sampled_out``.
+    """
+
+    def __init__(
+        self,
+        public_key: str | None = None,
+        secret_key: str | None = None,
+        base_url: str | None = None,
+        *,
+        max_queue: int = 10_000,
+        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
+        batch_size: int = 100,
+        request_timeout: float = 10.0,
+        retry_deadline: float = 60.0,
+        retry_initial_backoff: float = 0.5,
+        exit_timeout: float = 5.0,
+        follow_sampling: bool | None = None,
+        sampler: Sampler | None = None,
+    ) -> None:
+        for name, number in (
+            ("max_queue", max_queue),
+            ("max_queue_bytes", max_queue_bytes),
+            ("batch_size", batch_size),
+        ):
+            if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
+                raise ConfigurationError(f"{name} must be a positive integer")
+        config = resolve_langfuse_config(public_key, secret_key, base_url)
+        route = direct_route(config, INGESTION_PATH, {})
+        disabled = None if route.problem is None else f"Langfuse scores are off: {route.problem}"
+        #: Langfuse's base URL (userinfo scrubbed).
+        self.base_url = display_url(config.base_url)
+        self.follow_sampling = (
+            env_bool(ENV_SCORES_FOLLOW_SAMPLING, True)
+            if follow_sampling is None
+            else bool(follow_sampling)
+        )
+        self._sampler = sampler
+        self._sender = ScoreSender(
+            endpoint=route.url,
+            authorization=route.headers.get("Authorization"),
+            disabled_reason=disabled,
+            setting=route.setting,
+            setting_suffix=route.suffix,
+            max_queue=max_queue,
+            max_queue_bytes=max_queue_bytes,
+            batch_size=batch_size,
+            request_timeout=_positive("request_timeout", request_timeout),
+            policy=RetryPolicy(
+                initial=_positive("retry_initial_backoff", retry_initial_backoff),
+                deadline=_positive("retry_deadline", retry_deadline),
+            ),
+            exit_timeout=_positive("exit_timeout", exit_timeout),
+        )
+        # Collected or not, a client's thread ends once what it queued is sent.
+        weakref.finalize(self, self._sender.close)
+        announce("ScoreClient", route, "scores")
+
+    def __repr__(self) -> str:
+        return f"ScoreClient(base_url={self.base_url!r})"
+
+    @property
+    def stats(self) -> SenderStats:
+        """Queued, delivered, failed, dropped and retried counts."""
+        return self._sender.stats
+
+    def score_session(
+        self,
+        session_or_id: Session | str,
+        *,
+        name: str,
+        value: float | bool | None = None,
+        string_value: str | None = None,
+        data_type: str | None = None,
+        comment: str | None = None,
+        id: str | None = None,
+        config_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Score a whole session; returns the score id. Raises ``ValueError`` subclasses for
+        anything Langfuse would reject, before anything is queued."""
+        session_id = check_id(Session.get_id(session_or_id), DEFAULT_MAX_ID_LENGTH)
+        score = build_score(
+            {"sessionId": session_id},
+            name=name,
+            value=value,
+            string_value=string_value,
+            data_type=data_type,
+            comment=comment,
+            id=id,
+            config_id=config_id,
+            metadata=metadata,
+        )
+        if self.follow_sampling and self._sampled_out(session_id):
+            return score.id
+        return self._emit(score)
+
+    def _sampled_out(self, session_id: str) -> bool:
+        """The session was sampled out: count the score as not sent (see score_sampling.py)."""
+        try:
+            if not session_sampled_out(session_id, self._sampler):
+                return False
+        except Exception:  # noqa: BLE001 - when in doubt, send the score
+            logger.debug("Could not ask the sampler about a session; sending", exc_info=True)
+            return False
+        self._sender.count_sampled_out()
+        logger.debug("Not sending a score: its session was sampled out")
+        return True
+
+    def score_trace(
+        self,
+        trace_id: int | str,
+        *,
+        observation_id: int | str | None = None,
+        name: str,
+        value: float | bool | None = None,
+        string_value: str | None = None,
+        data_type: str | None = None,
+        comment: str | None = None,
+        id: str | None = None,
+        config_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Score a trace (or one observation of it); ids as OpenTelemetry ints or hex strings."""
+        target = {"traceId": _trace_hex(trace_id, 128, "trace_id")}
+        if observation_id is not None:
+            target["observationId"] = _trace_hex(observation_id, 64, "observation_id")
+        score = build_score(
+            target,
+            name=name,
+            value=value,
+            string_value=string_value,
+            data_type=data_type,
+            comment=comment,
+            id=id,
+            config_id=config_id,
+            metadata=metadata,
+        )
+        return self._emit(score)
+
+    def _emit(self, score: Score) -> str:
+        add_score_events(score)
+        self._sender.submit(score.frozen)
+        return score.id
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until every score queued so far is delivered, refused or given up.
+
+        ``True`` only if that happened within ``timeout`` and no score submitted since the
+        previous ``flush()`` was dropped (keys missing, queue full, shut down), refused by
+        Langfuse or given up; ``False`` otherwise (``stats`` says which)."""
+        return self._sender.flush_delivered(timeout)
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Deliver what is queued within ``timeout``, then stop."""
+        return self._sender.shutdown(timeout)
+
+
+_default: ScoreClient | None = None
+_default_lock = threading.Lock()
+
+
+def default_score_client() -> ScoreClient:
+    """The client the module-level functions use, configured from the environment on first use."""
+    global _default  # noqa: PLW0603 - one lazily built client per process
+    with _default_lock:
+        if _default is None:
+            _default = ScoreClient()
+        return _default
+
+
+def _on_default_client(
+    method: Callable[Concatenate[ScoreClient, P], R],
+) -> Callable[P, R]:
+    @functools.wraps(method)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(default_score_client(), *args, **kwargs)
+
+    return call
+
+
+#: :meth:`ScoreClient.score_session` on the default client.
+score_session = _on_default_client(ScoreClient.score_session)
+#: :meth:`ScoreClient.score_trace` on the default client.
+score_trace = _on_default_client(ScoreClient.score_trace)
+score_with(score_session)  # what Session.score calls
+
+
+def flush_scores(timeout: float | None = None) -> bool:
+    """:meth:`ScoreClient.flush` of the default client: ``True`` only if every score submitted
+    since the previous flush was delivered within ``timeout`` (also when there were none)."""
+    with _default_lock:
+        client = _default
+    return True if client is None else client.flush(timeout)

@@ -1,0 +1,235 @@
+"""`session()`: scope code to a session through OpenTelemetry baggage.
+
+Inside the scope the baggage holds the session (and user) id under the key each configured
+:class:`SessionSpanProcessor` reads (see :mod:`langfuse_otel_sessions.keys`): with the default
+keys ``langfuse_session_id`` / ``langfuse_user_id``, the keys the Langfuse Python SDK writes and
+reads. Other session/user keys (``langfuse.session.id``, ``session.id``, custom keys, ...) are
+removed inside the scope so that no stale or remote value outranks the one set here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Coroutine, Mapping
+from types import TracebackType
+from typing import Any, ParamSpec, TypeVar, overload
+
+from opentelemetry import baggage
+from opentelemetry.context import Context, get_current
+from opentelemetry.trace import TracerProvider
+
+from ..attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH
+from ..environment import env_positive_int
+from ..ids import check_id, id_problem
+from ..keys import known_keys
+from ._processor_check import warn_once_without_processor
+from .entry_marks import with_own_entries, withheld_remote_entries
+from .generated import with_session_origin
+from .scope_entries import Root, decorate, enter, leave
+from .session import Session
+from .trace_attributes import baggage_entries, merged_tags
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def scoped_context(
+    parent: Context,
+    session_id: str | None,
+    user_id: str | None,
+    attributes: Mapping[str, str] | None = None,
+    *,
+    generated: bool = False,
+) -> Context:
+    """``parent`` with the session (and user) id written under the keys the configured
+    processors read, and every other session (user) key removed so that none outranks them.
+
+    ``attributes``: trace-attribute baggage entries (:func:`baggage_entries`); tags add up to
+    the parent's, metadata keys and the other attributes replace the parent's.
+    ``generated``: ``session_id`` was generated, not given (see :mod:`.generated`).
+    """
+    known = known_keys()
+    context = parent
+    if attributes:  # recorded as ours: they leave the process only where the user opted in
+        own = dict(attributes)
+        if BAGGAGE_LANGFUSE_TAGS in own:
+            inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, context)
+            own[BAGGAGE_LANGFUSE_TAGS] = merged_tags(inherited, own[BAGGAGE_LANGFUSE_TAGS])
+        context = with_own_entries(context, own)
+    if session_id is not None:
+        context = _with_entries(context, known.session_writes, session_id, known.session)
+        context = with_session_origin(context, session_id, generated)
+    if user_id is not None:
+        context = _with_entries(context, known.user_writes, user_id, known.user)
+    return context
+
+
+def _with_entries(
+    context: Context, keys: tuple[str, ...], value: str, rivals: frozenset[str]
+) -> Context:
+    for rival in rivals:
+        if rival not in keys and baggage.get_baggage(rival, context) is not None:
+            context = baggage.remove_baggage(rival, context)
+    return with_own_entries(context, dict.fromkeys(keys, value))
+
+
+class SessionScope:
+    """What :func:`session` returns: a context manager (sync and async) and a decorator."""
+
+    __slots__ = ("__weakref__", "attributes", "generated", "root", "session_id", "user_id")
+
+    def __init__(
+        self,
+        session_id: str,
+        user_id: str | None,
+        root: Root = None,
+        attributes: Mapping[str, str] | None = None,
+        *,
+        generated: bool = False,
+    ) -> None:
+        self.session_id = session_id
+        self.generated = generated  # the id came from Session.start() without one
+        self.user_id = user_id
+        self.attributes = dict(attributes or {})  # trace-attribute baggage entries
+        self.root = root  # with new_trace: the scope's own root span (name, tracer provider)
+
+    def __repr__(self) -> str:
+        return f"SessionScope(session_id={self.session_id!r}, user_id={self.user_id!r})"
+
+    def context(self, parent: Context | None = None) -> Context:
+        """The OTel context of this scope, derived from ``parent`` (default: the current one)."""
+        return scoped_context(
+            get_current() if parent is None else parent,
+            self.session_id,
+            self.user_id,
+            self.attributes,
+            generated=self.generated,
+        )
+
+    def _entered_context(self, parent: Context) -> Context:
+        warn_once_without_processor()
+        return self.context(parent)
+
+    def __enter__(self) -> SessionScope:
+        enter(self, self._entered_context, self.root)
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        leave(self, exc)
+
+    async def __aenter__(self) -> SessionScope:
+        return self.__enter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, traceback)
+
+    @overload
+    def __call__(
+        self, func: Callable[P, Coroutine[Any, Any, R]]
+    ) -> Callable[P, Coroutine[Any, Any, R]]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
+
+    def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
+        """Decorate a function: each call runs inside the scope. Generators (sync and async)
+        and whatever a function returns to be awaited or iterated later (an async function
+        under a plain decorator) run each step inside the scope, and nothing of it is left in
+        the caller between steps."""
+        if not callable(func):
+            raise TypeError(f"session() decorates a callable, not {type(func).__name__}")
+        return decorate(self, self._entered_context, self.root, func)
+
+
+def session(
+    session_or_id: Session | str,
+    *,
+    user_id: str | None = None,
+    tags: list[str] | tuple[str, ...] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    environment: str | None = None,
+    release: str | None = None,
+    version: str | None = None,
+    trace_name: str | None = None,
+    new_trace: bool = False,
+    tracer_provider: TracerProvider | None = None,
+) -> SessionScope:
+    """Scope code to a session: ``with session(s):``, ``async with``, or ``@session(s)``.
+
+    Spans started inside get the session (and user) id from :class:`SessionSpanProcessor`;
+    asyncio tasks and threads that copy the context inherit it; nested scopes restore the outer
+    one on exit. With ``new_trace=True`` the scope starts a span named ``trace_name`` in a trace
+    of its own, linked to the span current on entry, and ends it on exit: Langfuse files each
+    trace in one session, so a job looping over sessions gets one trace per session. The span
+    comes from ``tracer_provider`` (default: the global one).
+
+    ``tags``, ``metadata``, ``environment``, ``release``, ``version`` and ``trace_name`` are
+    stamped on every span too (``docs/trace-attributes.md``); nested scopes merge: tags add up,
+    metadata keys override, the rest innermost wins. ``trace_name`` also names the
+    ``new_trace`` root span (default ``"session"``).
+
+    Raises :class:`InvalidIdError` for an invalid id, :class:`ConfigurationError` for an
+    invalid trace attribute and ``TypeError`` for a value that is neither a
+    :class:`Session` nor a string.
+    """
+    max_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
+    session_id = check_id(Session.get_id(session_or_id), max_length)
+    if user_id is not None:
+        user_id = check_id(user_id, max_length, "user id")
+    if trace_name is not None and (not isinstance(trace_name, str) or not trace_name):
+        raise TypeError("trace_name must be a non-empty string")
+    attributes = baggage_entries(
+        tags=tags,
+        metadata=metadata,
+        environment=environment,
+        release=release,
+        version=version,
+        trace_name=trace_name,
+    )
+    root = (trace_name or "session", tracer_provider) if new_trace else None
+    generated = isinstance(session_or_id, Session) and session_or_id.id_generated
+    return SessionScope(session_id, user_id, root, attributes, generated=generated)
+
+
+def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...], limit: int) -> str | None:
+    """What the first present key holds, if it is a valid id (as the processor reads it)."""
+    for key in keys:
+        value = entries.get(key)
+        if value is not None:
+            if isinstance(value, str) and id_problem(value, limit) is None:
+                return value
+            return None
+    return None
+
+
+def ids_in_force(context: Context | None) -> tuple[str | None, str | None]:
+    """The ids the configured processor would stamp on a span started now in ``context``:
+    its keys and limit over the baggage, else (when it trusts remote baggage) over the entries
+    the boundary withheld."""
+    reader = known_keys().reader
+    for entries in (baggage.get_all(context), withheld_remote_entries(context)):
+        session_id = _first_valid(entries, reader.session, reader.max_id_length)
+        user_id = _first_valid(entries, reader.user, reader.max_id_length)
+        if session_id is not None or user_id is not None or not reader.trust_remote:
+            return session_id, user_id
+    return None, None
+
+
+def current_session_id(context: Context | None = None) -> str | None:
+    """The session id in force: what the configured :class:`SessionSpanProcessor` would stamp
+    on a span started now (read with its keys and limit), or ``None``."""
+    return ids_in_force(context)[0]
+
+
+def current_user_id(context: Context | None = None) -> str | None:
+    """The user id in force (what the configured processor would stamp), or ``None``."""
+    return ids_in_force(context)[1]

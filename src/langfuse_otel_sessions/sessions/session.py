@@ -1,0 +1,100 @@
+"""`Session`: a conversation's id, local metadata and creation time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from types import MappingProxyType
+from typing import Any
+
+from ..attributes import DEFAULT_MAX_ID_LENGTH
+from ..ids import check_id, new_session_id
+
+#: What :meth:`Session.score` calls: ``score_session``, handed over by the scores module as it
+#: is imported (the package imports it). The session API sits below the scores: it does not
+#: import them, they import it.
+_score_session: Callable[..., str] | None = None
+
+
+def score_with(score_session: Callable[..., str]) -> None:
+    """Make :meth:`Session.score` call ``score_session`` (the scores module does, once)."""
+    global _score_session  # noqa: PLW0603 - one scorer per process, set at import
+    _score_session = score_session
+
+
+@dataclass(frozen=True)
+class Session:
+    """A Langfuse session (mirrors the Elixir SDK's ``Langfuse.Session``).
+
+    ``metadata`` stays in this process: it is never put in baggage or sent anywhere.
+    ``id_generated``: the id was made by :meth:`start` (none was given); a processor with
+    ``also_emit`` then leaves ``gen_ai.conversation.id`` out, as the GenAI conventions ask.
+    """
+
+    id: str
+    metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    created_at: datetime = field(default_factory=lambda: datetime.now(timezone.utc))
+    id_generated: bool = field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        check_id(self.id, DEFAULT_MAX_ID_LENGTH)
+        if not isinstance(self.metadata, MappingProxyType):
+            object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
+        if self.created_at.tzinfo is None:
+            raise ValueError("Session.created_at must be timezone-aware")
+
+    @staticmethod
+    def new_id() -> str:
+        """A fresh id: ``"session_"`` + 24 lowercase hex characters from a CSPRNG."""
+        return new_session_id()
+
+    @classmethod
+    def start(cls, id: str | None = None, metadata: Mapping[str, Any] | None = None) -> Session:
+        """Start a session with ``id`` (validated) or a new one; ``created_at`` is now, in UTC."""
+        return cls(
+            id=new_session_id() if id is None else id,
+            metadata=dict(metadata or {}),
+            id_generated=id is None,
+        )
+
+    def score(
+        self,
+        *,
+        name: str,
+        value: float | bool | None = None,
+        string_value: str | None = None,
+        data_type: str | None = None,
+        comment: str | None = None,
+        id: str | None = None,
+        config_id: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> str:
+        """Score this session through the default score client; returns the score id.
+
+        Same as ``score_session(self, ...)``; see :func:`langfuse_otel_sessions.score_session`.
+        """
+        if _score_session is None:  # pragma: no cover - the package imports the scores module
+            raise RuntimeError("langfuse_otel_sessions.scores.client is not imported")
+        return _score_session(
+            self,
+            name=name,
+            value=value,
+            string_value=string_value,
+            data_type=data_type,
+            comment=comment,
+            id=id,
+            config_id=config_id,
+            metadata=metadata,
+        )
+
+    @staticmethod
+    def get_id(session_or_id: Session | str) -> str:
+        """The id of a :class:`Session`, or the string itself; ``TypeError`` for anything else."""
+        if isinstance(session_or_id, Session):
+            return session_or_id.id
+        if isinstance(session_or_id, str):
+            return session_or_id
+        raise TypeError(
+            f"expected a Session or a session id string, got {type(session_or_id).__name__}"
+        )

@@ -1,0 +1,254 @@
+"""Trace attributes beyond the session: tags, metadata, environment, release, version, name.
+
+Carried in baggage under the Langfuse SDK's keys (``langfuse_tags``, ``langfuse_environment``,
+``langfuse_metadata_<k>``, ...) and stamped by the processor as the span attributes Langfuse
+reads. One rule for both directions: :func:`value_problem` (never raises) decides what is
+stamped; :func:`baggage_entries` raises for a bad explicit argument.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+
+from .._logging import RateLimitedLog
+from ..attributes import (
+    BAGGAGE_LANGFUSE_TAGS,
+    BAGGAGE_METADATA_PREFIX,
+    BAGGAGE_TRACE_ATTRIBUTES,
+    DEFAULT_MAX_ID_LENGTH,
+    LANGFUSE_ENVIRONMENT,
+    LANGFUSE_TRACE_METADATA_PREFIX,
+    MAX_ENVIRONMENT_LENGTH,
+)
+from ..errors import ConfigurationError
+from ..ids import id_problem
+from .string_lists import MAX_LIST_TEXT, string_list
+
+_ENVIRONMENT = re.compile(r"[a-z0-9_-]+")
+_METADATA_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+_log = RateLimitedLog()
+#: ``(span attribute, value)`` pairs, ready to stamp.
+Stamps = tuple[tuple[str, object], ...]
+
+
+def value_problem(attribute: str, value: object) -> str | None:
+    """Why ``value`` cannot be stamped as ``attribute`` (a string one), or ``None``."""
+    problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
+    if problem is not None or attribute != LANGFUSE_ENVIRONMENT:
+        return problem
+    assert isinstance(value, str)  # noqa: S101 - id_problem proved it
+    if len(value) > MAX_ENVIRONMENT_LENGTH or not _ENVIRONMENT.fullmatch(value):
+        return f"not lower-case [a-z0-9_-] of at most {MAX_ENVIRONMENT_LENGTH} characters"
+    if value.startswith("langfuse"):
+        return "starts with 'langfuse' (reserved)"
+    return None
+
+
+def tag_problem(tag: object) -> str | None:
+    """Why ``tag`` cannot be stamped as a tag, or ``None``: the string rule, and no comma (our
+    and the Langfuse SDK's comma-separated baggage form would split it). Never raises."""
+    problem = id_problem(tag, DEFAULT_MAX_ID_LENGTH)
+    if problem is None and "," in tag:  # type: ignore[operator]  # id_problem proved a str
+        return "contains a comma"
+    return problem
+
+
+def parse_tags(value: object, problems: list[str] | None = None) -> list[str] | None:
+    """The valid tags of a baggage value: a list (in-process, as the Langfuse SDK writes it),
+    a Python or JSON list string (what a list becomes over HTTP: :func:`string_list`), or
+    comma-separated text. ``None`` when the value is none of these; invalid tags are left out.
+    Either is described in ``problems``. Never raises, and its work is bounded by the length
+    of the text."""
+    try:
+        raw = _raw_tags(value)
+        if raw is None:
+            if problems is not None:
+                problems.append("tags: not a list of strings nor comma-separated text")
+            return None
+        tags: list[str] = []
+        skipped: list[str] = []
+        for tag in raw:
+            if isinstance(tag, str) and not tag.strip():
+                continue  # nothing to show: "a,,b", a trailing comma
+            problem = tag_problem(tag)
+            if problem is None:
+                tags.append(tag)  # type: ignore[arg-type]  # tag_problem proved it a str
+            else:
+                skipped.append(problem)
+        if skipped and problems is not None:
+            problems.append(f"{len(skipped)} tag(s) skipped (first: {skipped[0]})")
+        return tags
+    except Exception:  # noqa: BLE001 - belt and braces: bad input is reported, never raised
+        if problems is not None:
+            problems.append("tags: unreadable")
+        return None
+
+
+def _raw_tags(value: object) -> list[str] | list[object] | tuple[object, ...] | None:
+    if isinstance(value, (list, tuple)):
+        return value
+    if not isinstance(value, str):
+        return None
+    text = value.strip()
+    if text.startswith("["):
+        return string_list(text)
+    if len(text) > MAX_LIST_TEXT:
+        return None
+    return [tag.strip() for tag in text.split(",")]
+
+
+def stamps_of(entries: Mapping[str, object], problems: list[str]) -> Stamps:
+    """The trace attributes a span gets from baggage ``entries``; invalid values are left out
+    and described in ``problems``. Never raises: each entry is read on its own. Metadata comes
+    last, so that a span near its attribute limit gets the other attributes first."""
+    stamps: list[tuple[str, object]] = []
+    metadata: list[tuple[str, object]] = []
+    try:
+        for key, value in entries.items():
+            if isinstance(key, str) and key.startswith("langfuse_"):
+                try:
+                    _stamp_of(key, value, stamps, metadata, problems)
+                except Exception:  # noqa: BLE001 - one bad entry costs only itself
+                    problems.append(f"{key[:60]!r}: unreadable")
+    except Exception:  # noqa: BLE001 - a mapping that fails while read: what was read stays
+        problems.append("baggage: unreadable")
+    return (*stamps, *metadata)
+
+
+def _stamp_of(
+    key: str,
+    value: object,
+    stamps: list[tuple[str, object]],
+    metadata: list[tuple[str, object]],
+    problems: list[str],
+) -> None:
+    if key == BAGGAGE_LANGFUSE_TAGS:
+        tags = parse_tags(value, problems)
+        if tags:
+            stamps.append((BAGGAGE_TRACE_ATTRIBUTES[key], tuple(dict.fromkeys(tags))))
+        return
+    attribute = BAGGAGE_TRACE_ATTRIBUTES.get(key)
+    if attribute is None:
+        if not key.startswith(BAGGAGE_METADATA_PREFIX):
+            return
+        name = key[len(BAGGAGE_METADATA_PREFIX) :]
+        if not _METADATA_KEY.fullmatch(name):  # the rule explicit metadata keys follow
+            problems.append(f"metadata key {name[:60]!r}: not [A-Za-z0-9_.-]")
+            return
+        attribute = LANGFUSE_TRACE_METADATA_PREFIX + name
+        stamps = metadata
+    problem = value_problem(attribute, value)
+    if problem is None:
+        stamps.append((attribute, value))
+    else:
+        problems.append(f"{attribute[:80]}: {problem}")
+
+
+def _checked(attribute: str, value: object) -> str:
+    problem = value_problem(attribute, value)
+    if problem is not None:
+        raise ConfigurationError(f"invalid {attribute}: {problem}")
+    assert isinstance(value, str)  # noqa: S101 - value_problem proved it
+    return value
+
+
+def baggage_entries(
+    *,
+    tags: Iterable[str] | None = None,
+    metadata: Mapping[str, str] | None = None,
+    environment: str | None = None,
+    release: str | None = None,
+    version: str | None = None,
+    trace_name: str | None = None,
+) -> dict[str, str]:
+    """The baggage entries for explicit trace attributes; raises :class:`ConfigurationError`
+    for a bad one (tags: strings without commas; metadata: string keys of ``[A-Za-z0-9_.-]``
+    and string values; each string at most 200 characters)."""
+    entries: dict[str, str] = {}
+    if tags is not None:
+        if isinstance(tags, str):
+            raise ConfigurationError("tags must be a list of strings, not a string")
+        checked = [_checked("tag", tag) for tag in tags]
+        if any("," in tag for tag in checked):
+            raise ConfigurationError("a tag cannot contain a comma")
+        if any(not tag.strip() for tag in checked):
+            raise ConfigurationError("a tag cannot be blank (whitespace only)")
+        if checked:
+            entries[BAGGAGE_LANGFUSE_TAGS] = ",".join(dict.fromkeys(checked))
+    if metadata is not None:
+        if not isinstance(metadata, Mapping):
+            raise ConfigurationError("metadata must be a mapping of strings to strings")
+        for key, value in metadata.items():
+            if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):
+                raise ConfigurationError("metadata keys must be strings of [A-Za-z0-9_.-]")
+            entries[BAGGAGE_METADATA_PREFIX + key] = _checked(f"metadata {key!r}", value)
+    for key, attribute in BAGGAGE_TRACE_ATTRIBUTES.items():
+        given = {
+            "langfuse_trace_name": trace_name,
+            "langfuse_environment": environment,
+            "langfuse_release": release,
+            "langfuse_version": version,
+        }.get(key)
+        if given is not None:
+            entries[key] = _checked(attribute, given)
+    return entries
+
+
+def merged_tags(parent: object, own: str) -> str:
+    """``own`` tags (comma-separated) added to the ``parent`` scope's tags: tags add up.
+    Never raises: an unreadable or invalid inherited tag is left out, with a warning."""
+    problems: list[str] = []
+    inherited = [] if parent is None else parse_tags(parent, problems) or []
+    if problems:
+        _log.warning(
+            "invalid-inherited-tags", "Leaving out tags inherited from baggage: %s", problems[0]
+        )
+    return ",".join(dict.fromkeys([*inherited, *own.split(",")]))
+
+
+#: The keyword arguments :func:`baggage_entries` (and ``session()``) take for trace attributes.
+ARGUMENTS = ("tags", "metadata", "environment", "release", "version", "trace_name")
+
+
+def entries_of(given: object, problems: list[str]) -> dict[str, str]:
+    """:func:`baggage_entries` of a mapping of its keyword arguments, never raising: an unknown
+    or invalid argument (a bad metadata key: that key alone) is left out and described in
+    ``problems``."""
+    if not isinstance(given, Mapping):
+        problems.append(f"expected a mapping, got {type(given).__name__}")
+        return {}
+    entries: dict[str, str] = {}
+    try:
+        for name, value in given.items():
+            if name not in ARGUMENTS:
+                problems.append(f"unknown argument {str(name)[:40]!r}")
+                continue
+            try:
+                _add_entries(entries, name, value, problems)
+            except Exception:  # noqa: BLE001 - a value that fails while read: that part only
+                problems.append(f"{name}: unreadable")
+    except Exception:  # noqa: BLE001 - a mapping that fails while read: what was read stays
+        problems.append("the mapping: unreadable")
+    return entries
+
+
+def _add_entries(entries: dict[str, str], name: str, value: object, problems: list[str]) -> None:
+    parts = value.items() if name == "metadata" and isinstance(value, Mapping) else [None]
+    for part in parts:
+        argument: dict[str, object] = {name: value if part is None else dict([part])}
+        try:
+            entries.update(baggage_entries(**argument))  # type: ignore[arg-type]
+        except Exception as error:  # noqa: BLE001 - reported, never raised
+            problems.append(str(error) if isinstance(error, ConfigurationError) else name)
+
+
+def merged_entries(outer: Mapping[str, str], inner: Mapping[str, str]) -> dict[str, str]:
+    """``inner`` trace-attribute entries over ``outer`` ones, as nested scopes merge: tags add
+    up, metadata keys override one by one, the rest ``inner`` wins."""
+    merged = {**outer, **inner}
+    if BAGGAGE_LANGFUSE_TAGS in outer and BAGGAGE_LANGFUSE_TAGS in inner:
+        merged[BAGGAGE_LANGFUSE_TAGS] = merged_tags(
+            outer[BAGGAGE_LANGFUSE_TAGS], inner[BAGGAGE_LANGFUSE_TAGS]
+        )
+    return merged

@@ -1,0 +1,80 @@
+"""One call to set everything up on a ``TracerProvider``; the zero-code hook uses it too."""
+
+from __future__ import annotations
+
+import os
+import threading
+import weakref
+
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.sampling import Sampler
+
+from .._logging import logger
+from ..attributes import SAMPLER_ENTRY_POINT
+from ..errors import ConfigurationError
+from ..export.exporter import LangfuseSpanExporter
+from ..spans.processor import SessionSpanProcessor
+from ..spans.sampler import SessionSampler, session_sampler_from_env
+
+#: Each configured provider and the session processor added to it.
+_configured: weakref.WeakKeyDictionary[TracerProvider, SessionSpanProcessor] = (
+    weakref.WeakKeyDictionary()
+)
+_lock = threading.Lock()
+
+
+def configure(
+    tracer_provider: TracerProvider | None = None,
+    *,
+    export: bool = True,
+    processor: SessionSpanProcessor | None = None,
+    exporter: SpanExporter | None = None,
+    sampler: Sampler | None = None,
+) -> TracerProvider:
+    """Add :class:`SessionSpanProcessor` and (with ``export``) a ``BatchSpanProcessor`` around
+    :class:`LangfuseSpanExporter` to ``tracer_provider`` — or to the global provider, made and
+    set if none is — and install the propagator guard (unless trusting remote baggage).
+
+    Idempotent: a provider configured once is left alone, so nothing is exported twice.
+    ``processor`` / ``exporter`` replace the defaults (built from the environment).
+    ``sampler`` (e.g. :class:`SessionSampler`) becomes the provider's sampler; tracers obtained
+    from the provider before keep the one they had. A provider made here also honours
+    ``OTEL_TRACES_SAMPLER=langfuse_session``. A :class:`SessionSampler` reads sessions as the
+    processor added here does. Returns the provider.
+    """
+    if sampler is not None and not isinstance(sampler, Sampler):
+        raise ConfigurationError("sampler must be an opentelemetry.sdk Sampler")
+    provider = tracer_provider
+    if provider is None:
+        current = trace.get_tracer_provider()
+        if isinstance(current, TracerProvider):
+            provider = current
+        else:
+            provider = TracerProvider(sampler=sampler or _sampler_from_environment())
+            trace.set_tracer_provider(provider)
+    elif not isinstance(provider, TracerProvider):
+        raise ConfigurationError("tracer_provider must be an opentelemetry.sdk TracerProvider")
+    if sampler is not None:
+        provider.sampler = sampler
+    with _lock:
+        added = _configured.get(provider)
+        if added is None:
+            added = _configured[provider] = processor or SessionSpanProcessor()
+            provider.add_span_processor(added)
+            if export:
+                provider.add_span_processor(BatchSpanProcessor(exporter or LangfuseSpanExporter()))
+        else:
+            logger.debug("langfuse-otel-sessions is already configured on this provider")
+        if isinstance(provider.sampler, SessionSampler):
+            provider.sampler.read_like(added)
+    return provider
+
+
+def _sampler_from_environment() -> Sampler | None:
+    """Our sampler when ``OTEL_TRACES_SAMPLER`` names it; otherwise ``None``, and the SDK's
+    ``TracerProvider`` reads the variable itself (it knows only its built-in samplers)."""
+    if os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower() != SAMPLER_ENTRY_POINT:
+        return None
+    return session_sampler_from_env(os.environ.get("OTEL_TRACES_SAMPLER_ARG"))

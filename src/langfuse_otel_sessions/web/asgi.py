@@ -1,0 +1,77 @@
+"""`ASGISessionMiddleware`: the session for every span of an ASGI request or websocket.
+
+``app.add_middleware(ASGISessionMiddleware)`` (FastAPI, Starlette) or wrap any ASGI 3 app.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from opentelemetry.context import Context, attach, detach, get_current
+
+from ..boundary.web_input import decode_bytes, encode_text
+from .request_session import RequestIds, SessionMiddlewareBase
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+
+class ASGISessionMiddleware(SessionMiddlewareBase):
+    """Sets the request's session in OTel context for the whole request — streamed bodies and
+    websocket connections included — stamps the server span, and keeps session ids from the
+    client's ``baggage`` header out unless trusted. Lifespan scopes pass through."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope.get("type") not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        try:
+            current = get_current()
+            scope, ids, incoming, carried = self._decide(scope, current)
+            context = self.sessions.request_context(current, ids, incoming, carried)
+            self.sessions.stamp_server_span(current, ids, incoming, context)
+            token = attach(context)
+        except Exception:  # noqa: BLE001 - a request must never fail because of us
+            self._log.exception("asgi", "Session middleware failed; request continues without")
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self.app(scope, receive, self._with_cookie(send, ids, scope))
+        finally:
+            detach(token)
+
+    def _decide(
+        self, scope: Scope, current: Context
+    ) -> tuple[Scope, RequestIds, str | None, dict[str, str]]:
+        raw = scope.get("headers") or []
+        headers = {name.decode("latin-1").lower(): decode_bytes(value) for name, value in raw}
+        query = decode_bytes(scope.get("query_string") or b"")
+        ids = self.sessions.decide(scope, headers, query)
+        # Every baggage header counts (OpenTelemetry reads the first; one is handed on).
+        values = [value for name, value in raw if name.lower() == b"baggage"]
+        incoming = ",".join(decode_bytes(value) for value in values) if values else None
+        carried = self.sessions.carried_entries(current, ids, incoming)
+        rewritten = self.sessions.baggage_header(incoming, ids, carried)
+        if rewritten is not None:
+            scope = dict(scope)  # the scope is the caller's: change a copy
+            scope["headers"] = [
+                *((name, value) for name, value in raw if name.lower() != b"baggage"),
+                (b"baggage", encode_text(rewritten)),
+            ]
+        return scope, ids, incoming, carried
+
+    def _with_cookie(self, send: Send, ids: RequestIds, scope: Scope) -> Send:
+        if not ids.new_session or ids.session_id is None or scope.get("type") != "http":
+            return send
+        cookie = self.sessions.set_cookie(ids.session_id).encode("latin-1")
+
+        async def send_with_cookie(message: Message) -> None:
+            if message.get("type") == "http.response.start":
+                message = dict(message)
+                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
+            await send(message)
+
+        return send_with_cookie

@@ -1,0 +1,523 @@
+"""The web layer's session decision, shared by the ASGI and WSGI middleware.
+
+Where a request's session (and user) comes from — a header, a cookie, a query parameter, or a
+callable given the request — whether to make a new session id, and the trust boundary for the
+incoming ``baggage`` header. The middlewares only translate their protocol to this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any, NamedTuple
+from urllib.parse import quote
+
+from opentelemetry import baggage, trace
+from opentelemetry.context import Context
+
+from .._logging import RateLimitedLog
+from ..attributes import (
+    BAGGAGE_LANGFUSE_TAGS,
+    BAGGAGE_METADATA_PREFIX,
+    BAGGAGE_TRACE_ATTRIBUTES,
+    DEFAULT_MAX_ID_LENGTH,
+    ENV_MAX_ID_LENGTH,
+    ENV_TRUST_REMOTE_BAGGAGE,
+    LANGFUSE_TRACE_TAGS,
+)
+from ..boundary.propagator import vouch
+from ..boundary.web_input import cookie_values, query_values
+from ..environment import env_bool, env_positive_int
+from ..errors import ConfigurationError
+from ..ids import id_problem, new_session_id
+from ..keys import known_keys, member_key, member_value, split_members
+from ..sessions.context import scoped_context
+from ..sessions.entry_marks import withheld_remote_entries, without_withheld
+from ..sessions.generated import GeneratedIds
+from ..sessions.trace_attributes import (
+    Stamps,
+    baggage_entries,
+    entries_of,
+    merged_entries,
+    merged_tags,
+    stamps_of,
+)
+from ..spans.local_requests import correct_request, correct_request_attributes
+from ..traces import TraceIds
+
+DEFAULT_SESSION_HEADER = "X-Session-Id"
+DEFAULT_SESSION_COOKIE = "lf_session_id"
+_MAX_BAGGAGE_BYTES = 8192  # OpenTelemetry ignores a longer baggage header (W3C's limit)
+
+IdFromRequest = Callable[[Any], "str | None"]
+#: Given the request, ``session()``'s trace-attribute keywords (``tags``, ``metadata``,
+#: ``environment``, ``release``, ``version``, ``trace_name``) or ``None``.
+AttributesFromRequest = Callable[[Any], "Mapping[str, Any] | None"]
+_NONE: Mapping[str, str] = MappingProxyType({})
+
+
+@dataclass(frozen=True)
+class IdSource:
+    """Where one id is read from, in this order: callable, header, cookie, query parameter."""
+
+    header: str | None = None
+    cookie: str | None = None
+    query_param: str | None = None
+    from_request: IdFromRequest | None = None
+
+
+class _Incoming(NamedTuple):
+    request: object
+    headers: Mapping[str, str]
+    cookies: Mapping[str, str]
+    query: Mapping[str, list[str]]
+
+
+@dataclass(frozen=True)
+class RequestIds:
+    """What was decided for one request."""
+
+    session_id: str | None
+    user_id: str | None
+    new_session: bool = False
+    #: The trace-attribute baggage entries decided (static ones merged with the callable's).
+    attributes: Mapping[str, str] = field(default_factory=lambda: _NONE)
+
+
+class RequestSessions:
+    """Decides each request's session and user; holds configuration only, never request state."""
+
+    def __init__(
+        self,
+        *,
+        session: IdSource,
+        user: IdSource,
+        generate_session: bool = False,
+        cookie_secure: bool = True,
+        cookie_max_age: int | None = None,
+        trust_incoming_baggage: bool | None = None,
+        attributes: Mapping[str, str] | None = None,
+        attributes_from: AttributesFromRequest | None = None,
+    ) -> None:
+        for source in (session, user):
+            if source.from_request is not None and not callable(source.from_request):
+                raise ConfigurationError("session_from/user_from must be callables")
+        if attributes_from is not None and not callable(attributes_from):
+            raise ConfigurationError("trace_attributes_from must be a callable")
+        #: Static trace-attribute entries (validated by ``baggage_entries``) and the callable.
+        self.attributes: Mapping[str, str] = MappingProxyType(dict(attributes or {}))
+        self._static_stamps = stamps_of(self.attributes, [])
+        self.attributes_from = attributes_from
+        if generate_session and session.cookie is None:
+            session = IdSource(
+                session.header, DEFAULT_SESSION_COOKIE, session.query_param, session.from_request
+            )
+        self.session = session
+        self.user = user
+        self.generate_session = generate_session
+        self.cookie_secure = cookie_secure
+        self.cookie_max_age = cookie_max_age
+        self.trust_incoming_baggage = (
+            env_bool(ENV_TRUST_REMOTE_BAGGAGE, False)
+            if trust_incoming_baggage is None
+            else trust_incoming_baggage
+        )
+        self.max_id_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
+        # Only what a source names is parsed: no cookie source, no cookie parsing at all.
+        self._cookie_names = tuple(c for c in (session.cookie, user.cookie) if c is not None)
+        self._query_params = tuple(q for q in (session.query_param, user.query_param) if q)
+        self._log = RateLimitedLog()
+
+    # -- reading ids -----------------------------------------------------------------------------
+
+    def decide(self, request: object, headers: Mapping[str, str], query_string: str) -> RequestIds:
+        """The ids for a request. ``headers`` are lower-cased names; never raises."""
+        cookies = cookie_values(headers.get("cookie", ""), self._cookie_names)
+        query = query_values(query_string, self._query_params)
+        incoming = _Incoming(request, headers, cookies, query)
+        session_id = self._read(self.session, "session", incoming)
+        user_id = self._read(self.user, "user", incoming)
+        attributes = self.attributes
+        if self.attributes_from is not None:
+            attributes = self._attributes_of(request, attributes)
+        if session_id is None and self.generate_session:
+            return RequestIds(new_session_id(), user_id, True, attributes)
+        return RequestIds(session_id, user_id, False, attributes)
+
+    def _attributes_of(self, request: object, static: Mapping[str, str]) -> Mapping[str, str]:
+        """The callable's trace attributes merged over the static ones; never raises."""
+        try:
+            given = self.attributes_from(request)  # type: ignore[misc]  # checked by the caller
+        except Exception:  # noqa: BLE001 - a user callable must not break the request
+            self._log.exception(
+                "attributes-callable", "The trace_attributes_from callable raised; using none"
+            )
+            return static
+        if given is None:
+            return static
+        problems: list[str] = []
+        own = entries_of(given, problems)
+        if problems:
+            self._log.warning(
+                "invalid-attributes-callable",
+                "Ignoring trace attributes from the trace_attributes_from callable: %s",
+                "; ".join(problems),
+            )
+        return merged_entries(static, own) if own else static
+
+    def _read(self, source: IdSource, what: str, incoming: _Incoming) -> str | None:
+        request, headers, cookies, query = incoming
+        candidates: list[tuple[str, Callable[[], object]]] = []
+        if source.from_request is not None:
+            call = source.from_request
+            candidates.append(("callable", lambda: call(request)))
+        if source.header is not None:
+            name = source.header.lower()
+            candidates.append(("header", lambda: headers.get(name)))
+        if source.cookie is not None:
+            cookie = source.cookie
+            candidates.append(("cookie", lambda: cookies.get(cookie)))
+        if source.query_param is not None:
+            param = source.query_param
+            candidates.append(("query", lambda: (query.get(param) or [""])[0]))
+        for origin, read in candidates:
+            try:
+                value = read()
+            except Exception:  # noqa: BLE001 - a user callable must not break the request
+                self._log.exception(
+                    f"{what}-callable", "The %s_from callable raised; no %s id", what, what
+                )
+                continue
+            if value is None or value == "":
+                continue
+            problem = id_problem(value, self.max_id_length)
+            if problem is None:
+                return value  # type: ignore[return-value]  # id_problem proved it is a str
+            self._log.warning(
+                f"invalid-{what}-{origin}",
+                "Ignoring the %s id from the %s: %s",
+                what,
+                origin,
+                problem,
+            )
+        return None
+
+    # -- the trust boundary ----------------------------------------------------------------------
+
+    def carried_entries(
+        self, current: Context, ids: RequestIds, incoming_baggage: str | None
+    ) -> dict[str, str]:
+        """The session/user entries this request's context is to carry, key -> value: the ids
+        decided here, under every key the configured processors read (see
+        :func:`~langfuse_otel_sessions.keys.known_keys`), and — where nothing was decided — the
+        ones the process set itself before this middleware (not brought by the request); then
+        the trace attributes decided here, their tags added to those the request inherits."""
+        known = known_keys()
+        borne = request_borne_entries(incoming_baggage)
+        entries: dict[str, str] = {}
+        for writes, keys, decided in (
+            (known.session_writes, known.session, ids.session_id),
+            (known.user_writes, known.user, ids.user_id),
+        ):
+            if decided is not None:
+                entries.update(dict.fromkeys(writes, decided))
+                continue
+            for key in sorted(keys):
+                value = baggage.get_baggage(key, current)
+                if isinstance(value, str) and value not in borne.get(key, ()):
+                    entries[key] = value
+        if ids.attributes:
+            entries.update(
+                self._decided_attributes(current, ids.attributes, borne, incoming_baggage)
+            )
+        return entries
+
+    def _decided_attributes(
+        self,
+        current: Context,
+        decided: Mapping[str, str],
+        borne: Mapping[str, set[str]],
+        incoming_baggage: str | None,
+    ) -> Mapping[str, str]:
+        """``decided`` with its tags added to the tags the request's scope nests in: the
+        process's own, or — trusted — the caller's (in the context, withheld by a guard, or
+        still in the header)."""
+        tags = decided.get(BAGGAGE_LANGFUSE_TAGS)
+        if tags is None:
+            return decided
+        inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, current)
+        trusted = self.trust_incoming_baggage
+        if (
+            isinstance(inherited, str)
+            and not trusted
+            and inherited in borne.get(BAGGAGE_LANGFUSE_TAGS, ())
+        ):
+            inherited = None
+        if inherited is None and trusted:
+            inherited = withheld_remote_entries(current).get(BAGGAGE_LANGFUSE_TAGS)
+            if inherited is None:
+                inherited = _last_value(incoming_baggage, BAGGAGE_LANGFUSE_TAGS)
+        if inherited is None:
+            return decided
+        return {**decided, BAGGAGE_LANGFUSE_TAGS: merged_tags(inherited, tags)}
+
+    def baggage_header(
+        self, value: str | None, ids: RequestIds, carried: dict[str, str] | None = None
+    ) -> str | None:
+        """The ``baggage`` header to hand to the wrapped app, or ``None`` to leave it as is.
+
+        Untrusted session/user members are removed — their keys decoded as OpenTelemetry's W3C
+        extractor decodes them — and the ``carried`` entries (:meth:`carried_entries`) are put
+        first: when this middleware runs outside OpenTelemetry's server instrumentation, that
+        instrumentation builds the request's context from the headers alone, so the headers are
+        how the decision reaches its spans (the context vouches for them, so that a propagator
+        guard lets them pass).
+        """
+        known = known_keys()
+        ours = carried if carried is not None else self.carried_entries(Context(), ids, value)
+        removed: frozenset[str] = frozenset() if self.trust_incoming_baggage else known.guarded
+        if ids.session_id is not None:
+            removed |= known.session  # the decision here outranks any incoming session
+        if ids.user_id is not None:
+            removed |= known.user
+        removed |= ours.keys()
+        if value is None and not ours:
+            return None
+        members = [
+            f"{quote(key, safe='')}={quote(decided, safe='')}" for key, decided in ours.items()
+        ]
+        size = sum(len(member) + 1 for member in members)
+        for member in split_members(value or ""):
+            if not member.strip(" \t") or member_key(member) in removed:
+                continue
+            size += len(member.encode()) + 1
+            if size > _MAX_BAGGAGE_BYTES:  # OpenTelemetry would drop the whole header
+                self._log.warning("baggage-size", "Dropping baggage entries past 8192 bytes")
+                break
+            members.append(member)
+        return ",".join(members)
+
+    def request_context(
+        self,
+        current: Context,
+        ids: RequestIds,
+        incoming_baggage: str | None = None,
+        carried: Mapping[str, str] | None = None,
+    ) -> Context:
+        """The context for the request: the current one minus the session/user entries that the
+        request's ``baggage`` header brought (unless trusted; trusted, what a propagator guard
+        withheld is put back), plus the ids decided here (as :func:`session` would set them).
+        Entries the process set itself — e.g. an outer middleware of the app — are kept.
+        ``carried``: :meth:`carried_entries` for ``current``, if already known."""
+        context = current
+        if self.trust_incoming_baggage:
+            # A guard in the propagator may have withheld them; this service trusts its caller.
+            for key, value in withheld_remote_entries(context).items():
+                if baggage.get_baggage(key, context) is None:
+                    context = baggage.set_baggage(key, value, context)
+        else:
+            borne = request_borne_entries(incoming_baggage)
+            for key, values in borne.items():
+                if baggage.get_baggage(key, context) in values:
+                    context = baggage.remove_baggage(key, context)
+            # A processor trusting remote baggage finds no withheld entry in this request:
+            # the middleware's untrusting default holds for the requests it decides.
+            context = without_withheld(context)
+        ours = (
+            carried if carried is not None else self.carried_entries(current, ids, incoming_baggage)
+        )
+        context = scoped_context(
+            context, ids.session_id, ids.user_id, ids.attributes, generated=ids.new_session
+        )
+        return vouch(context, ours) if ours else context
+
+    def stamp_server_span(
+        self,
+        current: Context,
+        ids: RequestIds,
+        incoming_baggage: str | None = None,
+        request_context: Context | None = None,
+    ) -> None:
+        """Stamp the span current when the middleware runs (the server span) with the decided
+        ids, on every attribute a processor may stamp them on, overriding ids it got from the
+        request's baggage; an untrusted id with nothing to replace it is blanked (Langfuse skips
+        empty ids). Trace attributes likewise: untrusted ones the request brought are removed,
+        the decided ones set (tags added to the span's own), and the request's memory of them
+        (which the exporter completes spans from) replaced by those of ``request_context``
+        (:meth:`request_context`), as the memory of ids is corrected."""
+        span = trace.get_current_span(current)
+        if not span.is_recording():
+            return
+        known = known_keys()
+        existing = getattr(span, "attributes", None) or {}
+        parent = getattr(span, "parent", None)
+        from_request = parent is not None and parent.is_remote
+        borne_entries = request_borne_entries(incoming_baggage)
+        borne = {v for values in borne_entries.values() for v in values}
+        forged = {} if self.trust_incoming_baggage else _trace_attribute_entries(borne_entries)
+        if ids.attributes or forged:
+            stamps = (
+                self._static_stamps
+                if ids.attributes is self.attributes
+                else stamps_of(ids.attributes, [])  # validated when decided
+            )
+            _stamp_trace_attributes(span, existing, stamps, forged)
+        if forged:  # the processor may have remembered them for the request's other spans
+            if request_context is not None:
+                stamps = stamps_of(baggage.get_all(request_context), [])
+            correct_request_attributes(span.get_span_context(), stamps)
+        corrected = False
+        given_only = known.given_session_attributes if ids.new_session else frozenset()
+        for keys, decided in (
+            (known.session_attributes, ids.session_id),
+            (known.user_attributes, ids.user_id),
+        ):
+            for key in sorted(keys):
+                old = existing.get(key)
+                value = None if key in given_only else decided  # no generated id there
+                if value is not None:
+                    corrected = corrected or old not in (None, value)
+                    span.set_attribute(key, value)
+                elif old and (
+                    decided is not None  # a generated id replaces what the span had there
+                    or (not self.trust_incoming_baggage and (from_request or old in borne))
+                ):
+                    corrected = True
+                    span.set_attribute(key, "")
+        if corrected:  # the processor's request memory learnt the old ids from this span
+            known_ids = ids.session_id is not None or ids.user_id is not None
+            trace_ids = TraceIds(ids.session_id, ids.user_id) if known_ids else None
+            if trace_ids is not None and ids.new_session:
+                trace_ids = GeneratedIds(*trace_ids)
+            correct_request(span.get_span_context(), trace_ids)
+
+    def set_cookie(self, session_id: str) -> str:
+        """The ``Set-Cookie`` value for a session id this middleware made."""
+        parts = [f"{self.session.cookie}={session_id}", "Path=/", "HttpOnly", "SameSite=Lax"]
+        if self.cookie_secure:
+            parts.append("Secure")
+        if self.cookie_max_age is not None:
+            parts.append(f"Max-Age={self.cookie_max_age}")
+        return "; ".join(parts)
+
+
+def _trace_attribute_entries(entries: Mapping[str, set[str]]) -> dict[str, set[str]]:
+    return {
+        key: values
+        for key, values in entries.items()
+        if key in BAGGAGE_TRACE_ATTRIBUTES or key.startswith(BAGGAGE_METADATA_PREFIX)
+    }
+
+
+def _stamp_trace_attributes(
+    span: trace.Span,
+    existing: Mapping[str, object],
+    decided: Stamps,
+    forged: Mapping[str, set[str]],
+) -> None:
+    """Remove from ``span`` the trace attributes a processor stamped from the ``forged``
+    baggage entries, then set the ``decided`` ones (its tags added to the span's)."""
+    problems: list[str] = []  # the forged ones' problems: nothing was stamped from them
+    store = getattr(span, "_attributes", None)  # the SDK span's own (mutable) mapping
+    for key, values in forged.items():
+        for value in values:
+            for attribute, stamped in stamps_of({key: value}, problems):
+                if existing.get(attribute) == stamped:
+                    try:
+                        del store[attribute]  # type: ignore[union-attr]
+                    except Exception:  # noqa: BLE001 - not an SDK span: blank it instead
+                        span.set_attribute(attribute, "")
+    for attribute, stamp in decided:
+        own = existing.get(attribute) if attribute == LANGFUSE_TRACE_TAGS else None
+        if isinstance(own, tuple) and isinstance(stamp, tuple):  # tags add up
+            stamp = tuple(dict.fromkeys([*own, *stamp]))  # noqa: PLW2901 - the merged tags
+        span.set_attribute(attribute, stamp)  # type: ignore[arg-type]
+
+
+def _last_value(header: str | None, key: str) -> str | None:
+    """The value OpenTelemetry's W3C extractor keeps for ``key`` (the last member's)."""
+    value = None
+    for member in split_members(header or ""):
+        if member_key(member) == key:
+            value = member_value(member)
+    return value
+
+
+def request_borne_entries(header: str | None) -> dict[str, set[str]]:
+    """The session/user entries a request's ``baggage`` header carries, key -> values, decoded
+    as OpenTelemetry's W3C extractor decodes them."""
+    borne: dict[str, set[str]] = {}
+    if not header:
+        return borne
+    guarded = known_keys().guarded
+    for member in split_members(header):
+        key = member_key(member)
+        if key is not None and key in guarded:
+            borne.setdefault(key, set()).add(member_value(member))
+    return borne
+
+
+class SessionMiddlewareBase:
+    """The options both middlewares take (keyword-only, after the wrapped app).
+
+    * ``session_header`` (default ``X-Session-Id``), ``session_cookie``, ``session_query_param``,
+      ``session_from`` (a callable given the ASGI scope / WSGI environ, returning an id or
+      ``None``): where the session id comes from, callable first, then header, cookie, query;
+    * ``user_header``, ``user_cookie``, ``user_query_param``, ``user_from``: the same for the user;
+    * ``generate_session``: no id in the request -> a new one (``Session.new_id()``), set in a
+      cookie (``session_cookie``, default ``lf_session_id``; HttpOnly, SameSite=Lax, ``Secure``
+      unless ``cookie_secure=False``, ``Max-Age`` from ``cookie_max_age``);
+    * ``trust_incoming_baggage``: keep session/user entries of the incoming ``baggage`` header
+      (default: ``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, else false: they never reach a span);
+    * ``tags``, ``metadata``, ``environment``, ``release``, ``version``, ``trace_name``: trace
+      attributes for every request, validated as ``session()`` validates them (a bad one raises
+      :class:`ConfigurationError`); ``trace_attributes_from``: a callable given the request,
+      returning a mapping of those keywords (or ``None``), merged over them as nested
+      ``session()`` scopes merge; what it gets wrong is skipped and logged, never raised.
+    """
+
+    def __init__(
+        self,
+        app: Any,  # noqa: ANN401 - any ASGI or WSGI application
+        *,
+        session_header: str | None = DEFAULT_SESSION_HEADER,
+        session_cookie: str | None = None,
+        session_query_param: str | None = None,
+        session_from: IdFromRequest | None = None,
+        user_header: str | None = None,
+        user_cookie: str | None = None,
+        user_query_param: str | None = None,
+        user_from: IdFromRequest | None = None,
+        generate_session: bool = False,
+        cookie_secure: bool = True,
+        cookie_max_age: int | None = None,
+        trust_incoming_baggage: bool | None = None,
+        tags: list[str] | tuple[str, ...] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        environment: str | None = None,
+        release: str | None = None,
+        version: str | None = None,
+        trace_name: str | None = None,
+        trace_attributes_from: AttributesFromRequest | None = None,
+    ) -> None:
+        self.app = app
+        attributes = baggage_entries(
+            tags=tags,
+            metadata=metadata,
+            environment=environment,
+            release=release,
+            version=version,
+            trace_name=trace_name,
+        )
+        self.sessions = RequestSessions(
+            session=IdSource(session_header, session_cookie, session_query_param, session_from),
+            user=IdSource(user_header, user_cookie, user_query_param, user_from),
+            generate_session=generate_session,
+            cookie_secure=cookie_secure,
+            cookie_max_age=cookie_max_age,
+            trust_incoming_baggage=trust_incoming_baggage,
+            attributes=attributes,
+            attributes_from=trace_attributes_from,
+        )
+        self._log = RateLimitedLog()
