@@ -247,3 +247,32 @@ def test_the_session_decided_outside_the_server_instrumentation_is_not_sent(
             )
     assert answer.text == "tenant=a"
     assert traced.session_of("GET /") == "s-9"
+
+
+@pytest.mark.parametrize("key", ["session.id", "langfuse.session.id", "user.id"])
+@pytest.mark.parametrize("nested", [False, True], ids=["one-scope", "nested-scopes"])
+def test_the_apps_own_rival_session_entry_keeps_propagating_under_a_scope(
+    key: str, nested: bool
+) -> None:
+    """A scope removes the app's ``session.id`` (or another key the processor reads) inside the
+    process, so that it does not outrank the scope's id; outgoing requests where not opted in
+    still carry it, as they would without the package."""
+    traced = make_traced()
+    received: list[str | None] = []
+    with serve_wsgi(third_party(received)) as url:
+        token = context.attach(baggage.set_baggage(key, "app-s"))
+        try:
+            with session("pkg-s", user_id="pkg-u"):
+                if nested:
+                    with session("pkg-s2"):
+                        sent = baggage_sent(traced, url, received)
+                else:
+                    sent = baggage_sent(traced, url, received)
+                with traced.tracer.start_as_current_span("inside"):
+                    pass
+        finally:
+            context.detach(token)
+    assert sent == f"{key}=app-s"
+    stamped = traced.span("inside").attributes or {}
+    assert stamped["langfuse.session.id"] == "pkg-s"
+    assert stamped["langfuse.user.id"] == "pkg-u"

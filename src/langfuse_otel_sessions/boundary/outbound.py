@@ -31,7 +31,7 @@ from .._logging import logger
 from ..attributes import BAGGAGE_LANGFUSE_TRACE_ID, ENV_PROPAGATE_SESSION_TO
 from ..environment import env_keys
 from ..errors import ConfigurationError
-from ..sessions.entry_marks import OWN_ENTRIES, app_entries_beneath
+from ..sessions.entry_marks import OWN_ENTRIES, app_entries_beneath, hidden_app_entries
 
 EVERYWHERE = "*"
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -186,8 +186,13 @@ def outbound_context(context: Context | None, policy: OutboundPolicy) -> Context
             return context
         entries = baggage.get_all(current)
         ours = [key for key, value in own.items() if key in entries and entries[key] == value]
-        if not ours or policy.allows(current):
+        hidden = {  # the app's rival entries a scope removed, unless the app set them again
+            key: value for key, value in hidden_app_entries(current).items() if key not in entries
+        }
+        if not (ours or hidden) or policy.allows(current):
             return context
+        for key, value in hidden.items():
+            current = baggage.set_baggage(key, value, current)
         beneath = app_entries_beneath(current)
         for key in ours:
             app_value = beneath.get(key)  # the app's own entry this package's covered

@@ -21,8 +21,9 @@ from ..attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH, ENV_MAX_I
 from ..environment import env_positive_int
 from ..ids import check_id, id_problem
 from ..keys import known_keys
+from ._outbound_check import warn_once_without_outbound_policy
 from ._processor_check import warn_once_without_processor
-from .entry_marks import with_own_entries, withheld_remote_entries
+from .entry_marks import with_own_entries, withheld_remote_entries, without_rival_entries
 from .generated import with_session_origin
 from .scope_entries import Root, decorate, enter, leave
 from .session import Session
@@ -47,6 +48,8 @@ def scoped_context(
     the parent's, metadata keys and the other attributes replace the parent's.
     ``generated``: ``session_id`` was generated, not given (see :mod:`.generated`).
     """
+    if session_id is not None or user_id is not None or attributes:
+        warn_once_without_outbound_policy()  # the entries would leave with no policy
     known = known_keys()
     context = parent
     if attributes:  # recorded as ours: they leave the process only where the user opted in
@@ -66,9 +69,7 @@ def scoped_context(
 def _with_entries(
     context: Context, keys: tuple[str, ...], value: str, rivals: frozenset[str]
 ) -> Context:
-    for rival in rivals:
-        if rival not in keys and baggage.get_baggage(rival, context) is not None:
-            context = baggage.remove_baggage(rival, context)
+    context = without_rival_entries(context, rivals.difference(keys))
     return with_own_entries(context, dict.fromkeys(keys, value))
 
 

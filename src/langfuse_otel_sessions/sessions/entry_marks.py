@@ -23,6 +23,9 @@ from opentelemetry.context import Context, create_key, get_value, set_value
 OWN_ENTRIES = create_key("langfuse-otel-sessions.own-baggage")
 #: Context slot: for the entries this package wrote over a value it did not write, that value.
 APP_ENTRIES_BENEATH = create_key("langfuse-otel-sessions.app-baggage-beneath")
+#: Context slot: entries the app wrote under a rival session/user key (``session.id``, ...) that
+#: a scope removed from the baggage (key -> the app's value).
+HIDDEN_APP_ENTRIES = create_key("langfuse-otel-sessions.app-baggage-hidden")
 #: Context slot holding the session/user entries withheld from remote baggage.
 WITHHELD_REMOTE_ENTRIES = create_key("langfuse-otel-sessions.withheld-remote-baggage")
 
@@ -46,6 +49,34 @@ def with_own_entries(context: Context, entries: Mapping[str, str]) -> Context:
     if beneath or earlier:
         context = set_value(APP_ENTRIES_BENEATH, MappingProxyType(beneath), context)
     return mark_own(context, entries)
+
+
+def without_rival_entries(context: Context, keys: frozenset[str] | set[str]) -> Context:
+    """``context`` without the baggage entries under ``keys`` (rival session/user keys, so
+    that none outranks a scope's id in the process); a value the package did not write is
+    recorded (:func:`hidden_app_entries`) so that it still goes out where the outbound policy
+    withholds the package's entries, as if the package had written nothing."""
+    own = get_value(OWN_ENTRIES, context)
+    hidden: dict[str, object] = {}
+    for key in keys:
+        value = baggage.get_baggage(key, context)
+        if value is None:
+            continue
+        context = baggage.remove_baggage(key, context)
+        if not (isinstance(own, Mapping) and own.get(key) == value):
+            hidden[key] = value
+    if not hidden:
+        return context
+    return set_value(
+        HIDDEN_APP_ENTRIES, MappingProxyType({**hidden_app_entries(context), **hidden}), context
+    )
+
+
+def hidden_app_entries(context: Context) -> Mapping[str, object]:
+    """The app's entries a scope removed from ``context``'s baggage (see
+    :func:`without_rival_entries`)."""
+    entries = get_value(HIDDEN_APP_ENTRIES, context)
+    return entries if isinstance(entries, Mapping) else _EMPTY
 
 
 def app_entries_beneath(context: Context) -> Mapping[str, object]:

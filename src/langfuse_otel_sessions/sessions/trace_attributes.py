@@ -8,8 +8,9 @@ stamped; :func:`baggage_entries` raises for a bad explicit argument.
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from .._logging import RateLimitedLog
 from ..attributes import (
@@ -175,7 +176,13 @@ def baggage_entries(
         if any(not tag.strip() for tag in checked):
             raise ConfigurationError("a tag cannot be blank (whitespace only)")
         if checked:
-            entries[BAGGAGE_LANGFUSE_TAGS] = ",".join(dict.fromkeys(checked))
+            text = tags_text(list(dict.fromkeys(checked)))
+            if len(text) > MAX_LIST_TEXT:
+                raise ConfigurationError(
+                    f"tags: {len(text)} characters together, over the {MAX_LIST_TEXT} a "
+                    "langfuse_tags baggage entry is read back with"
+                )
+            entries[BAGGAGE_LANGFUSE_TAGS] = text
     if metadata is not None:
         if not isinstance(metadata, Mapping):
             raise ConfigurationError("metadata must be a mapping of strings to strings")
@@ -195,16 +202,51 @@ def baggage_entries(
     return entries
 
 
+def tags_text(tags: Sequence[str]) -> str:
+    """The ``langfuse_tags`` baggage value of valid ``tags``, which :func:`parse_tags` reads
+    back exactly: comma-separated (the Langfuse SDK's form) when that carries them exactly,
+    else a JSON list (a first tag starting with ``[`` would read as list syntax, and
+    comma-separated tags are read stripped of surrounding spaces)."""
+    if tags and not tags[0].startswith("[") and all(tag == tag.strip() for tag in tags):
+        return ",".join(tags)
+    return json.dumps(list(tags), ensure_ascii=False, separators=(",", ":"))
+
+
+def _fitting_tags_text(tags: list[str]) -> str:
+    """:func:`tags_text` of the first ``tags`` that fit in what is read back (its length grows
+    with the number of tags kept, so the longest prefix that fits is found by bisection)."""
+    text = tags_text(tags)
+    if len(text) <= MAX_LIST_TEXT:
+        return text
+    low, high = 0, len(tags)  # tags[:low] fits, tags[:high] does not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if len(tags_text(tags[:middle])) <= MAX_LIST_TEXT:
+            low = middle
+        else:
+            high = middle
+    _log.warning(
+        "tags-over-limit",
+        "Keeping the first %d of %d tags: together they would exceed the %d characters a "
+        "langfuse_tags baggage entry is read back with",
+        low,
+        len(tags),
+        MAX_LIST_TEXT,
+    )
+    return tags_text(tags[:low])
+
+
 def merged_tags(parent: object, own: str) -> str:
-    """``own`` tags (comma-separated) added to the ``parent`` scope's tags: tags add up.
-    Never raises: an unreadable or invalid inherited tag is left out, with a warning."""
+    """``own`` tags (a :func:`tags_text` value) added to the ``parent`` scope's tags: tags add
+    up. Never raises: an unreadable or invalid inherited tag is left out, and tags past the
+    length that is read back are left out (the first that fit are kept), with a warning."""
     problems: list[str] = []
     inherited = [] if parent is None else parse_tags(parent, problems) or []
     if problems:
         _log.warning(
             "invalid-inherited-tags", "Leaving out tags inherited from baggage: %s", problems[0]
         )
-    return ",".join(dict.fromkeys([*inherited, *own.split(",")]))
+    return _fitting_tags_text(list(dict.fromkeys([*inherited, *(parse_tags(own) or [])])))
 
 
 #: The keyword arguments :func:`baggage_entries` (and ``session()``) take for trace attributes.
