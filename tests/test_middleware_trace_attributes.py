@@ -15,6 +15,7 @@ pytest.importorskip("django", reason="the framework stack is in requirements/tes
 import httpx
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from opentelemetry.trace import SpanKind
 
 from langfuse_otel_sessions import ASGISessionMiddleware, ConfigurationError, WSGISessionMiddleware
 from langfuse_otel_sessions.keys import member_key
@@ -285,3 +286,26 @@ def test_without_trace_attributes_the_decision_carries_none() -> None:
     middleware = WSGISessionMiddleware(lambda *args: None)
     assert middleware.sessions.attributes_from is None
     assert middleware.sessions.decide({}, {"x-session-id": "s"}, "").attributes == {}
+
+
+def server_span_own_attributes(order: str, metadata: dict[str, str]) -> tuple[set[str], object]:
+    with (
+        propagation("guard") as traced,
+        served("fastapi", traced, order, metadata=metadata, environment="prod") as url,
+    ):
+        assert httpx.get(url + "/chat", headers={"X-Session-Id": "s-1"}).status_code == 200
+    server = next(span for span in traced.spans() if span.kind is SpanKind.SERVER)
+    attributes = server.attributes or {}
+    own = {key for key in attributes if not key.startswith("langfuse.")}
+    return own, attributes.get("langfuse.session.id")
+
+
+@pytest.mark.parametrize("order", ORDERS)
+def test_many_metadata_keys_never_evict_the_server_span_s_own_attributes(order: str) -> None:
+    """The middleware stamps the server span into the room its attribute limit leaves, as the
+    processor does (FastAPI's order: ours inside OpenTelemetry's, the span already started)."""
+    baseline, _ = server_span_own_attributes(order, {})
+    own, session_id = server_span_own_attributes(order, {f"k{n}": "v" for n in range(125)})
+    assert len(baseline) > 5
+    assert own == baseline
+    assert session_id == "s-1"

@@ -389,7 +389,7 @@ class SessionSpanProcessor(SpanProcessor):
             stamped.append((key, value))
         store = getattr(existing, "_dict", None)
         if crowded and stamped and isinstance(store, dict):
-            _put_first(store, [key for key, _ in stamped])  # as set_attribute stored them
+            put_first(store, [key for key, _ in stamped])  # as set_attribute stored them
         if left_out:
             self.dropped_trace_attributes += left_out
             self._log.warning(
@@ -476,10 +476,10 @@ def _stamp_first(store: dict[str, object], stamps: Stamps) -> None:
     for key, value in stamps:
         if key not in store:  # an explicit attribute wins
             store[key] = value
-    _put_first(store, fresh)
+    put_first(store, fresh)
 
 
-def _put_first(store: dict[str, object], keys: list[str]) -> None:
+def put_first(store: dict[str, object], keys: list[str]) -> None:
     """Make ``keys`` (present in ``store``) its oldest entries, the last key first."""
     first = {key: store.pop(key) for key in reversed(keys) if key in store}
     if not first:

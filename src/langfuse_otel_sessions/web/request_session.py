@@ -44,6 +44,7 @@ from ..sessions.trace_attributes import (
     stamps_of,
 )
 from ..spans.local_requests import correct_request, correct_request_attributes
+from ..spans.processor import put_first
 from ..traces import TraceIds
 
 DEFAULT_SESSION_HEADER = "X-Session-Id"
@@ -362,7 +363,23 @@ class RequestSessions:
                 if ids.attributes is self.attributes
                 else stamps_of(ids.attributes, [])  # validated when decided
             )
-            _stamp_trace_attributes(span, existing, stamps, forged)
+            reserved = sum(  # room kept for the ids set below, as the processor keeps it
+                key not in existing
+                for keys, decided in (
+                    (known.session_attributes, ids.session_id),
+                    (known.user_attributes, ids.user_id),
+                )
+                if decided is not None
+                for key in keys
+            )
+            left_out = _stamp_trace_attributes(span, existing, stamps, forged, reserved)
+            if left_out:
+                self._log.warning(
+                    "span-attribute-limit",
+                    "Not stamping %d trace attribute(s) on the server span at its attribute "
+                    "limit (SpanLimits.max_span_attributes): the span's own attributes are kept",
+                    left_out,
+                )
         if forged:  # the processor may have remembered them for the request's other spans
             if request_context is not None:
                 stamps = stamps_of(baggage.get_all(request_context), [])
@@ -415,9 +432,12 @@ def _stamp_trace_attributes(
     existing: Mapping[str, object],
     decided: Stamps,
     forged: Mapping[str, set[str]],
-) -> None:
+    reserved: int = 0,
+) -> int:
     """Remove from ``span`` the trace attributes a processor stamped from the ``forged``
-    baggage entries, then set the ``decided`` ones (its tags added to the span's)."""
+    baggage entries, then set the ``decided`` ones (its tags added to the span's) into the room
+    its attribute limit leaves (``reserved`` kept for the ids), as the processor does: setting
+    one more would evict the span's oldest attribute. Returns how many did not fit."""
     problems: list[str] = []  # the forged ones' problems: nothing was stamped from them
     store = getattr(span, "_attributes", None)  # the SDK span's own (mutable) mapping
     for key, values in forged.items():
@@ -428,11 +448,29 @@ def _stamp_trace_attributes(
                         del store[attribute]  # type: ignore[union-attr]
                     except Exception:  # noqa: BLE001 - not an SDK span: blank it instead
                         span.set_attribute(attribute, "")
+    maxlen = getattr(store, "maxlen", None)  # an SDK span's BoundedAttributes
+    room = None
+    crowded = False  # as in the processor: the stamps then become the span's oldest attributes
+    if isinstance(maxlen, int) and isinstance(store, Mapping):
+        room = maxlen - len(store) - reserved
+        crowded = (len(store) + len(decided)) * 4 > maxlen * 3
+    left_out = 0
+    added: list[str] = []
     for attribute, stamp in decided:
+        if room is not None and attribute not in store:  # type: ignore[operator]
+            if room <= 0:
+                left_out += 1
+                continue
+            room -= 1
         own = existing.get(attribute) if attribute == LANGFUSE_TRACE_TAGS else None
         if isinstance(own, tuple) and isinstance(stamp, tuple):  # tags add up
             stamp = tuple(dict.fromkeys([*own, *stamp]))  # noqa: PLW2901 - the merged tags
         span.set_attribute(attribute, stamp)  # type: ignore[arg-type]
+        added.append(attribute)
+    inner = getattr(store, "_dict", None)
+    if crowded and added and isinstance(inner, dict):
+        put_first(inner, added)  # an attribute set later evicts a stamp, not the span's own
+    return left_out
 
 
 def _last_value(header: str | None, key: str) -> str | None:
