@@ -1,9 +1,12 @@
 """For the examples: Langfuse if keys are set, else a local Langfuse-compatible receiver whose
-sessions are printed at the end."""
+sessions are printed at the end (with ``--view``, then shown in a browser until Ctrl-C)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -22,3 +25,7 @@ def langfuse_or_local() -> Iterator[LangfuseReceiver | None]:
         print(f"No Langfuse keys set: sending to a local receiver at {receiver.url}\n")
         yield receiver
         print(render_sessions(receiver.sessions().values()))
+        if "--view" in sys.argv:
+            print(f"\nSee them in a browser: {receiver.url}/  (Ctrl-C to stop)", flush=True)
+            with contextlib.suppress(KeyboardInterrupt):
+                threading.Event().wait()

@@ -71,3 +71,40 @@ def test_serve_warns_when_not_on_loopback(host: str) -> None:
         check=False,
     )
     assert f"Warning: {host} is not a loopback address" in result.stderr
+
+
+def get(receiver: LangfuseReceiver, path: str, host: str = "127.0.0.1") -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", int(receiver.url.rsplit(":", 1)[1]), 10)
+    try:
+        connection.request("GET", path, headers={"Host": host})
+        answer = connection.getresponse()
+        return answer.status, answer.read()
+    finally:
+        connection.close()
+
+
+def test_the_page_answers_only_to_a_loopback_name() -> None:
+    """A site the browser visits cannot rebind its name to 127.0.0.1 and read the sessions."""
+    with LangfuseReceiver(require_auth=False) as receiver:
+        assert get(receiver, "/api/overview", host="attacker.example:4318")[0] == 403
+        assert get(receiver, "/", host="attacker.example")[0] == 403
+        assert get(receiver, "/api/overview", host="localhost:4318")[0] == 200
+
+
+def test_the_page_data_stays_bounded_however_long_a_span_name() -> None:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    from langfuse_otel_sessions.testing._page import MAX_TEXT
+
+    with LangfuseReceiver(require_auth=False) as receiver:
+        provider = TracerProvider()
+        exporter = OTLPSpanExporter(receiver.url + "/v1/traces")
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        for _ in range(3):
+            provider.get_tracer("t").start_span("x" * 1_000_000).end()
+        provider.shutdown()
+        status, body = get(receiver, "/api/overview")
+        assert status == 200
+        assert len(body) < 3 * (MAX_TEXT + 1000)

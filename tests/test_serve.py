@@ -1,5 +1,5 @@
-"""``python -m langfuse_otel_sessions serve``: what changed per batch, the traces without a
-session, observation types and durations, and a clear word when the port is taken."""
+"""``python -m langfuse_otel_sessions serve``: one line per batch (what changed, and the page's
+URL), and a clear word when the port is taken. The page itself: ``tests/test_browser.py``."""
 
 from __future__ import annotations
 
@@ -94,46 +94,27 @@ def send(port: int, *sessions: str) -> None:
     subprocess.run([sys.executable, "-c", SENDER, *sessions], env=env, check=True, timeout=60)
 
 
-def test_serve_prints_only_what_changed_and_the_traces_without_a_session() -> None:
+def test_serve_prints_one_line_per_batch_saying_what_changed_and_where_to_look() -> None:
     port = free_port()
     view = start_view(port, batches=2)
     try:
         output = Output(view)
         output.until("Listening for OTLP/HTTP")
         send(port, "first", "no-session")
-        first = "".join(output.until("(no session id on this span)"))
+        first = output.until("batch 1:")[-1]
         send(port, "second")
-        second = "".join(output.until("chat gpt-4o"))
+        (second,) = output.until("batch 2:")  # one line: not the whole session again
         assert view.wait(timeout=60) == 0
     finally:
         stop(view)
-    assert "--- +3 spans: 3 spans in 2 traces, 1 sessions, 1 traces without a session ---" in first
-    assert "session first  traces=1  observations in session=2/2" in first
-    assert "traces without a session: 1" in first
-    assert "└─ GET /health  [span, " in first.split("traces without a session: 1")[1]
-    assert "--- +2 spans: 5 spans in 3 traces, 2 sessions, 1 traces without a session ---" in second
-    assert "session second  traces=1" in second
-    assert "session first" not in second  # not everything again
-    assert "GET /health" not in second.split("chat gpt-4o")[0]
-
-
-def test_serve_shows_observation_types_and_durations() -> None:
-    port = free_port()
-    view = start_view(port, batches=1)
-    try:
-        output = Output(view)
-        output.until("Listening for OTLP/HTTP")
-        send(port, "typed")
-        lines = output.until("chat gpt-4o")
-        assert view.wait(timeout=60) == 0
-    finally:
-        stop(view)
-    (trace_line,) = [line for line in lines if line.strip().startswith('trace "answer typed"')]
-    assert trace_line.rstrip().endswith(("µs", "ms", " s"))
-    (root,) = [line for line in lines if "└─ answer typed  [span, " in line]
-    (call,) = [line for line in lines if "└─ chat gpt-4o  [generation, " in line]
-    assert root.rstrip().endswith(("µs]", "ms]", " s]"))
-    assert call.index("└─") > root.index("└─")  # the child is indented under its parent
+    url = f"http://127.0.0.1:{port}/"
+    assert first.strip() == (
+        f"batch 1: +3 spans · sessions: first (new) · 1 new trace without a session"
+        f" · 1 sessions in all · {url}"
+    )
+    assert (
+        second.strip() == f"batch 2: +2 spans · sessions: second (new) · 2 sessions in all · {url}"
+    )
 
 
 def test_serve_says_when_the_port_is_taken_and_how_to_pick_another() -> None:

@@ -1,10 +1,10 @@
 """``python -m langfuse_otel_sessions serve``: a local session view.
 
 Listens for OTLP/HTTP on a loopback port (``/v1/traces``, and Langfuse's own
-``/api/public/otel/v1/traces`` and score routes, with or without Langfuse keys) and prints, after
-each batch, what changed: the sessions that gained spans or scores (their traces in order, each
-trace's span tree with observation types and durations, their scores) and the traces that are in
-no session. Point our exporter at it (``LANGFUSE_OTEL_COLLECTOR_ENDPOINT=http://127.0.0.1:4318``,
+``/api/public/otel/v1/traces`` and score routes, with or without Langfuse keys), shows the
+sessions, their turns, span trees and scores, and the traces in no session on a page at ``/``
+that updates as batches arrive, and prints one line per batch (what changed, and the URL).
+Point our exporter at it (``LANGFUSE_OTEL_COLLECTOR_ENDPOINT=http://127.0.0.1:4318``,
 or ``LANGFUSE_BASE_URL`` with any keys), or OpenTelemetry's ``otlp`` exporter or a Collector
 (``OTEL_EXPORTER_OTLP_ENDPOINT``).
 """
@@ -18,7 +18,8 @@ from collections.abc import Callable, Sequence
 
 from .export.urls import is_loopback
 from .testing import LangfuseReceiver
-from .testing._live import ChangeView, summary
+from .testing._live import ChangeView
+from .testing._model import build_sessions
 
 DEFAULT_PORT = 4318
 
@@ -54,9 +55,9 @@ def serve(host: str, port: int, stop_after: int | None = None) -> int:
         print(_cannot_listen(host, port, error), file=sys.stderr, flush=True)
         return 2
     with receiver:
-        print(f"Listening for OTLP/HTTP on {receiver.url}/v1/traces", flush=True)
         for line in (
-            "Point at it:",
+            f"Local view: open {receiver.url}/ in a browser (it updates as batches arrive).",
+            f"Listening for OTLP/HTTP on {receiver.url}/v1/traces. Point at it:",
             f"  our exporter (OTEL_TRACES_EXPORTER=langfuse, LangfuseSpanExporter()):"
             f" LANGFUSE_OTEL_COLLECTOR_ENDPOINT={receiver.url}",
             f"  or, with scores too: LANGFUSE_BASE_URL={receiver.url}"
@@ -65,9 +66,8 @@ def serve(host: str, port: int, stop_after: int | None = None) -> int:
             f" OTEL_EXPORTER_OTLP_ENDPOINT={receiver.url}",
         ):
             print(line, flush=True)
-        print("After each batch: what changed since the last one.", flush=True)
         view = ChangeView()
-        printed = batches = spans_before = 0
+        printed = batches = 0
 
         def more_than(count: int) -> Callable[[], bool]:
             return lambda: len(receiver.requests()) > count
@@ -78,12 +78,9 @@ def serve(host: str, port: int, stop_after: int | None = None) -> int:
                     continue
                 printed = len(receiver.requests())
                 batches += 1
-                traces, sessions = receiver.traces(), receiver.sessions()
-                spans = sum(len(trace.spans) for trace in traces.values())
-                lines = [summary(traces, sessions, spans - spans_before)]
-                lines += view.changes(traces, sessions)
-                spans_before = spans
-                print("\n" + "\n".join(lines), flush=True)
+                traces = receiver.traces()
+                sessions = build_sessions(traces.values(), receiver.scores())
+                print(f"batch {batches}: {view.line(traces, sessions, receiver.url)}", flush=True)
         except KeyboardInterrupt:
             pass
     return 0
@@ -92,7 +89,7 @@ def serve(host: str, port: int, stop_after: int | None = None) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m langfuse_otel_sessions")
     commands = parser.add_subparsers(dest="command", required=True)
-    serve_command = commands.add_parser("serve", help="print sessions as spans arrive")
+    serve_command = commands.add_parser("serve", help="show sessions in a browser as spans arrive")
     serve_command.add_argument("--host", default="127.0.0.1")
     serve_command.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0: any free port"

@@ -1,52 +1,51 @@
-"""What changed since the last look: the sessions and session-less traces that gained spans or
-scores. ``python -m langfuse_otel_sessions serve`` prints this after each batch."""
+"""What changed since the last batch, in one line: ``python -m langfuse_otel_sessions serve``
+prints it after each batch (the page at its URL shows the sessions themselves)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from ._model import SessionView, TraceView
-from ._view import render_session, render_sessionless
+
+_NAMED = 3  # changed sessions named in the line; the rest are counted
+
+
+def _printable(text: str) -> str:
+    """Client data for a terminal: control characters (escape sequences) become ``?``."""
+    return "".join(c if c.isprintable() else "?" for c in text[:80])
 
 
 class ChangeView:
-    """Remembers what it showed last; :meth:`changes` renders only what is new since then."""
+    """Remembers what it saw last; :meth:`line` says what is new since then."""
 
     def __init__(self) -> None:
         self._trace_sizes: dict[str, int] = {}
         self._score_counts: dict[str, int] = {}
 
-    def changes(
-        self, traces: Mapping[str, TraceView], sessions: Mapping[str, SessionView]
-    ) -> list[str]:
-        """The changed sessions in full (a session is short), then the changed traces that
-        are in no session."""
-        changed = {
-            trace_id
-            for trace_id, trace in traces.items()
-            if self._trace_sizes.get(trace_id) != len(trace.spans)
-        }
-        lines: list[str] = []
+    def line(
+        self, traces: Mapping[str, TraceView], sessions: Mapping[str, SessionView], url: str
+    ) -> str:
+        """``+3 spans · sessions: a (new), b · 1 new trace without a session · <url>``."""
+        spans = sum(len(trace.spans) for trace in traces.values())
+        new_spans = spans - sum(self._trace_sizes.values())
+        changed = []
         for session in sessions.values():
-            if any(trace.id in changed for trace in session.traces) or len(
+            grew = any(self._trace_sizes.get(t.id) != len(t.spans) for t in session.traces) or len(
                 session.scores
-            ) != self._score_counts.get(session.id, 0):
-                lines += render_session(session)
-        lines += render_sessionless(
-            trace for trace in traces.values() if trace.session_id is None and trace.id in changed
+            ) != self._score_counts.get(session.id, 0)
+            if grew:
+                new = all(t.id not in self._trace_sizes for t in session.traces)
+                changed.append(_printable(session.id) + (" (new)" if new else ""))
+        orphans = sum(
+            1 for t in traces.values() if t.session_id is None and t.id not in self._trace_sizes
         )
         self._trace_sizes = {trace_id: len(trace.spans) for trace_id, trace in traces.items()}
         self._score_counts = {session_id: len(s.scores) for session_id, s in sessions.items()}
-        return lines
-
-
-def summary(
-    traces: Mapping[str, TraceView], sessions: Mapping[str, SessionView], new_spans: int
-) -> str:
-    """One line per batch: what arrived, and where things stand."""
-    sessionless = sum(1 for trace in traces.values() if trace.session_id is None)
-    spans = sum(len(trace.spans) for trace in traces.values())
-    return (
-        f"--- {new_spans:+d} spans: {spans} spans in {len(traces)} traces, "
-        f"{len(sessions)} sessions, {sessionless} traces without a session ---"
-    )
+        parts = [f"{new_spans:+d} spans"]
+        if changed:
+            more = f" and {len(changed) - _NAMED} more" if len(changed) > _NAMED else ""
+            parts.append("sessions: " + ", ".join(changed[:_NAMED]) + more)
+        if orphans:
+            parts.append(f"{orphans} new trace{'s' * (orphans > 1)} without a session")
+        parts.append(f"{len(sessions)} sessions in all · {url}/")
+        return " · ".join(parts)

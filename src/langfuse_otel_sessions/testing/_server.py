@@ -23,10 +23,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH
+from ..export.urls import is_loopback
 from ._model import SessionView, TraceView, build_sessions, build_traces
 from ._otlp import InvalidRequest, ReceivedSpan, parse_request, spans_of
+from ._page import SECURITY_HEADERS, api_answer, static_file
 from ._scores import event_errors, score_errors, stored_score
 
 _ROUTES = {OTEL_TRACES_PATH: "traces", SCORES_PATH: "scores", INGESTION_PATH: "ingestion"}
@@ -86,6 +89,10 @@ class RecordedRequest:
     headers: dict[str, str]
     body: bytes
     status: int
+
+
+def _json(status: int, payload: object) -> tuple[int, str, bytes]:
+    return status, "application/json", json.dumps(payload).encode()
 
 
 def _strict_json(body: bytes) -> Any:  # noqa: ANN401 - any JSON document
@@ -256,6 +263,28 @@ class LangfuseReceiver:
         """Block until at least ``count`` spans arrived."""
         return self.wait_for(lambda: len(self._spans) >= count, timeout)
 
+    # -- the page ------------------------------------------------------------------------------
+
+    def _view(self, target: str, host_header: str) -> tuple[int, str, bytes] | None:
+        """The page at ``/`` and the JSON it polls: status, content type, body (None: no such
+        page). A loopback receiver answers only requests addressed to a loopback name, so a web
+        page elsewhere cannot read it through DNS rebinding."""
+        url = urlsplit(target)
+        if is_loopback(self._host) and not is_loopback(urlsplit("//" + host_header).hostname):
+            return 403, "text/plain", b"Use http://127.0.0.1 to open the local view."
+        found = static_file(url.path)
+        if found is not None:
+            return 200, found[1], found[0]
+        with self._lock:
+            version = len(self._requests)
+        if url.path == "/api/version":  # polled every second: nothing built
+            return _json(200, {"version": version})
+        wanted = parse_qs(url.query).get("id", [""])[0]
+        answer = url.path.startswith("/api/") and api_answer(
+            url.path, wanted, version, self.traces(), self.scores()
+        )
+        return _json(*answer) if answer else None
+
     # -- handling ------------------------------------------------------------------------------
 
     def _next_fault(self, route: str) -> Fault | None:
@@ -424,6 +453,19 @@ class LangfuseReceiver:
                 self.end_headers()
                 self.wfile.write(data)
 
+            def do_GET(self) -> None:
+                page = receiver._view(self.path, self.headers.get("Host", ""))
+                if page is None:
+                    self._not_allowed()
+                    return
+                status, content_type, data = page
+                self.send_response(status)
+                for name, value in {**SECURITY_HEADERS, "Content-Type": content_type}.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
             def _drop(self) -> None:
                 self.connection.setsockopt(
                     socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
@@ -482,6 +524,6 @@ class LangfuseReceiver:
                 known = self.path.split("?")[0] in _ROUTES
                 self._answer(405 if known else 404, {"message": "Method not allowed"})
 
-            do_GET = do_PUT = do_DELETE = do_PATCH = _not_allowed
+            do_PUT = do_DELETE = do_PATCH = _not_allowed
 
         return Handler
