@@ -13,9 +13,22 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from langfuse_otel_sessions import LangfuseSpanExporter, ScoreClient, SessionSpanProcessor, keys
+from langfuse_otel_sessions import (
+    LangfuseSpanExporter,
+    ScoreClient,
+    SessionSpanProcessor,
+    _reach,
+    keys,
+)
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
 from langfuse_otel_sessions.testing import LangfuseReceiver
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _no_missing_exporter_warning_here() -> None:
+    """Tests stamp spans for in-memory exporters on purpose: the warning that nothing exports
+    them is checked in fresh processes (tests/test_no_silent_loss.py)."""
+    _reach._settled.add("exporter")
 
 
 @pytest.fixture(autouse=True)

@@ -159,6 +159,7 @@ TOP_MODULES = {
     "__init__",
     "__main__",
     "_logging",
+    "_reach",
     "attributes",
     "environment",
     "errors",

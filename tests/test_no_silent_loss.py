@@ -1,5 +1,6 @@
-"""Sessions are not lost without a word: ``session()`` without a processor warns once, and the
-warning is visible under ``opentelemetry-instrument``."""
+"""Sessions are not lost without a word: a session set (``session()``, the middleware) with no
+processor, or with no exporter and no endpoint, warns once naming the fix, and the warning is
+visible under ``opentelemetry-instrument``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import sys
 import textwrap
 from pathlib import Path
 
-from langfuse_otel_sessions.sessions._processor_check import MISSING_PROCESSOR
+import pytest
+
+from langfuse_otel_sessions._reach import MISSING_EXPORTER, MISSING_PROCESSOR
 from langfuse_otel_sessions.testing import LangfuseReceiver
 
 from .servers import opentelemetry_instrument
@@ -20,9 +23,10 @@ WARNING_START = MISSING_PROCESSOR.split(",", 1)[0]
 def run(argv: list[str], env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     import os
 
+    inherited = {name: os.environ[name] for name in ("PATH", "PYTHONPATH") if name in os.environ}
     result = subprocess.run(
         argv,
-        env={"PATH": os.environ.get("PATH", ""), **(env or {})},
+        env={**inherited, **(env or {})},
         capture_output=True,
         text=True,
         timeout=120,
@@ -51,6 +55,62 @@ def test_session_without_a_processor_warns_once_naming_the_fix() -> None:
     assert result.stderr.count(WARNING_START) == 1
     assert "langfuse_otel_sessions.configure()" in result.stderr
     assert "SessionSpanProcessor()" in result.stderr
+
+
+def test_the_middleware_without_configure_warns_naming_the_fix() -> None:
+    """The README's web recipe with ``configure()`` forgotten: sessions come from requests."""
+    result = run_code(
+        """
+        from langfuse_otel_sessions import WSGISessionMiddleware
+
+        def app(environ, start_response):
+            start_response("200 OK", [])
+            return [b"ok"]
+
+        wrapped = WSGISessionMiddleware(app)
+        environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_X_SESSION_ID": "chat-1"}
+        for _ in range(2):
+            list(wrapped(environ, lambda *args: None))
+        """
+    )
+    assert result.stderr.count(WARNING_START) == 1
+    assert "langfuse_otel_sessions.configure()" in result.stderr
+
+
+EXPORTED_OR_NOT = """
+    import os, sys
+    from opentelemetry.sdk.trace import TracerProvider
+    from langfuse_otel_sessions import LangfuseSpanExporter, SessionSpanProcessor, session
+
+    provider = TracerProvider()
+    provider.add_span_processor(SessionSpanProcessor())
+    if sys.argv[1] == "exporter":
+        exporter = LangfuseSpanExporter(public_key="pk", secret_key="sk", base_url=os.environ["URL"])
+    for turn in range(3):
+        with session("chat"), provider.get_tracer("app").start_as_current_span("turn"):
+            pass
+    """
+
+
+@pytest.mark.parametrize(
+    ("argument", "env", "warned"),
+    [
+        ("none", {}, True),
+        ("exporter", {}, False),
+        ("none", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318"}, False),
+        ("none", {"LANGFUSE_OTEL_COLLECTOR_ENDPOINT": "http://127.0.0.1:4318"}, False),
+    ],
+    ids=["nothing", "our exporter", "an OTLP endpoint", "a collector endpoint"],
+)
+def test_sessions_with_nothing_to_export_them_warn_once_naming_the_fix(
+    argument: str, env: dict[str, str], warned: bool
+) -> None:
+    code = textwrap.dedent(EXPORTED_OR_NOT)
+    result = run([sys.executable, "-c", code, argument], env={**env, "URL": "http://127.0.0.1:9"})
+    assert result.stderr.count(MISSING_EXPORTER[:60]) == (1 if warned else 0), result.stderr
+    assert WARNING_START not in result.stderr
+    if warned:
+        assert "langfuse_otel_sessions.configure()" in result.stderr
 
 
 def test_session_with_a_processor_on_any_provider_does_not_warn() -> None:

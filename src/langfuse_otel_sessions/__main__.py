@@ -56,7 +56,6 @@ def serve(host: str, port: int, stop_after: int | None = None) -> int:
         return 2
     with receiver:
         for line in (
-            f"Local view: open {receiver.url}/ in a browser (it updates as batches arrive).",
             f"Listening for OTLP/HTTP on {receiver.url}/v1/traces. Point at it:",
             f"  our exporter (OTEL_TRACES_EXPORTER=langfuse, LangfuseSpanExporter()):"
             f" LANGFUSE_OTEL_COLLECTOR_ENDPOINT={receiver.url}",
@@ -64,6 +63,7 @@ def serve(host: str, port: int, stop_after: int | None = None) -> int:
             " and any LANGFUSE_PUBLIC_KEY/LANGFUSE_SECRET_KEY",
             "  OpenTelemetry's otlp exporter or a Collector:"
             f" OTEL_EXPORTER_OTLP_ENDPOINT={receiver.url}",
+            f"Then open {receiver.url}/ in a browser: it updates as batches arrive.",
         ):
             print(line, flush=True)
         view = ChangeView()

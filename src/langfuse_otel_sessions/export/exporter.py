@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._logging import RateLimitedLog, logger
+from .._reach import note_exporter
 from ..attributes import DEFAULT_MAX_ID_LENGTH, ENV_ENCODER, ENV_MARK_APP_ROOTS, ENV_MAX_ID_LENGTH
 from ..boundary.outbound import trace_claims
 from ..environment import env_bool, env_positive_int
@@ -231,6 +232,7 @@ class LangfuseSpanExporter(SpanExporter):
             self._headers = merged(self._headers, encoding)
         self._transport = None if self._route.problem else HttpTransport(self._route.url)
         announce("LangfuseSpanExporter", self._route, "spans")
+        note_exporter(self)  # a session set with no exporter alive warns
 
     def __repr__(self) -> str:
         return f"LangfuseSpanExporter(mode={self.mode!r}, endpoint={self.endpoint!r})"

@@ -17,12 +17,12 @@ from opentelemetry import baggage
 from opentelemetry.context import Context, get_current
 from opentelemetry.trace import TracerProvider
 
+from .._reach import warn_once_if_nothing_reaches_langfuse
 from ..attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH
 from ..environment import env_positive_int
 from ..ids import check_id, id_problem
 from ..keys import known_keys
 from ._outbound_check import warn_once_without_outbound_policy
-from ._processor_check import warn_once_without_processor
 from .entry_marks import with_own_entries, withheld_remote_entries, without_rival_entries
 from .generated import with_session_origin
 from .scope_entries import Root, decorate, enter, leave
@@ -50,6 +50,7 @@ def scoped_context(
     """
     if session_id is not None or user_id is not None or attributes:
         warn_once_without_outbound_policy()  # the entries would leave with no policy
+        warn_once_if_nothing_reaches_langfuse()  # no processor to stamp, no exporter to send
     known = known_keys()
     context = parent
     if attributes:  # recorded as ours: they leave the process only where the user opted in
@@ -106,12 +107,8 @@ class SessionScope:
             generated=self.generated,
         )
 
-    def _entered_context(self, parent: Context) -> Context:
-        warn_once_without_processor()
-        return self.context(parent)
-
     def __enter__(self) -> SessionScope:
-        enter(self, self._entered_context, self.root)
+        enter(self, self.context, self.root)
         return self
 
     def __exit__(
@@ -148,7 +145,7 @@ class SessionScope:
         the caller between steps."""
         if not callable(func):
             raise TypeError(f"session() decorates a callable, not {type(func).__name__}")
-        return decorate(self, self._entered_context, self.root, func)
+        return decorate(self, self.context, self.root, func)
 
 
 def session(

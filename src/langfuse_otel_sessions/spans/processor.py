@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import format_trace_id
 
 from .._logging import RateLimitedLog, logger
+from .._reach import note_processor
 from ..attributes import (
     BAGGAGE_LANGFUSE_TRACE_ID,
     DEFAULT_MAX_ID_LENGTH,
@@ -39,7 +40,6 @@ from ..environment import env_bool, env_keys, env_positive_int
 from ..errors import ConfigurationError
 from ..ids import id_problem
 from ..keys import IdKeys, register_reader
-from ..sessions._processor_check import note_processor
 from ..sessions.entry_marks import WITHHELD_REMOTE_ENTRIES
 from ..sessions.generated import GENERATED_SESSION_ID, GeneratedIds, marked
 from ..sessions.trace_attributes import Stamps, stamps_of
@@ -185,7 +185,7 @@ class SessionSpanProcessor(SpanProcessor):
                 trust_remote_baggage=self.trust_remote_baggage,
                 propagate_session_to=propagate_session_to,
             )
-        note_processor(self)  # session() warns when no processor exists at all
+        note_processor(self)  # a session set with no processor alive warns
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:  # noqa: PLR0912, PLR0915 - hot path inlined on purpose: see benchmarks/span_processor.py
         try:
