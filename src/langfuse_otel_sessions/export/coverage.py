@@ -214,7 +214,7 @@ def _warn(coverage: Coverage, when: str, own_traces: int, by_tokens: bool) -> No
     cause = ""
     if own_traces:
         cause = (
-            f"; {own_traces} LLM spans without a session began a trace of their own: a call "
+            f"; {own_traces} LLM span(s) without a session began a trace of their own: a call "
             "from a thread that did not copy the context? opentelemetry-instrumentation-"
             "threading (or contextvars.copy_context()) carries the session into threads"
         )
