@@ -9,11 +9,13 @@ from collections.abc import Iterable, Mapping
 from importlib import resources
 from typing import Any
 
+from ..export.langfuse_rules import usage_tokens
 from ._model import (
     SessionView,
     TraceView,
     build_sessions,
     observation_type,
+    span_coverage,
     span_io,
     span_session_id,
 )
@@ -43,12 +45,6 @@ NO_SESSION_REASON = (
     "or on a provider without SessionSpanProcessor"
 )
 
-_TOKEN_KEYS = (
-    ("gen_ai.usage.input_tokens", "gen_ai.usage.output_tokens"),
-    ("gen_ai.usage.prompt_tokens", "gen_ai.usage.completion_tokens"),
-    ("llm.token_count.prompt", "llm.token_count.completion"),
-)
-
 
 def static_file(path: str) -> tuple[bytes, str] | None:
     """The page's file at ``path`` and its content type, or None."""
@@ -64,15 +60,6 @@ def _text(value: object) -> str | None:
         return None
     text = value if isinstance(value, str) else json.dumps(value, default=str)
     return text if len(text) <= MAX_TEXT else text[:MAX_TEXT] + f"… ({len(text)} characters)"
-
-
-def tokens(span: ReceivedSpan) -> int:
-    """The tokens a span reports (input plus output, by the first convention it uses)."""
-    for keys in _TOKEN_KEYS:
-        counts = [span.attributes.get(key) for key in keys]
-        if any(isinstance(count, int) for count in counts):
-            return sum(count for count in counts if isinstance(count, int) and count > 0)
-    return 0
 
 
 def _score(score: Mapping[str, Any]) -> dict[str, Any]:
@@ -96,7 +83,7 @@ def _span(span: ReceivedSpan) -> dict[str, Any]:
         "start": span.start_time_unix_nano,
         "end": span.end_time_unix_nano,
         "in_session": span_session_id(span) is not None,
-        "tokens": tokens(span),
+        "tokens": usage_tokens(span.attributes),
         "input": _text(observed[0]),
         "output": _text(observed[1]),
     }
@@ -125,15 +112,15 @@ def overview(
     version: int,
 ) -> dict[str, Any]:
     """The sessions list (newest first), the traces without a session, and span counts."""
-    spans = [span for trace in traces.values() for span in trace.spans]
+    coverage = span_coverage(span for trace in traces.values() for span in trace.spans)
     newest = sorted(sessions.values(), key=lambda s: max(map(_end, s.traces), default=0))[::-1]
     orphans = sorted(
         (t for t in traces.values() if t.session_id is None), key=lambda t: -t.timestamp
     )
     return {
         "version": version,
-        "spans": len(spans),
-        "spans_without_session": sum(1 for span in spans if span_session_id(span) is None),
+        "spans": coverage.spans,
+        "spans_without_session": coverage.spans_without_session,
         "sessions": [_session_row(session) for session in newest[:MAX_SESSIONS]],
         "more_sessions": max(0, len(newest) - MAX_SESSIONS),
         "sessionless": [
@@ -160,7 +147,7 @@ def _session_row(session: SessionView) -> dict[str, Any]:
         "end": max(map(_end, session.traces), default=0),
         "observations": len(session.spans),
         "observations_in_session": session.observations_in_session,
-        "tokens": sum(tokens(span) for span in session.spans),
+        "tokens": session.coverage.tokens,
         "scores": [_score(score) for score in session.scores],
     }
 
