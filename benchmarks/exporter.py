@@ -11,6 +11,9 @@ Each round runs every exporter once on the same batch, in a shuffled order; the 
 taken within the round, and the table shows medians over the rounds, with the body size each
 setting sent.
 
+A second table measures the encoders alone, in the same interleaved way: ours
+(``SpanEncoder``) against OpenTelemetry's ``encode_spans`` + ``SerializeToString``.
+
 A last table measures holding spans for late sessions: 64 running requests whose first 4 spans
 end (and are exported) before the session is known, then 4 more spans in the session and the
 root. With holding on, the first batch is held and sent with the second, completed with the
@@ -43,6 +46,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 sys.path.insert(0, str(Path(__file__).parent))
 from langfuse_otel_sessions import LangfuseSpanExporter, SessionSpanProcessor, session
 from langfuse_otel_sessions.export.compression import isal_available
+from langfuse_otel_sessions.export.encoder import SpanEncoder
 from langfuse_otel_sessions.spans.local_requests import LocalRequest, request_of
 from workloads import WORKLOADS
 
@@ -202,6 +206,31 @@ def run(rounds: int, workload: str, url: str) -> list[tuple[str, float, float | 
     return rows
 
 
+def run_encoders(rounds: int, workload: str) -> tuple[float, float, float]:
+    """Median µs per span of the stock encoder and ours, and the median per-round ratio."""
+    batch = WORKLOADS[workload]()
+    ours = SpanEncoder()
+    cases: dict[str, Callable[[], bytes]] = {
+        "stock": lambda: encode_spans(batch).SerializeToString(),
+        "ours": lambda: ours.encode(batch),
+    }
+    timings: dict[str, list[float]] = {name: [] for name in cases}
+    ratios = []
+    for _ in range(rounds):
+        order = list(cases.items())
+        random.shuffle(order)
+        for name, encode in order:
+            begin = time.perf_counter_ns()
+            encode()
+            timings[name].append((time.perf_counter_ns() - begin) / len(batch) / 1000)
+        ratios.append(timings["ours"][-1] / timings["stock"][-1])
+    return (
+        statistics.median(timings["stock"]),
+        statistics.median(timings["ours"]),
+        statistics.median(ratios),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=31)
@@ -229,6 +258,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"| {name} | {median:.1f} | {shown_ratio} "
                     f"| {size:,} ({size / stock_bytes - 1:+.1%}) |"
                 )
+        print()
+        print("Encoders alone (no mapping, no compression, no HTTP)")
+        print()
+        print("| workload | stock µs/span | ours µs/span | median ratio ours/stock |")
+        print("| --- | ---: | ---: | ---: |")
+        for workload in WORKLOADS if args.workload == "all" else [args.workload]:
+            stock, ours, ratio = run_encoders(args.rounds, workload)
+            print(f"| {workload} | {stock:.1f} | {ours:.1f} | {ratio:.2f}x |")
         late_rows = run_late(f"http://127.0.0.1:{port}", args.rounds)
         print()
         print("64 running requests: 256 spans before the session is known, 256 after (with roots)")
