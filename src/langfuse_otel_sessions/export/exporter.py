@@ -31,6 +31,7 @@ from ..spans.local_requests import known_ids
 from ..traces import TraceIds, TraceSessions
 from .compression import body_compression
 from .config import resolve_langfuse_config
+from .coverage import Coverage, CoverageMonitor
 from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, span_route
 from .encoder import SpanEncoder
 from .http_headers import header_problem, merged
@@ -39,6 +40,7 @@ from .late_sessions import late_session_max_spans as late_session_max_spans_opti
 from .late_sessions import late_session_seconds as late_session_seconds_option
 from .mapping import RootMapping, TraceName, map_spans
 from .retry import otlp_policy, post_with_retries
+from .span_filter import ExportSpans, keep, span_predicate
 from .transport import HttpTransport, Reply
 
 __all__ = ["INGESTION_VERSION", "INGESTION_VERSION_HEADER", "ExportStats", "LangfuseSpanExporter"]
@@ -111,6 +113,10 @@ class LangfuseSpanExporter(SpanExporter):
     a remote parent as the trace's app root, so Langfuse v4 names the trace and shows its I/O
     (``docs/langfuse-mapping.md`` says when to turn it off).
 
+    ``export_spans`` (``LANGFUSE_OTEL_EXPORT_SPANS``): ``"all"`` (default), ``"llm"`` (the
+    Langfuse SDK's rule, :mod:`.span_filter`) or a predicate; local roots are always sent.
+    ``coverage``: spans and tokens sent with and without a session (:mod:`.coverage`).
+
     Use it with the SDK's ``BatchSpanProcessor``. ``export`` never raises; a bad argument raises
     :class:`ConfigurationError`.
     """
@@ -133,7 +139,10 @@ class LangfuseSpanExporter(SpanExporter):
         late_session_seconds: float | None = None,
         late_session_max_spans: int | None = None,
         mark_app_roots: bool | None = None,
+        export_spans: ExportSpans = None,
     ) -> None:
+        self._keep = span_predicate(export_spans)
+        self._coverage = CoverageMonitor()
         self._timeout = _timeout(timeout)
         self._compression = body_compression(compression)
         self._encode = SpanEncoder().encode
@@ -216,6 +225,11 @@ class LangfuseSpanExporter(SpanExporter):
         with self._counts_lock:
             return ExportStats(*self._counts)
 
+    @property
+    def coverage(self) -> Coverage:
+        """Spans and tokens sent with and without a session id since construction."""
+        return self._coverage.coverage
+
     def _count(
         self, spans: int, reply: Reply | None, why: str | None = None, sent: int = 0
     ) -> SpanExportResult:
@@ -254,6 +268,9 @@ class LangfuseSpanExporter(SpanExporter):
             return self._count(len(spans), None, "the exporter is shut down; nothing was sent")
         if self._transport is None:
             return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
+        if self._keep is not None:
+            spans, dropped = keep(spans, self._keep)
+            self._coverage.dropped(dropped)
         try:
             spans = self.late_sessions.take(spans, self._knows_session)
         except Exception:  # noqa: BLE001 - export must not raise; send them all as they are
@@ -279,6 +296,7 @@ class LangfuseSpanExporter(SpanExporter):
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             mapped, learned = map_spans(spans, self._mapping, self._known)
+            self._coverage.count(mapped)
             for key, ids in learned.items():
                 self._recent.remember(key, ids)
             body = self._compression.compress(self._encode(mapped))
@@ -319,6 +337,7 @@ class LangfuseSpanExporter(SpanExporter):
         if held:
             self._send(held, self._bounded(timeout_millis))
         self._shut_down = True
+        self._coverage.close()
         self._abort.set()
         if self._transport is not None:
             self._transport.close()
