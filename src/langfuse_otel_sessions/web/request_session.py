@@ -26,7 +26,7 @@ from ..attributes import (
     ENV_TRUST_REMOTE_BAGGAGE,
     LANGFUSE_TRACE_TAGS,
 )
-from ..boundary.propagator import vouch
+from ..boundary.trust import distrust_remote
 from ..boundary.web_input import cookie_values, query_values
 from ..environment import env_bool, env_positive_int
 from ..errors import ConfigurationError
@@ -124,6 +124,8 @@ class RequestSessions:
             if trust_incoming_baggage is None
             else trust_incoming_baggage
         )
+        if not self.trust_incoming_baggage:
+            distrust_remote(self)  # the sampler then lets no caller's input decide
         self.max_id_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
         # Only what a source names is parsed: no cookie source, no cookie parsing at all.
         self._cookie_names = tuple(c for c in (session.cookie, user.cookie) if c is not None)
@@ -272,8 +274,8 @@ class RequestSessions:
         extractor decodes them — and the ``carried`` entries (:meth:`carried_entries`) are put
         first: when this middleware runs outside OpenTelemetry's server instrumentation, that
         instrumentation builds the request's context from the headers alone, so the headers are
-        how the decision reaches its spans (the context vouches for them, so that a propagator
-        guard lets them pass).
+        how the decision reaches its spans (the middleware vouches for them while it hands the
+        request on — :func:`~..boundary.propagator.deciding` — so that a guard lets them pass).
         """
         known = known_keys()
         ours = carried if carried is not None else self.carried_entries(Context(), ids, value)
@@ -304,13 +306,11 @@ class RequestSessions:
         current: Context,
         ids: RequestIds,
         incoming_baggage: str | None = None,
-        carried: Mapping[str, str] | None = None,
     ) -> Context:
         """The context for the request: the current one minus the session/user entries that the
         request's ``baggage`` header brought (unless trusted; trusted, what a propagator guard
         withheld is put back), plus the ids decided here (as :func:`session` would set them).
-        Entries the process set itself — e.g. an outer middleware of the app — are kept.
-        ``carried``: :meth:`carried_entries` for ``current``, if already known."""
+        Entries the process set itself — e.g. an outer middleware of the app — are kept."""
         context = current
         if self.trust_incoming_baggage:
             # A guard in the propagator may have withheld them; this service trusts its caller.
@@ -325,13 +325,9 @@ class RequestSessions:
             # A processor trusting remote baggage finds no withheld entry in this request:
             # the middleware's untrusting default holds for the requests it decides.
             context = without_withheld(context)
-        ours = (
-            carried if carried is not None else self.carried_entries(current, ids, incoming_baggage)
-        )
-        context = scoped_context(
+        return scoped_context(
             context, ids.session_id, ids.user_id, ids.attributes, generated=ids.new_session
         )
-        return vouch(context, ours) if ours else context
 
     def stamp_server_span(
         self,
