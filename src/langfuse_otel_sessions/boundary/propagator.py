@@ -266,6 +266,8 @@ def _guarded_extract(
     else:
         guarded = _GuardedGetter(getter)
         extracted = _finish(extract(carrier, context, guarded), context, guarded)
+    if _decided.get() is not None:  # a session middleware decides this request: its word is final
+        return extracted
     return with_header_ids(extracted, context, carrier, getter)
 
 

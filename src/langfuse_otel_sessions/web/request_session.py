@@ -26,6 +26,7 @@ from ..attributes import (
     ENV_TRUST_REMOTE_BAGGAGE,
     LANGFUSE_TRACE_TAGS,
 )
+from ..boundary.header_ids import header_entries
 from ..boundary.trust import distrust_remote
 from ..boundary.web_input import cookie_values, query_values
 from ..environment import env_bool, env_positive_int
@@ -217,7 +218,7 @@ class RequestSessions:
         ones the process set itself before this middleware (not brought by the request); then
         the trace attributes decided here, their tags added to those the request inherits."""
         known = known_keys()
-        borne = request_borne_entries(incoming_baggage)
+        borne = request_borne_entries(incoming_baggage, current)
         entries: dict[str, str] = {}
         for writes, keys, decided in (
             (known.session_writes, known.session, ids.session_id),
@@ -312,6 +313,9 @@ class RequestSessions:
         withheld is put back), plus the ids decided here (as :func:`session` would set them).
         Entries the process set itself — e.g. an outer middleware of the app — are kept."""
         context = current
+        for key, taken in header_entries(current).items():  # this middleware decides instead
+            if baggage.get_baggage(key, context) == taken:
+                context = baggage.remove_baggage(key, context)
         if self.trust_incoming_baggage:
             # A guard in the propagator may have withheld them; this service trusts its caller.
             for key, value in withheld_remote_entries(context).items():
@@ -352,6 +356,7 @@ class RequestSessions:
         from_request = parent is not None and parent.is_remote
         borne_entries = request_borne_entries(incoming_baggage)
         borne = {v for values in borne_entries.values() for v in values}
+        from_header = set(header_entries(current).values())  # this middleware decides instead
         forged = {} if self.trust_incoming_baggage else _trace_attribute_entries(borne_entries)
         if ids.attributes or forged:
             stamps = (
@@ -394,6 +399,7 @@ class RequestSessions:
                     span.set_attribute(key, value)
                 elif old and (
                     decided is not None  # a generated id replaces what the span had there
+                    or old in from_header
                     or (not self.trust_incoming_baggage and (from_request or old in borne))
                 ):
                     corrected = True
@@ -478,10 +484,16 @@ def _last_value(header: str | None, key: str) -> str | None:
     return value
 
 
-def request_borne_entries(header: str | None) -> dict[str, set[str]]:
+def request_borne_entries(
+    header: str | None, current: Context | None = None
+) -> dict[str, set[str]]:
     """The session/user entries a request's ``baggage`` header carries, key -> values, decoded
-    as OpenTelemetry's W3C extractor decodes them."""
+    as OpenTelemetry's W3C extractor decodes them, and those the header source took from the
+    request's headers into ``current``."""
     borne: dict[str, set[str]] = {}
+    if current is not None:
+        for name, taken in header_entries(current).items():
+            borne.setdefault(name, set()).add(taken)
     if not header:
         return borne
     guarded = known_keys().guarded
