@@ -125,7 +125,7 @@ def _sampling_cases(ratio: float) -> list[Case]:
     )
     cases = []
     for name, sampler in samplers:
-        processor = SessionSpanProcessor(guard_remote_baggage=False)
+        processor = SessionSpanProcessor()
         if isinstance(sampler, SessionSampler):
             sampler.read_like(processor)
         provider = _provider(processor, sampler=sampler)
@@ -144,8 +144,8 @@ def _sampling_cases(ratio: float) -> list[Case]:
 
 
 def build_cases(ratio: float = 0.1) -> list[Case]:
-    ours = SessionSpanProcessor(guard_remote_baggage=False)
-    preset = SessionSpanProcessor(guard_remote_baggage=False, also_emit="otel")
+    ours = SessionSpanProcessor()
+    preset = SessionSpanProcessor(also_emit="otel")
     minimal = MinimalStampingProcessor()
     cases = [
         _case("no processor (floor)", _provider(), _with_entries(1)),

@@ -18,7 +18,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from langfuse_otel_sessions import ConfigurationError, SessionSampler, SessionSpanProcessor, session
+from langfuse_otel_sessions import (
+    ConfigurationError,
+    SessionSampler,
+    SessionSpanProcessor,
+    install_baggage_guard,
+    session,
+)
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
 from langfuse_otel_sessions.spans.sampler import session_hash
 
@@ -40,7 +46,7 @@ class Sampled:
     """A provider with the sampler, the processor and an in-memory exporter."""
 
     def __init__(self, sampler: SessionSampler, processor: SessionSpanProcessor | None = None):
-        self.processor = processor or SessionSpanProcessor(guard_remote_baggage=False)
+        self.processor = processor or SessionSpanProcessor()
         sampler.read_like(self.processor)
         self.exporter = InMemorySpanExporter()
         self.provider = TracerProvider(sampler=sampler)
@@ -323,6 +329,7 @@ def test_a_forged_baggage_header_does_not_choose_the_decision() -> None:
     kept = _a_session(kept=True)
     # The processor (and so the sampler) does not trust remote baggage: the guard withholds it.
     untrusted = Sampled(SessionSampler(0.5, fallback=ALWAYS_OFF), SessionSpanProcessor())
+    install_baggage_guard()  # as configure() does
     forged = propagate.extract({"baggage": f"langfuse.session.id={kept}"})
     untrusted.tracer.start_span("server", context=forged).end()
     assert untrusted.names() == []
@@ -330,6 +337,7 @@ def test_a_forged_baggage_header_does_not_choose_the_decision() -> None:
     trusted = Sampled(
         SessionSampler(0.5, fallback=ALWAYS_OFF), SessionSpanProcessor(trust_remote_baggage=True)
     )
+    install_baggage_guard(trust_remote_baggage=True)
     forged = propagate.extract({"baggage": f"langfuse.session.id={kept}"})
     trusted.tracer.start_span("server", context=forged).end()
     assert [s.attributes[LANGFUSE_SESSION_ID] for s in trusted.spans()] == [kept]
@@ -337,7 +345,7 @@ def test_a_forged_baggage_header_does_not_choose_the_decision() -> None:
 
 def test_the_sampler_reads_the_keys_the_processor_reads() -> None:
     kept = _a_session(kept=True)
-    processor = SessionSpanProcessor(session_keys=("conversation_id",), guard_remote_baggage=False)
+    processor = SessionSpanProcessor(session_keys=("conversation_id",))
     sampled = Sampled(SessionSampler(0.5, fallback=ALWAYS_OFF), processor)
     context = baggage.set_baggage("conversation_id", kept, Context())
     sampled.tracer.start_span("custom key", context=context).end()
@@ -434,7 +442,7 @@ def test_a_failure_while_reading_the_session_never_reaches_the_app(
         def ids_in(self, context: Context | None = None) -> None:  # type: ignore[override]
             raise RuntimeError("a bug while reading baggage")
 
-    sampled = Sampled(SessionSampler(0.5, fallback=ALWAYS_ON), Broken(guard_remote_baggage=False))
+    sampled = Sampled(SessionSampler(0.5, fallback=ALWAYS_ON), Broken())
     with caplog.at_level(logging.ERROR, "langfuse_otel_sessions"), session(_a_session(False)):
         sampled.tracer.start_span("still created").end()  # the fallback decided
     assert "still created" in sampled.names()

@@ -1,8 +1,8 @@
 """One warning when the package's baggage entries would leave the process with no outbound policy.
 
 The policy (``boundary/outbound.py``) is applied by the propagators' ``inject``: the
-``BaggageGuard`` that ``configure()`` / ``SessionSpanProcessor()`` install around the global
-propagator, and the ``langfuse_baggage`` propagator. With ``guard_remote_baggage=False`` and
+``BaggageGuard`` that ``configure()`` / ``install_baggage_guard()`` install around the global
+propagator, and the ``langfuse_baggage`` propagator. With a processor built by hand and
 OpenTelemetry's plain ``baggage`` propagator, or after the app's own ``set_global_textmap()``,
 nothing applies it: the ids and trace attributes go to every host. Checked where the package
 writes its entries (a scope entered, a request decided), never per span; a global propagator
@@ -21,8 +21,9 @@ NO_OUTBOUND_POLICY = (
     "The global propagator (%s) sends baggage without langfuse-otel-sessions' outbound policy, "
     "so the session and user ids and trace attributes that session() and the session "
     "middleware write will be sent to every host this process calls (LLM APIs included). "
-    "Keep guard_remote_baggage=True (the default), call install_baggage_guard() after your own "
-    "propagate.set_global_textmap(...), or use OTEL_PROPAGATORS=tracecontext,langfuse_baggage. "
+    "Use configure(), or call install_baggage_guard() after building the processor and after "
+    "your own propagate.set_global_textmap(...), or use "
+    "OTEL_PROPAGATORS=tracecontext,langfuse_baggage. "
     "See docs/outbound-propagation.md."
 )
 
