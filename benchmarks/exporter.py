@@ -1,6 +1,6 @@
 """Cost per span of exporting 512-span batches to a loopback server in another process, in one
 interleaved run: OpenTelemetry's ``OTLPSpanExporter`` against ``LangfuseSpanExporter`` (mapping
-included) with its default settings and its faster ones, on two workloads (``workloads.py``):
+included) by default, without ISA-L and without compression, on two workloads (``workloads.py``):
 
 * ``realistic``: chat traces with ``gen_ai.*`` attributes, 200-2,000-character prompts and
   completions and events, whose server spans started before the session (the mapping completes
@@ -10,6 +10,9 @@ included) with its default settings and its faster ones, on two workloads (``wor
 Each round runs every exporter once on the same batch, in a shuffled order; the ratio to stock is
 taken within the round, and the table shows medians over the rounds, with the body size each
 setting sent.
+
+A second table measures the encoders alone, in the same interleaved way: ours
+(``SpanEncoder``) against OpenTelemetry's ``encode_spans`` + ``SerializeToString``.
 
 A last table measures holding spans for late sessions: 64 running requests whose first 4 spans
 end (and are exported) before the session is known, then 4 more spans in the session and the
@@ -42,7 +45,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 sys.path.insert(0, str(Path(__file__).parent))
 from langfuse_otel_sessions import LangfuseSpanExporter, SessionSpanProcessor, session
-from langfuse_otel_sessions.export.compression import isal_available
+from langfuse_otel_sessions.export.compression import BodyCompression, isal_available
+from langfuse_otel_sessions.export.encoder import SpanEncoder
 from langfuse_otel_sessions.spans.memory import MEMORY, Request
 from workloads import WORKLOADS
 
@@ -72,6 +76,9 @@ SINK = textwrap.dedent(
     """
 )
 STOCK = "OTLPSpanExporter (stock, gzip level 9)"
+DEFAULT = "LangfuseSpanExporter, default (gzip level 2, " + (
+    "ISA-L)" if isal_available() else "zlib: isal is not installed)"
+)
 
 
 def make_late_batches(
@@ -145,19 +152,21 @@ def exporters(url: str) -> dict[str, Callable[[], SpanExporter]]:
         STOCK: lambda: OTLPSpanExporter(
             endpoint=url + "/api/public/otel/v1/traces", compression=Compression.Gzip
         ),
-        "LangfuseSpanExporter, defaults (gzip level 5)": lambda: LangfuseSpanExporter(**keys),
-        "LangfuseSpanExporter, stock encoder": lambda: LangfuseSpanExporter(
-            **keys, encoder="stock"
-        ),
-        "LangfuseSpanExporter, compression_level=1": lambda: LangfuseSpanExporter(
-            **keys, compression_level=1
+        DEFAULT: lambda: LangfuseSpanExporter(**keys),
+        "LangfuseSpanExporter, compression='none'": lambda: LangfuseSpanExporter(
+            **keys, compression="none"
         ),
     }
-    if isal_available():
-        cases["LangfuseSpanExporter, compression_backend='isal' (level 1)"] = lambda: (
-            LangfuseSpanExporter(**keys, compression_backend="isal")
+    if isal_available():  # the default without the [fast] extra: the same level through zlib
+        cases["LangfuseSpanExporter, without isal (zlib level 2)"] = lambda: with_zlib(
+            LangfuseSpanExporter(**keys)
         )
     return cases
+
+
+def with_zlib(exporter: LangfuseSpanExporter) -> LangfuseSpanExporter:
+    exporter._compression = BodyCompression("gzip", "zlib")  # bench: as if isal were missing
+    return exporter
 
 
 def body_size(exporter: SpanExporter, batch: Sequence[ReadableSpan]) -> int:
@@ -201,6 +210,31 @@ def run(rounds: int, workload: str, url: str) -> list[tuple[str, float, float | 
     return rows
 
 
+def run_encoders(rounds: int, workload: str) -> tuple[float, float, float]:
+    """Median µs per span of the stock encoder and ours, and the median per-round ratio."""
+    batch = WORKLOADS[workload]()
+    ours = SpanEncoder()
+    cases: dict[str, Callable[[], bytes]] = {
+        "stock": lambda: encode_spans(batch).SerializeToString(),
+        "ours": lambda: ours.encode(batch),
+    }
+    timings: dict[str, list[float]] = {name: [] for name in cases}
+    ratios = []
+    for _ in range(rounds):
+        order = list(cases.items())
+        random.shuffle(order)
+        for name, encode in order:
+            begin = time.perf_counter_ns()
+            encode()
+            timings[name].append((time.perf_counter_ns() - begin) / len(batch) / 1000)
+        ratios.append(timings["ours"][-1] / timings["stock"][-1])
+    return (
+        statistics.median(timings["stock"]),
+        statistics.median(timings["ours"]),
+        statistics.median(ratios),
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=31)
@@ -228,6 +262,14 @@ def main(argv: Sequence[str] | None = None) -> None:
                     f"| {name} | {median:.1f} | {shown_ratio} "
                     f"| {size:,} ({size / stock_bytes - 1:+.1%}) |"
                 )
+        print()
+        print("Encoders alone (no mapping, no compression, no HTTP)")
+        print()
+        print("| workload | stock µs/span | ours µs/span | median ratio ours/stock |")
+        print("| --- | ---: | ---: | ---: |")
+        for workload in WORKLOADS if args.workload == "all" else [args.workload]:
+            stock, ours, ratio = run_encoders(args.rounds, workload)
+            print(f"| {workload} | {stock:.1f} | {ours:.1f} | {ratio:.2f}x |")
         late_rows = run_late(f"http://127.0.0.1:{port}", args.rounds)
         print()
         print("64 running requests: 256 spans before the session is known, 256 after (with roots)")

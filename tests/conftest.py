@@ -33,6 +33,18 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _uninstrument_threads() -> Iterator[None]:
+    """``configure()`` instruments threads when it can: each test starts without that."""
+    yield
+    try:
+        from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+    except ImportError:
+        return
+    if ThreadingInstrumentor().is_instrumented_by_opentelemetry:
+        ThreadingInstrumentor().uninstrument()
+
+
+@pytest.fixture(autouse=True)
 def _restore_global_propagator() -> Iterator[None]:
     before = propagate.get_global_textmap()
     yield

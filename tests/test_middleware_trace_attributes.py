@@ -232,7 +232,7 @@ def raising(request: Any) -> dict[str, Any]:
 
 def invalid(request: Any) -> dict[str, Any]:
     return {
-        "environment": "PROD",  # not lower-case
+        "environment": "prod env",  # Langfuse would store "default"
         "tags": "a,b",  # a string, not a list
         "bogus": 1,
         "release": "r" * 201,
@@ -266,8 +266,8 @@ def test_a_raising_or_invalid_callable_never_breaks_the_request_and_warns(
 @pytest.mark.parametrize(
     "bad",
     [
-        {"environment": "Prod"},
-        {"environment": "langfuse-prod"},
+        {"environment": "prod env"},
+        {"environment": "langfuse"},
         {"tags": "a,b"},
         {"tags": ["a,b"]},
         {"metadata": {"k": 1}},

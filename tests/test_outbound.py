@@ -14,6 +14,7 @@ import httpx
 import pytest
 from opentelemetry import baggage, context
 from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.trace import SpanKind
 
 from langfuse_otel_sessions import ConfigurationError, WSGISessionMiddleware, session
 from langfuse_otel_sessions.boundary.propagator import SessionBaggagePropagator
@@ -188,9 +189,22 @@ def test_destinations_are_read_from_the_client_span(
 ) -> None:
     headers: dict[str, str] = {}
     propagator = SessionBaggagePropagator(propagate_session_to=[listed])
-    with session("conv-1"), traced.tracer.start_as_current_span("GET", attributes=attributes):
+    client = traced.tracer.start_as_current_span("GET", kind=SpanKind.CLIENT, attributes=attributes)
+    with session("conv-1"), client:
         propagator.inject(headers)
     assert ("baggage" in headers) is allowed
+
+
+@pytest.mark.parametrize("kind", [SpanKind.SERVER, SpanKind.INTERNAL, SpanKind.CONSUMER])
+def test_only_a_client_span_names_a_destination(traced: Traced, kind: SpanKind) -> None:
+    headers: dict[str, str] = {}
+    propagator = SessionBaggagePropagator(propagate_session_to=["api.internal"])
+    span = traced.tracer.start_as_current_span(
+        "GET", kind=kind, attributes={"url.full": "http://api.internal/"}
+    )
+    with session("conv-1"), span:
+        propagator.inject(headers)
+    assert "baggage" not in headers
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="langfuse 5 needs Python 3.11+")

@@ -302,3 +302,33 @@ def test_force_flush_and_shutdown_are_harmless() -> None:
     assert processor.force_flush() is True
     processor.shutdown()
     processor.shutdown()
+
+
+def test_interleaved_requests_each_get_their_own_ids(traced: Traced) -> None:
+    """What a scope resolved is kept in its own context: 64 requests whose spans interleave."""
+    tracer = traced.tracer
+    requests = []
+    for i in range(64):
+        ctx = session(f"s-{i}", user_id=f"u-{i}", tags=[f"t-{i}"]).context(context.Context())
+        requests.append(trace.set_span_in_context(tracer.start_span(f"server {i}", ctx), ctx))
+    for turn in range(3):
+        for i, ctx in enumerate(requests):
+            tracer.start_span(f"step {i}.{turn}", context=ctx).end()
+    for i in range(64):
+        for turn in range(3):
+            got = traced.span(f"step {i}.{turn}").attributes or {}
+            assert got[LANGFUSE_SESSION_ID] == f"s-{i}"
+            assert got["langfuse.user.id"] == f"u-{i}"
+            assert got["langfuse.trace.tags"] == (f"t-{i}",)
+
+
+def test_baggage_changed_inside_a_scope_is_read_anew(traced: Traced) -> None:
+    with session("s", user_id="u"):
+        inner = baggage.set_baggage("langfuse_session_id", "other")
+        scope = context.get_current()
+        for turn in range(2):  # alternately: neither reuses what the other resolved
+            traced.tracer.start_span(f"changed {turn}", context=inner).end()
+            traced.tracer.start_span(f"scope {turn}", context=scope).end()
+    for turn in range(2):
+        assert traced.session_of(f"changed {turn}") == "other"
+        assert traced.session_of(f"scope {turn}") == "s"

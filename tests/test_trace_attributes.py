@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from opentelemetry import baggage, context, propagate
 
-from langfuse_otel_sessions import ConfigurationError, session
+from langfuse_otel_sessions import ConfigurationError, WSGISessionMiddleware, session
 
 from .conftest import Traced, make_traced
 from .servers import langfuse_sdk_service, serve_wsgi, their_handler_attributes
@@ -94,9 +94,9 @@ def test_a_span_s_own_deployment_environment_wins_over_the_scope_s(
 @pytest.mark.parametrize(
     "bad",
     [
-        {"environment": "Prod"},
-        {"environment": "langfuse-prod"},
-        {"environment": "x" * 41},
+        {"environment": "prod env"},  # Langfuse would store "default"
+        {"environment": "langfuse"},
+        {"environment": "prød"},
         {"release": "r" * 201},
         {"version": ""},
         {"tags": "a,b"},
@@ -236,6 +236,44 @@ def test_a_langfuse_sdk_service_reads_the_attributes_we_send() -> None:
     assert "langfuse.release" not in got  # the SDK propagates no release (ours only)
     assert got["langfuse.version"] == "1.2.3"
     assert got["langfuse.trace.name"] == "checkout"
+
+
+NORMALISED = [("Production", "production"), ("langfuse-prod", "prod"), ("e" * 41, "e" * 40)]
+
+
+@needs_langfuse
+@pytest.mark.parametrize(("given", "stored"), NORMALISED)
+def test_an_environment_is_stamped_and_sent_as_langfuse_stores_it(given: str, stored: str) -> None:
+    """What Langfuse's server would normalise is normalised at the call, so our spans, the
+    baggage and a Langfuse SDK service downstream (which drops such values) all agree."""
+    pytest.importorskip("langfuse")
+    ours = make_traced(propagate_session_to=["*"], trust_remote_baggage=True)
+    with langfuse_sdk_service() as (url, seen):
+        with session("s", environment=given), ours.tracer.start_as_current_span("call"):
+            headers: dict[str, str] = {}
+            propagate.inject(headers)
+        get(url, headers)
+    assert attributes(ours, "call")["langfuse.environment"] == stored
+    assert their_handler_attributes(seen)["langfuse.environment"] == stored
+
+
+@pytest.mark.parametrize(("given", "stored"), NORMALISED)
+def test_the_middleware_takes_an_environment_langfuse_would_normalise(
+    given: str, stored: str
+) -> None:
+    traced = make_traced()
+    seen: list[object] = []
+
+    def app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        with traced.tracer.start_as_current_span("handler"):
+            seen.append(baggage.get_baggage("langfuse_environment"))
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+    with serve_wsgi(WSGISessionMiddleware(app, environment=given)) as url:
+        get(url, {"X-Session-Id": "s"})
+    assert attributes(traced, "handler")["langfuse.environment"] == stored
+    assert seen == [stored]
 
 
 def test_span_limits_still_apply() -> None:

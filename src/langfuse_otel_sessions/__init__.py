@@ -6,6 +6,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from .boundary.propagator import BaggageGuard, SessionBaggagePropagator, install_baggage_guard
 from .errors import ConfigurationError, InvalidIdError, InvalidScoreError
+from .export.coverage import Coverage
 from .export.exporter import ExportStats, LangfuseSpanExporter
 from .scores.client import (
     ScoreClient,
@@ -33,6 +34,7 @@ __all__ = [
     "ASGISessionMiddleware",
     "BaggageGuard",
     "ConfigurationError",
+    "Coverage",
     "ExportStats",
     "InvalidIdError",
     "InvalidScoreError",

@@ -1,4 +1,4 @@
-"""The rule for session and user ids, stated once.
+"""The rule for session and user ids, and Langfuse's for environment names, stated once.
 
 An id is stamped or sent only when it is a non-empty ``str`` of at most ``max_length``
 characters (default 200, the limit the Langfuse SDKs apply) with no control character
@@ -10,12 +10,15 @@ from __future__ import annotations
 import re
 import secrets
 
+from .attributes import MAX_ENVIRONMENT_LENGTH
 from .errors import InvalidIdError
 
 SESSION_ID_PREFIX = "session_"
 _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 # What undecodable request bytes become (``surrogateescape``); no exporter could encode them.
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
+_LANGFUSE_PREFIXES = re.compile(r"^(?:langfuse[-_]?)+")
+_ENVIRONMENT = re.compile(r"[a-z0-9_-]+")
 
 
 def new_session_id() -> str:
@@ -47,3 +50,13 @@ def check_id(value: object, max_length: int, what: str = "session id") -> str:
     if problem is not None:
         raise InvalidIdError(f"invalid {what}: {problem}")
     return value  # type: ignore[return-value]  # id_problem proved it is a str
+
+
+def environment_name(value: object) -> str | None:
+    """The environment Langfuse's server stores for ``value``: lower-cased, leading
+    ``langfuse``/``langfuse-``/``langfuse_`` removed, cut to 40 characters; ``None`` where it
+    would store ``default`` instead (not a string, or what is left is not ``[a-z0-9_-]+``)."""
+    if not isinstance(value, str):
+        return None
+    cut = _LANGFUSE_PREFIXES.sub("", value.lower())[:MAX_ENVIRONMENT_LENGTH]
+    return cut if _ENVIRONMENT.fullmatch(cut) else None

@@ -11,9 +11,10 @@ propagate as always, also under a scope that wrote the same key: the app's value
 (``session(tags=[...])`` inside the app's own ``langfuse_tags``: the app's tags only).
 
 ``inject`` is not told where the request goes, but every HTTP client instrumentation calls it
-inside the client span it started, whose attributes name the destination (``url.full`` /
-``http.url``, ``server.address`` / ``net.peer.name``). A destination that cannot be read (the
-client span is not recording) is not on any list: only ``*`` sends the ids there.
+inside the CLIENT span it started, whose attributes name the destination (``url.full`` /
+``http.url``, ``server.address`` / ``net.peer.name``). Any other current span (a SERVER span
+names this process, from the caller's ``Host`` header) or a CLIENT span that is not recording
+leaves the destination unknown, on no list: only ``*`` sends the ids there.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit
 
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context, get_current, get_value
-from opentelemetry.trace import format_trace_id
+from opentelemetry.trace import SpanKind, format_trace_id
 
 from .._logging import logger
 from ..attributes import BAGGAGE_LANGFUSE_TRACE_ID, ENV_PROPAGATE_SESSION_TO
@@ -76,7 +77,8 @@ class OutboundPolicy:
 
 def _destination(span: trace.Span) -> tuple[str, int | None] | None:
     attributes = getattr(span, "attributes", None)
-    if not span.is_recording() or not isinstance(attributes, Mapping):
+    client = getattr(span, "kind", None) is SpanKind.CLIENT
+    if not (client and span.is_recording() and isinstance(attributes, Mapping)):
         return None
     for key in _URL_KEYS:
         url = attributes.get(key)

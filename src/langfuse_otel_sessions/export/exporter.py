@@ -1,17 +1,16 @@
 """`LangfuseSpanExporter`: OTLP/HTTP protobuf to Langfuse's OTel endpoint, or to a Collector.
 
-The mapping of :mod:`langfuse_otel_sessions.export.mapping` is applied to copies of the spans, which
-are encoded by :mod:`.encoder` (the bytes OpenTelemetry's OTLP encoder would make, at a fraction
-of its cost; ``encoder="stock"`` uses OpenTelemetry's own), compressed as
-:mod:`.compression` says (gzip level 6 by default), and sent by :mod:`.transport` (one deadline per
-export, no redirects, capped reads) with the OTLP exporter's retry policy (:mod:`.retry`). Where
-the spans go, and with which headers, is decided by :mod:`.destination`.
+The mapping of :mod:`langfuse_otel_sessions.export.mapping` is applied to copies of the spans,
+which are encoded by :mod:`.encoder` (the bytes OpenTelemetry's OTLP encoder would make, at a
+fraction of its cost), compressed as :mod:`.compression` says (gzip level 2 by default), and
+sent by :mod:`.transport` (one deadline per export, no redirects, capped reads) with the OTLP
+exporter's retry policy (:mod:`.retry`). Where the spans go, and with which headers, is decided
+by :mod:`.destination`.
 """
 
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -19,26 +18,27 @@ from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from .._logging import RateLimitedLog, logger
-from ..attributes import DEFAULT_MAX_ID_LENGTH, ENV_ENCODER, ENV_MARK_APP_ROOTS, ENV_MAX_ID_LENGTH
+from .._logging import RateLimitedLog
+from ..attributes import DEFAULT_MAX_ID_LENGTH, ENV_MARK_APP_ROOTS, ENV_MAX_ID_LENGTH
 from ..boundary.outbound import trace_claims
 from ..environment import env_bool, env_positive_int
 from ..errors import ConfigurationError
 from ..spans.memory import MEMORY, LateSessionHold
 from ..traces import TraceIds
-from .compression import configured_compression
+from .compression import body_compression
 from .config import resolve_langfuse_config
+from .coverage import Coverage, CoverageMonitor
 from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, span_route
 from .encoder import SpanEncoder
 from .http_headers import header_problem, merged
 from .late_sessions import late_session_seconds as late_session_seconds_option
 from .mapping import RootMapping, TraceName, map_spans
 from .retry import otlp_policy, post_with_retries
+from .span_filter import ExportSpans, keep, span_predicate
 from .transport import HttpTransport, Reply
 
 __all__ = ["INGESTION_VERSION", "INGESTION_VERSION_HEADER", "ExportStats", "LangfuseSpanExporter"]
@@ -89,24 +89,6 @@ def _headers(value: Mapping[str, str] | None) -> dict[str, str] | None:
     return dict(value)
 
 
-def _stock_encode(spans: Sequence[ReadableSpan]) -> bytes:
-    body: bytes = encode_spans(spans).SerializePartialToString()
-    return body
-
-
-def _encoder(value: str | None) -> str:
-    """``fast`` (ours) or ``stock`` (OpenTelemetry's): argument > ``LANGFUSE_OTEL_ENCODER``."""
-    if value is not None:
-        if value not in {"fast", "stock"}:
-            raise ConfigurationError("encoder must be 'fast' or 'stock'")
-        return value
-    raw = os.environ.get(ENV_ENCODER, "").strip().lower()
-    if raw in {"", "fast", "stock"}:
-        return raw or "fast"
-    logger.warning("Ignoring %s=%r: expected fast or stock; using fast", ENV_ENCODER, raw)
-    return "fast"
-
-
 class LangfuseSpanExporter(SpanExporter):
     """Exports spans so that Langfuse shows the traces and sessions users expect.
 
@@ -129,6 +111,10 @@ class LangfuseSpanExporter(SpanExporter):
     a remote parent as the trace's app root, so Langfuse v4 names the trace and shows its I/O
     (``docs/langfuse-mapping.md`` says when to turn it off).
 
+    ``export_spans`` (``LANGFUSE_OTEL_EXPORT_SPANS``): ``"all"`` (default), ``"llm"`` (the
+    Langfuse SDK's rule, :mod:`.span_filter`) or a predicate; local roots are always sent.
+    ``coverage``: spans and tokens sent with and without a session (:mod:`.coverage`).
+
     Use it with the SDK's ``BatchSpanProcessor``. ``export`` never raises; a bad argument raises
     :class:`ConfigurationError`.
     """
@@ -144,20 +130,18 @@ class LangfuseSpanExporter(SpanExporter):
         collector_auth: bool | None = None,
         timeout: float | None = None,
         compression: str | Compression | None = None,
-        compression_level: int | None = None,
-        compression_backend: str | None = None,
-        encoder: str | None = None,
         trace_name: TraceName = None,
         root_input_keys: Sequence[str] = (),
         root_output_keys: Sequence[str] = (),
         late_session_seconds: float | None = None,
         mark_app_roots: bool | None = None,
+        export_spans: ExportSpans = None,
     ) -> None:
+        self._keep = span_predicate(export_spans)
+        self._coverage = CoverageMonitor()
         self._timeout = _timeout(timeout)
-        self._compression = configured_compression(
-            compression, compression_level, compression_backend
-        )
-        self._encode = SpanEncoder().encode if _encoder(encoder) == "fast" else _stock_encode
+        self._compression = body_compression(compression)
+        self._encode = SpanEncoder().encode
         if trace_name is not None and not (isinstance(trace_name, str) or callable(trace_name)):
             raise ConfigurationError("trace_name must be None, an attribute key or a callable")
         if mark_app_roots is not None and not isinstance(mark_app_roots, bool):
@@ -227,6 +211,11 @@ class LangfuseSpanExporter(SpanExporter):
         with self._counts_lock:
             return ExportStats(*self._counts)
 
+    @property
+    def coverage(self) -> Coverage:
+        """Spans and tokens sent with and without a session id since construction."""
+        return self._coverage.coverage
+
     def _count(
         self, spans: int, reply: Reply | None, why: str | None = None, sent: int = 0
     ) -> SpanExportResult:
@@ -268,6 +257,9 @@ class LangfuseSpanExporter(SpanExporter):
             return self._count(len(spans), None, "the exporter is shut down; nothing was sent")
         if self._transport is None:
             return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
+        if self._keep is not None:
+            spans, dropped = keep(spans, self._keep)
+            self._coverage.dropped(dropped)
         try:
             spans = self.late_sessions.take(spans, self._knows_session)
         except Exception:  # noqa: BLE001 - export must not raise; send them all as they are
@@ -293,6 +285,7 @@ class LangfuseSpanExporter(SpanExporter):
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
             mapped, learned = map_spans(spans, self._mapping, self._known)
+            self._coverage.count(mapped)
             for key, ids in learned.items():
                 MEMORY.learn(key, ids)
             body = self._compression.compress(self._encode(mapped))
@@ -333,6 +326,7 @@ class LangfuseSpanExporter(SpanExporter):
         if held:
             self._send(held, self._bounded(timeout_millis))
         self._shut_down = True
+        self._coverage.close()
         self._abort.set()
         if self._transport is not None:
             self._transport.close()

@@ -18,7 +18,6 @@ Pure functions over plain attribute mappings, read from Langfuse's OTel ingestio
 from __future__ import annotations
 
 import json
-import re
 from collections.abc import Iterable, Mapping
 
 from ..attributes import (
@@ -28,8 +27,8 @@ from ..attributes import (
     LANGFUSE_TRACE_NAME,
     LANGFUSE_TRACE_TAGS,
     LANGFUSE_VERSION,
-    MAX_ENVIRONMENT_LENGTH,
 )
+from ..ids import environment_name
 from .langfuse_rules import _js_concat, _truthy, langfuse_text
 
 Attributes = Mapping[str, object]
@@ -79,16 +78,11 @@ TRACE_UPDATE_KEYS = (
     "ai.telemetry.metadata.tags",
     "tag.tags",
 )
-_LANGFUSE_PREFIXES = re.compile(r"^(?:langfuse[-_]?)+")
-_ENVIRONMENT = re.compile(r"[a-z0-9_-]+")
 
 
 def normalize_environment(value: object) -> str:
     """The environment Langfuse stores for ``value``."""
-    if not isinstance(value, str):
-        return DEFAULT_ENVIRONMENT
-    cut = _LANGFUSE_PREFIXES.sub("", value.lower())[:MAX_ENVIRONMENT_LENGTH]
-    return cut if _ENVIRONMENT.fullmatch(cut) else DEFAULT_ENVIRONMENT
+    return environment_name(value) or DEFAULT_ENVIRONMENT
 
 
 def environment_of(attributes: Attributes, resource: Attributes) -> str | None:

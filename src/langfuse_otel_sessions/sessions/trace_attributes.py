@@ -2,7 +2,7 @@
 
 Carried in baggage under the Langfuse SDK's keys (``langfuse_tags``, ``langfuse_environment``,
 ``langfuse_metadata_<k>``, ...) and stamped by the processor as the span attributes Langfuse
-reads. One rule for both directions: :func:`value_problem` (never raises) decides what is
+reads. One rule for both directions: :func:`stamp_value` (never raises) decides what is
 stamped; :func:`baggage_entries` raises for a bad explicit argument.
 """
 
@@ -20,30 +20,31 @@ from ..attributes import (
     DEFAULT_MAX_ID_LENGTH,
     LANGFUSE_ENVIRONMENT,
     LANGFUSE_TRACE_METADATA_PREFIX,
-    MAX_ENVIRONMENT_LENGTH,
 )
 from ..errors import ConfigurationError
-from ..ids import id_problem
+from ..ids import environment_name, id_problem
 from .string_lists import MAX_LIST_TEXT, string_list
 
-_ENVIRONMENT = re.compile(r"[a-z0-9_-]+")
 _METADATA_KEY = re.compile(r"[A-Za-z0-9_.-]+")
 _log = RateLimitedLog()
 #: ``(span attribute, value)`` pairs, ready to stamp.
 Stamps = tuple[tuple[str, object], ...]
 
 
-def value_problem(attribute: str, value: object) -> str | None:
-    """Why ``value`` cannot be stamped as ``attribute`` (a string one), or ``None``."""
+def stamp_value(attribute: str, value: object) -> tuple[str | None, str | None]:
+    """``(what to stamp as attribute, None)``, or ``(None, why it cannot be stamped)``.
+    An environment is stamped as Langfuse's server stores it (:func:`environment_name`);
+    one it would store as ``default`` cannot be stamped. Never raises."""
     problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
-    if problem is not None or attribute != LANGFUSE_ENVIRONMENT:
-        return problem
+    if problem is not None:
+        return None, problem
     assert isinstance(value, str)  # noqa: S101 - id_problem proved it
-    if len(value) > MAX_ENVIRONMENT_LENGTH or not _ENVIRONMENT.fullmatch(value):
-        return f"not lower-case [a-z0-9_-] of at most {MAX_ENVIRONMENT_LENGTH} characters"
-    if value.startswith("langfuse"):
-        return "starts with 'langfuse' (reserved)"
-    return None
+    if attribute != LANGFUSE_ENVIRONMENT:
+        return value, None
+    name = environment_name(value)
+    if name is None:
+        return None, "Langfuse would store 'default': not [a-z0-9_-] once lower-cased"
+    return name, None
 
 
 def tag_problem(tag: object) -> str | None:
@@ -146,19 +147,18 @@ def _stamp_of(
             return
         attribute = LANGFUSE_TRACE_METADATA_PREFIX + name
         stamps = metadata
-    problem = value_problem(attribute, value)
-    if problem is None:
-        stamps.append((attribute, value))
-    else:
+    stamped, problem = stamp_value(attribute, value)
+    if stamped is None:
         problems.append(f"{attribute[:80]}: {problem}")
+    else:
+        stamps.append((attribute, stamped))
 
 
 def _checked(attribute: str, value: object) -> str:
-    problem = value_problem(attribute, value)
-    if problem is not None:
+    stamped, problem = stamp_value(attribute, value)
+    if stamped is None:
         raise ConfigurationError(f"invalid {attribute}: {problem}")
-    assert isinstance(value, str)  # noqa: S101 - value_problem proved it
-    return value
+    return stamped
 
 
 def baggage_entries(

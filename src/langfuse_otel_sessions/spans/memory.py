@@ -27,6 +27,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -46,7 +47,7 @@ MAX_REQUEST_ATTRIBUTE_BYTES = 16 * 1024
 #: How long an ended request stays known to spans exported after its root.
 LINGER_SECONDS = 30.0
 #: Estimates: a request's record, and a span's entry in the index (measured in the tests).
-REQUEST_BYTES = 1024
+REQUEST_BYTES = 512
 SPAN_BYTES = 160
 ENTRY_BYTES = 120
 _CONFLICT = object()
@@ -72,7 +73,7 @@ class Request:
     """What one local request showed (see the module docstring)."""
 
     __slots__ = (
-        *("attribute_bytes", "bytes", "count", "ended", "ids", "key", "last", "mixed", "open"),
+        *("attribute_bytes", "bytes", "ended", "ids", "key", "last", "mixed", "open"),
         *("tags", "targets", "values"),
     )
 
@@ -87,7 +88,6 @@ class Request:
         self.tags: dict[str, None] = {}
         self.bytes = REQUEST_BYTES  # its record and trace attributes (its spans: by the index)
         self.attribute_bytes = 0
-        self.count = 0  # its spans started
         self.last: object = None  # the stamps noted last (each scope's are noted once)
 
     def note(self, ids: TraceIds) -> None:
@@ -174,44 +174,55 @@ class RequestMemory:
         self.over_budget = 0
         self._bytes = 0  # requests and held spans; the spans' entries are counted by len()
         self._clock = clock
-        self._spans: dict[int, Request] = {}  # live and recently ended spans -> their request
-        self._ended_spans: dict[int, float] = {}  # span id -> when it ended, oldest first
+        #: Live and recently ended spans -> their request (the processor reads and writes it).
+        self.spans: dict[int, Request] = {}
+        self._ending: list[int] = []  # spans ended lately, stamped by the thousand:
+        self._ended_spans: deque[tuple[float, list[int]]] = deque()  # (when, span ids)
+        self._ended_count = 0
         self._open: dict[int, Request] = {}  # by key, oldest first
         self._ended: dict[int, Request] = {}  # by key, in the order they ended
-        self._ends = 0
         self._lock = threading.Lock()
 
     @property
     def bytes(self) -> int:
         """The bytes counted against the budget now."""
-        return self._bytes + len(self._spans) * SPAN_BYTES + len(self._ended_spans) * ENTRY_BYTES
+        return self._bytes + len(self.spans) * SPAN_BYTES + self._ended_count * 8
+
+    def new(self, span_id: int, targets: IdKeys | None) -> Request | None:
+        """A new request rooted at a span starting now (``None`` when the budget is spent).
+        The caller files the span under it in :attr:`spans`, as under its parent's request."""
+        with self._lock:
+            self._forget(self._clock())
+            if self.bytes + REQUEST_BYTES > self.budget:
+                self.over("a new request is not remembered")
+                return None
+            request = self._open[span_id] = Request(span_id, targets)
+            self._bytes += REQUEST_BYTES
+        return request
 
     def start(self, span_id: int, parent_id: int | None, targets: IdKeys | None) -> Request | None:
         """The request a span starting now belongs to: its local parent's (``parent_id``), if
         still remembered, else a new one rooted at it (``None`` when the budget is spent)."""
-        request = None if parent_id is None else self._spans.get(parent_id)
+        request = None if parent_id is None else self.spans.get(parent_id)
         if request is None:
-            with self._lock:
-                self._forget(self._clock())
-                if self.bytes + REQUEST_BYTES > self.budget:
-                    self.over("a new request is not remembered")
-                    return None
-                request = self._open[span_id] = Request(span_id, targets)
-                self._bytes += REQUEST_BYTES
-        self._spans[span_id] = request
-        request.count += 1
+            request = self.new(span_id, targets)
+        if request is not None:
+            self.spans[span_id] = request
         return request
 
     def end(self, span_id: int) -> None:
         """A span ended: known a while longer; its request is over when it was the root."""
-        request = self._spans.get(span_id)
-        if request is None:
-            return
-        now = self._ended_spans[span_id] = self._clock()
-        self._ends += 1
-        if request.key == span_id or not self._ends & 1023:
+        ending = self._ending
+        ending.append(span_id)
+        if span_id in self._open or len(ending) >= 1024:
             with self._lock:
-                if self._open.pop(span_id, None) is request:
+                now = self._clock()
+                if self._ending is ending:
+                    self._ending = []
+                    self._ended_spans.append((now, ending))
+                    self._ended_count += len(ending)
+                request = self._open.pop(span_id, None)
+                if request is not None:
                     request.open = False
                     request.ended = now
                     self._ended[span_id] = request
@@ -219,20 +230,21 @@ class RequestMemory:
 
     def of(self, span_id: int | None) -> Request | None:
         """The request of a span the processor saw, if still remembered."""
-        return None if span_id is None else self._spans.get(span_id)
+        return None if span_id is None else self.spans.get(span_id)
 
     def learn(self, key: int, ids: TraceIds) -> None:
         """What the exporter learned of a request from its exported spans: ids it lacked (two
         sessions make it mixed). A request the processor did not see is remembered under
         ``key`` as an ended one."""
         with self._lock:
-            request = self._spans.get(key)
+            request = self.spans.get(key)
             if request is None:
                 request = Request(key, None)
                 request.open = False
-                request.ended = self._ended_spans[key] = self._clock()
+                request.ended = self._clock()
+                self._ending.append(key)
                 self._bytes += REQUEST_BYTES
-                self._spans[key] = self._ended[key] = request
+                self.spans[key] = self._ended[key] = request
             previous = request.ids
             if previous is None:
                 request.ids = ids
@@ -247,7 +259,7 @@ class RequestMemory:
     def correct(self, span_id: int, ids: TraceIds | None) -> None:
         """Correct the ids a span's request is remembered with, after its server span started
         with untrusted baggage (the middleware decided): ``None`` forgets them."""
-        request = self._spans.get(span_id)
+        request = self.spans.get(span_id)
         if request is not None:
             with self._lock:
                 request.ids = ids
@@ -255,7 +267,7 @@ class RequestMemory:
 
     def correct_attributes(self, span_id: int, stamps: Stamps) -> None:
         """Replace the trace attributes a span's request is remembered with by ``stamps``."""
-        request = self._spans.get(span_id)
+        request = self.spans.get(span_id)
         if request is not None:
             self.charge(-request.attribute_bytes)
             request.bytes -= request.attribute_bytes
@@ -296,13 +308,15 @@ class RequestMemory:
         budget (``None``), the oldest ended ones, then (``running``) the oldest running
         requests, until a tenth of the budget is free. Called with the lock held."""
         goal = self.budget if now is not None else self.budget * 9 // 10
-        spans, ended_spans = self._spans, self._ended_spans
+        spans, ended_spans = self.spans, self._ended_spans
         while ended_spans:
-            span_id = next(iter(ended_spans))
-            if now is not None and now - ended_spans[span_id] < LINGER_SECONDS:
+            when, span_ids = ended_spans[0]
+            if now is not None and now - when < LINGER_SECONDS:
                 break
-            del ended_spans[span_id]
-            spans.pop(span_id, None)
+            ended_spans.popleft()
+            self._ended_count -= len(span_ids)
+            for span_id in span_ids:
+                spans.pop(span_id, None)
             if now is None and self.bytes <= goal:
                 return
         ended = self._ended
@@ -317,15 +331,11 @@ class RequestMemory:
         if now is not None and self.bytes > self.budget:
             self._forget(None, running=running)
         elif running and now is None and self.bytes > goal and self._open:
-            forgotten: set[Request] = set()
-            freed = 0
-            while self.bytes - freed > goal and self._open:
-                request = self._open.pop(next(iter(self._open)))
-                forgotten.add(request)
-                freed += request.bytes + request.count * SPAN_BYTES
-            for span_id, request in list(spans.items()):  # rare: a full scan
+            keys = list(self._open)
+            forgotten = {self._open.pop(key) for key in keys[: len(keys) // 2 + 1]}
+            for span_id, request in list(self.spans.items()):  # rare: a full scan
                 if request in forgotten:
-                    del spans[span_id]
+                    del self.spans[span_id]
             for request in forgotten:
                 self._bytes -= request.bytes
             self.over(f"the {len(forgotten)} oldest running request(s) are forgotten")
@@ -335,8 +345,10 @@ class RequestMemory:
         with self._lock:
             self._open.clear()
             self._ended.clear()
-            self._spans.clear()
+            self.spans.clear()
             self._ended_spans.clear()
+            self._ending = []
+            self._ended_count = 0
             self._bytes = 0
 
 

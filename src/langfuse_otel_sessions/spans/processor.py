@@ -11,7 +11,8 @@ Hot path: no I/O, no raising.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import weakref
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 from opentelemetry import baggage
@@ -68,9 +69,10 @@ class _Plan(NamedTuple):
     ids: TraceIds | None
     stamps: Stamps  # trace attributes, validated
     attributes: dict[str, AttributeValue]  # the ids on every target key, then the stamps
+    keys: frozenset[str]  # a span with one of these attributes needs a closer look
 
 
-_NO_PLAN = _Plan({"": None}, None, None, None, (), {})
+_NO_PLAN = _Plan({"": None}, None, None, None, (), {}, frozenset())
 
 
 def _keys_option(
@@ -175,8 +177,12 @@ class SessionSpanProcessor(SpanProcessor):
         #: fill at most three quarters of it (the rest is left for the attributes the span gets
         #: later, which would evict the oldest), the last metadata left out first.
         self._max_attributes = SpanLimits().max_span_attributes
+        self._room = None if self._max_attributes is None else self._max_attributes * 3 // 4
+        self._guarded = frozenset(
+            (*SESSION_ATTRIBUTE_KEYS, *USER_ATTRIBUTE_KEYS, *SPAN_ENVIRONMENT_KEYS)
+        ).union(self.keys.session_attributes, self._user_targets)
         self._valid_ids: set[str] = set()
-        self._last = _NO_PLAN
+        self._last: tuple[_Plan, Callable[[], object]] | None = None
         #: The context a span started in last, and its plan (a context never changes).
         self._last_context: tuple[object, _Plan] = (None, _NO_PLAN)
         self._log = RateLimitedLog()
@@ -185,16 +191,19 @@ class SessionSpanProcessor(SpanProcessor):
         self.dropped_trace_attributes = 0
         note_processor(self)  # session() warns when no processor exists at all
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:  # noqa: PLR0912 - the hot path, inlined
         try:
             context = get_current() if parent_context is None else parent_context
             last = self._last_context  # spans started one after another in one context
             plan = last[1] if last[0] is context else self._plan(context)
             parent = span.parent
-            if parent is None or parent.is_remote:
-                request = MEMORY.start(span.get_span_context().span_id, None, self.keys)
-            else:
-                request = MEMORY.start(span.get_span_context().span_id, parent.span_id, self.keys)
+            span_id = span.get_span_context().span_id
+            spans = MEMORY.spans  # the request of its local parent, else a new one
+            request = None if parent is None or parent.is_remote else spans.get(parent.span_id)
+            if request is None:
+                request = MEMORY.new(span_id, self.keys)
+            if request is not None:
+                spans[span_id] = request
             ids = plan.ids
             attributes = plan.attributes
             if request is not None:
@@ -210,14 +219,16 @@ class SessionSpanProcessor(SpanProcessor):
                 attributes = self._upstream_root_claim(span, plan.entries, attributes)
             if not attributes:
                 return
-            existing = span.attributes
-            if existing or (
-                self._max_attributes is not None and len(attributes) > self._max_attributes
+            existing = span.attributes or {}
+            if (self._room is not None and len(existing) + len(attributes) > self._room) or (
+                existing and not existing.keys().isdisjoint(plan.keys)
             ):
-                attributes = self._fitting(existing or {}, attributes)
-            set_attribute = span.set_attribute  # one call per key: cheaper than set_attributes
-            for key, value in attributes.items():
-                set_attribute(key, value)
+                attributes = self._fitting(existing, attributes)
+            if len(attributes) > 2:  # measured: one call for many, one per key for a few
+                span.set_attributes(attributes)
+            else:
+                for key, value in attributes.items():
+                    span.set_attribute(key, value)
         except Exception:  # noqa: BLE001 - never raise into the host application
             self._log.exception("on_start", "SessionSpanProcessor could not stamp a span")
 
@@ -238,22 +249,26 @@ class SessionSpanProcessor(SpanProcessor):
         return self._plan(get_current() if context is None else context).ids
 
     def _plan(self, context: Context) -> _Plan:
-        """The plan for ``context``: the one kept in its box or the last one, if made from the
-        same baggage, else a new one (kept there)."""
-        entries = baggage.get_all(context)
+        """The plan for ``context``: the one kept in its box (or the last one) when made for this
+        context or for the same baggage, else a new one, kept there."""
         box = context.get(PLANS)
-        plan = box.get(self) if isinstance(box, dict) else self._last
-        if (
-            plan is None
-            or plan.withheld is not context.get(WITHHELD_REMOTE_ENTRIES)
-            or plan.generated is not context.get(GENERATED_SESSION_ID)
-            or plan.entries != entries
-        ):
-            plan = self._new_plan(context, entries)
+        held = box.get(self) if isinstance(box, dict) else self._last
+        if held is not None and held[1]() is context:
+            plan: _Plan = held[0]
+        else:
+            entries = baggage.get_all(context)
+            plan = _NO_PLAN if held is None else held[0]
+            if (
+                plan.withheld is not context.get(WITHHELD_REMOTE_ENTRIES)
+                or plan.generated is not context.get(GENERATED_SESSION_ID)
+                or plan.entries != entries
+            ):
+                plan = self._new_plan(context, entries)
+            held = (plan, weakref.ref(context))
             if isinstance(box, dict):
-                box[self] = plan
+                box[self] = held
             else:
-                self._last = plan
+                self._last = held
         self._last_context = (context, plan)
         return plan
 
@@ -271,7 +286,8 @@ class SessionSpanProcessor(SpanProcessor):
         if ids is not None and self._given_session_targets:
             ids = marked(ids, generated)
         attributes = {**self._id_attributes(ids), **dict(stamps)} if ids else dict(stamps)
-        return _Plan(dict(entries), withheld, generated, ids, stamps, attributes)  # type: ignore[arg-type]
+        keys = self._guarded.union(attributes)
+        return _Plan(dict(entries), withheld, generated, ids, stamps, attributes, keys)  # type: ignore[arg-type]
 
     def _id_attributes(self, ids: TraceIds | None) -> dict[str, AttributeValue]:
         """The ids on every key this processor stamps them on."""
@@ -306,10 +322,10 @@ class SessionSpanProcessor(SpanProcessor):
         if LANGFUSE_ENVIRONMENT in fitting and any(existing.get(k) for k in SPAN_ENVIRONMENT_KEYS):
             del fitting[LANGFUSE_ENVIRONMENT]
         limit = self._max_attributes
-        if limit is not None and len(existing) + len(fitting) > limit * 3 // 4:
+        if self._room is not None and len(existing) + len(fitting) > self._room:
             ids = {k: v for k, v in fitting.items() if k in self.keys.session_attributes}
             ids.update((k, v) for k, v in fitting.items() if k in self._user_targets)
-            room = max(limit * 3 // 4 - len(existing) - len(ids), 0)
+            room = max(self._room - len(existing) - len(ids), 0)
             others = [item for item in fitting.items() if item[0] not in ids]
             left_out = len(others) - room
             if left_out > 0:

@@ -22,9 +22,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from ..export.coverage import Coverage
 from ._model import (
     SessionView,
     TraceView,
+    span_coverage,
     span_environment,
     span_release,
     span_session_id,
@@ -37,6 +39,7 @@ from ._server import Fault, LangfuseReceiver, RecordedRequest
 from ._view import render_session, render_sessions, render_trace
 
 __all__ = [
+    "Coverage",
     "Fault",
     "LangfuseReceiver",
     "ReceivedSpan",
@@ -47,6 +50,7 @@ __all__ = [
     "render_session",
     "render_sessions",
     "render_trace",
+    "span_coverage",
     "span_environment",
     "span_release",
     "span_session_id",

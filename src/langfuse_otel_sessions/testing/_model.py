@@ -23,6 +23,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..export.coverage import Coverage, coverage_of
 from ..export.langfuse_rules import (
     AS_ROOT,
     IS_APP_ROOT,
@@ -51,6 +52,12 @@ from ._otlp import ReceivedSpan
 def span_session_id(span: ReceivedSpan) -> str | None:
     """The session id Langfuse reads from one span (resource attributes are not read)."""
     return session_id_of(span.attributes)
+
+
+def span_coverage(spans: Iterable[ReceivedSpan]) -> Coverage:
+    """Spans and tokens with and without their own session id, by scope: what the exporter's
+    :attr:`~langfuse_otel_sessions.LangfuseSpanExporter.coverage` counts."""
+    return coverage_of((span.scope_name, span.attributes) for span in spans)
 
 
 def span_user_id(span: ReceivedSpan) -> str | None:
@@ -173,6 +180,12 @@ class SessionView:
     def observations_in_session(self) -> int:
         """Spans whose own session id is this session: what v4 sums cost and usage over."""
         return sum(1 for span in self.spans if span_session_id(span) == self.id)
+
+    @property
+    def coverage(self) -> Coverage:
+        """The session's spans and tokens with and without their own session id (v4 counts a
+        span's cost and usage in the session only with one)."""
+        return span_coverage(self.spans)
 
 
 def _last_written(

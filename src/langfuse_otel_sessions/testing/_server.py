@@ -25,7 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH
-from ._model import SessionView, TraceView, build_sessions, build_traces
+from ..export.coverage import Coverage
+from ._model import SessionView, TraceView, build_sessions, build_traces, span_coverage
 from ._otlp import InvalidRequest, ReceivedSpan, parse_request, spans_of
 from ._scores import event_errors, score_errors, stored_score
 
@@ -224,6 +225,10 @@ class LangfuseReceiver:
     def sessions(self) -> dict[str, SessionView]:
         """Session id -> the session Langfuse would show: traces in time order, and scores."""
         return build_sessions(self.traces().values(), self.scores())
+
+    def coverage(self) -> Coverage:
+        """Spans and tokens received with and without a session id, by scope."""
+        return span_coverage(span for trace in self.traces().values() for span in trace.spans)
 
     def scores(self) -> list[dict[str, Any]]:
         """Scores accepted (a re-sent id replaces the earlier score), with ``id``/``dataType``."""

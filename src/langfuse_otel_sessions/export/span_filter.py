@@ -1,0 +1,125 @@
+"""Which spans the exporter sends: every span (the default), only LLM spans by the Langfuse SDK's
+own rule, or those a predicate of yours keeps (``docs/exporter.md`` has the table).
+
+Each local root (a span with no parent, or whose parent is in another process) is always kept:
+Langfuse v4 names a trace after its root observation and takes the trace's input, output and
+metadata only from an observation without a parent span id, so dropping the root would change
+what the trace shows. A kept span under a remote parent is marked as the trace's app root by
+the mapping, as the Langfuse SDK marks the first span it exports under a parent it does not.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from typing import Literal
+
+from opentelemetry.sdk.trace import ReadableSpan
+
+from .._logging import RateLimitedLog, logger
+from ..errors import ConfigurationError
+
+#: ``all`` or ``llm``; read when ``LangfuseSpanExporter(export_spans=None)``.
+ENV_EXPORT_SPANS = "LANGFUSE_OTEL_EXPORT_SPANS"
+
+SpanPredicate = Callable[[ReadableSpan], bool]
+ExportSpans = Literal["all", "llm"] | SpanPredicate | None
+
+#: The Langfuse SDK's tracer name and its known LLM instrumentation scopes (langfuse-python
+#: 5.0.4, ``_client/span_filter.py``): a scope matches a prefix or a dotted descendant of one.
+LANGFUSE_SDK_SCOPE = "langfuse-sdk"
+KNOWN_LLM_SCOPES = frozenset(
+    {
+        LANGFUSE_SDK_SCOPE,
+        "agent_framework",
+        "autogen-core",
+        "ai",
+        "haystack",
+        "langsmith",
+        "litellm",
+        "openinference",
+        "pydantic-ai",
+        "strands-agents",
+        "vllm",
+    }
+    | {
+        "opentelemetry.instrumentation." + name
+        for name in [
+            "agno",
+            "alephalpha",
+            "anthropic",
+            "bedrock",
+            "cohere",
+            "crewai",
+            "google_generativeai",
+            "groq",
+            "haystack",
+            "langchain",
+            "llamaindex",
+            "mistralai",
+            "ollama",
+            "openai",
+            "openai_agents",
+            "openai_v2",
+            "replicate",
+            "sagemaker",
+            "together",
+            "transformers",
+            "vertexai",
+            "voyageai",
+            "watsonx",
+            "writer",
+        ]
+    }
+)
+
+_log = RateLimitedLog()
+
+
+def is_llm_span(span: ReadableSpan) -> bool:
+    """The Langfuse SDK's default export rule: its own spans, spans with a ``gen_ai.*``
+    attribute, and spans of a known LLM instrumentation scope."""
+    scope = span.instrumentation_scope.name if span.instrumentation_scope else ""
+    if scope in KNOWN_LLM_SCOPES or any(
+        scope.startswith(prefix + ".") for prefix in KNOWN_LLM_SCOPES
+    ):
+        return True
+    return any(key.startswith("gen_ai.") for key in span.attributes or ())
+
+
+def span_predicate(value: ExportSpans) -> SpanPredicate | None:
+    """The predicate for ``export_spans`` (``None``: every span): argument >
+    ``LANGFUSE_OTEL_EXPORT_SPANS`` > ``all``."""
+    if value is None:
+        raw = os.environ.get(ENV_EXPORT_SPANS, "").strip().lower()
+        if raw not in {"", "all", "llm"}:
+            logger.warning(
+                "Ignoring %s=%r: expected all or llm; exporting all", ENV_EXPORT_SPANS, raw
+            )
+            raw = "all"
+        value = "llm" if raw == "llm" else "all"
+    if value == "all":
+        return None
+    if value == "llm":
+        return is_llm_span
+    if callable(value):
+        return value
+    raise ConfigurationError("export_spans must be 'all', 'llm' or a callable taking a span")
+
+
+def keep(
+    spans: Sequence[ReadableSpan], predicate: SpanPredicate
+) -> tuple[list[ReadableSpan], list[ReadableSpan]]:
+    """``(kept, dropped)``: local roots and the spans ``predicate`` keeps. A predicate that
+    raises keeps the span (logged, rate-limited)."""
+    kept: list[ReadableSpan] = []
+    dropped: list[ReadableSpan] = []
+    for span in spans:
+        parent = span.parent
+        try:
+            wanted = parent is None or parent.is_remote or predicate(span)
+        except Exception:  # noqa: BLE001 - a user predicate must not break the export
+            _log.exception("predicate", "The export_spans predicate raised; the span is kept")
+            wanted = True
+        (kept if wanted else dropped).append(span)
+    return kept, dropped
