@@ -182,7 +182,7 @@ def concurrent_cases(counts: Sequence[int] = (1, 64, 10_000)) -> list[Case]:
         bare = _provider()
         floor = f"no processor: {count:,} open requests"
         bare_requests = _requests(bare, count, 1)
-        cases.append(Case(floor, bare.get_tracer("t"), context.Context(), bare_requests))
+        cases.append(Case(floor, bare.get_tracer("t"), context.Context(), bare_requests, floor))
         for others in (1, 8):
             for full in (False, True):
                 what = "session+user+tags+3 metadata+env" if full else "session+user"
