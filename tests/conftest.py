@@ -65,6 +65,20 @@ def _forget_test_processors_keys() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
+def _forget_earlier_middlewares_distrust() -> Iterator[None]:
+    """An untrusting session middleware makes the sampler trust no caller, process-wide: each
+    test starts as a fresh app, with no middleware of an earlier test still counted."""
+    from langfuse_otel_sessions.boundary import trust
+
+    before = list(trust._distrusting)
+    trust._distrusting.clear()
+    yield
+    trust._distrusting.clear()
+    for middleware in before:
+        trust._distrusting.add(middleware)
+
+
+@pytest.fixture(autouse=True)
 def _forget_earlier_exporters_claims() -> Iterator[None]:
     """A live exporter makes outgoing requests claim the trace's root: each test starts as a
     fresh app, with no exporter of an earlier test still counted."""

@@ -243,11 +243,6 @@ class SessionSpanProcessor(SpanProcessor):
         """Nothing is buffered: always ``True``."""
         return True
 
-    def ids_in(self, context: Context | None = None) -> TraceIds | None:
-        """The ids a span starting in ``context`` gets from its baggage, read as ``on_start``
-        reads them (keys, validation, trust boundary). :class:`SessionSampler` decides by this."""
-        return self._plan(get_current() if context is None else context).ids
-
     def _plan(self, context: Context) -> _Plan:
         """The plan for ``context``: the one kept in its box (or the last one) when made for this
         context or for the same baggage, else a new one, kept there."""
