@@ -45,11 +45,16 @@ def _session_ids(count: int = SESSIONS) -> list[str]:
 class Sampled:
     """A provider with the sampler, the processor and an in-memory exporter."""
 
-    def __init__(self, sampler: SessionSampler, processor: SessionSpanProcessor | None = None):
+    def __init__(
+        self,
+        sampler: SessionSampler,
+        processor: SessionSpanProcessor | None = None,
+        *,
+        guard: bool = True,
+    ) -> None:
         self.processor = processor or SessionSpanProcessor()
-        install_baggage_guard(
-            trust_remote_baggage=self.processor.trust_remote_baggage
-        )  # as configure() does
+        if guard:  # as configure() does
+            install_baggage_guard(trust_remote_baggage=self.processor.trust_remote_baggage)
         sampler.read_like(self.processor)
         self.exporter = InMemorySpanExporter()
         self.provider = TracerProvider(sampler=sampler)
