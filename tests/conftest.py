@@ -26,6 +26,18 @@ def _clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _uninstrument_threads() -> Iterator[None]:
+    """``configure()`` instruments threads when it can: each test starts without that."""
+    yield
+    try:
+        from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+    except ImportError:
+        return
+    if ThreadingInstrumentor().is_instrumented_by_opentelemetry:
+        ThreadingInstrumentor().uninstrument()
+
+
+@pytest.fixture(autouse=True)
 def _restore_global_propagator() -> Iterator[None]:
     before = propagate.get_global_textmap()
     yield
@@ -43,6 +55,20 @@ def _forget_test_processors_keys() -> Iterator[None]:
     keys._readers.clear()
     keys._readers.update(before)
     keys._forget()
+
+
+@pytest.fixture(autouse=True)
+def _forget_earlier_middlewares_distrust() -> Iterator[None]:
+    """An untrusting session middleware makes the sampler trust no caller, process-wide: each
+    test starts as a fresh app, with no middleware of an earlier test still counted."""
+    from langfuse_otel_sessions.boundary import trust
+
+    before = list(trust._distrusting)
+    trust._distrusting.clear()
+    yield
+    trust._distrusting.clear()
+    for middleware in before:
+        trust._distrusting.add(middleware)
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from typing import BinaryIO
 class Answer:
     """What to send back. ``trickle``: seconds between single bytes of the answer (of the body
     only with ``trickle_body``, else from the status line on); ``body_size``: a body of that many
-    bytes, streamed (``body`` is ignored)."""
+    bytes, streamed (``body`` is ignored); ``raw``: exactly these bytes, status line and all."""
 
     status: int = 200
     body: bytes = b"{}"
@@ -26,6 +26,7 @@ class Answer:
     trickle: float = 0.0
     trickle_body: bool = False
     body_size: int | None = None
+    raw: bytes | None = None
 
     @staticmethod
     def json(status: int, payload: object, **headers: str) -> Answer:
@@ -105,6 +106,9 @@ class FaultServer:
         head = f"HTTP/1.1 {answer.status} Scripted\r\nContent-Length: {size}\r\n"
         head += "".join(f"{k}: {v}\r\n" for k, v in answer.headers.items()) + "\r\n"
         try:
+            if answer.raw is not None:
+                connection.sendall(answer.raw)
+                return True
             if answer.trickle:
                 slow = head.encode() + answer.body
                 if answer.trickle_body:

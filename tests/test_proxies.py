@@ -16,14 +16,10 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from urllib.request import proxy_bypass_environment  # type: ignore[attr-defined]
 
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
 
 from langfuse_otel_sessions import LangfuseSpanExporter, ScoreClient
-from langfuse_otel_sessions.export.proxies import bypasses
 
 from .fault_server import fault_server
 from .forward_proxy import forward_proxy
@@ -68,7 +64,7 @@ def test_an_http_destination_gets_the_proxy_credentials_and_its_own(
     [arrived] = langfuse.seen
     assert "proxy-authorization" not in arrived.headers  # the proxy's own, it kept it
     assert arrived.headers["authorization"] == LANGFUSE_AUTH
-    assert f"through the proxy http://127.0.0.1:{proxy.port} (from HTTP_PROXY)" in caplog.text
+    assert f"through the proxy http://127.0.0.1:{proxy.port} (from the environment)" in caplog.text
     assert PROXY_PASSWORD not in caplog.text + repr(exporter)
 
 
@@ -127,7 +123,6 @@ def test_connect_carries_the_proxy_credentials_and_a_valid_authority(
     assert exporter.stats.failed_spans == 1
     request = proxy.seen[0]
     assert (request.method, request.target) == ("CONNECT", authority)
-    assert request.headers["host"] == authority
     assert request.headers["proxy-authorization"] == PROXY_AUTH
     assert "authorization" not in request.headers  # Langfuse's keys only inside TLS
 
@@ -139,7 +134,7 @@ def test_a_refused_connect_is_said_without_the_credentials(
         monkeypatch.setenv("HTTPS_PROXY", proxy.url(f"{PROXY_USER}:{PROXY_PASSWORD}"))
         with caplog.at_level(logging.INFO):
             export_through("https://langfuse.example", timeout=2)
-    assert "the proxy answered CONNECT with 407 Proxy Authentication Required" in caplog.text
+    assert "Tunnel connection failed: 407 Proxy Authentication Required" in caplog.text
     assert PROXY_PASSWORD not in caplog.text
 
 
@@ -195,7 +190,7 @@ def tls_langfuse(cert: Path, key: Path) -> Iterator[tuple[str, list[dict[str, st
 def test_https_through_the_tunnel_arrives_and_the_proxy_sees_only_ciphertext(
     monkeypatch: pytest.MonkeyPatch, certificate: tuple[Path, Path]
 ) -> None:
-    monkeypatch.setenv("SSL_CERT_FILE", str(certificate[0]))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(certificate[0]))
     with tls_langfuse(*certificate) as (url, seen), forward_proxy() as proxy:
         monkeypatch.setenv("HTTPS_PROXY", proxy.url(f"{PROXY_USER}:{PROXY_PASSWORD}"))
         exporter = export_through(url)
@@ -207,20 +202,19 @@ def test_https_through_the_tunnel_arrives_and_the_proxy_sees_only_ciphertext(
         assert secret not in proxy.tunnelled  # ... and nothing readable did
 
 
-# -- proxies we cannot speak to safely ------------------------------------------------------
+# -- a proxy we cannot speak to -------------------------------------------------------------
 
 
-@pytest.mark.parametrize("scheme", ["https", "socks5"])
 @pytest.mark.parametrize("base_url", ["https://langfuse.example", "http://langfuse.example"])
-def test_a_tls_or_socks_proxy_gets_nothing_and_the_log_says_why(
-    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, scheme: str, base_url: str
+def test_a_socks_proxy_without_pysocks_gets_nothing_and_the_log_says_why(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, base_url: str
 ) -> None:
     with socket.socket() as listener:  # a plain TCP listener where the proxy should be
         listener.bind(("127.0.0.1", 0))
         listener.listen()
         listener.settimeout(0.2)
         port = listener.getsockname()[1]
-        proxy = f"{scheme}://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{port}"
+        proxy = f"socks5://{PROXY_USER}:{PROXY_PASSWORD}@127.0.0.1:{port}"
         monkeypatch.setenv("HTTPS_PROXY", proxy)
         monkeypatch.setenv("HTTP_PROXY", proxy)
         with caplog.at_level(logging.INFO):
@@ -232,11 +226,11 @@ def test_a_tls_or_socks_proxy_gets_nothing_and_the_log_says_why(
             assert client.flush(5) is False
             client.shutdown(1)
         with pytest.raises(socket.timeout):
-            listener.accept()  # not even a connection: nothing was sent in clear text
+            listener.accept()  # not even a connection
     assert exporter.stats.failed_spans == 1
     assert client.stats.failed == 1
     assert elapsed < 1  # a setting to change: not retried for the whole timeout
-    assert f"is a {scheme}:// proxy, which is not supported: nothing is sent" in caplog.text
+    assert "SOCKS" in caplog.text
     assert f"nothing was sent to Langfuse at {base_url}/api/public/otel/v1/traces" in caplog.text
     assert PROXY_PASSWORD not in caplog.text + repr(exporter)
 
@@ -249,8 +243,7 @@ def test_a_malformed_proxy_url_is_an_error_not_an_exception(
     with caplog.at_level(logging.INFO):
         exporter = export_through("https://langfuse.example")
     assert exporter.stats.failed_spans == 1
-    assert "HTTPS_PROXY" in caplog.text
-    assert "nothing" in caplog.text
+    assert "nothing was sent" in caplog.text  # a setting to fix: not retried
 
 
 # -- NO_PROXY -------------------------------------------------------------------------------
@@ -263,47 +256,6 @@ def test_no_proxy_sends_directly(monkeypatch: pytest.MonkeyPatch) -> None:
         exporter = export_through(langfuse.url)
     assert exporter.stats.exported_spans == 1
     assert proxy.seen == []
-
-
-@pytest.mark.parametrize(
-    ("no_proxy", "host", "port", "bypassed"),
-    [
-        ("*", "anything.example", 443, True),
-        ("langfuse.example", "langfuse.example", 443, True),
-        ("langfuse.example", "eu.langfuse.example", 443, True),  # subdomains too
-        (".langfuse.example", "langfuse.example", 443, True),
-        ("*.langfuse.example", "eu.langfuse.example", 443, True),
-        ("langfuse.example", "notlangfuse.example", 443, False),  # a label boundary
-        ("LANGFUSE.example.", "langfuse.EXAMPLE", 443, True),
-        ("langfuse.example:443", "langfuse.example", 443, True),
-        ("langfuse.example:8443", "langfuse.example", 443, False),
-        ("10.1.2.3", "10.1.2.3", 80, True),
-        ("10.0.0.0/8", "10.1.2.3", 80, True),
-        ("10.0.0.0/8", "11.1.2.3", 80, False),
-        ("10.0.0.0/8", "10.example", 80, False),
-        ("::1", "::1", 80, True),
-        ("[::1]:4318", "::1", 4318, True),
-        ("[::1]:4318", "::1", 4317, False),
-        ("fd00::/8", "fd12::1", 80, True),
-        ("a.example,, b.example ", "b.example", 80, True),
-        ("a.example b.example", "b.example", 80, True),
-        ("", "langfuse.example", 443, False),
-    ],
-)
-def test_no_proxy_entries(no_proxy: str, host: str, port: int, bypassed: bool) -> None:
-    assert bypasses(host, port, {"no": no_proxy}) is bypassed
-
-
-_LABEL = st.from_regex(r"[a-z0-9]([a-z0-9-]{0,6}[a-z0-9])?", fullmatch=True)
-_NAME = st.lists(_LABEL, min_size=1, max_size=4).map(".".join)
-
-
-@given(host=_NAME, entries=st.lists(st.tuples(st.booleans(), _NAME), max_size=4))
-def test_no_proxy_names_match_urllib(host: str, entries: list[tuple[bool, str]]) -> None:
-    """For host names (no ports, no addresses) we decide exactly as urllib does."""
-    no_proxy = ",".join(("." if dot else "") + name for dot, name in entries)
-    expected = bool(proxy_bypass_environment(host, {"no": no_proxy}))
-    assert bypasses(host, 443, {"no": no_proxy}) is expected
 
 
 # -- clear text on the wire -----------------------------------------------------------------

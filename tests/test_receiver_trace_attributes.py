@@ -126,6 +126,23 @@ def test_v4_shows_the_last_environment_and_tags_v3_the_first_environment_and_all
     assert "(v3 shows environment=dev, tags=[a, b])" in heading
 
 
+def test_v3_folds_the_spans_in_start_order_not_arrival_order(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    """Langfuse's legacy worker sorts a trace's events by time: the child, started later but
+    arrived first, writes after the root."""
+    send(langfuse_receiver, span(CHILD, ROOT, langfuse__environment="prod", **LATER))
+    shown = send(langfuse_receiver, span(ROOT, langfuse__environment="dev", **EARLIER))
+    assert (shown.environment_v3, shown.release_v3, shown.version_v3) == ("dev", "r2", "2")
+    assert (shown.name_v3, shown.metadata_v3) == ("child", {"k": "child"})
+
+
+EARLIER = {"langfuse.release": "r1", "langfuse.version": "1", "langfuse.trace.name": "root"}
+EARLIER["langfuse.trace.metadata.k"] = "root"
+LATER = {"langfuse.release": "r2", "langfuse.version": "2", "langfuse.trace.name": "child"}
+LATER["langfuse.trace.metadata.k"] = "child"
+
+
 def test_v4_metadata_is_the_root_observation_s_v3_merges_trace_updates(
     langfuse_receiver: LangfuseReceiver,
 ) -> None:

@@ -202,17 +202,32 @@ def test_a_span_with_an_unsampled_local_parent_is_dropped_whatever_its_session()
     assert sampled.names() == []
 
 
+def _trusting() -> SessionSpanProcessor:
+    return SessionSpanProcessor(trust_remote_baggage=True, guard_remote_baggage=False)
+
+
 @pytest.mark.parametrize("parent_sampled", [True, False])
-def test_a_remote_parent_is_followed_by_default(parent_sampled: bool) -> None:
-    sampled = Sampled(SessionSampler(0.5))
+def test_a_trusted_callers_remote_parent_is_followed_by_default(parent_sampled: bool) -> None:
+    sampled = Sampled(SessionSampler(0.5), _trusting())
     with session(_a_session(kept=not parent_sampled)):
         sampled.tracer.start_span("server", context=_remote_parent(parent_sampled)).end()
     assert sampled.names() == (["server"] if parent_sampled else [])
 
 
 @pytest.mark.parametrize("parent_sampled", [True, False])
+def test_an_untrusted_callers_remote_parent_never_decides(parent_sampled: bool) -> None:
+    sampled = Sampled(SessionSampler(0.5, fallback=ALWAYS_OFF))  # trusting no caller
+    kept = _a_session(kept=True)
+    for session_id in (kept, _a_session(kept=False)):
+        context = session(session_id).context(_remote_parent(parent_sampled))
+        sampled.tracer.start_span(session_id, context=context).end()
+    sampled.tracer.start_span("no session", context=_remote_parent(parent_sampled)).end()
+    assert sampled.names() == [kept]  # by the session, else the fallback: never by the flag
+
+
+@pytest.mark.parametrize("parent_sampled", [True, False])
 def test_without_following_remote_parents_the_session_decides(parent_sampled: bool) -> None:
-    sampled = Sampled(SessionSampler(0.5, follow_remote_parent=False))
+    sampled = Sampled(SessionSampler(0.5, follow_remote_parent=False), _trusting())
     kept = _a_session(kept=True)
     for session_id in (kept, _a_session(kept=False)):
         context = baggage.set_baggage("session.id", session_id, _remote_parent(parent_sampled))
@@ -337,8 +352,8 @@ def test_a_forged_baggage_header_does_not_choose_the_decision() -> None:
 
 def test_the_sampler_reads_the_keys_the_processor_reads() -> None:
     kept = _a_session(kept=True)
-    processor = SessionSpanProcessor(session_keys=("conversation_id",), guard_remote_baggage=False)
-    sampled = Sampled(SessionSampler(0.5, fallback=ALWAYS_OFF), processor)
+    processor = SessionSpanProcessor(session_keys=("conversation_id",))  # guarded: baggage the
+    sampled = Sampled(SessionSampler(0.5, fallback=ALWAYS_OFF), processor)  # app set counts
     context = baggage.set_baggage("conversation_id", kept, Context())
     sampled.tracer.start_span("custom key", context=context).end()
     context = baggage.set_baggage("session.id", kept, Context())  # not a key this processor reads
@@ -428,13 +443,13 @@ def test_a_sampler_without_a_processor_reads_what_current_session_id_reads() -> 
 
 
 def test_a_failure_while_reading_the_session_never_reaches_the_app(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    class Broken(SessionSpanProcessor):
-        def ids_in(self, context: Context | None = None) -> None:  # type: ignore[override]
-            raise RuntimeError("a bug while reading baggage")
+    def broken(*args: object) -> None:
+        raise RuntimeError("a bug while reading baggage")
 
-    sampled = Sampled(SessionSampler(0.5, fallback=ALWAYS_ON), Broken(guard_remote_baggage=False))
+    monkeypatch.setattr("langfuse_otel_sessions.spans.sampler.ids_of", broken)
+    sampled = Sampled(SessionSampler(0.5, fallback=ALWAYS_ON))
     with caplog.at_level(logging.ERROR, "langfuse_otel_sessions"), session(_a_session(False)):
         sampled.tracer.start_span("still created").end()  # the fallback decided
     assert "still created" in sampled.names()

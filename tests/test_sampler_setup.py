@@ -125,7 +125,7 @@ def _memory_provider(
 
 def test_configure_accepts_a_sampler_and_it_reads_sessions_like_the_processor_it_adds() -> None:
     provider, memory = _memory_provider()
-    processor = SessionSpanProcessor(session_keys=("conversation_id",), guard_remote_baggage=False)
+    processor = SessionSpanProcessor(session_keys=("conversation_id",))  # guarded
     kept = next(f"c-{i}" for i in range(100) if SessionSampler(0.5).keeps_hash_of(f"c-{i}"))
     dropped = next(f"c-{i}" for i in range(100) if not SessionSampler(0.5).keeps_hash_of(f"c-{i}"))
     sampler = SessionSampler(0.5, fallback=ALWAYS_OFF)
@@ -141,7 +141,7 @@ def test_configure_accepts_a_sampler_and_it_reads_sessions_like_the_processor_it
 def test_a_sampler_given_to_the_provider_reads_like_the_processor_configure_adds() -> None:
     sampler = SessionSampler(0.5, fallback=ALWAYS_OFF)
     provider, memory = _memory_provider(sampler)
-    processor = SessionSpanProcessor(session_keys=("conversation_id",), guard_remote_baggage=False)
+    processor = SessionSpanProcessor(session_keys=("conversation_id",))  # guarded
     configure(provider, export=False, processor=processor)
     configure(provider, export=False, sampler=sampler)  # again: still bound to that processor
     kept = next(f"c-{i}" for i in range(100) if sampler.keeps_hash_of(f"c-{i}"))

@@ -26,6 +26,7 @@ from langfuse_otel_sessions import (
     ConfigurationError,
     LangfuseSpanExporter,
     SessionSpanProcessor,
+    configure,
 )
 from langfuse_otel_sessions.testing import LangfuseReceiver, span_session_id
 
@@ -92,7 +93,9 @@ class ChatService:
     """A FastAPI app with the session middleware, traced by FastAPI's and OpenAI's
     instrumentations, exporting to a Langfuse receiver."""
 
-    def __init__(self, receiver: LangfuseReceiver, **options: Any) -> None:
+    def __init__(
+        self, receiver: LangfuseReceiver, configured: bool = False, **options: Any
+    ) -> None:
         self.receiver = receiver
         self.exporter = LangfuseSpanExporter(
             public_key=receiver.public_key,
@@ -101,8 +104,11 @@ class ChatService:
             **options,
         )
         self.provider = TracerProvider()
-        self.provider.add_span_processor(SessionSpanProcessor())
-        self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
+        if configured:
+            configure(self.provider, exporter=self.exporter)
+        else:
+            self.provider.add_span_processor(SessionSpanProcessor())
+            self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
         self.background = _BackgroundDone()
         self.provider.add_span_processor(self.background)
 
@@ -231,3 +237,12 @@ def test_the_filter_from_the_environment(
 def test_a_bad_filter_is_refused() -> None:
     with pytest.raises(ConfigurationError, match="export_spans"):
         LangfuseSpanExporter(public_key="pk", secret_key="sk", export_spans="some")  # type: ignore[arg-type]
+
+
+def test_configure_carries_the_session_into_threads(receiver: LangfuseReceiver) -> None:
+    service = ChatService(receiver, configured=True)
+    service.run("/thread")
+    coverage = service.exporter.coverage
+    assert (coverage.tokens, coverage.tokens_without_session) == (TOKENS, 0)
+    assert [span_session_id(span) for span in receiver.spans()] == ["chat-1"] * 4
+    service.provider.shutdown()

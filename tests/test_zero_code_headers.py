@@ -213,3 +213,50 @@ def assert_no_ids_went_out(stdout: str) -> None:
     assert all(member.startswith("langfuse_trace_id=") for member in members), sent
     assert "café" not in sent
     assert "alice" not in sent
+
+
+@pytest.mark.parametrize("ours_outside", [False, True], ids=["add_middleware", "wrapped"])
+def test_where_a_middleware_runs_the_header_source_does_not_override_its_decision(
+    monkeypatch: pytest.MonkeyPatch, ours_outside: bool
+) -> None:
+    """A middleware that takes the session from elsewhere (here: an anonymous request, so no
+    session) is final for its requests: LANGFUSE_OTEL_SESSION_HEADER adds nothing to them."""
+    import httpx
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    from langfuse_otel_sessions import ASGISessionMiddleware, SessionSpanProcessor
+
+    from .conftest import Traced
+    from .servers import serve_asgi
+
+    monkeypatch.setenv("LANGFUSE_OTEL_SESSION_HEADER", "X-Session-Id")
+    monkeypatch.setenv("LANGFUSE_OTEL_USER_HEADER", "X-User-Id")
+    traced = Traced(SessionSpanProcessor())  # installs the guard, which reads the headers
+    app = FastAPI()
+
+    @app.get("/chat")
+    async def chat() -> dict[str, object]:
+        with traced.tracer.start_as_current_span("llm call"):
+            return {"session": current_session_id(), "user": current_user_id()}
+
+    options = {"session_header": None, "session_from": lambda scope: None}
+    if ours_outside:
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=traced.provider)
+        served: object = ASGISessionMiddleware(app, **options)
+    else:
+        app.add_middleware(ASGISessionMiddleware, **options)
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=traced.provider)
+        served = app
+    headers = {"X-Session-Id": "client-chosen", "X-User-Id": "client-user"}
+    with serve_asgi(served) as url:
+        seen = httpx.get(f"{url}/chat", headers=headers).json()
+    assert seen == {"session": None, "user": None}
+    stamped = {
+        value
+        for span in traced.spans()
+        for key, value in (span.attributes or {}).items()
+        if key in ("langfuse.session.id", "langfuse.user.id")
+    }
+    assert stamped <= {""}  # blanked on the server span at most (Langfuse skips empty ids)
+    assert traced.span("llm call").attributes.get("langfuse.session.id") is None

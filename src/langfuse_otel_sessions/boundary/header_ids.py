@@ -19,7 +19,7 @@ import os
 from collections.abc import Mapping
 
 from opentelemetry import baggage
-from opentelemetry.context import Context, get_current
+from opentelemetry.context import Context, create_key, get_current, get_value, set_value
 from opentelemetry.propagators import textmap
 
 from .._logging import RateLimitedLog
@@ -35,6 +35,8 @@ from ..keys import known_keys
 from ..sessions.context import scoped_context
 from .web_input import from_wsgi
 
+#: Context slot: the entries :func:`with_header_ids` wrote (key -> id).
+HEADER_ENTRIES = create_key("langfuse-otel-sessions.header-ids")
 _WSGI_MARKER = "wsgi.version"  # in every WSGI environ (PEP 3333)
 _log = RateLimitedLog()
 
@@ -70,6 +72,13 @@ def _read(
     return None
 
 
+def header_entries(context: Context) -> Mapping[str, str]:
+    """The baggage entries (key -> id) :func:`with_header_ids` wrote into ``context``: what the
+    request's headers brought. Where a session middleware runs, it decides instead."""
+    entries = get_value(HEADER_ENTRIES, context)
+    return entries if isinstance(entries, Mapping) else {}
+
+
 def with_header_ids(
     extracted: Context,
     start: Context | None,
@@ -91,7 +100,11 @@ def with_header_ids(
             user_id = _read(carrier, getter, user_header, "user")
         if session_id is None and user_id is None:
             return extracted
-        return scoped_context(extracted, session_id, user_id)
+        entries = {
+            **dict.fromkeys(known.session_writes if session_id else (), session_id),
+            **dict.fromkeys(known.user_writes if user_id else (), user_id),
+        }
+        return set_value(HEADER_ENTRIES, entries, scoped_context(extracted, session_id, user_id))
     except Exception:  # noqa: BLE001 - never raise into the host application
         _log.exception("header-ids", "Could not read the session header; no id taken from it")
         return extracted

@@ -31,12 +31,13 @@ wrote — the vouched entries included — are not sent unless the user opted in
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextvars import ContextVar, Token
 from types import MappingProxyType
 from typing import Any
 
 from opentelemetry import baggage
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.context import Context, create_key, get_current, get_value, set_value
+from opentelemetry.context import Context, get_current, set_value
 from opentelemetry.propagators import textmap
 
 from .._logging import RateLimitedLog, logger
@@ -49,24 +50,38 @@ from ..sessions.generated import GENERATED_SESSION_ID, generated_session_id
 from .header_ids import with_header_ids
 from .outbound import outbound_context, resolve_outbound_policy
 
-#: Context slot where our session middleware vouches for the entries it wrote into the
-#: ``baggage`` header of the request it is handling (key -> value).
-VOUCHED_ENTRIES = create_key("langfuse-otel-sessions.vouched-baggage")
+#: The entries (key -> value) our session middleware decided and wrote into the ``baggage``
+#: header of the request it is handing on, while it does; ``None`` outside a middleware. Not in
+#: OpenTelemetry's context: its server instrumentation attaches a context of its own, made from
+#: the headers alone, before it starts the server span.
+_decided: ContextVar[Mapping[str, object] | None] = ContextVar(
+    "langfuse-otel-sessions.decided", default=None
+)
+
+
+def deciding(entries: Mapping[str, str]) -> Token[Mapping[str, object] | None]:
+    """Vouch for ``entries`` until the token is reset: the ids our middleware decided for the
+    request it runs (possibly none). Only this package calls it."""
+    return _decided.set(MappingProxyType(dict(entries)))
+
+
+def done_deciding(token: Token[Mapping[str, object] | None]) -> None:
+    """End what :func:`deciding` started."""
+    _decided.reset(token)
+
+
+def decided_entries() -> Mapping[str, object] | None:
+    """What the middleware running now decided for its request, or ``None`` outside one."""
+    return _decided.get()
+
+
+def _vouched() -> Mapping[str, object]:
+    return _decided.get() or _EMPTY
+
 
 _BAGGAGE_HEADER = "baggage"
 _EMPTY: Mapping[str, object] = MappingProxyType({})
 _log = RateLimitedLog()
-
-
-def vouch(context: Context, entries: Mapping[str, str]) -> Context:
-    """``context`` vouching for ``entries``: the ids our middleware decided and wrote into the
-    ``baggage`` header it hands on. Only this package calls it."""
-    return set_value(VOUCHED_ENTRIES, MappingProxyType(dict(entries)), context)
-
-
-def _vouched() -> Mapping[str, object]:
-    entries = get_value(VOUCHED_ENTRIES, get_current())
-    return entries if isinstance(entries, Mapping) else _EMPTY
 
 
 def _own_vouched(extracted: Context) -> Context:
@@ -251,6 +266,8 @@ def _guarded_extract(
     else:
         guarded = _GuardedGetter(getter)
         extracted = _finish(extract(carrier, context, guarded), context, guarded)
+    if _decided.get() is not None:  # a session middleware decides this request: its word is final
+        return extracted
     return with_header_ids(extracted, context, carrier, getter)
 
 

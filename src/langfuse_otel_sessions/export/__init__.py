@@ -1,2 +1,2 @@
-"""The export path: config, Langfuse's reading rules, mapping, encoding, transport, exporter.
+"""The export path: config, Langfuse's reading rules, mapping, encoding, HTTP, exporter.
 May import: top, boundary (trace claims), spans (the per-request memory)."""

@@ -81,7 +81,10 @@ class Coverage:
 
 
 def _has_session(attributes: Mapping[str, object], names: frozenset[str]) -> bool:
-    return any(key in names and langfuse_text(attributes[key]) for key in LANGFUSE_SESSION_KEYS)
+    for key in LANGFUSE_SESSION_KEYS:  # noqa: SIM110 - a plain loop: any() costs more per span
+        if key in names and langfuse_text(attributes[key]):
+            return True
+    return False
 
 
 def coverage_of(spans: Iterable[tuple[str, Mapping[str, object]]]) -> Coverage:
@@ -89,8 +92,8 @@ def coverage_of(spans: Iterable[tuple[str, Mapping[str, object]]]) -> Coverage:
     scopes: dict[str, list[int]] = {}
     for scope, attributes in spans:
         names = _READ_KEYS.intersection(attributes)
-        tokens = usage_tokens(attributes) if names else 0
-        missing = not _has_session(attributes, names)
+        tokens = usage_tokens(attributes, names) if names else 0
+        missing = not names or not _has_session(attributes, names)
         counts = scopes.setdefault(scope, [0, 0, 0, 0])
         counts[0] += 1
         counts[1] += missing
@@ -103,9 +106,8 @@ def coverage_of(spans: Iterable[tuple[str, Mapping[str, object]]]) -> Coverage:
 def _lone_llm_call(span: ReadableSpan) -> bool:
     """A span with usage but no session: with no parent, it began a trace of its own."""
     attributes = span.attributes or {}
-    return bool(usage_tokens(attributes)) and not _has_session(
-        attributes, _READ_KEYS.intersection(attributes)
-    )
+    names = _READ_KEYS.intersection(attributes)
+    return bool(usage_tokens(attributes, names)) and not _has_session(attributes, names)
 
 
 def _scope(span: ReadableSpan) -> str:

@@ -35,9 +35,9 @@ from .config import (
     LangfuseConfig,
     check_url,
 )
+from .http import proxy_for
 from .http_headers import header_problem, merged
-from .proxies import Proxy, proxy_for
-from .urls import display_url, in_clear_text, is_loopback
+from .urls import display_url, is_loopback
 
 INGESTION_VERSION_HEADER = "x-langfuse-ingestion-version"
 INGESTION_VERSION = "4"
@@ -58,7 +58,6 @@ class Route:
     headers: Mapping[str, str] = field(repr=False, default_factory=dict)
     problem: str | None = None
     langfuse_auth: bool = False  # Langfuse's Basic auth is among the headers
-    suffix: str = ""  # the path added to the setting's value (left out of redirect advice)
 
     @property
     def shown(self) -> str:
@@ -95,9 +94,7 @@ def direct_route(
             del sent[name]
         sent["Authorization"] = config.authorization()
     setting = "base_url" if config.base_url_source == BASE_URL_ARGUMENT else ENV_BASE_URL
-    return Route(
-        "direct", url, config.base_url_source, setting, sent, problem, problem is None, path
-    )
+    return Route("direct", url, config.base_url_source, setting, sent, problem, problem is None)
 
 
 def span_route(
@@ -147,13 +144,10 @@ def announce(owner: str, route: Route, sends: str) -> None:
     auth = ""
     if route.mode == "collector":
         auth = ", with Langfuse auth" if route.langfuse_auth else ", no Langfuse keys sent"
-    proxy = proxy_for(route.url)
-    if proxy is not None and proxy.problem is not None:
-        logger.error("%s: %s mode, nothing will be sent: %s", owner, route.mode, proxy.problem)
-        return
-    via = "" if proxy is None else f" through the proxy {proxy.shown} (from {proxy.source})"
+    proxy, proxy_auth = proxy_for(route.url)
+    via = "" if proxy is None else f" through the proxy {proxy} (from the environment)"
     logger.info("%s: %s mode, %s to %s%s%s", owner, route.mode, sends, where, via, auth)
-    for warning in clear_text_warnings(route, proxy):
+    for warning in clear_text_warnings(route, proxy, proxy_auth is not None):
         with _warned_lock:
             if warning in _warned:
                 continue
@@ -161,28 +155,27 @@ def announce(owner: str, route: Route, sends: str) -> None:
         logger.warning("%s: %s", owner, warning)
 
 
-def clear_text_warnings(route: Route, proxy: Proxy | None) -> list[str]:
+def clear_text_warnings(route: Route, proxy: str | None, proxy_auth: bool) -> list[str]:
     """What of ``route``'s credentials, and of the proxy's, would cross a network unencrypted.
 
     ``https://`` through a proxy is a ``CONNECT`` tunnel: only the proxy's credentials are in
-    plain text, and only to a proxy off loopback. ``http://`` through a proxy is plain text to
-    the proxy and onwards, unless both the proxy and the destination are on loopback.
+    plain text, and only to an ``http://`` proxy off loopback. ``http://`` through a proxy is
+    plain text to the proxy and onwards, unless both are on loopback.
     """
     found = []
     url = urlsplit(route.url)
+    proxied = None if proxy is None else urlsplit(proxy)
+    proxy_in_clear = proxied is not None and proxied.scheme == "http"
+    proxy_in_clear = proxy_in_clear and not is_loopback(proxied.hostname if proxied else None)
     fix = "they travel unencrypted (use https, or a loopback address)"
-    if route.sends_credentials() and url.scheme == "http":
-        if proxy is None and in_clear_text(route.url):
-            found.append(f"credentials go to {route.shown} over plain http: {fix}")
-        elif proxy is not None and (proxy.in_clear_text() or not is_loopback(url.hostname)):
-            found.append(
-                f"credentials go to {route.shown} over plain http, through the proxy "
-                f"{proxy.shown}: {fix}"
-            )
-    if proxy is not None and proxy.authorization is not None and proxy.in_clear_text():
+    plain = route.sends_credentials() and url.scheme == "http"
+    if plain and (not is_loopback(url.hostname) or proxy_in_clear):
+        via = "" if proxy is None else f", through the proxy {proxy}"
+        found.append(f"credentials go to {route.shown} over plain http{via}: {fix}")
+    if proxy_auth and proxy_in_clear:
         found.append(
-            f"the proxy credentials in {proxy.source} go to {proxy.shown} in plain text: they "
-            "travel unencrypted (an http:// proxy is always spoken to in plain text)"
+            f"the proxy credentials go to {proxy} in plain text: they travel unencrypted "
+            "(an http:// proxy is spoken to in plain text)"
         )
     return found
 

@@ -3,9 +3,9 @@
 The mapping of :mod:`langfuse_otel_sessions.export.mapping` is applied to copies of the spans,
 which are encoded by :mod:`.encoder` (the bytes OpenTelemetry's OTLP encoder would make, at a
 fraction of its cost), compressed as :mod:`.compression` says (gzip level 2 by default), and
-sent by :mod:`.transport` (one deadline per export, no redirects, capped reads) with the OTLP
-exporter's retry policy (:mod:`.retry`). Where the spans go, and with which headers, is decided
-by :mod:`.destination`.
+sent by :mod:`.http` (``requests``; one deadline per export, no redirects, capped reads) with
+the OTLP exporter's retry policy (:mod:`.retry`). Where the spans go, and with which headers, is
+decided by :mod:`.destination`.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from .config import resolve_langfuse_config
 from .coverage import Coverage, CoverageMonitor
 from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, span_route
 from .encoder import SpanEncoder
+from .http import HttpClient, Reply
 from .http_headers import header_problem, merged
 from .late_sessions import LateSessionHold
 from .late_sessions import late_session_max_spans as late_session_max_spans_option
@@ -41,7 +42,6 @@ from .late_sessions import late_session_seconds as late_session_seconds_option
 from .mapping import RootMapping, TraceName, map_spans
 from .retry import otlp_policy, post_with_retries
 from .span_filter import ExportSpans, keep, span_predicate
-from .transport import HttpTransport, Reply
 
 __all__ = ["INGESTION_VERSION", "INGESTION_VERSION_HEADER", "ExportStats", "LangfuseSpanExporter"]
 
@@ -213,7 +213,7 @@ class LangfuseSpanExporter(SpanExporter):
         if self._compression.content_encoding is not None:
             encoding = {"Content-Encoding": self._compression.content_encoding}
             self._headers = merged(self._headers, encoding)
-        self._transport = None if self._route.problem else HttpTransport(self._route.url)
+        self._transport = None if self._route.problem else HttpClient(self._route.url)
         announce("LangfuseSpanExporter", self._route, "spans")
 
     def __repr__(self) -> str:
@@ -242,7 +242,7 @@ class LangfuseSpanExporter(SpanExporter):
             self._counts[2] += 1
             lost = self._counts[1]
         if reply is not None:
-            why = reply.describe(self._route.server, self._route.setting, self._route.suffix)
+            why = reply.describe(self._route.server, self._route.setting)
         self._log.error("lost", "%d spans not delivered: %s (%d lost so far)", spans, why, lost)
         return SpanExportResult.FAILURE
 
@@ -253,7 +253,7 @@ class LangfuseSpanExporter(SpanExporter):
         self._log.warning(
             "retry",
             "%s; retrying in %.2fs",
-            reply.describe(self._route.server, self._route.setting, self._route.suffix),
+            reply.describe(self._route.server, self._route.setting),
             wait,
         )
 

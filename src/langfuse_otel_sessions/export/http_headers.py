@@ -42,11 +42,6 @@ def merged(base: Mapping[str, str], override: Mapping[str, str]) -> dict[str, st
     return result
 
 
-def has_header(headers: Mapping[str, str], name: str) -> bool:
-    """Is ``name`` among ``headers``, in any spelling?"""
-    return any(key.lower() == name.lower() for key in headers)
-
-
 def retry_after_seconds(header: str | None) -> float | None:
     """``Retry-After`` in seconds (a number or an HTTP date), or ``None``."""
     if header is None:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from functools import partial
 from typing import Literal
@@ -94,17 +95,16 @@ def user_id_of(attributes: Attributes) -> str | None:
 #: Langfuse's generic usage reader: ``gen_ai.usage.<name>`` or ``llm.token_count.<name>``, the
 #: first name present per side; ``langfuse.observation.usage_details`` (a JSON object) wins.
 USAGE_DETAILS = "langfuse.observation.usage_details"
-_INPUT_TOKENS = ("prompt_tokens", "input_tokens", "prompt")
-_OUTPUT_TOKENS = ("completion_tokens", "output_tokens", "completion")
-_TOTAL_TOKENS = ("total_tokens", "total")
-USAGE_KEYS = frozenset(
-    {USAGE_DETAILS}
-    | {
-        prefix + name
-        for prefix in ("gen_ai.usage.", "llm.token_count.")
-        for name in (*_INPUT_TOKENS, *_OUTPUT_TOKENS, *_TOTAL_TOKENS)
-    }
-)
+
+
+def _usage_keys(*names: str) -> tuple[str, ...]:
+    return tuple(p + name for name in names for p in ("gen_ai.usage.", "llm.token_count."))
+
+
+_INPUT_TOKENS = _usage_keys("prompt_tokens", "input_tokens", "prompt")
+_OUTPUT_TOKENS = _usage_keys("completion_tokens", "output_tokens", "completion")
+_TOTAL_TOKENS = _usage_keys("total_tokens", "total")
+USAGE_KEYS = frozenset({USAGE_DETAILS, *_INPUT_TOKENS, *_OUTPUT_TOKENS, *_TOTAL_TOKENS})
 
 
 def _count(value: object) -> int | None:
@@ -117,22 +117,23 @@ def _count(value: object) -> int | None:
     return int(number) if math.isfinite(number) and number >= 0 else None
 
 
-def _side(attributes: Attributes, names: Iterable[str]) -> int | None:
-    for name in names:
-        for key in ("gen_ai.usage." + name, "llm.token_count." + name):
-            if key in attributes:
-                found = _count(attributes[key])
-                if found is not None:
-                    return found
+def _side(attributes: Attributes, present: AbstractSet[str], keys: Iterable[str]) -> int | None:
+    for key in keys:
+        if key in present:
+            found = _count(attributes[key])
+            if found is not None:
+                return found
     return None
 
 
-def usage_tokens(attributes: Attributes) -> int:
+def usage_tokens(attributes: Attributes, present: AbstractSet[str] | None = None) -> int:
     """Input + output tokens as Langfuse reads a span's usage (its total when it gives neither
-    side); 0 without usage. Cached and reasoning tokens are inside these counts."""
-    if USAGE_KEYS.isdisjoint(attributes):
+    side); 0 without usage. Cached and reasoning tokens are inside these counts. ``present``:
+    the attribute keys among :data:`USAGE_KEYS`, if known."""
+    present = USAGE_KEYS.intersection(attributes if present is None else present)
+    if not present:
         return 0
-    if USAGE_DETAILS in attributes:
+    if USAGE_DETAILS in present:
         details = attributes[USAGE_DETAILS]
         try:
             parsed = json.loads(details) if isinstance(details, str) else None
@@ -143,9 +144,9 @@ def usage_tokens(attributes: Attributes) -> int:
             if counts.get("total") is not None:
                 return counts["total"] or 0
             return sum(count for count in counts.values() if count is not None)
-    sides = [_side(attributes, _INPUT_TOKENS), _side(attributes, _OUTPUT_TOKENS)]
+    sides = [_side(attributes, present, _INPUT_TOKENS), _side(attributes, present, _OUTPUT_TOKENS)]
     if sides[0] is None and sides[1] is None:
-        return _side(attributes, _TOTAL_TOKENS) or 0
+        return _side(attributes, present, _TOTAL_TOKENS) or 0
     return sum(side for side in sides if side is not None)
 
 

@@ -4,7 +4,7 @@ wait (exponential backoff with jitter, or the server's ``Retry-After``), under o
 Spans keep the semantics of OpenTelemetry's OTLP/HTTP exporter (:data:`OTLP_RETRYABLE_STATUSES`
 and connection errors, backoff from 1 s with ±20 % jitter, at most 6 attempts, one deadline: the
 exporter's timeout); scores also retry 500 (the ingestion route answers it for transient
-storage errors) under a longer deadline."""
+storage errors). Waits are on an ``Event``, so that shutdown cuts them short."""
 
 from __future__ import annotations
 
@@ -14,10 +14,8 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from .transport import HttpTransport, Reply
+from .http import HttpClient, Reply
 
 #: What OpenTelemetry's OTLP exporter retries (besides connection errors).
 OTLP_RETRYABLE_STATUSES = frozenset({429, 502, 503, 504})
@@ -36,12 +34,10 @@ class RetryPolicy:
     deadline: float = 60.0
     max_attempts: int = 8
     statuses: frozenset[int] = RETRYABLE_STATUSES
-    #: Longest single request (``None``: whatever is left of the deadline).
-    request_timeout: float | None = None
 
     def retryable(self, reply: Reply) -> bool:
         """A retryable status, or no answer at all (connection error, timeout); not when
-        nothing could be sent (a proxy we will not speak to)."""
+        nothing could be sent for a setting to fix."""
         return not reply.unsent and (reply.status is None or reply.status in self.statuses)
 
     def backoff(self, attempt: int, retry_after: float | None = None) -> float:
@@ -64,7 +60,7 @@ def otlp_policy(timeout: float) -> RetryPolicy:
 
 
 def post_with_retries(
-    transport: HttpTransport,
+    client: HttpClient,
     body: bytes,
     headers: dict[str, str],
     *,
@@ -77,11 +73,7 @@ def post_with_retries(
     deadline = time.monotonic() + policy.deadline
     attempt = 0
     while True:
-        remaining = deadline - time.monotonic()
-        timeout = (
-            remaining if policy.request_timeout is None else min(policy.request_timeout, remaining)
-        )
-        reply = transport.post(body, headers, timeout)
+        reply = client.post(body, headers, deadline - time.monotonic())
         if reply.ok or not policy.retryable(reply):
             return reply
         wait = policy.backoff(attempt, reply.retry_after if reply.status is not None else None)

@@ -1,5 +1,4 @@
-"""URLs as they may be shown: never with userinfo; and whether credentials to one travel in
-clear text."""
+"""URLs as they may be shown (never with userinfo), and whether a host is loopback."""
 
 from __future__ import annotations
 
@@ -43,9 +42,3 @@ def is_loopback(host: str | None) -> bool:
     if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
         return address.ipv4_mapped.is_loopback
     return address.is_loopback
-
-
-def in_clear_text(url: str) -> bool:
-    """Would anything sent to ``url`` cross a network unencrypted (``http://``, not loopback)?"""
-    parts = urlsplit(url)
-    return parts.scheme == "http" and not is_loopback(parts.hostname)

@@ -108,7 +108,6 @@ class ScoreClient:
             authorization=route.headers.get("Authorization"),
             disabled_reason=disabled,
             setting=route.setting,
-            setting_suffix=route.suffix,
             max_queue=max_queue,
             max_queue_bytes=max_queue_bytes,
             batch_size=batch_size,

@@ -26,11 +26,17 @@ def active_session_sampler(explicit: Sampler | None = None) -> SessionSampler | 
 def session_sampled_out(session_id: str, sampler: Sampler | None = None) -> bool:
     """Whether the session sampler in force drops ``session_id``'s traces.
 
-    The user id is known when the score is given inside that session's scope; when a user
-    allow rule might keep the session and the user is unknown, the answer is ``False`` (send).
+    Inside that session's scope, a span that is kept (whatever kept it: a parent, the fallback
+    before a middleware knew the session) means the session reaches Langfuse: ``False``. There
+    the user id is known too; when a user allow rule might keep the session and the user is
+    unknown, the answer is ``False`` (send).
     """
     session_sampler = active_session_sampler(sampler)
     if session_sampler is None:
         return False
-    user_id = current_user_id() if current_session_id() == session_id else None
+    user_id = None
+    if current_session_id() == session_id:
+        if trace.get_current_span().get_span_context().trace_flags.sampled:
+            return False
+        user_id = current_user_id()
     return session_sampler.keeps_session(session_id, user_id) is False

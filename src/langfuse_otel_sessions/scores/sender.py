@@ -16,10 +16,13 @@ survives any error; if it is ever gone, the next ``submit`` or ``flush`` starts 
 After ``os.fork()`` the child gets an empty sender of its own (the parent delivers what it had
 queued).
 
-Requests go through :mod:`.transport`: one deadline each (``request_timeout``) including reading
-the answer, no redirects (a 3xx is a failure naming its ``Location``), capped reads. A client that
-is shut down or garbage-collected stops its thread once what it queued is sent; at interpreter
-exit all senders share one bound (the longest ``exit_timeout``), not one each.
+Requests go through :mod:`..export.http`: one deadline each (``request_timeout``) including
+reading the answer, no redirects, capped reads. ``flush()`` and ``shutdown()`` are bounded as a
+whole (by default ``retry_deadline``), not per batch; what ``shutdown()`` could not deliver by
+then is counted as failed and logged. A client that is shut down or garbage-collected stops its
+thread once what it queued is sent. At interpreter exit all senders share one bound (the longest
+``exit_timeout``), counted from the start of exit, so that it runs alongside the span exporter's
+final flush rather than after it.
 """
 
 from __future__ import annotations
@@ -35,8 +38,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._logging import RateLimitedLog, logger
+from ..export.http import HttpClient, Reply
 from ..export.retry import RETRYABLE_STATUSES, RetryPolicy
-from ..export.transport import HttpTransport, Reply
 from .batches import (
     BATCH_REFUSALS,
     MAX_BATCH_BYTES,
@@ -83,7 +86,6 @@ class ScoreSender:
         policy: RetryPolicy | None = None,
         exit_timeout: float = 5.0,
         setting: str = "LANGFUSE_BASE_URL",
-        setting_suffix: str = "",
     ) -> None:
         self.endpoint = endpoint
         self._authorization = authorization
@@ -96,8 +98,7 @@ class ScoreSender:
         self.exit_timeout = exit_timeout
         #: What to change when Langfuse redirects (for the log).
         self.setting = setting
-        self.setting_suffix = setting_suffix  # the path added to it (left out of that advice)
-        self._transport = HttpTransport(endpoint)
+        self._client = HttpClient(endpoint)
         self._log = RateLimitedLog()
         self._reset()
         me = weakref.ref(self)
@@ -124,6 +125,7 @@ class ScoreSender:
         self._stopped = False  # shutdown() was called
         self._abort = threading.Event()
         self._unsent = 0  # dropped, refused or given up since the last flush()
+        self._batch = 0  # which batch is in hand; shutdown() moves it on when it gives up
 
     @property
     def stats(self) -> SenderStats:
@@ -164,6 +166,9 @@ class ScoreSender:
     def _start_locked(self) -> None:
         self._thread = threading.Thread(target=self._run, name="langfuse-score-sender", daemon=True)
         self._thread.start()
+        # Exit's clock starts before the hooks registered so far (a TracerProvider's) run.
+        atexit.unregister(_note_exit)
+        atexit.register(_note_exit)
 
     def _drop(self, key: str, message: str, *args: object) -> bool:
         with self._lock:
@@ -177,14 +182,15 @@ class ScoreSender:
         return False
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every score queued so far is delivered or given up; ``False`` on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Wait until every score queued so far is delivered or given up, at most ``timeout``
+        seconds (``None``: the retry deadline) for the whole call; ``False`` on timeout."""
+        deadline = time.monotonic() + (self.policy.deadline if timeout is None else timeout)
         with self._lock:
             while self._queue or self._in_flight:
                 if self._thread is None and self._queue and not self._abort.is_set():
                     self._start_locked()  # the sender was gone: the call brings it back
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
                     return False
                 self._lock.wait(remaining)
         return True
@@ -205,32 +211,34 @@ class ScoreSender:
             self._lock.notify_all()
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Deliver what is queued within ``timeout``, then stop; idempotent. Scores still
-        queued after the timeout are counted as failed and logged."""
+        """Deliver what is queued within ``timeout`` (``None``: the retry deadline) for the
+        whole call, then stop; idempotent. Scores not delivered by then are counted as failed
+        and logged; ``True`` only if every score submitted since the last flush was
+        delivered."""
         with self._lock:
             already = self._stopped
             self._stopped = self._closing = True
             self._lock.notify_all()
         if already:
             return not self._queue
-        deadline = None if timeout is None else time.monotonic() + timeout
-        delivered = self.flush(timeout)
-        self._abort.set()  # cuts a retry wait short; a request in flight may still finish
-        thread = self._thread
-        if thread is not None:
-            remaining = None if deadline is None else max(deadline - time.monotonic(), 0.0)
-            thread.join(timeout=remaining)
+        self.flush(timeout)
+        self._abort.set()  # cuts a retry wait short
+        self._client.close()  # and a request in flight: the thread ends at once
         with self._lock:
-            left = len(self._queue)
+            left = len(self._queue) + self._in_flight
             if left:
                 self._queue.clear()
-                self._queued_bytes = 0
+                self._queued_bytes = self._in_flight = 0
+                self._batch += 1  # the thread's late word on its batch no longer counts
                 self._counts["failed"] += left
                 self._unsent += left
-                logger.error("Shutting down with %d scores not delivered", left)
+            unsent, self._unsent = self._unsent, 0
             self._lock.notify_all()
-        self._transport.close()
-        return delivered
+        if unsent:
+            logger.error(
+                "Score sender shut down; %d scores not delivered (or not confirmed)", unsent
+            )
+        return not unsent
 
     # -- the sender thread ---------------------------------------------------------------------
 
@@ -266,6 +274,7 @@ class ScoreSender:
             if not self._queue or self._abort.is_set():
                 return False
             batch = self._take_locked()
+            mine = self._batch
         try:
             tally = deliver_isolating(batch, self._post_with_retries)
         except Exception:  # noqa: BLE001 - counted below; the thread carries on
@@ -280,6 +289,8 @@ class ScoreSender:
                 message,
             )
         with self._lock:
+            if mine != self._batch:  # shutdown() gave up on it and counted it
+                return False
             self._counts["delivered"] += tally.delivered
             self._counts["refused"] += len(tally.refused)
             self._counts["failed"] += tally.failed
@@ -371,7 +382,7 @@ class ScoreSender:
         return outcome
 
     def _why(self, reply: Reply) -> str:
-        return reply.describe("Langfuse", self.setting, self.setting_suffix)
+        return reply.describe("Langfuse", self.setting)
 
     def _post(self, body: bytes, started: float) -> Reply:
         """One request within ``request_timeout`` and what is left of the retry deadline."""
@@ -380,7 +391,7 @@ class ScoreSender:
         headers = {"Content-Type": "application/json"}
         if self._authorization is not None:
             headers["Authorization"] = self._authorization
-        return self._transport.post(body, headers, timeout)
+        return self._client.post(body, headers, timeout)
 
 
 def _apply_results(
@@ -433,14 +444,23 @@ def _call(reference: weakref.ref[ScoreSender], action: Any) -> None:  # noqa: AN
 _live: weakref.WeakSet[ScoreSender] = weakref.WeakSet()
 
 
+#: When interpreter exit began (noted by a hook that runs before a TracerProvider's).
+_exit_began: list[float] = []
+
+
+def _note_exit() -> None:
+    _exit_began.append(time.monotonic())
+
+
 def shutdown_all(timeout: float | None = None) -> None:
     """Shut every live sender down within one overall ``timeout`` (default: the longest
-    ``exit_timeout``): all start sending what they hold at once, then each gets what is left."""
+    ``exit_timeout``, counted from the start of exit, while spans are flushed): all start
+    sending what they hold at once, then each gets what is left."""
     senders = list(_live)
     if not senders:
         return
     bound = max(sender.exit_timeout for sender in senders) if timeout is None else timeout
-    deadline = time.monotonic() + bound
+    deadline = (_exit_began[0] if _exit_began else time.monotonic()) + bound
     for sender in senders:
         sender.close()
     for sender in senders:

@@ -20,7 +20,7 @@ from opentelemetry.trace import TracerProvider
 from ..attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH, ENV_MAX_ID_LENGTH
 from ..environment import env_positive_int
 from ..ids import check_id, id_problem
-from ..keys import known_keys
+from ..keys import IdKeys, known_keys
 from ._outbound_check import warn_once_without_outbound_policy
 from ._processor_check import warn_once_without_processor
 from .entry_marks import with_own_entries, withheld_remote_entries, without_rival_entries
@@ -212,14 +212,23 @@ def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...], limit: in
     return None
 
 
-def ids_in_force(context: Context | None) -> tuple[str | None, str | None]:
-    """The ids the configured processor would stamp on a span started now in ``context``:
-    its keys and limit over the baggage, else (when it trusts remote baggage) over the entries
-    the boundary withheld."""
-    reader = known_keys().reader
+def ids_of(entries: Mapping[str, object], reader: IdKeys) -> tuple[str | None, str | None]:
+    """The session and user id ``reader`` takes from baggage ``entries``."""
+    return (
+        _first_valid(entries, reader.session, reader.max_id_length),
+        _first_valid(entries, reader.user, reader.max_id_length),
+    )
+
+
+def ids_in_force(
+    context: Context | None, reader: IdKeys | None = None
+) -> tuple[str | None, str | None]:
+    """The ids the configured processor (or ``reader``) would stamp on a span started now in
+    ``context``: its keys and limit over the baggage, else (when it trusts remote baggage) over
+    the entries the boundary withheld."""
+    reader = known_keys().reader if reader is None else reader
     for entries in (baggage.get_all(context), withheld_remote_entries(context)):
-        session_id = _first_valid(entries, reader.session, reader.max_id_length)
-        user_id = _first_valid(entries, reader.user, reader.max_id_length)
+        session_id, user_id = ids_of(entries, reader)
         if session_id is not None or user_id is not None or not reader.trust_remote:
             return session_id, user_id
     return None, None

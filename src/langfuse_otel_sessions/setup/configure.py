@@ -42,7 +42,9 @@ def configure(
     ``sampler`` (e.g. :class:`SessionSampler`) becomes the provider's sampler; tracers obtained
     from the provider before keep the one they had. A provider made here also honours
     ``OTEL_TRACES_SAMPLER=langfuse_session``. A :class:`SessionSampler` reads sessions as the
-    processor added here does. Returns the provider.
+    processor added here does. When ``opentelemetry-instrumentation-threading`` is installed,
+    it is instrumented (as ``opentelemetry-instrument`` does) so that threads and thread pools
+    carry the session. Returns the provider.
     """
     if sampler is not None and not isinstance(sampler, Sampler):
         raise ConfigurationError("sampler must be an opentelemetry.sdk Sampler")
@@ -69,7 +71,20 @@ def configure(
             logger.debug("langfuse-otel-sessions is already configured on this provider")
         if isinstance(provider.sampler, SessionSampler):
             provider.sampler.read_like(added)
+    _carry_context_into_threads()
     return provider
+
+
+def _carry_context_into_threads() -> None:
+    """Threads started without the context lose the session (an LLM call in one begins a trace
+    of its own): OpenTelemetry's threading instrumentation copies the context, when installed."""
+    try:
+        from opentelemetry.instrumentation.threading import ThreadingInstrumentor  # noqa: PLC0415 - optional
+    except ImportError:
+        return
+    instrumentor = ThreadingInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()
 
 
 def _sampler_from_environment() -> Sampler | None:

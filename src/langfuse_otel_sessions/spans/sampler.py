@@ -8,12 +8,13 @@ with the same ratio, and a session kept at one ratio is kept at every higher rat
 
 Decision order for a span:
 
-1. a valid local parent (or a remote one, with ``follow_remote_parent``): follow its flag;
-2. a session id (or a user id) where the span starts — read exactly as
-   :class:`SessionSpanProcessor` reads it, trust boundary included — and an allow rule matches:
-   keep;
+1. a valid local parent — or a remote one whose caller is trusted (:mod:`..boundary.trust`),
+   with ``follow_remote_parent`` — : follow its flag;
+2. a session id (or a user id) where the span starts — read as :class:`SessionSpanProcessor`
+   reads it, from what the trust rule lets count — and an allow rule matches: keep;
 3. a session id: keep or drop by its hash;
-4. anything else: the ``fallback`` sampler (default ``ParentBased(TraceIdRatioBased(ratio))``).
+4. anything else: the ``fallback`` sampler (default ``ParentBased(TraceIdRatioBased(ratio))``),
+   which never sees an untrusted remote parent.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind, get_current_span
+from opentelemetry.trace import (
+    INVALID_SPAN,
+    Link,
+    SpanContext,
+    SpanKind,
+    get_current_span,
+    set_span_in_context,
+)
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
@@ -41,9 +49,11 @@ from ..attributes import (
     SESSION_ATTRIBUTE_KEYS,
     USER_ATTRIBUTE_KEYS,
 )
+from ..boundary.trust import remote_trusted, vouched_entries  # the one trust rule
 from ..environment import env_keys
 from ..errors import ConfigurationError
-from ..sessions.context import ids_in_force  # the one reading of the ids in force
+from ..keys import IdKeys, known_keys
+from ..sessions.context import ids_in_force, ids_of  # the one reading of the ids
 from ..traces import TraceIds
 from .processor import SessionSpanProcessor
 
@@ -87,6 +97,11 @@ def _first_string(attributes: Mapping[str, object], keys: tuple[str, ...]) -> st
     return next((v for k in keys if isinstance(v := attributes.get(k), str)), None)
 
 
+def _following(parent: SpanContext) -> SamplingResult:
+    decision = Decision.RECORD_AND_SAMPLE if parent.trace_flags.sampled else Decision.DROP
+    return SamplingResult(decision, None, parent.trace_state)
+
+
 def _explicit_ids(attributes: Attributes) -> TraceIds | None:
     """Ids given as attributes when the span starts: they win over baggage, as in the processor."""
     if not attributes:
@@ -108,8 +123,9 @@ class SessionSampler(Sampler):
       (``LANGFUSE_OTEL_SAMPLER_KEEP_SESSIONS`` / ``LANGFUSE_OTEL_SAMPLER_KEEP_USERS``,
       comma-separated);
     * ``always_keep``: a predicate ``(session_id, user_id) -> bool``; ``True`` keeps the span;
-    * ``follow_remote_parent``: a span whose parent came from another process follows that
-      parent's flag (default ``True``, as ``ParentBased`` does); ``False`` decides it by session;
+    * ``follow_remote_parent``: a span whose parent came from a trusted caller follows that
+      parent's flag (default ``True``, as ``ParentBased`` does); ``False`` decides it by session.
+      An untrusted caller's flag never decides;
     * ``processor``: read the session with this processor's keys and trust setting (default:
       the processor :func:`configure` adds, else as :func:`current_session_id` reads it).
     """
@@ -161,24 +177,28 @@ class SessionSampler(Sampler):
         trace_state: TraceState | None = None,
     ) -> SamplingResult:
         parent = get_current_span(parent_context).get_span_context()
-        if parent.is_valid and (self.follow_remote_parent or not parent.is_remote):
-            decision = Decision.RECORD_AND_SAMPLE if parent.trace_flags.sampled else Decision.DROP
-            return SamplingResult(decision, None, parent.trace_state)
+        if parent.is_valid and not parent.is_remote:
+            return _following(parent)
+        reader = self._reader()
+        trusted = remote_trusted(reader)
+        if parent.is_valid:  # remote: its flag decides only when trusted
+            if trusted and self.follow_remote_parent:
+                return _following(parent)
+            if not trusted:  # nor does the fallback follow it
+                parent_context = set_span_in_context(INVALID_SPAN, parent_context)
         try:
-            ids = self._ids(attributes, parent_context)
+            ids = self._ids(attributes, parent_context, reader, trusted)
             keep = None if ids is None else self.decide(ids.session_id, ids.user_id)
         except Exception:  # noqa: BLE001 - never raise into the host application
             self._log.exception("should_sample", "SessionSampler could not read the session")
             keep = None
+        state = parent.trace_state if parent.is_valid else None
         if keep is None:
-            return self.fallback.should_sample(
+            result = self.fallback.should_sample(
                 parent_context, trace_id, name, kind, attributes, links
             )
-        return SamplingResult(
-            Decision.RECORD_AND_SAMPLE if keep else Decision.DROP,
-            None,
-            parent.trace_state if parent.is_valid else None,
-        )
+            return SamplingResult(result.decision, result.attributes, result.trace_state or state)
+        return SamplingResult(Decision.RECORD_AND_SAMPLE if keep else Decision.DROP, None, state)
 
     def decide(self, session_id: str | None, user_id: str | None = None) -> bool | None:
         """Whether a root span of this session (and user) is kept; ``None`` when there is no
@@ -222,18 +242,22 @@ class SessionSampler(Sampler):
             self._log.exception("always_keep", "SessionSampler's always_keep rule raised")
             return False
 
-    def _ids(self, attributes: Attributes, context: Context | None) -> TraceIds | None:
-        """The ids the processor will stamp: attributes given at start win over baggage."""
-        read = self._read(context)
-        explicit = _explicit_ids(attributes)
-        if explicit is None or read is None:
-            return explicit or read
-        return TraceIds(explicit.session_id or read.session_id, explicit.user_id or read.user_id)
+    def _reader(self) -> IdKeys:
+        return known_keys().reader if self._processor is None else self._processor.keys
 
-    def _read(self, context: Context | None) -> TraceIds | None:
-        if self._processor is not None:
-            return self._processor.ids_in(context)
-        session_id, user_id = ids_in_force(context)  # as the configured processor reads them
+    def _ids(
+        self, attributes: Attributes, context: Context | None, reader: IdKeys, trusted: bool
+    ) -> TraceIds | None:
+        """The ids the processor will stamp, from what the trust rule lets count (see
+        :mod:`..boundary.trust`): attributes given at start win over baggage."""
+        if trusted:
+            session_id, user_id = ids_in_force(context, reader)
+        else:
+            session_id, user_id = ids_of(vouched_entries(context), reader)
+        explicit = _explicit_ids(attributes)
+        if explicit is not None:
+            session_id = explicit.session_id or session_id
+            user_id = explicit.user_id or user_id
         return None if session_id is None and user_id is None else TraceIds(session_id, user_id)
 
     def get_description(self) -> str:

@@ -7,10 +7,10 @@
 * v4: roots are spans with no parent or ``langfuse.internal.is_app_root``; the trace name is the
   last ``langfuse.trace.name`` on any span, else the root observation's name; trace I/O is the
   root observation's I/O (``langfuse.trace.input/output`` are not read);
-* v3 (legacy): roots are spans with no parent or ``langfuse.internal.as_root``; a root writes the
-  trace's name and I/O (``langfuse.trace.*`` first, then the observation keys and framework keys),
-  any other span writes the ``langfuse.trace.name/input/output`` it carries (never the
-  observation keys);
+* v3 (legacy), span by span in start order: roots are spans with no parent or
+  ``langfuse.internal.as_root``; a root writes the trace's name and I/O (``langfuse.trace.*``
+  first, then the observation keys and framework keys), any other span writes the
+  ``langfuse.trace.name/input/output`` it carries (never the observation keys);
 * trace attributes (:mod:`..langfuse_trace_rules`): v4 shows the last non-empty environment,
   release and version written, the last non-empty tag list, and the root observation's
   metadata; v3 keeps the environment of the first span written, unions the tags, and merges
@@ -209,13 +209,14 @@ def _last_written(
     return last, tuple(sorted(values)) if len(values) > 1 else ()
 
 
-def _legacy_trace(trace: TraceView, arrived: Sequence[ReceivedSpan]) -> None:
-    """Name, I/O and trace attributes as the v3 path writes them, span by span: later
-    non-empty values win, except the environment (the first span's) and tags (unioned)."""
-    if arrived:
-        trace.environment_v3 = span_environment(arrived[0])
+def _legacy_trace(trace: TraceView) -> None:
+    """Name, I/O and trace attributes as the v3 path writes them, span by span in start order
+    (its worker sorts a trace's events by time): later non-empty values win, except the
+    environment (the first span's) and tags (unioned)."""
+    if trace.spans:
+        trace.environment_v3 = span_environment(trace.spans[0])
     tags: dict[str, None] = {}
-    for span in arrived:
+    for span in trace.spans:
         attributes = span.attributes
         if is_legacy_root(span) or has_trace_updates(attributes):
             tags.update(dict.fromkeys(span_tags(span)))
@@ -266,7 +267,7 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
         trace.release = _last_written(spans, span_release)[0]
         trace.version = _last_written(spans, span_version)[0]
         trace.tags = next((t for t in map(span_tags, reversed(spans)) if t), ())
-        _legacy_trace(trace, spans)
+        _legacy_trace(trace)
     return traces
 
 

@@ -10,6 +10,7 @@ from typing import Any
 
 from opentelemetry.context import Context, attach, detach, get_current
 
+from ..boundary.propagator import deciding, done_deciding
 from ..boundary.web_input import decode_bytes, encode_text
 from .request_session import RequestIds, SessionMiddlewareBase
 
@@ -31,16 +32,18 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
         try:
             current = get_current()
             scope, ids, incoming, carried = self._decide(scope, current)
-            context = self.sessions.request_context(current, ids, incoming, carried)
+            context = self.sessions.request_context(current, ids, incoming)
             self.sessions.stamp_server_span(current, ids, incoming, context)
             token = attach(context)
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("asgi", "Session middleware failed; request continues without")
             await self.app(scope, receive, send)
             return
+        decided = deciding(carried)
         try:
             await self.app(scope, receive, self._with_cookie(send, ids, scope))
         finally:
+            done_deciding(decided)
             detach(token)
 
     def _decide(

@@ -26,7 +26,8 @@ from ..attributes import (
     ENV_TRUST_REMOTE_BAGGAGE,
     LANGFUSE_TRACE_TAGS,
 )
-from ..boundary.propagator import vouch
+from ..boundary.header_ids import header_entries
+from ..boundary.trust import distrust_remote
 from ..boundary.web_input import cookie_values, query_values
 from ..environment import env_bool, env_positive_int
 from ..errors import ConfigurationError
@@ -124,6 +125,8 @@ class RequestSessions:
             if trust_incoming_baggage is None
             else trust_incoming_baggage
         )
+        if not self.trust_incoming_baggage:
+            distrust_remote(self)  # the sampler then lets no caller's input decide
         self.max_id_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
         # Only what a source names is parsed: no cookie source, no cookie parsing at all.
         self._cookie_names = tuple(c for c in (session.cookie, user.cookie) if c is not None)
@@ -215,7 +218,7 @@ class RequestSessions:
         ones the process set itself before this middleware (not brought by the request); then
         the trace attributes decided here, their tags added to those the request inherits."""
         known = known_keys()
-        borne = request_borne_entries(incoming_baggage)
+        borne = request_borne_entries(incoming_baggage, current)
         entries: dict[str, str] = {}
         for writes, keys, decided in (
             (known.session_writes, known.session, ids.session_id),
@@ -272,8 +275,8 @@ class RequestSessions:
         extractor decodes them — and the ``carried`` entries (:meth:`carried_entries`) are put
         first: when this middleware runs outside OpenTelemetry's server instrumentation, that
         instrumentation builds the request's context from the headers alone, so the headers are
-        how the decision reaches its spans (the context vouches for them, so that a propagator
-        guard lets them pass).
+        how the decision reaches its spans (the middleware vouches for them while it hands the
+        request on — :func:`~..boundary.propagator.deciding` — so that a guard lets them pass).
         """
         known = known_keys()
         ours = carried if carried is not None else self.carried_entries(Context(), ids, value)
@@ -304,14 +307,15 @@ class RequestSessions:
         current: Context,
         ids: RequestIds,
         incoming_baggage: str | None = None,
-        carried: Mapping[str, str] | None = None,
     ) -> Context:
         """The context for the request: the current one minus the session/user entries that the
         request's ``baggage`` header brought (unless trusted; trusted, what a propagator guard
         withheld is put back), plus the ids decided here (as :func:`session` would set them).
-        Entries the process set itself — e.g. an outer middleware of the app — are kept.
-        ``carried``: :meth:`carried_entries` for ``current``, if already known."""
+        Entries the process set itself — e.g. an outer middleware of the app — are kept."""
         context = current
+        for key, taken in header_entries(current).items():  # this middleware decides instead
+            if baggage.get_baggage(key, context) == taken:
+                context = baggage.remove_baggage(key, context)
         if self.trust_incoming_baggage:
             # A guard in the propagator may have withheld them; this service trusts its caller.
             for key, value in withheld_remote_entries(context).items():
@@ -325,13 +329,9 @@ class RequestSessions:
             # A processor trusting remote baggage finds no withheld entry in this request:
             # the middleware's untrusting default holds for the requests it decides.
             context = without_withheld(context)
-        ours = (
-            carried if carried is not None else self.carried_entries(current, ids, incoming_baggage)
-        )
-        context = scoped_context(
+        return scoped_context(
             context, ids.session_id, ids.user_id, ids.attributes, generated=ids.new_session
         )
-        return vouch(context, ours) if ours else context
 
     def stamp_server_span(
         self,
@@ -356,6 +356,7 @@ class RequestSessions:
         from_request = parent is not None and parent.is_remote
         borne_entries = request_borne_entries(incoming_baggage)
         borne = {v for values in borne_entries.values() for v in values}
+        from_header = set(header_entries(current).values())  # this middleware decides instead
         forged = {} if self.trust_incoming_baggage else _trace_attribute_entries(borne_entries)
         if ids.attributes or forged:
             stamps = (
@@ -398,6 +399,7 @@ class RequestSessions:
                     span.set_attribute(key, value)
                 elif old and (
                     decided is not None  # a generated id replaces what the span had there
+                    or old in from_header
                     or (not self.trust_incoming_baggage and (from_request or old in borne))
                 ):
                     corrected = True
@@ -482,10 +484,16 @@ def _last_value(header: str | None, key: str) -> str | None:
     return value
 
 
-def request_borne_entries(header: str | None) -> dict[str, set[str]]:
+def request_borne_entries(
+    header: str | None, current: Context | None = None
+) -> dict[str, set[str]]:
     """The session/user entries a request's ``baggage`` header carries, key -> values, decoded
-    as OpenTelemetry's W3C extractor decodes them."""
+    as OpenTelemetry's W3C extractor decodes them, and those the header source took from the
+    request's headers into ``current``."""
     borne: dict[str, set[str]] = {}
+    if current is not None:
+        for name, taken in header_entries(current).items():
+            borne.setdefault(name, set()).add(taken)
     if not header:
         return borne
     guarded = known_keys().guarded

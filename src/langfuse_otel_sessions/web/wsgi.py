@@ -11,6 +11,7 @@ from typing import Any
 
 from opentelemetry.context import Context, attach, detach, get_current
 
+from ..boundary.propagator import deciding, done_deciding
 from ..boundary.web_input import from_wsgi, to_wsgi
 from .request_session import SessionMiddlewareBase
 
@@ -55,20 +56,22 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:
-            context, start_response = self._prepare(environ, start_response)
+            context, carried, start_response = self._prepare(environ, start_response)
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("wsgi", "Session middleware failed; request continues without")
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         token = attach(context)
+        decided = deciding(carried)
         try:
             result = self.app(environ, start_response)
         finally:
+            done_deciding(decided)
             detach(token)
         return _InContext(result, context)
 
     def _prepare(
         self, environ: Environ, start_response: StartResponse
-    ) -> tuple[Context, StartResponse]:
+    ) -> tuple[Context, dict[str, str], StartResponse]:
         sessions = self.sessions
         headers = {
             key[5:].replace("_", "-").lower(): from_wsgi(value)
@@ -84,7 +87,7 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
         rewritten = sessions.baggage_header(headers.get("baggage"), ids, carried)
         if rewritten is not None:
             environ["HTTP_BAGGAGE"] = to_wsgi(rewritten)
-        context = sessions.request_context(current, ids, incoming, carried)
+        context = sessions.request_context(current, ids, incoming)
         sessions.stamp_server_span(current, ids, incoming, context)
         if ids.new_session and ids.session_id is not None:
             cookie = sessions.set_cookie(ids.session_id)
@@ -95,4 +98,4 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
             ) -> object:
                 return original(status, [*response_headers, ("Set-Cookie", cookie)], *args)
 
-        return context, start_response
+        return context, carried, start_response
