@@ -167,6 +167,19 @@ def test_conflicting_values_are_left_out_tags_add_up(pipeline: Pipeline) -> None
     }
 
 
+def test_nested_scopes_tags_add_up_on_v4_too(pipeline: Pipeline) -> None:
+    """v4 shows the last tag list written: the root, stamped with the outer scope's tags and
+    written last, gets the inner scope's too."""
+    tracer = pipeline.tracer
+    with session("s-5", tags=["a"]), tracer.start_as_current_span("root"):
+        with session("s-5", tags=["b"]):
+            tracer.start_span("child").end()
+        pipeline.export_now()  # the child in a batch of its own, before the root
+    pipeline.export_now()
+    (trace,) = pipeline.receiver.traces().values()
+    assert trace.tags == trace.tags_v3 == ("a", "b")
+
+
 def test_a_request_without_attributes_is_left_as_it_is(pipeline: Pipeline) -> None:
     tracer = pipeline.tracer
     with tracer.start_as_current_span("server"), session("s-3"):

@@ -18,7 +18,7 @@ Pure functions over plain attribute mappings, read from Langfuse's OTel ingestio
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 from ..attributes import (
     LANGFUSE_ENVIRONMENT,
@@ -172,30 +172,35 @@ def version_of(attributes: Attributes, resource: Attributes) -> str | None:
     return _span_then_resource(attributes, resource, LANGFUSE_VERSION, "service.version")
 
 
-def given_trace_fields(attributes: Attributes, wanted: Iterable[str]) -> set[str]:
+def given_trace_fields(attributes: Attributes, wanted: Mapping[str, object]) -> set[str]:
     """Which of the ``wanted`` attributes (the keys this package stamps: ``langfuse.environment``,
     ``langfuse.trace.tags``, ``langfuse.trace.metadata.<k>``, ``langfuse.release``,
     ``langfuse.version``, ``langfuse.trace.name``) the span already gives Langfuse a value for,
     under any key Langfuse reads for that field: ``deployment.environment.name`` for the
     environment, ``langfuse.tags`` for the tags, key ``k`` of a JSON ``langfuse.trace.metadata``
-    object for ``langfuse.trace.metadata.k``, ... (the span's own keys; not the resource)."""
+    object for ``langfuse.trace.metadata.k``, ... (the span's own keys; not the resource).
+
+    Tags that are only some of the ``wanted`` tags do not count: v4 shows the last tag list
+    written, so every span that carries tags must carry them all."""
     given: set[str] = set()
     metadata: dict[str, object] | None = None
-    for key in wanted:
-        if key in attributes:
+    for key, value in wanted.items():
+        if key == LANGFUSE_TRACE_TAGS:
+            own = set(tags_of(attributes))
+            if own and not (isinstance(value, tuple) and own < set(value)):
+                given.add(key)
+        elif key in attributes:
             given.add(key)
         elif key.startswith(LANGFUSE_TRACE_METADATA_PREFIX):
             if metadata is None:
                 metadata = trace_metadata_of(attributes)
             if key[len(LANGFUSE_TRACE_METADATA_PREFIX) :] in metadata:
                 given.add(key)
-        elif any(_truthy(attributes.get(other)) for other in _FIELD_KEYS.get(key, ())):
+        elif key == LANGFUSE_ENVIRONMENT and any(
+            _truthy(attributes.get(other)) for other in ENVIRONMENT_KEYS
+        ):
             given.add(key)
     return given
-
-
-#: For the trace attributes read under several keys, every key Langfuse reads them from.
-_FIELD_KEYS = {LANGFUSE_ENVIRONMENT: ENVIRONMENT_KEYS, LANGFUSE_TRACE_TAGS: TAG_KEYS}
 
 
 def has_trace_updates(attributes: Attributes) -> bool:
