@@ -38,7 +38,7 @@ def slow_resolver(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
 
 
 def test_a_slow_lookup_counts_against_the_deadline_and_sends_nothing_late(
-    slow_resolver: threading.Event,
+    slow_resolver: threading.Event, caplog: pytest.LogCaptureFixture
 ) -> None:
     with fault_server() as server:
         port = server.url.rpartition(":")[2]
@@ -52,6 +52,15 @@ def test_a_slow_lookup_counts_against_the_deadline_and_sends_nothing_late(
     assert result is SpanExportResult.FAILURE
     assert elapsed < 2.5
     assert exporter.stats.failed_spans == 2
+    assert "no answer within 1 s (nothing was sent)" in caplog.text
+
+
+def test_a_timeout_says_the_request_went_out(caplog: pytest.LogCaptureFixture) -> None:
+    with fault_server(default=Answer(trickle=60)) as server:
+        exporter = LangfuseSpanExporter(base_url=server.url, timeout=1, **KEYS)
+        assert exporter.export(some_spans(1)) is SpanExportResult.FAILURE
+        assert server.seen[0].body  # it did arrive
+    assert "no answer within 1 s (it was sent and may still arrive)" in caplog.text
 
 
 def test_a_2xx_whose_body_breaks_off_is_delivered_once() -> None:

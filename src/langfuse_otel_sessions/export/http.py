@@ -186,6 +186,7 @@ class _TooLate(Exception):
 class _Call:
     deadline: float
     late: bool = False  # the caller stopped waiting
+    sent: bool = False  # the body was handed to the connection
     reply: Reply | None = None
     response: requests.Response | None = None
 
@@ -203,6 +204,7 @@ class _Body:
         with self._lock:
             if self._call.late or time.monotonic() >= self._call.deadline:
                 raise _TooLate
+            self._call.sent = True
         if size < 0:
             size = len(self._data)
         data, self._data = self._data[:size], self._data[size:]
@@ -284,18 +286,13 @@ class HttpClient:
     def __repr__(self) -> str:
         return f"HttpClient({self.url!r})"
 
-    def proxy(self) -> tuple[str | None, str | None]:
-        """The proxy the environment names for this URL (shown without credentials), and its
-        credentials as a Basic token (a secret), as ``requests`` will use them."""
-        return proxy_for(self._target)
-
     def post(self, body: bytes, headers: Mapping[str, str], timeout: float) -> Reply:
         """Send ``body``; returns within ``timeout`` seconds (or at :meth:`close`). Never
         raises."""
         sent = dict(headers)
         if self._userinfo is not None and not any(k.lower() == "authorization" for k in sent):
             sent["Authorization"] = self._userinfo
-        proxy, proxy_auth = self.proxy()
+        proxy, proxy_auth = proxy_for(self._target)
         secrets = secrets_in(sent, self._userinfo, proxy_auth)
         call = _Call(time.monotonic() + max(timeout, 0.001))
         if self._closed:
@@ -311,17 +308,15 @@ class HttpClient:
                 lambda: call.reply is not None or self._closed, call.deadline - time.monotonic()
             )
             call.late = True  # from here on, the body is not handed over
-            reply, response = call.reply, call.response
+            reply, response, went = call.reply, call.response, call.sent
         if reply is None:
             if response is not None:  # the worker is reading a trickled answer: end it
                 with contextlib.suppress(Exception):  # urllib3 < 2.3 cannot shut down
                     response.raw.shutdown()
-            why = (
-                "shut down before an answer"
-                if self._closed
-                else f"no answer within {timeout:.3g} s"
-            )
-            reply = Reply(self.url, error=why, timed_out=not self._closed)
+            why = f"no answer within {timeout:.3g} s"
+            why = "shut down before an answer" if self._closed else why
+            fate = "it was sent and may still arrive" if went else "nothing was sent"
+            reply = Reply(self.url, error=f"{why} ({fate})", timed_out=not self._closed)
         return dataclasses.replace(reply, secrets=secrets, proxy=proxy)
 
     def _run(self, call: _Call, body: bytes, headers: dict[str, str]) -> None:
