@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from langfuse_otel_sessions import LangfuseSpanExporter, SessionSpanProcessor, session
 from langfuse_otel_sessions.export.compression import BodyCompression, isal_available
 from langfuse_otel_sessions.export.encoder import SpanEncoder
-from langfuse_otel_sessions.spans.local_requests import LocalRequest, request_of
+from langfuse_otel_sessions.spans.memory import MEMORY, Request
 from workloads import WORKLOADS
 
 SINK = textwrap.dedent(
@@ -83,11 +83,11 @@ DEFAULT = "LangfuseSpanExporter, default (gzip level 2, " + (
 
 def make_late_batches(
     requests: int = 64, early: int = 4, late: int = 4
-) -> tuple[list[ReadableSpan], list[ReadableSpan], list[LocalRequest]]:
+) -> tuple[list[ReadableSpan], list[ReadableSpan], list[Request]]:
     """Spans that ended before the session was known, spans after, and the requests."""
     memory = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
+    provider.add_span_processor(SessionSpanProcessor())
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("bench")
     early_spans: list[ReadableSpan] = []
@@ -104,7 +104,7 @@ def make_late_batches(
         late_spans.extend(memory.get_finished_spans())
         memory.clear()
     provider.shutdown()
-    found = {id(r): r for r in (request_of(s.context) for s in early_spans) if r is not None}
+    found = {id(r): r for r in (MEMORY.of(s.context.span_id) for s in early_spans) if r}
     return early_spans, late_spans, list(found.values())
 
 
@@ -125,7 +125,6 @@ def run_late(url: str, rounds: int) -> list[tuple[str, float]]:
         random.shuffle(order)
         for name, exporter in order:
             # Replay the requests' history: running without a session, then known and ended.
-            exporter._recent.clear()  # bench: forget the sessions learned last round
             for request in requests:
                 request.ids, request.open = None, True
             begin = time.perf_counter_ns()

@@ -102,7 +102,7 @@ def ask_counts(sink: subprocess.Popen[str]) -> dict[str, int]:
 def burst_once(exporter: SpanExporter, spans: int, texts: list[str]) -> None:
     """``spans`` LLM spans as fast as one thread can make them, then a clean shutdown."""
     provider = TracerProvider()
-    provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
+    provider.add_span_processor(SessionSpanProcessor())
     provider.add_span_processor(BatchSpanProcessor(exporter))  # the SDK's defaults
     tracer = provider.get_tracer("openinference.instrumentation.openai")
     for turn in range(spans // 4):
@@ -194,7 +194,7 @@ def main() -> None:
     base = ask_counts(sink)  # what the burst part delivered
     exporter = LangfuseSpanExporter(public_key="pk", secret_key="sk", base_url=url)  # noqa: S106
     provider = TracerProvider()
-    provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
+    provider.add_span_processor(SessionSpanProcessor())
     provider.add_span_processor(BatchSpanProcessor(exporter))
     tracer = provider.get_tracer("load")
     client = ScoreClient("pk", "sk", url)

@@ -10,7 +10,11 @@ ratio (``--ratio``, default 0.1), both with the processor: child spans under a k
 sampler only follows it), and local roots, where the sampler decides: each of those spans
 starts in the next of 1,000 sessions, so about ``ratio`` of them are kept.
 
-Run: ``python benchmarks/span_processor.py`` (``--rounds``/``--spans``/``--ratio``).
+The concurrent rows interleave open requests (``--requests``, default 1, 64 and 10,000): each
+request is a server span in a ``session()`` scope of its own, and span i starts in request
+``i % count``; their ratios are to the floor with as many open requests.
+
+Run: ``python benchmarks/span_processor.py`` (``--rounds``/``--spans``/``--ratio``/``--requests``).
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.sampling import ParentBased, Sampler, TraceIdRatioBased
 
 from langfuse_otel_sessions import Session, SessionSampler, SessionSpanProcessor, session
+from langfuse_otel_sessions.spans.memory import MEMORY
 
 OTHER_ENTRIES = {f"tenant.key{i}": f"value-{i}" for i in range(8)}
 SESSION_ID = "session_0123456789abcdef01234567"
@@ -58,6 +63,8 @@ class Case:
     parent_context: context.Context
     #: when set, span i starts in ``contexts[i % len(contexts)]`` instead of ``parent_context``
     contexts: tuple[context.Context, ...] = field(default=())
+    #: the case its ratio is taken to
+    floor: str = "no processor (floor)"
 
 
 def _parent_context(provider: TracerProvider, base: context.Context) -> context.Context:
@@ -125,7 +132,7 @@ def _sampling_cases(ratio: float) -> list[Case]:
     )
     cases = []
     for name, sampler in samplers:
-        processor = SessionSpanProcessor(guard_remote_baggage=False)
+        processor = SessionSpanProcessor()
         if isinstance(sampler, SessionSampler):
             sampler.read_like(processor)
         provider = _provider(processor, sampler=sampler)
@@ -143,9 +150,58 @@ def _sampling_cases(ratio: float) -> list[Case]:
     return cases
 
 
+def _requests(
+    provider: TracerProvider, count: int, others: int, *, full: bool = False
+) -> tuple[context.Context, ...]:
+    """``count`` open requests: each a server span in a session() scope of its own (session,
+    user; with ``full``, tags, three metadata keys and environment) plus ``others`` other
+    baggage entries."""
+    extra = {"tags": ["alpha", "beta"], "environment": "production"} if full else {}
+    metadata = {"tenant": "acme", "plan": "pro", "region": "eu"} if full else None
+    contexts = []
+    for i in range(count):
+        scope = session(f"session_{i:024x}", user_id=f"user-{i}", metadata=metadata, **extra)  # type: ignore[arg-type]
+        ctx = scope.context(context.Context())
+        for name, value in list(OTHER_ENTRIES.items())[:others]:
+            ctx = baggage.set_baggage(name, value, ctx)
+        server = provider.get_tracer("server").start_span("server", context=ctx)
+        contexts.append(trace.set_span_in_context(server, ctx))
+    return tuple(contexts)
+
+
+def concurrent_cases(counts: Sequence[int] = (1, 64, 10_000)) -> list[Case]:
+    """Interleaved requests: span i starts in request ``i % count`` (1 and 8 other entries),
+    against the floor with as many requests, and BaggageSpanProcessor given the same baggage."""
+    from opentelemetry.processor.baggage import (  # noqa: PLC0415 - optional comparison
+        ALLOW_ALL_BAGGAGE_KEYS,
+        BaggageSpanProcessor,
+    )
+
+    cases = []
+    for count in counts:
+        bare = _provider()
+        floor = f"no processor: {count:,} open requests"
+        bare_requests = _requests(bare, count, 1)
+        cases.append(Case(floor, bare.get_tracer("t"), context.Context(), bare_requests, floor))
+        for others in (1, 8):
+            for full in (False, True):
+                what = "session+user+tags+3 metadata+env" if full else "session+user"
+                theirs = BaggageSpanProcessor(ALLOW_ALL_BAGGAGE_KEYS)
+                for name, processor in (
+                    ("SessionSpanProcessor", SessionSpanProcessor()),
+                    ("BaggageSpanProcessor(ALLOW_ALL)", theirs),
+                ):
+                    provider = _provider(processor)
+                    contexts = _requests(provider, count, others, full=full)
+                    row = f"{name}: {count:,} open requests, {what}, {others} other"
+                    tracer = provider.get_tracer("t")
+                    cases.append(Case(row, tracer, contexts[0], contexts, floor))
+    return cases
+
+
 def build_cases(ratio: float = 0.1) -> list[Case]:
-    ours = SessionSpanProcessor(guard_remote_baggage=False)
-    preset = SessionSpanProcessor(guard_remote_baggage=False, also_emit="otel")
+    ours = SessionSpanProcessor()
+    preset = SessionSpanProcessor(also_emit="otel")
     minimal = MinimalStampingProcessor()
     cases = [
         _case("no processor (floor)", _provider(), _with_entries(1)),
@@ -238,20 +294,21 @@ def time_case(case: Case, spans: int) -> float:
         gc.enable()
 
 
-def run(rounds: int, spans: int, ratio: float = 0.1) -> list[tuple[str, float, float]]:
-    cases = build_cases(ratio)
+def run(
+    rounds: int, spans: int, ratio: float = 0.1, requests: Sequence[int] = ()
+) -> list[tuple[str, float, float]]:
+    cases = build_cases(ratio) + concurrent_cases(requests)
     for case in cases:  # warm up caches and code paths
         time_case(case, spans)
     timings: dict[str, list[float]] = {case.name: [] for case in cases}
     ratios: dict[str, list[float]] = {case.name: [] for case in cases}
-    floor = cases[0].name
     for _ in range(rounds):
         order = cases[:]
         random.shuffle(order)
         this_round = {case.name: time_case(case, spans) for case in order}
-        for name, ns in this_round.items():
-            timings[name].append(ns)
-            ratios[name].append(ns / this_round[floor])
+        for case in cases:
+            timings[case.name].append(this_round[case.name])
+            ratios[case.name].append(this_round[case.name] / this_round[case.floor])
     return [
         (name, statistics.median(timings[name]), statistics.median(ratios[name]))
         for name in timings
@@ -259,12 +316,15 @@ def run(rounds: int, spans: int, ratio: float = 0.1) -> list[tuple[str, float, f
 
 
 def main(argv: Sequence[str] | None = None, out: Callable[[str], None] = print) -> None:
+    MEMORY.budget = 1 << 30  # this one process holds the open requests of every row at once
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=51)
     parser.add_argument("--spans", type=int, default=2000)
     parser.add_argument("--ratio", type=float, default=0.1)
+    parser.add_argument("--requests", default="1,64,10000", help="open requests, interleaved")
     args = parser.parse_args(argv)
-    rows = run(args.rounds, args.spans, args.ratio)
+    requests = [int(count) for count in args.requests.split(",") if count]
+    rows = run(args.rounds, args.spans, args.ratio, requests)
     out(f"Python {sys.version.split()[0]}, {args.rounds} rounds x {args.spans} spans, interleaved")
     out("")
     out("| configuration | median ns/span | ratio to floor |")

@@ -40,7 +40,7 @@ def _provider() -> tuple[TracerProvider, InMemorySpanExporter]:
     provider = TracerProvider(
         resource=Resource.create({"service.name": "chat-api", "deployment.environment": "prod"})
     )
-    provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
+    provider.add_span_processor(SessionSpanProcessor())
     provider.add_span_processor(SimpleSpanProcessor(memory))
     return provider, memory
 

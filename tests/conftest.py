@@ -13,8 +13,15 @@ from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from langfuse_otel_sessions import LangfuseSpanExporter, ScoreClient, SessionSpanProcessor, keys
+from langfuse_otel_sessions import (
+    LangfuseSpanExporter,
+    ScoreClient,
+    SessionSpanProcessor,
+    install_baggage_guard,
+    keys,
+)
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
+from langfuse_otel_sessions.spans.memory import MEMORY
 from langfuse_otel_sessions.testing import LangfuseReceiver
 
 
@@ -98,7 +105,7 @@ class Exported:
             **options,
         )
         self.provider = TracerProvider()
-        self.provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
+        self.provider.add_span_processor(SessionSpanProcessor())
         self.provider.add_span_processor(BatchSpanProcessor(self.exporter))
         self.tracer = self.provider.get_tracer("app")
 
@@ -150,8 +157,23 @@ class Traced:
 
 @pytest.fixture
 def traced() -> Traced:
-    return Traced(SessionSpanProcessor())
+    return make_traced()
 
 
-def make_traced(**options: object) -> Traced:
-    return Traced(SessionSpanProcessor(**options))  # type: ignore[arg-type]
+def make_traced(*, guard_remote_baggage: bool = True, **options: object) -> Traced:
+    """A processor set up as ``configure()`` sets it up (the guard too, unless told not to)."""
+    processor = SessionSpanProcessor(**options)  # type: ignore[arg-type]
+    if guard_remote_baggage:
+        install_baggage_guard(
+            trust_remote_baggage=processor.trust_remote_baggage,
+            propagate_session_to=processor.propagate_session_to,
+        )
+    return Traced(processor)
+
+
+@pytest.fixture(autouse=True)
+def _forget_requests() -> Iterator[None]:
+    """Each test starts with an empty per-request memory."""
+    MEMORY.clear()
+    yield
+    MEMORY.clear()

@@ -158,7 +158,7 @@ def _workload() -> dict[int, list[Span]]:
     800 conversations of 3 turns, a tester's conversation, 2,000 traces without a session."""
     memory = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
+    provider.add_span_processor(SessionSpanProcessor())
     provider.add_span_processor(SimpleSpanProcessor(memory))
     tracer = provider.get_tracer("app")
     conversations = [(f"conversation-{i}", f"user-{i % 7}") for i in range(800)]

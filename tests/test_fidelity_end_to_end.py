@@ -10,11 +10,10 @@ from typing import Any
 import pytest
 from opentelemetry import propagate, trace
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, format_trace_id
 
-from langfuse_otel_sessions import SessionSpanProcessor
+from langfuse_otel_sessions import configure
 from langfuse_otel_sessions.export.exporter import LangfuseSpanExporter
 from langfuse_otel_sessions.testing import LangfuseReceiver, TraceView, langfuse_receiver
 
@@ -202,9 +201,7 @@ def test_two_services_of_ours_give_the_trace_one_app_root(
         secret_key=langfuse_receiver.secret_key,
         base_url=langfuse_receiver.url,
     )
-    front = TracerProvider()
-    front.add_span_processor(SessionSpanProcessor())  # the default: guard and outbound policy
-    front.add_span_processor(BatchSpanProcessor(exporter))
+    front = configure(TracerProvider(), exporter=exporter)  # the guard and outbound policy
     headers: dict[str, str] = {}
     with serve_wsgi(their_app(service)) as url:
         with front.get_tracer("front").start_as_current_span("front") as caller:

@@ -51,7 +51,7 @@ def test_keys_given_as_arguments_are_guarded_in_any_construction_order(guard_fir
 
 def test_the_langfuse_baggage_propagator_guards_keys_of_a_processor_built_later() -> None:
     propagator = SessionBaggagePropagator()
-    make_traced(**CUSTOM, guard_remote_baggage=False)
+    make_traced(**CUSTOM)
     context = propagator.extract({"baggage": FORGED_CUSTOM})
     assert dict(baggage.get_all(context)) == {"tenant": "acme"}
 

@@ -16,7 +16,7 @@ from langfuse_otel_sessions import (
     session,
 )
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
-from langfuse_otel_sessions.export.late_sessions import LateSessionHold
+from langfuse_otel_sessions.spans.memory import MEMORY, LateSessionHold, span_bytes
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
 from .conftest import Exported, Traced
@@ -139,7 +139,7 @@ def _open_request_spans(traced: Traced, count: int) -> list[object]:
 
 def test_spans_are_held_at_most_the_configured_time(traced: Traced) -> None:
     clock = Clock()
-    hold = LateSessionHold(max_seconds=30, max_spans=100, clock=clock)
+    hold = LateSessionHold(max_seconds=30, clock=clock)
     spans = _open_request_spans(traced, 3)
     assert hold.take(spans, lambda _: False) == []  # type: ignore[arg-type]
     clock.now = 29.9
@@ -150,16 +150,19 @@ def test_spans_are_held_at_most_the_configured_time(traced: Traced) -> None:
     assert hold.held_spans == 0
 
 
-def test_at_most_the_configured_number_of_spans_are_held(traced: Traced) -> None:
-    hold = LateSessionHold(max_seconds=30, max_spans=4, clock=Clock())
+def test_past_the_memory_budget_a_span_is_sent_as_it_is(
+    traced: Traced, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    hold = LateSessionHold(max_seconds=30, clock=Clock())
     first = _open_request_spans(traced, 3)
-    traced.exporter.clear()
-    second = _open_request_spans(traced, 3)
-    assert hold.take(first, lambda _: False) == []  # type: ignore[arg-type]
-    sent = hold.take(second, lambda _: False)  # type: ignore[arg-type]
-    assert sent == first  # the request held longest goes first
-    assert hold.held_spans == 3
-    assert hold.released_early == 3
+    # held spans may fill three quarters of the budget: room for two
+    monkeypatch.setattr(MEMORY, "budget", (MEMORY.bytes + 2 * span_bytes(first[0])) * 4 // 3 + 1)
+    before = MEMORY.over_budget
+    sent = hold.take(first, lambda _: False)  # type: ignore[arg-type]
+    assert sent == first[2:]  # two fit the budget: the third is sent as it is
+    assert hold.held_spans == 2
+    assert hold.released_early == 1
+    assert MEMORY.over_budget == before + 1  # counted (and logged)
 
 
 @pytest.mark.parametrize(
@@ -168,8 +171,6 @@ def test_at_most_the_configured_number_of_spans_are_held(traced: Traced) -> None
         ("late_session_seconds", -1),
         ("late_session_seconds", float("inf")),
         ("late_session_seconds", "30"),
-        ("late_session_max_spans", 0),
-        ("late_session_max_spans", True),
     ],
 )
 def test_bad_bounds_are_refused(option: str, value: object) -> None:
@@ -179,7 +180,5 @@ def test_bad_bounds_are_refused(option: str, value: object) -> None:
 
 def test_bounds_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LANGFUSE_OTEL_LATE_SESSION_SECONDS", "2.5")
-    monkeypatch.setenv("LANGFUSE_OTEL_LATE_SESSION_MAX_SPANS", "10")
     exporter = LangfuseSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces")
     assert exporter.late_sessions.max_seconds == 2.5
-    assert exporter.late_sessions.max_spans == 10

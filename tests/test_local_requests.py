@@ -53,7 +53,7 @@ def test_a_request_joining_a_trace_gets_no_session_from_it(traced: Traced) -> No
 @pytest.fixture
 def exported(langfuse_receiver: LangfuseReceiver) -> Iterator[tuple[TracerProvider, Traced]]:
     provider = TracerProvider()
-    provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
+    provider.add_span_processor(SessionSpanProcessor())
     exporter = LangfuseSpanExporter(
         public_key=langfuse_receiver.public_key,
         secret_key=langfuse_receiver.secret_key,

@@ -218,7 +218,7 @@ def test_marking_app_roots_can_be_turned_off() -> None:
 
 def test_an_upstream_langfuse_sdk_claim_keeps_the_local_root_from_being_an_app_root() -> None:
     claim = baggage.set_baggage("langfuse_trace_id", format_trace_id(REMOTE_TRACE_ID).upper())
-    processor = SessionSpanProcessor(guard_remote_baggage=False)
+    processor = SessionSpanProcessor()
     spans = finished(lambda tracer: under_remote_parent(tracer, claim), processor)
     mapped, _ = map_spans(spans, RootMapping(), nothing_known)
     server = next(span for span in mapped if span.name == "POST /chat")
@@ -227,7 +227,7 @@ def test_an_upstream_langfuse_sdk_claim_keeps_the_local_root_from_being_an_app_r
 
 def test_a_claim_for_another_trace_does_not_count() -> None:
     claim = baggage.set_baggage("langfuse_trace_id", "0" * 32)
-    processor = SessionSpanProcessor(guard_remote_baggage=False)
+    processor = SessionSpanProcessor()
     spans = finished(lambda tracer: under_remote_parent(tracer, claim), processor)
     mapped, _ = map_spans(spans, RootMapping(), nothing_known)
     server = next(span for span in mapped if span.name == "POST /chat")

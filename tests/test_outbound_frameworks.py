@@ -69,12 +69,12 @@ def collect() -> dict[str, dict[str, str]]:
     from opentelemetry import trace
     from opentelemetry.sdk.trace import TracerProvider
 
-    from langfuse_otel_sessions import SessionSpanProcessor
+    from langfuse_otel_sessions import SessionSpanProcessor, configure
 
     from .servers import serve_asgi, serve_wsgi
 
     provider = TracerProvider()
-    provider.add_span_processor(SessionSpanProcessor(propagate_session_to=ALLOWED))
+    configure(provider, export=False, processor=SessionSpanProcessor(propagate_session_to=ALLOWED))
     trace.set_tracer_provider(provider)
     results = {}
     for framework, serve in (("fastapi", serve_asgi), ("flask", serve_wsgi)):

@@ -14,9 +14,10 @@ from opentelemetry import propagate
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.propagators.composite import CompositePropagator
 from opentelemetry.propagators.textmap import TextMapPropagator
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from langfuse_otel_sessions import SessionSpanProcessor, WSGISessionMiddleware, session
+from langfuse_otel_sessions import SessionSpanProcessor, WSGISessionMiddleware, configure, session
 from langfuse_otel_sessions.boundary.propagator import SessionBaggagePropagator
 from langfuse_otel_sessions.sessions import _outbound_check as outbound_check
 
@@ -36,30 +37,30 @@ def plain() -> TextMapPropagator:
 
 def guard_off() -> None:
     propagate.set_global_textmap(plain())
-    SessionSpanProcessor(guard_remote_baggage=False)
+    SessionSpanProcessor()
 
 
 def app_replaces_the_propagator() -> None:
     propagate.set_global_textmap(plain())
-    SessionSpanProcessor()
+    configure(TracerProvider(), export=False)
     propagate.set_global_textmap(plain())
 
 
 def default() -> None:
     propagate.set_global_textmap(plain())
-    SessionSpanProcessor()
+    configure(TracerProvider(), export=False)
 
 
 def langfuse_baggage_without_guard() -> None:
     propagate.set_global_textmap(
         CompositePropagator([TraceContextTextMapPropagator(), SessionBaggagePropagator()])
     )
-    SessionSpanProcessor(guard_remote_baggage=False)
+    SessionSpanProcessor()
 
 
 def no_baggage_propagator() -> None:
     propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator()]))
-    SessionSpanProcessor(guard_remote_baggage=False)
+    SessionSpanProcessor()
 
 
 def in_scopes() -> None:

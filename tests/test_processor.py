@@ -13,6 +13,7 @@ from opentelemetry import baggage, context, trace
 
 from langfuse_otel_sessions import ConfigurationError, SessionSpanProcessor, session
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
+from langfuse_otel_sessions.spans.memory import MEMORY
 
 from .conftest import Traced, make_traced
 
@@ -207,21 +208,26 @@ def test_no_fallback_for_other_traces(traced: Traced) -> None:
     assert traced.session_of("new trace") is None
 
 
-def test_fallback_memory_lives_and_dies_with_the_spans_after_100000_requests() -> None:
-    traced = make_traced()
-    tracer = traced.tracer
+def test_the_request_memory_stays_within_its_budget_after_100000_unended_requests(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(MEMORY, "budget", 1_000_000)
+    tracer = make_traced().tracer
     ctx = _with_baggage(langfuse_session_id="s")
+    before_dropped = MEMORY.over_budget
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        # Worst case: roots that never end; once the app drops them, nothing of them remains.
+        # Worst case: roots that never end; once the app drops them, what is left is ours.
         for _ in range(100_000):
             tracer.start_span("unended root", context=ctx)
         gc.collect()
         grown = tracemalloc.get_traced_memory()[0] - before
     finally:
         tracemalloc.stop()
-    assert grown < 1_000_000
+    assert MEMORY.bytes <= MEMORY.budget
+    assert grown < MEMORY.budget  # the estimate covers what the memory really takes
+    assert MEMORY.over_budget > before_dropped  # counted (and logged)
 
 
 @pytest.mark.parametrize(
@@ -232,8 +238,6 @@ def test_fallback_memory_lives_and_dies_with_the_spans_after_100000_requests() -
         ("extra_user_attributes", [1]),
         ("max_id_length", 0),
         ("max_id_length", True),
-        ("max_tracked_traces", -1),
-        ("max_tracked_traces", 2.5),
     ],
 )
 def test_bad_explicit_options_raise_a_configuration_error(option: str, value: object) -> None:
@@ -262,12 +266,6 @@ def test_environment_variables_configure_the_processor(
 ) -> None:
     monkeypatch.setenv(variable, value)
     assert getattr(SessionSpanProcessor(), attribute) == expected
-
-
-def test_the_former_trace_memory_bound_is_still_accepted(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LANGFUSE_OTEL_MAX_TRACKED_TRACES", "77")
-    assert SessionSpanProcessor().max_tracked_traces == 77
-    assert SessionSpanProcessor(max_tracked_traces=5).max_tracked_traces == 5
 
 
 def test_explicit_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -304,3 +302,33 @@ def test_force_flush_and_shutdown_are_harmless() -> None:
     assert processor.force_flush() is True
     processor.shutdown()
     processor.shutdown()
+
+
+def test_interleaved_requests_each_get_their_own_ids(traced: Traced) -> None:
+    """What a scope resolved is kept in its own context: 64 requests whose spans interleave."""
+    tracer = traced.tracer
+    requests = []
+    for i in range(64):
+        ctx = session(f"s-{i}", user_id=f"u-{i}", tags=[f"t-{i}"]).context(context.Context())
+        requests.append(trace.set_span_in_context(tracer.start_span(f"server {i}", ctx), ctx))
+    for turn in range(3):
+        for i, ctx in enumerate(requests):
+            tracer.start_span(f"step {i}.{turn}", context=ctx).end()
+    for i in range(64):
+        for turn in range(3):
+            got = traced.span(f"step {i}.{turn}").attributes or {}
+            assert got[LANGFUSE_SESSION_ID] == f"s-{i}"
+            assert got["langfuse.user.id"] == f"u-{i}"
+            assert got["langfuse.trace.tags"] == (f"t-{i}",)
+
+
+def test_baggage_changed_inside_a_scope_is_read_anew(traced: Traced) -> None:
+    with session("s", user_id="u"):
+        inner = baggage.set_baggage("langfuse_session_id", "other")
+        scope = context.get_current()
+        for turn in range(2):  # alternately: neither reuses what the other resolved
+            traced.tracer.start_span(f"changed {turn}", context=inner).end()
+            traced.tracer.start_span(f"scope {turn}", context=scope).end()
+    for turn in range(2):
+        assert traced.session_of(f"changed {turn}") == "other"
+        assert traced.session_of(f"scope {turn}") == "s"

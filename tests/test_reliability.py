@@ -414,7 +414,7 @@ def test_any_baggage_header_never_raises_nor_stamps_remote_ids(
 def test_any_session_id_is_refused_cleanly_or_stamped_validly(value: Any) -> None:
     memory = InMemorySpanExporter()
     provider = TracerProvider()
-    provider.add_span_processor(SessionSpanProcessor(guard_remote_baggage=False))
+    provider.add_span_processor(SessionSpanProcessor())
     provider.add_span_processor(SimpleSpanProcessor(memory))
     try:
         scope = session(value)

@@ -14,11 +14,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, set_span_in_conte
 
 from langfuse_otel_sessions import session
 from langfuse_otel_sessions.export.langfuse_trace_rules import ENVIRONMENT_KEYS, TAG_KEYS
-from langfuse_otel_sessions.spans.request_attributes import (
-    DROPPED,
-    MAX_REQUEST_ATTRIBUTE_BYTES,
-    RequestAttributes,
-)
+from langfuse_otel_sessions.spans.memory import MAX_REQUEST_ATTRIBUTE_BYTES, MEMORY, Request
 from langfuse_otel_sessions.testing import (
     LangfuseReceiver,
     langfuse_receiver,
@@ -204,24 +200,23 @@ def test_another_request_of_the_same_trace_learns_nothing(pipeline: Pipeline) ->
 
 
 def test_the_memory_per_request_is_bounded_in_bytes() -> None:
-    before = DROPPED.dropped
+    before = MEMORY.over_budget
     # Overflow one memory first, so that the logging module's lazy allocations for the
     # (rate-limited) warning are not counted as the memory's own below.
-    warm = RequestAttributes()
+    warm = Request(1, None)
     for i in range(2_000):
-        warm.note(((f"langfuse.trace.metadata.warm-{i:05d}", "v"),))
-    memory = RequestAttributes()
+        warm.note_attributes(((f"langfuse.trace.metadata.warm-{i:05d}", "v"),))
+    memory = Request(2, None)
     tracemalloc.start()
     try:
         start = tracemalloc.get_traced_memory()[0]
         for i in range(2_000):  # 2,000 scopes, each with a metadata key of its own
-            memory.note(((f"langfuse.trace.metadata.key-{i:05d}", f"value-{i:05d}"),))
-        memory.last = None  # the scopes are gone: what remains is the memory's own
+            memory.note_attributes(((f"langfuse.trace.metadata.key-{i:05d}", f"value-{i:05d}"),))
         used = tracemalloc.get_traced_memory()[0] - start
     finally:
         tracemalloc.stop()
-    assert memory.size <= MAX_REQUEST_ATTRIBUTE_BYTES
-    assert DROPPED.dropped > before  # counted (and logged), not silent
+    assert memory.attribute_bytes <= MAX_REQUEST_ATTRIBUTE_BYTES
+    assert MEMORY.over_budget > before  # counted (and logged), not silent
     # What the estimate stands for, measured: the remembered entries and their strings.
     assert used <= MAX_REQUEST_ATTRIBUTE_BYTES, used
 
@@ -240,9 +235,9 @@ def test_the_memory_per_request_is_bounded_in_bytes() -> None:
 def test_a_key_is_filled_only_when_every_scope_agreed(
     scopes: list[tuple[str, str]],
 ) -> None:
-    memory = RequestAttributes()
+    memory = Request(0, None)
     for scope in scopes:
-        memory.note((scope,))
+        memory.note_attributes((scope,))
     expected: dict[str, object] = {}
     for key in {k for k, _ in scopes}:
         values = {v for k, v in scopes if k == key}

@@ -18,7 +18,13 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ALWAYS_ON, Decision
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from langfuse_otel_sessions import ConfigurationError, SessionSampler, SessionSpanProcessor, session
+from langfuse_otel_sessions import (
+    ConfigurationError,
+    SessionSampler,
+    SessionSpanProcessor,
+    install_baggage_guard,
+    session,
+)
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
 from langfuse_otel_sessions.spans.sampler import session_hash
 
@@ -39,8 +45,16 @@ def _session_ids(count: int = SESSIONS) -> list[str]:
 class Sampled:
     """A provider with the sampler, the processor and an in-memory exporter."""
 
-    def __init__(self, sampler: SessionSampler, processor: SessionSpanProcessor | None = None):
-        self.processor = processor or SessionSpanProcessor(guard_remote_baggage=False)
+    def __init__(
+        self,
+        sampler: SessionSampler,
+        processor: SessionSpanProcessor | None = None,
+        *,
+        guard: bool = True,
+    ) -> None:
+        self.processor = processor or SessionSpanProcessor()
+        if guard:  # as configure() does
+            install_baggage_guard(trust_remote_baggage=self.processor.trust_remote_baggage)
         sampler.read_like(self.processor)
         self.exporter = InMemorySpanExporter()
         self.provider = TracerProvider(sampler=sampler)
@@ -79,11 +93,13 @@ def _a_session(kept: bool, ratio: float = 0.5) -> str:
 
 @pytest.fixture(scope="module")
 def conversations_at_a_tenth() -> Iterator[Sampled]:
+    before = propagate.get_global_textmap()
     sampled = Sampled(SessionSampler(0.1))
     for session_id in _session_ids():
         sampled.conversation(session_id)
     yield sampled
     sampled.provider.shutdown()
+    propagate.set_global_textmap(before)  # the guard Sampled installed, for this module only
 
 
 def _tolerance(ratio: float, n: int) -> float:
@@ -203,7 +219,7 @@ def test_a_span_with_an_unsampled_local_parent_is_dropped_whatever_its_session()
 
 
 def _trusting() -> SessionSpanProcessor:
-    return SessionSpanProcessor(trust_remote_baggage=True, guard_remote_baggage=False)
+    return SessionSpanProcessor(trust_remote_baggage=True)
 
 
 @pytest.mark.parametrize("parent_sampled", [True, False])
@@ -338,6 +354,7 @@ def test_a_forged_baggage_header_does_not_choose_the_decision() -> None:
     kept = _a_session(kept=True)
     # The processor (and so the sampler) does not trust remote baggage: the guard withholds it.
     untrusted = Sampled(SessionSampler(0.5, fallback=ALWAYS_OFF), SessionSpanProcessor())
+    install_baggage_guard()  # as configure() does
     forged = propagate.extract({"baggage": f"langfuse.session.id={kept}"})
     untrusted.tracer.start_span("server", context=forged).end()
     assert untrusted.names() == []
@@ -345,6 +362,7 @@ def test_a_forged_baggage_header_does_not_choose_the_decision() -> None:
     trusted = Sampled(
         SessionSampler(0.5, fallback=ALWAYS_OFF), SessionSpanProcessor(trust_remote_baggage=True)
     )
+    install_baggage_guard(trust_remote_baggage=True)
     forged = propagate.extract({"baggage": f"langfuse.session.id={kept}"})
     trusted.tracer.start_span("server", context=forged).end()
     assert [s.attributes[LANGFUSE_SESSION_ID] for s in trusted.spans()] == [kept]

@@ -48,11 +48,9 @@ class Setup:
     def sampled(self, fallback: Sampler) -> Sampled:
         keys = None if self.key == "langfuse_session_id" else (self.key,)
         processor = SessionSpanProcessor(
-            session_keys=keys,
-            trust_remote_baggage=self.processor_trusts,
-            guard_remote_baggage=self.guard,
+            session_keys=keys, trust_remote_baggage=self.processor_trusts
         )
-        return Sampled(SessionSampler(RATIO, fallback=fallback), processor)
+        return Sampled(SessionSampler(RATIO, fallback=fallback), processor, guard=self.guard)
 
 
 SETUPS = [

@@ -336,20 +336,26 @@ def test_a_result_that_fails_while_read_loses_only_that_part(
 
 @pytest.mark.parametrize(
     ("max_attributes", "metadata_keys"),
-    [(None, 130), (None, 120), (None, 100), (12, 6), (10, 3)],
+    [(None, 130), (None, 120), (None, 90), (16, 6), (12, 3)],
 )
 def test_stamps_fill_only_the_room_a_span_has_left(
-    max_attributes: int | None, metadata_keys: int, caplog: pytest.LogCaptureFixture
+    max_attributes: int | None,
+    metadata_keys: int,
+    caplog: pytest.LogCaptureFixture,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from opentelemetry.sdk.trace import SpanLimits, TracerProvider
+    from opentelemetry.sdk.trace import TracerProvider
 
     from langfuse_otel_sessions import SessionSpanProcessor
 
     caplog.set_level(logging.WARNING, "langfuse_otel_sessions")
-    provider = TracerProvider(span_limits=SpanLimits(max_attributes=max_attributes))
+    if max_attributes is not None:
+        monkeypatch.setenv("OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT", str(max_attributes))
+    provider = TracerProvider()  # its span limits come from the environment
     processor = SessionSpanProcessor()
     provider.add_span_processor(processor)
     limit = max_attributes or 128
+    room = limit * 3 // 4  # a quarter is left for the attributes the span gets later
     own = {f"own.{i}": i for i in range(5)}
     metadata = {f"k{i}": "v" for i in range(metadata_keys)}
     with session("s", user_id="u", tags=["a"], environment="prod", metadata=metadata):
@@ -361,12 +367,13 @@ def test_stamps_fill_only_the_room_a_span_has_left(
     assert got["langfuse.environment"] == "prod"  # metadata goes last
     assert got["langfuse.trace.tags"] == ("a",)
     stamped = sum(key.startswith("langfuse.trace.metadata.") for key in got)
-    wanted = len(own) + 4 + metadata_keys
-    assert stamped == metadata_keys - max(0, wanted - limit)
-    assert processor.dropped_trace_attributes == max(0, wanted - limit)
-    assert ("attribute limit" in caplog.text) == (wanted > limit)
-    # attributes the app sets later evict stamps (oldest), never the span's own or the ids
-    late = {f"late.{i}": i for i in range(limit - len(got) + 3)}  # 3 past the limit
+    read = min(metadata_keys, limit)  # metadata past the limit is not even read
+    wanted = len(own) + 4 + read
+    assert stamped == read - max(0, wanted - room)
+    assert processor.dropped_trace_attributes == max(0, wanted - room)
+    assert ("attribute limit" in caplog.text) == (wanted > room)
+    # the attributes the app sets later, up to the limit, evict nothing
+    late = {f"late.{i}": i for i in range(limit - len(got))}
     span.set_attributes(late)
     span.end()
     got = dict(span.attributes or {})

@@ -78,6 +78,19 @@ def test_an_explicit_span_attribute_wins(traced: Traced) -> None:
     assert got["langfuse.trace.metadata.k"] == "span"
 
 
+@pytest.mark.parametrize("key", ["deployment.environment.name", "deployment.environment"])
+def test_a_span_s_own_deployment_environment_wins_over_the_scope_s(
+    traced: Traced, key: str
+) -> None:
+    """Langfuse reads ``langfuse.environment`` first: stamping it would hide the span's own."""
+    with session("s", environment="prod"):
+        traced.tracer.start_span("own", attributes={key: "staging"}).end()
+        traced.tracer.start_span("none").end()
+    assert "langfuse.environment" not in attributes(traced, "own")
+    assert attributes(traced, "own")[key] == "staging"
+    assert attributes(traced, "none")["langfuse.environment"] == "prod"
+
+
 @pytest.mark.parametrize(
     "bad",
     [

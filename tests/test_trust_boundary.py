@@ -12,13 +12,16 @@ from typing import Any
 
 import pytest
 from opentelemetry import baggage, context, propagate
+from opentelemetry.baggage.propagation import W3CBaggagePropagator
 from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.util._importlib_metadata import entry_points
 
 from langfuse_otel_sessions import (
     BaggageGuard,
     SessionBaggagePropagator,
     SessionSpanProcessor,
+    configure,
     current_session_id,
     install_baggage_guard,
     session,
@@ -199,16 +202,18 @@ def test_otel_propagators_variable_selects_the_guarded_propagator() -> None:
     assert out.strip() == "{'tenant': 'acme'}"
 
 
-def test_processor_with_trust_installs_a_transparent_guard_and_the_stricter_wins() -> None:
-    before = propagate.get_global_textmap()
-    SessionSpanProcessor(guard_remote_baggage=False)
-    assert propagate.get_global_textmap() is before
+def test_configure_installs_the_guard_with_the_processor_s_trust_and_the_stricter_wins() -> None:
+    before = W3CBaggagePropagator()
+    propagate.set_global_textmap(before)
     SessionSpanProcessor(trust_remote_baggage=True)
+    assert propagate.get_global_textmap() is before  # a constructor changes no global state
+    trusting = SessionSpanProcessor(trust_remote_baggage=True)
+    configure(TracerProvider(), export=False, processor=trusting)
     guard = propagate.get_global_textmap()
     assert isinstance(guard, BaggageGuard)  # it applies the outbound policy
     assert guard.trusted
     assert guard.inner is before
-    SessionSpanProcessor()
+    configure(TracerProvider(), export=False)
     assert guard.trusted is False
 
 

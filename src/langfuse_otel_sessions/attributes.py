@@ -17,6 +17,8 @@ GEN_AI_CONVERSATION_ID: Final = "gen_ai.conversation.id"
 
 #: A span carrying any of these already has a session: an explicit attribute wins over baggage.
 SESSION_ATTRIBUTE_KEYS: Final = (LANGFUSE_SESSION_ID, SESSION_ID, GEN_AI_CONVERSATION_ID)
+#: A span's own environment, which Langfuse reads after ``langfuse.environment``.
+SPAN_ENVIRONMENT_KEYS: Final = ("deployment.environment.name", "deployment.environment")
 #: A span carrying any of these already has a user.
 USER_ATTRIBUTE_KEYS: Final = (LANGFUSE_USER_ID, USER_ID)
 
@@ -72,9 +74,7 @@ ENV_EXTRA_USER_ATTRIBUTES: Final = "LANGFUSE_OTEL_EXTRA_USER_ATTRIBUTES"
 ENV_MAX_ID_LENGTH: Final = "LANGFUSE_OTEL_MAX_ID_LENGTH"
 #: Other conventions' names to stamp the ids on as well (``otel``, ``openinference``, ``gen_ai``).
 ENV_ALSO_EMIT: Final = "LANGFUSE_OTEL_ALSO_EMIT"
-ENV_MAX_TRACKED_TRACES: Final = "LANGFUSE_OTEL_MAX_TRACKED_TRACES"
 ENV_LATE_SESSION_SECONDS: Final = "LANGFUSE_OTEL_LATE_SESSION_SECONDS"
-ENV_LATE_SESSION_MAX_SPANS: Final = "LANGFUSE_OTEL_LATE_SESSION_MAX_SPANS"
 #: Where the session/user ids this package writes may be sent (comma-separated hosts, or ``*``).
 ENV_PROPAGATE_SESSION_TO: Final = "LANGFUSE_OTEL_PROPAGATE_SESSION_TO"
 ENV_MARK_APP_ROOTS: Final = "LANGFUSE_OTEL_MARK_APP_ROOTS"
@@ -83,7 +83,6 @@ ENV_SESSION_HEADER: Final = "LANGFUSE_OTEL_SESSION_HEADER"
 ENV_USER_HEADER: Final = "LANGFUSE_OTEL_USER_HEADER"
 
 DEFAULT_MAX_ID_LENGTH: Final = 200
-DEFAULT_MAX_TRACKED_TRACES: Final = 10_000
 
 # Collector mode of the exporter: chosen only by these (never by OTEL_EXPORTER_OTLP_*).
 ENV_COLLECTOR_ENDPOINT: Final = "LANGFUSE_OTEL_COLLECTOR_ENDPOINT"

@@ -44,7 +44,6 @@ from .._logging import RateLimitedLog, logger
 from ..attributes import ENV_TRUST_REMOTE_BAGGAGE
 from ..environment import env_bool
 from ..keys import guarded_keys, member_key, member_value, split_members
-from ..sessions._outbound_check import note_policy_propagator
 from ..sessions.entry_marks import WITHHELD_REMOTE_ENTRIES, mark_own, withheld_remote_entries
 from ..sessions.generated import GENERATED_SESSION_ID, generated_session_id
 from .header_ids import with_header_ids
@@ -294,10 +293,6 @@ def _finish(extracted: Context, context: Context | None, getter: _GuardedGetter[
     except Exception:  # noqa: BLE001 - never raise into the host application
         _log.exception("guard", "Could not separate remote session baggage; ignoring it all")
         return Context() if context is None else context
-
-
-note_policy_propagator(SessionBaggagePropagator)
-note_policy_propagator(BaggageGuard)
 
 
 def install_baggage_guard(

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
+# The one private name we use: OpenTelemetry's own exporters suppress their instrumentation so.
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.sdk.trace import ReadableSpan
@@ -27,8 +28,8 @@ from ..attributes import DEFAULT_MAX_ID_LENGTH, ENV_MARK_APP_ROOTS, ENV_MAX_ID_L
 from ..boundary.outbound import trace_claims
 from ..environment import env_bool, env_positive_int
 from ..errors import ConfigurationError
-from ..spans.local_requests import known_ids
-from ..traces import TraceIds, TraceSessions
+from ..spans.memory import MEMORY, LateSessionHold
+from ..traces import TraceIds
 from .compression import body_compression
 from .config import resolve_langfuse_config
 from .coverage import Coverage, CoverageMonitor
@@ -36,8 +37,6 @@ from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, 
 from .encoder import SpanEncoder
 from .http import HttpClient, Reply
 from .http_headers import header_problem, merged
-from .late_sessions import LateSessionHold
-from .late_sessions import late_session_max_spans as late_session_max_spans_option
 from .late_sessions import late_session_seconds as late_session_seconds_option
 from .mapping import RootMapping, TraceName, map_spans
 from .retry import otlp_policy, post_with_retries
@@ -51,7 +50,6 @@ DEFAULT_TIMEOUT_SECONDS = 10.0
 #: these bounds (so that a flush of many batches takes one timeout, not one per batch).
 MIN_COOL_OFF_SECONDS = 1.0
 MAX_COOL_OFF_SECONDS = 30.0
-DEFAULT_REMEMBERED_TRACES = 10_000
 
 try:
     SDK_VERSION = version("langfuse-otel-sessions")
@@ -106,8 +104,9 @@ class LangfuseSpanExporter(SpanExporter):
 
     Late sessions: the ended spans of a running local request without a session yet are held
     until it has one or its local root ends, at most ``late_session_seconds``
-    (``LANGFUSE_OTEL_LATE_SESSION_SECONDS``, 30; 0 turns it off) and ``late_session_max_spans``
-    (``LANGFUSE_OTEL_LATE_SESSION_MAX_SPANS``, 4096) spans; ``force_flush``/``shutdown`` send them.
+    (``LANGFUSE_OTEL_LATE_SESSION_SECONDS``, 30; 0 turns it off), within the per-request
+    memory's budget (``LANGFUSE_OTEL_REQUEST_MEMORY_BYTES``); ``force_flush``/``shutdown`` send
+    them.
 
     ``mark_app_roots`` (``LANGFUSE_OTEL_MARK_APP_ROOTS``, default on): mark the first span under
     a remote parent as the trace's app root, so Langfuse v4 names the trace and shows its I/O
@@ -135,9 +134,7 @@ class LangfuseSpanExporter(SpanExporter):
         trace_name: TraceName = None,
         root_input_keys: Sequence[str] = (),
         root_output_keys: Sequence[str] = (),
-        remembered_traces: int = DEFAULT_REMEMBERED_TRACES,
         late_session_seconds: float | None = None,
-        late_session_max_spans: int | None = None,
         mark_app_roots: bool | None = None,
         export_spans: ExportSpans = None,
     ) -> None:
@@ -156,12 +153,6 @@ class LangfuseSpanExporter(SpanExporter):
         ):
             if isinstance(keys, str) or not all(isinstance(key, str) for key in keys):
                 raise ConfigurationError(f"{name} must be a sequence of attribute keys")
-        if (
-            isinstance(remembered_traces, bool)
-            or not isinstance(remembered_traces, int)
-            or remembered_traces <= 0
-        ):
-            raise ConfigurationError("remembered_traces must be a positive integer")
         if collector_auth is not None and not isinstance(collector_auth, bool):
             raise ConfigurationError("collector_auth must be True, False or None")
         config = resolve_langfuse_config(public_key, secret_key, base_url)
@@ -191,11 +182,7 @@ class LangfuseSpanExporter(SpanExporter):
         )
         if self._mapping.mark_app_roots and self._route.problem is None:
             trace_claims.register(self)  # outgoing requests claim the trace's root upstream
-        self._recent = TraceSessions(remembered_traces)
-        self.late_sessions = LateSessionHold(
-            late_session_seconds_option(late_session_seconds),
-            late_session_max_spans_option(late_session_max_spans),
-        )
+        self.late_sessions = LateSessionHold(late_session_seconds_option(late_session_seconds))
         self._log = RateLimitedLog()
         self._abort = threading.Event()
         self._shut_down = False
@@ -247,7 +234,9 @@ class LangfuseSpanExporter(SpanExporter):
         return SpanExportResult.FAILURE
 
     def _known(self, key: int, span: ReadableSpan) -> TraceIds | None:
-        return known_ids(self._recent, key, span)
+        request = MEMORY.of(span.context.span_id if span.context is not None else None)
+        request = MEMORY.of(key) if request is None else request
+        return None if request is None else request.known()
 
     def _retrying(self, reply: Reply, wait: float) -> None:
         self._log.warning(
@@ -258,7 +247,8 @@ class LangfuseSpanExporter(SpanExporter):
         )
 
     def _knows_session(self, key: int) -> bool:
-        ids = self._recent.get(key)
+        request = MEMORY.of(key)
+        ids = None if request is None else request.ids
         return ids is not None and ids.session_id is not None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
@@ -298,7 +288,7 @@ class LangfuseSpanExporter(SpanExporter):
             mapped, learned = map_spans(spans, self._mapping, self._known)
             self._coverage.count(mapped)
             for key, ids in learned.items():
-                self._recent.remember(key, ids)
+                MEMORY.learn(key, ids)
             body = self._compression.compress(self._encode(mapped))
             reply = post_with_retries(
                 self._transport,

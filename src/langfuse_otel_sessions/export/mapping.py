@@ -10,7 +10,7 @@ The rules (``docs/langfuse-mapping.md``):
   valid ones are spread or remembered.
 * Trace attributes: a span of a local request exported without the tags, metadata,
   environment, release, version or trace name its request's scopes showed gets them (see
-  :mod:`~langfuse_otel_sessions.spans.request_attributes` for several values in one request).
+  :mod:`~langfuse_otel_sessions.spans.memory` for several values in one request).
 * App roots: the first span of this process under a remote parent is marked
   ``langfuse.internal.is_app_root`` (unless already decided), so that Langfuse v4 takes the
   trace's name and input/output from it.
@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from .._logging import RateLimitedLog
 from ..attributes import DEFAULT_MAX_ID_LENGTH, LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
 from ..ids import id_problem
-from ..spans.local_requests import LocalRequest, request_keys, request_of
+from ..spans.memory import MEMORY, Request, request_keys
 from ..traces import TraceIds
 from .langfuse_rules import (
     AS_ROOT,
@@ -306,7 +306,7 @@ def map_spans(
     """Map a batch. Returns the spans to send (copies where something changed, the originals
     otherwise) and the local request keys -> session/user ids learned from this batch.
 
-    Completeness works per local request (see :mod:`~langfuse_otel_sessions.spans.local_requests`),
+    Completeness works per local request (see :mod:`~langfuse_otel_sessions.spans.memory`),
     never across a trace another request joined. ``known(key, span)`` supplies the ids of
     requests the batch alone does not tell.
     """
@@ -333,7 +333,7 @@ def map_spans(
     mark_app_roots = mapping.mark_app_roots
     for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
         added: dict[str, object] = {}
-        request = request_of(span.context)
+        request = MEMORY.of(span.context.span_id if span.context is not None else None)
         if session_id is None or user_id is None:
             known_ids = learned.get(key) or known(key, span)
             if known_ids is not None:
@@ -353,8 +353,8 @@ def map_spans(
             or (IS_APP_ROOT in names and is_true(attributes[IS_APP_ROOT]))
         ):
             added.update(root_additions(span, mapping, names))
-        if request is not None and request.attributes is not None:
-            fills = request.attributes.fills()
+        if request is not None and (request.values or request.tags):
+            fills = request.fills()
             if fills:
                 # an explicit value wins, under any key Langfuse reads for that field
                 given = given_trace_fields(attributes, fills)
@@ -367,12 +367,12 @@ def map_spans(
 
 def _complete_ids(
     added: dict[str, object],
-    request: LocalRequest | None,
+    request: Request | None,
     session_id: str | None,
     user_id: str | None,
 ) -> None:
     """Add the ids a span lacks under every attribute the processor that saw its request
-    stamps them on (``also_emit``, extra attributes; see :meth:`LocalRequest.session_attributes`),
+    stamps them on (``also_emit``, extra attributes; see :meth:`Request.session_attributes`),
     else under Langfuse's own keys."""
     if session_id is not None:
         targets = (

@@ -1,8 +1,8 @@
 """One warning when the package's baggage entries would leave the process with no outbound policy.
 
 The policy (``boundary/outbound.py``) is applied by the propagators' ``inject``: the
-``BaggageGuard`` that ``configure()`` / ``SessionSpanProcessor()`` install around the global
-propagator, and the ``langfuse_baggage`` propagator. With ``guard_remote_baggage=False`` and
+``BaggageGuard`` that ``configure()`` / ``install_baggage_guard()`` install around the global
+propagator, and the ``langfuse_baggage`` propagator. With a processor built by hand and
 OpenTelemetry's plain ``baggage`` propagator, or after the app's own ``set_global_textmap()``,
 nothing applies it: the ids and trace attributes go to every host. Checked where the package
 writes its entries (a scope entered, a request decided), never per span; a global propagator
@@ -13,16 +13,21 @@ from __future__ import annotations
 
 import threading
 
+from opentelemetry.context import Context
 from opentelemetry.propagators import textmap
 
 from .._logging import logger
+from .entry_marks import with_own_entries
+
+_PROBE = "langfuse_otel_sessions_probe"
 
 NO_OUTBOUND_POLICY = (
     "The global propagator (%s) sends baggage without langfuse-otel-sessions' outbound policy, "
     "so the session and user ids and trace attributes that session() and the session "
     "middleware write will be sent to every host this process calls (LLM APIs included). "
-    "Keep guard_remote_baggage=True (the default), call install_baggage_guard() after your own "
-    "propagate.set_global_textmap(...), or use OTEL_PROPAGATORS=tracecontext,langfuse_baggage. "
+    "Use configure(), or call install_baggage_guard() after building the processor and after "
+    "your own propagate.set_global_textmap(...), or use "
+    "OTEL_PROPAGATORS=tracecontext,langfuse_baggage. "
     "See docs/outbound-propagation.md."
 )
 
@@ -32,27 +37,15 @@ _warned = False
 _checked: object = None
 
 
-#: The propagator classes that apply the outbound policy in ``inject`` (the trust boundary
-#: registers ``BaggageGuard`` and ``SessionBaggagePropagator`` as it is imported).
-_policy_propagators: list[type] = []
-
-
-def note_policy_propagator(cls: type) -> None:
-    """Called by the trust boundary for each propagator class that applies the policy."""
-    if cls not in _policy_propagators:
-        _policy_propagators.append(cls)
-
-
-def _unguarded(propagator: object) -> bool:
-    """Whether ``propagator`` injects a ``baggage`` header without the outbound policy."""
-    if isinstance(propagator, tuple(_policy_propagators)):
-        return False
-    members = getattr(propagator, "_propagators", None)  # a CompositePropagator
-    if isinstance(members, (list, tuple)):
-        return any(_unguarded(member) for member in members)
+def _unguarded(propagator: textmap.TextMapPropagator) -> bool:
+    """Whether ``propagator`` injects an entry of ours with no destination known (the policy
+    withholds it): tried, with the public ``inject``, on a probe context."""
     if not isinstance(propagator, textmap.TextMapPropagator):
         return False
-    return any(field.lower() == "baggage" for field in propagator.fields)
+    probe = with_own_entries(Context(), {_PROBE: "1"})
+    carrier: dict[str, str] = {}
+    propagator.inject(carrier, context=probe)
+    return any(_PROBE in value for value in carrier.values())
 
 
 def warn_once_without_outbound_policy() -> None:

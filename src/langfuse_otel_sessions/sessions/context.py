@@ -25,6 +25,7 @@ from ._outbound_check import warn_once_without_outbound_policy
 from ._processor_check import warn_once_without_processor
 from .entry_marks import with_own_entries, withheld_remote_entries, without_rival_entries
 from .generated import with_session_origin
+from .plans import with_new_plans
 from .scope_entries import Root, decorate, enter, leave
 from .session import Session
 from .trace_attributes import baggage_entries, merged_tags
@@ -63,7 +64,7 @@ def scoped_context(
         context = with_session_origin(context, session_id, generated)
     if user_id is not None:
         context = _with_entries(context, known.user_writes, user_id, known.user)
-    return context
+    return with_new_plans(context)  # the processor works out once what its spans get
 
 
 def _with_entries(

@@ -100,10 +100,14 @@ def _raw_tags(value: object) -> list[str] | list[object] | tuple[object, ...] | 
     return [tag.strip() for tag in text.split(",")]
 
 
-def stamps_of(entries: Mapping[str, object], problems: list[str]) -> Stamps:
+def stamps_of(
+    entries: Mapping[str, object], problems: list[str], max_metadata: int | None = None
+) -> Stamps:
     """The trace attributes a span gets from baggage ``entries``; invalid values are left out
     and described in ``problems``. Never raises: each entry is read on its own. Metadata comes
-    last, so that a span near its attribute limit gets the other attributes first."""
+    last, so that a span near its attribute limit gets the other attributes first; past
+    ``max_metadata`` keys (the span attribute limit) the rest is left out, as the Langfuse SDK
+    leaves out metadata past it."""
     stamps: list[tuple[str, object]] = []
     metadata: list[tuple[str, object]] = []
     try:
@@ -115,6 +119,9 @@ def stamps_of(entries: Mapping[str, object], problems: list[str]) -> Stamps:
                     problems.append(f"{key[:60]!r}: unreadable")
     except Exception:  # noqa: BLE001 - a mapping that fails while read: what was read stays
         problems.append("baggage: unreadable")
+    if max_metadata is not None and len(metadata) > max_metadata:
+        problems.append(f"{len(metadata) - max_metadata} metadata key(s) past the limit left out")
+        del metadata[max_metadata:]
     return (*stamps, *metadata)
 
 

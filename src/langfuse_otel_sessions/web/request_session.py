@@ -15,6 +15,7 @@ from urllib.parse import quote
 
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context
+from opentelemetry.sdk.trace import SpanLimits
 
 from .._logging import RateLimitedLog
 from ..attributes import (
@@ -44,8 +45,7 @@ from ..sessions.trace_attributes import (
     merged_tags,
     stamps_of,
 )
-from ..spans.local_requests import correct_request, correct_request_attributes
-from ..spans.processor import put_first
+from ..spans.memory import MEMORY
 from ..traces import TraceIds
 
 DEFAULT_SESSION_HEADER = "X-Session-Id"
@@ -384,7 +384,7 @@ class RequestSessions:
         if forged:  # the processor may have remembered them for the request's other spans
             if request_context is not None:
                 stamps = stamps_of(baggage.get_all(request_context), [])
-            correct_request_attributes(span.get_span_context(), stamps)
+            MEMORY.correct_attributes(span.get_span_context().span_id, stamps)
         corrected = False
         given_only = known.given_session_attributes if ids.new_session else frozenset()
         for keys, decided in (
@@ -409,7 +409,7 @@ class RequestSessions:
             trace_ids = TraceIds(ids.session_id, ids.user_id) if known_ids else None
             if trace_ids is not None and ids.new_session:
                 trace_ids = GeneratedIds(*trace_ids)
-            correct_request(span.get_span_context(), trace_ids)
+            MEMORY.correct(span.get_span_context().span_id, trace_ids)
 
     def set_cookie(self, session_id: str) -> str:
         """The ``Set-Cookie`` value for a session id this middleware made."""
@@ -441,25 +441,18 @@ def _stamp_trace_attributes(
     its attribute limit leaves (``reserved`` kept for the ids), as the processor does: setting
     one more would evict the span's oldest attribute. Returns how many did not fit."""
     problems: list[str] = []  # the forged ones' problems: nothing was stamped from them
-    store = getattr(span, "_attributes", None)  # the SDK span's own (mutable) mapping
     for key, values in forged.items():
         for value in values:
             for attribute, stamped in stamps_of({key: value}, problems):
                 if existing.get(attribute) == stamped:
-                    try:
-                        del store[attribute]  # type: ignore[union-attr]
-                    except Exception:  # noqa: BLE001 - not an SDK span: blank it instead
-                        span.set_attribute(attribute, "")
-    maxlen = getattr(store, "maxlen", None)  # an SDK span's BoundedAttributes
+                    span.set_attribute(attribute, "")  # Langfuse skips an empty value
     room = None
-    crowded = False  # as in the processor: the stamps then become the span's oldest attributes
-    if isinstance(maxlen, int) and isinstance(store, Mapping):
-        room = maxlen - len(store) - reserved
-        crowded = (len(store) + len(decided)) * 4 > maxlen * 3
+    limit = SpanLimits().max_span_attributes
+    if limit is not None:  # as the processor: stamps fill three quarters of the limit at most
+        room = limit * 3 // 4 - len(existing) - reserved
     left_out = 0
-    added: list[str] = []
     for attribute, stamp in decided:
-        if room is not None and attribute not in store:  # type: ignore[operator]
+        if room is not None and attribute not in existing:
             if room <= 0:
                 left_out += 1
                 continue
@@ -468,10 +461,6 @@ def _stamp_trace_attributes(
         if isinstance(own, tuple) and isinstance(stamp, tuple):  # tags add up
             stamp = tuple(dict.fromkeys([*own, *stamp]))  # noqa: PLW2901 - the merged tags
         span.set_attribute(attribute, stamp)  # type: ignore[arg-type]
-        added.append(attribute)
-    inner = getattr(store, "_dict", None)
-    if crowded and added and isinstance(inner, dict):
-        put_first(inner, added)  # an attribute set later evicts a stamp, not the span's own
     return left_out
 
 
