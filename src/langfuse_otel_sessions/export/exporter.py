@@ -110,7 +110,7 @@ class LangfuseSpanExporter(SpanExporter):
 
     ``mark_app_roots`` (``LANGFUSE_OTEL_MARK_APP_ROOTS``, default on): mark the first span under
     a remote parent as the trace's app root, so Langfuse v4 names the trace and shows its I/O
-    (``docs/langfuse-mapping.md`` says when to turn it off).
+    (``docs/exporter.md`` says when to turn it off).
 
     ``export_spans`` (``LANGFUSE_OTEL_EXPORT_SPANS``): ``"all"`` (default), ``"llm"`` (the
     Langfuse SDK's rule, :mod:`.span_filter`) or a predicate; local roots are always sent.
