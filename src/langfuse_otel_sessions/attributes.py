@@ -74,10 +74,8 @@ ENV_EXTRA_USER_ATTRIBUTES: Final = "LANGFUSE_OTEL_EXTRA_USER_ATTRIBUTES"
 ENV_MAX_ID_LENGTH: Final = "LANGFUSE_OTEL_MAX_ID_LENGTH"
 #: Other conventions' names to stamp the ids on as well (``otel``, ``openinference``, ``gen_ai``).
 ENV_ALSO_EMIT: Final = "LANGFUSE_OTEL_ALSO_EMIT"
-ENV_LATE_SESSION_SECONDS: Final = "LANGFUSE_OTEL_LATE_SESSION_SECONDS"
 #: Where the session/user ids this package writes may be sent (comma-separated hosts, or ``*``).
 ENV_PROPAGATE_SESSION_TO: Final = "LANGFUSE_OTEL_PROPAGATE_SESSION_TO"
-ENV_MARK_APP_ROOTS: Final = "LANGFUSE_OTEL_MARK_APP_ROOTS"
 #: Request (or message) headers the propagator reads the session / user id from (zero code).
 ENV_SESSION_HEADER: Final = "LANGFUSE_OTEL_SESSION_HEADER"
 ENV_USER_HEADER: Final = "LANGFUSE_OTEL_USER_HEADER"
