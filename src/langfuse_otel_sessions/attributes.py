@@ -92,7 +92,6 @@ SAMPLER_ENTRY_POINT: Final = "langfuse_session"
 ENV_SAMPLER_KEEP_SESSIONS: Final = "LANGFUSE_OTEL_SAMPLER_KEEP_SESSIONS"
 ENV_SAMPLER_KEEP_USERS: Final = "LANGFUSE_OTEL_SAMPLER_KEEP_USERS"
 #: ``false`` sends session scores for sessions the sampler dropped too.
-ENV_SCORES_FOLLOW_SAMPLING: Final = "LANGFUSE_OTEL_SCORES_FOLLOW_SAMPLING"
 
 # Span events a score adds to the current span: ours, and the OpenTelemetry GenAI evaluation
 # event (semantic-conventions-genai, development status) that other backends recognise.
