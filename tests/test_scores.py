@@ -281,25 +281,6 @@ def test_gives_up_at_the_retry_deadline_counts_and_logs(
     client.shutdown(1)
 
 
-def test_full_queue_drops_counts_and_logs(
-    langfuse_receiver: LangfuseReceiver, caplog: pytest.LogCaptureFixture
-) -> None:
-    client = score_client(langfuse_receiver, max_queue_bytes=300)
-    hold = threading.Event()
-    langfuse_receiver.fail_next("ingestion", Fault(release=hold))
-    client.score_session("s", name="in flight", value=1)
-    assert langfuse_receiver.wait_for(lambda: langfuse_receiver.arrivals >= 1)
-    for i in range(10):
-        client.score_session("s", name=f"n{i}", value=i)
-    dropped = client.stats.dropped
-    assert 0 < dropped < 10  # a few fit in 300 bytes, the rest are dropped
-    assert "Score queue full (limit: 300 bytes)" in caplog.text
-    hold.set()
-    assert client.flush(10) is False  # not every score was delivered, and flush says so
-    assert client.stats.delivered == 1 + 10 - dropped
-    client.shutdown(5)
-
-
 def test_ten_threads_of_a_thousand_scores_are_each_delivered_once(
     client: ScoreClient, langfuse_receiver: LangfuseReceiver
 ) -> None:

@@ -55,6 +55,22 @@ def _trace_hex(value: int | str, bits: int, name: str) -> str:
     raise InvalidScoreError(f"{name} must be an OpenTelemetry id (int) or a non-empty string")
 
 
+#: Session ids found valid (bounded: cleared when full): a session is scored again and again.
+_VALID_SESSION_IDS: set[str] = set()
+_VALID_CACHE_SIZE = 4096
+
+
+def _session_id(session_or_id: Session | str) -> str:
+    session_id = Session.get_id(session_or_id)
+    if session_id in _VALID_SESSION_IDS:
+        return session_id
+    check_id(session_id, DEFAULT_MAX_ID_LENGTH)
+    if len(_VALID_SESSION_IDS) >= _VALID_CACHE_SIZE:
+        _VALID_SESSION_IDS.clear()
+    _VALID_SESSION_IDS.add(session_id)
+    return session_id
+
+
 def score_id(session_or_id: Session | str, name: str, key: str) -> str:
     """A stable score id for feedback that may be sent twice (same session, name and key of
     yours -> same id -> the score is updated, not duplicated)."""
@@ -134,7 +150,7 @@ class ScoreClient:
     ) -> str:
         """Score a whole session; returns the score id. Raises ``ValueError`` subclasses for
         anything Langfuse would reject, before anything is queued."""
-        session_id = check_id(Session.get_id(session_or_id), DEFAULT_MAX_ID_LENGTH)
+        session_id = _session_id(session_or_id)
         score = build_score(
             {"sessionId": session_id},
             name=name,
