@@ -24,9 +24,9 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._logging import RateLimitedLog
-from ..attributes import DEFAULT_MAX_ID_LENGTH, ENV_MARK_APP_ROOTS, ENV_MAX_ID_LENGTH
+from ..attributes import ENV_MARK_APP_ROOTS
 from ..boundary.outbound import trace_claims
-from ..environment import env_bool, env_positive_int
+from ..environment import env_bool
 from ..errors import ConfigurationError
 from ..spans.memory import MEMORY, LateSessionHold
 from ..traces import TraceIds
@@ -178,7 +178,6 @@ class LangfuseSpanExporter(SpanExporter):
             mark_app_roots=(
                 env_bool(ENV_MARK_APP_ROOTS, True) if mark_app_roots is None else mark_app_roots
             ),
-            max_id_length=env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH),
         )
         if self._mapping.mark_app_roots and self._route.problem is None:
             trace_claims.register(self)  # outgoing requests claim the trace's root upstream

@@ -97,14 +97,12 @@ class RootMapping:
     ``input_keys``/``output_keys``: attributes to take the root's I/O from when it has no
     ``langfuse.trace.input/output`` (e.g. OpenInference's ``input.value``/``output.value``).
     ``mark_app_roots``: mark the first span under a remote parent as the trace's app root.
-    ``max_id_length``: ids longer than this (or not valid ids) are not spread to other spans.
     """
 
     trace_name: TraceName = None
     input_keys: tuple[str, ...] = ()
     output_keys: tuple[str, ...] = ()
     mark_app_roots: bool = True
-    max_id_length: int = DEFAULT_MAX_ID_LENGTH
 
 
 class _MappedSpan(ReadableSpan):
@@ -325,8 +323,8 @@ def map_spans(
                 learned,
                 mixed,
                 key,
-                spreadable_id(session_id, mapping.max_id_length, "session"),
-                spreadable_id(user_id, mapping.max_id_length, "user"),
+                spreadable_id(session_id, DEFAULT_MAX_ID_LENGTH, "session"),
+                spreadable_id(user_id, DEFAULT_MAX_ID_LENGTH, "user"),
             )
     result: list[ReadableSpan] = []
     may_add = bool(mapping.trace_name or mapping.input_keys or mapping.output_keys)
