@@ -230,9 +230,10 @@ def test_cache_tells_types_apart() -> None:
         assert encoder.encode([one]) == stock([one]), value
 
 
-def test_cache_is_bounded() -> None:
+def test_cache_is_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
     from langfuse_otel_sessions.export import encoder as module
 
+    monkeypatch.setattr(module, "CACHE_ENTRIES", 64)  # the same bound, reached sooner
     encoder = SpanEncoder()
     for i in range(module.CACHE_ENTRIES * 2 + 10):
         encoder.encode([span(attributes={"k": f"value-{i}"})])

@@ -4,6 +4,7 @@ sessions: the real SDK, our processor and exporter, the receiver on loopback."""
 from __future__ import annotations
 
 import json
+import logging
 import tracemalloc
 from collections.abc import Iterator
 
@@ -13,6 +14,8 @@ from hypothesis import strategies as st
 from opentelemetry.trace import NonRecordingSpan, SpanContext, set_span_in_context
 
 from langfuse_otel_sessions import session
+from langfuse_otel_sessions._logging import RateLimitedLog
+from langfuse_otel_sessions.export import mapping as mapping_module
 from langfuse_otel_sessions.export.langfuse_trace_rules import ENVIRONMENT_KEYS, TAG_KEYS
 from langfuse_otel_sessions.spans.memory import MAX_REQUEST_ATTRIBUTE_BYTES, MEMORY, Request
 from langfuse_otel_sessions.testing import (
@@ -174,6 +177,23 @@ def test_nested_scopes_tags_add_up_on_v4_too(pipeline: Pipeline) -> None:
     pipeline.export_now()
     (trace,) = pipeline.receiver.traces().values()
     assert trace.tags == trace.tags_v3 == ("a", "b")
+
+
+def test_trace_input_below_the_root_is_warned_once(
+    pipeline: Pipeline, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """v4 takes a trace's input and output from its root observation only (the Langfuse SDK 5
+    has no trace-level input): a child's ``langfuse.trace.input`` shows on v3 alone."""
+    monkeypatch.setattr(mapping_module, "_once", RateLimitedLog(float("inf")), raising=False)
+    caplog.set_level(logging.WARNING, "langfuse_otel_sessions")
+    tracer = pipeline.tracer
+    with tracer.start_as_current_span("root"):
+        for step in range(2):
+            tracer.start_span(f"step {step}", attributes={"langfuse.trace.input": "Q"}).end()
+    pipeline.export_now()
+    (trace,) = pipeline.receiver.traces().values()
+    assert (trace.input, trace.input_v3) == (None, "Q")
+    assert caplog.text.count("root observation only") == 1
 
 
 def test_a_request_without_attributes_is_left_as_it_is(pipeline: Pipeline) -> None:

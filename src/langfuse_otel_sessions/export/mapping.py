@@ -86,6 +86,7 @@ _READ_KEYS = frozenset(
 TraceName = str | Callable[[ReadableSpan], "str | None"] | None
 
 _log = RateLimitedLog()
+_once = RateLimitedLog(interval=float("inf"))
 
 
 @dataclass(frozen=True)
@@ -344,13 +345,21 @@ def map_spans(
         parent = span.parent
         if mark_app_roots and parent is not None and parent.is_remote and IS_APP_ROOT not in names:
             added[IS_APP_ROOT] = True  # app_root_additions, inlined on the per-span path
-        if (may_add or TRACE_INPUT in names or TRACE_OUTPUT in names) and (
+        trace_io = TRACE_INPUT in names or TRACE_OUTPUT in names
+        if (may_add or trace_io) and (
             span.parent is None
             or (AS_ROOT in names and is_true(attributes[AS_ROOT]))
             or is_true(added.get(IS_APP_ROOT))
             or (IS_APP_ROOT in names and is_true(attributes[IS_APP_ROOT]))
         ):
             added.update(root_additions(span, mapping, names))
+        elif trace_io:
+            _once.warning(
+                "trace-io-below-root",
+                "A span that is not its trace's root carries langfuse.trace.input/output: "
+                "Langfuse v4 (like the Langfuse SDK 5) takes a trace's input and output from its "
+                "root observation only, so it ignores them; set them on the root span",
+            )
         if request is not None and (request.values or request.tags):
             fills = request.fills()
             if fills:
