@@ -105,7 +105,7 @@ class LangfuseSpanExporter(SpanExporter):
     Late sessions: the ended spans of a running local request without a session yet are held
     until it has one or its local root ends, at most ``late_session_seconds``
     (``LANGFUSE_OTEL_LATE_SESSION_SECONDS``, 30; 0 turns it off), within the per-request
-    memory's budget (``LANGFUSE_OTEL_REQUEST_MEMORY_BYTES``); ``force_flush``/``shutdown`` send
+    memory's budget (64 MiB); ``force_flush``/``shutdown`` send
     them.
 
     ``mark_app_roots`` (``LANGFUSE_OTEL_MARK_APP_ROOTS``, default on): mark the first span under
