@@ -7,6 +7,11 @@ OpenTelemetry's instrumentation is outside ours): the request carries ``X-Sessio
 (shuffled order each round); the table shows the median µs per request and the median of the
 per-round ratios to the middleware with no trace attributes.
 
+A second table times a traced request as a server sees it: OpenTelemetry's ASGI / WSGI middleware
+starts a real server span per request and the app one child span; the bare app, and ours outside
+or inside theirs, with the median of the per-round ratios and differences (``+µs``) to the bare
+app in the same run.
+
 Run: ``python benchmarks/middleware.py`` (``--rounds``/``--requests``).
 """
 
@@ -18,8 +23,11 @@ import random
 import statistics
 import time
 from collections.abc import Callable
+from contextlib import nullcontext
 from typing import Any
 
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware as ASGITraced
+from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware as WSGITraced
 from opentelemetry.sdk.trace import TracerProvider
 
 from langfuse_otel_sessions import (
@@ -87,6 +95,105 @@ def asgi_runner(options: dict[str, Any]) -> Callable[[], None]:
     return run
 
 
+def traced_runners(provider: TracerProvider) -> dict[tuple[str, str], Callable[[], None]]:
+    """Per-request rows: a real server span per request (OpenTelemetry's ASGI / WSGI
+    middleware) and one child span in the app; bare, and with ours inside or outside theirs."""
+    tracer = provider.get_tracer("app")
+
+    def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        tracer.start_span("llm call").end()
+        start_response("200 OK", [])
+        return [b""]
+
+    async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
+        tracer.start_span("llm call").end()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b""})
+
+    environ = {
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/chat",
+        "QUERY_STRING": "",
+        "SERVER_NAME": "127.0.0.1",
+        "SERVER_PORT": "8000",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "wsgi.url_scheme": "http",
+        "HTTP_X_SESSION_ID": "s-1",
+        "HTTP_BAGGAGE": BAGGAGE,
+        "HTTP_USER_AGENT": "bench",
+        "HTTP_ACCEPT": "*/*",
+    }
+    scope = {
+        "type": "http",
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": "/chat",
+        "query_string": b"",
+        "server": ("127.0.0.1", 8000),
+        "headers": [
+            (b"host", b"127.0.0.1:8000"),
+            (b"x-session-id", b"s-1"),
+            (b"baggage", BAGGAGE.encode()),
+            (b"user-agent", b"bench"),
+            (b"accept", b"*/*"),
+        ],
+    }
+    loop = asyncio.new_event_loop()
+
+    async def receive() -> dict[str, Any]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Any) -> None:
+        return None
+
+    def wsgi(app: Any) -> Callable[[], None]:
+        def run() -> None:
+            result = app(dict(environ), lambda *args: None)
+            for _ in result:
+                pass
+            getattr(result, "close", lambda: None)()
+
+        return run
+
+    def asgi(app: Any) -> Callable[[], None]:
+        def run() -> None:
+            loop.run_until_complete(app(dict(scope), receive, send))
+
+        return run
+
+    rows: dict[tuple[str, str], Callable[[], None]] = {}
+    for protocol, ours, theirs, app, run in (
+        ("WSGI", WSGISessionMiddleware, WSGITraced, wsgi_app, wsgi),
+        ("ASGI", ASGISessionMiddleware, ASGITraced, asgi_app, asgi),
+    ):
+        traced = {"tracer_provider": provider}
+        rows[(protocol, "bare: server span + child")] = run(theirs(app, **traced))
+        for name, options in (("", {}), (", static attributes", STATIC)):
+            rows[(protocol, f"ours outside{name}")] = run(ours(theirs(app, **traced), **options))
+            rows[(protocol, f"ours inside{name}")] = run(theirs(ours(app, **options), **traced))
+    return rows
+
+
+def measure(
+    runners: dict[tuple[str, str], Callable[[], None]], rounds: int, requests: int, span: Any
+) -> dict[tuple[str, str], list[float]]:
+    """µs per request of each runner, rounds interleaved in a shuffled order."""
+    timings: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
+    for _ in range(rounds):
+        order = list(runners)
+        random.shuffle(order)
+        for key in order:
+            run = runners[key]
+            with span():
+                start = time.perf_counter()
+                for _ in range(requests):
+                    run()
+                elapsed = time.perf_counter() - start
+            timings[key].append(elapsed / requests * 1e6)
+    return timings
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=15)
@@ -100,23 +207,26 @@ def main() -> None:
         for protocol, build in (("WSGI", wsgi_runner), ("ASGI", asgi_runner))
         for name, options in CONFIGURATIONS.items()
     }
-    timings: dict[tuple[str, str], list[float]] = {key: [] for key in runners}
-    for _ in range(args.rounds):
-        order = list(runners)
-        random.shuffle(order)
-        for key in order:
-            run = runners[key]
-            with tracer.start_as_current_span("GET /chat"):  # the server span, stamped
-                start = time.perf_counter()
-                for _ in range(args.requests):
-                    run()
-                elapsed = time.perf_counter() - start
-            timings[key].append(elapsed / args.requests * 1e6)
+    timings = measure(
+        runners, args.rounds, args.requests, lambda: tracer.start_as_current_span("GET /chat")
+    )
+    print("Inside one long-lived server span (the middleware alone):")
     print(f"{'protocol':<6} {'configuration':<44} {'µs/request':>11} {'ratio':>6}")
     for key, values in timings.items():
         base = timings[(key[0], "no trace attributes")]
         ratio = statistics.median(v / b for v, b in zip(values, base, strict=True))
         print(f"{key[0]:<6} {key[1]:<44} {statistics.median(values):>11.2f} {ratio:>6.2f}")
+    traced = measure(traced_runners(provider), args.rounds, args.requests // 4, nullcontext)
+    print("\nA traced request: a real server span per request and one child span:")
+    print(f"{'protocol':<6} {'configuration':<44} {'µs/request':>11} {'ratio':>6} {'+µs':>6}")
+    for key, values in traced.items():
+        base = traced[(key[0], "bare: server span + child")]
+        ratio = statistics.median(v / b for v, b in zip(values, base, strict=True))
+        delta = statistics.median(v - b for v, b in zip(values, base, strict=True))
+        print(
+            f"{key[0]:<6} {key[1]:<44} {statistics.median(values):>11.2f} {ratio:>6.2f}"
+            f" {delta:>+6.1f}"
+        )
 
 
 if __name__ == "__main__":

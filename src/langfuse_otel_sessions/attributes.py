@@ -71,10 +71,8 @@ ENV_SESSION_BAGGAGE_KEYS: Final = "LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS"
 ENV_USER_BAGGAGE_KEYS: Final = "LANGFUSE_OTEL_USER_BAGGAGE_KEYS"
 #: Other conventions' names to stamp the ids on as well (``otel``, ``openinference``, ``gen_ai``).
 ENV_ALSO_EMIT: Final = "LANGFUSE_OTEL_ALSO_EMIT"
-ENV_LATE_SESSION_SECONDS: Final = "LANGFUSE_OTEL_LATE_SESSION_SECONDS"
 #: Where the session/user ids this package writes may be sent (comma-separated hosts, or ``*``).
 ENV_PROPAGATE_SESSION_TO: Final = "LANGFUSE_OTEL_PROPAGATE_SESSION_TO"
-ENV_MARK_APP_ROOTS: Final = "LANGFUSE_OTEL_MARK_APP_ROOTS"
 #: Request (or message) headers the propagator reads the session / user id from (zero code).
 ENV_SESSION_HEADER: Final = "LANGFUSE_OTEL_SESSION_HEADER"
 ENV_USER_HEADER: Final = "LANGFUSE_OTEL_USER_HEADER"

@@ -240,6 +240,8 @@ def member_key(member: str) -> str | None:
     name, separator, _ = member.partition("=")
     if not separator:
         return None
+    if "%" not in name and "+" not in name:  # nothing to decode (the common case)
+        return name.strip()
     return unquote_plus(name.strip(" \t")).strip()
 
 

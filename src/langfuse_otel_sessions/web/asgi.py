@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from opentelemetry.context import Context, attach, detach, get_current
+from opentelemetry.context import attach, detach, get_current
 
 from ..boundary.propagator import deciding, done_deciding
 from ..boundary.web_input import decode_bytes, encode_text
-from .request_session import RequestIds, SessionMiddlewareBase
+from .request_session import Facts, RequestIds, SessionMiddlewareBase
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -30,10 +30,10 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
             await self.app(scope, receive, send)
             return
         try:
-            current = get_current()
-            scope, ids, incoming, carried = self._decide(scope, current)
-            context = self.sessions.request_context(current, ids, incoming)
-            self.sessions.stamp_server_span(current, ids, incoming, context)
+            scope, facts, carried = self._decide(scope)
+            ids = facts.ids
+            context = self.sessions.request_context(facts)
+            self.sessions.stamp_server_span(facts, context)
             token = attach(context)
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("asgi", "Session middleware failed; request continues without")
@@ -46,25 +46,30 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
             done_deciding(decided)
             detach(token)
 
-    def _decide(
-        self, scope: Scope, current: Context
-    ) -> tuple[Scope, RequestIds, str | None, dict[str, str]]:
+    def _decide(self, scope: Scope) -> tuple[Scope, Facts, dict[str, str]]:
         raw = scope.get("headers") or []
-        headers = {name.decode("latin-1").lower(): decode_bytes(value) for name, value in raw}
+        wanted = self._asgi_names
+        headers: dict[str, str] = {}
+        values: list[bytes] = []  # every baggage header counts (OpenTelemetry reads the first)
+        for name, value in raw:
+            name = name.lower()  # noqa: PLW2901 - the same name, lower-case
+            if name == b"baggage":
+                values.append(value)
+            elif name in wanted:
+                headers[name.decode("latin-1")] = decode_bytes(value)
         query = decode_bytes(scope.get("query_string") or b"")
         ids = self.sessions.decide(scope, headers, query)
-        # Every baggage header counts (OpenTelemetry reads the first; one is handed on).
-        values = [value for name, value in raw if name.lower() == b"baggage"]
         incoming = ",".join(decode_bytes(value) for value in values) if values else None
-        carried = self.sessions.carried_entries(current, ids, incoming)
-        rewritten = self.sessions.baggage_header(incoming, ids, carried)
+        facts = self.sessions.facts(get_current(), ids, incoming)
+        carried = self.sessions.carried_entries(facts)
+        rewritten = self.sessions.baggage_header(incoming, facts, carried)
         if rewritten is not None:
             scope = dict(scope)  # the scope is the caller's: change a copy
             scope["headers"] = [
                 *((name, value) for name, value in raw if name.lower() != b"baggage"),
                 (b"baggage", encode_text(rewritten)),
             ]
-        return scope, ids, incoming, carried
+        return scope, facts, carried
 
     def _with_cookie(self, send: Send, ids: RequestIds, scope: Scope) -> Send:
         if not ids.new_session or ids.session_id is None or scope.get("type") != "http":

@@ -32,7 +32,7 @@ from ..boundary.web_input import cookie_values, query_values
 from ..environment import env_bool
 from ..errors import ConfigurationError
 from ..ids import id_problem, new_session_id
-from ..keys import known_keys, member_key, member_value, split_members
+from ..keys import KnownKeys, known_keys, member_key, member_value, split_members
 from ..sessions.context import scoped_context
 from ..sessions.entry_marks import withheld_remote_entries, without_withheld
 from ..sessions.generated import GeneratedIds
@@ -73,6 +73,18 @@ class _Incoming(NamedTuple):
     headers: Mapping[str, str]
     cookies: Mapping[str, str]
     query: Mapping[str, list[str]]
+
+
+class Facts(NamedTuple):
+    """One request, worked out once: the context the middleware runs in, what was decided, the
+    ``baggage`` header(s) the request brought, the keys in force, and what the request brought
+    under them (:func:`request_borne_entries`)."""
+
+    current: Context
+    ids: RequestIds
+    incoming: str | None
+    known: KnownKeys
+    borne: dict[str, set[str]]
 
 
 @dataclass(frozen=True)
@@ -129,6 +141,11 @@ class RequestSessions:
         # Only what a source names is parsed: no cookie source, no cookie parsing at all.
         self._cookie_names = tuple(c for c in (session.cookie, user.cookie) if c is not None)
         self._query_params = tuple(q for q in (session.query_param, user.query_param) if q)
+        #: The request headers a source reads (lower-case): only these are decoded.
+        self.header_names = frozenset(
+            [*(h.lower() for h in (session.header, user.header) if h)]
+            + (["cookie"] if self._cookie_names else [])
+        )
         self._log = RateLimitedLog()
 
     # -- reading ids -----------------------------------------------------------------------------
@@ -207,16 +224,18 @@ class RequestSessions:
 
     # -- the trust boundary ----------------------------------------------------------------------
 
-    def carried_entries(
-        self, current: Context, ids: RequestIds, incoming_baggage: str | None
-    ) -> dict[str, str]:
+    def facts(self, current: Context, ids: RequestIds, incoming: str | None) -> Facts:
+        """The request's :class:`Facts`."""
+        known = known_keys()
+        return Facts(current, ids, incoming, known, request_borne_entries(incoming, current, known))
+
+    def carried_entries(self, facts: Facts) -> dict[str, str]:
         """The session/user entries this request's context is to carry, key -> value: the ids
         decided here, under every key the configured processors read (see
         :func:`~langfuse_otel_sessions.keys.known_keys`), and — where nothing was decided — the
         ones the process set itself before this middleware (not brought by the request); then
         the trace attributes decided here, their tags added to those the request inherits."""
-        known = known_keys()
-        borne = request_borne_entries(incoming_baggage, current)
+        current, ids, incoming_baggage, known, borne = facts
         entries: dict[str, str] = {}
         for writes, keys, decided in (
             (known.session_writes, known.session, ids.session_id),
@@ -264,20 +283,17 @@ class RequestSessions:
             return decided
         return {**decided, BAGGAGE_LANGFUSE_TAGS: merged_tags(inherited, tags)}
 
-    def baggage_header(
-        self, value: str | None, ids: RequestIds, carried: dict[str, str] | None = None
-    ) -> str | None:
+    def baggage_header(self, value: str | None, facts: Facts, ours: dict[str, str]) -> str | None:
         """The ``baggage`` header to hand to the wrapped app, or ``None`` to leave it as is.
 
         Untrusted session/user members are removed — their keys decoded as OpenTelemetry's W3C
-        extractor decodes them — and the ``carried`` entries (:meth:`carried_entries`) are put
+        extractor decodes them — and ``ours`` (:meth:`carried_entries`) are put
         first: when this middleware runs outside OpenTelemetry's server instrumentation, that
         instrumentation builds the request's context from the headers alone, so the headers are
         how the decision reaches its spans (the middleware vouches for them while it hands the
         request on — :func:`~..boundary.propagator.deciding` — so that a guard lets them pass).
         """
-        known = known_keys()
-        ours = carried if carried is not None else self.carried_entries(Context(), ids, value)
+        ids, known = facts.ids, facts.known
         removed: frozenset[str] = frozenset() if self.trust_incoming_baggage else known.guarded
         if ids.session_id is not None:
             removed |= known.session  # the decision here outranks any incoming session
@@ -300,16 +316,12 @@ class RequestSessions:
             members.append(member)
         return ",".join(members)
 
-    def request_context(
-        self,
-        current: Context,
-        ids: RequestIds,
-        incoming_baggage: str | None = None,
-    ) -> Context:
+    def request_context(self, facts: Facts) -> Context:
         """The context for the request: the current one minus the session/user entries that the
         request's ``baggage`` header brought (unless trusted; trusted, what a propagator guard
         withheld is put back), plus the ids decided here (as :func:`session` would set them).
         Entries the process set itself — e.g. an outer middleware of the app — are kept."""
+        current, ids = facts.current, facts.ids
         context = current
         for key, taken in header_entries(current).items():  # this middleware decides instead
             if baggage.get_baggage(key, context) == taken:
@@ -320,8 +332,7 @@ class RequestSessions:
                 if baggage.get_baggage(key, context) is None:
                     context = baggage.set_baggage(key, value, context)
         else:
-            borne = request_borne_entries(incoming_baggage)
-            for key, values in borne.items():
+            for key, values in facts.borne.items():
                 if baggage.get_baggage(key, context) in values:
                     context = baggage.remove_baggage(key, context)
             # A processor trusting remote baggage finds no withheld entry in this request:
@@ -331,13 +342,7 @@ class RequestSessions:
             context, ids.session_id, ids.user_id, ids.attributes, generated=ids.new_session
         )
 
-    def stamp_server_span(
-        self,
-        current: Context,
-        ids: RequestIds,
-        incoming_baggage: str | None = None,
-        request_context: Context | None = None,
-    ) -> None:
+    def stamp_server_span(self, facts: Facts, request_context: Context | None = None) -> None:
         """Stamp the span current when the middleware runs (the server span) with the decided
         ids, on every attribute a processor may stamp them on, overriding ids it got from the
         request's baggage; an untrusted id with nothing to replace it is blanked (Langfuse skips
@@ -345,14 +350,13 @@ class RequestSessions:
         the decided ones set (tags added to the span's own), and the request's memory of them
         (which the exporter completes spans from) replaced by those of ``request_context``
         (:meth:`request_context`), as the memory of ids is corrected."""
-        span = trace.get_current_span(current)
+        span = trace.get_current_span(facts.current)
         if not span.is_recording():
             return
-        known = known_keys()
+        current, ids, _, known, borne_entries = facts
         existing = getattr(span, "attributes", None) or {}
         parent = getattr(span, "parent", None)
         from_request = parent is not None and parent.is_remote
-        borne_entries = request_borne_entries(incoming_baggage)
         borne = {v for values in borne_entries.values() for v in values}
         from_header = set(header_entries(current).values())  # this middleware decides instead
         forged = {} if self.trust_incoming_baggage else _trace_attribute_entries(borne_entries)
@@ -384,6 +388,7 @@ class RequestSessions:
                 stamps = stamps_of(baggage.get_all(request_context), [])
             MEMORY.correct_attributes(span.get_span_context().span_id, stamps)
         corrected = False
+        stamped: dict[str, str] = {}  # set in one call: one lock, not one a key
         given_only = known.given_session_attributes if ids.new_session else frozenset()
         for keys, decided in (
             (known.session_attributes, ids.session_id),
@@ -394,14 +399,15 @@ class RequestSessions:
                 value = None if key in given_only else decided  # no generated id there
                 if value is not None:
                     corrected = corrected or old not in (None, value)
-                    span.set_attribute(key, value)
+                    stamped[key] = value
                 elif old and (
                     decided is not None  # a generated id replaces what the span had there
                     or old in from_header
                     or (not self.trust_incoming_baggage and (from_request or old in borne))
                 ):
                     corrected = True
-                    span.set_attribute(key, "")
+                    stamped[key] = ""
+        span.set_attributes(stamped)
         if corrected:  # the processor's request memory learnt the old ids from this span
             known_ids = ids.session_id is not None or ids.user_id is not None
             trace_ids = TraceIds(ids.session_id, ids.user_id) if known_ids else None
@@ -472,7 +478,7 @@ def _last_value(header: str | None, key: str) -> str | None:
 
 
 def request_borne_entries(
-    header: str | None, current: Context | None = None
+    header: str | None, current: Context | None = None, known: KnownKeys | None = None
 ) -> dict[str, set[str]]:
     """The session/user entries a request's ``baggage`` header carries, key -> values, decoded
     as OpenTelemetry's W3C extractor decodes them, and those the header source took from the
@@ -483,7 +489,7 @@ def request_borne_entries(
             borne.setdefault(name, set()).add(taken)
     if not header:
         return borne
-    guarded = known_keys().guarded
+    guarded = (known or known_keys()).guarded
     for member in split_members(header):
         key = member_key(member)
         if key is not None and key in guarded:
@@ -554,3 +560,6 @@ class SessionMiddlewareBase:
             attributes_from=trace_attributes_from,
         )
         self._log = RateLimitedLog()
+        names = self.sessions.header_names
+        self._asgi_names = frozenset(name.encode("latin-1") for name in names)
+        self._wsgi_names = tuple((name, "HTTP_" + name.upper().replace("-", "_")) for name in names)

@@ -74,21 +74,22 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
     ) -> tuple[Context, dict[str, str], StartResponse]:
         sessions = self.sessions
         headers = {
-            key[5:].replace("_", "-").lower(): from_wsgi(value)
-            for key, value in environ.items()
-            if key.startswith("HTTP_") and isinstance(value, str)
+            name: from_wsgi(value)
+            for name, key in self._wsgi_names
+            if isinstance(value := environ.get(key), str)
         }
         ids = sessions.decide(environ, headers, from_wsgi(environ.get("QUERY_STRING", "")))
         raw = environ.get("HTTP_BAGGAGE")
+        decoded = None if raw is None else from_wsgi(raw)
         # What the request brought, as OpenTelemetry (the raw text) and we (UTF-8) read it.
-        incoming = None if raw is None else f"{raw},{headers.get('baggage', '')}"
-        current = get_current()
-        carried = sessions.carried_entries(current, ids, incoming)
-        rewritten = sessions.baggage_header(headers.get("baggage"), ids, carried)
+        incoming = raw if raw == decoded else f"{raw},{decoded}"
+        facts = sessions.facts(get_current(), ids, incoming)
+        carried = sessions.carried_entries(facts)
+        rewritten = sessions.baggage_header(decoded, facts, carried)
         if rewritten is not None:
             environ["HTTP_BAGGAGE"] = to_wsgi(rewritten)
-        context = sessions.request_context(current, ids, incoming)
-        sessions.stamp_server_span(current, ids, incoming, context)
+        context = sessions.request_context(facts)
+        sessions.stamp_server_span(facts, context)
         if ids.new_session and ids.session_id is not None:
             cookie = sessions.set_cookie(ids.session_id)
             original = start_response
