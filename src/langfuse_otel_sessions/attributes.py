@@ -1,6 +1,6 @@
 """Every span attribute, baggage and environment key the package uses, in one place.
 
-Attribute keys follow what the Langfuse server reads (``docs/langfuse-mapping.md``):
+Attribute keys follow what the Langfuse server reads (``docs/exporter.md``):
 ``langfuse.session.id`` is the first key it looks at for a trace's session.
 """
 
@@ -37,7 +37,7 @@ BAGGAGE_LANGFUSE_PREFIX: Final = "langfuse_"
 #: Marks a trace's app root for Langfuse v4 (read as ``true`` or ``"true"``).
 LANGFUSE_IS_APP_ROOT: Final = "langfuse.internal.is_app_root"
 
-# Trace attributes Langfuse reads from every span (docs/trace-attributes.md).
+# Trace attributes Langfuse reads from every span (docs/sessions.md).
 LANGFUSE_TRACE_TAGS: Final = "langfuse.trace.tags"
 LANGFUSE_TRACE_NAME: Final = "langfuse.trace.name"
 LANGFUSE_ENVIRONMENT: Final = "langfuse.environment"
