@@ -59,7 +59,9 @@ def test_a_score_for_a_sampled_out_session_is_not_sent_and_is_counted(
 def test_sessions_kept_by_an_allow_rule_keep_their_scores(
     make_client, langfuse_receiver: LangfuseReceiver
 ) -> None:
-    sampler = SessionSampler(0.0, always_keep_sessions={DROPPED}, always_keep_users={"qa"})
+    sampler = SessionSampler(
+        0.0, always_keep_sessions={DROPPED}, always_keep=lambda _, user_id: user_id == "qa"
+    )
     client = make_client(sampler=sampler)
     client.score_session(DROPPED, name="listed session", value=True)
     with session(KEPT, user_id="qa"):  # the user is known inside the scope

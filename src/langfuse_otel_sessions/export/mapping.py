@@ -1,6 +1,6 @@
 """Pure mapping of finished spans to what Langfuse needs, on copies (spans are never mutated).
 
-The rules (``docs/langfuse-mapping.md``):
+The rules (``docs/exporter.md``):
 
 * Session completeness: every span of a local request whose session (user) is known carries
   ``langfuse.session.id`` (``langfuse.user.id``) — Langfuse aggregates a session's cost and usage
