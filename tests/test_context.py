@@ -139,12 +139,11 @@ def test_non_string_ids_are_a_type_error() -> None:
         session(123)  # type: ignore[arg-type]
 
 
-def test_max_id_length_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LANGFUSE_OTEL_MAX_ID_LENGTH", "10")
+def test_ids_are_limited_to_langfuses_200_characters() -> None:
     with pytest.raises(InvalidIdError):
-        session("x" * 11)
-    with session("x" * 10):
-        assert current_session_id() == "x" * 10
+        session("x" * 201)
+    with session("x" * 200):
+        assert current_session_id() == "x" * 200
 
 
 def test_scope_writes_the_langfuse_sdk_key_and_overrides_other_session_keys() -> None:

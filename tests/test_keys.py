@@ -83,9 +83,8 @@ def test_current_session_id_reads_with_the_processors_keys() -> None:
     assert current_session_id(context) == "read"
 
 
-def test_current_session_id_follows_the_processors_id_limit() -> None:
-    make_traced(max_id_length=5)
-    context = baggage.set_baggage("langfuse_session_id", "x" * 6)
+def test_current_session_id_skips_an_id_longer_than_langfuses_limit() -> None:
+    context = baggage.set_baggage("langfuse_session_id", "x" * 201)
     assert current_session_id(context) is None
 
 
@@ -176,8 +175,6 @@ def test_the_cached_keys_follow_every_change_of_the_environment(
     assert "thread_id" in guarded_keys()
     monkeypatch.setenv("LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE", "true")
     assert known_keys().reader.trust_remote
-    monkeypatch.setenv("LANGFUSE_OTEL_MAX_ID_LENGTH", "17")
-    assert known_keys().reader.max_id_length == 17
     monkeypatch.delenv("LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS")
     assert "thread_id" not in known_keys().session
     assert "thread_id" not in guarded_keys()

@@ -23,14 +23,13 @@ from ..attributes import (
     BAGGAGE_METADATA_PREFIX,
     BAGGAGE_TRACE_ATTRIBUTES,
     DEFAULT_MAX_ID_LENGTH,
-    ENV_MAX_ID_LENGTH,
     ENV_TRUST_REMOTE_BAGGAGE,
     LANGFUSE_TRACE_TAGS,
 )
 from ..boundary.header_ids import header_entries
 from ..boundary.trust import distrust_remote
 from ..boundary.web_input import cookie_values, query_values
-from ..environment import env_bool, env_positive_int
+from ..environment import env_bool
 from ..errors import ConfigurationError
 from ..ids import id_problem, new_session_id
 from ..keys import KnownKeys, known_keys, member_key, member_value, split_members
@@ -139,7 +138,6 @@ class RequestSessions:
         )
         if not self.trust_incoming_baggage:
             distrust_remote(self)  # the sampler then lets no caller's input decide
-        self.max_id_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
         # Only what a source names is parsed: no cookie source, no cookie parsing at all.
         self._cookie_names = tuple(c for c in (session.cookie, user.cookie) if c is not None)
         self._query_params = tuple(q for q in (session.query_param, user.query_param) if q)
@@ -212,7 +210,7 @@ class RequestSessions:
                 continue
             if value is None or value == "":
                 continue
-            problem = id_problem(value, self.max_id_length)
+            problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
             if problem is None:
                 return value  # type: ignore[return-value]  # id_problem proved it is a str
             self._log.warning(
