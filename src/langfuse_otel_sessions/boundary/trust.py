@@ -3,7 +3,7 @@
 What a request brings — its ``baggage`` entries, its ``traceparent``'s sampled flag, its trace
 id — counts only where every part of the boundary trusts remote input: the processor that reads
 the ids (``trust_remote_baggage``) and every session middleware alive
-(``trust_incoming_baggage``). A middleware decides its requests, and it may run only after
+(``trust_remote_baggage``). A middleware decides its requests, and it may run only after
 OpenTelemetry's server span started, so its distrust holds process-wide (the stricter wins, as
 for the propagator guard).
 
