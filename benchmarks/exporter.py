@@ -17,7 +17,7 @@ A second table measures the encoders alone, in the same interleaved way: ours
 A last table measures holding spans for late sessions: 64 running requests whose first 4 spans
 end (and are exported) before the session is known, then 4 more spans in the session and the
 root. With holding on, the first batch is held and sent with the second, completed with the
-session; with it off (``late_session_seconds=0``) it is sent at once without a session.
+session; with it off (a hold of 0 s) it is sent at once without a session.
 
 Run: ``python benchmarks/exporter.py`` (``--rounds`` to change the length).
 """
@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from langfuse_otel_sessions import LangfuseSpanExporter, SessionSpanProcessor, session
 from langfuse_otel_sessions.export.compression import BodyCompression, isal_available
 from langfuse_otel_sessions.export.encoder import SpanEncoder
-from langfuse_otel_sessions.spans.memory import MEMORY, Request
+from langfuse_otel_sessions.spans.memory import MEMORY, LateSessionHold, Request
 from workloads import WORKLOADS
 
 SINK = textwrap.dedent(
@@ -114,10 +114,9 @@ def run_late(url: str, rounds: int) -> list[tuple[str, float]]:
     keys = {"public_key": "pk-lf-bench", "secret_key": "sk-lf-bench", "base_url": url}
     cases = {
         "LangfuseSpanExporter, gzip, late sessions held (default)": LangfuseSpanExporter(**keys),
-        "LangfuseSpanExporter, gzip, holding off": LangfuseSpanExporter(
-            **keys, late_session_seconds=0
-        ),
+        "LangfuseSpanExporter, gzip, holding off": LangfuseSpanExporter(**keys),
     }
+    cases["LangfuseSpanExporter, gzip, holding off"].late_sessions = LateSessionHold(0)
     remembered = [request.ids for request in requests]
     timings: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):

@@ -430,7 +430,6 @@ def test_the_exporter_sends_what_the_stock_encoder_makes(compression: str | None
             secret_key="sk-lf-test",
             base_url=receiver.url,
             compression=compression,
-            mark_app_roots=False,
         )
         assert exporter.export(batch).name == "SUCCESS"
         exporter.shutdown()

@@ -233,14 +233,12 @@ def test_a_bad_base_url_in_the_environment_disables_rather_than_sending_to_the_c
         {"endpoint": "collector:4318"},
         {"timeout": 0},
         {"compression": "zip"},
-        {"trace_name": 42},
         {"public_key": ""},
         {"timeout": float("inf")},
         {"timeout": float("nan")},
         {"timeout": "10"},
         {"headers": {"x": 1}},
         {"collector_auth": "yes"},
-        {"root_input_keys": "input.value"},
     ],
 )
 def test_bad_explicit_configuration_raises(options: dict[str, Any]) -> None:

@@ -41,19 +41,6 @@ def only_trace(receiver: LangfuseReceiver) -> TraceView:
 # -- 1. root I/O ----------------------------------------------------------------------------
 
 
-def test_root_input_keys_keep_the_framework_output(langfuse_receiver: LangfuseReceiver) -> None:
-    service = Exported(langfuse_receiver, root_input_keys=("input.value",))
-    with service.tracer.start_as_current_span(
-        "agent", attributes={"input.value": "hello", "output.value": "world"}
-    ):
-        pass
-    service.export_now()
-    shown = only_trace(langfuse_receiver)
-    assert (shown.input, shown.output) == ("hello", "world")  # v4
-    assert (shown.input_v3, shown.output_v3) == ("hello", "world")  # v3
-    service.provider.shutdown()
-
-
 def test_trace_input_and_a_framework_output_both_show(
     service: Exported, langfuse_receiver: LangfuseReceiver
 ) -> None:
@@ -114,25 +101,6 @@ def test_a_service_behind_an_edge_that_does_not_export_gets_a_named_trace(
     assert shown.name == "POST /chat"
     assert (shown.input, shown.output) == ("q", "a")
     assert [root.name for root in shown.roots] == ["POST /chat"]
-
-
-def test_without_app_roots_v4_shows_a_nameless_trace(langfuse_receiver: LangfuseReceiver) -> None:
-    service = Exported(langfuse_receiver, mark_app_roots=False)
-    behind_an_edge(service)
-    shown = only_trace(langfuse_receiver)
-    assert shown.name is None
-    assert shown.roots == []
-    service.provider.shutdown()
-
-
-def test_app_roots_can_be_turned_off_by_environment(
-    langfuse_receiver: LangfuseReceiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setenv("LANGFUSE_OTEL_MARK_APP_ROOTS", "false")
-    service = Exported(langfuse_receiver)
-    behind_an_edge(service)
-    assert only_trace(langfuse_receiver).roots == []
-    service.provider.shutdown()
 
 
 def their_app(service: Exported) -> Any:

@@ -11,7 +11,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 from langfuse_otel_sessions import (
-    ConfigurationError,
     LangfuseSpanExporter,
     session,
 )
@@ -92,17 +91,6 @@ def test_the_exporters_force_flush_and_shutdown_send_what_is_held(pipeline: Pipe
     assert pipeline.exporter.stats.exported_spans == 2
 
 
-def test_holding_can_be_turned_off(langfuse_receiver: LangfuseReceiver) -> None:
-    off = Pipeline(langfuse_receiver, late_session_seconds=0)
-    try:
-        with off.tracer.start_as_current_span("request"):
-            off.tracer.start_span("step").end()
-            off.export_now()
-            assert off.received() == {"step": None}
-    finally:
-        off.provider.shutdown()
-
-
 def test_spans_the_processor_did_not_see_are_not_held(langfuse_receiver: LangfuseReceiver) -> None:
     exporter = LangfuseSpanExporter(
         public_key=langfuse_receiver.public_key,
@@ -163,22 +151,3 @@ def test_past_the_memory_budget_a_span_is_sent_as_it_is(
     assert hold.held_spans == 2
     assert hold.released_early == 1
     assert MEMORY.over_budget == before + 1  # counted (and logged)
-
-
-@pytest.mark.parametrize(
-    ("option", "value"),
-    [
-        ("late_session_seconds", -1),
-        ("late_session_seconds", float("inf")),
-        ("late_session_seconds", "30"),
-    ],
-)
-def test_bad_bounds_are_refused(option: str, value: object) -> None:
-    with pytest.raises(ConfigurationError, match=option):
-        LangfuseSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces", **{option: value})  # type: ignore[arg-type]
-
-
-def test_bounds_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LANGFUSE_OTEL_LATE_SESSION_SECONDS", "2.5")
-    exporter = LangfuseSpanExporter(endpoint="http://127.0.0.1:4318/v1/traces")
-    assert exporter.late_sessions.max_seconds == 2.5

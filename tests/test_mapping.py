@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from langfuse_otel_sessions.export.langfuse_rules import read_io
-from langfuse_otel_sessions.export.mapping import RootMapping, ids_of, is_root, map_spans
+from langfuse_otel_sessions.export.mapping import ids_of, is_root, map_spans
 from langfuse_otel_sessions.traces import TraceIds
 
 
@@ -42,7 +42,7 @@ def server_then_session(tracer: trace.Tracer) -> None:
 def test_every_span_of_a_trace_with_a_known_session_gets_it() -> None:
     spans = finished(server_then_session)
     before = {s.name: dict(s.attributes or {}) for s in spans}
-    mapped, learned = map_spans(spans, RootMapping(), nothing_known)
+    mapped, learned = map_spans(spans, nothing_known)
     result = by_name(mapped)
     for name in ("server", "auth", "llm"):
         assert (result[name].attributes or {})["langfuse.session.id"] == "s1"
@@ -58,9 +58,7 @@ def test_sessions_known_from_elsewhere_complete_a_batch() -> None:
 
     spans = finished(only_server)
     request = spans[0].context.span_id  # type: ignore[union-attr]  # the local root's id
-    mapped, _ = map_spans(
-        spans, RootMapping(), lambda key, _: TraceIds("s9", None) if key == request else None
-    )
+    mapped, _ = map_spans(spans, lambda key, _: TraceIds("s9", None) if key == request else None)
     assert (mapped[0].attributes or {})["langfuse.session.id"] == "s9"
     assert "langfuse.user.id" not in (mapped[0].attributes or {})
 
@@ -70,47 +68,10 @@ def test_a_span_with_its_own_session_key_keeps_it() -> None:
         with tracer.start_as_current_span("root", attributes={"langfuse.session.id": "s1"}):
             tracer.start_span("other", attributes={"session.id": "own"}).end()
 
-    mapped, _ = map_spans(finished(mixed), RootMapping(), nothing_known)
+    mapped, _ = map_spans(finished(mixed), nothing_known)
     other = by_name(mapped)["other"].attributes or {}
     assert other["session.id"] == "own"
     assert "langfuse.session.id" not in other
-
-
-def test_trace_name_rules() -> None:
-    def root(tracer: trace.Tracer) -> None:
-        tracer.start_span("POST /chat", attributes={"app.workflow": "support-bot"}).end()
-
-    spans = finished(root)
-    unchanged, _ = map_spans(spans, RootMapping(), nothing_known)
-    assert "langfuse.trace.name" not in (unchanged[0].attributes or {})
-    from_key, _ = map_spans(spans, RootMapping(trace_name="app.workflow"), nothing_known)
-    assert (from_key[0].attributes or {})["langfuse.trace.name"] == "support-bot"
-    computed, _ = map_spans(
-        spans, RootMapping(trace_name=lambda s: s.name.split()[1]), nothing_known
-    )
-    assert (computed[0].attributes or {})["langfuse.trace.name"] == "/chat"
-    missing, _ = map_spans(spans, RootMapping(trace_name="absent.key"), nothing_known)
-    assert "langfuse.trace.name" not in (missing[0].attributes or {})
-
-
-def test_a_failing_trace_name_callable_is_logged_and_the_span_still_goes(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
-    def explode(span: ReadableSpan) -> str:
-        raise RuntimeError("user bug")
-
-    spans = finished(lambda tracer: tracer.start_span("root").end())
-    mapped, _ = map_spans(spans, RootMapping(trace_name=explode), nothing_known)
-    assert mapped == spans
-    assert "trace_name callable raised" in caplog.text
-
-
-def test_an_explicit_trace_name_wins() -> None:
-    spans = finished(
-        lambda tracer: tracer.start_span("r", attributes={"langfuse.trace.name": "mine"}).end()
-    )
-    mapped, _ = map_spans(spans, RootMapping(trace_name=lambda s: "computed"), nothing_known)
-    assert (mapped[0].attributes or {})["langfuse.trace.name"] == "mine"
 
 
 def shown(span: ReadableSpan) -> tuple[tuple[object, object], tuple[object, object]]:
@@ -127,27 +88,16 @@ def test_trace_io_shows_on_both_server_generations() -> None:
         with tracer.start_as_current_span("root", attributes=attributes):
             tracer.start_span("child", attributes={"langfuse.trace.input": "child-io"}).end()
 
-    mapped, _ = map_spans(finished(root_with_trace_io), RootMapping(), nothing_known)
+    mapped, _ = map_spans(finished(root_with_trace_io), nothing_known)
     root = by_name(mapped)["root"]
     assert shown(root) == (("question", "answer"), ("question", "answer"))
     assert "langfuse.observation.input" not in (by_name(mapped)["child"].attributes or {})
 
 
-def test_trace_io_from_other_attribute_keys() -> None:
-    spans = finished(
-        lambda tracer: tracer.start_span(
-            "agent", attributes={"input.value": "q", "output.value": "a"}
-        ).end()
-    )
-    mapping = RootMapping(input_keys=("input.value",), output_keys=("output.value",))
-    mapped, _ = map_spans(spans, mapping, nothing_known)
-    assert shown(mapped[0]) == (("q", "a"), ("q", "a"))
-
-
 def test_explicit_observation_io_is_not_overwritten() -> None:
     attributes = {"langfuse.trace.input": "trace-level", "langfuse.observation.input": "own"}
     spans = finished(lambda tracer: tracer.start_span("root", attributes=attributes).end())
-    mapped, _ = map_spans(spans, RootMapping(), nothing_known)
+    mapped, _ = map_spans(spans, nothing_known)
     assert (mapped[0].attributes or {})["langfuse.observation.input"] == "own"
 
 
@@ -172,7 +122,7 @@ def test_copies_keep_everything_else_including_dropped_counts() -> None:
 
     spans = finished(noisy, SpanLimits(max_span_attributes=3, max_events=1))
     (original,) = [s for s in spans if s.name == "root"]
-    mapped, _ = map_spans([original], RootMapping(trace_name=lambda s: "named"), nothing_known)
+    mapped, _ = map_spans([original], lambda _key, _span: TraceIds("s", None))
     copy = mapped[0]
     assert copy is not original
     assert copy.dropped_attributes == original.dropped_attributes == 2
@@ -198,5 +148,5 @@ def test_ids_of_follows_langfuse_key_priority() -> None:
 
 def test_mapping_logs_nothing_for_ordinary_spans(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    map_spans(finished(server_then_session), RootMapping(), nothing_known)
+    map_spans(finished(server_then_session), nothing_known)
     assert caplog.records == []

@@ -20,7 +20,7 @@ from langfuse_otel_sessions import SessionSpanProcessor
 from langfuse_otel_sessions._logging import RateLimitedLog
 from langfuse_otel_sessions.export import mapping as mapping_module
 from langfuse_otel_sessions.export.langfuse_rules import read_io
-from langfuse_otel_sessions.export.mapping import RootMapping, map_spans
+from langfuse_otel_sessions.export.mapping import map_spans
 from langfuse_otel_sessions.traces import TraceIds
 
 IS_APP_ROOT = "langfuse.internal.is_app_root"
@@ -57,19 +57,12 @@ def shown(span: ReadableSpan) -> dict[str, tuple[object, object]]:
     return {"v3": (v3.input, v3.output), "v4": (v4.input, v4.output)}
 
 
-def mapped_root(attributes: dict[str, object], mapping: RootMapping | None = None) -> ReadableSpan:
-    (span,) = map_spans([one_root(attributes)], mapping or RootMapping(), nothing_known)[0]
+def mapped_root(attributes: dict[str, object]) -> ReadableSpan:
+    (span,) = map_spans([one_root(attributes)], nothing_known)[0]
     return span
 
 
 # -- 1. adding root I/O never hides I/O ------------------------------------------------------
-
-
-def test_root_input_keys_do_not_erase_the_framework_output() -> None:
-    attributes: dict[str, object] = {"input.value": "hello", "output.value": "world"}
-    assert shown(one_root(attributes)) == {"v3": ("hello", "world"), "v4": ("hello", "world")}
-    span = mapped_root(attributes, RootMapping(input_keys=("input.value",)))
-    assert shown(span) == {"v3": ("hello", "world"), "v4": ("hello", "world")}
 
 
 def test_trace_input_with_a_framework_output_shows_both_on_both_generations() -> None:
@@ -119,15 +112,10 @@ IO_KEYS = (
 @settings(max_examples=300, deadline=None)
 @given(
     attributes=st.dictionaries(st.sampled_from(IO_KEYS), st.sampled_from(["", "a", "b"])),
-    input_keys=st.lists(st.sampled_from(IO_KEYS), max_size=2),
-    output_keys=st.lists(st.sampled_from(IO_KEYS), max_size=2),
 )
-def test_the_mapping_never_hides_a_side_langfuse_showed(
-    attributes: dict[str, object], input_keys: list[str], output_keys: list[str]
-) -> None:
+def test_the_mapping_never_hides_a_side_langfuse_showed(attributes: dict[str, object]) -> None:
     before = shown(one_root(attributes))
-    mapping = RootMapping(input_keys=tuple(input_keys), output_keys=tuple(output_keys))
-    after = shown(mapped_root(attributes, mapping))
+    after = shown(mapped_root(attributes))
     for generation in ("v3", "v4"):
         for side in (0, 1):
             if before[generation][side] not in (None, ""):
@@ -142,7 +130,7 @@ def test_a_non_string_session_id_completes_the_trace_as_langfuse_reads_it() -> N
         with tracer.start_as_current_span("root"):
             tracer.start_span("llm", attributes={"session.id": 42, "user.id": True}).end()
 
-    mapped, learned = map_spans(finished(build), RootMapping(), nothing_known)
+    mapped, learned = map_spans(finished(build), nothing_known)
     root = next(span for span in mapped if span.name == "root")
     assert (root.attributes or {})["langfuse.session.id"] == "42"
     assert (root.attributes or {})["langfuse.user.id"] == "true"
@@ -159,7 +147,7 @@ def test_an_oversized_session_id_is_neither_spread_nor_remembered(
         with tracer.start_as_current_span("root"):
             tracer.start_span("llm", attributes={"session.id": huge}).end()
 
-    mapped, learned = map_spans(finished(build), RootMapping(), nothing_known)
+    mapped, learned = map_spans(finished(build), nothing_known)
     root = next(span for span in mapped if span.name == "root")
     assert "langfuse.session.id" not in (root.attributes or {})
     assert learned == {}
@@ -172,7 +160,7 @@ def test_a_control_character_in_a_learnt_user_id_is_not_spread() -> None:
         with tracer.start_as_current_span("root"):
             tracer.start_span("llm", attributes={"session.id": "s1", "user.id": "u\n1"}).end()
 
-    mapped, learned = map_spans(finished(build), RootMapping(), nothing_known)
+    mapped, learned = map_spans(finished(build), nothing_known)
     assert list(learned.values()) == [TraceIds("s1", None)]
     root = next(span for span in mapped if span.name == "root")
     assert "langfuse.user.id" not in (root.attributes or {})
@@ -188,17 +176,20 @@ def under_remote_parent(tracer: trace.Tracer, context: Context | None = None) ->
 
 
 def test_the_first_span_under_a_remote_parent_becomes_the_app_root() -> None:
-    mapped, _ = map_spans(finished(under_remote_parent), RootMapping(), nothing_known)
+    mapped, _ = map_spans(finished(under_remote_parent), nothing_known)
     attributes = {span.name: dict(span.attributes or {}) for span in mapped}
     assert attributes["POST /chat"][IS_APP_ROOT] is True
     assert IS_APP_ROOT not in attributes["llm"]
 
 
 def test_an_app_root_gets_the_root_additions() -> None:
-    mapping = RootMapping(trace_name=lambda span: "chat")
-    mapped, _ = map_spans(finished(under_remote_parent), mapping, nothing_known)
-    server = next(span for span in mapped if span.name == "POST /chat")
-    assert (server.attributes or {})["langfuse.trace.name"] == "chat"
+    def io_under_remote_parent(tracer: trace.Tracer) -> None:
+        context = trace.set_span_in_context(NonRecordingSpan(REMOTE))
+        attributes = {"langfuse.trace.input": "q", "output.value": "a"}
+        tracer.start_span("POST /chat", context=context, attributes=attributes).end()
+
+    (server,) = map_spans(finished(io_under_remote_parent), nothing_known)[0]
+    assert (server.attributes or {})["langfuse.observation.output"] == "a"
 
 
 def test_true_roots_and_local_children_are_not_marked() -> None:
@@ -206,13 +197,7 @@ def test_true_roots_and_local_children_are_not_marked() -> None:
         with tracer.start_as_current_span("root"):
             tracer.start_span("child").end()
 
-    mapped, _ = map_spans(finished(local), RootMapping(), nothing_known)
-    assert all(IS_APP_ROOT not in (span.attributes or {}) for span in mapped)
-
-
-def test_marking_app_roots_can_be_turned_off() -> None:
-    mapping = RootMapping(mark_app_roots=False)
-    mapped, _ = map_spans(finished(under_remote_parent), mapping, nothing_known)
+    mapped, _ = map_spans(finished(local), nothing_known)
     assert all(IS_APP_ROOT not in (span.attributes or {}) for span in mapped)
 
 
@@ -220,7 +205,7 @@ def test_an_upstream_langfuse_sdk_claim_keeps_the_local_root_from_being_an_app_r
     claim = baggage.set_baggage("langfuse_trace_id", format_trace_id(REMOTE_TRACE_ID).upper())
     processor = SessionSpanProcessor()
     spans = finished(lambda tracer: under_remote_parent(tracer, claim), processor)
-    mapped, _ = map_spans(spans, RootMapping(), nothing_known)
+    mapped, _ = map_spans(spans, nothing_known)
     server = next(span for span in mapped if span.name == "POST /chat")
     assert (server.attributes or {})[IS_APP_ROOT] is False
 
@@ -229,12 +214,12 @@ def test_a_claim_for_another_trace_does_not_count() -> None:
     claim = baggage.set_baggage("langfuse_trace_id", "0" * 32)
     processor = SessionSpanProcessor()
     spans = finished(lambda tracer: under_remote_parent(tracer, claim), processor)
-    mapped, _ = map_spans(spans, RootMapping(), nothing_known)
+    mapped, _ = map_spans(spans, nothing_known)
     server = next(span for span in mapped if span.name == "POST /chat")
     assert (server.attributes or {})[IS_APP_ROOT] is True
 
 
 def test_the_mapping_logs_nothing_for_app_roots(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG)
-    map_spans(finished(under_remote_parent), RootMapping(), nothing_known)
+    map_spans(finished(under_remote_parent), nothing_known)
     assert caplog.records == []

@@ -266,10 +266,8 @@ def test_a_key_is_filled_only_when_every_scope_agreed(
     assert dict(memory.fills()) == expected
 
 
-def test_a_scope_s_trace_name_names_the_root_over_the_exporter_option(
-    langfuse_receiver: LangfuseReceiver,
-) -> None:
-    pipeline = Pipeline(langfuse_receiver, trace_name="http.route")
+def test_a_scope_s_trace_name_names_the_root(langfuse_receiver: LangfuseReceiver) -> None:
+    pipeline = Pipeline(langfuse_receiver)
     try:
         tracer = pipeline.tracer
         server = tracer.start_as_current_span("server", attributes={"http.route": "/chat"})

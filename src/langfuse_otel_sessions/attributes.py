@@ -1,6 +1,6 @@
 """Every span attribute, baggage and environment key the package uses, in one place.
 
-Attribute keys follow what the Langfuse server reads (``docs/langfuse-mapping.md``):
+Attribute keys follow what the Langfuse server reads (``docs/exporter.md``):
 ``langfuse.session.id`` is the first key it looks at for a trace's session.
 """
 
@@ -37,7 +37,7 @@ BAGGAGE_LANGFUSE_PREFIX: Final = "langfuse_"
 #: Marks a trace's app root for Langfuse v4 (read as ``true`` or ``"true"``).
 LANGFUSE_IS_APP_ROOT: Final = "langfuse.internal.is_app_root"
 
-# Trace attributes Langfuse reads from every span (docs/trace-attributes.md).
+# Trace attributes Langfuse reads from every span (docs/sessions.md).
 LANGFUSE_TRACE_TAGS: Final = "langfuse.trace.tags"
 LANGFUSE_TRACE_NAME: Final = "langfuse.trace.name"
 LANGFUSE_ENVIRONMENT: Final = "langfuse.environment"
@@ -74,10 +74,8 @@ ENV_EXTRA_USER_ATTRIBUTES: Final = "LANGFUSE_OTEL_EXTRA_USER_ATTRIBUTES"
 ENV_MAX_ID_LENGTH: Final = "LANGFUSE_OTEL_MAX_ID_LENGTH"
 #: Other conventions' names to stamp the ids on as well (``otel``, ``openinference``, ``gen_ai``).
 ENV_ALSO_EMIT: Final = "LANGFUSE_OTEL_ALSO_EMIT"
-ENV_LATE_SESSION_SECONDS: Final = "LANGFUSE_OTEL_LATE_SESSION_SECONDS"
 #: Where the session/user ids this package writes may be sent (comma-separated hosts, or ``*``).
 ENV_PROPAGATE_SESSION_TO: Final = "LANGFUSE_OTEL_PROPAGATE_SESSION_TO"
-ENV_MARK_APP_ROOTS: Final = "LANGFUSE_OTEL_MARK_APP_ROOTS"
 #: Request (or message) headers the propagator reads the session / user id from (zero code).
 ENV_SESSION_HEADER: Final = "LANGFUSE_OTEL_SESSION_HEADER"
 ENV_USER_HEADER: Final = "LANGFUSE_OTEL_USER_HEADER"

@@ -1,7 +1,7 @@
 """How the span exporter compresses a request body: OpenTelemetry's ``compression`` argument.
 
 ``gzip`` (the default), ``deflate`` (for a Collector) or ``none``, as ``OTLPSpanExporter`` takes
-them. The level is ours, chosen by measurement (``docs/performance.md``): level 2, through Intel's
+them. The level is ours, chosen by measurement (``docs/design.md``): level 2, through Intel's
 ISA-L when the optional ``isal`` package is installed (the ``[fast]`` extra), else through zlib.
 Both send about 15% more bytes than OpenTelemetry's gzip level 9, for a fraction of its CPU.
 """

@@ -24,9 +24,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._logging import RateLimitedLog
-from ..attributes import DEFAULT_MAX_ID_LENGTH, ENV_MARK_APP_ROOTS, ENV_MAX_ID_LENGTH
 from ..boundary.outbound import trace_claims
-from ..environment import env_bool, env_positive_int
 from ..errors import ConfigurationError
 from ..spans.memory import MEMORY, LateSessionHold
 from ..traces import TraceIds
@@ -37,8 +35,7 @@ from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, 
 from .encoder import SpanEncoder
 from .http import HttpClient, Reply
 from .http_headers import header_problem, merged
-from .late_sessions import late_session_seconds as late_session_seconds_option
-from .mapping import RootMapping, TraceName, map_spans
+from .mapping import map_spans
 from .retry import otlp_policy, post_with_retries
 from .span_filter import ExportSpans, keep, span_predicate
 
@@ -46,6 +43,8 @@ __all__ = ["INGESTION_VERSION", "INGESTION_VERSION_HEADER", "ExportStats", "Lang
 
 SDK_NAME = "langfuse-otel-sessions"
 DEFAULT_TIMEOUT_SECONDS = 10.0
+#: How long the ended spans of a running request wait for its session (docs/sessions.md).
+LATE_SESSION_SECONDS = 30.0
 #: After an export got no answer in time, later exports fail at once for the timeout, within
 #: these bounds (so that a flush of many batches takes one timeout, not one per batch).
 MIN_COOL_OFF_SECONDS = 1.0
@@ -103,14 +102,9 @@ class LangfuseSpanExporter(SpanExporter):
     ``collector_auth=True`` (or ``LANGFUSE_OTEL_COLLECTOR_AUTH=true``).
 
     Late sessions: the ended spans of a running local request without a session yet are held
-    until it has one or its local root ends, at most ``late_session_seconds``
-    (``LANGFUSE_OTEL_LATE_SESSION_SECONDS``, 30; 0 turns it off), within the per-request
-    memory's budget (``LANGFUSE_OTEL_REQUEST_MEMORY_BYTES``); ``force_flush``/``shutdown`` send
-    them.
-
-    ``mark_app_roots`` (``LANGFUSE_OTEL_MARK_APP_ROOTS``, default on): mark the first span under
-    a remote parent as the trace's app root, so Langfuse v4 names the trace and shows its I/O
-    (``docs/langfuse-mapping.md`` says when to turn it off).
+    until it has one or its local root ends, at most 30 s, within the per-request memory's
+    budget; ``force_flush``/``shutdown`` send them. The first span under a remote parent is
+    marked the trace's app root, so Langfuse v4 names the trace and shows its I/O.
 
     ``export_spans`` (``LANGFUSE_OTEL_EXPORT_SPANS``): ``"all"`` (default), ``"llm"`` (the
     Langfuse SDK's rule, :mod:`.span_filter`) or a predicate; local roots are always sent.
@@ -131,11 +125,6 @@ class LangfuseSpanExporter(SpanExporter):
         collector_auth: bool | None = None,
         timeout: float | None = None,
         compression: str | Compression | None = None,
-        trace_name: TraceName = None,
-        root_input_keys: Sequence[str] = (),
-        root_output_keys: Sequence[str] = (),
-        late_session_seconds: float | None = None,
-        mark_app_roots: bool | None = None,
         export_spans: ExportSpans = None,
     ) -> None:
         self._keep = span_predicate(export_spans)
@@ -143,16 +132,6 @@ class LangfuseSpanExporter(SpanExporter):
         self._timeout = _timeout(timeout)
         self._compression = body_compression(compression)
         self._encode = SpanEncoder().encode
-        if trace_name is not None and not (isinstance(trace_name, str) or callable(trace_name)):
-            raise ConfigurationError("trace_name must be None, an attribute key or a callable")
-        if mark_app_roots is not None and not isinstance(mark_app_roots, bool):
-            raise ConfigurationError("mark_app_roots must be True, False or None")
-        for name, keys in (
-            ("root_input_keys", root_input_keys),
-            ("root_output_keys", root_output_keys),
-        ):
-            if isinstance(keys, str) or not all(isinstance(key, str) for key in keys):
-                raise ConfigurationError(f"{name} must be a sequence of attribute keys")
         if collector_auth is not None and not isinstance(collector_auth, bool):
             raise ConfigurationError("collector_auth must be True, False or None")
         config = resolve_langfuse_config(public_key, secret_key, base_url)
@@ -171,18 +150,9 @@ class LangfuseSpanExporter(SpanExporter):
             )
         #: Where spans go (userinfo scrubbed).
         self.endpoint = self._route.shown
-        self._mapping = RootMapping(
-            trace_name,
-            tuple(root_input_keys),
-            tuple(root_output_keys),
-            mark_app_roots=(
-                env_bool(ENV_MARK_APP_ROOTS, True) if mark_app_roots is None else mark_app_roots
-            ),
-            max_id_length=env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH),
-        )
-        if self._mapping.mark_app_roots and self._route.problem is None:
+        if self._route.problem is None:
             trace_claims.register(self)  # outgoing requests claim the trace's root upstream
-        self.late_sessions = LateSessionHold(late_session_seconds_option(late_session_seconds))
+        self.late_sessions = LateSessionHold(LATE_SESSION_SECONDS)
         self._log = RateLimitedLog()
         self._abort = threading.Event()
         self._shut_down = False
@@ -252,8 +222,8 @@ class LangfuseSpanExporter(SpanExporter):
         return ids is not None and ids.session_id is not None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Map and send one batch (holding back spans whose session may still come: see
-        :mod:`~langfuse_otel_sessions.export.late_sessions`); returns the result, never raises."""
+        """Map and send one batch (holding back spans whose session may still come); returns
+        the result, never raises."""
         if self._shut_down:
             return self._count(len(spans), None, "the exporter is shut down; nothing was sent")
         if self._transport is None:
@@ -285,7 +255,7 @@ class LangfuseSpanExporter(SpanExporter):
             )
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
-            mapped, learned = map_spans(spans, self._mapping, self._known)
+            mapped, learned = map_spans(spans, self._known)
             self._coverage.count(mapped)
             for key, ids in learned.items():
                 MEMORY.learn(key, ids)

@@ -1,6 +1,6 @@
 """How the Langfuse server reads a span, stated once for the mapping and the testing receiver.
 
-Pure functions over plain attribute mappings (``docs/langfuse-mapping.md`` explains the rules):
+Pure functions over plain attribute mappings (``docs/exporter.md`` explains the rules):
 
 * :func:`langfuse_text`: non-string values are JSON-stringified, empty ones skipped;
 * :func:`session_id_of` / :func:`user_id_of`: the id keys in Langfuse's priority order;

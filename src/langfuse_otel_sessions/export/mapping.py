@@ -1,6 +1,6 @@
 """Pure mapping of finished spans to what Langfuse needs, on copies (spans are never mutated).
 
-The rules (``docs/langfuse-mapping.md``):
+The rules (``docs/exporter.md``):
 
 * Session completeness: every span of a local request whose session (user) is known carries
   ``langfuse.session.id`` (``langfuse.user.id``) — Langfuse aggregates a session's cost and usage
@@ -14,8 +14,8 @@ The rules (``docs/langfuse-mapping.md``):
 * App roots: the first span of this process under a remote parent is marked
   ``langfuse.internal.is_app_root`` (unless already decided), so that Langfuse v4 takes the
   trace's name and input/output from it.
-* Roots (no parent, ``langfuse.internal.as_root`` or an app root): trace name, and root
-  input/output that both Langfuse server generations show — adding one side of the Langfuse
+* Roots (no parent, ``langfuse.internal.as_root`` or an app root): root input/output that
+  both Langfuse server generations show — adding one side of the Langfuse
   I/O keys hides the other, so the mapping adds both sides or neither.
 """
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
-from dataclasses import dataclass
 from types import MappingProxyType
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -61,8 +60,6 @@ __all__ = [
     "TRACE_INPUT",
     "TRACE_NAME",
     "TRACE_OUTPUT",
-    "RootMapping",
-    "TraceName",
     "app_root_additions",
     "ids_of",
     "is_root",
@@ -83,29 +80,8 @@ _READ_KEYS = frozenset(
     | {TRACE_INPUT, TRACE_OUTPUT, OBSERVATION_INPUT, OBSERVATION_OUTPUT}
 )
 
-TraceName = str | Callable[[ReadableSpan], "str | None"] | None
-
 _log = RateLimitedLog()
 _once = RateLimitedLog(interval=float("inf"))
-
-
-@dataclass(frozen=True)
-class RootMapping:
-    """How root spans become traces.
-
-    ``trace_name``: ``None`` keeps Langfuse's default (the root observation's name); a string
-    names the attribute to take the name from; a callable computes it from the root span.
-    ``input_keys``/``output_keys``: attributes to take the root's I/O from when it has no
-    ``langfuse.trace.input/output`` (e.g. OpenInference's ``input.value``/``output.value``).
-    ``mark_app_roots``: mark the first span under a remote parent as the trace's app root.
-    ``max_id_length``: ids longer than this (or not valid ids) are not spread to other spans.
-    """
-
-    trace_name: TraceName = None
-    input_keys: tuple[str, ...] = ()
-    output_keys: tuple[str, ...] = ()
-    mark_app_roots: bool = True
-    max_id_length: int = DEFAULT_MAX_ID_LENGTH
 
 
 class _MappedSpan(ReadableSpan):
@@ -204,18 +180,6 @@ def spreadable_id(value: object, max_length: int, what: str) -> str | None:
     return None
 
 
-def _trace_name(span: ReadableSpan, rule: TraceName) -> object:
-    if rule is None:
-        return None
-    if isinstance(rule, str):
-        return (span.attributes or {}).get(rule)
-    try:
-        return rule(span)
-    except Exception:  # noqa: BLE001 - a user callable must not break the export
-        _log.exception("trace-name", "The trace_name callable raised; the trace keeps its name")
-        return None
-
-
 def app_root_additions(span: ReadableSpan, names: AbstractSet[str]) -> dict[str, object]:
     """``langfuse.internal.is_app_root = true`` for the first span of this process under a
     remote parent, unless something (the span processor, for a trace whose root an upstream
@@ -228,24 +192,22 @@ def app_root_additions(span: ReadableSpan, names: AbstractSet[str]) -> dict[str,
 
 def root_io_additions(
     attributes: Mapping[str, object],
-    mapping: RootMapping,
     scope_name: str = "",
     events: Sequence[tuple[str, Mapping[str, object]]] = (),
     names: AbstractSet[str] | None = None,
 ) -> dict[str, object]:
     """The ``langfuse.observation.input/output`` a root gains so that v4 (which reads the root
-    observation) shows the trace I/O that v3 reads from ``langfuse.trace.input/output`` or that
-    ``mapping.input_keys/output_keys`` name.
+    observation) shows the trace I/O that v3 reads from ``langfuse.trace.input/output``.
 
     Both or neither: once either Langfuse key is on a span, Langfuse reads both sides from
     those keys only, so the side the mapping does not supply is copied from the attribute
     Langfuse would have read it from; when that side was composed (events, several keys), the
     mapping adds nothing rather than hide it. ``names``: the attribute keys, if known.
     """
-    if names is None or mapping.input_keys or mapping.output_keys:
+    if names is None:
         names = set(attributes)
-    supplied_input = _first(attributes, (TRACE_INPUT, *mapping.input_keys), names)
-    supplied_output = _first(attributes, (TRACE_OUTPUT, *mapping.output_keys), names)
+    supplied_input = _first(attributes, (TRACE_INPUT,), names)
+    supplied_output = _first(attributes, (TRACE_OUTPUT,), names)
     if supplied_input is None and supplied_output is None:
         return {}
     has_input = OBSERVATION_INPUT in names and attributes[OBSERVATION_INPUT] is not None
@@ -281,27 +243,17 @@ def root_io_additions(
     return added
 
 
-def root_additions(
-    span: ReadableSpan, mapping: RootMapping, names: AbstractSet[str] | None = None
-) -> dict[str, object]:
-    """The attributes a root span gains: trace name, and root I/O for both server versions.
-    ``names``: the span's attribute keys among those the mapping reads, if known."""
+def root_additions(span: ReadableSpan, names: AbstractSet[str] | None = None) -> dict[str, object]:
+    """The attributes a root span gains: root I/O for both server versions. ``names``: the
+    span's attribute keys among those the mapping reads, if known."""
     attributes = span.attributes or {}
-    if names is None:
-        names = set(attributes)
-    added: dict[str, object] = {}
-    name = _trace_name(span, mapping.trace_name)
-    if isinstance(name, str) and name and TRACE_NAME not in names:
-        added[TRACE_NAME] = name
     scope = span.instrumentation_scope
     events = [(event.name, event.attributes or {}) for event in span.events]
-    added.update(root_io_additions(attributes, mapping, scope.name if scope else "", events, names))
-    return added
+    return root_io_additions(attributes, scope.name if scope else "", events, names)
 
 
 def map_spans(
     spans: Sequence[ReadableSpan],
-    mapping: RootMapping,
     known: Callable[[int, ReadableSpan], TraceIds | None],
 ) -> tuple[list[ReadableSpan], dict[int, TraceIds]]:
     """Map a batch. Returns the spans to send (copies where something changed, the originals
@@ -326,12 +278,10 @@ def map_spans(
                 learned,
                 mixed,
                 key,
-                spreadable_id(session_id, mapping.max_id_length, "session"),
-                spreadable_id(user_id, mapping.max_id_length, "user"),
+                spreadable_id(session_id, DEFAULT_MAX_ID_LENGTH, "session"),
+                spreadable_id(user_id, DEFAULT_MAX_ID_LENGTH, "user"),
             )
     result: list[ReadableSpan] = []
-    may_add = bool(mapping.trace_name or mapping.input_keys or mapping.output_keys)
-    mark_app_roots = mapping.mark_app_roots
     for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
         added: dict[str, object] = {}
         request = MEMORY.of(span.context.span_id if span.context is not None else None)
@@ -345,16 +295,16 @@ def map_spans(
                     None if user_id is not None else known_ids.user_id,
                 )
         parent = span.parent
-        if mark_app_roots and parent is not None and parent.is_remote and IS_APP_ROOT not in names:
+        if parent is not None and parent.is_remote and IS_APP_ROOT not in names:
             added[IS_APP_ROOT] = True  # app_root_additions, inlined on the per-span path
         trace_io = TRACE_INPUT in names or TRACE_OUTPUT in names
-        if (may_add or trace_io) and (
+        if trace_io and (
             span.parent is None
             or (AS_ROOT in names and is_true(attributes[AS_ROOT]))
             or is_true(added.get(IS_APP_ROOT))
             or (IS_APP_ROOT in names and is_true(attributes[IS_APP_ROOT]))
         ):
-            added.update(root_additions(span, mapping, names))
+            added.update(root_additions(span, names))
         elif trace_io:
             _once.warning(
                 "trace-io-below-root",

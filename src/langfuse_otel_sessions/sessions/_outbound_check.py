@@ -28,7 +28,7 @@ NO_OUTBOUND_POLICY = (
     "Use configure(), or call install_baggage_guard() after building the processor and after "
     "your own propagate.set_global_textmap(...), or use "
     "OTEL_PROPAGATORS=tracecontext,langfuse_baggage. "
-    "See docs/outbound-propagation.md."
+    "See docs/trust-boundary.md."
 )
 
 _lock = threading.Lock()

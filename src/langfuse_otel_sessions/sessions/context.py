@@ -175,7 +175,7 @@ def session(
     comes from ``tracer_provider`` (default: the global one).
 
     ``tags``, ``metadata``, ``environment``, ``release``, ``version`` and ``trace_name`` are
-    stamped on every span too (``docs/trace-attributes.md``); nested scopes merge: tags add up,
+    stamped on every span too (``docs/sessions.md``); nested scopes merge: tags add up,
     metadata keys override, the rest innermost wins. ``trace_name`` also names the
     ``new_trace`` root span (default ``"session"``).
 

@@ -1,7 +1,7 @@
 """What this package notes about baggage entries, in the OpenTelemetry context beside them.
 
 * The entries it wrote itself (:func:`with_own_entries`): the outbound policy sends them only to
-  destinations the user opted in (``docs/outbound-propagation.md``); elsewhere the app's own
+  destinations the user opted in (``docs/trust-boundary.md``); elsewhere the app's own
   value that such an entry covered (:func:`app_entries_beneath`) goes out instead, as if the
   package had written nothing.
 * The remote session/user entries the trust boundary withheld from a request's baggage

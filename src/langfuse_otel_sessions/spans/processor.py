@@ -104,7 +104,7 @@ class SessionSpanProcessor(SpanProcessor):
       (``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, false);
     * ``propagate_session_to``: hosts that outgoing requests may carry the session/user ids
       to, for the guard ``configure()`` installs (``LANGFUSE_OTEL_PROPAGATE_SESSION_TO``; see
-      ``docs/outbound-propagation.md``).
+      ``docs/trust-boundary.md``).
 
     The constructor changes no global state: ``configure()`` and the zero-code hook install
     the :class:`~langfuse_otel_sessions.BaggageGuard`; with a processor built by hand, call

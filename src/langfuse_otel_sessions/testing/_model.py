@@ -1,5 +1,5 @@
 """What Langfuse shows for the spans it received: traces and sessions, by its own rules
-(``docs/langfuse-mapping.md``), with the rules themselves in :mod:`..langfuse_rules`.
+(``docs/exporter.md``), with the rules themselves in :mod:`..langfuse_rules`.
 
 * ids: key priority per span, non-strings JSON-stringified, the last non-empty value written
   wins; two different values written in one request are reported as ambiguous (v4 may show

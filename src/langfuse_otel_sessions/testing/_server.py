@@ -2,7 +2,7 @@
 
 Routes, auth, content types, compression, the ingestion version header and the answers follow
 Langfuse's public API. Faults can be scripted per route; requests are recorded; queries give
-the traces and sessions Langfuse would show (``docs/langfuse-mapping.md`` has the rules).
+the traces and sessions Langfuse would show (``docs/exporter.md`` has the rules).
 """
 
 from __future__ import annotations
