@@ -104,14 +104,15 @@ def serve_asgi(app: Any) -> Iterator[str]:
 
 
 def run_command(argv: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> str:
-    """Run ``argv`` in a clean environment (PATH plus ``env``); fail the test with its stderr
-    unless it succeeds; return its stdout."""
+    """Run ``argv`` in a clean environment (PATH, PYTHONPATH — the tree under test — plus
+    ``env``); fail the test with its stderr unless it succeeds; return its stdout."""
     import os
     import subprocess
 
+    kept = {name: os.environ[name] for name in ("PATH", "PYTHONPATH") if name in os.environ}
     result = subprocess.run(
         argv,
-        env={"PATH": os.environ.get("PATH", ""), **(env or {})},
+        env={**kept, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,
