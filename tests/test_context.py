@@ -139,14 +139,6 @@ def test_non_string_ids_are_a_type_error() -> None:
         session(123)  # type: ignore[arg-type]
 
 
-def test_max_id_length_follows_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LANGFUSE_OTEL_MAX_ID_LENGTH", "10")
-    with pytest.raises(InvalidIdError):
-        session("x" * 11)
-    with session("x" * 10):
-        assert current_session_id() == "x" * 10
-
-
 def test_scope_writes_the_langfuse_sdk_key_and_overrides_other_session_keys() -> None:
     token = context.attach(baggage.set_baggage("session.id", "stale"))
     try:

@@ -23,8 +23,8 @@ from langfuse_otel_sessions import (
     install_baggage_guard,
     session,
 )
+from langfuse_otel_sessions.baggage_keys import guarded_keys, known_keys, member_key
 from langfuse_otel_sessions.environment import env_reader
-from langfuse_otel_sessions.keys import guarded_keys, known_keys, member_key
 
 from .conftest import Traced, make_traced
 
@@ -176,8 +176,6 @@ def test_the_cached_keys_follow_every_change_of_the_environment(
     assert "thread_id" in guarded_keys()
     monkeypatch.setenv("LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE", "true")
     assert known_keys().reader.trust_remote
-    monkeypatch.setenv("LANGFUSE_OTEL_MAX_ID_LENGTH", "17")
-    assert known_keys().reader.max_id_length == 17
     monkeypatch.delenv("LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS")
     assert "thread_id" not in known_keys().session
     assert "thread_id" not in guarded_keys()

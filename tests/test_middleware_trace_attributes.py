@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from opentelemetry.trace import SpanKind
 
 from langfuse_otel_sessions import ASGISessionMiddleware, ConfigurationError, WSGISessionMiddleware
-from langfuse_otel_sessions.keys import member_key
+from langfuse_otel_sessions.baggage_keys import member_key
 from langfuse_otel_sessions.testing import LangfuseReceiver
 
 from .conftest import make_traced

@@ -25,13 +25,11 @@ from opentelemetry.propagators import textmap
 from .._logging import RateLimitedLog
 from ..attributes import (
     DEFAULT_MAX_ID_LENGTH,
-    ENV_MAX_ID_LENGTH,
     ENV_SESSION_HEADER,
     ENV_USER_HEADER,
 )
-from ..environment import env_positive_int
+from ..baggage_keys import known_keys
 from ..ids import id_problem
-from ..keys import known_keys
 from ..sessions.context import scoped_context
 from .web_input import from_wsgi
 
@@ -63,7 +61,7 @@ def _read(
         return None
     if isinstance(value, str) and isinstance(carrier, Mapping) and _WSGI_MARKER in carrier:
         value = from_wsgi(value)  # WSGI hands the header's bytes as latin-1 text
-    problem = id_problem(value, env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH))
+    problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
     if problem is None:
         return value
     _log.warning(

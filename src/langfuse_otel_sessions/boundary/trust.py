@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from opentelemetry import baggage
 from opentelemetry.context import Context, get_value
 
-from ..keys import IdKeys
-from ..sessions.entry_marks import OWN_ENTRIES
+from ..baggage_keys import IdKeys
+from ..sessions.context_slots import OWN_ENTRIES
 from .propagator import BaggageGuard, decided_entries
 
 _distrusting: weakref.WeakSet[object] = weakref.WeakSet()

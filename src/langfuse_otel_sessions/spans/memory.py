@@ -34,11 +34,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from .._logging import RateLimitedLog
 from ..attributes import LANGFUSE_SESSION_ID, LANGFUSE_TRACE_TAGS, LANGFUSE_USER_ID
+from ..baggage_keys import IdKeys
 from ..environment import env_positive_int
-from ..keys import IdKeys
-from ..sessions.generated import GeneratedIds
+from ..ids import TraceIds
+from ..sessions.context_slots import GeneratedIds
 from ..sessions.trace_attributes import Stamps
-from ..traces import TraceIds
 
 ENV_REQUEST_MEMORY_BYTES = "LANGFUSE_OTEL_REQUEST_MEMORY_BYTES"
 DEFAULT_REQUEST_MEMORY_BYTES = 64 * 1024 * 1024

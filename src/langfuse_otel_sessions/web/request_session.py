@@ -23,20 +23,18 @@ from ..attributes import (
     BAGGAGE_METADATA_PREFIX,
     BAGGAGE_TRACE_ATTRIBUTES,
     DEFAULT_MAX_ID_LENGTH,
-    ENV_MAX_ID_LENGTH,
     ENV_TRUST_REMOTE_BAGGAGE,
     LANGFUSE_TRACE_TAGS,
 )
+from ..baggage_keys import KnownKeys, known_keys, member_key, member_value, split_members
 from ..boundary.header_ids import header_entries
 from ..boundary.trust import distrust_remote
 from ..boundary.web_input import cookie_values
-from ..environment import env_bool, env_positive_int
+from ..environment import env_bool
 from ..errors import ConfigurationError
-from ..ids import id_problem, new_session_id
-from ..keys import KnownKeys, known_keys, member_key, member_value, split_members
+from ..ids import TraceIds, id_problem, new_session_id
 from ..sessions.context import scoped_context
-from ..sessions.entry_marks import withheld_remote_entries, without_withheld
-from ..sessions.generated import GeneratedIds
+from ..sessions.context_slots import GeneratedIds, withheld_remote_entries, without_withheld
 from ..sessions.trace_attributes import (
     ARGUMENTS,
     Stamps,
@@ -46,7 +44,6 @@ from ..sessions.trace_attributes import (
     stamps_of,
 )
 from ..spans.memory import MEMORY
-from ..traces import TraceIds
 
 DEFAULT_SESSION_HEADER = "X-Session-Id"
 DEFAULT_SESSION_COOKIE = "lf_session_id"
@@ -138,7 +135,7 @@ class RequestSessions:
         )
         if not self.trust_remote_baggage:
             distrust_remote(self)  # the sampler then lets no caller's input decide
-        self.max_id_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
+        self.max_id_length = DEFAULT_MAX_ID_LENGTH
         # Only what a source names is parsed: no cookie source, no cookie parsing at all.
         self._cookie_names = tuple(c for c in (session.cookie, user.cookie) if c is not None)
         #: The request headers a source reads (lower-case): only these are decoded.
@@ -226,7 +223,7 @@ class RequestSessions:
     def carried_entries(self, facts: Facts) -> dict[str, str]:
         """The session/user entries this request's context is to carry, key -> value: the ids
         decided here, under every key the configured processors read (see
-        :func:`~langfuse_otel_sessions.keys.known_keys`), and — where nothing was decided — the
+        :func:`known_keys`), and — where nothing was decided — the
         ones the process set itself before this middleware (not brought by the request); then
         the trace attributes decided here, their tags added to those the request inherits."""
         current, ids, incoming_baggage, known, borne = facts

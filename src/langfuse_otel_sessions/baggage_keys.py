@@ -30,14 +30,13 @@ from .attributes import (
     DEFAULT_MAX_ID_LENGTH,
     DEFAULT_SESSION_BAGGAGE_KEYS,
     DEFAULT_USER_BAGGAGE_KEYS,
-    ENV_MAX_ID_LENGTH,
     ENV_SESSION_BAGGAGE_KEYS,
     ENV_TRUST_REMOTE_BAGGAGE,
     ENV_USER_BAGGAGE_KEYS,
     LANGFUSE_SESSION_ID,
     LANGFUSE_USER_ID,
 )
-from .environment import env_bool, env_keys, env_positive_int, env_reader
+from .environment import env_bool, env_keys, env_reader
 
 
 @dataclass(frozen=True)
@@ -134,7 +133,7 @@ class KnownKeys:
 #: The variables :func:`known_keys` / :func:`guarded_keys` depend on, read for their cache
 #: checks (several times a request: see benchmarks/middleware.py).
 _known_keys_variables = env_reader(
-    ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS, ENV_MAX_ID_LENGTH, ENV_TRUST_REMOTE_BAGGAGE
+    ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS, ENV_TRUST_REMOTE_BAGGAGE
 )
 _guarded_keys_variables = env_reader(ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS)
 
@@ -171,7 +170,6 @@ def environment_keys() -> IdKeys:
     return IdKeys(
         session=env_keys(ENV_SESSION_BAGGAGE_KEYS, DEFAULT_SESSION_BAGGAGE_KEYS),
         user=env_keys(ENV_USER_BAGGAGE_KEYS, DEFAULT_USER_BAGGAGE_KEYS),
-        max_id_length=env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH),
         trust_remote=env_bool(ENV_TRUST_REMOTE_BAGGAGE, False),
     )
 
