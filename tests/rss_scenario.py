@@ -14,6 +14,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 from langfuse_otel_sessions import LangfuseSpanExporter, SessionSpanProcessor
+from langfuse_otel_sessions.spans.memory import MEMORY
 
 
 class Accepting(BaseHTTPRequestHandler):
@@ -33,7 +34,8 @@ def rss() -> int:
     return int(line.split()[1]) * 1024
 
 
-def main(requests: int) -> None:
+def main(requests: int, budget: int) -> None:
+    MEMORY.budget = budget
     server = ThreadingHTTPServer(("127.0.0.1", 0), Accepting)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     url = f"http://127.0.0.1:{server.server_address[1]}/v1/traces"
@@ -57,4 +59,4 @@ def main(requests: int) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]))
+    main(int(sys.argv[1]), int(sys.argv[2]))

@@ -139,6 +139,13 @@ def test_non_string_ids_are_a_type_error() -> None:
         session(123)  # type: ignore[arg-type]
 
 
+def test_ids_are_limited_to_langfuses_200_characters() -> None:
+    with pytest.raises(InvalidIdError):
+        session("x" * 201)
+    with session("x" * 200):
+        assert current_session_id() == "x" * 200
+
+
 def test_scope_writes_the_langfuse_sdk_key_and_overrides_other_session_keys() -> None:
     token = context.attach(baggage.set_baggage("session.id", "stale"))
     try:

@@ -48,7 +48,7 @@ SETUPS = ["no-guard", "guard", "langfuse_baggage", "both"]
 # A processor with a custom key, that stamps the session on an extra attribute too.
 OPTIONS: dict[str, Any] = {
     "session_keys": ("langfuse.session.id", "session.id", "langfuse_session_id", "conversation_id"),
-    "extra_session_attributes": ("session.id",),
+    "also_emit": "openinference",
 }
 
 

@@ -39,8 +39,7 @@ CUSTOM = {"session_keys": ("conversation_id",), "user_keys": ("account",)}
 EVERYTHING = {
     "session_keys": ("langfuse.session.id", "session.id", "langfuse_session_id", "conversation_id"),
     "user_keys": ("langfuse.user.id", "user.id", "langfuse_user_id", "account"),
-    "extra_session_attributes": ("session.id",),
-    "extra_user_attributes": ("user.id",),
+    "also_emit": "openinference",
 }
 VICTIM = "victim"
 StartResponse = Callable[..., Any]

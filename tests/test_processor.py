@@ -73,19 +73,6 @@ def test_an_attribute_the_span_starts_with_wins_over_baggage(
     assert attrs["langfuse.user.id"] == "u-explicit"
 
 
-def test_extra_attribute_keys_are_stamped_too() -> None:
-    traced = make_traced(
-        extra_session_attributes=("session.id", "gen_ai.conversation.id"),
-        extra_user_attributes=["user.id"],
-    )
-    with session("s", user_id="u"):
-        traced.tracer.start_span("op").end()
-    attrs = traced.span("op").attributes or {}
-    assert attrs["langfuse.session.id"] == attrs["session.id"] == "s"
-    assert attrs["gen_ai.conversation.id"] == "s"
-    assert attrs["langfuse.user.id"] == attrs["user.id"] == "u"
-
-
 def test_custom_baggage_keys() -> None:
     traced = make_traced(session_keys=["conversation"], user_keys=("account",))
     ctx = _with_baggage(conversation="conv-1", account="acct-1", langfuse_session_id="ignored")
@@ -117,12 +104,9 @@ def test_invalid_ids_are_skipped_with_a_warning_and_never_raise(
     assert "injected" not in caplog.text  # a hostile value is described, never echoed
 
 
-def test_exactly_200_characters_is_accepted_and_the_limit_is_configurable(traced: Traced) -> None:
+def test_exactly_200_characters_is_accepted(traced: Traced) -> None:
     traced.tracer.start_span("op", context=_with_baggage(langfuse_session_id="x" * 200)).end()
     assert traced.session_of("op") == "x" * 200
-    short = make_traced(max_id_length=5)
-    short.tracer.start_span("op", context=_with_baggage(langfuse_session_id="x" * 6)).end()
-    assert short.session_of("op") is None
 
 
 def test_repeated_invalid_ids_warn_once_per_interval(
@@ -235,9 +219,7 @@ def test_the_request_memory_stays_within_its_budget_after_100000_unended_request
     [
         ("session_keys", "langfuse.session.id"),  # a string, not a sequence of them
         ("session_keys", ["", "x"]),
-        ("extra_user_attributes", [1]),
-        ("max_id_length", 0),
-        ("max_id_length", True),
+        ("user_keys", [1]),
     ],
 )
 def test_bad_explicit_options_raise_a_configuration_error(option: str, value: object) -> None:
@@ -250,14 +232,6 @@ def test_bad_explicit_options_raise_a_configuration_error(option: str, value: ob
     [
         ("LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS", "a, b", "session_keys", ("a", "b")),
         ("LANGFUSE_OTEL_USER_BAGGAGE_KEYS", "acct", "user_keys", ("acct",)),
-        (
-            "LANGFUSE_OTEL_EXTRA_SESSION_ATTRIBUTES",
-            "session.id",
-            "extra_session_attributes",
-            ("session.id",),
-        ),
-        ("LANGFUSE_OTEL_EXTRA_USER_ATTRIBUTES", "user.id", "extra_user_attributes", ("user.id",)),
-        ("LANGFUSE_OTEL_MAX_ID_LENGTH", "64", "max_id_length", 64),
         ("LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE", "TRUE", "trust_remote_baggage", True),
     ],
 )
@@ -269,18 +243,16 @@ def test_environment_variables_configure_the_processor(
 
 
 def test_explicit_arguments_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LANGFUSE_OTEL_MAX_ID_LENGTH", "64")
+    monkeypatch.setenv("LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS", "a")
     monkeypatch.setenv("LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE", "true")
-    processor = SessionSpanProcessor(max_id_length=10, trust_remote_baggage=False)
-    assert processor.max_id_length == 10
+    processor = SessionSpanProcessor(session_keys=["b"], trust_remote_baggage=False)
+    assert processor.session_keys == ("b",)
     assert processor.trust_remote_baggage is False
 
 
 @pytest.mark.parametrize(
     ("variable", "value", "attribute", "default"),
     [
-        ("LANGFUSE_OTEL_MAX_ID_LENGTH", "lots", "max_id_length", 200),
-        ("LANGFUSE_OTEL_MAX_ID_LENGTH", "-3", "max_id_length", 200),
         ("LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE", "maybe", "trust_remote_baggage", False),
     ],
 )

@@ -16,9 +16,8 @@ def test_running_requests_with_large_prompts_stay_within_the_memory_budget() -> 
     # 300 running requests without a session, 5 spans of 128 KiB each: 190 MiB if all held.
     env = {
         **os.environ,
-        "LANGFUSE_OTEL_REQUEST_MEMORY_BYTES": str(BUDGET),
         "MALLOC_MMAP_THRESHOLD_": "65536",  # freed prompts go back to the system at once
     }
     script = str(Path(__file__).with_name("rss_scenario.py"))
-    grown = int(run_command([sys.executable, script, "300"], env).split()[0])
+    grown = int(run_command([sys.executable, script, "300", str(BUDGET)], env).split()[0])
     assert grown < BUDGET + 8 * 1024 * 1024, grown

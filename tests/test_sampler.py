@@ -147,7 +147,8 @@ from opentelemetry.sdk.trace import TracerProvider
 from langfuse_otel_sessions import SessionSampler, SessionSpanProcessor, session
 
 processor = SessionSpanProcessor()
-sampler = SessionSampler(0.1, processor=processor)
+sampler = SessionSampler(0.1)
+sampler.read_like(processor)
 tracer = TracerProvider(sampler=sampler).get_tracer("app")
 for i in range(int(sys.argv[1])):
     with session(f"conversation-{i}"):
@@ -276,8 +277,9 @@ def test_allow_rules_keep_listed_sessions_and_users_whatever_the_ratio() -> None
             0.0,
             fallback=ALWAYS_OFF,
             always_keep_sessions={"qa-session"},
-            always_keep_users=["tester@example.com"],
-            always_keep=lambda session_id, user_id: (session_id or "").startswith("internal-"),
+            always_keep=lambda session_id, user_id: (
+                (session_id or "").startswith("internal-") or user_id == "tester@example.com"
+            ),
         )
     )
     for session_id, user_id in [
@@ -295,11 +297,9 @@ def test_allow_rules_keep_listed_sessions_and_users_whatever_the_ratio() -> None
 
 def test_allow_lists_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LANGFUSE_OTEL_SAMPLER_KEEP_SESSIONS", "qa-1, qa-2")
-    monkeypatch.setenv("LANGFUSE_OTEL_SAMPLER_KEEP_USERS", "tester")
     sampler = SessionSampler(0.0)
     assert sampler.always_keep_sessions == {"qa-1", "qa-2"}
-    assert sampler.always_keep_users == {"tester"}
-    assert SessionSampler(0.0, always_keep_users=()).always_keep_users == frozenset()
+    assert SessionSampler(0.0, always_keep_sessions=()).always_keep_sessions == frozenset()
 
 
 def test_a_raising_allow_rule_never_reaches_the_app(caplog: pytest.LogCaptureFixture) -> None:
@@ -333,7 +333,7 @@ def test_a_session_given_as_an_attribute_at_start_wins_over_baggage() -> None:
         {"ratio": True},
         {"ratio": "0.1"},
         {"fallback": "on"},
-        {"always_keep_users": "alice"},
+        {"always_keep_sessions": "alice"},
         {"always_keep_sessions": [""]},
         {"always_keep": 3},
     ],

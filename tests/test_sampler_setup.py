@@ -157,7 +157,11 @@ def test_configure_refuses_a_sampler_that_is_not_one() -> None:
 
 def test_session_scope_and_sampler_work_together_under_configure() -> None:
     provider, memory = _memory_provider()
-    configure(provider, export=False, sampler=SessionSampler(0.0, always_keep_users={"qa"}))
+    configure(
+        provider,
+        export=False,
+        sampler=SessionSampler(0.0, always_keep=lambda _, user_id: user_id == "qa"),
+    )
     tracer = provider.get_tracer("t")
     with session("customer"), tracer.start_as_current_span("customer turn"):
         pass

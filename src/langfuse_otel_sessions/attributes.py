@@ -69,9 +69,6 @@ DEFAULT_USER_BAGGAGE_KEYS: Final = (LANGFUSE_USER_ID, USER_ID, BAGGAGE_LANGFUSE_
 ENV_TRUST_REMOTE_BAGGAGE: Final = "LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE"
 ENV_SESSION_BAGGAGE_KEYS: Final = "LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS"
 ENV_USER_BAGGAGE_KEYS: Final = "LANGFUSE_OTEL_USER_BAGGAGE_KEYS"
-ENV_EXTRA_SESSION_ATTRIBUTES: Final = "LANGFUSE_OTEL_EXTRA_SESSION_ATTRIBUTES"
-ENV_EXTRA_USER_ATTRIBUTES: Final = "LANGFUSE_OTEL_EXTRA_USER_ATTRIBUTES"
-ENV_MAX_ID_LENGTH: Final = "LANGFUSE_OTEL_MAX_ID_LENGTH"
 #: Other conventions' names to stamp the ids on as well (``otel``, ``openinference``, ``gen_ai``).
 ENV_ALSO_EMIT: Final = "LANGFUSE_OTEL_ALSO_EMIT"
 #: Where the session/user ids this package writes may be sent (comma-separated hosts, or ``*``).
@@ -90,9 +87,7 @@ ENV_COLLECTOR_AUTH: Final = "LANGFUSE_OTEL_COLLECTOR_AUTH"
 # Sampling: the entry point name (OTEL_TRACES_SAMPLER=langfuse_session) and the allow lists.
 SAMPLER_ENTRY_POINT: Final = "langfuse_session"
 ENV_SAMPLER_KEEP_SESSIONS: Final = "LANGFUSE_OTEL_SAMPLER_KEEP_SESSIONS"
-ENV_SAMPLER_KEEP_USERS: Final = "LANGFUSE_OTEL_SAMPLER_KEEP_USERS"
 #: ``false`` sends session scores for sessions the sampler dropped too.
-ENV_SCORES_FOLLOW_SAMPLING: Final = "LANGFUSE_OTEL_SCORES_FOLLOW_SAMPLING"
 
 # Span events a score adds to the current span: ours, and the OpenTelemetry GenAI evaluation
 # event (semantic-conventions-genai, development status) that other backends recognise.

@@ -27,7 +27,6 @@ from .attributes import (
     BAGGAGE_LANGFUSE_TRACE_ID,
     BAGGAGE_LANGFUSE_USER_ID,
     BAGGAGE_TRACE_ATTRIBUTES,
-    DEFAULT_MAX_ID_LENGTH,
     DEFAULT_SESSION_BAGGAGE_KEYS,
     DEFAULT_USER_BAGGAGE_KEYS,
     ENV_SESSION_BAGGAGE_KEYS,
@@ -54,7 +53,6 @@ class IdKeys:
     session_attributes: tuple[str, ...] = (LANGFUSE_SESSION_ID,)
     user_attributes: tuple[str, ...] = (LANGFUSE_USER_ID,)
     given_session_attributes: tuple[str, ...] = ()
-    max_id_length: int = DEFAULT_MAX_ID_LENGTH
     trust_remote: bool = False
 
     @property

@@ -186,10 +186,9 @@ def session(
     invalid trace attribute and ``TypeError`` for a value that is neither a
     :class:`Session` nor a string.
     """
-    max_length = DEFAULT_MAX_ID_LENGTH
-    session_id = check_id(Session.get_id(session_or_id), max_length)
+    session_id = check_id(Session.get_id(session_or_id), DEFAULT_MAX_ID_LENGTH)
     if user_id is not None:
-        user_id = check_id(user_id, max_length, "user id")
+        user_id = check_id(user_id, DEFAULT_MAX_ID_LENGTH, "user id")
     if trace_name is not None and (not isinstance(trace_name, str) or not trace_name):
         raise TypeError("trace_name must be a non-empty string")
     attributes = baggage_entries(
@@ -205,12 +204,12 @@ def session(
     return SessionScope(session_id, user_id, root, attributes, generated=generated)
 
 
-def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...], limit: int) -> str | None:
+def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...]) -> str | None:
     """What the first present key holds, if it is a valid id (as the processor reads it)."""
     for key in keys:
         value = entries.get(key)
         if value is not None:
-            if isinstance(value, str) and id_problem(value, limit) is None:
+            if isinstance(value, str) and id_problem(value, DEFAULT_MAX_ID_LENGTH) is None:
                 return value
             return None
     return None
@@ -219,8 +218,8 @@ def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...], limit: in
 def ids_of(entries: Mapping[str, object], reader: IdKeys) -> tuple[str | None, str | None]:
     """The session and user id ``reader`` takes from baggage ``entries``."""
     return (
-        _first_valid(entries, reader.session, reader.max_id_length),
-        _first_valid(entries, reader.user, reader.max_id_length),
+        _first_valid(entries, reader.session),
+        _first_valid(entries, reader.user),
     )
 
 

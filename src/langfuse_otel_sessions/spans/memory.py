@@ -13,7 +13,7 @@ Keyed by local request, never by trace id: a request that joins a trace with a f
 ``traceparent`` shares nothing with the other requests of that trace. A map of our own, keyed by
 span id, finds a span's request; nothing is stored on OpenTelemetry's objects.
 
-One budget (``LANGFUSE_OTEL_REQUEST_MEMORY_BYTES``, 64 MiB) counts all of it: per request and per
+One budget (:data:`REQUEST_MEMORY_BYTES`, 64 MiB) counts all of it: per request and per
 span an estimate, the remembered trace attributes (at most 16 KiB a request) and the held spans'
 attributes and events (``sys.getsizeof``: the bytes the strings really take, for any text). An
 ended span or request stays known :data:`LINGER_SECONDS` (its batches are exported later).
@@ -35,13 +35,11 @@ from opentelemetry.sdk.trace import ReadableSpan
 from .._logging import RateLimitedLog
 from ..attributes import LANGFUSE_SESSION_ID, LANGFUSE_TRACE_TAGS, LANGFUSE_USER_ID
 from ..baggage_keys import IdKeys
-from ..environment import env_positive_int
 from ..ids import TraceIds
 from ..sessions.context_slots import GeneratedIds
 from ..sessions.trace_attributes import Stamps
 
-ENV_REQUEST_MEMORY_BYTES = "LANGFUSE_OTEL_REQUEST_MEMORY_BYTES"
-DEFAULT_REQUEST_MEMORY_BYTES = 64 * 1024 * 1024
+REQUEST_MEMORY_BYTES = 64 * 1024 * 1024
 #: The most one request remembers of trace attributes (keys and values, as stored).
 MAX_REQUEST_ATTRIBUTE_BYTES = 16 * 1024
 #: How long an ended request stays known to spans exported after its root.
@@ -296,12 +294,7 @@ class RequestMemory:
 
     def over(self, what: str) -> None:
         """:meth:`refuse`, for the budget."""
-        self.refuse(
-            "The per-request memory is at its budget of %d bytes (%s): %s",
-            self.budget,
-            ENV_REQUEST_MEMORY_BYTES,
-            what,
-        )
+        self.refuse("The per-request memory is at its budget of %d bytes: %s", self.budget, what)
 
     def _forget(self, now: float | None, *, running: bool = True) -> None:
         """Forget the ended spans and requests past their linger (``now``); or, over the
@@ -352,7 +345,7 @@ class RequestMemory:
             self._bytes = 0
 
 
-MEMORY = RequestMemory(env_positive_int(ENV_REQUEST_MEMORY_BYTES, DEFAULT_REQUEST_MEMORY_BYTES))
+MEMORY = RequestMemory(REQUEST_MEMORY_BYTES)
 
 
 def request_keys(spans: Sequence[ReadableSpan]) -> list[int]:

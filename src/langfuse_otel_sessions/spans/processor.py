@@ -27,9 +27,6 @@ from ..attributes import (
     DEFAULT_MAX_ID_LENGTH,
     DEFAULT_SESSION_BAGGAGE_KEYS,
     DEFAULT_USER_BAGGAGE_KEYS,
-    ENV_EXTRA_SESSION_ATTRIBUTES,
-    ENV_EXTRA_USER_ATTRIBUTES,
-    ENV_MAX_ID_LENGTH,
     ENV_SESSION_BAGGAGE_KEYS,
     ENV_TRUST_REMOTE_BAGGAGE,
     ENV_USER_BAGGAGE_KEYS,
@@ -43,7 +40,7 @@ from ..attributes import (
 )
 from ..baggage_keys import IdKeys, register_reader
 from ..boundary.outbound import resolve_outbound_policy
-from ..environment import env_bool, env_keys, env_positive_int
+from ..environment import env_bool, env_keys
 from ..errors import ConfigurationError
 from ..ids import TraceIds, id_problem
 from ..sessions._processor_check import note_processor
@@ -96,13 +93,10 @@ class SessionSpanProcessor(SpanProcessor):
 
     * ``session_keys`` / ``user_keys``: baggage keys read in order
       (``LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS`` / ``LANGFUSE_OTEL_USER_BAGGAGE_KEYS``);
-    * ``extra_session_attributes`` / ``extra_user_attributes``: further attribute keys to stamp,
-      e.g. ``("gen_ai.conversation.id",)`` (``LANGFUSE_OTEL_EXTRA_*_ATTRIBUTES``);
     * ``also_emit``: other conventions' names to stamp the ids on too: ``"openinference"``
       (``session.id``, ``user.id``), ``"gen_ai"`` (``gen_ai.conversation.id``, for ids that were
       given only, never generated ones) or ``"otel"`` (all three); one name or several
       (``LANGFUSE_OTEL_ALSO_EMIT``; default: none — see ``docs/sessions.md``);
-    * ``max_id_length``: longer ids are skipped (``LANGFUSE_OTEL_MAX_ID_LENGTH``, 200);
     * ``trust_remote_baggage``: also stamp ids that arrived in a request's baggage
       (``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, false);
     * ``propagate_session_to``: hosts that outgoing requests may carry the session/user ids
@@ -119,10 +113,7 @@ class SessionSpanProcessor(SpanProcessor):
         *,
         session_keys: tuple[str, ...] | list[str] | None = None,
         user_keys: tuple[str, ...] | list[str] | None = None,
-        extra_session_attributes: tuple[str, ...] | list[str] | None = None,
-        extra_user_attributes: tuple[str, ...] | list[str] | None = None,
         also_emit: str | Sequence[str] | None = None,
-        max_id_length: int | None = None,
         trust_remote_baggage: bool | None = None,
         propagate_session_to: Sequence[str] | None = None,
     ) -> None:
@@ -132,20 +123,6 @@ class SessionSpanProcessor(SpanProcessor):
         self.user_keys = _keys_option(
             "user_keys", user_keys, ENV_USER_BAGGAGE_KEYS, DEFAULT_USER_BAGGAGE_KEYS
         )
-        extra_session = _keys_option(
-            "extra_session_attributes", extra_session_attributes, ENV_EXTRA_SESSION_ATTRIBUTES, ()
-        )
-        extra_user = _keys_option(
-            "extra_user_attributes", extra_user_attributes, ENV_EXTRA_USER_ATTRIBUTES, ()
-        )
-        self.extra_session_attributes, self.extra_user_attributes = extra_session, extra_user
-        if max_id_length is None:
-            max_id_length = env_positive_int(ENV_MAX_ID_LENGTH, DEFAULT_MAX_ID_LENGTH)
-        elif isinstance(max_id_length, bool) or not isinstance(max_id_length, int):
-            raise ConfigurationError("max_id_length must be a positive integer")
-        if max_id_length <= 0:
-            raise ConfigurationError("max_id_length must be a positive integer")
-        self.max_id_length = max_id_length
         self.trust_remote_baggage = (
             env_bool(ENV_TRUST_REMOTE_BAGGAGE, False)
             if trust_remote_baggage is None
@@ -160,10 +137,10 @@ class SessionSpanProcessor(SpanProcessor):
         self._given_session_targets = emit.given_session_only
         self._session_targets = tuple(
             key
-            for key in dict.fromkeys((LANGFUSE_SESSION_ID, *extra_session, *emit.session))
+            for key in dict.fromkeys((LANGFUSE_SESSION_ID, *emit.session))
             if key not in emit.given_session_only
         )
-        self._user_targets = tuple(dict.fromkeys((LANGFUSE_USER_ID, *extra_user, *emit.user)))
+        self._user_targets = (LANGFUSE_USER_ID, *emit.user)
         #: What this processor reads and stamps, registered so that ``session()``, the guard and
         #: the middleware know these keys too, whatever the order they were built in.
         self.keys = IdKeys(
@@ -172,7 +149,6 @@ class SessionSpanProcessor(SpanProcessor):
             session_attributes=(*self._session_targets, *self._given_session_targets),
             given_session_attributes=self._given_session_targets,
             user_attributes=self._user_targets,
-            max_id_length=self.max_id_length,
             trust_remote=self.trust_remote_baggage,
         )
         register_reader(self.keys)
@@ -396,7 +372,7 @@ class SessionSpanProcessor(SpanProcessor):
     def _checked(self, value: object, what: str) -> str | None:
         if isinstance(value, str) and value in self._valid_ids:
             return value
-        problem = id_problem(value, self.max_id_length)
+        problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
         if problem is None and isinstance(value, str):
             if len(self._valid_ids) >= _VALID_CACHE_SIZE:
                 self._valid_ids.clear()

@@ -44,7 +44,6 @@ from opentelemetry.util.types import Attributes
 from .._logging import RateLimitedLog, logger
 from ..attributes import (
     ENV_SAMPLER_KEEP_SESSIONS,
-    ENV_SAMPLER_KEEP_USERS,
     SAMPLER_ENTRY_POINT,
     SESSION_ATTRIBUTE_KEYS,
     USER_ATTRIBUTE_KEYS,
@@ -119,15 +118,16 @@ class SessionSampler(Sampler):
     * ``ratio``: the fraction of sessions kept, 0.0 to 1.0;
     * ``fallback``: decides spans with no session
       (default ``ParentBased(TraceIdRatioBased(ratio))``);
-    * ``always_keep_sessions`` / ``always_keep_users``: ids always kept, e.g. internal testers
-      (``LANGFUSE_OTEL_SAMPLER_KEEP_SESSIONS`` / ``LANGFUSE_OTEL_SAMPLER_KEEP_USERS``,
-      comma-separated);
-    * ``always_keep``: a predicate ``(session_id, user_id) -> bool``; ``True`` keeps the span;
+    * ``always_keep_sessions``: session ids always kept, e.g. internal testers
+      (``LANGFUSE_OTEL_SAMPLER_KEEP_SESSIONS``, comma-separated);
+    * ``always_keep``: a predicate ``(session_id, user_id) -> bool``; ``True`` keeps the span
+      (e.g. ``lambda session_id, user_id: user_id in testers``);
     * ``follow_remote_parent``: a span whose parent came from a trusted caller follows that
       parent's flag (default ``True``, as ``ParentBased`` does); ``False`` decides it by session.
-      An untrusted caller's flag never decides;
-    * ``processor``: read the session with this processor's keys and trust setting (default:
-      the processor :func:`configure` adds, else as :func:`current_session_id` reads it).
+      An untrusted caller's flag never decides.
+
+    The session is read with the keys and trust setting of the processor :func:`configure`
+    adds, else as :func:`current_session_id` reads it.
     """
 
     def __init__(
@@ -136,10 +136,8 @@ class SessionSampler(Sampler):
         *,
         fallback: Sampler | None = None,
         always_keep_sessions: Collection[str] | None = None,
-        always_keep_users: Collection[str] | None = None,
         always_keep: KeepRule | None = None,
         follow_remote_parent: bool = True,
-        processor: SessionSpanProcessor | None = None,
     ) -> None:
         self.ratio = _checked_ratio(ratio)
         if fallback is not None and not isinstance(fallback, Sampler):
@@ -150,21 +148,17 @@ class SessionSampler(Sampler):
         self.always_keep_sessions = _keys(
             "always_keep_sessions", always_keep_sessions, ENV_SAMPLER_KEEP_SESSIONS
         )
-        self.always_keep_users = _keys(
-            "always_keep_users", always_keep_users, ENV_SAMPLER_KEEP_USERS
-        )
         self.always_keep = always_keep
         self.follow_remote_parent = bool(follow_remote_parent)
         self._threshold = ratio_threshold(self.ratio)
-        self._processor = processor
+        self._processor: SessionSpanProcessor | None = None
         self._decisions: dict[str, bool] = {}
         self._log = RateLimitedLog()
 
     def read_like(self, processor: SessionSpanProcessor) -> None:
-        """Read sessions as ``processor`` does, unless a processor was given explicitly.
-        :func:`configure` calls this with the processor it adds."""
-        if self._processor is None:
-            self._processor = processor
+        """Read sessions as ``processor`` does (:func:`configure` calls this with the processor
+        it adds)."""
+        self._processor = processor
 
     def should_sample(  # noqa: PLR0917 - OpenTelemetry's Sampler signature
         self,
@@ -214,7 +208,7 @@ class SessionSampler(Sampler):
         ``user_id`` is unknown. Scores ask this before they are sent."""
         if self.decide(session_id, user_id):
             return True
-        if user_id is None and (self.always_keep_users or self.always_keep is not None):
+        if user_id is None and self.always_keep is not None:
             return None
         return False
 
@@ -231,8 +225,6 @@ class SessionSampler(Sampler):
 
     def _allowed(self, session_id: str | None, user_id: str | None) -> bool:
         if session_id is not None and session_id in self.always_keep_sessions:
-            return True
-        if user_id is not None and user_id in self.always_keep_users:
             return True
         if self.always_keep is None:
             return False

@@ -135,7 +135,6 @@ class RequestSessions:
         )
         if not self.trust_remote_baggage:
             distrust_remote(self)  # the sampler then lets no caller's input decide
-        self.max_id_length = DEFAULT_MAX_ID_LENGTH
         # Only what a source names is parsed: no cookie source, no cookie parsing at all.
         self._cookie_names = tuple(c for c in (session.cookie, user.cookie) if c is not None)
         #: The request headers a source reads (lower-case): only these are decoded.
@@ -201,7 +200,7 @@ class RequestSessions:
                 continue
             if value is None or value == "":
                 continue
-            problem = id_problem(value, self.max_id_length)
+            problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
             if problem is None:
                 return value  # type: ignore[return-value]  # id_problem proved it is a str
             self._log.warning(
