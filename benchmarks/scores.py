@@ -85,10 +85,10 @@ def run(rounds: int, scores: int) -> dict[str, float]:
     slow, slow_url = start_receiver("slow")
     fast, fast_url = start_receiver()
     try:
-        waiting = ScoreClient("pk-lf-test", "sk-lf-test", slow_url, max_queue=1_000_000)
+        waiting = ScoreClient("pk-lf-test", "sk-lf-test", slow_url)
         idle = caller_cost(waiting, rounds)
         waiting.shutdown(0.1)  # a benchmark: what is still queued is abandoned
-        client = ScoreClient("pk-lf-test", "sk-lf-test", fast_url, max_queue=1_000_000)
+        client = ScoreClient("pk-lf-test", "sk-lf-test", fast_url)
         busy = caller_cost(client, rounds)
         assert client.flush(120)
         throughput = []

@@ -104,14 +104,18 @@ def serve_asgi(app: Any) -> Iterator[str]:
 
 
 def run_command(argv: list[str], env: dict[str, str] | None = None, timeout: float = 120) -> str:
-    """Run ``argv`` in a clean environment (PATH plus ``env``); fail the test with its stderr
-    unless it succeeds; return its stdout."""
+    """Run ``argv`` in a clean environment (PATH, this tree's package, plus ``env``); fail the
+    test with its stderr unless it succeeds; return its stdout."""
     import os
     import subprocess
+    from pathlib import Path
 
+    import langfuse_otel_sessions
+
+    source = str(Path(langfuse_otel_sessions.__file__).parents[1])  # this tree, not another
     result = subprocess.run(
         argv,
-        env={"PATH": os.environ.get("PATH", ""), **(env or {})},
+        env={"PATH": os.environ.get("PATH", ""), "PYTHONPATH": source, **(env or {})},
         capture_output=True,
         text=True,
         timeout=timeout,

@@ -76,9 +76,7 @@ def test_userinfo_and_configured_headers_are_scrubbed_from_a_collectors_answer(
 
 def test_an_echoed_key_never_reaches_the_score_log(caplog: pytest.LogCaptureFixture) -> None:
     with fault_server(echo(401, f"Basic {TOKEN}", SECRET)) as server:
-        client = ScoreClient(
-            public_key=PUBLIC, secret_key=SECRET, base_url=server.url, request_timeout=5
-        )
+        client = ScoreClient(public_key=PUBLIC, secret_key=SECRET, base_url=server.url, timeout=10)
         with caplog.at_level(logging.DEBUG):
             client.score_session("s", name="helpful", value=1)
             client.flush(10)

@@ -203,8 +203,7 @@ def scores(langfuse_receiver: LangfuseReceiver) -> Iterator[ScoreClient]:
         langfuse_receiver.public_key,
         langfuse_receiver.secret_key,
         langfuse_receiver.url,
-        request_timeout=0.5,
-        retry_initial_backoff=0.05,
+        timeout=3,  # a request gets 1.5 s
     )
     yield client
     client.shutdown(5)
@@ -213,7 +212,7 @@ def scores(langfuse_receiver: LangfuseReceiver) -> Iterator[ScoreClient]:
 def test_scores_slower_than_the_timeout_are_retried_and_stay_unique(
     scores: ScoreClient, langfuse_receiver: LangfuseReceiver
 ) -> None:
-    langfuse_receiver.fail_next("ingestion", Fault(delay=1.0))
+    langfuse_receiver.fail_next("ingestion", Fault(delay=2.0))
     scores.score_session("s", name="n", value=1, id="slow-1")
     assert scores.flush(10)
     assert scores.stats.delivered == 1
@@ -237,10 +236,8 @@ def test_scores_attempts_are_bounded_under_a_503_storm(langfuse_receiver: Langfu
         langfuse_receiver.public_key,
         langfuse_receiver.secret_key,
         langfuse_receiver.url,
-        retry_initial_backoff=0.01,
-        retry_deadline=30,
     )
-    langfuse_receiver.fail_next("ingestion", *[503] * 100)
+    langfuse_receiver.fail_next("ingestion", *[Fault(503, retry_after=0)] * 100)
     client.score_session("s", name="n", value=1)
     assert client.flush(30) is False  # not every score was delivered, and flush says so
     assert len(langfuse_receiver.requests()) == 8  # max attempts per batch
@@ -289,7 +286,7 @@ EXIT_SCRIPT = textwrap.dedent(
     from opentelemetry import trace
     import langfuse_otel_sessions as lf
     lf.configure(exporter=lf.LangfuseSpanExporter(timeout=1))
-    client = lf.ScoreClient(exit_timeout=2, request_timeout=1)
+    client = lf.ScoreClient(timeout=2)
     with lf.session("at-exit"):
         for i in range(20):
             trace.get_tracer("t").start_span(f"s{i}").end()
@@ -533,9 +530,7 @@ def test_the_secret_key_appears_in_no_log_record_repr_or_error(
         base_url=langfuse_receiver.url,
         timeout=1,
     )
-    client = ScoreClient(
-        langfuse_receiver.public_key, secret, langfuse_receiver.url, retry_initial_backoff=0.01
-    )
+    client = ScoreClient(langfuse_receiver.public_key, secret, langfuse_receiver.url)
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     provider.get_tracer("t").start_span("401").end()  # wrong key for the receiver: 401

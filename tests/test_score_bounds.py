@@ -18,17 +18,14 @@ from .servers import run_python
 
 KEYS = {"public_key": "pk-lf-test", "secret_key": "sk-lf-test-secret"}
 SILENT = Answer(trickle=60)  # takes the request, never completes an answer
-SCORES = 5  # five batches of one: five retry deadlines before the fix
+SCORES = 5
 
 
 def silent_client(url: str) -> ScoreClient:
     return ScoreClient(
         base_url=url,
         **KEYS,
-        batch_size=1,
-        request_timeout=1.0,
-        retry_deadline=1.5,
-        retry_initial_backoff=0.05,
+        timeout=1.5,
     )
 
 
@@ -73,7 +70,7 @@ EXIT_SCRIPT = textwrap.dedent(
     exporter = LangfuseSpanExporter(public_key=keys[0], secret_key=keys[1], base_url=url, timeout=3)
     provider = TracerProvider()
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
-    client = ScoreClient(*keys, url, exit_timeout=3, request_timeout=3)  # retried for 60 s
+    client = ScoreClient(*keys, url, timeout=3)
     provider.get_tracer("t").start_span("s").end()
     client.score_session("s", name="n", value=1)
     print(time.time(), flush=True)

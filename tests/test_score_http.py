@@ -24,7 +24,7 @@ KEYS = {"public_key": "pk-lf-test", "secret_key": "sk-lf-test-secret"}
 
 
 def client_for(url: str, **options: float) -> ScoreClient:
-    settings = {"request_timeout": 5.0, "retry_deadline": 5.0, "retry_initial_backoff": 0.05}
+    settings = {"timeout": 5.0}
     return ScoreClient(base_url=url, **KEYS, **{**settings, **options})  # type: ignore[arg-type]
 
 
@@ -50,7 +50,7 @@ def test_a_redirect_fails_the_scores_and_nothing_follows_it(
 def test_a_trickling_server_holds_flush_and_shutdown_no_longer_than_their_bounds() -> None:
     trickle = Answer(200, b"{}" * 500, trickle=0.05)
     with fault_server(default=trickle) as server:
-        client = client_for(server.url, request_timeout=1.0, retry_deadline=1.5)
+        client = client_for(server.url, timeout=1.5)
         client.score_session("s", name="helpful", value=1)
         started = time.monotonic()
         assert client.flush(10) is False  # given up: no answer within the deadline
@@ -86,7 +86,7 @@ def test_a_refusal_logs_langfuses_message_and_the_url(caplog: pytest.LogCaptureF
 def test_a_connection_error_names_the_url(caplog: pytest.LogCaptureFixture) -> None:
     with fault_server() as server:
         url = server.url
-    client = client_for(url, retry_deadline=0.5)
+    client = client_for(url, timeout=0.5)
     client.score_session("s", name="helpful", value=1)
     assert client.flush(10) is False
     client.shutdown(1)
@@ -144,14 +144,11 @@ def test_a_shut_down_client_stops_its_thread(langfuse_receiver: LangfuseReceiver
 @pytest.mark.parametrize(
     "options",
     [
-        {"request_timeout": float("inf")},
-        {"request_timeout": float("nan")},
-        {"retry_deadline": float("inf")},
-        {"retry_initial_backoff": float("inf")},
-        {"exit_timeout": float("inf")},
-        {"exit_timeout": -1},
-        {"max_queue": -1},
-        {"batch_size": 0},
+        {"timeout": float("inf")},
+        {"timeout": float("nan")},
+        {"timeout": -1},
+        {"max_queue_bytes": -1},
+        {"max_queue_bytes": 0},
         {"public_key": ""},
         {"base_url": "ftp://x"},
     ],
@@ -186,7 +183,7 @@ def test_exit_with_many_clients_is_bounded_overall() -> None:
             import time
             from langfuse_otel_sessions import ScoreClient
             clients = [
-                ScoreClient("pk", "sk", "{server.url}", request_timeout=30, exit_timeout=1.5)
+                ScoreClient("pk", "sk", "{server.url}", timeout=1.5)
                 for _ in range(10)
             ]
             for client in clients:
@@ -203,7 +200,7 @@ def test_exit_with_many_clients_is_bounded_overall() -> None:
 @pytest.mark.parametrize("body", [b"not json", b"[]"])
 def test_a_207_without_results_delivers_nothing(body: bytes) -> None:
     with fault_server(default=Answer(207, body)) as server:
-        client = client_for(server.url, retry_deadline=0.5)
+        client = client_for(server.url, timeout=0.5)
         client.score_session("s", name="helpful", value=1)
         assert client.flush(10) is False
         client.shutdown(1)
@@ -212,7 +209,7 @@ def test_a_207_without_results_delivers_nothing(body: bytes) -> None:
 
 def test_an_interim_status_is_not_a_refusal(caplog: pytest.LogCaptureFixture) -> None:
     with fault_server(default=Answer(102, b"")) as server:
-        client = client_for(server.url, request_timeout=0.5, retry_deadline=1)
+        client = client_for(server.url, timeout=1)
         client.score_session("s", name="helpful", value=1)
         assert client.flush(10) is False
         client.shutdown(1)

@@ -56,20 +56,6 @@ def test_a_score_for_a_sampled_out_session_is_not_sent_and_is_counted(
     assert stats.dropped == 0
 
 
-def test_following_the_decision_can_be_turned_off(
-    make_client, langfuse_receiver: LangfuseReceiver, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    client = make_client(sampler=SessionSampler(RATIO), follow_sampling=False)
-    client.score_session(DROPPED, name="helpful", value=True)
-    monkeypatch.setenv("LANGFUSE_OTEL_SCORES_FOLLOW_SAMPLING", "false")
-    from_env = make_client(sampler=SessionSampler(RATIO))
-    from_env.score_session(DROPPED, name="judge", value=0.5)
-    assert _scored_sessions(langfuse_receiver, client) == {DROPPED}
-    assert from_env.flush(10)
-    assert len(langfuse_receiver.scores()) == 2
-    assert client.stats.sampled_out == from_env.stats.sampled_out == 0
-
-
 def test_sessions_kept_by_an_allow_rule_keep_their_scores(
     make_client, langfuse_receiver: LangfuseReceiver
 ) -> None:

@@ -88,7 +88,6 @@ ENV_COLLECTOR_AUTH: Final = "LANGFUSE_OTEL_COLLECTOR_AUTH"
 SAMPLER_ENTRY_POINT: Final = "langfuse_session"
 ENV_SAMPLER_KEEP_SESSIONS: Final = "LANGFUSE_OTEL_SAMPLER_KEEP_SESSIONS"
 #: ``false`` sends session scores for sessions the sampler dropped too.
-ENV_SCORES_FOLLOW_SAMPLING: Final = "LANGFUSE_OTEL_SCORES_FOLLOW_SAMPLING"
 
 # Span events a score adds to the current span: ours, and the OpenTelemetry GenAI evaluation
 # event (semantic-conventions-genai, development status) that other backends recognise.

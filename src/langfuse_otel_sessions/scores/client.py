@@ -18,8 +18,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from .._logging import logger
-from ..attributes import DEFAULT_MAX_ID_LENGTH, ENV_SCORES_FOLLOW_SAMPLING
-from ..environment import env_bool
+from ..attributes import DEFAULT_MAX_ID_LENGTH
 from ..errors import ConfigurationError, InvalidScoreError
 from ..export.config import INGESTION_PATH, resolve_langfuse_config
 from ..export.destination import announce, direct_route
@@ -31,6 +30,10 @@ from .events import add_score_events
 from .model import Score, build_score, stable_score_id
 from .sampling import session_sampled_out
 from .sender import DEFAULT_MAX_QUEUE_BYTES, ScoreSender, SenderStats
+
+#: The most one request of scores may take, and the most exit waits for scores.
+REQUEST_SECONDS = 10.0
+EXIT_SECONDS = 5.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -52,6 +55,22 @@ def _trace_hex(value: int | str, bits: int, name: str) -> str:
     raise InvalidScoreError(f"{name} must be an OpenTelemetry id (int) or a non-empty string")
 
 
+#: Session ids found valid (bounded: cleared when full): a session is scored again and again.
+_VALID_SESSION_IDS: set[str] = set()
+_VALID_CACHE_SIZE = 4096
+
+
+def _session_id(session_or_id: Session | str) -> str:
+    session_id = Session.get_id(session_or_id)
+    if session_id in _VALID_SESSION_IDS:
+        return session_id
+    check_id(session_id, DEFAULT_MAX_ID_LENGTH)
+    if len(_VALID_SESSION_IDS) >= _VALID_CACHE_SIZE:
+        _VALID_SESSION_IDS.clear()
+    _VALID_SESSION_IDS.add(session_id)
+    return session_id
+
+
 def score_id(session_or_id: Session | str, name: str, key: str) -> str:
     """A stable score id for feedback that may be sent twice (same session, name and key of
     yours -> same id -> the score is updated, not duplicated)."""
@@ -64,9 +83,11 @@ class ScoreClient:
     Keys and base URL resolve like the exporter's (explicit > ``LANGFUSE_*`` > Langfuse Cloud).
     Missing keys never raise: each score is then dropped, counted and logged.
 
-    ``follow_sampling`` (``LANGFUSE_OTEL_SCORES_FOLLOW_SAMPLING``, default true): a session score
-    for a session that ``sampler`` (default: the global provider's, if a
-    :class:`SessionSampler`) drops is not sent, and counted in ``stats.sampled_out``.
+    ``timeout``: seconds a batch may take, retries included (default 60; each request gets at
+    most half of it and 10 s; at interpreter exit, at most 5 s). ``max_queue_bytes``: the
+    queue's bound (the scores' JSON); a score past it is dropped, counted and logged.
+    ``sampler``: a session score for a session this :class:`SessionSampler` (default: the
+    global provider's, if one) drops is not sent, and counted in ``stats.sampled_out``.
     """
 
     def __init__(
@@ -75,48 +96,32 @@ class ScoreClient:
         secret_key: str | None = None,
         base_url: str | None = None,
         *,
-        max_queue: int = 10_000,
+        timeout: float = 60.0,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
-        batch_size: int = 100,
-        request_timeout: float = 10.0,
-        retry_deadline: float = 60.0,
-        retry_initial_backoff: float = 0.5,
-        exit_timeout: float = 5.0,
-        follow_sampling: bool | None = None,
         sampler: Sampler | None = None,
     ) -> None:
-        for name, number in (
-            ("max_queue", max_queue),
-            ("max_queue_bytes", max_queue_bytes),
-            ("batch_size", batch_size),
+        if (
+            isinstance(max_queue_bytes, bool)
+            or not isinstance(max_queue_bytes, int)
+            or max_queue_bytes <= 0
         ):
-            if isinstance(number, bool) or not isinstance(number, int) or number <= 0:
-                raise ConfigurationError(f"{name} must be a positive integer")
+            raise ConfigurationError("max_queue_bytes must be a positive integer")
+        timeout = _positive("timeout", timeout)
         config = resolve_langfuse_config(public_key, secret_key, base_url)
         route = direct_route(config, INGESTION_PATH, {})
         disabled = None if route.problem is None else f"Langfuse scores are off: {route.problem}"
         #: Langfuse's base URL (userinfo scrubbed).
         self.base_url = display_url(config.base_url)
-        self.follow_sampling = (
-            env_bool(ENV_SCORES_FOLLOW_SAMPLING, True)
-            if follow_sampling is None
-            else bool(follow_sampling)
-        )
         self._sampler = sampler
         self._sender = ScoreSender(
             endpoint=route.url,
             authorization=route.headers.get("Authorization"),
             disabled_reason=disabled,
             setting=route.setting,
-            max_queue=max_queue,
             max_queue_bytes=max_queue_bytes,
-            batch_size=batch_size,
-            request_timeout=_positive("request_timeout", request_timeout),
-            policy=RetryPolicy(
-                initial=_positive("retry_initial_backoff", retry_initial_backoff),
-                deadline=_positive("retry_deadline", retry_deadline),
-            ),
-            exit_timeout=_positive("exit_timeout", exit_timeout),
+            request_timeout=min(REQUEST_SECONDS, timeout / 2),
+            policy=RetryPolicy(deadline=timeout),
+            exit_timeout=min(EXIT_SECONDS, timeout),
         )
         # Collected or not, a client's thread ends once what it queued is sent.
         weakref.finalize(self, self._sender.close)
@@ -145,7 +150,7 @@ class ScoreClient:
     ) -> str:
         """Score a whole session; returns the score id. Raises ``ValueError`` subclasses for
         anything Langfuse would reject, before anything is queued."""
-        session_id = check_id(Session.get_id(session_or_id), DEFAULT_MAX_ID_LENGTH)
+        session_id = _session_id(session_or_id)
         score = build_score(
             {"sessionId": session_id},
             name=name,
@@ -157,7 +162,7 @@ class ScoreClient:
             config_id=config_id,
             metadata=metadata,
         )
-        if self.follow_sampling and self._sampled_out(session_id):
+        if self._sampled_out(session_id):
             return score.id
         return self._emit(score)
 

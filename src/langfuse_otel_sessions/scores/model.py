@@ -23,7 +23,6 @@ import os
 import sys
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Literal, NamedTuple
 
 from ..errors import InvalidScoreError
@@ -81,8 +80,7 @@ class FrozenScore(NamedTuple):
     timestamp: float
 
 
-@dataclass(frozen=True)
-class Score:
+class Score(NamedTuple):
     """A validated score: ``frozen`` is what is sent, ``body`` the same fields as Python values
     (for the span events, made at the call)."""
 

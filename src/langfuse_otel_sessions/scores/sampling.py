@@ -13,13 +13,22 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from ..sessions.context import current_session_id, current_user_id
 from ..spans.sampler import SessionSampler
 
+#: The global tracer provider, once set (OpenTelemetry lets it be set once per process).
+_global: list[object] = []
+
 
 def active_session_sampler(explicit: Sampler | None = None) -> SessionSampler | None:
     """``explicit`` if it is a :class:`SessionSampler`, else the global tracer provider's
     sampler if it is one, else ``None`` (nothing to follow)."""
     sampler = explicit
     if sampler is None:
-        sampler = getattr(trace.get_tracer_provider(), "sampler", None)
+        if _global:
+            provider = _global[0]
+        else:
+            provider = trace.get_tracer_provider()
+            if not isinstance(provider, trace.ProxyTracerProvider):
+                _global.append(provider)
+        sampler = getattr(provider, "sampler", None)
     return sampler if isinstance(sampler, SessionSampler) else None
 
 

@@ -2,7 +2,7 @@
 never dies, batches posted to Langfuse's ingestion route with retries.
 
 Why the batch route (``POST /api/public/ingestion``, ``score-create`` events) and not
-``/api/public/scores``: one request carries up to ``batch_size`` scores, so a burst of feedback
+``/api/public/scores``: one request carries up to ``BATCH_SIZE`` scores, so a burst of feedback
 costs a handful of requests instead of one each, and throughput does not depend on round trips.
 Its answer is 207 with per-event results: events that failed with 429/5xx are retried, events
 refused with another 4xx are not (the server's message is logged). A batch refused as a whole
@@ -51,6 +51,8 @@ from .batches import (
 )
 from .model import FrozenScore
 
+#: The most scores one request carries.
+BATCH_SIZE = 100
 #: Default bound of the queue in bytes (the scores' JSON bodies).
 DEFAULT_MAX_QUEUE_BYTES = 32_000_000
 
@@ -79,9 +81,7 @@ class ScoreSender:
         endpoint: str,
         authorization: str | None,
         disabled_reason: str | None = None,
-        max_queue: int = 10_000,
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
-        batch_size: int = 100,
         request_timeout: float = 10.0,
         policy: RetryPolicy | None = None,
         exit_timeout: float = 5.0,
@@ -90,9 +90,7 @@ class ScoreSender:
         self.endpoint = endpoint
         self._authorization = authorization
         self._disabled_reason = disabled_reason
-        self.max_queue = max_queue
         self.max_queue_bytes = max_queue_bytes
-        self.batch_size = batch_size
         self.request_timeout = request_timeout
         self.policy = policy or RetryPolicy()
         self.exit_timeout = exit_timeout
@@ -140,14 +138,10 @@ class ScoreSender:
         with self._lock:
             if self._closing:
                 return self._drop_locked("closed", "Score sender is shut down; score not sent")
-            if (
-                len(self._queue) >= self.max_queue
-                or self._queued_bytes + size > self.max_queue_bytes
-            ):
+            if self._queued_bytes + size > self.max_queue_bytes:
                 return self._drop_locked(
                     "full",
-                    "Score queue full (limits: %d scores, %d bytes); dropping a score",
-                    self.max_queue,
+                    "Score queue full (limit: %d bytes); dropping a score",
                     self.max_queue_bytes,
                 )
             self._queue.append(score)
@@ -266,7 +260,7 @@ class ScoreSender:
                 self._lock.notify_all()
 
     def _send_next_batch(self) -> bool:
-        """Take the next batch (at most ``batch_size`` scores and ``MAX_BATCH_BYTES``), deliver
+        """Take the next batch (at most ``BATCH_SIZE`` scores and ``MAX_BATCH_BYTES``), deliver
         it; ``False`` when the sender is done."""
         with self._lock:
             while not self._queue and not self._closing:
@@ -302,7 +296,7 @@ class ScoreSender:
     def _take_locked(self) -> list[FrozenScore]:
         batch: list[FrozenScore] = []
         size = 0
-        while self._queue and len(batch) < self.batch_size:
+        while self._queue and len(batch) < BATCH_SIZE:
             score = self._queue[0]
             grown = size + event_size(score)
             if batch and grown > MAX_BATCH_BYTES:
