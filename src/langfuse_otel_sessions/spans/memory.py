@@ -198,16 +198,6 @@ class RequestMemory:
             self._bytes += REQUEST_BYTES
         return request
 
-    def start(self, span_id: int, parent_id: int | None, targets: IdKeys | None) -> Request | None:
-        """The request a span starting now belongs to: its local parent's (``parent_id``), if
-        still remembered, else a new one rooted at it (``None`` when the budget is spent)."""
-        request = None if parent_id is None else self.spans.get(parent_id)
-        if request is None:
-            request = self.new(span_id, targets)
-        if request is not None:
-            self.spans[span_id] = request
-        return request
-
     def end(self, span_id: int) -> None:
         """A span ended: known a while longer; its request is over when it was the root."""
         ending = self._ending
