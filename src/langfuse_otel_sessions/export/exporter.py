@@ -27,8 +27,8 @@ from .._logging import RateLimitedLog
 from .._reach import note_exporter
 from ..boundary.outbound import trace_claims
 from ..errors import ConfigurationError
+from ..ids import TraceIds
 from ..spans.memory import MEMORY, LateSessionHold
-from ..traces import TraceIds
 from .compression import body_compression
 from .config import resolve_langfuse_config
 from .coverage import Coverage, CoverageMonitor
