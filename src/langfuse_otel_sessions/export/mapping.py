@@ -49,23 +49,7 @@ from .langfuse_rules import (
 )
 from .langfuse_trace_rules import given_trace_fields
 
-__all__ = [
-    "AS_ROOT",
-    "IS_APP_ROOT",
-    "LANGFUSE_SESSION_KEYS",
-    "LANGFUSE_USER_KEYS",
-    "OBSERVATION_INPUT",
-    "OBSERVATION_OUTPUT",
-    "TRACE_INPUT",
-    "TRACE_NAME",
-    "TRACE_OUTPUT",
-    "app_root_additions",
-    "ids_of",
-    "is_root",
-    "map_spans",
-    "root_additions",
-    "root_io_additions",
-]
+__all__ = ["ids_of", "is_root", "map_spans"]
 
 _NO_IO = IoRead()
 #: Ids recently found valid (bounded; cleared when full). The length limit, which differs
@@ -179,21 +163,11 @@ def spreadable_id(value: object, max_length: int, what: str) -> str | None:
     return None
 
 
-def app_root_additions(span: ReadableSpan, names: AbstractSet[str]) -> dict[str, object]:
-    """``langfuse.internal.is_app_root = true`` for the first span of this process under a
-    remote parent, unless something (the span processor, for a trace whose root an upstream
-    Langfuse SDK claimed; or the application) already decided."""
-    parent = span.parent
-    if parent is not None and parent.is_remote and IS_APP_ROOT not in names:
-        return {IS_APP_ROOT: True}
-    return {}
-
-
-def root_io_additions(
+def _root_io(
     attributes: Mapping[str, object],
-    scope_name: str = "",
-    events: Sequence[tuple[str, Mapping[str, object]]] = (),
-    names: AbstractSet[str] | None = None,
+    scope_name: str,
+    events: Sequence[tuple[str, Mapping[str, object]]],
+    names: AbstractSet[str],
 ) -> dict[str, object]:
     """The ``langfuse.observation.input/output`` a root gains so that v4 (which reads the root
     observation) shows the trace I/O that v3 reads from ``langfuse.trace.input/output``.
@@ -201,10 +175,8 @@ def root_io_additions(
     Both or neither: once either Langfuse key is on a span, Langfuse reads both sides from
     those keys only, so the side the mapping does not supply is copied from the attribute
     Langfuse would have read it from; when that side was composed (events, several keys), the
-    mapping adds nothing rather than hide it. ``names``: the attribute keys, if known.
+    mapping adds nothing rather than hide it. ``names``: the keys the mapping reads, if there.
     """
-    if names is None:
-        names = set(attributes)
     supplied_input = _first(attributes, (TRACE_INPUT,), names)
     supplied_output = _first(attributes, (TRACE_OUTPUT,), names)
     if supplied_input is None and supplied_output is None:
@@ -240,15 +212,6 @@ def root_io_additions(
                 return {}  # composed by Langfuse: no single value to copy; add neither side
             added[key] = attributes[read_key]
     return added
-
-
-def root_additions(span: ReadableSpan, names: AbstractSet[str] | None = None) -> dict[str, object]:
-    """The attributes a root span gains: root I/O for both server versions. ``names``: the
-    span's attribute keys among those the mapping reads, if known."""
-    attributes = span.attributes or {}
-    scope = span.instrumentation_scope
-    events = [(event.name, event.attributes or {}) for event in span.events]
-    return root_io_additions(attributes, scope.name if scope else "", events, names)
 
 
 def map_spans(
@@ -295,7 +258,7 @@ def map_spans(
                 )
         parent = span.parent
         if parent is not None and parent.is_remote and IS_APP_ROOT not in names:
-            added[IS_APP_ROOT] = True  # app_root_additions, inlined on the per-span path
+            added[IS_APP_ROOT] = True  # unless the processor or the app already decided
         trace_io = TRACE_INPUT in names or TRACE_OUTPUT in names
         if trace_io and (
             span.parent is None
@@ -303,7 +266,9 @@ def map_spans(
             or is_true(added.get(IS_APP_ROOT))
             or (IS_APP_ROOT in names and is_true(attributes[IS_APP_ROOT]))
         ):
-            added.update(root_additions(span, names))
+            scope = span.instrumentation_scope
+            events = [(event.name, event.attributes or {}) for event in span.events]
+            added.update(_root_io(attributes, scope.name if scope else "", events, names))
         elif trace_io:
             _once.warning(
                 "trace-io-below-root",
