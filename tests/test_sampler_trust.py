@@ -114,6 +114,28 @@ def test_the_middlewares_session_decides_whatever_the_callers_flag(guard: bool) 
     assert _kept(setup, ALWAYS_ON, out) == 0
 
 
+def _traces_kept(trace_id: str, session: str, requests: int) -> int:
+    """FastAPI's order, the default fallback: requests kept of ``requests`` sent with this
+    trace id (each has one server span)."""
+    setup = Setup(ours_outside=False)
+    sampled = setup.sampled(SessionSampler(RATIO).fallback)
+    headers = {"traceparent": f"00-{trace_id}-00f067aa0ba902b7-01", "X-Session-Id": session}
+    with serve_asgi(_app(sampled, setup)) as url, httpx.Client(base_url=url) as client:
+        for _ in range(requests):
+            assert client.get("/chat", headers=headers).status_code == 200
+    return sum(span.kind.name == "SERVER" for span in sampled.spans())
+
+
+def test_a_client_cannot_choose_the_trace_id_the_fallback_decides_by() -> None:
+    """FastAPI's order: the server span starts before the middleware knows the session, so the
+    fallback decides; a trace id the ratio keeps (or drops) must not force it (outside review)."""
+    requests = 40  # each kept with probability 1/2: all or none by chance is 2**-40
+    kept_low = _traces_kept("0" * 31 + "1", DROP, requests)
+    kept_high = _traces_kept("f" * 32, KEEP, requests)
+    assert 0 < kept_low < requests
+    assert 0 < kept_high < requests
+
+
 def test_a_session_kept_by_the_fallback_keeps_its_scores(
     langfuse_receiver: LangfuseReceiver,
 ) -> None:
