@@ -45,13 +45,13 @@ BAGGAGE = "tenant.region=eu,feature=x"
 
 
 def per_request(request: Any) -> dict[str, Any]:
-    return {"tags": ["premium"], "metadata": {"plan": "enterprise"}, "version": "2"}
+    return {**STATIC, "tags": ["premium"], "metadata": {"plan": "enterprise"}, "version": "2"}
 
 
 CONFIGURATIONS: dict[str, dict[str, Any]] = {
     "no trace attributes": {},
-    "static (3 tags, 2 metadata, environment)": STATIC,
-    "static + trace_attributes_from": {**STATIC, "trace_attributes_from": per_request},
+    "static (3 tags, 2 metadata, environment)": {"trace_attributes": STATIC},
+    "per-request trace_attributes callable": {"trace_attributes": per_request},
 }
 
 

@@ -18,8 +18,8 @@ from langfuse_otel_sessions import (
     ScoreClient,
     SessionSpanProcessor,
     install_baggage_guard,
-    keys,
 )
+from langfuse_otel_sessions import baggage_keys as keys
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
 from langfuse_otel_sessions.spans.memory import MEMORY
 from langfuse_otel_sessions.testing import LangfuseReceiver

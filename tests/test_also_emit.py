@@ -19,7 +19,7 @@ from langfuse_otel_sessions import (
     install_baggage_guard,
     session,
 )
-from langfuse_otel_sessions.keys import known_keys
+from langfuse_otel_sessions.baggage_keys import known_keys
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
 from .conftest import Traced, make_traced

@@ -24,7 +24,7 @@ def test_a_generated_session_gets_no_conversation_id_and_a_given_one_does(
     framework: str, order: str
 ) -> None:
     traced = make_traced(also_emit="otel")
-    options = {"generate_session": True, "cookie_secure": False}
+    options = {"generate_session": True}
     with served(framework, traced, order, **options) as url:
         first = httpx.get(url + "/chat")
         generated = first.json()["session"]
@@ -57,7 +57,7 @@ def test_a_generated_session_replaces_a_trusted_callers_conversation_id_on_the_s
     # OpenTelemetry's instrumentation outside: the server span starts (and is stamped from the
     # trusted caller's baggage) before the middleware generates the request's session.
     traced = make_traced(also_emit="otel", trust_remote_baggage=True)
-    options = {"generate_session": True, "cookie_secure": False, "trust_incoming_baggage": True}
+    options = {"generate_session": True, "trust_remote_baggage": True}
     with served(framework, traced, ORDERS[0], **options) as url:
         answer = httpx.get(url + "/chat", headers={"baggage": "langfuse_session_id=upstream"})
     generated = answer.json()["session"]

@@ -158,7 +158,7 @@ def test_forged_baggage_reaches_no_span(framework: str, order: str, with_tracepa
 
 def test_trusted_incoming_baggage_is_stamped(framework: str, order: str) -> None:
     traced = make_traced(trust_remote_baggage=True)
-    with served(framework, traced, order, trust_incoming_baggage=True) as url:
+    with served(framework, traced, order, trust_remote_baggage=True) as url:
         answer = httpx.get(
             url + "/chat", headers={"baggage": "langfuse_session_id=upstream"}
         ).json()

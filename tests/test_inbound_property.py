@@ -30,7 +30,7 @@ from langfuse_otel_sessions import (
     current_session_id,
     session,
 )
-from langfuse_otel_sessions.keys import known_keys
+from langfuse_otel_sessions.baggage_keys import known_keys
 
 from .conftest import Traced, make_traced
 

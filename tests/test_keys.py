@@ -23,8 +23,8 @@ from langfuse_otel_sessions import (
     install_baggage_guard,
     session,
 )
+from langfuse_otel_sessions.baggage_keys import guarded_keys, known_keys, member_key
 from langfuse_otel_sessions.environment import env_reader
-from langfuse_otel_sessions.keys import guarded_keys, known_keys, member_key
 
 from .conftest import Traced, make_traced
 

@@ -2,7 +2,7 @@
 
 A room is a subpackage; its ``__init__`` docstring names the rooms it may import in a line
 ``May import: top, sessions.`` (a note in parentheses may follow a name). ``top`` is the modules
-at the top of the package (keys, ids, errors, environment, logging, ...): they import only each
+at the top of the package (baggage_keys, ids, errors, environment, logging, ...): they import only each
 other. ``__init__`` and ``__main__`` are the front door and may import any room.
 
 Every import counts: at module level, inside a function, and under ``if TYPE_CHECKING:``. An
@@ -161,10 +161,9 @@ TOP_MODULES = {
     "_logging",
     "attributes",
     "environment",
+    "baggage_keys",
     "errors",
     "ids",
-    "keys",
-    "traces",
 }
 
 

@@ -12,7 +12,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from langfuse_otel_sessions.export.langfuse_rules import read_io
 from langfuse_otel_sessions.export.mapping import ids_of, is_root, map_spans
-from langfuse_otel_sessions.traces import TraceIds
+from langfuse_otel_sessions.ids import TraceIds
 
 
 def finished(build: object, limits: SpanLimits | None = None) -> list[ReadableSpan]:

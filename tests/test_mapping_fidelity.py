@@ -21,7 +21,7 @@ from langfuse_otel_sessions._logging import RateLimitedLog
 from langfuse_otel_sessions.export import mapping as mapping_module
 from langfuse_otel_sessions.export.langfuse_rules import read_io
 from langfuse_otel_sessions.export.mapping import map_spans
-from langfuse_otel_sessions.traces import TraceIds
+from langfuse_otel_sessions.ids import TraceIds
 
 IS_APP_ROOT = "langfuse.internal.is_app_root"
 REMOTE_TRACE_ID = 0x5B8AA5A2D2C872E8321CF37308D69DF2

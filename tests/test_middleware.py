@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any
+from urllib.parse import parse_qs
 
 import pytest
 from opentelemetry import baggage, trace
@@ -63,21 +64,24 @@ def test_header_is_the_default_source(traced: Traced) -> None:
     assert traced.session_of("handler") == "from-header"
 
 
-def test_sources_in_order_callable_header_cookie_query(traced: Traced) -> None:
+def test_sources_in_order_callable_header_cookie(traced: Traced) -> None:
     seen: list[Any] = []
     middleware = ASGISessionMiddleware(
         asgi_app(traced, seen),
         session_cookie="sid",
-        session_query_param="s",
         session_from=lambda scope: "from-callable" if scope["path"] == "/" else None,
-        user_cookie="uid",
+        user_header="X-User",
     )
-    call_asgi(middleware, {"X-Session-Id": "h", "Cookie": "sid=c; uid=u-1"}, "s=q")
-    only_query = ASGISessionMiddleware(asgi_app(traced, seen), session_query_param="s")
-    call_asgi(only_query, {}, "s=from-query&x=1")
+    call_asgi(middleware, {"X-Session-Id": "h", "Cookie": "sid=c", "X-User": "u-1"})
     only_cookie = ASGISessionMiddleware(asgi_app(traced, seen), session_cookie="sid")
     call_asgi(only_cookie, {"Cookie": "a=b; sid=from-cookie"})
-    assert seen == [("from-callable", "u-1"), ("from-query", None), ("from-cookie", None)]
+    # the query string is read the documented way: a session_from callable
+    query = ASGISessionMiddleware(
+        asgi_app(traced, seen),
+        session_from=lambda scope: parse_qs(scope["query_string"].decode()).get("s", [None])[0],
+    )
+    call_asgi(query, {}, "s=from-query&x=1")
+    assert seen == [("from-callable", "u-1"), ("from-cookie", None), ("from-query", None)]
 
 
 def test_a_raising_callable_is_logged_and_the_request_goes_on(
@@ -99,10 +103,10 @@ def test_invalid_ids_are_ignored_and_logged(
 ) -> None:
     caplog.set_level(logging.WARNING, "langfuse_otel_sessions")
     seen: list[Any] = []
-    middleware = ASGISessionMiddleware(asgi_app(traced, seen), session_query_param="s")
-    call_asgi(middleware, {}, "s=" + bad.replace("\x00", "%00").replace("\x7f", "%7F"))
+    middleware = ASGISessionMiddleware(asgi_app(traced, seen))
+    call_asgi(middleware, {"X-Session-Id": bad})
     assert seen == [(None, None)]
-    assert "Ignoring the session id from the query" in caplog.text
+    assert "Ignoring the session id from the header" in caplog.text
 
 
 def test_generated_session_is_set_in_a_safe_cookie(traced: Traced) -> None:
@@ -115,7 +119,7 @@ def test_generated_session_is_set_in_a_safe_cookie(traced: Traced) -> None:
     assert cookies == [f"lf_session_id={session_id}; Path=/; HttpOnly; SameSite=Lax; Secure"]
     again: list[Any] = []
     resent = call_asgi(
-        ASGISessionMiddleware(asgi_app(traced, again), generate_session=True, cookie_secure=False),
+        ASGISessionMiddleware(asgi_app(traced, again), generate_session=True),
         {"Cookie": f"lf_session_id={session_id}"},
     )
     assert again == [(session_id, None)]  # the cookie brings it back; no new cookie

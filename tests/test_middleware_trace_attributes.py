@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 from opentelemetry.trace import SpanKind
 
 from langfuse_otel_sessions import ASGISessionMiddleware, ConfigurationError, WSGISessionMiddleware
-from langfuse_otel_sessions.keys import member_key
+from langfuse_otel_sessions.baggage_keys import member_key
 from langfuse_otel_sessions.testing import LangfuseReceiver
 
 from .conftest import make_traced
@@ -35,14 +35,19 @@ TRACE_KEYS = ("langfuse.trace.", "langfuse.environment", "langfuse.release", "la
 
 
 def plan_of(request: Any) -> dict[str, Any] | None:
-    """A ``trace_attributes_from`` callable: the plan from the ``X-Plan`` header, ASGI or WSGI."""
+    """A ``trace_attributes`` callable: the plan from the ``X-Plan`` header, ASGI or WSGI."""
     if "headers" in request:  # an ASGI scope
         plan = dict(request["headers"]).get(b"x-plan", b"").decode()
     else:  # a WSGI environ
         plan = request.get("HTTP_X_PLAN", "")
     if not plan:
         return None
-    return {"tags": ["premium", "web"], "metadata": {"plan": plan}, "version": "2"}
+    return {
+        **STATIC,
+        "tags": ["web", "premium"],
+        "metadata": {"tenant": "acme", "plan": plan},
+        "version": "2",
+    }
 
 
 STATIC: dict[str, Any] = {
@@ -79,7 +84,7 @@ def test_static_and_per_request_attributes_reach_every_span_and_outrank_forged_o
 ) -> None:
     with (
         propagation(setup) as traced,
-        served(framework, traced, order, **STATIC, trace_attributes_from=plan_of) as url,
+        served(framework, traced, order, trace_attributes=plan_of) as url,
     ):
         headers = {"X-Session-Id": "s-1", "X-Plan": "pro", "baggage": FORGED}
         assert httpx.get(url + "/chat", headers=headers).json() == {"session": "s-1"}
@@ -97,7 +102,7 @@ def test_an_inner_session_merges_over_the_middlewares_attributes(
 ) -> None:
     with (
         propagation("guard") as traced,
-        served(framework, traced, order, **STATIC, trace_attributes_from=plan_of) as url,
+        served(framework, traced, order, trace_attributes=plan_of) as url,
     ):
         httpx.get(url + "/nested", headers={"X-Session-Id": "s-1", "X-Plan": "pro"})
     nested = trace_attributes(traced.span("nested"))
@@ -118,7 +123,10 @@ def test_trusted_incoming_attributes_nest_under_the_decided_ones(
     framework: str, order: str
 ) -> None:
     traced = make_traced(trust_remote_baggage=True)
-    options = {"tags": ["web"], "environment": "staging", "trust_incoming_baggage": True}
+    options = {
+        "trace_attributes": {"tags": ["web"], "environment": "staging"},
+        "trust_remote_baggage": True,
+    }
     incoming = "langfuse_tags=up,langfuse_environment=prod,langfuse_metadata_team=core"
     with served(framework, traced, order, **options) as url:
         httpx.get(url + "/chat", headers={"X-Session-Id": "s-1", "baggage": incoming})
@@ -164,7 +172,7 @@ def test_forged_trace_attributes_reach_no_span_whatever_their_spelling(
     # No guard in the propagator: the middleware alone holds the boundary.
     with (
         propagation("no-guard") as traced,
-        served(framework, traced, order, **static) as url,
+        served(framework, traced, order, trace_attributes=static) as url,
         httpx.Client(base_url=url) as client,
     ):
 
@@ -203,7 +211,7 @@ def test_forged_trace_attributes_and_ids_are_never_exported(
     with (
         LangfuseReceiver() as receiver,
         propagation(setup, trust_remote_baggage=processor_trust) as traced,
-        served(framework, traced.export_to(receiver), order, **static) as url,
+        served(framework, traced.export_to(receiver), order, trace_attributes=static) as url,
         httpx.Client(base_url=url) as client,
     ):
 
@@ -249,17 +257,17 @@ def test_a_raising_or_invalid_callable_never_breaks_the_request_and_warns(
     caplog.set_level(logging.WARNING, "langfuse_otel_sessions")
     with (
         propagation("guard") as traced,
-        served(framework, traced, order, tags=["web"], trace_attributes_from=callable_) as url,
+        served(framework, traced, order, trace_attributes=callable_) as url,
     ):
         answer = httpx.get(url + "/chat", headers={"X-Session-Id": "s-1"})
     assert answer.status_code == 200
     assert answer.json() == {"session": "s-1"}
-    expected: dict[str, object] = {"langfuse.trace.tags": ("web",)}
+    expected: dict[str, object] = {}
     if callable_ is invalid:
         expected["langfuse.trace.metadata.ok"] = "yes"  # the valid part is kept
     for span in traced.spans():
         assert trace_attributes(span) == expected, span.name
-    assert "trace_attributes_from callable" in caplog.text
+    assert "trace_attributes callable" in caplog.text
 
 
 @pytest.mark.parametrize("middleware", [ASGISessionMiddleware, WSGISessionMiddleware])
@@ -274,24 +282,30 @@ def test_a_raising_or_invalid_callable_never_breaks_the_request_and_warns(
         {"metadata": {"k k": "v"}},
         {"release": "r" * 201},
         {"trace_name": ""},
-        {"trace_attributes_from": "not callable"},
+        {"bogus": "x"},
+        "not callable",
     ],
 )
-def test_a_bad_static_value_raises_at_construction(middleware: Any, bad: dict[str, Any]) -> None:
+def test_a_bad_static_value_raises_at_construction(middleware: Any, bad: Any) -> None:
     with pytest.raises(ConfigurationError):
-        middleware(lambda *args: None, **bad)
+        middleware(lambda *args: None, trace_attributes=bad)
 
 
 def test_without_trace_attributes_the_decision_carries_none() -> None:
     middleware = WSGISessionMiddleware(lambda *args: None)
     assert middleware.sessions.attributes_from is None
-    assert middleware.sessions.decide({}, {"x-session-id": "s"}, "").attributes == {}
+    assert middleware.sessions.decide({}, {"x-session-id": "s"}).attributes == {}
 
 
 def server_span_own_attributes(order: str, metadata: dict[str, str]) -> tuple[set[str], object]:
     with (
         propagation("guard") as traced,
-        served("fastapi", traced, order, metadata=metadata, environment="prod") as url,
+        served(
+            "fastapi",
+            traced,
+            order,
+            trace_attributes={"metadata": metadata, "environment": "prod"},
+        ) as url,
     ):
         assert httpx.get(url + "/chat", headers={"X-Session-Id": "s-1"}).status_code == 200
     server = next(span for span in traced.spans() if span.kind is SpanKind.SERVER)

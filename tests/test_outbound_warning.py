@@ -74,7 +74,9 @@ def in_middleware() -> None:
         start_response("200 OK", [])
         return [b"ok"]
 
-    middleware = WSGISessionMiddleware(app, tags=["web"], environment="prod")
+    middleware = WSGISessionMiddleware(
+        app, trace_attributes={"tags": ["web"], "environment": "prod"}
+    )
     for _ in range(3):
         environ = {
             "REQUEST_METHOD": "GET",

@@ -440,7 +440,7 @@ def test_a_sampler_without_a_processor_reads_what_current_session_id_reads() -> 
     from opentelemetry.sdk.trace import TracerProvider
 
     from langfuse_otel_sessions import current_session_id, install_baggage_guard
-    from langfuse_otel_sessions.keys import readers
+    from langfuse_otel_sessions.baggage_keys import readers
 
     before = len(readers())
     sampler = SessionSampler(0.5, fallback=ALWAYS_OFF)  # bound to no processor

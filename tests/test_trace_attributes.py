@@ -270,7 +270,7 @@ def test_the_middleware_takes_an_environment_langfuse_would_normalise(
         start_response("200 OK", [("Content-Type", "application/json")])
         return [b"{}"]
 
-    with serve_wsgi(WSGISessionMiddleware(app, environment=given)) as url:
+    with serve_wsgi(WSGISessionMiddleware(app, trace_attributes={"environment": given})) as url:
         get(url, {"X-Session-Id": "s"})
     assert attributes(traced, "handler")["langfuse.environment"] == stored
     assert seen == [stored]

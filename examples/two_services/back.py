@@ -29,7 +29,7 @@ provider.add_span_processor(BatchSpanProcessor(LangfuseSpanExporter()))
 trace.set_tracer_provider(provider)
 
 app = FastAPI()
-app.add_middleware(ASGISessionMiddleware, trust_incoming_baggage=True)
+app.add_middleware(ASGISessionMiddleware, trust_remote_baggage=True)
 FastAPIInstrumentor.instrument_app(app)
 tracer = trace.get_tracer("back")
 

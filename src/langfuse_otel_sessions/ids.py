@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from typing import NamedTuple
 
 from .attributes import MAX_ENVIRONMENT_LENGTH
 from .errors import InvalidIdError
@@ -60,3 +61,10 @@ def environment_name(value: object) -> str | None:
         return None
     cut = _LANGFUSE_PREFIXES.sub("", value.lower())[:MAX_ENVIRONMENT_LENGTH]
     return cut if _ENVIRONMENT.fullmatch(cut) else None
+
+
+class TraceIds(NamedTuple):
+    """A session and user id (either may be ``None``), as spans carry them."""
+
+    session_id: str | None
+    user_id: str | None

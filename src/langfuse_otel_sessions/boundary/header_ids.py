@@ -28,8 +28,8 @@ from ..attributes import (
     ENV_SESSION_HEADER,
     ENV_USER_HEADER,
 )
+from ..baggage_keys import known_keys
 from ..ids import id_problem
-from ..keys import known_keys
 from ..sessions.context import scoped_context
 from .web_input import from_wsgi
 

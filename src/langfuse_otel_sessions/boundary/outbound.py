@@ -32,7 +32,7 @@ from .._logging import logger
 from ..attributes import BAGGAGE_LANGFUSE_TRACE_ID, ENV_PROPAGATE_SESSION_TO
 from ..environment import env_keys
 from ..errors import ConfigurationError
-from ..sessions.entry_marks import OWN_ENTRIES, app_entries_beneath, hidden_app_entries
+from ..sessions.context_slots import OWN_ENTRIES, app_entries_beneath, hidden_app_entries
 
 EVERYWHERE = "*"
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}

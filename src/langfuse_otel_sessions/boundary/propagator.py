@@ -8,7 +8,7 @@ is taken here, in ``extract``:
 
 * untrusted (the default): the ``baggage`` header's list-members whose key — decoded exactly as
   OpenTelemetry's W3C extractor decodes it — is a session or user key (see
-  :func:`~langfuse_otel_sessions.keys.known_keys`) are withheld: the wrapped propagator never
+  :func:`known_keys`) are withheld: the wrapped propagator never
   sees them, so no span processor (ours, ``BaggageSpanProcessor``, Langfuse's) stamps them and
   they are not forwarded downstream; they are kept aside in the context, where a processor built
   with ``trust_remote_baggage=True`` can still read them;
@@ -42,10 +42,15 @@ from opentelemetry.propagators import textmap
 
 from .._logging import RateLimitedLog, logger
 from ..attributes import ENV_TRUST_REMOTE_BAGGAGE
+from ..baggage_keys import guarded_keys, member_key, member_value, split_members
 from ..environment import env_bool
-from ..keys import guarded_keys, member_key, member_value, split_members
-from ..sessions.entry_marks import WITHHELD_REMOTE_ENTRIES, mark_own, withheld_remote_entries
-from ..sessions.generated import GENERATED_SESSION_ID, generated_session_id
+from ..sessions.context_slots import (
+    GENERATED_SESSION_ID,
+    WITHHELD_REMOTE_ENTRIES,
+    generated_session_id,
+    mark_own,
+    withheld_remote_entries,
+)
 from .header_ids import with_header_ids
 from .outbound import outbound_context, resolve_outbound_policy
 
@@ -86,7 +91,7 @@ _log = RateLimitedLog()
 def _own_vouched(extracted: Context) -> Context:
     """``extracted`` with the vouched entries it holds recorded as this package's (they are the
     ids our middleware decided), so the outbound policy applies to them, and — when the
-    middleware generated the session — recording that it was generated (:mod:`.generated`)."""
+    middleware generated the session — recording that it was generated (:mod:`.context_slots`)."""
     vouched = _vouched()
     if not vouched:
         return extracted
@@ -104,7 +109,7 @@ def separate_members(header: str, guarded: frozenset[str] | None = None) -> tupl
     """Split a ``baggage`` header into what may pass and the guarded members withheld.
 
     A member is withheld when OpenTelemetry would read a session or user key (``guarded``,
-    default :func:`~langfuse_otel_sessions.keys.guarded_keys`) from it, unless our middleware
+    default :func:`guarded_keys`) from it, unless our middleware
     vouched for exactly that key and value in the current context.
     """
     if guarded is None:

@@ -3,7 +3,7 @@
 What a request brings — its ``baggage`` entries, its ``traceparent``'s sampled flag, its trace
 id — counts only where every part of the boundary trusts remote input: the processor that reads
 the ids (``trust_remote_baggage``) and every session middleware alive
-(``trust_incoming_baggage``). A middleware decides its requests, and it may run only after
+(``trust_remote_baggage``). A middleware decides its requests, and it may run only after
 OpenTelemetry's server span started, so its distrust holds process-wide (the stricter wins, as
 for the propagator guard).
 
@@ -22,8 +22,8 @@ from collections.abc import Mapping
 from opentelemetry import baggage
 from opentelemetry.context import Context, get_value
 
-from ..keys import IdKeys
-from ..sessions.entry_marks import OWN_ENTRIES
+from ..baggage_keys import IdKeys
+from ..sessions.context_slots import OWN_ENTRIES
 from .propagator import BaggageGuard, decided_entries
 
 _distrusting: weakref.WeakSet[object] = weakref.WeakSet()

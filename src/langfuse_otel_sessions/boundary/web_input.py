@@ -1,6 +1,6 @@
 """Reading request input that a client controls: header text as UTF-8, cookies in linear time.
 
-* Header and query bytes are decoded as UTF-8, so ``X-Session-Id: café-ü`` is the same session
+* Header bytes are decoded as UTF-8, so ``X-Session-Id: café-ü`` is the same session
   as ``session("café-ü")``. Bytes that are not UTF-8 are kept as lone surrogates
   (``surrogateescape``) so the raw header round-trips unchanged; :func:`~.ids.id_problem`
   refuses such an id as "not valid UTF-8".
@@ -9,21 +9,19 @@
 * Cookies are looked up by name in one pass over the header. The standard library's
   ``SimpleCookie`` is quadratic on hostile input on CPython 3.10-3.12 (one 60 KiB header held an
   event loop for seconds); this is linear and reads only the cookies asked for.
-* Nothing is percent-decoded except query parameters (as every web framework does): a header or
-  cookie value ``caf%C3%A9`` is the id ``caf%C3%A9``, not ``café``.
+* Nothing is percent-decoded: a header or cookie value ``caf%C3%A9`` is the id ``caf%C3%A9``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
-from urllib.parse import parse_qs
+from collections.abc import Collection
 
 _UTF8 = "utf-8"
 _RAW = "surrogateescape"
 
 
 def decode_bytes(raw: bytes) -> str:
-    """A header or query value from ASGI's bytes."""
+    """A header value from ASGI's bytes."""
     return raw.decode(_UTF8, _RAW)
 
 
@@ -63,13 +61,3 @@ def cookie_values(header: str, names: Collection[str]) -> dict[str, str]:
         if len(found) == len(names):
             break
     return found
-
-
-def query_values(query: str, names: Iterable[str]) -> dict[str, list[str]]:
-    """The query parameters named in ``names``, percent-decoded as UTF-8 (invalid sequences
-    become lone surrogates, which the id rule refuses)."""
-    wanted = set(names)
-    if not query or not wanted:
-        return {}
-    parsed = parse_qs(query, keep_blank_values=False, errors=_RAW)
-    return {name: values for name, values in parsed.items() if name in wanted}

@@ -26,8 +26,8 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from .._logging import RateLimitedLog
 from ..boundary.outbound import trace_claims
 from ..errors import ConfigurationError
+from ..ids import TraceIds
 from ..spans.memory import MEMORY, LateSessionHold
-from ..traces import TraceIds
 from .compression import body_compression
 from .config import resolve_langfuse_config
 from .coverage import Coverage, CoverageMonitor

@@ -29,9 +29,8 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from .._logging import RateLimitedLog
 from ..attributes import DEFAULT_MAX_ID_LENGTH, LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
-from ..ids import id_problem
+from ..ids import TraceIds, id_problem
 from ..spans.memory import MEMORY, Request, request_keys
-from ..traces import TraceIds
 from .langfuse_rules import (
     AS_ROOT,
     IS_APP_ROOT,

@@ -17,7 +17,7 @@ from opentelemetry.context import Context
 from opentelemetry.propagators import textmap
 
 from .._logging import logger
-from .entry_marks import with_own_entries
+from .context_slots import with_own_entries
 
 _PROBE = "langfuse_otel_sessions_probe"
 

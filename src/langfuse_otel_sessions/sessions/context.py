@@ -1,7 +1,7 @@
 """`session()`: scope code to a session through OpenTelemetry baggage.
 
 Inside the scope the baggage holds the session (and user) id under the key each configured
-:class:`SessionSpanProcessor` reads (see :mod:`langfuse_otel_sessions.keys`): with the default
+:class:`SessionSpanProcessor` reads (see :mod:`..baggage_keys`): with the default
 keys ``langfuse_session_id`` / ``langfuse_user_id``, the keys the Langfuse Python SDK writes and
 reads. Other session/user keys (``langfuse.session.id``, ``session.id``, custom keys, ...) are
 removed inside the scope so that no stale or remote value outranks the one set here.
@@ -18,14 +18,18 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.trace import TracerProvider
 
 from ..attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH
+from ..baggage_keys import IdKeys, known_keys
 from ..ids import check_id, id_problem
-from ..keys import IdKeys, known_keys
 from ._outbound_check import warn_once_without_outbound_policy
 from ._processor_check import warn_once_without_processor
-from .entry_marks import with_own_entries, withheld_remote_entries, without_rival_entries
-from .generated import with_session_origin
-from .plans import with_new_plans
-from .scope_entries import Root, decorate, enter, leave
+from .context_slots import (
+    with_new_plans,
+    with_own_entries,
+    with_session_origin,
+    withheld_remote_entries,
+    without_rival_entries,
+)
+from .scope_stack import Root, decorate, enter, leave
 from .session import Session
 from .trace_attributes import baggage_entries, merged_tags
 
@@ -46,7 +50,7 @@ def scoped_context(
 
     ``attributes``: trace-attribute baggage entries (:func:`baggage_entries`); tags add up to
     the parent's, metadata keys and the other attributes replace the parent's.
-    ``generated``: ``session_id`` was generated, not given (see :mod:`.generated`).
+    ``generated``: ``session_id`` was generated, not given (see :mod:`.context_slots`).
     """
     if session_id is not None or user_id is not None or attributes:
         warn_once_without_outbound_policy()  # the entries would leave with no policy

@@ -33,12 +33,11 @@ def configure(
     processor: SessionSpanProcessor | None = None,
     exporter: SpanExporter | None = None,
     sampler: Sampler | None = None,
-    guard_remote_baggage: bool = True,
 ) -> TracerProvider:
     """Add :class:`SessionSpanProcessor` and (with ``export``) a ``BatchSpanProcessor`` around
     :class:`LangfuseSpanExporter` to ``tracer_provider`` — or to the global provider, made and
-    set if none is — and (with ``guard_remote_baggage``) install the propagator guard with the
-    processor's trust and outbound policy (``install_baggage_guard``).
+    set if none is — and install the propagator guard with the processor's trust and outbound
+    policy (``install_baggage_guard``).
 
     Idempotent: a provider configured once is left alone, so nothing is exported twice.
     ``processor`` / ``exporter`` replace the defaults (built from the environment).
@@ -74,11 +73,10 @@ def configure(
             logger.debug("langfuse-otel-sessions is already configured on this provider")
         if isinstance(provider.sampler, SessionSampler):
             provider.sampler.read_like(added)
-    if guard_remote_baggage:
-        install_baggage_guard(
-            trust_remote_baggage=added.trust_remote_baggage,
-            propagate_session_to=added.propagate_session_to,
-        )
+    install_baggage_guard(
+        trust_remote_baggage=added.trust_remote_baggage,
+        propagate_session_to=added.propagate_session_to,
+    )
     _carry_context_into_threads()
     return provider
 

@@ -3,7 +3,7 @@
 * ``"openinference"``: ``session.id`` and ``user.id`` — what OpenInference instrumentations
   write and Arize Phoenix groups by (also OpenTelemetry's general session and user attributes);
 * ``"gen_ai"``: ``gen_ai.conversation.id`` — the OpenTelemetry GenAI conventions' name, stamped
-  for ids that were given only, never for generated ones (:mod:`.generated`);
+  for ids that were given only, never for generated ones (:mod:`.context_slots`);
 * ``"otel"``: both (every OpenTelemetry name other tools read).
 
 Langfuse reads all three too, after ``langfuse.session.id`` / ``langfuse.user.id``, which are

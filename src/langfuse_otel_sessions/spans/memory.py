@@ -34,10 +34,10 @@ from opentelemetry.sdk.trace import ReadableSpan
 
 from .._logging import RateLimitedLog
 from ..attributes import LANGFUSE_SESSION_ID, LANGFUSE_TRACE_TAGS, LANGFUSE_USER_ID
-from ..keys import IdKeys
-from ..sessions.generated import GeneratedIds
+from ..baggage_keys import IdKeys
+from ..ids import TraceIds
+from ..sessions.context_slots import GeneratedIds
 from ..sessions.trace_attributes import Stamps
-from ..traces import TraceIds
 
 REQUEST_MEMORY_BYTES = 64 * 1024 * 1024
 #: The most one request remembers of trace attributes (keys and values, as stored).
@@ -196,16 +196,6 @@ class RequestMemory:
                 return None
             request = self._open[span_id] = Request(span_id, targets)
             self._bytes += REQUEST_BYTES
-        return request
-
-    def start(self, span_id: int, parent_id: int | None, targets: IdKeys | None) -> Request | None:
-        """The request a span starting now belongs to: its local parent's (``parent_id``), if
-        still remembered, else a new one rooted at it (``None`` when the budget is spent)."""
-        request = None if parent_id is None else self.spans.get(parent_id)
-        if request is None:
-            request = self.new(span_id, targets)
-        if request is not None:
-            self.spans[span_id] = request
         return request
 
     def end(self, span_id: int) -> None:

@@ -2,7 +2,7 @@
 on every span it sees, through OpenTelemetry's public API (``span.set_attributes``).
 
 What a span gets is worked out once per baggage, not once per span: ``session()`` and the
-middleware put a :func:`~..sessions.plans.new_plans` box in the context they make, and the
+middleware put a :func:`~..sessions.context_slots.new_plans` box in the context they make, and the
 processor keeps in it what it resolved there (checked against the baggage by equality, so a later
 change is read anew); so any number of open requests interleave at no extra cost. A context
 without a box (a remote request's, raw baggage) is resolved again unless it matches the last one.
@@ -38,17 +38,20 @@ from ..attributes import (
     SPAN_ENVIRONMENT_KEYS,
     USER_ATTRIBUTE_KEYS,
 )
+from ..baggage_keys import IdKeys, register_reader
 from ..boundary.outbound import resolve_outbound_policy
 from ..environment import env_bool, env_keys
 from ..errors import ConfigurationError
-from ..ids import id_problem
-from ..keys import IdKeys, register_reader
+from ..ids import TraceIds, id_problem
 from ..sessions._processor_check import note_processor
-from ..sessions.entry_marks import WITHHELD_REMOTE_ENTRIES
-from ..sessions.generated import GENERATED_SESSION_ID, GeneratedIds, marked
-from ..sessions.plans import PLANS
+from ..sessions.context_slots import (
+    GENERATED_SESSION_ID,
+    PLANS,
+    WITHHELD_REMOTE_ENTRIES,
+    GeneratedIds,
+    marked,
+)
 from ..sessions.trace_attributes import Stamps, stamps_of
-from ..traces import TraceIds
 from .conventions import resolve_also_emit
 from .memory import MEMORY
 

@@ -48,12 +48,12 @@ from ..attributes import (
     SESSION_ATTRIBUTE_KEYS,
     USER_ATTRIBUTE_KEYS,
 )
+from ..baggage_keys import IdKeys, known_keys
 from ..boundary.trust import remote_trusted, vouched_entries  # the one trust rule
 from ..environment import env_keys
 from ..errors import ConfigurationError
-from ..keys import IdKeys, known_keys
+from ..ids import TraceIds
 from ..sessions.context import ids_in_force, ids_of  # the one reading of the ids
-from ..traces import TraceIds
 from .processor import SessionSpanProcessor
 
 _HASH_SPACE = 1 << 64

@@ -57,8 +57,7 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
                 values.append(value)
             elif name in wanted:
                 headers[name.decode("latin-1")] = decode_bytes(value)
-        query = decode_bytes(scope.get("query_string") or b"")
-        ids = self.sessions.decide(scope, headers, query)
+        ids = self.sessions.decide(scope, headers)
         incoming = ",".join(decode_bytes(value) for value in values) if values else None
         facts = self.sessions.facts(get_current(), ids, incoming)
         carried = self.sessions.carried_entries(facts)

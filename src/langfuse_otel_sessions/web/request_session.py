@@ -1,7 +1,7 @@
 """The web layer's session decision, shared by the ASGI and WSGI middleware.
 
-Where a request's session (and user) comes from — a header, a cookie, a query parameter, or a
-callable given the request — whether to make a new session id, and the trust boundary for the
+Where a request's session (and user) comes from — a header, a cookie, or a callable given the
+request — whether to make a new session id, and the trust boundary for the
 incoming ``baggage`` header. The middlewares only translate their protocol to this.
 """
 
@@ -26,45 +26,42 @@ from ..attributes import (
     ENV_TRUST_REMOTE_BAGGAGE,
     LANGFUSE_TRACE_TAGS,
 )
+from ..baggage_keys import KnownKeys, known_keys, member_key, member_value, split_members
 from ..boundary.header_ids import header_entries
 from ..boundary.trust import distrust_remote
-from ..boundary.web_input import cookie_values, query_values
+from ..boundary.web_input import cookie_values
 from ..environment import env_bool
 from ..errors import ConfigurationError
-from ..ids import id_problem, new_session_id
-from ..keys import KnownKeys, known_keys, member_key, member_value, split_members
+from ..ids import TraceIds, id_problem, new_session_id
 from ..sessions.context import scoped_context
-from ..sessions.entry_marks import withheld_remote_entries, without_withheld
-from ..sessions.generated import GeneratedIds
+from ..sessions.context_slots import GeneratedIds, withheld_remote_entries, without_withheld
 from ..sessions.trace_attributes import (
+    ARGUMENTS,
     Stamps,
     baggage_entries,
     entries_of,
-    merged_entries,
     merged_tags,
     stamps_of,
 )
 from ..spans.memory import MEMORY
-from ..traces import TraceIds
 
 DEFAULT_SESSION_HEADER = "X-Session-Id"
 DEFAULT_SESSION_COOKIE = "lf_session_id"
 _MAX_BAGGAGE_BYTES = 8192  # OpenTelemetry ignores a longer baggage header (W3C's limit)
 
 IdFromRequest = Callable[[Any], "str | None"]
-#: Given the request, ``session()``'s trace-attribute keywords (``tags``, ``metadata``,
-#: ``environment``, ``release``, ``version``, ``trace_name``) or ``None``.
-AttributesFromRequest = Callable[[Any], "Mapping[str, Any] | None"]
+#: ``session()``'s trace-attribute keywords (``tags``, ``metadata``, ``environment``,
+#: ``release``, ``version``, ``trace_name``), or a callable given the request returning them.
+TraceAttributes = "Mapping[str, Any] | Callable[[Any], Mapping[str, Any] | None]"
 _NONE: Mapping[str, str] = MappingProxyType({})
 
 
 @dataclass(frozen=True)
 class IdSource:
-    """Where one id is read from, in this order: callable, header, cookie, query parameter."""
+    """Where one id is read from, in this order: callable, header, cookie."""
 
     header: str | None = None
     cookie: str | None = None
-    query_param: str | None = None
     from_request: IdFromRequest | None = None
 
 
@@ -72,7 +69,6 @@ class _Incoming(NamedTuple):
     request: object
     headers: Mapping[str, str]
     cookies: Mapping[str, str]
-    query: Mapping[str, list[str]]
 
 
 class Facts(NamedTuple):
@@ -107,40 +103,40 @@ class RequestSessions:
         session: IdSource,
         user: IdSource,
         generate_session: bool = False,
-        cookie_secure: bool = True,
-        cookie_max_age: int | None = None,
-        trust_incoming_baggage: bool | None = None,
-        attributes: Mapping[str, str] | None = None,
-        attributes_from: AttributesFromRequest | None = None,
+        trust_remote_baggage: bool | None = None,
+        trace_attributes: Any = None,  # noqa: ANN401 - TraceAttributes
     ) -> None:
         for source in (session, user):
             if source.from_request is not None and not callable(source.from_request):
                 raise ConfigurationError("session_from/user_from must be callables")
-        if attributes_from is not None and not callable(attributes_from):
-            raise ConfigurationError("trace_attributes_from must be a callable")
-        #: Static trace-attribute entries (validated by ``baggage_entries``) and the callable.
-        self.attributes: Mapping[str, str] = MappingProxyType(dict(attributes or {}))
+        static: Mapping[str, Any] = {}
+        self.attributes_from: Callable[[Any], Mapping[str, Any] | None] | None = None
+        if callable(trace_attributes):
+            self.attributes_from = trace_attributes
+        elif isinstance(trace_attributes, Mapping):
+            static = trace_attributes
+        elif trace_attributes is not None:
+            raise ConfigurationError("trace_attributes must be a mapping or a callable")
+        unknown = set(static) - set(ARGUMENTS)
+        if unknown:
+            raise ConfigurationError(f"trace_attributes: unknown key(s) {sorted(unknown)}")
+        #: Static trace-attribute entries, validated by ``baggage_entries``.
+        self.attributes: Mapping[str, str] = MappingProxyType(baggage_entries(**static))
         self._static_stamps = stamps_of(self.attributes, [])
-        self.attributes_from = attributes_from
         if generate_session and session.cookie is None:
-            session = IdSource(
-                session.header, DEFAULT_SESSION_COOKIE, session.query_param, session.from_request
-            )
+            session = IdSource(session.header, DEFAULT_SESSION_COOKIE, session.from_request)
         self.session = session
         self.user = user
         self.generate_session = generate_session
-        self.cookie_secure = cookie_secure
-        self.cookie_max_age = cookie_max_age
-        self.trust_incoming_baggage = (
+        self.trust_remote_baggage = (
             env_bool(ENV_TRUST_REMOTE_BAGGAGE, False)
-            if trust_incoming_baggage is None
-            else trust_incoming_baggage
+            if trust_remote_baggage is None
+            else trust_remote_baggage
         )
-        if not self.trust_incoming_baggage:
+        if not self.trust_remote_baggage:
             distrust_remote(self)  # the sampler then lets no caller's input decide
         # Only what a source names is parsed: no cookie source, no cookie parsing at all.
         self._cookie_names = tuple(c for c in (session.cookie, user.cookie) if c is not None)
-        self._query_params = tuple(q for q in (session.query_param, user.query_param) if q)
         #: The request headers a source reads (lower-case): only these are decoded.
         self.header_names = frozenset(
             [*(h.lower() for h in (session.header, user.header) if h)]
@@ -150,43 +146,40 @@ class RequestSessions:
 
     # -- reading ids -----------------------------------------------------------------------------
 
-    def decide(self, request: object, headers: Mapping[str, str], query_string: str) -> RequestIds:
+    def decide(self, request: object, headers: Mapping[str, str]) -> RequestIds:
         """The ids for a request. ``headers`` are lower-cased names; never raises."""
         cookies = cookie_values(headers.get("cookie", ""), self._cookie_names)
-        query = query_values(query_string, self._query_params)
-        incoming = _Incoming(request, headers, cookies, query)
+        incoming = _Incoming(request, headers, cookies)
         session_id = self._read(self.session, "session", incoming)
         user_id = self._read(self.user, "user", incoming)
         attributes = self.attributes
         if self.attributes_from is not None:
-            attributes = self._attributes_of(request, attributes)
+            attributes = self._attributes_of(request)
         if session_id is None and self.generate_session:
             return RequestIds(new_session_id(), user_id, True, attributes)
         return RequestIds(session_id, user_id, False, attributes)
 
-    def _attributes_of(self, request: object, static: Mapping[str, str]) -> Mapping[str, str]:
-        """The callable's trace attributes merged over the static ones; never raises."""
+    def _attributes_of(self, request: object) -> Mapping[str, str]:
+        """The callable's trace attributes; never raises."""
+        problems: list[str] = []
         try:
             given = self.attributes_from(request)  # type: ignore[misc]  # checked by the caller
+            own = {} if given is None else entries_of(given, problems)
         except Exception:  # noqa: BLE001 - a user callable must not break the request
             self._log.exception(
-                "attributes-callable", "The trace_attributes_from callable raised; using none"
+                "attributes-callable", "The trace_attributes callable raised; using none"
             )
-            return static
-        if given is None:
-            return static
-        problems: list[str] = []
-        own = entries_of(given, problems)
+            return _NONE
         if problems:
             self._log.warning(
                 "invalid-attributes-callable",
-                "Ignoring trace attributes from the trace_attributes_from callable: %s",
+                "Ignoring trace attributes from the trace_attributes callable: %s",
                 "; ".join(problems),
             )
-        return merged_entries(static, own) if own else static
+        return own or _NONE
 
     def _read(self, source: IdSource, what: str, incoming: _Incoming) -> str | None:
-        request, headers, cookies, query = incoming
+        request, headers, cookies = incoming
         candidates: list[tuple[str, Callable[[], object]]] = []
         if source.from_request is not None:
             call = source.from_request
@@ -197,9 +190,6 @@ class RequestSessions:
         if source.cookie is not None:
             cookie = source.cookie
             candidates.append(("cookie", lambda: cookies.get(cookie)))
-        if source.query_param is not None:
-            param = source.query_param
-            candidates.append(("query", lambda: (query.get(param) or [""])[0]))
         for origin, read in candidates:
             try:
                 value = read()
@@ -232,7 +222,7 @@ class RequestSessions:
     def carried_entries(self, facts: Facts) -> dict[str, str]:
         """The session/user entries this request's context is to carry, key -> value: the ids
         decided here, under every key the configured processors read (see
-        :func:`~langfuse_otel_sessions.keys.known_keys`), and — where nothing was decided — the
+        :func:`known_keys`), and — where nothing was decided — the
         ones the process set itself before this middleware (not brought by the request); then
         the trace attributes decided here, their tags added to those the request inherits."""
         current, ids, incoming_baggage, known, borne = facts
@@ -268,7 +258,7 @@ class RequestSessions:
         if tags is None:
             return decided
         inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, current)
-        trusted = self.trust_incoming_baggage
+        trusted = self.trust_remote_baggage
         if (
             isinstance(inherited, str)
             and not trusted
@@ -294,7 +284,7 @@ class RequestSessions:
         request on — :func:`~..boundary.propagator.deciding` — so that a guard lets them pass).
         """
         ids, known = facts.ids, facts.known
-        removed: frozenset[str] = frozenset() if self.trust_incoming_baggage else known.guarded
+        removed: frozenset[str] = frozenset() if self.trust_remote_baggage else known.guarded
         if ids.session_id is not None:
             removed |= known.session  # the decision here outranks any incoming session
         if ids.user_id is not None:
@@ -326,7 +316,7 @@ class RequestSessions:
         for key, taken in header_entries(current).items():  # this middleware decides instead
             if baggage.get_baggage(key, context) == taken:
                 context = baggage.remove_baggage(key, context)
-        if self.trust_incoming_baggage:
+        if self.trust_remote_baggage:
             # A guard in the propagator may have withheld them; this service trusts its caller.
             for key, value in withheld_remote_entries(context).items():
                 if baggage.get_baggage(key, context) is None:
@@ -359,7 +349,7 @@ class RequestSessions:
         from_request = parent is not None and parent.is_remote
         borne = {v for values in borne_entries.values() for v in values}
         from_header = set(header_entries(current).values())  # this middleware decides instead
-        forged = {} if self.trust_incoming_baggage else _trace_attribute_entries(borne_entries)
+        forged = {} if self.trust_remote_baggage else _trace_attribute_entries(borne_entries)
         if ids.attributes or forged:
             stamps = (
                 self._static_stamps
@@ -403,7 +393,7 @@ class RequestSessions:
                 elif old and (
                     decided is not None  # a generated id replaces what the span had there
                     or old in from_header
-                    or (not self.trust_incoming_baggage and (from_request or old in borne))
+                    or (not self.trust_remote_baggage and (from_request or old in borne))
                 ):
                     corrected = True
                     stamped[key] = ""
@@ -417,12 +407,7 @@ class RequestSessions:
 
     def set_cookie(self, session_id: str) -> str:
         """The ``Set-Cookie`` value for a session id this middleware made."""
-        parts = [f"{self.session.cookie}={session_id}", "Path=/", "HttpOnly", "SameSite=Lax"]
-        if self.cookie_secure:
-            parts.append("Secure")
-        if self.cookie_max_age is not None:
-            parts.append(f"Max-Age={self.cookie_max_age}")
-        return "; ".join(parts)
+        return f"{self.session.cookie}={session_id}; Path=/; HttpOnly; SameSite=Lax; Secure"
 
 
 def _trace_attribute_entries(entries: Mapping[str, set[str]]) -> dict[str, set[str]]:
@@ -500,20 +485,20 @@ def request_borne_entries(
 class SessionMiddlewareBase:
     """The options both middlewares take (keyword-only, after the wrapped app).
 
-    * ``session_header`` (default ``X-Session-Id``), ``session_cookie``, ``session_query_param``,
-      ``session_from`` (a callable given the ASGI scope / WSGI environ, returning an id or
-      ``None``): where the session id comes from, callable first, then header, cookie, query;
-    * ``user_header``, ``user_cookie``, ``user_query_param``, ``user_from``: the same for the user;
+    * ``session_header`` (default ``X-Session-Id``), ``session_cookie``, ``session_from`` (a
+      callable given the ASGI scope / WSGI environ, returning an id or ``None``): where the
+      session id comes from, callable first, then header, then cookie;
+    * ``user_header``, ``user_from``: the same for the user;
     * ``generate_session``: no id in the request -> a new one (``Session.new_id()``), set in a
-      cookie (``session_cookie``, default ``lf_session_id``; HttpOnly, SameSite=Lax, ``Secure``
-      unless ``cookie_secure=False``, ``Max-Age`` from ``cookie_max_age``);
-    * ``trust_incoming_baggage``: keep session/user entries of the incoming ``baggage`` header
+      session cookie (``session_cookie``, default ``lf_session_id``; Secure, HttpOnly,
+      SameSite=Lax);
+    * ``trust_remote_baggage``: keep session/user entries of the incoming ``baggage`` header
       (default: ``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, else false: they never reach a span);
-    * ``tags``, ``metadata``, ``environment``, ``release``, ``version``, ``trace_name``: trace
-      attributes for every request, validated as ``session()`` validates them (a bad one raises
-      :class:`ConfigurationError`); ``trace_attributes_from``: a callable given the request,
-      returning a mapping of those keywords (or ``None``), merged over them as nested
-      ``session()`` scopes merge; what it gets wrong is skipped and logged, never raised.
+    * ``trace_attributes``: ``session()``'s trace-attribute keywords (``tags``, ``metadata``,
+      ``environment``, ``release``, ``version``, ``trace_name``) for every request, validated
+      as ``session()`` validates them (a bad one raises :class:`ConfigurationError`), or a
+      callable given the request returning such a mapping (or ``None``); what a callable gets
+      wrong is skipped and logged, never raised.
     """
 
     def __init__(
@@ -522,42 +507,20 @@ class SessionMiddlewareBase:
         *,
         session_header: str | None = DEFAULT_SESSION_HEADER,
         session_cookie: str | None = None,
-        session_query_param: str | None = None,
         session_from: IdFromRequest | None = None,
         user_header: str | None = None,
-        user_cookie: str | None = None,
-        user_query_param: str | None = None,
         user_from: IdFromRequest | None = None,
         generate_session: bool = False,
-        cookie_secure: bool = True,
-        cookie_max_age: int | None = None,
-        trust_incoming_baggage: bool | None = None,
-        tags: list[str] | tuple[str, ...] | None = None,
-        metadata: Mapping[str, str] | None = None,
-        environment: str | None = None,
-        release: str | None = None,
-        version: str | None = None,
-        trace_name: str | None = None,
-        trace_attributes_from: AttributesFromRequest | None = None,
+        trust_remote_baggage: bool | None = None,
+        trace_attributes: Any = None,  # noqa: ANN401 - TraceAttributes
     ) -> None:
         self.app = app
-        attributes = baggage_entries(
-            tags=tags,
-            metadata=metadata,
-            environment=environment,
-            release=release,
-            version=version,
-            trace_name=trace_name,
-        )
         self.sessions = RequestSessions(
-            session=IdSource(session_header, session_cookie, session_query_param, session_from),
-            user=IdSource(user_header, user_cookie, user_query_param, user_from),
+            session=IdSource(session_header, session_cookie, session_from),
+            user=IdSource(user_header, None, user_from),
             generate_session=generate_session,
-            cookie_secure=cookie_secure,
-            cookie_max_age=cookie_max_age,
-            trust_incoming_baggage=trust_incoming_baggage,
-            attributes=attributes,
-            attributes_from=trace_attributes_from,
+            trust_remote_baggage=trust_remote_baggage,
+            trace_attributes=trace_attributes,
         )
         self._log = RateLimitedLog()
         names = self.sessions.header_names

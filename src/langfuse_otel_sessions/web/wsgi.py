@@ -78,7 +78,7 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
             for name, key in self._wsgi_names
             if isinstance(value := environ.get(key), str)
         }
-        ids = sessions.decide(environ, headers, from_wsgi(environ.get("QUERY_STRING", "")))
+        ids = sessions.decide(environ, headers)
         raw = environ.get("HTTP_BAGGAGE")
         decoded = None if raw is None else from_wsgi(raw)
         # What the request brought, as OpenTelemetry (the raw text) and we (UTF-8) read it.

@@ -1,14 +1,13 @@
-"""What this package notes about baggage entries, in the OpenTelemetry context beside them.
+"""Our private slots in the OpenTelemetry context (never baggage: nothing of them leaves).
 
-* The entries it wrote itself (:func:`with_own_entries`): the outbound policy sends them only to
-  destinations the user opted in (``docs/trust-boundary.md``); elsewhere the app's own
-  value that such an entry covered (:func:`app_entries_beneath`) goes out instead, as if the
-  package had written nothing.
-* The remote session/user entries the trust boundary withheld from a request's baggage
-  (:func:`withheld_remote_entries`): read when remote baggage is trusted.
-
-``session()`` and the boundary write these notes; ``session()``, the processor and the web layer
-read them. Only the slots live here, so that each of them can import it.
+* Baggage entries this package wrote (:func:`with_own_entries`): the outbound policy sends them
+  only where the user opted in; elsewhere the app's own value beneath them goes out instead.
+* Remote session/user entries the trust boundary withheld (:func:`withheld_remote_entries`),
+  read when remote baggage is trusted.
+* Whether the session id in force was generated (:data:`GENERATED_SESSION_ID`): the GenAI
+  conventions keep generated ids off ``gen_ai.conversation.id``.
+* A per-scope box (:data:`PLANS`) where each processor keeps what spans starting in that context
+  get, worked out once per scope however requests interleave.
 """
 
 from __future__ import annotations
@@ -18,6 +17,8 @@ from types import MappingProxyType
 
 from opentelemetry import baggage
 from opentelemetry.context import Context, create_key, get_value, set_value
+
+from ..ids import TraceIds
 
 #: Context slot: the baggage entries (key -> value) this package wrote.
 OWN_ENTRIES = create_key("langfuse-otel-sessions.own-baggage")
@@ -104,3 +105,45 @@ def withheld_remote_entries(context: Context | None = None) -> Mapping[str, obje
     """The session/user entries the boundary withheld from the request's remote baggage."""
     entries = get_value(WITHHELD_REMOTE_ENTRIES, context)
     return entries if isinstance(entries, Mapping) else _EMPTY
+
+
+#: Context slot: the session id the scope in force generated itself, else absent or ``None``.
+GENERATED_SESSION_ID = create_key("langfuse-otel-sessions.generated-session-id")
+
+
+class GeneratedIds(TraceIds):
+    """:class:`TraceIds` whose session id was generated (equal to the same plain ids)."""
+
+    __slots__ = ()
+
+
+def with_session_origin(context: Context, session_id: str, generated: bool) -> Context:
+    """``context`` recording whether ``session_id``, just put in force, was generated."""
+    if generated:
+        return set_value(GENERATED_SESSION_ID, session_id, context)
+    if get_value(GENERATED_SESSION_ID, context) is None:
+        return context  # the common case: nothing to clear, no copy
+    return set_value(GENERATED_SESSION_ID, None, context)
+
+
+def generated_session_id(context: Context | None = None) -> str | None:
+    """The generated session id recorded in ``context`` (default: the current one), if any."""
+    value = get_value(GENERATED_SESSION_ID, context)
+    return value if isinstance(value, str) else None
+
+
+def marked(ids: TraceIds | None, generated: object) -> TraceIds | None:
+    """``ids`` as :class:`GeneratedIds` when their session id is ``generated`` (the value of
+    :data:`GENERATED_SESSION_ID` in the span's context)."""
+    if ids is None or generated is None or ids.session_id != generated:
+        return ids
+    return GeneratedIds(*ids)
+
+
+#: Context slot: a dict, processor -> what it resolved for this context.
+PLANS = create_key("langfuse-otel-sessions.plans")
+
+
+def with_new_plans(context: Context) -> Context:
+    """``context`` with an empty box of its own."""
+    return set_value(PLANS, {}, context)

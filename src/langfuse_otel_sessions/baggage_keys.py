@@ -194,22 +194,12 @@ def known_keys() -> KnownKeys:
         user_writes=tuple(dict.fromkeys(keys.user_write_key for keys in writers)),
         session_attributes=frozenset(key for keys in every for key in keys.session_attributes),
         user_attributes=frozenset(key for keys in every for key in keys.user_attributes),
-        given_session_attributes=_given_only(every),
+        given_session_attributes=frozenset(
+            key for keys in every for key in keys.given_session_attributes
+        ),
     )
     _cache = (stamp, known)
     return known
-
-
-def _given_only(every: tuple[IdKeys, ...]) -> frozenset[str]:
-    """Attributes some reader stamps with given session ids only and none with every id."""
-    given = {key for keys in every for key in keys.given_session_attributes}
-    always = {
-        key
-        for keys in every
-        for key in keys.session_attributes
-        if key not in keys.given_session_attributes
-    }
-    return frozenset(given - always)
 
 
 _guarded_cache: tuple[object, frozenset[str]] | None = None
