@@ -169,7 +169,7 @@ def traced_runners(provider: TracerProvider) -> dict[tuple[str, str], Callable[[
     ):
         traced = {"tracer_provider": provider}
         rows[(protocol, "bare: server span + child")] = run(theirs(app, **traced))
-        for name, options in (("", {}), (", static attributes", STATIC)):
+        for name, options in (("", {}), (", static attributes", {"trace_attributes": STATIC})):
             rows[(protocol, f"ours outside{name}")] = run(ours(theirs(app, **traced), **options))
             rows[(protocol, f"ours inside{name}")] = run(theirs(ours(app, **options), **traced))
     return rows

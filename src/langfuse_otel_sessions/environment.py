@@ -26,21 +26,6 @@ def env_bool(name: str, default: bool) -> bool:
     return default
 
 
-def env_positive_int(name: str, default: int) -> int:
-    """A positive integer; anything else warns."""
-    raw = os.environ.get(name)
-    if raw is None or not raw.strip():
-        return default
-    try:
-        value = int(raw.strip())
-    except ValueError:
-        value = 0
-    if value <= 0:
-        logger.warning("Ignoring %s=%r: expected a positive integer; using %d", name, raw, default)
-        return default
-    return value
-
-
 def env_keys(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     """A comma-separated list of keys; blanks are dropped. Unset gives the default."""
     raw = os.environ.get(name)

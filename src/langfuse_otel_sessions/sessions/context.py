@@ -18,7 +18,7 @@ from opentelemetry.context import Context, get_current
 from opentelemetry.trace import TracerProvider
 
 from ..attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH
-from ..baggage_keys import IdKeys, known_keys
+from ..baggage_keys import IdKeys, KnownKeys, known_keys
 from ..ids import check_id, id_problem
 from ._outbound_check import warn_once_without_outbound_policy
 from ._processor_check import warn_once_without_processor
@@ -44,17 +44,19 @@ def scoped_context(
     attributes: Mapping[str, str] | None = None,
     *,
     generated: bool = False,
+    known: KnownKeys | None = None,
 ) -> Context:
     """``parent`` with the session (and user) id written under the keys the configured
     processors read, and every other session (user) key removed so that none outranks them.
 
     ``attributes``: trace-attribute baggage entries (:func:`baggage_entries`); tags add up to
     the parent's, metadata keys and the other attributes replace the parent's.
-    ``generated``: ``session_id`` was generated, not given (see :mod:`.context_slots`).
+    ``generated``: ``session_id`` was generated, not given; ``known``: the keys in force, when
+    the caller has them already (:func:`known_keys`).
     """
     if session_id is not None or user_id is not None or attributes:
         warn_once_without_outbound_policy()  # the entries would leave with no policy
-    known = known_keys()
+    known = known_keys() if known is None else known
     context = parent
     if attributes:  # recorded as ours: they leave the process only where the user opted in
         own = dict(attributes)

@@ -290,14 +290,3 @@ def _add_entries(entries: dict[str, str], name: str, value: object, problems: li
             entries.update(baggage_entries(**argument))  # type: ignore[arg-type]
         except Exception as error:  # noqa: BLE001 - reported, never raised
             problems.append(str(error) if isinstance(error, ConfigurationError) else name)
-
-
-def merged_entries(outer: Mapping[str, str], inner: Mapping[str, str]) -> dict[str, str]:
-    """``inner`` trace-attribute entries over ``outer`` ones, as nested scopes merge: tags add
-    up, metadata keys override one by one, the rest ``inner`` wins."""
-    merged = {**outer, **inner}
-    if BAGGAGE_LANGFUSE_TAGS in outer and BAGGAGE_LANGFUSE_TAGS in inner:
-        merged[BAGGAGE_LANGFUSE_TAGS] = merged_tags(
-            outer[BAGGAGE_LANGFUSE_TAGS], inner[BAGGAGE_LANGFUSE_TAGS]
-        )
-    return merged

@@ -329,7 +329,12 @@ class RequestSessions:
             # the middleware's untrusting default holds for the requests it decides.
             context = without_withheld(context)
         return scoped_context(
-            context, ids.session_id, ids.user_id, ids.attributes, generated=ids.new_session
+            context,
+            ids.session_id,
+            ids.user_id,
+            ids.attributes,
+            generated=ids.new_session,
+            known=facts.known,
         )
 
     def stamp_server_span(self, facts: Facts, request_context: Context | None = None) -> None:
