@@ -1,8 +1,10 @@
 """What a score costs the caller, and how fast scores reach a loopback Langfuse.
 
 1. Caller's thread: median µs per ``score_session`` call (validation, span-event check, enqueue;
-   the sender thread runs meanwhile), against a baseline measured in the same run: putting a
-   ready dict on a ``queue.Queue`` (the least any background sender does).
+   the sender thread runs meanwhile), with a ``TracerProvider`` set as in any traced app,
+   against two baselines measured in the same run: putting a ready dict on a ``queue.Queue``
+   (the least any background sender does), and the Langfuse SDK's ``create_score`` (when
+   ``langfuse`` is installed).
 2. Throughput: scores per second delivered to the testing receiver running in another process
    (``flush`` marks the end), median over runs.
 
@@ -12,6 +14,8 @@ Run: ``python benchmarks/scores.py`` (``--rounds``, ``--scores`` to change the s
 from __future__ import annotations
 
 import argparse
+import logging
+import math
 import queue
 import random
 import statistics
@@ -21,7 +25,12 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+
 from langfuse_otel_sessions import ScoreClient
+
+SESSION = "session_0123456789abcdef01234567"
 
 RECEIVER = textwrap.dedent(
     """
@@ -54,42 +63,57 @@ def per_call_micros(call: Callable[[int], object], calls: int) -> float:
     return (time.perf_counter_ns() - begin) / calls / 1000
 
 
-def caller_cost(client: ScoreClient, rounds: int) -> tuple[float, float, float]:
-    """Median µs per score_session call, per baseline call, and median per-round ratio."""
+def langfuse_sdk(url: str) -> Callable[[int], object] | None:
+    """The Langfuse SDK's ``create_score`` for one session, or ``None`` without the SDK."""
+    try:
+        from langfuse import Langfuse  # noqa: PLC0415 - optional: the row is left out without it
+    except ImportError:
+        return None
+    logging.getLogger("langfuse").setLevel(logging.CRITICAL)  # its queue is abandoned too
+    sdk = Langfuse(public_key="pk-lf-test", secret_key="sk-lf-test", host=url)  # noqa: S106
+    return lambda i: sdk.create_score(
+        name="helpful", value=float(i % 2 == 0), session_id=SESSION, data_type="BOOLEAN"
+    )
+
+
+def caller_cost(
+    client: ScoreClient, rounds: int, sdk: Callable[[int], object] | None
+) -> dict[str, float]:
+    """Median µs per score_session call, per baseline call, per SDK call (if any), and the
+    median per-round ratios of the score call to the baseline and to the SDK."""
     baseline: queue.Queue[dict[str, object]] = queue.Queue()
     cases: dict[str, Callable[[int], object]] = {
-        "score": lambda i: client.score_session(
-            "session_0123456789abcdef01234567", name="helpful", value=i % 2 == 0
-        ),
+        "score": lambda i: client.score_session(SESSION, name="helpful", value=i % 2 == 0),
         "baseline": lambda i: baseline.put_nowait(
             {"name": "helpful", "value": i % 2, "sessionId": "s"}
         ),
     }
+    if sdk is not None:
+        cases["sdk"] = sdk
     micros: dict[str, list[float]] = {name: [] for name in cases}
-    ratios: list[float] = []
+    ratios: dict[str, list[float]] = {name: [] for name in cases}
     for _ in range(rounds):
         order = list(cases.items())
         random.shuffle(order)
         this_round = {name: per_call_micros(call, 1000) for name, call in order}
         for name, value in this_round.items():
             micros[name].append(value)
-        ratios.append(this_round["score"] / this_round["baseline"])
-    return (
-        statistics.median(micros["score"]),
-        statistics.median(micros["baseline"]),
-        statistics.median(ratios),
-    )
+            ratios[name].append(this_round["score"] / value)
+    figures = {f"{name} µs": statistics.median(values) for name, values in micros.items()}
+    figures.update({f"ratio to {name}": statistics.median(ratios[name]) for name in cases})
+    return figures
 
 
 def run(rounds: int, scores: int) -> dict[str, float]:
+    trace.set_tracer_provider(TracerProvider())  # as in any traced app
     slow, slow_url = start_receiver("slow")
     fast, fast_url = start_receiver()
     try:
         waiting = ScoreClient("pk-lf-test", "sk-lf-test", slow_url)
-        idle = caller_cost(waiting, rounds)
+        idle = caller_cost(waiting, rounds, langfuse_sdk(slow_url))
         waiting.shutdown(0.1)  # a benchmark: what is still queued is abandoned
         client = ScoreClient("pk-lf-test", "sk-lf-test", fast_url)
-        busy = caller_cost(client, rounds)
+        busy = caller_cost(client, rounds, None)
         assert client.flush(120)
         throughput = []
         for _ in range(3):
@@ -105,11 +129,13 @@ def run(rounds: int, scores: int) -> dict[str, float]:
         for server in (slow, fast):
             server.communicate("", timeout=30)
     return {
-        "idle µs": idle[0],
-        "baseline µs": idle[1],
-        "idle ratio": idle[2],
-        "busy µs": busy[0],
-        "busy ratio": busy[2],
+        "idle µs": idle["score µs"],
+        "baseline µs": idle["baseline µs"],
+        "idle ratio": idle["ratio to baseline"],
+        "sdk µs": idle.get("sdk µs", math.nan),
+        "ratio to sdk": idle.get("ratio to sdk", math.nan),
+        "busy µs": busy["score µs"],
+        "busy ratio": busy["ratio to baseline"],
         "delivered per second": statistics.median(throughput),
     }
 
@@ -128,12 +154,13 @@ def main(argv: Sequence[str] | None = None) -> None:
     print("| measure | median | ratio to baseline |")
     print("| --- | ---: | ---: |")
     print(f"| baseline: `Queue.put_nowait(dict)` | {figures['baseline µs']:.1f} µs | 1.0x |")
+    print(f"| Langfuse SDK `create_score` | {figures['sdk µs']:.2f} µs | |")
     print(
-        f"| `score_session`, sender waiting on the network | {figures['idle µs']:.1f} µs "
-        f"| {figures['idle ratio']:.1f}x |"
+        f"| `score_session`, sender waiting on the network | {figures['idle µs']:.2f} µs "
+        f"| {figures['idle ratio']:.1f}x ({figures['ratio to sdk']:.2f}x the SDK's) |"
     )
     print(
-        f"| `score_session`, sender delivering at full speed | {figures['busy µs']:.1f} µs "
+        f"| `score_session`, sender delivering at full speed | {figures['busy µs']:.2f} µs "
         f"| {figures['busy ratio']:.1f}x |"
     )
     print(

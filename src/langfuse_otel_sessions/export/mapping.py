@@ -49,23 +49,7 @@ from .langfuse_rules import (
 )
 from .langfuse_trace_rules import given_trace_fields
 
-__all__ = [
-    "AS_ROOT",
-    "IS_APP_ROOT",
-    "LANGFUSE_SESSION_KEYS",
-    "LANGFUSE_USER_KEYS",
-    "OBSERVATION_INPUT",
-    "OBSERVATION_OUTPUT",
-    "TRACE_INPUT",
-    "TRACE_NAME",
-    "TRACE_OUTPUT",
-    "app_root_additions",
-    "ids_of",
-    "is_root",
-    "map_spans",
-    "root_additions",
-    "root_io_additions",
-]
+__all__ = ["ids_of", "is_root", "map_spans"]
 
 _NO_IO = IoRead()
 #: Ids recently found valid (bounded; cleared when full). The length limit, which differs
@@ -86,7 +70,9 @@ _once = RateLimitedLog(interval=float("inf"))
 class _MappedSpan(ReadableSpan):
     """A copy of a finished span with other attributes; dropped counts are the original's."""
 
-    def __init__(self, original: ReadableSpan, attributes: Mapping[str, object]) -> None:
+    def __init__(
+        self, original: ReadableSpan, attributes: Mapping[str, object]
+    ) -> None:
         super().__init__(
             name=original.name,
             context=original.context,
@@ -179,21 +165,11 @@ def spreadable_id(value: object, max_length: int, what: str) -> str | None:
     return None
 
 
-def app_root_additions(span: ReadableSpan, names: AbstractSet[str]) -> dict[str, object]:
-    """``langfuse.internal.is_app_root = true`` for the first span of this process under a
-    remote parent, unless something (the span processor, for a trace whose root an upstream
-    Langfuse SDK claimed; or the application) already decided."""
-    parent = span.parent
-    if parent is not None and parent.is_remote and IS_APP_ROOT not in names:
-        return {IS_APP_ROOT: True}
-    return {}
-
-
-def root_io_additions(
+def _root_io(
     attributes: Mapping[str, object],
-    scope_name: str = "",
-    events: Sequence[tuple[str, Mapping[str, object]]] = (),
-    names: AbstractSet[str] | None = None,
+    scope_name: str,
+    events: Sequence[tuple[str, Mapping[str, object]]],
+    names: AbstractSet[str],
 ) -> dict[str, object]:
     """The ``langfuse.observation.input/output`` a root gains so that v4 (which reads the root
     observation) shows the trace I/O that v3 reads from ``langfuse.trace.input/output``.
@@ -201,16 +177,16 @@ def root_io_additions(
     Both or neither: once either Langfuse key is on a span, Langfuse reads both sides from
     those keys only, so the side the mapping does not supply is copied from the attribute
     Langfuse would have read it from; when that side was composed (events, several keys), the
-    mapping adds nothing rather than hide it. ``names``: the attribute keys, if known.
+    mapping adds nothing rather than hide it. ``names``: the keys the mapping reads, if there.
     """
-    if names is None:
-        names = set(attributes)
     supplied_input = _first(attributes, (TRACE_INPUT,), names)
     supplied_output = _first(attributes, (TRACE_OUTPUT,), names)
     if supplied_input is None and supplied_output is None:
         return {}
     has_input = OBSERVATION_INPUT in names and attributes[OBSERVATION_INPUT] is not None
-    has_output = OBSERVATION_OUTPUT in names and attributes[OBSERVATION_OUTPUT] is not None
+    has_output = (
+        OBSERVATION_OUTPUT in names and attributes[OBSERVATION_OUTPUT] is not None
+    )
     added: dict[str, object] = {}
     if has_input or has_output:
         # Langfuse already reads both sides from its keys: fill only an empty side.
@@ -224,7 +200,11 @@ def root_io_additions(
         attributes, scope_name, events
     ):
         framework = read_io(
-            {k: v for k, v in attributes.items() if k not in (TRACE_INPUT, TRACE_OUTPUT)},
+            {
+                k: v
+                for k, v in attributes.items()
+                if k not in (TRACE_INPUT, TRACE_OUTPUT)
+            },
             scope_name,
             events,
         )
@@ -242,15 +222,6 @@ def root_io_additions(
     return added
 
 
-def root_additions(span: ReadableSpan, names: AbstractSet[str] | None = None) -> dict[str, object]:
-    """The attributes a root span gains: root I/O for both server versions. ``names``: the
-    span's attribute keys among those the mapping reads, if known."""
-    attributes = span.attributes or {}
-    scope = span.instrumentation_scope
-    events = [(event.name, event.attributes or {}) for event in span.events]
-    return root_io_additions(attributes, scope.name if scope else "", events, names)
-
-
 def map_spans(
     spans: Sequence[ReadableSpan],
     known: Callable[[int, ReadableSpan], TraceIds | None],
@@ -265,7 +236,9 @@ def map_spans(
     keys = request_keys(spans)
     learned: dict[int, TraceIds] = {}
     mixed: set[int] = set()
-    seen: list[tuple[ReadableSpan, Mapping[str, object], frozenset[str], object, object]] = []
+    seen: list[
+        tuple[ReadableSpan, Mapping[str, object], frozenset[str], object, object]
+    ] = []
     for span, key in zip(spans, keys, strict=True):
         attributes: Mapping[str, object] = span.attributes or {}
         names = _READ_KEYS.intersection(attributes)
@@ -281,7 +254,9 @@ def map_spans(
                 spreadable_id(user_id, DEFAULT_MAX_ID_LENGTH, "user"),
             )
     result: list[ReadableSpan] = []
-    for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
+    for (span, attributes, names, session_id, user_id), key in zip(
+        seen, keys, strict=True
+    ):
         added: dict[str, object] = {}
         request = MEMORY.of(span.context.span_id if span.context is not None else None)
         if session_id is None or user_id is None:
@@ -290,12 +265,14 @@ def map_spans(
                 _complete_ids(
                     added,
                     request,
-                    None if session_id is not None or key in mixed else known_ids.session_id,
+                    None
+                    if session_id is not None or key in mixed
+                    else known_ids.session_id,
                     None if user_id is not None else known_ids.user_id,
                 )
         parent = span.parent
         if parent is not None and parent.is_remote and IS_APP_ROOT not in names:
-            added[IS_APP_ROOT] = True  # app_root_additions, inlined on the per-span path
+            added[IS_APP_ROOT] = True  # unless the processor or the app already decided
         trace_io = TRACE_INPUT in names or TRACE_OUTPUT in names
         if trace_io and (
             span.parent is None
@@ -303,7 +280,11 @@ def map_spans(
             or is_true(added.get(IS_APP_ROOT))
             or (IS_APP_ROOT in names and is_true(attributes[IS_APP_ROOT]))
         ):
-            added.update(root_additions(span, names))
+            scope = span.instrumentation_scope
+            events = [(event.name, event.attributes or {}) for event in span.events]
+            added.update(
+                _root_io(attributes, scope.name if scope else "", events, names)
+            )
         elif trace_io:
             _once.warning(
                 "trace-io-below-root",
@@ -334,12 +315,16 @@ def _complete_ids(
     else under Langfuse's own keys."""
     if session_id is not None:
         targets = (
-            (LANGFUSE_SESSION_ID,) if request is None else request.session_attributes(session_id)
+            (LANGFUSE_SESSION_ID,)
+            if request is None
+            else request.session_attributes(session_id)
         )
         for target in targets:
             added[target] = session_id
     if user_id is not None:
-        for target in (LANGFUSE_USER_ID,) if request is None else request.user_attributes():
+        for target in (
+            (LANGFUSE_USER_ID,) if request is None else request.user_attributes()
+        ):
             added[target] = user_id
 
 
@@ -364,4 +349,6 @@ def _learn(
     ):
         mixed.add(key)
     if previous.session_id is None or previous.user_id is None:
-        learned[key] = TraceIds(previous.session_id or session_id, previous.user_id or user_id)
+        learned[key] = TraceIds(
+            previous.session_id or session_id, previous.user_id or user_id
+        )

@@ -18,7 +18,7 @@ queued).
 
 Requests go through :mod:`..export.http`: one deadline each (``request_timeout``) including
 reading the answer, no redirects, capped reads. ``flush()`` and ``shutdown()`` are bounded as a
-whole (by default ``retry_deadline``), not per batch; what ``shutdown()`` could not deliver by
+whole (by default the client's ``timeout``), not per batch; what ``shutdown()`` could not deliver by
 then is counted as failed and logged. A client that is shut down or garbage-collected stops its
 thread once what it queued is sent. At interpreter exit all senders share one bound (the longest
 ``exit_timeout``), counted from the start of exit, so that it runs alongside the span exporter's
@@ -68,7 +68,7 @@ class SenderStats:
     dropped: int
     retries: int
     refused: int = 0
-    #: session scores not sent because the session was sampled out (``follow_sampling``)
+    #: session scores not sent because the session was sampled out
     sampled_out: int = 0
 
 
