@@ -70,9 +70,7 @@ _once = RateLimitedLog(interval=float("inf"))
 class _MappedSpan(ReadableSpan):
     """A copy of a finished span with other attributes; dropped counts are the original's."""
 
-    def __init__(
-        self, original: ReadableSpan, attributes: Mapping[str, object]
-    ) -> None:
+    def __init__(self, original: ReadableSpan, attributes: Mapping[str, object]) -> None:
         super().__init__(
             name=original.name,
             context=original.context,
@@ -184,9 +182,7 @@ def _root_io(
     if supplied_input is None and supplied_output is None:
         return {}
     has_input = OBSERVATION_INPUT in names and attributes[OBSERVATION_INPUT] is not None
-    has_output = (
-        OBSERVATION_OUTPUT in names and attributes[OBSERVATION_OUTPUT] is not None
-    )
+    has_output = OBSERVATION_OUTPUT in names and attributes[OBSERVATION_OUTPUT] is not None
     added: dict[str, object] = {}
     if has_input or has_output:
         # Langfuse already reads both sides from its keys: fill only an empty side.
@@ -200,11 +196,7 @@ def _root_io(
         attributes, scope_name, events
     ):
         framework = read_io(
-            {
-                k: v
-                for k, v in attributes.items()
-                if k not in (TRACE_INPUT, TRACE_OUTPUT)
-            },
+            {k: v for k, v in attributes.items() if k not in (TRACE_INPUT, TRACE_OUTPUT)},
             scope_name,
             events,
         )
@@ -236,9 +228,7 @@ def map_spans(
     keys = request_keys(spans)
     learned: dict[int, TraceIds] = {}
     mixed: set[int] = set()
-    seen: list[
-        tuple[ReadableSpan, Mapping[str, object], frozenset[str], object, object]
-    ] = []
+    seen: list[tuple[ReadableSpan, Mapping[str, object], frozenset[str], object, object]] = []
     for span, key in zip(spans, keys, strict=True):
         attributes: Mapping[str, object] = span.attributes or {}
         names = _READ_KEYS.intersection(attributes)
@@ -254,9 +244,7 @@ def map_spans(
                 spreadable_id(user_id, DEFAULT_MAX_ID_LENGTH, "user"),
             )
     result: list[ReadableSpan] = []
-    for (span, attributes, names, session_id, user_id), key in zip(
-        seen, keys, strict=True
-    ):
+    for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
         added: dict[str, object] = {}
         request = MEMORY.of(span.context.span_id if span.context is not None else None)
         if session_id is None or user_id is None:
@@ -265,9 +253,7 @@ def map_spans(
                 _complete_ids(
                     added,
                     request,
-                    None
-                    if session_id is not None or key in mixed
-                    else known_ids.session_id,
+                    None if session_id is not None or key in mixed else known_ids.session_id,
                     None if user_id is not None else known_ids.user_id,
                 )
         parent = span.parent
@@ -282,9 +268,7 @@ def map_spans(
         ):
             scope = span.instrumentation_scope
             events = [(event.name, event.attributes or {}) for event in span.events]
-            added.update(
-                _root_io(attributes, scope.name if scope else "", events, names)
-            )
+            added.update(_root_io(attributes, scope.name if scope else "", events, names))
         elif trace_io:
             _once.warning(
                 "trace-io-below-root",
@@ -315,16 +299,12 @@ def _complete_ids(
     else under Langfuse's own keys."""
     if session_id is not None:
         targets = (
-            (LANGFUSE_SESSION_ID,)
-            if request is None
-            else request.session_attributes(session_id)
+            (LANGFUSE_SESSION_ID,) if request is None else request.session_attributes(session_id)
         )
         for target in targets:
             added[target] = session_id
     if user_id is not None:
-        for target in (
-            (LANGFUSE_USER_ID,) if request is None else request.user_attributes()
-        ):
+        for target in (LANGFUSE_USER_ID,) if request is None else request.user_attributes():
             added[target] = user_id
 
 
@@ -349,6 +329,4 @@ def _learn(
     ):
         mixed.add(key)
     if previous.session_id is None or previous.user_id is None:
-        learned[key] = TraceIds(
-            previous.session_id or session_id, previous.user_id or user_id
-        )
+        learned[key] = TraceIds(previous.session_id or session_id, previous.user_id or user_id)
