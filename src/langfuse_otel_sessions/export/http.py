@@ -48,6 +48,8 @@ from .http_headers import retry_after_seconds
 from .log_safety import MAX_LOGGED_CHARS, loggable, secrets_in
 from .urls import display_url
 
+#: How long past the caller's deadline a worker's socket may still wait (the caller has gone).
+_WORKER_GRACE_SECONDS = 1.0
 #: The most of a response body that is read; Langfuse's answers are a few kilobytes.
 MAX_RESPONSE_BYTES = 1_000_000
 _MAX_LOGGED_BYTES = 4 * MAX_LOGGED_CHARS  # a secret straddling the cap is still found
@@ -350,7 +352,9 @@ class HttpClient:
         settings = session.merge_environment_settings(self._target, {}, True, None, None)
         remaining = max(call.deadline - time.monotonic(), 0.001)
         adapter = session.get_adapter(self._target)
-        timeout = urllib3.Timeout(total=remaining)
+        # The caller's wait enforces the deadline; the socket's own bound comes a little later,
+        # so under load a read timeout here never pre-empts the caller's honest "no answer".
+        timeout = urllib3.Timeout(total=remaining + _WORKER_GRACE_SECONDS)
         response = adapter.send(request, timeout=timeout, **settings)  # type: ignore[arg-type]
         with response:
             with self._lock:

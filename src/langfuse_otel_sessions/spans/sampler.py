@@ -14,12 +14,14 @@ Decision order for a span:
    reads it, from what the trust rule lets count — and an allow rule matches: keep;
 3. a session id: keep or drop by its hash;
 4. anything else: the ``fallback`` sampler (default ``ParentBased(TraceIdRatioBased(ratio))``),
-   which never sees an untrusted remote parent.
+   which never sees an untrusted remote parent, nor the trace id such a caller chose (it gets a
+   random one instead).
 """
 
 from __future__ import annotations
 
 import hashlib
+import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 
 from opentelemetry.context import Context
@@ -178,8 +180,9 @@ class SessionSampler(Sampler):
         if parent.is_valid:  # remote: its flag decides only when trusted
             if trusted and self.follow_remote_parent:
                 return _following(parent)
-            if not trusted:  # nor does the fallback follow it
+            if not trusted:  # nor does the fallback follow it, or read the trace id it chose
                 parent_context = set_span_in_context(INVALID_SPAN, parent_context)
+                trace_id = secrets.randbits(128)
         try:
             ids = self._ids(attributes, parent_context, reader, trusted)
             keep = None if ids is None else self.decide(ids.session_id, ids.user_id)
