@@ -221,6 +221,7 @@ def test_where_a_middleware_runs_the_header_source_does_not_override_its_decisio
 ) -> None:
     """A middleware that takes the session from elsewhere (here: an anonymous request, so no
     session) is final for its requests: LANGFUSE_OTEL_SESSION_HEADER adds nothing to them."""
+    pytest.importorskip("fastapi", reason="the framework stack is in requirements/test.txt")
     import httpx
     from fastapi import FastAPI
     from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
