@@ -17,6 +17,7 @@ from langfuse_otel_sessions import (
     Session,
     SessionSpanProcessor,
     flush_scores,
+    install_baggage_guard,
     score_session,
     session,
 )
@@ -43,6 +44,7 @@ def answer(question: str) -> str:
 
 with langfuse_or_local():
     provider.add_span_processor(SessionSpanProcessor())  # stamps the session on every span
+    install_baggage_guard()  # ids leave the process only where you allow (configure() does this)
     provider.add_span_processor(BatchSpanProcessor(LangfuseSpanExporter()))
     for user, questions in {"alice": ["hi", "what is OTel?"], "bob": ["hello"]}.items():
         conversation = Session.start(metadata={"channel": "web"})
