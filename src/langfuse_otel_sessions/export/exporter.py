@@ -206,8 +206,7 @@ class LangfuseSpanExporter(SpanExporter):
         return SpanExportResult.FAILURE
 
     def _known(self, key: int, span: ReadableSpan) -> TraceIds | None:
-        request = MEMORY.of(span.context.span_id if span.context is not None else None)
-        request = MEMORY.of(key) if request is None else request
+        request = MEMORY.of(span.context) or MEMORY.by_key(key)
         return None if request is None else request.known()
 
     def _retrying(self, reply: Reply, wait: float) -> None:
@@ -219,7 +218,7 @@ class LangfuseSpanExporter(SpanExporter):
         )
 
     def _knows_session(self, key: int) -> bool:
-        request = MEMORY.of(key)
+        request = MEMORY.by_key(key)
         ids = None if request is None else request.ids
         return ids is not None and ids.session_id is not None
 

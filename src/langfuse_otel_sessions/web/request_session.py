@@ -381,7 +381,7 @@ class RequestSessions:
         if forged:  # the processor may have remembered them for the request's other spans
             if request_context is not None:
                 stamps = stamps_of(baggage.get_all(request_context), [])
-            MEMORY.correct_attributes(span.get_span_context().span_id, stamps)
+            MEMORY.correct_attributes(span.get_span_context(), stamps)
         corrected = False
         stamped: dict[str, str] = {}  # set in one call: one lock, not one a key
         given_only = known.given_session_attributes if ids.new_session else frozenset()
@@ -408,7 +408,7 @@ class RequestSessions:
             trace_ids = TraceIds(ids.session_id, ids.user_id) if known_ids else None
             if trace_ids is not None and ids.new_session:
                 trace_ids = GeneratedIds(*trace_ids)
-            MEMORY.correct(span.get_span_context().span_id, trace_ids)
+            MEMORY.correct(span.get_span_context(), trace_ids)
 
     def set_cookie(self, session_id: str) -> str:
         """The ``Set-Cookie`` value for a session id this middleware made."""
