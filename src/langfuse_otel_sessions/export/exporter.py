@@ -28,7 +28,7 @@ from .._reach import note_exporter
 from ..boundary.outbound import trace_claims
 from ..errors import ConfigurationError
 from ..ids import TraceIds
-from ..spans.memory import MEMORY, LateSessionHold
+from ..spans.memory import MEMORY
 from .compression import body_compression
 from .config import resolve_langfuse_config
 from .coverage import Coverage, CoverageMonitor
@@ -45,7 +45,6 @@ __all__ = ["INGESTION_VERSION", "INGESTION_VERSION_HEADER", "ExportStats", "Lang
 SDK_NAME = "langfuse-otel-sessions"
 DEFAULT_TIMEOUT_SECONDS = 10.0
 #: How long the ended spans of a running request wait for its session (docs/sessions.md).
-LATE_SESSION_SECONDS = 30.0
 #: After an export got no answer in time, later exports fail at once for the timeout, within
 #: these bounds (so that a flush of many batches takes one timeout, not one per batch).
 MIN_COOL_OFF_SECONDS = 1.0
@@ -102,10 +101,8 @@ class LangfuseSpanExporter(SpanExporter):
     ``headers=`` or ``LANGFUSE_OTEL_COLLECTOR_HEADERS``; Langfuse's auth header only with
     ``collector_auth=True`` (or ``LANGFUSE_OTEL_COLLECTOR_AUTH=true``).
 
-    Late sessions: the ended spans of a running local request without a session yet are held
-    until it has one or its local root ends, at most 30 s, within the per-request memory's
-    budget; ``force_flush``/``shutdown`` send them. The first span under a remote parent is
-    marked the trace's app root, so Langfuse v4 names the trace and shows its I/O.
+    The first span under a remote parent is marked the trace's app root, so Langfuse v4 names
+    the trace and shows its I/O.
 
     ``export_spans`` (``LANGFUSE_OTEL_EXPORT_SPANS``): ``"all"`` (default), ``"llm"`` (the
     Langfuse SDK's rule, :mod:`.span_filter`) or a predicate; local roots are always sent.
@@ -153,7 +150,6 @@ class LangfuseSpanExporter(SpanExporter):
         self.endpoint = self._route.shown
         if self._route.problem is None:
             trace_claims.register(self)  # outgoing requests claim the trace's root upstream
-        self.late_sessions = LateSessionHold(LATE_SESSION_SECONDS)
         self._log = RateLimitedLog()
         self._abort = threading.Event()
         self._shut_down = False
@@ -217,14 +213,8 @@ class LangfuseSpanExporter(SpanExporter):
             wait,
         )
 
-    def _knows_session(self, key: int) -> bool:
-        request = MEMORY.by_key(key)
-        ids = None if request is None else request.ids
-        return ids is not None and ids.session_id is not None
-
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Map and send one batch (holding back spans whose session may still come); returns
-        the result, never raises."""
+        """Map and send one batch; returns the result, never raises."""
         if self._shut_down:
             return self._count(len(spans), None, "the exporter is shut down; nothing was sent")
         if self._transport is None:
@@ -232,17 +222,11 @@ class LangfuseSpanExporter(SpanExporter):
         if self._keep is not None:
             spans, dropped = keep(spans, self._keep)
             self._coverage.dropped(dropped)
-        try:
-            spans = self.late_sessions.take(spans, self._knows_session)
-        except Exception:  # noqa: BLE001 - export must not raise; send them all as they are
-            self._log.exception("late-sessions", "Could not hold spans for a late session")
         if not spans:
             return SpanExportResult.SUCCESS
         return self._send(spans)
 
-    def _send(
-        self, spans: Sequence[ReadableSpan], timeout: float | None = None
-    ) -> SpanExportResult:
+    def _send(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._transport is None:
             return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
         if self._shut_down:
@@ -265,7 +249,7 @@ class LangfuseSpanExporter(SpanExporter):
                 self._transport,
                 body,
                 self._headers,
-                policy=otlp_policy(self._timeout if timeout is None else timeout),
+                policy=otlp_policy(self._timeout),
                 abort=self._abort,
                 on_retry=self._retrying,
             )
@@ -288,15 +272,11 @@ class LangfuseSpanExporter(SpanExporter):
         return min(max(self._timeout, MIN_COOL_OFF_SECONDS), MAX_COOL_OFF_SECONDS)
 
     def shutdown(self, timeout_millis: float | None = None) -> None:
-        """Stop exporting; idempotent: later exports fail at once. Sends the spans held for a
-        late session within ``timeout_millis`` (and the timeout); cuts a retry wait short (a
+        """Stop exporting; idempotent: later exports fail at once. Cuts a retry wait short (a
         request in flight still ends within the timeout)."""
         if self._shut_down:
             return
         trace_claims.discard(self)
-        held = self.late_sessions.drain()
-        if held:
-            self._send(held, self._bounded(timeout_millis))
         self._shut_down = True
         self._coverage.close()
         self._abort.set()
@@ -304,14 +284,5 @@ class LangfuseSpanExporter(SpanExporter):
             self._transport.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Send the spans held for a late session; ``True`` unless that failed."""
-        held = self.late_sessions.drain()
-        if not held or self._shut_down:
-            return True
-        return self._send(held, self._bounded(timeout_millis)) is SpanExportResult.SUCCESS
-
-    def _bounded(self, timeout_millis: float | None) -> float:
-        """The exporter's timeout, or less when the caller has less time (at least 1 ms)."""
-        if timeout_millis is None or math.isnan(timeout_millis):
-            return self._timeout
-        return max(min(self._timeout, timeout_millis / 1000), 0.001)
+        """Nothing is buffered here: always ``True``."""
+        return True

@@ -2,18 +2,16 @@
 rest of the request").
 
 A *local request* is a local root span (no parent, or a remote one) and every span started under
-it in this process. Its record holds the ids in force last (``mixed`` after two sessions), the
-trace attributes its scopes showed and, in :class:`LateSessionHold`, its ended spans waiting for
-its session. A span finds its request through its trace id when the trace has one local request
-(the usual case: nothing is stored per span); in a trace that several local requests share (a
-forged or leaked ``traceparent``), spans started since are filed by span id, so no request learns
-from another. Nothing is stored on OpenTelemetry's objects.
+it in this process. Its record holds the ids in force last (``mixed`` after two sessions) and the
+trace attributes its scopes showed. A span finds its request through its trace id when the trace
+has one local request (the usual case: nothing is stored per span); in a trace that several
+local requests share (a forged or leaked ``traceparent``), spans started since are filed by span
+id, so no request learns from another. Nothing is stored on OpenTelemetry's objects.
 
-One budget (:data:`REQUEST_MEMORY_BYTES`) counts it all: an estimate per request and per span
-filed, the trace attributes (at most 16 KiB a request) and the held spans (``sys.getsizeof``). An
-ended request stays known :data:`LINGER_SECONDS`. Over the budget the oldest ended requests are
-forgotten first, then the oldest running ones; held spans fill at most three quarters of it.
-Each is counted (``MEMORY.over_budget``) and logged.
+One budget (:data:`REQUEST_MEMORY_BYTES`) counts an estimate per request and per span filed, and
+the trace attributes (at most 16 KiB a request, ``sys.getsizeof``). An ended request stays known
+:data:`LINGER_SECONDS`. Over the budget the oldest ended requests are forgotten first, then the
+oldest running ones, each counted (``MEMORY.over_budget``) and logged.
 """
 
 from __future__ import annotations
@@ -52,20 +50,11 @@ def _size(value: object) -> int:
     return sys.getsizeof(value)
 
 
-def span_bytes(span: ReadableSpan) -> int:
-    """What holding ``span`` costs: its attributes and its events' attributes, as stored."""
-    total = SPAN_BYTES * 4
-    for attributes in (span.attributes, *(event.attributes for event in span.events)):
-        for key, value in (attributes or {}).items():
-            total += ENTRY_BYTES + sys.getsizeof(key) + _size(value)
-    return total
-
-
 class Request:
     """What one local request showed (see the module docstring)."""
 
     __slots__ = (
-        *("attribute_bytes", "bytes", "ended", "ids", "key", "last", "mixed", "open"),
+        *("attribute_bytes", "bytes", "ended", "ids", "key", "last", "mixed"),
         *("spans", "tags", "targets", "trace", "values"),
     )
 
@@ -75,7 +64,6 @@ class Request:
         self.targets = targets  # the keys of the processor that saw it: where ids are stamped
         self.ids: TraceIds | None = None
         self.mixed = False
-        self.open = True
         self.ended = 0.0
         self.values: dict[str, object] = {}
         self.tags: dict[str, None] = {}
@@ -222,7 +210,6 @@ class RequestMemory:
         with self._lock:
             request = self.open.pop(key, None)
             if request is not None:
-                request.open = False
                 request.ended = self._clock()
                 self._ended[key] = request
 
@@ -251,7 +238,6 @@ class RequestMemory:
             request = self._by_key(key)
             if request is None:
                 request = self._ended[key] = Request(key, None)
-                request.open = False
                 request.ended = self._clock()
                 self.bytes += REQUEST_BYTES
             previous = request.ids
@@ -290,14 +276,6 @@ class RequestMemory:
         with self._lock:
             self.bytes += cost
 
-    def fits(self, cost: int) -> bool:
-        """Whether ``cost`` more bytes of held spans fit: they may fill three quarters of the
-        budget (the rest stays for the requests themselves)."""
-        with self._lock:
-            if self.bytes + cost > self.budget * 3 // 4:
-                self._forget(None, running=False)
-            return self.bytes + cost <= self.budget * 3 // 4
-
     def refuse(self, message: str, *args: object) -> None:
         """Count and log (rate-limited) something left out."""
         self.over_budget += 1
@@ -307,10 +285,10 @@ class RequestMemory:
         """:meth:`refuse`, for the budget."""
         self.refuse("The per-request memory is at its budget of %d bytes: %s", self.budget, what)
 
-    def _forget(self, now: float | None, *, running: bool = True) -> None:
+    def _forget(self, now: float | None) -> None:
         """Forget the ended requests past their linger (``now``); over the budget (``None``),
-        the oldest ended ones, then (``running``) the oldest running ones, until a tenth of the
-        budget is free. Called with the lock held."""
+        the oldest ended ones, then the oldest running ones, until a tenth of the budget is
+        free. Called with the lock held."""
         goal = self.budget * 9 // 10
         ended = self._ended
         while ended:
@@ -321,7 +299,7 @@ class RequestMemory:
                 return
             self._drop(ended.pop(request.key))
         forgotten = 0
-        while running and now is None and self.open and self.bytes > goal:
+        while now is None and self.open and self.bytes > goal:
             self._drop(self.open.pop(next(iter(self.open))))
             forgotten += 1
         if forgotten:
@@ -379,96 +357,3 @@ def _batch_key(span: ReadableSpan, by_id: Mapping[int, ReadableSpan]) -> int:
             return parent.span_id
         current = upper
     return current.context.span_id if current.context is not None else 0
-
-
-class LateSessionHold:
-    """One exporter's spans held until their request's session is known; thread-safe.
-
-    Langfuse sums a session's cost over the observations whose own session id is set, so the
-    ended spans of a running request without a session yet are held until it has one or its
-    root ends, at most ``max_seconds`` after the first of them. Held spans count in the
-    memory's budget: past it a span is sent as it is. Spans of requests whose session is known,
-    spans the processor did not see and requests that ended without one are never delayed.
-    """
-
-    def __init__(self, max_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_seconds = max_seconds
-        self.released_early = 0  # sent without their session: too old, or over the budget
-        self._clock = clock
-        self._held: dict[int, tuple[Request, float, list[tuple[ReadableSpan, int]]]] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def held_spans(self) -> int:
-        """Spans held now."""
-        return sum(len(spans) for _, _, spans in self._held.values())
-
-    def take(
-        self, spans: Sequence[ReadableSpan], knows_session: Callable[[int], bool]
-    ) -> list[ReadableSpan]:
-        """The spans to send now: those of ``spans`` not held, and held ones now released.
-        ``knows_session(key)``: the exporter learned a session for that request already."""
-        if self.max_seconds <= 0 and not self._held:
-            return list(spans)
-        now = self._clock()
-        send: list[ReadableSpan] = []
-        with self._lock:
-            for span in spans:
-                request = self._holds(span, knows_session)
-                if request is None:
-                    send.append(span)
-                    continue
-                cost = span_bytes(span)
-                if not MEMORY.fits(cost):
-                    MEMORY.over("a span is sent without waiting for its session")
-                    self.released_early += 1
-                    send.append(span)
-                    continue
-                MEMORY.charge(cost)
-                held = self._held.get(request.key)
-                if held is None:
-                    held = self._held[request.key] = (request, now + self.max_seconds, [])
-                held[2].append((span, cost))
-            send.extend(self._released(now, knows_session))
-        return send
-
-    def drain(self) -> list[ReadableSpan]:
-        """Everything held (``force_flush``, ``shutdown``)."""
-        with self._lock:
-            return self._release(list(self._held))
-
-    def _holds(self, span: ReadableSpan, knows_session: Callable[[int], bool]) -> Request | None:
-        context = span.context
-        if self.max_seconds <= 0 or context is None:
-            return None
-        request = MEMORY.of(context)
-        if request is None or not request.open or context.span_id == request.key:
-            return None
-        if request.ids is not None and request.ids.session_id is not None:
-            return None
-        own = span.attributes or {}
-        if any(own.get(key) for key in request.session_attributes("")):
-            return None
-        return None if knows_session(request.key) else request
-
-    def _released(self, now: float, knows_session: Callable[[int], bool]) -> list[ReadableSpan]:
-        keys: list[int] = []
-        for key, (request, deadline, spans) in self._held.items():
-            known = (
-                not request.open
-                or (request.ids is not None and request.ids.session_id is not None)
-                or knows_session(key)
-            )
-            if not known and now >= deadline:
-                self.released_early += len(spans)
-            if known or now >= deadline:
-                keys.append(key)
-        return self._release(keys)
-
-    def _release(self, keys: list[int]) -> list[ReadableSpan]:
-        released: list[ReadableSpan] = []
-        for key in keys:
-            _, _, spans = self._held.pop(key)
-            MEMORY.charge(-sum(cost for _, cost in spans))
-            released.extend(span for span, _ in spans)
-        return released
