@@ -42,12 +42,12 @@ from .langfuse_rules import (
     TRACE_NAME,
     TRACE_OUTPUT,
     IoRead,
+    given_trace_fields,
     is_true,
     langfuse_text,
     may_have_framework_io,
     read_io,
 )
-from .langfuse_trace_rules import given_trace_fields
 
 __all__ = ["ids_of", "is_root", "map_spans"]
 

@@ -11,7 +11,7 @@
   ``langfuse.internal.as_root``; a root writes the trace's name and I/O (``langfuse.trace.*``
   first, then the observation keys and framework keys), any other span writes the
   ``langfuse.trace.name/input/output`` it carries (never the observation keys);
-* trace attributes (:mod:`..langfuse_trace_rules`): v4 shows the last non-empty environment,
+* trace attributes (:mod:`..langfuse_rules`): v4 shows the last non-empty environment,
   release and version written, the last non-empty tag list, and the root observation's
   metadata; v3 keeps the environment of the first span written, unions the tags, and merges
   the metadata, release and version written by roots and by spans with trace updates.
@@ -26,24 +26,22 @@ from typing import Any
 from ..export.coverage import Coverage, coverage_of
 from ..export.langfuse_rules import (
     AS_ROOT,
+    DEFAULT_ENVIRONMENT,
     IS_APP_ROOT,
     TRACE_INPUT,
     TRACE_NAME,
     TRACE_OUTPUT,
+    environment_of,
+    has_trace_updates,
     is_true,
     langfuse_text,
     observation_name,
     read_io,
-    session_id_of,
-    user_id_of,
-)
-from ..export.langfuse_trace_rules import (
-    DEFAULT_ENVIRONMENT,
-    environment_of,
-    has_trace_updates,
     release_of,
+    session_id_of,
     tags_of,
     trace_metadata_of,
+    user_id_of,
     version_of,
 )
 from ._otlp import ReceivedSpan
