@@ -138,7 +138,7 @@ class CoverageMonitor:
                 (True, counts.spans - without[0], counts.tokens - without[1]),
                 (False, *without),
             ):
-                attributes = {SCOPE: scope, HAS_SESSION: has_session}
+                attributes: dict[str, str | bool] = {SCOPE: scope, HAS_SESSION: has_session}
                 if spans_:
                     self._spans.add(spans_, attributes)
                 if tokens:
