@@ -15,15 +15,13 @@ from functools import partial
 
 from .export.urls import is_loopback
 from .testing import LangfuseReceiver
-from .testing._model import build_sessions
-from .testing._page import ChangeView
+from .testing._page import batch_line
 
 DEFAULT_PORT = 4318
 
 
 def serve(host: str, port: int, stop_after: int | None = None) -> int:
-    """Run the view until interrupted (or after ``stop_after`` batches, for tests); the exit
-    status is 2 when it cannot listen."""
+    """Run the view until interrupted (``stop_after`` batches: tests); 2 if it cannot listen."""
     if not is_loopback(host):
         print(
             f"Warning: {host} is not a loopback address: anyone who can reach this port can "
@@ -55,15 +53,14 @@ def serve(host: str, port: int, stop_after: int | None = None) -> int:
         f"Then open {url}/ in a browser: it updates as batches arrive.",
         flush=True,
     )
-    view = ChangeView()
-    batches = printed = 0
+    batches = printed = seen = 0
     with receiver, contextlib.suppress(KeyboardInterrupt):
         while stop_after is None or batches < stop_after:
             if receiver.wait_for(partial(_more_than, receiver, printed), timeout=0.5):
-                printed, batches = len(receiver.requests()), batches + 1
-                traces = receiver.traces()
-                sessions = build_sessions(traces.values(), receiver.scores())
-                print(f"batch {batches}: {view.line(traces, sessions, url)}", flush=True)
+                printed, batches, traces = len(receiver.requests()), batches + 1, receiver.traces()
+                line = batch_line(traces, receiver.scores(), seen, url)
+                print(f"batch {batches}: {line}", flush=True)
+                seen = max((s.batch for t in traces.values() for s in t.spans), default=seen)
     return 0
 
 

@@ -8,7 +8,15 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from ..export.langfuse_rules import usage_tokens
-from ._model import SessionView, TraceView, coverage, observation_type, span_io, span_session_id
+from ._model import (
+    SessionView,
+    TraceView,
+    build_sessions,
+    coverage,
+    observation_type,
+    span_io,
+    span_session_id,
+)
 
 #: Caps on one answer: the newest sessions and session-less traces, the first spans of a trace,
 #: the first characters of a text.
@@ -55,13 +63,13 @@ def _end(trace: TraceView) -> int:
 
 
 def _trace_row(trace: TraceView) -> dict[str, Any]:
-    reason = None if trace.session_id else NO_SESSION_REASON
     return {
         "id": trace.id,
         "name": _text(trace.name),
         "start": trace.timestamp,
         "end": _end(trace),
-    } | {"reason": reason}
+        "reason": None if trace.session_id else NO_SESSION_REASON,
+    }
 
 
 def trace_detail(trace: TraceView, scores: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
@@ -136,35 +144,24 @@ def api_answer(
     }
 
 
-class ChangeView:
-    """What changed since the last batch, in one line (``serve`` prints it after each)."""
-
-    def __init__(self) -> None:
-        self._spans = 0
-        self._traces: set[str] = set()
-        self._sessions: dict[str, tuple[list[tuple[str, int]], int]] = {}
-
-    def line(
-        self, traces: Mapping[str, TraceView], sessions: Mapping[str, SessionView], url: str
-    ) -> str:
-        """``+3 spans · sessions: a (new), b · 1 new trace without a session · <url>``."""
-        spans = sum(len(trace.spans) for trace in traces.values())
-        shapes = {
-            s.id: ([(t.id, len(t.spans)) for t in s.traces], len(s.scores))
-            for s in sessions.values()
-        }
-        changed = [  # client data for a terminal: no control characters (escape sequences)
-            "".join(c if c.isprintable() else "?" for c in key[:80])
-            + ("" if key in self._sessions else " (new)")
-            for key, shape in shapes.items()
-            if self._sessions.get(key) != shape
-        ]
-        orphans = sum(1 for t in traces.values() if not t.session_id and t.id not in self._traces)
-        parts = [f"{spans - self._spans:+d} spans"]
-        if changed:
-            more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
-            parts.append("sessions: " + ", ".join(changed[:3]) + more)
-        if orphans:
-            parts.append(f"{orphans} new trace{'s' * (orphans > 1)} without a session")
-        self._spans, self._traces, self._sessions = spans, set(traces), shapes
-        return " · ".join([*parts, f"{len(sessions)} sessions in all · {url}/"])
+def batch_line(
+    traces: Mapping[str, TraceView], scores: list[dict[str, Any]], after: int, url: str
+) -> str:
+    """What the trace requests numbered above ``after`` brought, in one line: ``+3 spans ·
+    sessions: a (new), b · 1 new trace without a session · 2 sessions in all · <url>/``."""
+    fresh = {t.id: [span.batch > after for span in t.spans] for t in traces.values()}
+    sessions = build_sessions(traces.values(), scores)
+    changed = [  # client data for a terminal: no control characters (escape sequences)
+        "".join(c if c.isprintable() else "?" for c in s.id[:80])
+        + (" (new)" if all(all(fresh[t.id]) for t in s.traces) else "")
+        for s in sessions.values()
+        if any(any(fresh[t.id]) for t in s.traces)
+    ]
+    orphans = sum(all(fresh[t.id]) for t in traces.values() if not t.session_id)
+    parts = [f"{sum(map(sum, fresh.values())):+d} spans"]
+    if changed:
+        more = f" and {len(changed) - 3} more" if len(changed) > 3 else ""
+        parts.append("sessions: " + ", ".join(changed[:3]) + more)
+    if orphans:
+        parts.append(f"{orphans} new trace{'s' * (orphans > 1)} without a session")
+    return " · ".join([*parts, f"{len(sessions)} sessions in all · {url}/"])

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 
 from ._model import SessionView, TraceView, observation_type, span_session_id
 from ._otlp import ReceivedSpan
@@ -78,18 +78,6 @@ def render_session(session: SessionView) -> list[str]:
     return lines
 
 
-def render_sessions(
-    sessions: Iterable[SessionView], traces: Mapping[str, TraceView] | None = None
-) -> str:
-    """Every session, as text; with ``traces``, also those of them that are in no session."""
-    lines = [line for session in sessions for line in render_session(session)]
-    orphans = sorted(
-        (t for t in (traces or {}).values() if t.session_id is None), key=lambda t: t.timestamp
-    )
-    if orphans:
-        lines.append(
-            f"traces without a session: {len(orphans)} (Langfuse shows them outside every"
-            " session; see the README's troubleshooting)"
-        )
-        lines += ["   " + line for trace in orphans for line in render_trace(trace)]
-    return "\n".join(lines)
+def render_sessions(sessions: Iterable[SessionView]) -> str:
+    """Every session, as text."""
+    return "\n".join(line for session in sessions for line in render_session(session))
