@@ -7,7 +7,6 @@ Inside a scope the baggage holds the ids under the keys the configured processor
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import baggage
@@ -94,7 +93,7 @@ class SessionScope:
         return f"SessionScope(session_id={self.session_id!r}, user_id={self.user_id!r})"
 
     def context(self, parent: Context | None = None) -> Context:
-        """The OTel context of this scope, derived from ``parent`` (default: the current one)."""
+        """This scope's OTel context, derived from ``parent`` (default: the current one)."""
         return scoped_context(
             get_current() if parent is None else parent,
             self.session_id,
@@ -107,24 +106,14 @@ class SessionScope:
         enter(self, self.context, self.root)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        leave(self, exc)
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        leave(self, error)
 
     async def __aenter__(self) -> SessionScope:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, traceback)
+    async def __aexit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        leave(self, error)
 
     @overload
     def __call__(
@@ -168,8 +157,6 @@ def session(
     session_id = check_id(Session.get_id(session_or_id), DEFAULT_MAX_ID_LENGTH)
     if user_id is not None:
         user_id = check_id(user_id, DEFAULT_MAX_ID_LENGTH, "user id")
-    if trace_name is not None and (not isinstance(trace_name, str) or not trace_name):
-        raise TypeError("trace_name must be a non-empty string")
     attributes = baggage_entries(
         tags=tags,
         metadata=metadata,
