@@ -453,19 +453,3 @@ def given_trace_fields(attributes: Attributes, wanted: Mapping[str, object]) -> 
         ):
             given.add(key)
     return given
-
-
-#: Keys whose truthy value makes a non-root span write the trace on the legacy (v3) path.
-_TRACE_UPDATE_KEYS = (
-    *(TRACE_NAME, TRACE_INPUT, TRACE_OUTPUT, "langfuse.trace.public"),
-    *(key for key in LANGFUSE_SESSION_KEYS + LANGFUSE_USER_KEYS if key != "gen_ai.conversation.id"),
-    *(key for key in TAG_KEYS if key != "langfuse.tags"),
-    *("ai.telemetry.metadata.sessionId", "ai.telemetry.metadata.userId"),
-)
-
-
-def has_trace_updates(attributes: Attributes) -> bool:
-    """A non-root span writes trace fields on the legacy path (the receiver's v3 view)."""
-    return any(_truthy(attributes.get(key)) for key in _TRACE_UPDATE_KEYS) or any(
-        key.startswith(TRACE_METADATA) for key in attributes
-    )
