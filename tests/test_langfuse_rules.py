@@ -40,7 +40,7 @@ def test_session_keys_in_priority_order_and_empty_values_skipped() -> None:
 
 def test_one_langfuse_key_takes_both_sides() -> None:
     read = read_io({"langfuse.observation.output": "o", "input.value": "i"})
-    assert read == IoRead(None, "o", None, "langfuse.observation.output", langfuse_keys=True)
+    assert read == IoRead(None, "o", None, "langfuse.observation.output")
 
 
 def test_the_legacy_trace_read_prefers_trace_keys() -> None:

@@ -17,10 +17,11 @@ from ..attributes import (
     LANGFUSE_ENVIRONMENT,
     LANGFUSE_IS_APP_ROOT,
     LANGFUSE_RELEASE,
-    LANGFUSE_SESSION_ID,
     LANGFUSE_TRACE_METADATA_PREFIX,
     LANGFUSE_TRACE_TAGS,
     LANGFUSE_VERSION,
+    SESSION_ATTRIBUTE_KEYS,
+    SPAN_ENVIRONMENT_KEYS,
     USER_ATTRIBUTE_KEYS,
 )
 from ..ids import environment_name
@@ -35,9 +36,7 @@ OBSERVATION_OUTPUT = "langfuse.observation.output"
 
 #: Span attribute keys Langfuse reads a session id from, in its priority order.
 LANGFUSE_SESSION_KEYS = (
-    LANGFUSE_SESSION_ID,
-    "session.id",
-    "gen_ai.conversation.id",
+    *SESSION_ATTRIBUTE_KEYS,
     "langfuse.observation.metadata.langfuse_session_id",
     "langfuse.trace.metadata.langfuse_session_id",
 )
@@ -206,7 +205,6 @@ class IoRead:
     output: object = None
     input_key: str | None = None
     output_key: str | None = None
-    langfuse_keys: bool = False
 
 
 _NOTHING = IoRead()
@@ -266,7 +264,7 @@ def read_io(
         sides.append((value, key if value is not None else None))
     (input_value, input_key), (output_value, output_key) = sides
     if input_value is not None or output_value is not None:
-        return IoRead(input_value, output_value, input_key, output_key, langfuse_keys=True)
+        return IoRead(input_value, output_value, input_key, output_key)
     if not may_have_framework_io(attributes, scope_name, events):
         return _NOTHING
     if scope_name == "genkit-tracer":
@@ -354,7 +352,7 @@ def _gen_ai_io(attributes: Attributes) -> IoRead | None:
 
 #: What Langfuse shows for a trace or observation without a (valid) environment.
 DEFAULT_ENVIRONMENT = "default"
-ENVIRONMENT_KEYS = (LANGFUSE_ENVIRONMENT, "deployment.environment.name", "deployment.environment")
+ENVIRONMENT_KEYS = (LANGFUSE_ENVIRONMENT, *SPAN_ENVIRONMENT_KEYS)
 TRACE_METADATA = LANGFUSE_TRACE_METADATA_PREFIX.rstrip(".")
 _METADATA_PREFIXES = (TRACE_METADATA, "langfuse.metadata", "ai.telemetry.metadata")
 _METADATA_EXCLUDED = frozenset(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from functools import lru_cache
 from types import MappingProxyType
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -37,11 +38,6 @@ from .langfuse_rules import (
 __all__ = ["map_spans"]
 
 _NO_IO = IoRead()
-#: Ids recently found valid (bounded; cleared when full). The length limit, which differs
-#: between exporters, is checked again on every hit.
-_VALID_IDS: set[str] = set()
-_VALID_CACHE_SIZE = 4096
-
 #: Every key the mapping reads: a span's own keys are intersected with these once.
 _READ_KEYS = frozenset(
     {*LANGFUSE_SESSION_KEYS, *LANGFUSE_USER_KEYS, AS_ROOT, IS_APP_ROOT, TRACE_NAME}
@@ -102,18 +98,20 @@ def _first(
     return None
 
 
-def spreadable_id(value: object, max_length: int, what: str) -> str | None:
+@lru_cache(maxsize=4096)
+def _id_problem(text: str) -> str | None:
+    return id_problem(text, DEFAULT_MAX_ID_LENGTH)
+
+
+def spreadable_id(value: object, what: str) -> str | None:
     """The id Langfuse reads from ``value`` if it is valid to spread; otherwise ``None``, logged."""
     if value is None:
         return None
-    if isinstance(value, str) and value in _VALID_IDS and len(value) <= max_length:
-        return value
-    text = value if isinstance(value, str) else langfuse_text(value)
-    problem = id_problem(text, max_length)
+    text = value if isinstance(value, str) else langfuse_text(value) or ""
+    # cached up to the length limit only, so the cache stays bounded in bytes
+    too_long = len(text) > DEFAULT_MAX_ID_LENGTH
+    problem = id_problem(text, DEFAULT_MAX_ID_LENGTH) if too_long else _id_problem(text)
     if problem is None:
-        if len(_VALID_IDS) >= _VALID_CACHE_SIZE:
-            _VALID_IDS.clear()
-        _VALID_IDS.add(text)  # type: ignore[arg-type]  # id_problem proved it a str
         return text
     _log.warning(
         f"invalid-{what}",
@@ -185,8 +183,8 @@ def map_spans(
                 learned,
                 mixed,
                 key,
-                spreadable_id(session_id, DEFAULT_MAX_ID_LENGTH, "session"),
-                spreadable_id(user_id, DEFAULT_MAX_ID_LENGTH, "user"),
+                spreadable_id(session_id, "session"),
+                spreadable_id(user_id, "user"),
             )
     result: list[ReadableSpan] = []
     for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
