@@ -24,7 +24,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._logging import RateLimitedLog
-from .._reach import note_exporter
 from ..boundary.outbound import trace_claims
 from ..errors import ConfigurationError
 from ..ids import TraceIds
@@ -173,7 +172,6 @@ class LangfuseSpanExporter(SpanExporter):
             self._headers = merged(self._headers, encoding)
         self._transport = None if self._route.problem else HttpClient(self._route.url)
         announce("LangfuseSpanExporter", self._route, "spans")
-        note_exporter(self)  # a session set with no exporter alive warns
 
     def __repr__(self) -> str:
         return f"LangfuseSpanExporter(mode={self.mode!r}, endpoint={self.endpoint!r})"
