@@ -25,10 +25,6 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
     websocket connections included — stamps the server span, and keeps session ids from the
     client's ``baggage`` header out unless trusted. Lifespan scopes pass through."""
 
-    def __init__(self, app: Any, **options: Any) -> None:  # noqa: ANN401 - see the base class
-        super().__init__(app, **options)
-        self._asgi_names = frozenset(name.encode("latin-1") for name in self.header_names)
-
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") not in ("http", "websocket"):
             await self.app(scope, receive, send)
@@ -45,7 +41,7 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
                 elif name in wanted:
                     headers[name.decode("latin-1")] = decode_bytes(value)
             incoming = ",".join(map(decode_bytes, values)) if values else None
-            decision = self._decide(scope, headers, incoming, incoming)
+            decision = self._decide(scope, headers, incoming, None)
             if decision.header is not None:
                 scope = dict(scope)  # the scope is the caller's: change a copy
                 scope["headers"] = [

@@ -25,7 +25,14 @@ from ..attributes import (
     DEFAULT_MAX_ID_LENGTH,
     ENV_TRUST_REMOTE_BAGGAGE,
 )
-from ..baggage_keys import KnownKeys, known_keys, member_key, member_value, split_members
+from ..baggage_keys import (
+    KnownKeys,
+    keys_generation,
+    known_keys,
+    member_key,
+    member_value,
+    split_members,
+)
 from ..boundary.header_ids import header_entries
 from ..boundary.trust import distrust_remote
 from ..boundary.web_input import cookie_values
@@ -35,9 +42,6 @@ from ..ids import TraceIds, id_problem, new_session_id
 from ..sessions.context import scoped_context
 from ..sessions.context_slots import GeneratedIds, withheld_remote_entries, without_withheld
 from ..sessions.trace_attributes import (
-    ARGUMENTS,
-    Stamps,
-    baggage_entries,
     entries_of,
     merged_tags,
     stamps_of,
@@ -63,6 +67,21 @@ class Decision(NamedTuple):
     cookie: str | None
 
 
+class _Facts(NamedTuple):
+    """One request, read once: the context the middleware runs in, the keys in force, the ids
+    decided (``new``: the session id was generated), the trace attributes decided, the ids
+    the header source took and what the request brought under a guarded key (key -> values,
+    in order: its ``baggage`` header's members, read as OpenTelemetry reads them, and those)."""
+
+    current: Context
+    known: KnownKeys
+    ids: TraceIds
+    new: bool
+    attributes: Mapping[str, str]
+    taken: Mapping[str, str]
+    borne: dict[str, list[str]]
+
+
 class SessionMiddlewareBase:
     """The keyword-only options both middlewares take after the wrapped app (the table in
     docs/sessions.md): ``session_header``, ``session_cookie``, ``session_from``,
@@ -85,25 +104,21 @@ class SessionMiddlewareBase:
     ) -> None:
         if any(f is not None and not callable(f) for f in (session_from, user_from)):
             raise ConfigurationError("session_from/user_from must be callables")
-        self._attributes_from: Callable[[Any], Mapping[str, Any] | None] | None = None
-        static: Mapping[str, Any] = {}
-        if callable(trace_attributes):
-            self._attributes_from = trace_attributes
-        elif isinstance(trace_attributes, Mapping):
-            static = trace_attributes
-        elif trace_attributes is not None:
-            raise ConfigurationError("trace_attributes must be a mapping or a callable")
-        unknown = set(static) - set(ARGUMENTS)
-        if unknown:
-            raise ConfigurationError(f"trace_attributes: unknown key(s) {sorted(unknown)}")
-        self._static = MappingProxyType(baggage_entries(**static))  # validated: raises here
-        self._static_stamps = stamps_of(self._static, [])
-        self._static_members = [_member(key, value) for key, value in self._static.items()]
+        self._attributes_from = trace_attributes if callable(trace_attributes) else None
+        problems: list[str] = []
+        static = {}
+        if trace_attributes is not None and self._attributes_from is None:
+            static = entries_of(trace_attributes, problems)
+        if problems:
+            raise ConfigurationError(f"trace_attributes: {'; '.join(problems)}")
+        self._static: Mapping[str, str] = MappingProxyType(static)
+        self._static_stamps = stamps_of(static, [])
+        self._static_members = [_member(key, value) for key, value in static.items()]
         if generate_session and session_cookie is None:
             session_cookie = DEFAULT_SESSION_COOKIE
         self.app = app
         self._session = (session_from, _lower(session_header), session_cookie)
-        self._user = (user_from, _lower(user_header), None)
+        self._user = (user_from, _lower(user_header), None) if user_from or user_header else None
         self._generate = generate_session
         self._trusted = (
             env_bool(ENV_TRUST_REMOTE_BAGGAGE, False)
@@ -113,17 +128,18 @@ class SessionMiddlewareBase:
         if not self._trusted:
             distrust_remote(self)  # the sampler then lets no caller's input decide
         self._cookie_names = (session_cookie,) if session_cookie else ()
-        #: The request headers a source reads (lower-case): only these are decoded.
-        self.header_names = frozenset(
-            name
-            for name in (self._session[1], self._user[1], "cookie" if session_cookie else None)
-            if name
+        # The request headers a source reads: only these are decoded.
+        names = {self._session[1], _lower(user_header), "cookie" if session_cookie else None} - {
+            None
+        }
+        self._asgi_names = frozenset(str(name).encode("latin-1") for name in names)
+        self._environ_keys = tuple(
+            (str(name), "HTTP_" + str(name).upper().replace("-", "_")) for name in names
         )
         limit = SpanLimits().max_span_attributes  # stamps fill three quarters, as the processor
         self._room = None if limit is None else limit * 3 // 4
         self._log = RateLimitedLog()
-
-    # -- the ids ---------------------------------------------------------------------------------
+        self._known = (keys_generation(), known_keys())  # the environment's keys: read once
 
     def _id(
         self,
@@ -168,11 +184,10 @@ class SessionMiddlewareBase:
         return problem is None
 
     def _attributes_of(self, request: object) -> Mapping[str, str]:
-        """The ``trace_attributes`` callable's entries; never raises."""
-        assert self._attributes_from is not None  # noqa: S101 - only called when set
+        """The ``trace_attributes`` callable's entries; what it gets wrong is logged, not raised."""
         problems: list[str] = []
         try:
-            given = self._attributes_from(request)
+            given = self._attributes_from(request)  # type: ignore[misc]  # set: checked by the caller
             own = {} if given is None else entries_of(given, problems)
         except Exception:  # noqa: BLE001 - a user callable must not break the request
             self._log.exception("attributes-callable", "The trace_attributes callable raised")
@@ -185,45 +200,31 @@ class SessionMiddlewareBase:
             )
         return own or _NONE
 
-    # -- one request -----------------------------------------------------------------------------
-
     def _decide(
-        self, request: object, headers: Mapping[str, str], incoming: str | None, brought: str | None
+        self, request: object, headers: Mapping[str, str], incoming: str | None, raw: str | None
     ) -> Decision:
-        """The request's :class:`Decision`. ``headers``: those of :attr:`header_names`;
-        ``incoming``: its ``baggage`` header; ``brought``: that header as OpenTelemetry and as
-        we read it (they differ for WSGI's latin-1 text)."""
+        """The request's :class:`Decision`. ``headers``: those a source reads (lower-case
+        names); ``incoming``: its ``baggage`` header; ``raw``: that header as OpenTelemetry
+        reads it, where that differs (WSGI's latin-1 text)."""
         current = get_current()
-        known = known_keys()
+        generation, known = self._known
+        if generation != keys_generation():  # a processor came or went
+            generation, known = self._known = (keys_generation(), known_keys())
         cookie_header = headers.get("cookie")
         cookies = cookie_values(cookie_header, self._cookie_names) if cookie_header else _NONE
         session_id = self._id("session", self._session, request, headers, cookies)
-        user_id = self._id("user", self._user, request, headers, cookies)
+        user_id = self._id("user", self._user, request, headers, cookies) if self._user else None
         new = session_id is None and self._generate
         if new:
             session_id = new_session_id()
         attributes = self._static if self._attributes_from is None else self._attributes_of(request)
-        # What the request brought under a guarded key (key -> values, in order): its header's
-        # members, read as OpenTelemetry reads them, and the ids the header source took.
         taken = header_entries(current)
         borne: dict[str, list[str]] = {key: [value] for key, value in taken.items()}
-        for member in split_members(brought) if brought else ():
-            key = member_key(member)
+        parsed = [(member, member_key(member)) for member in split_members(incoming or "")]
+        for member, key in [*((m, member_key(m)) for m in split_members(raw or "")), *parsed]:
             if key is not None and key in known.guarded:
                 borne.setdefault(key, []).append(member_value(member))
-        context = current
-        for key, value in taken.items():  # where a middleware runs, it decides instead
-            if baggage.get_baggage(key, context) == value:
-                context = baggage.remove_baggage(key, context)
-        if self._trusted:  # what a guard withheld is put back: this service trusts its caller
-            for key, value in withheld_remote_entries(context).items():
-                if baggage.get_baggage(key, context) is None:
-                    context = baggage.set_baggage(key, value, context)
-        else:
-            for key, values in borne.items():
-                if baggage.get_baggage(key, context) in values:
-                    context = baggage.remove_baggage(key, context)
-            context = without_withheld(context)  # nor may a trusting processor find them
+        context = self._cleaned(current, taken, borne)
         tags = attributes.get(BAGGAGE_LANGFUSE_TAGS)
         if tags is not None:  # tags add up to those the request's scope nests in
             inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, context)
@@ -231,76 +232,91 @@ class SessionMiddlewareBase:
                 inherited = borne[BAGGAGE_LANGFUSE_TAGS][-1]  # still in the header
             if inherited is not None:
                 attributes = {**attributes, BAGGAGE_LANGFUSE_TAGS: merged_tags(inherited, tags)}
-        carried = self._carried(current, known, session_id, user_id, borne)
-        carried.update(attributes)
-        context = scoped_context(
-            context, session_id, user_id, attributes, generated=new, known=known
-        )
+        ids = TraceIds(session_id, user_id)
+        facts = _Facts(current, known, ids, new, attributes, taken, borne)
+        carried = {**self._carried(facts), **attributes}
+        context = scoped_context(context, *ids, attributes, generated=new, known=known)
         span = trace.get_current_span(current)
-        if span.is_recording():  # the server span started before the decision: stamp it
-            ids = TraceIds(session_id, user_id)
-            self._stamp(span, taken, borne, known, ids, new, attributes, context)
-        header = self._header(incoming, carried, attributes, known, session_id, user_id)
+        inside = span.is_recording()  # inside OpenTelemetry's server span, which it stamps
+        if inside:
+            self._stamp(span, facts, context)
+        header = self._header(facts, incoming, parsed, carried, inside)
         cookie = None
         if new:
             cookie = f"{self._session[2]}={session_id}; Path=/; HttpOnly; SameSite=Lax; Secure"
         return Decision(context, carried, header, cookie)
 
+    def _cleaned(
+        self, current: Context, taken: Mapping[str, str], borne: Mapping[str, list[str]]
+    ) -> Context:
+        """``current`` without the ids the header source took (the middleware decides instead)
+        and, untrusted, without what the request brought; trusted, with what a guard withheld."""
+        context = current
+        for key, value in taken.items():
+            if baggage.get_baggage(key, context) == value:
+                context = baggage.remove_baggage(key, context)
+        if self._trusted:
+            for key, held in withheld_remote_entries(context).items():
+                if baggage.get_baggage(key, context) is None:
+                    context = baggage.set_baggage(key, held, context)
+            return context
+        for key, values in borne.items():
+            if baggage.get_baggage(key, context) in values:
+                context = baggage.remove_baggage(key, context)
+        return without_withheld(context)  # nor may a trusting processor find them
+
     @staticmethod
-    def _carried(
-        current: Context,
-        known: KnownKeys,
-        session_id: str | None,
-        user_id: str | None,
-        borne: Mapping[str, list[str]],
-    ) -> dict[str, str]:
+    def _carried(facts: _Facts) -> dict[str, str]:
         """The ids the request's context carries, key -> value: those decided, under every key
-        the processors read; where none was, the ones the process set itself before."""
+        the processors read; where none was, those the process set itself before."""
         carried: dict[str, str] = {}
-        present = baggage.get_all(current)
+        present = baggage.get_all(facts.current)
+        known = facts.known
         for writes, keys, decided in (
-            (known.session_writes, known.session, session_id),
-            (known.user_writes, known.user, user_id),
+            (known.session_writes, known.session, facts.ids.session_id),
+            (known.user_writes, known.user, facts.ids.user_id),
         ):
             if decided is not None:
                 carried.update(dict.fromkeys(writes, decided))
                 continue
             for key in sorted(keys.intersection(present)):
                 value = present[key]
-                if isinstance(value, str) and value not in borne.get(key, ()):
+                if isinstance(value, str) and value not in facts.borne.get(key, ()):
                     carried[key] = value
         return carried
 
     def _header(
         self,
+        facts: _Facts,
         incoming: str | None,
+        parsed: list[tuple[str, str | None]],
         carried: Mapping[str, str],
-        attributes: Mapping[str, str],
-        known: KnownKeys,
-        session_id: str | None,
-        user_id: str | None,
+        inside: bool,
     ) -> str | None:
         """The ``baggage`` header to hand on: untrusted session/user/trace-attribute members
-        removed and ``carried`` put first, since OpenTelemetry's server instrumentation inside
-        this middleware builds the request's context from the headers alone. ``None``: as is."""
-        if incoming is None and not carried:
-            return None
-        if attributes is self._static:
-            members = [_member(k, v) for k, v in carried.items() if k not in attributes]
-            members += self._static_members
-        else:
-            members = [_member(key, value) for key, value in carried.items()]
-        size = sum(len(member) + 1 for member in members)
-        for member in split_members(incoming) if incoming else ():
-            key = member_key(member)
-            if (
+        removed and ``carried`` put first, for OpenTelemetry's server instrumentation inside
+        this middleware reads the headers alone. ``None``: the header as it came."""
+        known, (session_id, user_id) = facts.known, facts.ids
+        kept = [
+            member
+            for member, key in parsed
+            if not (
                 not member.strip(" \t")
                 or key in carried
                 or (not self._trusted and key in known.guarded)
                 or (session_id is not None and key in known.session)
                 or (user_id is not None and key in known.user)
-            ):
-                continue
+            )
+        ]
+        if (inside and len(kept) == len(parsed)) or (incoming is None and not carried):
+            return None  # nothing to remove, and OpenTelemetry read the headers already
+        if facts.attributes is self._static:
+            members = [_member(k, v) for k, v in carried.items() if k not in self._static]
+            members += self._static_members
+        else:
+            members = [_member(key, value) for key, value in carried.items()]
+        size = sum(len(member) + 1 for member in members)
+        for member in kept:
             size += len(member.encode()) + 1
             if size > _MAX_BAGGAGE_BYTES:  # OpenTelemetry would drop the whole header
                 self._log.warning("baggage-size", "Dropping baggage entries past 8192 bytes")
@@ -308,37 +324,24 @@ class SessionMiddlewareBase:
             members.append(member)
         return ",".join(members)
 
-    def _stamp(
-        self,
-        span: trace.Span,
-        taken: Mapping[str, str],
-        borne: Mapping[str, list[str]],
-        known: KnownKeys,
-        ids: TraceIds,
-        new: bool,
-        attributes: Mapping[str, str],
-        context: Context,
-    ) -> None:
-        """Stamp the server span as the processor would have, had the decision come first:
-        the decided ids on every attribute a processor stamps them on; an untrusted id with
-        nothing to replace it blanked (Langfuse skips empty ids); forged trace attributes
-        blanked and the decided ones set; the request's memory corrected likewise."""
+    def _stamp(self, span: trace.Span, facts: _Facts, context: Context) -> None:
+        """Stamp the server span as the processor would have, had the decision come first: the
+        decided ids on every attribute a processor stamps them on; an untrusted id with nothing
+        to replace it blanked (Langfuse skips empty ids); forged trace attributes blanked and
+        the decided ones set; the request's memory corrected likewise."""
+        known, ids, borne = facts.known, facts.ids, facts.borne
         existing: Mapping[str, object] = getattr(span, "attributes", None) or _NONE
         span_id = span.get_span_context().span_id
-        forged = {} if self._trusted else _trace_attribute_entries(borne)
+        forged = {} if self._trusted else {k: v for k, v in borne.items() if _is_trace_key(k)}
         stamped: dict[str, object] = {}
-        if attributes or forged:
-            if attributes is self._static:
-                stamps = self._static_stamps
-            else:
-                stamps = stamps_of(attributes, [])  # validated when decided
-            stamped = self._trace_stamps(existing, stamps, forged, known, ids)
+        if facts.attributes or forged:
+            stamped = self._trace_stamps(existing, facts, forged)
             if forged:  # the processor may have remembered them for the request's other spans
                 MEMORY.correct_attributes(span_id, stamps_of(baggage.get_all(context), []))
         parent = getattr(span, "parent", None)
         remote = parent is not None and parent.is_remote
         brought = {value for values in borne.values() for value in values}
-        given_only = known.given_session_attributes if new else frozenset()
+        given_only = known.given_session_attributes if facts.new else frozenset()
         corrected = False
         for keys, decided in (
             (known.session_attributes, ids.session_id),
@@ -351,29 +354,25 @@ class SessionMiddlewareBase:
                     stamped[key] = decided
                 elif old and (
                     decided is not None  # a generated id replaces what the span had there
-                    or old in taken.values()
+                    or old in facts.taken.values()
                     or (not self._trusted and (remote or old in brought))
                 ):
                     corrected = True
                     stamped[key] = ""
-        if stamped:
+        if len(stamped) > 2:  # measured: one call for many, one a key for a few
             span.set_attributes(stamped)  # type: ignore[arg-type]  # stamps are valid values
+        else:
+            for key, value in stamped.items():
+                span.set_attribute(key, value)  # type: ignore[arg-type]
         if corrected:  # the processor's request memory learnt the old ids from this span
-            known_ids: TraceIds | None = ids if ids != (None, None) else None
-            if known_ids is not None and new:
-                known_ids = GeneratedIds(*ids)
+            known_ids = None if ids == (None, None) else GeneratedIds(*ids) if facts.new else ids
             MEMORY.correct(span_id, known_ids)
 
     def _trace_stamps(
-        self,
-        existing: Mapping[str, object],
-        decided: Stamps,
-        forged: Mapping[str, list[str]],
-        known: KnownKeys,
-        ids: TraceIds,
+        self, existing: Mapping[str, object], facts: _Facts, forged: Mapping[str, list[str]]
     ) -> dict[str, object]:
         """The trace attributes to set on the server span: blanks over those a processor
-        stamped from ``forged`` entries, then the ``decided`` ones (tags added to the span's)
+        stamped from ``forged`` entries, then the decided ones (tags added to the span's)
         into the room its attribute limit leaves after the ids, as the processor fills it."""
         stamped: dict[str, object] = {}
         for key, values in forged.items():
@@ -381,15 +380,15 @@ class SessionMiddlewareBase:
                 for attribute, stamp in stamps_of({key: value}, []):
                     if existing.get(attribute) == stamp:
                         stamped[attribute] = ""  # Langfuse skips an empty value
-        room = None
-        if self._room is not None:
-            room = self._room - len(existing)
-            for keys, value in (
-                (known.session_attributes, ids.session_id),
-                (known.user_attributes, ids.user_id),
-            ):
-                if value is not None:
-                    room -= sum(key not in existing for key in keys)
+        attributes, known, ids = facts.attributes, facts.known, facts.ids
+        decided = self._static_stamps if attributes is self._static else stamps_of(attributes, [])
+        room = None if self._room is None else self._room - len(existing)
+        for keys, id_ in (
+            (known.session_attributes, ids.session_id),
+            (known.user_attributes, ids.user_id),
+        ):
+            if room is not None and id_ is not None:  # the ids come first
+                room -= sum(key not in existing for key in keys)
         left_out = 0
         for attribute, stamp in decided:
             if room is not None and attribute not in existing:
@@ -419,9 +418,5 @@ def _member(key: str, value: str) -> str:
     return f"{quote(key, safe='')}={quote(value, safe='')}"
 
 
-def _trace_attribute_entries(entries: Mapping[str, list[str]]) -> dict[str, list[str]]:
-    return {
-        key: values
-        for key, values in entries.items()
-        if key in BAGGAGE_TRACE_ATTRIBUTES or key.startswith(BAGGAGE_METADATA_PREFIX)
-    }
+def _is_trace_key(key: str) -> bool:
+    return key in BAGGAGE_TRACE_ATTRIBUTES or key.startswith(BAGGAGE_METADATA_PREFIX)

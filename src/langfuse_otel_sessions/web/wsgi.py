@@ -54,12 +54,6 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
     iterable until closed included — stamps the server span, and keeps session ids from the
     client's ``baggage`` header out unless trusted."""
 
-    def __init__(self, app: Any, **options: Any) -> None:  # noqa: ANN401 - see the base class
-        super().__init__(app, **options)
-        self._environ_keys = tuple(
-            (name, "HTTP_" + name.upper().replace("-", "_")) for name in self.header_names
-        )
-
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:
             headers = {
@@ -69,9 +63,8 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
             }
             raw = environ.get("HTTP_BAGGAGE")
             incoming = None if raw is None else from_wsgi(raw)
-            # What the request brought, as OpenTelemetry (the raw text) and we (UTF-8) read it.
-            brought = raw if raw == incoming else f"{raw},{incoming}"
-            decision = self._decide(environ, headers, incoming, brought)
+            # OpenTelemetry reads the raw text; we read UTF-8: what either reads counts.
+            decision = self._decide(environ, headers, incoming, None if raw == incoming else raw)
             if decision.header is not None:
                 environ["HTTP_BAGGAGE"] = to_wsgi(decision.header)
             if decision.cookie is not None:
@@ -86,6 +79,8 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
         finally:
             done_deciding(decided)
             detach(token)
+        if isinstance(result, (list, tuple)):  # no code runs while it is iterated
+            return result
         return _InContext(result, decision.context)
 
 
