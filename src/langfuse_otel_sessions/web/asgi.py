@@ -21,9 +21,8 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class ASGISessionMiddleware(SessionMiddlewareBase):
-    """Sets the request's session in OTel context for the whole request — streamed bodies and
-    websocket connections included — stamps the server span, and keeps session ids from the
-    client's ``baggage`` header out unless trusted. Lifespan scopes pass through."""
+    """The request's session in OTel context for the whole request or websocket
+    (docs/sessions.md); lifespan scopes pass through."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") not in ("http", "websocket"):

@@ -1,10 +1,5 @@
-"""The web layer's session decision, shared by the ASGI and WSGI middlewares.
-
-Where a request's session (and user) comes from — a callable given the request, a header, a
-cookie — a new session id when asked, and the trust boundary for the incoming ``baggage``
-header. The middlewares only translate their protocol to this; what does not change from one
-request to the next is worked out once, when the middleware is built.
-"""
+"""The request's session decision and trust boundary, shared by the ASGI and WSGI middlewares;
+what does not change from one request to the next is worked out once, when one is built."""
 
 from __future__ import annotations
 
@@ -41,11 +36,7 @@ from ..errors import ConfigurationError
 from ..ids import TraceIds, id_problem, new_session_id
 from ..sessions.context import scoped_context
 from ..sessions.context_slots import GeneratedIds, withheld_remote_entries, without_withheld
-from ..sessions.trace_attributes import (
-    entries_of,
-    merged_tags,
-    stamps_of,
-)
+from ..sessions.trace_attributes import entries_of, merged_tags, stamps_of
 from ..spans.memory import MEMORY
 
 DEFAULT_SESSION_HEADER = "X-Session-Id"
@@ -57,9 +48,8 @@ IdFromRequest = Callable[[Any], "str | None"]
 
 
 class Decision(NamedTuple):
-    """What the middleware does for one request: the context it runs the app in, the entries
-    it vouches for, the ``baggage`` header to hand on (``None``: as it came) and the
-    ``Set-Cookie`` value for a session it made (or ``None``)."""
+    """One request's outcome: its context, the entries vouched for, the ``baggage`` header to
+    hand on and the ``Set-Cookie`` value (``None``: none)."""
 
     context: Context
     carried: dict[str, str]
@@ -68,10 +58,9 @@ class Decision(NamedTuple):
 
 
 class _Facts(NamedTuple):
-    """One request, read once: the context the middleware runs in, the keys in force, the ids
-    decided (``new``: the session id was generated), the trace attributes decided, the ids
-    the header source took and what the request brought under a guarded key (key -> values,
-    in order: its ``baggage`` header's members, read as OpenTelemetry reads them, and those)."""
+    """One request, read once. ``new``: the session id was generated; ``taken``: the ids the
+    header source took; ``borne``: what the request brought under a guarded key (key -> values,
+    in order), read as OpenTelemetry reads it."""
 
     current: Context
     known: KnownKeys
@@ -83,11 +72,7 @@ class _Facts(NamedTuple):
 
 
 class SessionMiddlewareBase:
-    """The keyword-only options both middlewares take after the wrapped app (the table in
-    docs/sessions.md): ``session_header``, ``session_cookie``, ``session_from``,
-    ``user_header``, ``user_from``, ``generate_session``, ``trust_remote_baggage``,
-    ``trace_attributes`` (a mapping of ``session()``'s keywords, or a callable given the
-    request returning one)."""
+    """The keyword-only options both middlewares take after the app: see docs/sessions.md."""
 
     def __init__(
         self,
@@ -117,25 +102,19 @@ class SessionMiddlewareBase:
         if generate_session and session_cookie is None:
             session_cookie = DEFAULT_SESSION_COOKIE
         self.app = app
-        self._session = (session_from, _lower(session_header), session_cookie)
-        self._user = (user_from, _lower(user_header), None) if user_from or user_header else None
+        session_header, user_header = (h and h.lower() for h in (session_header, user_header))
+        self._session = (session_from, session_header, session_cookie)
+        self._user = (user_from, user_header, None) if user_from or user_header else None
         self._generate = generate_session
-        self._trusted = (
-            env_bool(ENV_TRUST_REMOTE_BAGGAGE, False)
-            if trust_remote_baggage is None
-            else trust_remote_baggage
-        )
+        trusted = trust_remote_baggage
+        self._trusted = env_bool(ENV_TRUST_REMOTE_BAGGAGE, False) if trusted is None else trusted
         if not self._trusted:
             distrust_remote(self)  # the sampler then lets no caller's input decide
         self._cookie_names = (session_cookie,) if session_cookie else ()
         # The request headers a source reads: only these are decoded.
-        names = {self._session[1], _lower(user_header), "cookie" if session_cookie else None} - {
-            None
-        }
-        self._asgi_names = frozenset(str(name).encode("latin-1") for name in names)
-        self._environ_keys = tuple(
-            (str(name), "HTTP_" + str(name).upper().replace("-", "_")) for name in names
-        )
+        names = [h for h in (session_header, user_header, session_cookie and "cookie") if h]
+        self._asgi_names = frozenset(name.encode("latin-1") for name in names)
+        self._environ_keys = tuple((n, "HTTP_" + n.upper().replace("-", "_")) for n in names)
         limit = SpanLimits().max_span_attributes  # stamps fill three quarters, as the processor
         self._room = None if limit is None else limit * 3 // 4
         self._log = RateLimitedLog()
@@ -151,29 +130,20 @@ class SessionMiddlewareBase:
     ) -> str | None:
         """The first valid id of a source: its callable, header, cookie; never raises."""
         from_request, header, cookie = source
-        if from_request is not None:
+        for origin in ("callable", "header", "cookie"):
             try:
-                value = from_request(request)
+                if origin == "callable":
+                    value = from_request and from_request(request)
+                else:
+                    value = headers.get(header) if origin == "header" else cookies.get(cookie)  # type: ignore[arg-type]
             except Exception:  # noqa: BLE001 - a user callable must not break the request
-                self._log.exception(
-                    f"{what}-callable", "The %s_from callable raised; no %s id", what, what
-                )
-            else:
-                if self._valid(value, what, "callable"):
-                    return value  # type: ignore[no-any-return]  # _valid proved it a str
-        for origin, value in (
-            ("header", header and headers.get(header)),
-            ("cookie", cookie and cookies.get(cookie)),
-        ):
-            if self._valid(value, what, origin):
-                return value
-        return None
-
-    def _valid(self, value: object, what: str, origin: str) -> bool:
-        if value is None or value == "":
-            return False
-        problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
-        if problem is not None:
+                self._log.exception(f"{what}-callable", "The %s_from callable raised", what)
+                continue
+            if value is None or value == "":
+                continue
+            problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
+            if problem is None:
+                return value  # type: ignore[no-any-return]  # id_problem proved it a str
             self._log.warning(
                 f"invalid-{what}-{origin}",
                 "Ignoring the %s id from the %s: %s",
@@ -181,7 +151,7 @@ class SessionMiddlewareBase:
                 origin,
                 problem,
             )
-        return problem is None
+        return None
 
     def _attributes_of(self, request: object) -> Mapping[str, str]:
         """The ``trace_attributes`` callable's entries; what it gets wrong is logged, not raised."""
@@ -403,15 +373,10 @@ class SessionMiddlewareBase:
         if left_out:
             self._log.warning(
                 "span-attribute-limit",
-                "Not stamping %d trace attribute(s) on the server span at its attribute "
-                "limit (SpanLimits.max_span_attributes): the span's own attributes are kept",
+                "Not stamping %d trace attribute(s) on the server span: at its attribute limit",
                 left_out,
             )
         return stamped
-
-
-def _lower(name: str | None) -> str | None:
-    return None if name is None else name.lower()
 
 
 def _member(key: str, value: str) -> str:

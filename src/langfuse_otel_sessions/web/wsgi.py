@@ -20,8 +20,7 @@ StartResponse = Callable[..., Any]
 
 
 class _InContext:
-    """The app's response iterable, each step run with the request's context attached, so that
-    spans made while the body is produced carry the session too, until ``close()``."""
+    """The app's response iterable, each step and ``close()`` run in the request's context."""
 
     def __init__(self, result: Iterable[bytes], context: Context) -> None:
         self._result = result
@@ -50,9 +49,7 @@ class _InContext:
 
 
 class WSGISessionMiddleware(SessionMiddlewareBase):
-    """Sets the request's session in OTel context for the whole request — the response
-    iterable until closed included — stamps the server span, and keeps session ids from the
-    client's ``baggage`` header out unless trusted."""
+    """The request's session in OTel context until its response is closed (docs/sessions.md)."""
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:
