@@ -73,8 +73,7 @@ def configure(
 
 
 def _carry_context_into_threads() -> None:
-    """Threads started without the context lose the session (an LLM call in one begins a trace
-    of its own): OpenTelemetry's threading instrumentation copies the context, when installed."""
+    """Threads carry the context (and the session) with OpenTelemetry's threading instrumentation."""
     try:
         from opentelemetry.instrumentation.threading import ThreadingInstrumentor  # noqa: PLC0415 - optional
     except ImportError:
