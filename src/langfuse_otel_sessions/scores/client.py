@@ -26,9 +26,10 @@ from ..export.retry import RetryPolicy
 from ..export.urls import display_url
 from ..ids import check_id
 from ..sessions.session import Session, score_with
+from ..spans.sampler import SessionSampler
 from .events import add_score_events
 from .model import Score, build_score, stable_score_id
-from .sampling import session_sampled_out
+from .sampling import global_session_sampler, sampled_out
 from .sender import DEFAULT_MAX_QUEUE_BYTES, ScoreSender, SenderStats
 
 #: The most one request of scores may take, and the most exit waits for scores.
@@ -162,20 +163,19 @@ class ScoreClient:
             config_id=config_id,
             metadata=metadata,
         )
-        if self._sampled_out(session_id):
+        sampler = global_session_sampler() if self._sampler is None else self._sampler
+        if isinstance(sampler, SessionSampler) and self._sampled_out(sampler, session_id):
             return score.id
         return self._emit(score)
 
-    def _sampled_out(self, session_id: str) -> bool:
-        """The session was sampled out: count the score as not sent (see score_sampling.py)."""
+    def _sampled_out(self, sampler: SessionSampler, session_id: str) -> bool:
         try:
-            if not session_sampled_out(session_id, self._sampler):
+            if not sampled_out(sampler, session_id):
                 return False
         except Exception:  # noqa: BLE001 - when in doubt, send the score
             logger.debug("Could not ask the sampler about a session; sending", exc_info=True)
             return False
         self._sender.count_sampled_out()
-        logger.debug("Not sending a score: its session was sampled out")
         return True
 
     def score_trace(
@@ -211,7 +211,7 @@ class ScoreClient:
 
     def _emit(self, score: Score) -> str:
         add_score_events(score)
-        self._sender.submit(score.frozen)
+        self._sender.submit(score)
         return score.id
 
     def flush(self, timeout: float | None = None) -> bool:
@@ -220,7 +220,7 @@ class ScoreClient:
         ``True`` only if that happened within ``timeout`` and no score submitted since the
         previous ``flush()`` was dropped (keys missing, queue full, shut down), refused by
         Langfuse or given up; ``False`` otherwise (``stats`` says which)."""
-        return self._sender.flush_delivered(timeout)
+        return self._sender.flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver what is queued within ``timeout``, then stop."""
@@ -234,10 +234,11 @@ _default_lock = threading.Lock()
 def default_score_client() -> ScoreClient:
     """The client the module-level functions use, configured from the environment on first use."""
     global _default  # noqa: PLW0603 - one lazily built client per process
-    with _default_lock:
-        if _default is None:
-            _default = ScoreClient()
-        return _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = ScoreClient()
+    return _default
 
 
 def _on_default_client(
@@ -260,6 +261,4 @@ score_with(score_session)  # what Session.score calls
 def flush_scores(timeout: float | None = None) -> bool:
     """:meth:`ScoreClient.flush` of the default client: ``True`` only if every score submitted
     since the previous flush was delivered within ``timeout`` (also when there were none)."""
-    with _default_lock:
-        client = _default
-    return True if client is None else client.flush(timeout)
+    return True if _default is None else _default.flush(timeout)
