@@ -9,13 +9,12 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import pytest
 
 import langfuse_otel_sessions.scores.sender as score_sender
 from langfuse_otel_sessions.export.config import INGESTION_PATH
-from langfuse_otel_sessions.export.retry import RetryPolicy
+from langfuse_otel_sessions.export.destination import Route
 from langfuse_otel_sessions.scores.model import Score, build_score
 from langfuse_otel_sessions.scores.sender import MAX_BATCH_BYTES, ScoreSender, encode_batch
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
@@ -27,17 +26,15 @@ __all__ = ["langfuse_receiver"]
 
 @pytest.fixture
 def sender(langfuse_receiver: LangfuseReceiver) -> Iterator[ScoreSender]:
-    scores = ScoreSender(
-        endpoint=langfuse_receiver.url + INGESTION_PATH,
-        authorization=langfuse_receiver.authorization,
-        policy=RetryPolicy(initial=0.01),
-    )
+    headers = {"Authorization": langfuse_receiver.authorization}
+    url = langfuse_receiver.url + INGESTION_PATH
+    scores = ScoreSender(Route("direct", url, "the test", "base_url", headers))
     yield scores
     scores.shutdown(5)
 
 
-def score(name: str, **fields: Any) -> Score:
-    return build_score({"sessionId": "s"}, name=name, **{"value": 1, **fields})
+def score(name: str, comment: str | None = None) -> Score:
+    return build_score({"sessionId": "s"}, name, 1, None, None, comment, None, None, None)
 
 
 def poisoned(name: str) -> Score:

@@ -186,17 +186,17 @@ def _frozen_metadata(metadata: object) -> tuple[object, int]:
     raise InvalidScoreError(message)
 
 
-def build_score(
+def build_score(  # noqa: PLR0917 - the score's fields, positional: the call is a hot path
     target: dict[str, Any],
-    *,
-    name: str,
-    value: object = None,
-    string_value: str | None = None,
-    data_type: str | None = None,
-    comment: str | None = None,
-    id: str | None = None,
-    config_id: str | None = None,
-    metadata: Mapping[str, Any] | None = None,
+    name: object,
+    value: object,
+    string_value: object,
+    data_type: object,
+    comment: object,
+    id: object,
+    config_id: object,
+    metadata: object,
+    /,
 ) -> Score:
     """Validate and freeze a score for ``target`` (``{"sessionId": ...}`` or a trace's ids,
     ours to keep); raises :class:`InvalidScoreError`."""

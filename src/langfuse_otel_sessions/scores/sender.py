@@ -1,12 +1,5 @@
 """The background sender: a queue bounded in bytes, one daemon thread that never dies, batches
-of ``score-create`` events posted to Langfuse's ingestion route with retries.
-
-The batch route carries up to ``BATCH_SIZE`` scores a request and answers 207 with a result per
-event: events failed with a retryable status go again, others are refused (and logged). A
-request refused as a whole (400, 413) is split in halves until the refused score stands alone,
-so one bad score in a batch of 100 costs about 14 requests and only itself. docs/scores.md
-says what ``flush()``, ``shutdown()`` and interpreter exit promise.
-"""
+of ``score-create`` events posted to ``/api/public/ingestion`` with retries (docs/scores.md)."""
 
 from __future__ import annotations
 
@@ -22,6 +15,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .._logging import RateLimitedLog, logger
+from ..export.destination import Route
 from ..export.http import HttpClient, Reply
 from ..export.retry import RetryPolicy
 from .model import Score, encode_json, new_score_id
@@ -31,14 +25,17 @@ BATCH_SIZE = 100
 MAX_BATCH_BYTES = 3_000_000
 #: Default bound of the queue in bytes (see ``Score.size``).
 DEFAULT_MAX_QUEUE_BYTES = 32_000_000
+#: The most one request may take, and the most interpreter exit waits for scores.
+REQUEST_SECONDS = 10.0
+EXIT_SECONDS = 5.0
 #: Statuses that refuse a whole request for what it holds: split it and send the halves.
 _BATCH_REFUSALS = frozenset({400, 413})
 
 
 @dataclass(frozen=True)
 class SenderStats:
-    """Counts since the sender started (or since the fork that made this process). Each queued
-    score ends up delivered, refused (by Langfuse, for itself) or failed (given up)."""
+    """Counts since the client started (or forked). A queued score ends up delivered, refused
+    (by Langfuse, for itself) or failed (given up)."""
 
     queued: int = 0
     delivered: int = 0
@@ -52,8 +49,6 @@ class SenderStats:
 
 @dataclass
 class _Tally:
-    """What became of one batch."""
-
     delivered: int = 0
     failed: int = 0
     refused: list[tuple[Score, str]] = field(default_factory=list)
@@ -86,31 +81,17 @@ class ScoreSender:
     """Queues scores and posts them in the background. Thread-safe; never raises on submit."""
 
     def __init__(
-        self,
-        *,
-        endpoint: str,
-        authorization: str | None,
-        disabled_reason: str | None = None,
-        max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
-        request_timeout: float = 10.0,
-        policy: RetryPolicy | None = None,
-        exit_timeout: float = 5.0,
-        setting: str = "LANGFUSE_BASE_URL",
+        self, route: Route, *, timeout: float = 60.0, max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
     ) -> None:
-        self._disabled_reason = disabled_reason
+        self._route = route
+        self._headers = {"Content-Type": "application/json", **route.headers}
         self.max_queue_bytes = max_queue_bytes
-        self.request_timeout = request_timeout
-        self.policy = policy or RetryPolicy()
-        self.exit_timeout = exit_timeout
-        self._setting = setting  # what to change after a redirect, for the log
-        self._headers = {"Content-Type": "application/json"}
-        if authorization is not None:
-            self._headers["Authorization"] = authorization
-        self._client = HttpClient(endpoint)
+        self.policy = RetryPolicy(deadline=timeout)
+        self.request_timeout = min(REQUEST_SECONDS, timeout / 2)
+        self.exit_timeout = min(EXIT_SECONDS, timeout)
+        self._client = HttpClient(route.url)
         self._log = RateLimitedLog()
         self._reset()
-        me = weakref.ref(self)
-        os.register_at_fork(after_in_child=lambda: _call(me, ScoreSender._reset))
         _live.add(self)
 
     def _reset(self) -> None:
@@ -136,12 +117,12 @@ class ScoreSender:
             return SenderStats(**self._counts)
 
     def submit(self, score: Score) -> None:
-        """Queue ``score``, or drop, count and log it (disabled, closed, or queue full)."""
-        if self._disabled_reason is not None:
-            self._drop("disabled", "%s; score not sent", self._disabled_reason)
-            return
+        """Queue ``score``, or drop, count and log it (no keys, closed, or queue full)."""
         with self._lock:
-            if self._closing:
+            if self._route.problem is not None:
+                problem = self._route.problem
+                self._drop_locked("off", "Langfuse scores are off: %s; score not sent", problem)
+            elif self._closing:
                 self._drop_locked("closed", "Score sender is shut down; score not sent")
             elif self._queued_bytes + score.size > self.max_queue_bytes:
                 limit = self.max_queue_bytes
@@ -168,10 +149,6 @@ class ScoreSender:
         atexit.unregister(_note_exit)
         atexit.register(_note_exit)
 
-    def _drop(self, key: str, message: str, *args: object) -> None:
-        with self._lock:
-            self._drop_locked(key, message, *args)
-
     def _drop_locked(self, key: str, message: str, *args: object) -> None:
         self._counts["dropped"] += 1
         self._unsent += 1
@@ -189,9 +166,8 @@ class ScoreSender:
         return True
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every score queued so far is delivered, refused or given up, within
-        ``timeout`` (``None``: the retry deadline) for the whole call. ``True`` only if that
-        happened and no score submitted since the previous flush was dropped, refused or lost."""
+        """Wait, ``timeout`` at most, until what is queued is delivered, refused or given up;
+        ``True`` if so and nothing submitted since the previous flush was lost."""
         bound = self.policy.deadline if timeout is None else timeout
         drained = self._wait_drained(time.monotonic() + bound)
         with self._lock:
@@ -205,8 +181,8 @@ class ScoreSender:
             self._has_work.notify()
 
     def shutdown(self, timeout: float | None = None) -> bool:
-        """Deliver what is queued within ``timeout`` for the whole call, then stop; idempotent.
-        What is not delivered by then is counted as failed and logged."""
+        """Deliver what is queued within ``timeout``, then stop; what is left is counted as
+        failed and logged. Idempotent."""
         with self._lock:
             already = self._stopped
             self._stopped = self._closing = True
@@ -236,9 +212,8 @@ class ScoreSender:
     # -- the sender thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        """Batch after batch until closed. Nothing it meets ends it; should something still do
-        (a ``BaseException``), the batch in hand is counted as failed and the next call starts
-        a new thread."""
+        """Batch after batch until closed. Should a ``BaseException`` end it, the batch in hand
+        is counted as failed and the next call starts a new thread."""
         try:
             while self._send_next_batch():
                 pass
@@ -372,13 +347,7 @@ class ScoreSender:
         return again
 
     def _why(self, reply: Reply) -> str:
-        return reply.describe("Langfuse", self._setting)
-
-
-def _call(reference: weakref.ref[ScoreSender], action: Any) -> None:  # noqa: ANN401
-    sender = reference()
-    if sender is not None:
-        action(sender)
+        return reply.describe("Langfuse", self._route.setting)
 
 
 #: Every sender alive, for the one exit hook.
@@ -391,13 +360,13 @@ def _note_exit() -> None:
     _exit_began.append(time.monotonic())
 
 
-def shutdown_all(timeout: float | None = None) -> None:
-    """Shut every live sender down within one ``timeout`` (default: the longest
-    ``exit_timeout``, counted from the start of exit): all start sending at once."""
+def _shutdown_all() -> None:
+    """Shut every live sender down within the longest ``exit_timeout``, counted from the start
+    of exit (so alongside the span exporter's final flush): all start sending at once."""
     senders = list(_live)
     if not senders:
         return
-    bound = max(sender.exit_timeout for sender in senders) if timeout is None else timeout
+    bound = max(sender.exit_timeout for sender in senders)
     deadline = (_exit_began[0] if _exit_began else time.monotonic()) + bound
     for sender in senders:
         sender.close()
@@ -405,4 +374,10 @@ def shutdown_all(timeout: float | None = None) -> None:
         sender.shutdown(max(deadline - time.monotonic(), 0.0))
 
 
-atexit.register(shutdown_all)
+def _reset_in_child() -> None:
+    for sender in list(_live):
+        sender._reset()
+
+
+atexit.register(_shutdown_all)
+os.register_at_fork(after_in_child=_reset_in_child)
