@@ -140,9 +140,8 @@ def test_the_exporter_completes_spans_under_every_name_too(given: bool) -> None:
     chosen = Session.start("given-1") if given else Session.start()
     with LangfuseReceiver() as receiver:
         traced = make_traced(also_emit="otel").export_to(receiver)
-        with traced.tracer.start_as_current_span("root"):
-            with session(chosen, user_id="u-1"):
-                start_both(traced, "inside")
+        with traced.tracer.start_as_current_span("root"), session(chosen, user_id="u-1"):
+            start_both(traced, "inside")
         assert receiver.wait_for_spans(3)
         received = {span.name: span for span in receiver.spans()}
         views = receiver.traces()
