@@ -20,7 +20,6 @@ from .attributes import (
     BAGGAGE_LANGFUSE_SESSION_ID,
     BAGGAGE_LANGFUSE_TRACE_ID,
     BAGGAGE_LANGFUSE_USER_ID,
-    BAGGAGE_TRACE_ATTRIBUTES,
     DEFAULT_SESSION_BAGGAGE_KEYS,
     DEFAULT_USER_BAGGAGE_KEYS,
     ENV_SESSION_BAGGAGE_KEYS,
@@ -44,18 +43,9 @@ class IdKeys:
     given_session_attributes: tuple[str, ...] = ()
     trust_remote: bool = False
 
-    @property
-    def session_write_key(self) -> str:
-        """The key ``session()`` writes for this reader: ``langfuse_session_id`` (the Langfuse
-        SDK's) when it reads that, else its first key."""
-        return _write_key(self.session, BAGGAGE_LANGFUSE_SESSION_ID)
-
-    @property
-    def user_write_key(self) -> str:
-        return _write_key(self.user, BAGGAGE_LANGFUSE_USER_ID)
-
 
 def _write_key(keys: tuple[str, ...], preferred: str) -> str:
+    """The key ``session()`` writes for a reader: the Langfuse SDK's when read, else the first."""
     return preferred if preferred in keys or not keys else keys[0]
 
 
@@ -96,8 +86,7 @@ class KnownKeys:
     guarded: GuardedKeys = field(init=False)
 
     def __post_init__(self) -> None:
-        guarded = GuardedKeys(self.session | self.user | BAGGAGE_TRACE_ATTRIBUTES.keys())
-        object.__setattr__(self, "guarded", guarded)
+        object.__setattr__(self, "guarded", GuardedKeys(self.session | self.user))
 
 
 _variables = env_reader(ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS, ENV_TRUST_REMOTE_BAGGAGE)
@@ -151,8 +140,12 @@ def known_keys() -> KnownKeys:
         reader=replace(live[0]) if live else environment,  # a copy: the cache keeps no reader alive
         session=union("session"),
         user=union("user"),
-        session_writes=tuple(dict.fromkeys(keys.session_write_key for keys in writers)),
-        user_writes=tuple(dict.fromkeys(keys.user_write_key for keys in writers)),
+        session_writes=tuple(
+            dict.fromkeys(_write_key(keys.session, BAGGAGE_LANGFUSE_SESSION_ID) for keys in writers)
+        ),
+        user_writes=tuple(
+            dict.fromkeys(_write_key(keys.user, BAGGAGE_LANGFUSE_USER_ID) for keys in writers)
+        ),
         session_attributes=union("session_attributes"),
         user_attributes=union("user_attributes"),
         given_session_attributes=union("given_session_attributes"),
