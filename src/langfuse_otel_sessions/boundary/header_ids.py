@@ -38,9 +38,7 @@ def _read(
         value = from_wsgi(value)
     problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
     if problem is not None:
-        _log.warning(
-            f"invalid-{what}", "Ignoring the %s id from the %s header: %s", what, header, problem
-        )
+        _log.warning(f"invalid-{what}", "Ignoring the %s id from %s: %s", what, header, problem)
         return None
     return value
 
