@@ -84,12 +84,12 @@ def _forget_earlier_exporters_claims() -> Iterator[None]:
     fresh app, with no exporter of an earlier test still counted."""
     from langfuse_otel_sessions.boundary.outbound import trace_claims
 
-    before = list(trace_claims._exporters)
-    trace_claims._exporters.clear()
+    before = list(trace_claims)
+    trace_claims.clear()
     yield
-    trace_claims._exporters.clear()
+    trace_claims.clear()
     for exporter in before:
-        trace_claims._exporters.add(exporter)
+        trace_claims.add(exporter)
 
 
 class Exported:

@@ -151,7 +151,7 @@ class LangfuseSpanExporter(SpanExporter):
         #: Where spans go (userinfo scrubbed).
         self.endpoint = self._route.shown
         if self._route.problem is None:
-            trace_claims.register(self)  # outgoing requests claim the trace's root upstream
+            trace_claims.add(self)  # outgoing requests claim the trace's root upstream
         self.late_sessions = LateSessionHold(LATE_SESSION_SECONDS)
         self._log = RateLimitedLog()
         self._abort = threading.Event()
