@@ -179,3 +179,9 @@ def member_value(member: str) -> str:
 def split_members(header: str) -> list[str]:
     """The list-members of a ``baggage`` header, as OpenTelemetry splits them."""
     return header.split(",")
+
+
+def keys_generation() -> int:
+    """A number that changes whenever a reader comes or goes: a cache of :func:`known_keys`
+    checked against it reads the environment once (the middleware, on every request)."""
+    return _generation
