@@ -64,7 +64,7 @@ os.register_at_fork(after_in_child=_new_prefix)
 
 def new_score_id() -> str:
     """16 random hex characters per process and a counter: unique like a UUID, far cheaper."""
-    return f"{_prefix}{next(_counter):016x}"
+    return _prefix + str(next(_counter))
 
 
 def stable_score_id(target_id: str, name: str, key: str) -> str:
@@ -112,9 +112,10 @@ def _typed_value(
         raise InvalidScoreError("give either value or string_value, not both")
     if data_type is None:
         data_type = _inferred_type(value, string_value)
-    elif not isinstance(data_type, str) or data_type.upper() not in DATA_TYPES:
+    elif isinstance(data_type, str) and data_type.upper() in DATA_TYPES:
+        data_type = data_type.upper()
+    else:
         raise InvalidScoreError(f"data_type must be one of {', '.join(sorted(DATA_TYPES))}")
-    data_type = data_type.upper()
     if data_type == "NUMERIC":
         number = _json_number(value)
         if number is None:
@@ -215,18 +216,19 @@ def build_score(  # noqa: PLR0917 - the score's fields, positional: the call is 
     body["name"] = name
     body["value"] = resolved_value
     body["dataType"] = resolved_type
-    for key, field in (("comment", comment), ("configId", config_id)):
-        if field is not None:
+    if comment is not None or config_id is not None:  # rare: the common call skips the loop
+        for key, field in (("comment", comment), ("configId", config_id)):
+            if field is None:
+                continue
             if not isinstance(field, str):
                 raise InvalidScoreError(f"{key} must be a string")
             body[key] = field
             size += _utf8_size(field)
-    if resolved_type == "CORRECTION" and "sessionId" in body:
+    if resolved_type == "CORRECTION" and ("sessionId" in body or config_id is not None):
         raise InvalidScoreError(
-            "Langfuse drops CORRECTION scores on sessions: score a trace or an observation"
+            "a CORRECTION score goes on a trace or an observation (Langfuse drops CORRECTION "
+            "scores on sessions), without config_id"
         )
-    if resolved_type == "CORRECTION" and config_id is not None:
-        raise InvalidScoreError("a CORRECTION score takes no config_id")
     if metadata is not None:
         body["metadata"], metadata_size = _frozen_metadata(metadata)
         size += metadata_size
