@@ -39,37 +39,30 @@ def _trace_hex(value: int | str, bits: int, name: str) -> str:
     raise InvalidScoreError(f"{name} must be an OpenTelemetry id (int) or a non-empty string")
 
 
-def _session_id(session_or_id: Session | str) -> str:
-    return _checked_session_id(Session.get_id(session_or_id))
-
-
 @functools.lru_cache(maxsize=4096)  # a session is scored again and again; errors are not kept
 def _checked_session_id(session_id: str) -> str:
     return check_id(session_id, DEFAULT_MAX_ID_LENGTH)
 
 
-#: The global tracer provider's session sampler (or ``None``), once a provider is set: it can
-#: be set once per process, and a provider's sampler never changes.
+#: The global tracer provider's session sampler (or ``None``), once a provider is set (once
+#: per process; its sampler never changes).
 _global_sampler: list[SessionSampler | None] = []
 
 
-def _session_sampler(explicit: Sampler | None) -> SessionSampler | None:
-    """``explicit``, else the global tracer provider's sampler: if it is a SessionSampler."""
-    if explicit is None and _global_sampler:
+def _global_session_sampler() -> SessionSampler | None:
+    if _global_sampler:
         return _global_sampler[0]
     provider = trace.get_tracer_provider()
-    sampler = getattr(provider, "sampler", None) if explicit is None else explicit
+    sampler = getattr(provider, "sampler", None)
     found = sampler if isinstance(sampler, SessionSampler) else None
-    if explicit is None and not isinstance(provider, trace.ProxyTracerProvider):
+    if not isinstance(provider, trace.ProxyTracerProvider):
         _global_sampler.append(found)
     return found
 
 
 def _sampled_out(sampler: SessionSampler, session_id: str) -> bool:
-    """Whether ``sampler`` drops the session: the decision is a pure function of the id (and
-    the allow rules), taken again here. Inside the session's scope a kept span means the
-    session reaches Langfuse, and the user is known; when a user rule might keep the session
-    and the user is unknown, the score is sent."""
+    """Whether ``sampler`` drops the session. Inside its scope a kept span says it is kept,
+    and the user is known; if a user rule might keep it and the user is unknown: send."""
     user_id = None
     if current_session_id() == session_id:
         if trace.get_current_span().get_span_context().trace_flags.sampled:
@@ -105,7 +98,7 @@ class ScoreClient:
         route = direct_route(config, INGESTION_PATH, {})
         #: Langfuse's base URL (userinfo scrubbed).
         self.base_url = display_url(config.base_url)
-        self._sampler = sampler
+        self._sampler = sampler if isinstance(sampler, SessionSampler) else None
         self._sender = ScoreSender(route, timeout=timeout, max_queue_bytes=max_queue_bytes)
         # Collected or not, a client's thread ends once what it queued is sent.
         weakref.finalize(self, self._sender.close)
@@ -134,12 +127,12 @@ class ScoreClient:
     ) -> str:
         """Score a whole session; returns the score id. Raises ``ValueError`` subclasses for
         anything Langfuse would reject, before anything is queued."""
-        session_id = _session_id(session_or_id)
+        session_id = _checked_session_id(Session.get_id(session_or_id))
         target = {"sessionId": session_id}
         score = build_score(
             target, name, value, string_value, data_type, comment, id, config_id, metadata
         )
-        sampler = _session_sampler(self._sampler)
+        sampler = self._sampler or _global_session_sampler()
         if sampler is not None and _sampled_out(sampler, session_id):
             self._sender.count_sampled_out()
         else:

@@ -134,40 +134,29 @@ def _typed_value(
     return data_type, text
 
 
-class _NotJson(Exception):
-    """Metadata that is not plain JSON: the reason, and the path to it (built on the way out)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.path: list[str] = []
-
-
-def _json_copy(value: object, depth: int) -> object:
+def _json_copy(value: object, path: str, depth: int) -> object:
     """A copy of ``value`` made of dicts, lists, str, finite numbers, bools and ``None``."""
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, (int, float)):
         number = _json_number(value)
-        if number is None:
-            raise _NotJson("a number that is not finite or beyond a double's range")
-        return number
-    if not isinstance(value, (Mapping, list, tuple)):
-        raise _NotJson(f"a value of type {type(value).__name__}, which is not JSON")
-    if depth >= MAX_METADATA_DEPTH:
-        raise _NotJson(f"nested deeper than {MAX_METADATA_DEPTH} levels (or refers to itself)")
-    items = list(value.items()) if isinstance(value, Mapping) else list(enumerate(value))
-    copy: dict[str, object] = {}
-    for key, item in items:
-        step = key if isinstance(key, str) else f"[{key}]"
-        if isinstance(value, Mapping) and not isinstance(key, str):
-            raise _NotJson(f"a key that is not a string ({type(key).__name__})")
-        try:
-            copy[step] = _json_copy(item, depth + 1)
-        except _NotJson as error:
-            error.path.append(step)
-            raise
-    return copy if isinstance(value, Mapping) else list(copy.values())
+        if number is not None:
+            return number
+        problem = "a number that is not finite or beyond a double's range"
+    elif not isinstance(value, (Mapping, list, tuple)):
+        problem = f"a value of type {type(value).__name__}, which is not JSON"
+    elif depth >= MAX_METADATA_DEPTH:
+        problem = f"nested deeper than {MAX_METADATA_DEPTH} levels (or refers to itself)"
+    elif not isinstance(value, Mapping):
+        return [_json_copy(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+    elif all(isinstance(key, str) for key in value):
+        return {
+            key: _json_copy(item, f"{path}.{key}" if path else key, depth + 1)
+            for key, item in list(value.items())
+        }
+    else:
+        problem = "a key that is not a string"
+    raise InvalidScoreError(f"metadata is not plain JSON at {path or 'metadata'!r}: {problem}")
 
 
 def _frozen_metadata(metadata: object) -> tuple[object, int]:
@@ -175,11 +164,10 @@ def _frozen_metadata(metadata: object) -> tuple[object, int]:
     if not isinstance(metadata, Mapping):
         raise InvalidScoreError("metadata must be a mapping")
     try:
-        copy = _json_copy(metadata, 0)
+        copy = _json_copy(metadata, "", 0)
         return copy, len(encode_json(copy).encode())
-    except _NotJson as error:
-        where = ".".join(reversed(error.path)).replace(".[", "[") or "metadata"
-        message = f"metadata is not plain JSON at {where!r}: {error.reason}"
+    except InvalidScoreError:
+        raise
     except UnicodeEncodeError:
         message = "a string of the metadata is not valid Unicode"
     except Exception as error:  # noqa: BLE001 - changed while read, a mapping that raises
