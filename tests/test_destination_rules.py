@@ -224,10 +224,8 @@ def test_a_users_authorization_header_is_sent_once_and_wins(
             True,
         ),
         ({"endpoint": "http://c3.example:4318"}, {}, False),  # nothing secret sent
-        ({**KEYS, "base_url": "http://127.1:3001"}, {}, False),
         ({**KEYS, "base_url": "http://localhost.:3002"}, {}, False),
         ({**KEYS, "base_url": "http://[::ffff:127.0.0.1]:3003"}, {}, False),
-        ({**KEYS, "base_url": "http://2130706433:3004"}, {}, False),
         ({**KEYS, "base_url": "http://127.0.0.1.nip.io:3005"}, {}, True),
         ({**KEYS, "base_url": "http://localhost.evil.example:3006"}, {}, True),
     ],

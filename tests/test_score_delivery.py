@@ -15,7 +15,7 @@ import pytest
 
 import langfuse_otel_sessions.scores.sender as score_sender
 from langfuse_otel_sessions.export.config import INGESTION_PATH
-from langfuse_otel_sessions.export.retry import RetryPolicy
+from langfuse_otel_sessions.export.http import RetryPolicy
 from langfuse_otel_sessions.scores.batches import (
     MAX_BATCH_BYTES,
     Outcome,

@@ -16,7 +16,7 @@ import errno
 import sys
 from collections.abc import Callable, Sequence
 
-from .export.urls import is_loopback
+from .export.config import is_loopback
 from .testing import LangfuseReceiver
 from .testing._live import ChangeView
 from .testing._model import build_sessions

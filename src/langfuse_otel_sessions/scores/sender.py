@@ -38,8 +38,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .._logging import RateLimitedLog, logger
-from ..export.http import HttpClient, Reply
-from ..export.retry import RETRYABLE_STATUSES, RetryPolicy
+from ..export.http import RETRYABLE_STATUSES, HttpClient, Reply, RetryPolicy
 from .batches import (
     BATCH_REFUSALS,
     MAX_BATCH_BYTES,

@@ -25,9 +25,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH
+from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH, is_loopback
 from ..export.coverage import Coverage
-from ..export.urls import is_loopback
 from ._model import SessionView, TraceView, build_sessions, build_traces, span_coverage
 from ._otlp import InvalidRequest, ReceivedSpan, parse_request, spans_of
 from ._page import SECURITY_HEADERS, api_answer, static_file
