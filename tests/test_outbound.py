@@ -290,3 +290,74 @@ def test_the_apps_own_rival_session_entry_keeps_propagating_under_a_scope(
     stamped = traced.span("inside").attributes or {}
     assert stamped["langfuse.session.id"] == "pkg-s"
     assert stamped["langfuse.user.id"] == "pkg-u"
+
+
+def test_a_listed_client_span_opens_the_gate_for_its_own_request_only() -> None:
+    """A listed request's CLIENT span is still current in ``requests``' response hook: an
+    ``inject`` by hand there, sent to a host not on the list, carries no ids; the listed host
+    (also through a redirect, which ``requests`` follows inside the first span) still gets them."""
+    import urllib.request
+
+    import requests
+    from opentelemetry import propagate
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from langfuse_otel_sessions import SessionSpanProcessor, configure
+
+    listed_rx: list[str | None] = []
+    other_rx: list[str | None] = []
+
+    def redirecting(environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        if environ["PATH_INFO"] == "/away":
+            start_response("302 Found", [("Location", "/")])
+            return [b""]
+        return third_party(listed_rx)(environ, start_response)
+
+    with serve_wsgi(redirecting) as listed, serve_wsgi(third_party(other_rx)) as other:
+
+        def hand_made_call(span: Any, request: Any, response: Any) -> None:
+            headers: dict[str, str] = {}
+            propagate.inject(headers)
+            urllib.request.urlopen(urllib.request.Request(other, headers=headers)).read()
+
+        provider = TracerProvider()
+        processor = SessionSpanProcessor(propagate_session_to=[listed.removeprefix("http://")])
+        configure(provider, export=False, processor=processor)
+        instrumentor = RequestsInstrumentor()
+        instrumentor.instrument(tracer_provider=provider, response_hook=hand_made_call)
+        try:
+            with session("conv-3"):
+                requests.get(listed, timeout=10)
+                requests.get(f"{listed}/away", timeout=10)
+        finally:
+            instrumentor.uninstrument()
+    assert listed_rx == ["langfuse_session_id=conv-3"] * 2
+    assert len(other_rx) == 2  # one per response hook
+    assert not any("conv-3" in (sent or "") for sent in other_rx), other_rx
+
+
+def test_httpx_sync_and_async_carry_the_ids_to_a_listed_host_behind_both_propagators() -> None:
+    """The guard wrapping ``langfuse_baggage`` (both apply the policy, one injection each)."""
+    import asyncio
+
+    from opentelemetry import propagate
+    from opentelemetry.propagators.composite import CompositePropagator
+    from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+    received: list[str | None] = []
+    with serve_wsgi(third_party(received)) as listed:
+        hosts = [listed.removeprefix("http://")]
+        inner = SessionBaggagePropagator(propagate_session_to=hosts)
+        propagate.set_global_textmap(CompositePropagator([TraceContextTextMapPropagator(), inner]))
+        traced = make_traced(propagate_session_to=hosts)
+
+        async def call_async() -> None:
+            async with httpx.AsyncClient() as client:
+                HTTPXClientInstrumentor.instrument_client(client, tracer_provider=traced.provider)
+                await client.get(listed)
+
+        with session("conv-4"):
+            sync = baggage_sent(traced, listed, received)
+            asyncio.run(call_async())
+    assert [sync, received.pop()] == ["langfuse_session_id=conv-4"] * 2

@@ -11,10 +11,13 @@ import pytest
 from opentelemetry import baggage, context, propagate
 
 from langfuse_otel_sessions import ConfigurationError, WSGISessionMiddleware, session
+from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
 from .conftest import Traced, make_traced
 from .servers import langfuse_sdk_service, serve_wsgi, their_handler_attributes
 from .test_trust_boundary import backend, get
+
+__all__ = ["langfuse_receiver"]
 
 FULL: dict[str, Any] = {
     "tags": ["a", "b", "c"],
@@ -289,3 +292,44 @@ def test_span_limits_still_apply() -> None:
     got = dict(span.attributes or {})
     assert len(got) == 3
     assert all(len(v) <= 4 for v in got.values() if isinstance(v, str))
+
+
+def test_forged_metadata_blanked_on_the_server_span_does_not_hide_the_app_s_value(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    """FastAPI's ``add_middleware`` order with no guard: OpenTelemetry stamps a client's forged
+    ``langfuse_metadata_x`` on the server span, the middleware blanks it, and the app's own
+    ``session(metadata=...)`` is what Langfuse v4 shows (it takes metadata from the root)."""
+    pytest.importorskip("fastapi", reason="the framework stack is in requirements/test.txt")
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    from langfuse_otel_sessions import ASGISessionMiddleware, current_session_id
+
+    from .servers import serve_asgi
+    from .test_inbound_frameworks import propagation
+
+    with propagation("no-guard") as traced:
+        traced.export_to(langfuse_receiver)
+        app = FastAPI()
+
+        @app.get("/chat")
+        async def chat() -> dict[str, str]:
+            with (
+                session(current_session_id() or "none", metadata={"x": "real"}),
+                traced.tracer.start_as_current_span("handler"),
+            ):
+                return {}
+
+        app.add_middleware(ASGISessionMiddleware)
+        FastAPIInstrumentor.instrument_app(app, tracer_provider=traced.provider)
+        with serve_asgi(app) as url:
+            headers = {"X-Session-Id": "s-1", "baggage": "langfuse_metadata_x=forged"}
+            get(url + "/chat", headers)
+        root_arrived = langfuse_receiver.wait_for(
+            lambda: any(span.parent_span_id is None for span in langfuse_receiver.spans())
+        )
+    assert root_arrived
+    assert "forged" not in {v for s in traced.spans() for v in (s.attributes or {}).values()}
+    (shown,) = langfuse_receiver.traces().values()
+    assert shown.metadata.get("x") == "real"

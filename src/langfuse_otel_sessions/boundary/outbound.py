@@ -14,18 +14,21 @@ propagate as always, also under a scope that wrote the same key: the app's value
 inside the CLIENT span it started, whose attributes name the destination (``url.full`` /
 ``http.url``, ``server.address`` / ``net.peer.name``). Any other current span (a SERVER span
 names this process, from the caller's ``Host`` header) or a CLIENT span that is not recording
-leaves the destination unknown, on no list: only ``*`` sends the ids there.
+leaves the destination unknown, on no list: only ``*`` sends the ids there. A CLIENT span opens
+the gate once, for the instrumentation's own injection: a later ``inject`` under the same span
+(by hand, in a response hook) may go anywhere, so it sends nothing.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import weakref
 from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import urlsplit
 
 from opentelemetry import baggage, trace
-from opentelemetry.context import Context, get_current, get_value
+from opentelemetry.context import Context, create_key, get_current, get_value, set_value
 from opentelemetry.trace import SpanKind, format_trace_id
 
 from .._logging import logger
@@ -38,6 +41,7 @@ EVERYWHERE = "*"
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _URL_KEYS = ("url.full", "http.url")
 _HOST_KEYS = (("server.address", "server.port"), ("net.peer.name", "net.peer.port"))
+_CHECKED = create_key("langfuse-otel-sessions.outbound-checked")  # a wrapped propagator's inject
 _DESTINATION = re.compile(r"(\*\.)?[a-z0-9_.\-]+(:[0-9]{1,5})?|\[[0-9a-f:.]+\](:[0-9]{1,5})?")
 
 
@@ -62,8 +66,9 @@ class OutboundPolicy:
             return True
         if not self.destinations:
             return False
-        destination = _destination(trace.get_current_span(context))
-        if destination is None:
+        span = trace.get_current_span(context)
+        destination = _destination(span)
+        if destination is None or not _injected.first(span.get_span_context().span_id):
             return False
         host, port = destination
         return bool(
@@ -73,6 +78,28 @@ class OutboundPolicy:
                 for pattern in self.destinations
             )
         )
+
+
+class _Injected:
+    """The CLIENT spans (by span id) that already injected: each opens the gate once. Bounded:
+    the oldest are forgotten first; by then their spans have ended and open nothing."""
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._limit = limit
+        self._seen: dict[int, None] = {}
+        self._lock = threading.Lock()
+
+    def first(self, span_id: int) -> bool:
+        with self._lock:
+            if span_id in self._seen:
+                return False
+            self._seen[span_id] = None
+            if len(self._seen) > self._limit:
+                del self._seen[next(iter(self._seen))]
+            return True
+
+
+_injected = _Injected()
 
 
 def _destination(span: trace.Span) -> tuple[str, int | None] | None:
@@ -180,19 +207,20 @@ def outbound_context(context: Context | None, policy: OutboundPolicy) -> Context
     closed."""
     try:
         current = get_current() if context is None else context
-        claimed = _with_trace_claim(current)
-        if claimed is not None:
-            current = context = claimed
+        if get_value(_CHECKED, current):
+            return context  # a guard around this propagator decided already
+        allowed = policy.allows(current)  # before anything else: a CLIENT span opens it once
+        current = set_value(_CHECKED, True, _with_trace_claim(current) or current)
         own = get_value(OWN_ENTRIES, current)
         if not isinstance(own, Mapping) or not own:
-            return context
+            return current
         entries = baggage.get_all(current)
         ours = [key for key, value in own.items() if key in entries and entries[key] == value]
         hidden = {  # the app's rival entries a scope removed, unless the app set them again
             key: value for key, value in hidden_app_entries(current).items() if key not in entries
         }
-        if not (ours or hidden) or policy.allows(current):
-            return context
+        if not (ours or hidden) or allowed:
+            return current
         for key, value in hidden.items():
             current = baggage.set_baggage(key, value, current)
         beneath = app_entries_beneath(current)

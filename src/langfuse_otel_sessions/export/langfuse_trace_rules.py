@@ -189,12 +189,12 @@ def given_trace_fields(attributes: Attributes, wanted: Mapping[str, object]) -> 
             own = set(tags_of(attributes))
             if own and not (isinstance(value, tuple) and own < set(value)):
                 given.add(key)
-        elif key in attributes:
-            given.add(key)
+        elif key in attributes and attributes[key] != "":
+            given.add(key)  # an empty string (a forged value blanked) is no value
         elif key.startswith(LANGFUSE_TRACE_METADATA_PREFIX):
             if metadata is None:
                 metadata = trace_metadata_of(attributes)
-            if key[len(LANGFUSE_TRACE_METADATA_PREFIX) :] in metadata:
+            if metadata.get(key[len(LANGFUSE_TRACE_METADATA_PREFIX) :], "") != "":
                 given.add(key)
         elif key == LANGFUSE_ENVIRONMENT and any(
             _truthy(attributes.get(other)) for other in ENVIRONMENT_KEYS
