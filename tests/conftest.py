@@ -17,20 +17,12 @@ from langfuse_otel_sessions import (
     LangfuseSpanExporter,
     ScoreClient,
     SessionSpanProcessor,
-    _reach,
     install_baggage_guard,
 )
 from langfuse_otel_sessions import baggage_keys as keys
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
 from langfuse_otel_sessions.spans.memory import MEMORY
 from langfuse_otel_sessions.testing import LangfuseReceiver
-
-
-@pytest.fixture(autouse=True, scope="session")
-def _no_missing_exporter_warning_here() -> None:
-    """Tests stamp spans for in-memory exporters on purpose: the warning that nothing exports
-    them is checked in fresh processes (tests/test_no_silent_loss.py)."""
-    _reach._settled.add("exporter")
 
 
 @pytest.fixture(autouse=True)
@@ -92,12 +84,12 @@ def _forget_earlier_exporters_claims() -> Iterator[None]:
     fresh app, with no exporter of an earlier test still counted."""
     from langfuse_otel_sessions.boundary.outbound import trace_claims
 
-    before = list(trace_claims._exporters)
-    trace_claims._exporters.clear()
+    before = list(trace_claims)
+    trace_claims.clear()
     yield
-    trace_claims._exporters.clear()
+    trace_claims.clear()
     for exporter in before:
-        trace_claims._exporters.add(exporter)
+        trace_claims.add(exporter)
 
 
 class Exported:

@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags, format_trace_id
 
-from langfuse_otel_sessions import configure
+from langfuse_otel_sessions import configure, install_baggage_guard
 from langfuse_otel_sessions.export.exporter import LangfuseSpanExporter
 from langfuse_otel_sessions.testing import LangfuseReceiver, TraceView, langfuse_receiver
 
@@ -185,13 +185,15 @@ def test_two_services_of_ours_give_the_trace_one_app_root(
 
 
 def test_a_shut_down_exporter_claims_nothing() -> None:
-    from langfuse_otel_sessions.boundary.outbound import _TraceClaims
+    def claimed() -> bool:
+        headers: dict[str, str] = {}
+        with TracerProvider().get_tracer("app").start_as_current_span("caller"):
+            propagate.inject(headers)
+        return "langfuse_trace_id" in headers.get("baggage", "")
 
-    claims = _TraceClaims()
+    install_baggage_guard()
+    assert not claimed()
     exporter = LangfuseSpanExporter(public_key="pk", secret_key="sk", base_url="http://127.0.0.1:9")
-    assert not claims.active()
-    claims.register(exporter)
-    assert claims.active()
-    claims.discard(exporter)
-    assert not claims.active()
+    assert claimed()
     exporter.shutdown()
+    assert not claimed()

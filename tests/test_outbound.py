@@ -177,8 +177,7 @@ def test_opting_in_for_listed_hosts_only(monkeypatch: pytest.MonkeyPatch) -> Non
         ("api.internal:8443", {"url.full": "https://api.internal/v1"}, False),
         ("*.svc.local", {"http.url": "http://back.ns.svc.local:8000/"}, True),
         ("*.svc.local", {"http.url": "http://svc.local.evil.com/"}, False),
-        ("api.internal", {"server.address": "api.internal", "server.port": 80}, True),
-        ("api.internal", {"net.peer.name": "api.openai.com"}, False),
+        ("api.internal", {"server.address": "api.internal", "server.port": 80}, False),  # no URL
         ("[::1]:8000", {"url.full": "http://[::1]:8000/"}, True),
         ("api.internal", {}, False),  # destination unknown: not on any list
         ("*", {}, True),

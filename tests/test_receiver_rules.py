@@ -116,6 +116,18 @@ def test_app_roots_count_on_v4_and_as_root_on_v3(langfuse_receiver: LangfuseRece
     assert shown.name_v3 == "legacy"
 
 
+def test_v4_trace_io_comes_from_a_root_never_from_a_span_under_a_remote_parent(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    remote = "00000000000000ff"
+    io = {"langfuse.observation.input": "q", "langfuse.observation.output": "a"}
+    shown = send(langfuse_receiver, span("00000000000000b1", "local", remote, **io))
+    assert (shown.root, shown.input, shown.output) == (None, None, None)
+    app_root = {"langfuse.internal.is_app_root": True, **io}
+    shown = send(langfuse_receiver, span("00000000000000b2", "app", remote, **app_root))
+    assert (shown.input, shown.output) == ("q", "a")
+
+
 def test_non_string_ids_are_stringified(langfuse_receiver: LangfuseReceiver) -> None:
     shown = send(langfuse_receiver, span(ROOT, "root", session__id=42, user__id=True))
     assert (shown.session_id, shown.user_id) == ("42", "true")

@@ -1,5 +1,5 @@
 """The receiver shows tags, metadata, environment, release, version and the trace name as
-Langfuse v4 and its legacy (v3) path would, for raw OTLP/JSON posted to it."""
+Langfuse v4 would, for raw OTLP/JSON posted to it."""
 
 from __future__ import annotations
 
@@ -55,12 +55,14 @@ def test_tags_are_read_as_a_list_a_json_array_or_comma_separated(
     langfuse_receiver: LangfuseReceiver, raw: object, tags: tuple[str, ...]
 ) -> None:
     shown = send(langfuse_receiver, span(ROOT, langfuse__trace__tags=raw))
-    assert shown.tags == shown.tags_v3 == tags
+    assert shown.tags == tags
 
 
 def test_metadata_is_a_json_object_and_flat_keys_the_flat_keys_win(
     langfuse_receiver: LangfuseReceiver,
 ) -> None:
+    alone = send(langfuse_receiver, span(OTHER, **{"langfuse.trace.metadata": '{"t": "acme"}'}))
+    assert alone.metadata == {"t": "acme"}  # the JSON object form on its own
     shown = send(
         langfuse_receiver,
         span(
@@ -72,7 +74,7 @@ def test_metadata_is_a_json_object_and_flat_keys_the_flat_keys_win(
             },
         ),
     )
-    assert shown.metadata == shown.metadata_v3 == {"a": "flat", "b": 1, "c": "x"}
+    assert shown.metadata == {"a": "flat", "b": 1, "c": "x"}
 
 
 def test_release_and_version_come_from_the_span_then_the_resource(
@@ -84,10 +86,8 @@ def test_release_and_version_come_from_the_span_then_the_resource(
         resource={"langfuse.release": "r-res", "service.version": "9.9", "langfuse.version": "x"},
     )
     assert (shown.release, shown.version) == ("r-res", "9.9")
-    assert (shown.release_v3, shown.version_v3) == ("r-res", "9.9")
     again = send(langfuse_receiver, span(CHILD, ROOT, langfuse__release="r-span"))
     assert again.release == "r-span"  # v4: the last non-empty value written
-    assert again.release_v3 == "r-res"  # v3: a child without trace updates writes no release
 
 
 def test_environment_on_the_span_then_the_resource_by_key_priority(
@@ -110,7 +110,7 @@ def test_no_environment_is_default_and_a_bad_one_too(langfuse_receiver: Langfuse
     assert shown.environment == "default"
 
 
-def test_v4_shows_the_last_environment_and_tags_v3_the_first_environment_and_all_tags(
+def test_v4_shows_the_last_environment_and_tag_list_written(
     langfuse_receiver: LangfuseReceiver,
 ) -> None:
     send(langfuse_receiver, span(ROOT, langfuse__environment="dev", langfuse__trace__tags=["a"]))
@@ -119,49 +119,42 @@ def test_v4_shows_the_last_environment_and_tags_v3_the_first_environment_and_all
         span(CHILD, ROOT, langfuse__environment="prod", langfuse__trace__tags=["b"]),
     )
     assert (shown.environment, shown.tags) == ("prod", ("b",))
-    assert (shown.environment_v3, shown.tags_v3) == ("dev", ("a", "b"))
     heading = render_trace(shown)[0]
     assert "environment=prod" in heading
     assert "tags=[b]" in heading
-    assert "(v3 shows environment=dev, tags=[a, b])" in heading
 
 
 def test_v3_folds_the_spans_in_start_order_not_arrival_order(
     langfuse_receiver: LangfuseReceiver,
 ) -> None:
     """Langfuse's legacy worker sorts a trace's events by time: the child, started later but
-    arrived first, writes after the root."""
-    send(langfuse_receiver, span(CHILD, ROOT, langfuse__environment="prod", **LATER))
-    shown = send(langfuse_receiver, span(ROOT, langfuse__environment="dev", **EARLIER))
-    assert (shown.environment_v3, shown.release_v3, shown.version_v3) == ("dev", "r2", "2")
-    assert (shown.name_v3, shown.metadata_v3) == ("child", {"k": "child"})
+    arrived first, writes the trace name after the root."""
+    send(langfuse_receiver, span(CHILD, ROOT, langfuse__trace__name="child"))
+    shown = send(langfuse_receiver, span(ROOT, langfuse__trace__name="root"))
+    assert shown.name_v3 == "child"
+    assert shown.name == "root"  # v4: the last value written
 
 
-EARLIER = {"langfuse.release": "r1", "langfuse.version": "1", "langfuse.trace.name": "root"}
-EARLIER["langfuse.trace.metadata.k"] = "root"
-LATER = {"langfuse.release": "r2", "langfuse.version": "2", "langfuse.trace.name": "child"}
-LATER["langfuse.trace.metadata.k"] = "child"
-
-
-def test_v4_metadata_is_the_root_observation_s_v3_merges_trace_updates(
-    langfuse_receiver: LangfuseReceiver,
+@pytest.mark.parametrize(
+    "metadata",
+    [
+        {"langfuse.trace.metadata.k": "root"},
+        {"langfuse.trace.metadata": '{"k": "root"}'},  # one JSON object
+    ],
+)
+def test_v4_metadata_is_the_root_observation_s_in_either_form(
+    langfuse_receiver: LangfuseReceiver, metadata: dict[str, str]
 ) -> None:
-    shown = send(
-        langfuse_receiver,
-        span(ROOT, **{"langfuse.trace.metadata.k": "root"}),
-        span(
-            CHILD, ROOT, **{"langfuse.trace.metadata.k": "child", "langfuse.trace.metadata.j": "c"}
-        ),
-    )
+    child = {key: value.replace("root", "child") for key, value in metadata.items()}
+    shown = send(langfuse_receiver, span(ROOT, **metadata), span(CHILD, ROOT, **child))
     assert shown.metadata == {"k": "root"}
-    assert shown.metadata_v3 == {"k": "child", "j": "c"}
 
 
 def test_a_legacy_non_root_writes_trace_io_only_from_the_trace_keys(
     langfuse_receiver: LangfuseReceiver,
 ) -> None:
     """Langfuse's legacy path reads ``langfuse.trace.input/output`` as they are on a non-root
-    span with trace updates, with no fallback to the observation keys (roots only)."""
+    span, with no fallback to the observation keys (roots only)."""
     shown = send(
         langfuse_receiver,
         span(ROOT),

@@ -83,9 +83,9 @@ def test_a_server_span_started_before_the_scope_gets_them_in_its_own_batch(
         assert received(pipeline, name) == EXPECTED, name
     trace = next(iter(pipeline.receiver.traces().values()))
     assert (trace.name, trace.name_v3) == ("chat", "chat")
-    assert (trace.environment, trace.environment_v3) == ("prod", "prod")
-    assert trace.tags == trace.tags_v3 == ("a", "b")
-    assert trace.metadata == trace.metadata_v3 == {"tenant": "acme"}
+    assert trace.environment == "prod"
+    assert trace.tags == ("a", "b")
+    assert trace.metadata == {"tenant": "acme"}
     assert (trace.release, trace.version) == ("r-1", "1.0")
     assert {span_environment(span) for span in trace.spans} == {"prod"}
     assert "environment=prod" in render_trace(trace)[0]
@@ -176,7 +176,7 @@ def test_nested_scopes_tags_add_up_on_v4_too(pipeline: Pipeline) -> None:
         pipeline.export_now()  # the child in a batch of its own, before the root
     pipeline.export_now()
     (trace,) = pipeline.receiver.traces().values()
-    assert trace.tags == trace.tags_v3 == ("a", "b")
+    assert trace.tags == ("a", "b")
 
 
 def test_trace_input_below_the_root_is_warned_once(

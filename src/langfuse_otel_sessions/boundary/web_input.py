@@ -1,33 +1,19 @@
-"""Reading request input that a client controls: header text as UTF-8, cookies in linear time.
-
-* Header bytes are decoded as UTF-8, so ``X-Session-Id: café-ü`` is the same session
-  as ``session("café-ü")``. Bytes that are not UTF-8 are kept as lone surrogates
-  (``surrogateescape``) so the raw header round-trips unchanged; :func:`~.ids.id_problem`
-  refuses such an id as "not valid UTF-8".
-* ASGI hands bytes; WSGI (PEP 3333) hands the same bytes as latin-1 text: both end up as the
-  same ``str``.
-* Cookies are looked up by name in one pass over the header. The standard library's
-  ``SimpleCookie`` is quadratic on hostile input on CPython 3.10-3.12 (one 60 KiB header held an
-  event loop for seconds); this is linear and reads only the cookies asked for.
-* Nothing is percent-decoded: a header or cookie value ``caf%C3%A9`` is the id ``caf%C3%A9``.
-"""
+"""Request input a client controls: header bytes as UTF-8 (``surrogateescape``: bytes that are
+not UTF-8 round-trip, and the id rule refuses them), cookies in one linear pass."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 
-_UTF8 = "utf-8"
-_RAW = "surrogateescape"
-
 
 def decode_bytes(raw: bytes) -> str:
     """A header value from ASGI's bytes."""
-    return raw.decode(_UTF8, _RAW)
+    return raw.decode("utf-8", "surrogateescape")
 
 
 def encode_text(text: str) -> bytes:
     """The bytes of a value :func:`decode_bytes` (or :func:`from_wsgi`) produced."""
-    return text.encode(_UTF8, _RAW)
+    return text.encode("utf-8", "surrogateescape")
 
 
 def from_wsgi(value: str) -> str:
@@ -41,11 +27,8 @@ def to_wsgi(text: str) -> str:
 
 
 def cookie_values(header: str, names: Collection[str]) -> dict[str, str]:
-    """The values of the cookies named in ``names`` (first occurrence wins), in one linear pass.
-
-    ``name=value`` pairs are separated by ``;``; surrounding whitespace is dropped, and a value
-    in double quotes loses its quotes. Nothing is un-escaped.
-    """
+    """The values of the cookies named in ``names``: first wins, quotes dropped, nothing
+    un-escaped. Not ``SimpleCookie``: quadratic on hostile input on CPython 3.10-3.12."""
     if not header or not names:
         return {}
     found: dict[str, str] = {}

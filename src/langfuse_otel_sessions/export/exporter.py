@@ -24,7 +24,6 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from .._logging import RateLimitedLog
-from .._reach import note_exporter
 from ..boundary.outbound import trace_claims
 from ..errors import ConfigurationError
 from ..ids import TraceIds
@@ -157,7 +156,7 @@ class LangfuseSpanExporter(SpanExporter):
         #: Where spans go (userinfo scrubbed).
         self.endpoint = self._route.shown
         if self._route.problem is None:
-            trace_claims.register(self)  # outgoing requests claim the trace's root upstream
+            trace_claims.add(self)  # outgoing requests claim the trace's root upstream
         self.late_sessions = LateSessionHold(LATE_SESSION_SECONDS)
         self._log = RateLimitedLog()
         self._abort = threading.Event()
@@ -178,7 +177,6 @@ class LangfuseSpanExporter(SpanExporter):
             self._headers = merged(self._headers, encoding)
         self._transport = None if self._route.problem else HttpClient(self._route.url)
         announce("LangfuseSpanExporter", self._route, "spans")
-        note_exporter(self)  # a session set with no exporter alive warns
 
     def __repr__(self) -> str:
         return f"LangfuseSpanExporter(mode={self.mode!r}, endpoint={self.endpoint!r})"

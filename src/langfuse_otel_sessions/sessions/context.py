@@ -1,16 +1,12 @@
-"""`session()`: scope code to a session through OpenTelemetry baggage.
+"""`session()`: scope code to a session through OpenTelemetry baggage (``docs/sessions.md``).
 
-Inside the scope the baggage holds the session (and user) id under the key each configured
-:class:`SessionSpanProcessor` reads (see :mod:`..baggage_keys`): with the default
-keys ``langfuse_session_id`` / ``langfuse_user_id``, the keys the Langfuse Python SDK writes and
-reads. Other session/user keys (``langfuse.session.id``, ``session.id``, custom keys, ...) are
-removed inside the scope so that no stale or remote value outranks the one set here.
+Inside a scope the baggage holds the ids under the keys the configured processors read
+(:mod:`..baggage_keys`); every other session/user key is removed so none outranks them.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
-from types import TracebackType
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import baggage
@@ -46,17 +42,12 @@ def scoped_context(
     generated: bool = False,
     known: KnownKeys | None = None,
 ) -> Context:
-    """``parent`` with the session (and user) id written under the keys the configured
-    processors read, and every other session (user) key removed so that none outranks them.
-
-    ``attributes``: trace-attribute baggage entries (:func:`baggage_entries`); tags add up to
-    the parent's, metadata keys and the other attributes replace the parent's.
-    ``generated``: ``session_id`` was generated, not given; ``known``: the keys in force, when
-    the caller has them already (:func:`known_keys`).
-    """
+    """``parent`` with the ids written under the keys the processors read, rival keys removed,
+    and trace-attribute entries (:func:`baggage_entries`: tags add up, the rest replaces).
+    ``generated``: the session id was generated; ``known``: :func:`known_keys`, if at hand."""
     if session_id is not None or user_id is not None or attributes:
-        warn_once_without_outbound_policy()  # the entries would leave with no policy
-        warn_once_if_nothing_reaches_langfuse()  # no processor to stamp, no exporter to send
+        warn_once_without_outbound_policy()
+        warn_once_if_nothing_reaches_langfuse()
     known = known_keys() if known is None else known
     context = parent
     if attributes:  # recorded as ours: they leave the process only where the user opted in
@@ -94,17 +85,15 @@ class SessionScope:
         *,
         generated: bool = False,
     ) -> None:
-        self.session_id = session_id
-        self.generated = generated  # the id came from Session.start() without one
-        self.user_id = user_id
+        self.session_id, self.user_id, self.generated = session_id, user_id, generated
         self.attributes = dict(attributes or {})  # trace-attribute baggage entries
-        self.root = root  # with new_trace: the scope's own root span (name, tracer provider)
+        self.root = root  # with new_trace: the name of the scope's root span, its provider
 
     def __repr__(self) -> str:
         return f"SessionScope(session_id={self.session_id!r}, user_id={self.user_id!r})"
 
     def context(self, parent: Context | None = None) -> Context:
-        """The OTel context of this scope, derived from ``parent`` (default: the current one)."""
+        """This scope's OTel context, derived from ``parent`` (default: the current one)."""
         return scoped_context(
             get_current() if parent is None else parent,
             self.session_id,
@@ -117,24 +106,14 @@ class SessionScope:
         enter(self, self.context, self.root)
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        leave(self, exc)
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        leave(self, error)
 
     async def __aenter__(self) -> SessionScope:
         return self.__enter__()
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.__exit__(exc_type, exc, traceback)
+    async def __aexit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        leave(self, error)
 
     @overload
     def __call__(
@@ -145,10 +124,8 @@ class SessionScope:
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
-        """Decorate a function: each call runs inside the scope. Generators (sync and async)
-        and whatever a function returns to be awaited or iterated later (an async function
-        under a plain decorator) run each step inside the scope, and nothing of it is left in
-        the caller between steps."""
+        """Run each call of ``func`` inside the scope; generators and what a call returns to be
+        awaited or iterated run each step inside it, leaving nothing in the caller between."""
         if not callable(func):
             raise TypeError(f"session() decorates a callable, not {type(func).__name__}")
         return decorate(self, self.context, self.root, func)
@@ -169,27 +146,17 @@ def session(
 ) -> SessionScope:
     """Scope code to a session: ``with session(s):``, ``async with``, or ``@session(s)``.
 
-    Spans started inside get the session (and user) id from :class:`SessionSpanProcessor`;
-    asyncio tasks and threads that copy the context inherit it; nested scopes restore the outer
-    one on exit. With ``new_trace=True`` the scope starts a span named ``trace_name`` in a trace
-    of its own, linked to the span current on entry, and ends it on exit: Langfuse files each
-    trace in one session, so a job looping over sessions gets one trace per session. The span
-    comes from ``tracer_provider`` (default: the global one).
-
-    ``tags``, ``metadata``, ``environment``, ``release``, ``version`` and ``trace_name`` are
-    stamped on every span too (``docs/sessions.md``); nested scopes merge: tags add up,
-    metadata keys override, the rest innermost wins. ``trace_name`` also names the
-    ``new_trace`` root span (default ``"session"``).
+    Spans started inside get the ids and the trace attributes; tasks and threads that copy the
+    context inherit them; nested scopes merge and restore. ``new_trace=True`` starts the scope
+    in a trace of its own (root span ``trace_name``, default ``"session"``, from
+    ``tracer_provider``). See ``docs/sessions.md``.
 
     Raises :class:`InvalidIdError` for an invalid id, :class:`ConfigurationError` for an
-    invalid trace attribute and ``TypeError`` for a value that is neither a
-    :class:`Session` nor a string.
+    invalid trace attribute, ``TypeError`` for neither a :class:`Session` nor a string.
     """
     session_id = check_id(Session.get_id(session_or_id), DEFAULT_MAX_ID_LENGTH)
     if user_id is not None:
         user_id = check_id(user_id, DEFAULT_MAX_ID_LENGTH, "user id")
-    if trace_name is not None and (not isinstance(trace_name, str) or not trace_name):
-        raise TypeError("trace_name must be a non-empty string")
     attributes = baggage_entries(
         tags=tags,
         metadata=metadata,
@@ -205,29 +172,23 @@ def session(
 
 def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...]) -> str | None:
     """What the first present key holds, if it is a valid id (as the processor reads it)."""
-    for key in keys:
-        value = entries.get(key)
-        if value is not None:
-            if isinstance(value, str) and id_problem(value, DEFAULT_MAX_ID_LENGTH) is None:
-                return value
-            return None
+    value = next((value for value in map(entries.get, keys) if value is not None), None)
+    if isinstance(value, str) and id_problem(value, DEFAULT_MAX_ID_LENGTH) is None:
+        return value
     return None
 
 
 def ids_of(entries: Mapping[str, object], reader: IdKeys) -> tuple[str | None, str | None]:
     """The session and user id ``reader`` takes from baggage ``entries``."""
-    return (
-        _first_valid(entries, reader.session),
-        _first_valid(entries, reader.user),
-    )
+    return _first_valid(entries, reader.session), _first_valid(entries, reader.user)
 
 
 def ids_in_force(
     context: Context | None, reader: IdKeys | None = None
 ) -> tuple[str | None, str | None]:
     """The ids the configured processor (or ``reader``) would stamp on a span started now in
-    ``context``: its keys and limit over the baggage, else (when it trusts remote baggage) over
-    the entries the boundary withheld."""
+    ``context``: from its baggage, else (when it trusts remote baggage) from what the boundary
+    withheld."""
     reader = known_keys().reader if reader is None else reader
     for entries in (baggage.get_all(context), withheld_remote_entries(context)):
         session_id, user_id = ids_of(entries, reader)
@@ -237,11 +198,10 @@ def ids_in_force(
 
 
 def current_session_id(context: Context | None = None) -> str | None:
-    """The session id in force: what the configured :class:`SessionSpanProcessor` would stamp
-    on a span started now (read with its keys and limit), or ``None``."""
+    """The session id a span started now would get from the configured processor, or ``None``."""
     return ids_in_force(context)[0]
 
 
 def current_user_id(context: Context | None = None) -> str | None:
-    """The user id in force (what the configured processor would stamp), or ``None``."""
+    """The user id a span started now would get from the configured processor, or ``None``."""
     return ids_in_force(context)[1]

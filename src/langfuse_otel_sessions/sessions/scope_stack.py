@@ -1,18 +1,11 @@
 """Entering and leaving `session()` scopes safely, wherever Python resumes the code.
 
-A ``with`` block in a generator leaves and re-enters the consumer's context at every ``yield``:
-generators interleaved by one consumer exit their scopes out of order, and a generator the
-consumer abandons is closed later, possibly in another task or thread. A plain
-``attach``/``detach`` pair then restores the wrong context (an earlier scope's session stays
-active in the consumer) or fails ("Failed to detach context"). So:
-
-* each context keeps a stack of the scopes entered in it; leaving the innermost one restores the
-  context from before it; leaving another one (out of order) only unlinks it, so that the
-  scopes above it restore what was there before *it*;
-* leaving a scope that was not entered in the current context (a generator closed elsewhere)
-  changes nothing there and logs nothing;
-* decorated generators and coroutines run each step inside the scope and hand the consumer
-  back its own context between steps: nothing of the scope is ever left in the consumer.
+A ``with`` block in a generator is left in whatever context the consumer resumes it, so scopes
+may close out of order, or in another thread or task, where ``attach``/``detach`` would restore
+the wrong context. Each context keeps a stack of the scopes entered in it: leaving the innermost
+restores the context from before it; leaving another one only unlinks it; leaving one entered
+elsewhere *releases* it (its context then reads as the one from before it). Decorated
+generators and coroutines run each step inside the scope and leave nothing of it in the consumer.
 """
 
 from __future__ import annotations
@@ -24,6 +17,7 @@ import inspect
 import threading
 import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from typing import Any
 
@@ -40,10 +34,8 @@ Root = tuple[str, "trace.TracerProvider | None"] | None
 
 
 class ScopeContext(Context):
-    """The context a scope makes current. If the scope is left in another thread or task than
-    the one that entered it (a generator closed elsewhere), it is *released*: from then on it
-    reads as the context from before the scope, so the consumer it was left in (which Python
-    gives no way to reach) sees no trace of it."""
+    """The context a scope makes current; once *released* (left in another thread or task) it
+    reads as the context from before the scope, in the consumer Python gives no way to reach."""
 
     __slots__ = ("released_to",)
 
@@ -53,9 +45,7 @@ class ScopeContext(Context):
 
     def get(self, key: str, default: object = None) -> object:
         released = self.released_to
-        if released is None:
-            return dict.get(self, key, default)
-        return released.get(key, default)
+        return dict.get(self, key, default) if released is None else released.get(key, default)
 
     def __getitem__(self, key: str) -> object:
         released = self.released_to
@@ -70,6 +60,16 @@ class ScopeContext(Context):
         return dict.copy(self) if released is None else released.copy()
 
 
+def _end(span: Span | None, error: BaseException | None) -> None:
+    """End a scope's root span, recording ``error`` (closing a generator is none)."""
+    if span is None:
+        return
+    if error is not None and not isinstance(error, GeneratorExit):
+        span.record_exception(error)
+        span.set_status(Status(StatusCode.ERROR, type(error).__name__))
+    span.end()
+
+
 class _Entry:
     """One entering of a scope in one context: what to restore, and its own root span."""
 
@@ -78,10 +78,7 @@ class _Entry:
     def __init__(
         self, owner: object, previous: Context, attached: ScopeContext, span: Span | None
     ) -> None:
-        self.owner = owner
-        self.previous = previous
-        self.attached = attached
-        self.span = span
+        self.owner, self.previous, self.attached, self.span = owner, previous, attached, span
         self.thread = threading.get_ident()
         self.task = _current_task()
 
@@ -89,14 +86,6 @@ class _Entry:
         entry = _Entry(self.owner, previous, self.attached, self.span)
         entry.thread, entry.task = self.thread, self.task
         return entry
-
-    def end(self, error: BaseException | None) -> None:
-        if self.span is not None:
-            if error is not None:
-                self.span.record_exception(error)
-                self.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-            self.span.end()
-            self.span = None
 
 
 def _current_task() -> object:
@@ -106,14 +95,10 @@ def _current_task() -> object:
         return None
 
 
-# The entries of every scope object still open somewhere, so that a scope left in another thread
-# (where the context's stack does not hold it) can still be released.
+# Every scope still open somewhere, so one left in another thread can still be released.
 _OPEN: weakref.WeakKeyDictionary[Any, list[_Entry]] = weakref.WeakKeyDictionary()
 _OPEN_LOCK = threading.Lock()
-
-
-# Kept per context (not on the scope object) so one scope object may be entered concurrently by
-# many tasks and threads; innermost last.
+# Per context (not on the scope: one scope may be entered by many tasks at once); innermost last.
 _ENTERED: ContextVar[tuple[_Entry, ...]] = ContextVar("langfuse_otel_sessions_scopes", default=())
 
 
@@ -124,14 +109,10 @@ def start_root(
     the span current in ``previous``; returns it and the context with it current."""
     name, provider = root
     current = trace.get_current_span(previous).get_span_context()
-    links = (
-        [Link(current, {"langfuse_otel_sessions.link": "session scope"})]
-        if current.is_valid
-        else []
-    )
+    links = [Link(current, {"langfuse_otel_sessions.link": "session scope"})]
     no_parent = trace.set_span_in_context(INVALID_SPAN, context)
     tracer = trace.get_tracer(TRACER_NAME, tracer_provider=provider)
-    span = tracer.start_span(name, context=no_parent, links=links)
+    span = tracer.start_span(name, context=no_parent, links=links if current.is_valid else [])
     return span, trace.set_span_in_context(span, context)
 
 
@@ -142,11 +123,10 @@ def enter(owner: object, build: Build, root: Root) -> None:
     span = None
     if root is not None:
         span, context = start_root(context, root, previous)
-    attached = ScopeContext(context)
-    entry = _Entry(owner, previous, attached, span)
+    entry = _Entry(owner, previous, ScopeContext(context), span)
     with _OPEN_LOCK:
         _OPEN.setdefault(owner, []).append(entry)
-    attach(attached)
+    attach(entry.attached)
     entered = _ENTERED.get()
     while entered and entered[-1].attached.released_to is not None:  # left elsewhere
         entered = entered[:-1]
@@ -156,33 +136,26 @@ def enter(owner: object, build: Build, root: Root) -> None:
 def _forget(owner: object, entry: _Entry | None) -> _Entry | None:
     """Remove ``entry`` (default: the latest) from ``owner``'s open entries; returns it."""
     with _OPEN_LOCK:
-        entries = _OPEN.get(owner)
+        entries = _OPEN.get(owner, [])
+        found = [e for e in entries if entry is None or e.attached is entry.attached][-1:]
+        for open_entry in found:
+            entries.remove(open_entry)
         if not entries:
-            return None
-        if entry is None:
-            entry = entries[-1]
-        for index in range(len(entries) - 1, -1, -1):
-            if entries[index].attached is entry.attached:
-                del entries[index]
-                break
-        if not entries:
-            del _OPEN[owner]
-        return entry
+            _OPEN.pop(owner, None)
+        return found[0] if found else None
 
 
 def leave(owner: object, error: BaseException | None) -> None:
     """Undo the innermost entering of ``owner`` in the current context (see module docs)."""
     entered = _ENTERED.get()
-    for index in range(len(entered) - 1, -1, -1):
-        entry = entered[index]
-        if entry.owner is owner:
-            break
-    else:  # entered in another thread (a generator closed elsewhere): release it there
+    index = next((i for i in range(len(entered) - 1, -1, -1) if entered[i].owner is owner), -1)
+    if index < 0:  # entered in another thread (a generator closed elsewhere): release it there
         left = _forget(owner, None)
         if left is not None:
             left.attached.released_to = left.previous
-            left.end(error)
+            _end(left.span, error)
         return
+    entry = entered[index]
     _forget(owner, entry)
     if entry.thread != threading.get_ident() or entry.task is not _current_task():
         entry.attached.released_to = entry.previous  # entered by a consumer we cannot reach
@@ -191,15 +164,14 @@ def leave(owner: object, error: BaseException | None) -> None:
         _ENTERED.set(rest)
         attach(entry.previous)
     else:  # left out of order: the scope above now restores what was there before this one
-        rest = (*rest[:index], rest[index].relinked(entry.previous), *rest[index + 1 :])
-        _ENTERED.set(rest)
-    entry.end(error)
+        _ENTERED.set((*rest[:index], rest[index].relinked(entry.previous), *rest[index + 1 :]))
+    _end(entry.span, error)
 
 
 def decorate(
-    owner: object, build: Build, root: Root, func: Callable[..., Any]
+    scope: AbstractContextManager[object], build: Build, root: Root, func: Callable[..., Any]
 ) -> Callable[..., Any]:
-    """Wrap ``func`` so that each call runs inside the scope, whatever it returns."""
+    """Wrap ``func`` so that each call runs inside ``scope``, whatever it returns."""
     if inspect.isasyncgenfunction(func):
         return _async_gen_function(build, root, func)
     if inspect.isgeneratorfunction(func):
@@ -213,109 +185,83 @@ def decorate(
 
         @functools.wraps(func)
         async def run_async(*args: object, **kwargs: object) -> object:
-            return await _scoped_await(owner, build, root, func(*args, **kwargs))
+            return await _scoped_await(scope, func(*args, **kwargs))
 
         return run_async
 
     @functools.wraps(func)
     def run(*args: object, **kwargs: object) -> object:
-        enter(owner, build, root)
-        try:
+        with scope:
             result = func(*args, **kwargs)
-        except BaseException as error:
-            leave(owner, error)
-            raise
-        leave(owner, None)
-        # A plain function may return work that runs later (an async function under a plain
-        # decorator, a generator): that work runs inside the scope too.
+        # Work a plain function returns to run later (an async function under a plain
+        # decorator, a generator) runs inside the scope too.
         if inspect.isgenerator(result):
             return _scoped_gen(build, root, result)
         if inspect.isasyncgen(result):
             return _async_gen_function(build, root, lambda: result)()
         if inspect.isawaitable(result) and not isinstance(result, asyncio.Future):
-            return _scoped_await(owner, build, root, result)
+            return _scoped_await(scope, result)
         return result
 
     return run
 
 
-async def _scoped_await(
-    owner: object, build: Build, root: Root, awaitable: Awaitable[Any]
-) -> object:
-    enter(owner, build, root)
-    try:
-        result = await awaitable
-    except BaseException as error:
-        leave(owner, error)
-        raise
-    leave(owner, None)
-    return result
+async def _scoped_await(scope: AbstractContextManager[object], awaitable: Awaitable[Any]) -> object:
+    with scope:
+        return await awaitable
 
 
 class _Steps:
-    """The context a decorated generator's steps run in; its root span spans all of them."""
+    """The scope a decorated generator's steps run in; its root span covers all of them."""
 
     __slots__ = ("build", "root", "span")
 
     def __init__(self, build: Build, root: Root) -> None:
-        self.build = build
-        self.root = root
+        self.build, self.root = build, root
         self.span: Span | None = None
-
-    def context(self) -> Context:
-        previous = get_current()
-        context = self.build(previous)
-        if self.root is None:
-            return context
-        if self.span is None:
-            self.span, context = start_root(context, self.root, previous)
-            return context
-        return trace.set_span_in_context(self.span, context)
 
     @contextlib.contextmanager
     def attached(self) -> Iterator[None]:
-        """One step of the generator runs inside the scope, and leaves nothing of it behind."""
-        token = attach(self.context())
+        """One step runs inside the scope and leaves nothing of it behind."""
+        previous = get_current()
+        context = self.build(previous)
+        if self.root is not None and self.span is None:
+            self.span, context = start_root(context, self.root, previous)
+        elif self.span is not None:
+            context = trace.set_span_in_context(self.span, context)
+        token = attach(context)
         try:
             yield
         finally:
             detach(token)
 
-    def end(self, error: BaseException | None = None) -> None:
-        if self.span is not None:
-            if error is not None and not isinstance(error, GeneratorExit):
-                self.span.record_exception(error)
-                self.span.set_status(Status(StatusCode.ERROR, type(error).__name__))
-            self.span.end()
-            self.span = None
+    def __enter__(self) -> _Steps:
+        return self
+
+    def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
+        _end(self.span, error)
 
 
 def _scoped_gen(
     build: Build, root: Root, inner: Generator[Any, Any, Any]
 ) -> Generator[Any, Any, Any]:
-    steps = _Steps(build, root)
-    step: Callable[[], Any] = functools.partial(next, inner)
-    try:
+    with _Steps(build, root) as steps:
+        step: Callable[[Any], Any] = inner.send
+        value: Any = None
         while True:
             with steps.attached():
                 try:
-                    item = step()
+                    item = step(value)
                 except StopIteration as stop:
-                    steps.end()
                     return stop.value
             try:
-                sent = yield item
+                value, step = (yield item), inner.send
             except GeneratorExit:
                 with steps.attached():
                     inner.close()
                 raise
             except BaseException as error:  # noqa: BLE001 - thrown in by the consumer: handed on
-                step = functools.partial(inner.throw, error)
-            else:
-                step = functools.partial(inner.send, sent)
-    except BaseException as error:
-        steps.end(error)
-        raise
+                step, value = inner.throw, error
 
 
 def _async_gen_function(
@@ -327,28 +273,22 @@ def _async_gen_function(
     @functools.wraps(func)
     async def run(*args: object, **kwargs: object) -> AsyncGenerator[Any, Any]:
         inner = func(*args, **kwargs)
-        steps = _Steps(build, root)
-        step: Callable[[], Awaitable[Any]] = inner.__anext__
-        try:
+        with _Steps(build, root) as steps:
+            step: Callable[[Any], Awaitable[Any]] = inner.asend
+            value: Any = None
             while True:
                 with steps.attached():
                     try:
-                        item = await step()
+                        item = await step(value)
                     except StopAsyncIteration:
-                        steps.end()
                         return
                 try:
-                    sent = yield item
+                    value, step = (yield item), inner.asend
                 except GeneratorExit:
                     with steps.attached():
                         await inner.aclose()
                     raise
-                except BaseException as error:  # noqa: BLE001 - thrown in by the consumer: handed on
-                    step = functools.partial(inner.athrow, error)
-                else:
-                    step = functools.partial(inner.asend, sent)
-        except BaseException as error:
-            steps.end(error)
-            raise
+                except BaseException as error:  # noqa: BLE001 - thrown in by the consumer
+                    step, value = inner.athrow, error
 
     return run

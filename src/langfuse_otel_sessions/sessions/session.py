@@ -11,26 +11,21 @@ from typing import Any
 from ..attributes import DEFAULT_MAX_ID_LENGTH
 from ..ids import check_id, new_session_id
 
-#: What :meth:`Session.score` calls: ``score_session``, handed over by the scores module as it
-#: is imported (the package imports it). The session API sits below the scores: it does not
-#: import them, they import it.
+#: ``score_session``, handed over by the scores module as it is imported (it imports us).
 _score_session: Callable[..., str] | None = None
 
 
 def score_with(score_session: Callable[..., str]) -> None:
-    """Make :meth:`Session.score` call ``score_session`` (the scores module does, once)."""
+    """Make :meth:`Session.score` call ``score_session``."""
     global _score_session  # noqa: PLW0603 - one scorer per process, set at import
     _score_session = score_session
 
 
 @dataclass(frozen=True)
 class Session:
-    """A Langfuse session (mirrors the Elixir SDK's ``Langfuse.Session``).
-
-    ``metadata`` stays in this process: it is never put in baggage or sent anywhere.
-    ``id_generated``: the id was made by :meth:`start` (none was given); a processor with
-    ``also_emit`` then leaves ``gen_ai.conversation.id`` out, as the GenAI conventions ask.
-    """
+    """A Langfuse session. ``metadata`` stays in this process (never in baggage);
+    ``id_generated``: :meth:`start` made the id (``also_emit`` then skips
+    ``gen_ai.conversation.id``, as the GenAI conventions ask)."""
 
     id: str
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -70,12 +65,8 @@ class Session:
         config_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> str:
-        """Score this session through the default score client; returns the score id.
-
-        Same as ``score_session(self, ...)``; see :func:`langfuse_otel_sessions.score_session`.
-        """
-        if _score_session is None:  # pragma: no cover - the package imports the scores module
-            raise RuntimeError("langfuse_otel_sessions.scores.client is not imported")
+        """``score_session(self, ...)``: score this session; returns the score id."""
+        assert _score_session is not None  # noqa: S101 - the package imports the scores module
         return _score_session(
             self,
             name=name,

@@ -1,9 +1,8 @@
 """Trace attributes beyond the session: tags, metadata, environment, release, version, name.
 
-Carried in baggage under the Langfuse SDK's keys (``langfuse_tags``, ``langfuse_environment``,
-``langfuse_metadata_<k>``, ...) and stamped by the processor as the span attributes Langfuse
-reads. One rule for both directions: :func:`stamp_value` (never raises) decides what is
-stamped; :func:`baggage_entries` raises for a bad explicit argument.
+Carried in baggage under the Langfuse SDK's keys (``langfuse_tags``, ``langfuse_metadata_<k>``,
+...) and stamped as the span attributes Langfuse reads. One rule both ways: explicit arguments
+that break it raise :class:`ConfigurationError`; baggage values that break it are left out.
 """
 
 from __future__ import annotations
@@ -23,24 +22,32 @@ from ..attributes import (
 )
 from ..errors import ConfigurationError
 from ..ids import environment_name, id_problem
-from .string_lists import MAX_LIST_TEXT, string_list
 
-_METADATA_KEY = re.compile(r"[A-Za-z0-9_.-]+")
-_log = RateLimitedLog()
+#: Longer tag text is not read (8192 bytes is the W3C limit of a whole ``baggage`` header).
+MAX_LIST_TEXT = 8192
+#: The keyword arguments :func:`baggage_entries` (and ``session()``) take for trace attributes.
+ARGUMENTS = ("tags", "metadata", "environment", "release", "version", "trace_name")
 #: ``(span attribute, value)`` pairs, ready to stamp.
 Stamps = tuple[tuple[str, object], ...]
 
+_METADATA_KEY = re.compile(r"[A-Za-z0-9_.-]+")
+# One string literal at a time, never backtracking across items: nesting is not a list.
+_STRING = r"""'[^'\\]*(?:\\.[^'\\]*)*'|"[^"\\]*(?:\\.[^"\\]*)*\""""
+_ITEM = re.compile(rf"\s*({_STRING})\s*([,\]])", re.DOTALL)
+_END = re.compile(r"\s*\]")
+_ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.DOTALL)
+_SIMPLE_ESCAPES = dict(zip("\\'\"abfnrtv", "\\'\"\a\b\f\n\r\t\v", strict=True))
+_log = RateLimitedLog()
+
 
 def stamp_value(attribute: str, value: object) -> tuple[str | None, str | None]:
-    """``(what to stamp as attribute, None)``, or ``(None, why it cannot be stamped)``.
-    An environment is stamped as Langfuse's server stores it (:func:`environment_name`);
-    one it would store as ``default`` cannot be stamped. Never raises."""
+    """``(value to stamp, None)`` or ``(None, why not)``: the id rule; an environment as
+    Langfuse's server stores it (:func:`environment_name`). Never raises."""
     problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
     if problem is not None:
         return None, problem
-    assert isinstance(value, str)  # noqa: S101 - id_problem proved it
     if attribute != LANGFUSE_ENVIRONMENT:
-        return value, None
+        return value, None  # type: ignore[return-value]  # id_problem proved it a str
     name = environment_name(value)
     if name is None:
         return None, "Langfuse would store 'default': not [a-z0-9_-] once lower-cased"
@@ -48,66 +55,84 @@ def stamp_value(attribute: str, value: object) -> tuple[str | None, str | None]:
 
 
 def tag_problem(tag: object) -> str | None:
-    """Why ``tag`` cannot be stamped as a tag, or ``None``: the string rule, and no comma (our
-    and the Langfuse SDK's comma-separated baggage form would split it). Never raises."""
+    """Why ``tag`` cannot be a tag (the id rule; no comma, which the comma-separated baggage
+    form would split), or ``None``. Never raises."""
     problem = id_problem(tag, DEFAULT_MAX_ID_LENGTH)
-    if problem is None and "," in tag:  # type: ignore[operator]  # id_problem proved a str
-        return "contains a comma"
-    return problem
+    return "contains a comma" if problem is None and "," in tag else problem  # type: ignore[operator]
+
+
+def string_list(text: str) -> list[str] | None:
+    """The strings of ``text`` if it is one flat list of string literals in Python's syntax
+    (what the Langfuse SDK's ``str(list)`` sends) or JSON's, else ``None``. Linear, never
+    raises (``json.loads`` and ``ast.literal_eval`` recurse on ``[[[...``)."""
+    text = text.strip()
+    if len(text) > MAX_LIST_TEXT or not text.startswith("["):
+        return None
+    strings: list[str] = []
+    position = 1
+    while (end := _END.match(text, position)) is None:
+        item = _ITEM.match(text, position)
+        decoded = None if item is None else _decoded(item.group(1))
+        if item is None or decoded is None:
+            return None
+        strings.append(decoded)
+        position = item.end()
+        if item.group(2) == "]":
+            return strings if position == len(text) else None
+    return strings if end.end() == len(text) else None  # ``[]`` or a trailing comma
+
+
+def _decoded(literal: str) -> str | None:
+    """A string literal's value: JSON's (``\\uXXXX`` pairs, ``\\/``), else Python's."""
+    if literal[0] == '"':
+        try:
+            decoded = json.loads(literal)  # one flat string token: linear
+            return decoded if isinstance(decoded, str) else None
+        except ValueError:
+            pass  # a Python literal
+    try:
+        return _ESCAPE.sub(_unescaped, literal[1:-1])
+    except (ValueError, KeyError):  # an escape Python's repr never writes, or past U+10FFFF
+        return None
+
+
+def _unescaped(escape: re.Match[str]) -> str:
+    hex_digits = escape.group(1) or escape.group(2) or escape.group(3)
+    return _SIMPLE_ESCAPES[escape.group(4)] if hex_digits is None else chr(int(hex_digits, 16))
 
 
 def parse_tags(value: object, problems: list[str] | None = None) -> list[str] | None:
-    """The valid tags of a baggage value: a list (in-process, as the Langfuse SDK writes it),
-    a Python or JSON list string (what a list becomes over HTTP: :func:`string_list`), or
-    comma-separated text. ``None`` when the value is none of these; invalid tags are left out.
-    Either is described in ``problems``. Never raises, and its work is bounded by the length
-    of the text."""
+    """The valid tags of a baggage value: a list, a Python or JSON list string, or
+    comma-separated text; ``None`` when it is none of these. Invalid tags are left out; both
+    are described in ``problems``. Never raises; work linear in the text."""
+    problems = [] if problems is None else problems
     try:
-        raw = _raw_tags(value)
+        raw: Sequence[object] | None = None
+        if isinstance(value, (list, tuple)):
+            raw = value
+        elif isinstance(value, str) and value.strip().startswith("["):
+            raw = string_list(value)
+        elif isinstance(value, str) and len(value) <= MAX_LIST_TEXT:
+            raw = [tag.strip() for tag in value.split(",")]
         if raw is None:
-            if problems is not None:
-                problems.append("tags: not a list of strings nor comma-separated text")
+            problems.append("tags: not a list of strings nor comma-separated text")
             return None
-        tags: list[str] = []
-        skipped: list[str] = []
-        for tag in raw:
-            if isinstance(tag, str) and not tag.strip():
-                continue  # nothing to show: "a,,b", a trailing comma
-            problem = tag_problem(tag)
-            if problem is None:
-                tags.append(tag)  # type: ignore[arg-type]  # tag_problem proved it a str
-            else:
-                skipped.append(problem)
-        if skipped and problems is not None:
+        raw = [tag for tag in raw if not isinstance(tag, str) or tag.strip()]  # "a,,b"
+        skipped = [problem for problem in map(tag_problem, raw) if problem is not None]
+        if skipped:
             problems.append(f"{len(skipped)} tag(s) skipped (first: {skipped[0]})")
-        return tags
-    except Exception:  # noqa: BLE001 - belt and braces: bad input is reported, never raised
-        if problems is not None:
-            problems.append("tags: unreadable")
+        return [tag for tag in raw if isinstance(tag, str) and tag_problem(tag) is None]
+    except Exception:  # noqa: BLE001 - bad input is reported, never raised
+        problems.append("tags: unreadable")
         return None
-
-
-def _raw_tags(value: object) -> list[str] | list[object] | tuple[object, ...] | None:
-    if isinstance(value, (list, tuple)):
-        return value
-    if not isinstance(value, str):
-        return None
-    text = value.strip()
-    if text.startswith("["):
-        return string_list(text)
-    if len(text) > MAX_LIST_TEXT:
-        return None
-    return [tag.strip() for tag in text.split(",")]
 
 
 def stamps_of(
     entries: Mapping[str, object], problems: list[str], max_metadata: int | None = None
 ) -> Stamps:
     """The trace attributes a span gets from baggage ``entries``; invalid values are left out
-    and described in ``problems``. Never raises: each entry is read on its own. Metadata comes
-    last, so that a span near its attribute limit gets the other attributes first; past
-    ``max_metadata`` keys (the span attribute limit) the rest is left out, as the Langfuse SDK
-    leaves out metadata past it."""
+    and described in ``problems``. Never raises. Metadata comes last, at most ``max_metadata``
+    keys (the span attribute limit), as the Langfuse SDK leaves out metadata past it."""
     stamps: list[tuple[str, object]] = []
     metadata: list[tuple[str, object]] = []
     try:
@@ -145,8 +170,7 @@ def _stamp_of(
         if not _METADATA_KEY.fullmatch(name):  # the rule explicit metadata keys follow
             problems.append(f"metadata key {name[:60]!r}: not [A-Za-z0-9_.-]")
             return
-        attribute = LANGFUSE_TRACE_METADATA_PREFIX + name
-        stamps = metadata
+        attribute, stamps = LANGFUSE_TRACE_METADATA_PREFIX + name, metadata
     stamped, problem = stamp_value(attribute, value)
     if stamped is None:
         problems.append(f"{attribute[:80]}: {problem}")
@@ -170,25 +194,22 @@ def baggage_entries(
     version: str | None = None,
     trace_name: str | None = None,
 ) -> dict[str, str]:
-    """The baggage entries for explicit trace attributes; raises :class:`ConfigurationError`
-    for a bad one (tags: strings without commas; metadata: string keys of ``[A-Za-z0-9_.-]``
-    and string values; each string at most 200 characters)."""
+    """The baggage entries for explicit trace attributes; :class:`ConfigurationError` for a
+    bad one (rules in ``docs/sessions.md``)."""
     entries: dict[str, str] = {}
     if tags is not None:
         if isinstance(tags, str):
             raise ConfigurationError("tags must be a list of strings, not a string")
-        checked = [_checked("tag", tag) for tag in tags]
-        if any("," in tag for tag in checked):
-            raise ConfigurationError("a tag cannot contain a comma")
-        if any(not tag.strip() for tag in checked):
-            raise ConfigurationError("a tag cannot be blank (whitespace only)")
+        checked = list(dict.fromkeys(_checked("tag", tag) for tag in tags))
+        if any("," in tag or not tag.strip() for tag in checked):
+            raise ConfigurationError("a tag cannot contain a comma or be blank")
+        text = tags_text(checked)
+        if len(text) > MAX_LIST_TEXT:
+            raise ConfigurationError(
+                f"tags: {len(text)} characters together, over the {MAX_LIST_TEXT} a "
+                "langfuse_tags baggage entry is read back with"
+            )
         if checked:
-            text = tags_text(list(dict.fromkeys(checked)))
-            if len(text) > MAX_LIST_TEXT:
-                raise ConfigurationError(
-                    f"tags: {len(text)} characters together, over the {MAX_LIST_TEXT} a "
-                    "langfuse_tags baggage entry is read back with"
-                )
             entries[BAGGAGE_LANGFUSE_TAGS] = text
     if metadata is not None:
         if not isinstance(metadata, Mapping):
@@ -197,67 +218,44 @@ def baggage_entries(
             if not isinstance(key, str) or not _METADATA_KEY.fullmatch(key):
                 raise ConfigurationError("metadata keys must be strings of [A-Za-z0-9_.-]")
             entries[BAGGAGE_METADATA_PREFIX + key] = _checked(f"metadata {key!r}", value)
-    for key, attribute in BAGGAGE_TRACE_ATTRIBUTES.items():
-        given = {
-            "langfuse_trace_name": trace_name,
-            "langfuse_environment": environment,
-            "langfuse_release": release,
-            "langfuse_version": version,
-        }.get(key)
-        if given is not None:
-            entries[key] = _checked(attribute, given)
+    given = {
+        "langfuse_trace_name": trace_name,
+        "langfuse_environment": environment,
+        "langfuse_release": release,
+        "langfuse_version": version,
+    }
+    for key, argument in given.items():
+        if argument is not None:
+            entries[key] = _checked(BAGGAGE_TRACE_ATTRIBUTES[key], argument)
     return entries
 
 
 def tags_text(tags: Sequence[str]) -> str:
-    """The ``langfuse_tags`` baggage value of valid ``tags``, which :func:`parse_tags` reads
-    back exactly: comma-separated (the Langfuse SDK's form) when that carries them exactly,
-    else a JSON list (a first tag starting with ``[`` would read as list syntax, and
-    comma-separated tags are read stripped of surrounding spaces)."""
+    """The ``langfuse_tags`` value that :func:`parse_tags` reads back as ``tags`` exactly:
+    comma-separated (the Langfuse SDK's form) where that is exact, else a JSON list."""
     if tags and not tags[0].startswith("[") and all(tag == tag.strip() for tag in tags):
         return ",".join(tags)
     return json.dumps(list(tags), ensure_ascii=False, separators=(",", ":"))
 
 
-def _fitting_tags_text(tags: list[str]) -> str:
-    """:func:`tags_text` of the first ``tags`` that fit in what is read back (its length grows
-    with the number of tags kept, so the longest prefix that fits is found by bisection)."""
-    text = tags_text(tags)
-    if len(text) <= MAX_LIST_TEXT:
-        return text
-    low, high = 0, len(tags)  # tags[:low] fits, tags[:high] does not
-    while high - low > 1:
-        middle = (low + high) // 2
-        if len(tags_text(tags[:middle])) <= MAX_LIST_TEXT:
-            low = middle
-        else:
-            high = middle
-    _log.warning(
-        "tags-over-limit",
-        "Keeping the first %d of %d tags: together they would exceed the %d characters a "
-        "langfuse_tags baggage entry is read back with",
-        low,
-        len(tags),
-        MAX_LIST_TEXT,
-    )
-    return tags_text(tags[:low])
-
-
 def merged_tags(parent: object, own: str) -> str:
-    """``own`` tags (a :func:`tags_text` value) added to the ``parent`` scope's tags: tags add
-    up. Never raises: an unreadable or invalid inherited tag is left out, and tags past the
-    length that is read back are left out (the first that fit are kept), with a warning."""
+    """``own`` tags (a :func:`tags_text` value) added to the ``parent`` scope's tags. Never
+    raises: unreadable inherited tags are left out, and all of them when together they would
+    not be read back, with a warning."""
     problems: list[str] = []
     inherited = [] if parent is None else parse_tags(parent, problems) or []
     if problems:
-        _log.warning(
-            "invalid-inherited-tags", "Leaving out tags inherited from baggage: %s", problems[0]
-        )
-    return _fitting_tags_text(list(dict.fromkeys([*inherited, *(parse_tags(own) or [])])))
-
-
-#: The keyword arguments :func:`baggage_entries` (and ``session()``) take for trace attributes.
-ARGUMENTS = ("tags", "metadata", "environment", "release", "version", "trace_name")
+        _log.warning("inherited-tags", "Leaving out tags inherited from baggage: %s", problems[0])
+    text = tags_text(list(dict.fromkeys([*inherited, *(parse_tags(own) or [])])))
+    if len(text) <= MAX_LIST_TEXT:
+        return text
+    _log.warning(
+        "tags-over-limit",
+        "Leaving out the inherited tags: with this scope's they exceed the %d characters a "
+        "langfuse_tags baggage entry is read back with",
+        MAX_LIST_TEXT,
+    )
+    return own
 
 
 def entries_of(given: object, problems: list[str]) -> dict[str, str]:
@@ -284,7 +282,7 @@ def entries_of(given: object, problems: list[str]) -> dict[str, str]:
 
 def _add_entries(entries: dict[str, str], name: str, value: object, problems: list[str]) -> None:
     parts = value.items() if name == "metadata" and isinstance(value, Mapping) else [None]
-    for part in parts:
+    for part in parts:  # each metadata key on its own
         argument: dict[str, object] = {name: value if part is None else dict([part])}
         try:
             entries.update(baggage_entries(**argument))  # type: ignore[arg-type]

@@ -1,19 +1,5 @@
-"""A Langfuse-compatible receiver for tests — ours and our users'.
-
-::
-
-    from langfuse_otel_sessions.testing import LangfuseReceiver
-
-    with LangfuseReceiver() as receiver:
-        exporter = LangfuseSpanExporter(
-            public_key=receiver.public_key, secret_key=receiver.secret_key, base_url=receiver.url
-        )
-        ...
-        receiver.wait_for_spans(3)
-        assert list(receiver.sessions()) == ["my-session"]
-
-In pytest, import the fixture into a ``conftest.py``:
-``from langfuse_otel_sessions.testing import langfuse_receiver``.
+"""A Langfuse-compatible receiver for tests, ours and our users' (``docs/testing.md``).
+In pytest: ``from langfuse_otel_sessions.testing import langfuse_receiver`` in ``conftest.py``.
 
 May import: top, export (Langfuse's reading rules and routes).
 """
@@ -23,17 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..export.coverage import Coverage
-from ._model import (
-    SessionView,
-    TraceView,
-    span_coverage,
-    span_environment,
-    span_release,
-    span_session_id,
-    span_tags,
-    span_user_id,
-    span_version,
-)
+from ._model import SessionView, TraceView, span_environment, span_session_id, span_tags
 from ._otlp import ReceivedSpan
 from ._server import Fault, LangfuseReceiver, RecordedRequest
 from ._view import render_session, render_sessions, render_trace
@@ -50,13 +26,9 @@ __all__ = [
     "render_session",
     "render_sessions",
     "render_trace",
-    "span_coverage",
     "span_environment",
-    "span_release",
     "span_session_id",
     "span_tags",
-    "span_user_id",
-    "span_version",
 ]
 
 try:

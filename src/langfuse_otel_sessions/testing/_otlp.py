@@ -13,7 +13,11 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-_HEX_ID = {"traceId": re.compile(r"[0-9a-f]{32}"), "spanId": re.compile(r"[0-9a-f]{16}")}
+_HEX_IDS = {
+    "traceId": re.compile(r"[0-9a-f]{32}"),
+    "spanId": re.compile(r"[0-9a-f]{16}"),
+    "parentSpanId": re.compile(r"[0-9a-f]{16}"),
+}
 
 
 class InvalidRequest(ValueError):
@@ -39,48 +43,17 @@ class ReceivedSpan:
     batch: int = 0
 
 
-def any_value(value: AnyValue) -> Any:  # noqa: ANN401 - OTLP values are any JSON-like type
-    """The Python value of an OTLP ``AnyValue``."""
+def _value(value: AnyValue) -> Any:  # noqa: ANN401 - OTLP values are any JSON-like type
     kind = value.WhichOneof("value")
-    if kind is None:
-        return None
     if kind == "array_value":
-        return [any_value(item) for item in value.array_value.values]
+        return [_value(item) for item in value.array_value.values]
     if kind == "kvlist_value":
-        return attributes_of(value.kvlist_value.values)
-    return getattr(value, kind)
+        return _attributes(value.kvlist_value.values)
+    return None if kind is None else getattr(value, kind)
 
 
-def attributes_of(pairs: Any) -> dict[str, Any]:  # noqa: ANN401 - a repeated KeyValue field
-    """A ``{key: value}`` dict of repeated ``KeyValue``s."""
-    return {pair.key: any_value(pair.value) for pair in pairs if isinstance(pair, KeyValue)}
-
-
-def _hex_ids_to_base64(document: Any) -> None:  # noqa: ANN401 - parsed JSON
-    """OTLP/JSON carries ids as lowercase hex; protobuf's JSON parser expects base64."""
-    for resource_spans in document.get("resourceSpans") or []:
-        for scope_spans in resource_spans.get("scopeSpans") or []:
-            for span in scope_spans.get("spans") or []:
-                for key in ("traceId", "spanId", "parentSpanId"):
-                    value = span.get(key)
-                    if not value:
-                        continue
-                    pattern = _HEX_ID["traceId" if key == "traceId" else "spanId"]
-                    if not isinstance(value, str) or not pattern.fullmatch(value):
-                        raise InvalidRequest(f"{key} must be lowercase hex")
-                    span[key] = base64.b64encode(bytes.fromhex(value)).decode()
-
-
-def _check_lists(document: Any) -> None:  # noqa: ANN401 - parsed JSON
-    """Langfuse v4 rejects a whole batch whose ``scopeSpans``/``spans``/``attributes``/
-    ``events`` is not a list."""
-    if not isinstance(document, dict):
-        raise InvalidRequest("body must be an object")
-    for resource_spans in _list(document.get("resourceSpans", []), "resourceSpans"):
-        for scope_spans in _list(resource_spans.get("scopeSpans", []), "scopeSpans"):
-            for span in _list(scope_spans.get("spans", []), "spans"):
-                _list(span.get("attributes", []), "attributes")
-                _list(span.get("events", []), "events")
+def _attributes(pairs: Any) -> dict[str, Any]:  # noqa: ANN401 - a repeated KeyValue field
+    return {pair.key: _value(pair.value) for pair in pairs if isinstance(pair, KeyValue)}
 
 
 def _list(value: Any, name: str) -> list[Any]:  # noqa: ANN401 - parsed JSON
@@ -89,21 +62,28 @@ def _list(value: Any, name: str) -> list[Any]:  # noqa: ANN401 - parsed JSON
     return value
 
 
-def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
-    """Parse a trace export body of ``application/x-protobuf`` or ``application/json``."""
-    request = ExportTraceServiceRequest()
-    if content_type == "application/x-protobuf":
-        try:
-            request.ParseFromString(body)
-        except DecodeError as error:
-            raise InvalidRequest(f"invalid protobuf: {error}") from None
-        return request
+def _from_json(body: bytes) -> ExportTraceServiceRequest:
+    """OTLP/JSON: ids as lowercase hex (protobuf's parser wants base64); a ``scopeSpans``,
+    ``spans``, ``attributes`` or ``events`` that is not a list rejects the batch (v4)."""
     try:
         document = json.loads(body)
     except ValueError as error:
         raise InvalidRequest(f"invalid JSON: {error}") from None
-    _check_lists(document)
-    _hex_ids_to_base64(document)
+    if not isinstance(document, dict):
+        raise InvalidRequest("body must be an object")
+    for resource_spans in _list(document.get("resourceSpans", []), "resourceSpans"):
+        for scope_spans in _list(resource_spans.get("scopeSpans", []), "scopeSpans"):
+            for span in _list(scope_spans.get("spans", []), "spans"):
+                _list(span.get("attributes", []), "attributes")
+                _list(span.get("events", []), "events")
+                for key, pattern in _HEX_IDS.items():
+                    value = span.get(key)
+                    if not value:
+                        continue
+                    if not isinstance(value, str) or not pattern.fullmatch(value):
+                        raise InvalidRequest(f"{key} must be lowercase hex")
+                    span[key] = base64.b64encode(bytes.fromhex(value)).decode()
+    request = ExportTraceServiceRequest()
     try:
         json_format.ParseDict(document, request, ignore_unknown_fields=True)
     except json_format.ParseError as error:
@@ -111,12 +91,20 @@ def parse_request(body: bytes, content_type: str) -> ExportTraceServiceRequest:
     return request
 
 
-def spans_of(request: ExportTraceServiceRequest, batch: int = 0) -> list[ReceivedSpan]:
-    """Flatten a request into spans; a span without trace or span id rejects the batch (v4).
-    ``batch`` numbers the request, to tell values written together from later ones."""
+def spans_of(body: bytes, content_type: str, batch: int = 0) -> list[ReceivedSpan]:
+    """The spans of an ``application/x-protobuf`` or ``application/json`` body; a span without
+    trace or span id rejects the batch (v4). ``batch`` numbers the request."""
+    if content_type == "application/json":
+        request = _from_json(body)
+    else:
+        request = ExportTraceServiceRequest()
+        try:
+            request.ParseFromString(body)
+        except DecodeError as error:
+            raise InvalidRequest(f"invalid protobuf: {error}") from None
     spans: list[ReceivedSpan] = []
     for resource_spans in request.resource_spans:
-        resource = attributes_of(resource_spans.resource.attributes)
+        resource = _attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 if not span.trace_id or not span.span_id:
@@ -127,12 +115,12 @@ def spans_of(request: ExportTraceServiceRequest, batch: int = 0) -> list[Receive
                         span_id=span.span_id.hex(),
                         parent_span_id=span.parent_span_id.hex() or None,
                         name=span.name,
-                        attributes=attributes_of(span.attributes),
+                        attributes=_attributes(span.attributes),
                         resource_attributes=resource,
                         scope_name=scope_spans.scope.name,
                         start_time_unix_nano=span.start_time_unix_nano,
                         end_time_unix_nano=span.end_time_unix_nano,
-                        events=tuple((e.name, attributes_of(e.attributes)) for e in span.events),
+                        events=tuple((e.name, _attributes(e.attributes)) for e in span.events),
                         status_code=span.status.code,
                         batch=batch,
                     )

@@ -1,14 +1,9 @@
-"""`LangfuseReceiver`: an in-process HTTP server that answers like Langfuse's public API.
-
-Routes, auth, content types, compression, the ingestion version header and the answers follow
-Langfuse's public API. Faults can be scripted per route; requests are recorded; queries give
-the traces and sessions Langfuse would show (``docs/exporter.md`` has the rules).
-"""
+"""`LangfuseReceiver`: an in-process HTTP server that answers like Langfuse's public API
+(``docs/testing.md``), with scripted faults, recorded requests, and the page of the local view."""
 
 from __future__ import annotations
 
 import base64
-import binascii
 import contextlib
 import itertools
 import json
@@ -19,57 +14,36 @@ import time
 import uuid
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH, is_loopback
 from ..export.coverage import Coverage
-from ._model import SessionView, TraceView, build_sessions, build_traces, span_coverage
-from ._otlp import InvalidRequest, ReceivedSpan, parse_request, spans_of
-from ._page import SECURITY_HEADERS, api_answer, static_file
+from ._model import SessionView, TraceView, build_sessions, build_traces, coverage
+from ._otlp import InvalidRequest, ReceivedSpan, spans_of
+from ._page import FILES, SECURITY_HEADERS, api_answer
 from ._scores import event_errors, score_errors, stored_score
 
 _ROUTES = {OTEL_TRACES_PATH: "traces", SCORES_PATH: "scores", INGESTION_PATH: "ingestion"}
 _INGESTION_LIMIT = 3_500_000
+_INVALID = "Invalid request data"
 
-#: status, JSON answer, spans accepted, scores accepted
-_Answer = tuple[int, Any, list[ReceivedSpan], list[dict[str, Any]]]
-
-
-#: The largest request body taken, on the wire and decompressed (a gzip bomb of 1 MB expands
-#: to gigabytes): more is answered 413.
+#: The largest request body taken, on the wire and gunzipped (a 1 MB gzip bomb expands to
+#: gigabytes): more is answered 413.
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
-
-
-class _TooLarge(Exception):
-    pass
-
-
-def _gunzip(raw: bytes, limit: int) -> bytes:
-    """``raw`` gunzipped, at most ``limit`` bytes of it (else :class:`_TooLarge`); ``b"\\xff"``
-    (undecodable: parsing answers 400) for a bad stream."""
-    inflater = zlib.decompressobj(wbits=31)
-    try:
-        body = inflater.decompress(raw, limit + 1)
-    except zlib.error:
-        return b"\xff"
-    if len(body) > limit or inflater.unconsumed_tail:
-        raise _TooLarge
-    return body
 
 
 @dataclass(frozen=True)
 class Fault:
     """What the receiver does to one request instead of (or before) handling it.
 
-    ``status``: answer with this status (and ``retry_after`` as ``Retry-After``);
-    ``delay``: wait this long first (to outlast a client's timeout); ``release``: hold the
-    request until the test sets this event; ``drop``: reset the connection without an answer;
-    ``answer``: a function of the request body returning the JSON to send with ``status``
-    (e.g. a scripted 207). With only ``delay``/``release``, the request is then handled normally.
+    ``status`` (with ``retry_after`` as ``Retry-After``, and the JSON ``answer(body)`` gives);
+    ``delay``: wait first; ``release``: hold the request until the test sets this event;
+    ``drop``: reset the connection. With only ``delay``/``release``, it is then handled normally.
     """
 
     status: int | None = None
@@ -91,26 +65,52 @@ class RecordedRequest:
     status: int
 
 
-def _json(status: int, payload: object) -> tuple[int, str, bytes]:
-    return status, "application/json", json.dumps(payload).encode()
+class _Refused(Exception):
+    """The request is answered ``status`` with ``payload``, and nothing is kept."""
+
+    def __init__(self, status: int, payload: dict[str, object]) -> None:
+        super().__init__(status, payload)
+        self.status, self.payload = status, payload
+
+
+def _read_body(handler: BaseHTTPRequestHandler, headers: dict[str, str]) -> bytes:
+    """The body, gunzipped, at most :data:`MAX_REQUEST_BYTES` of it; ``b"\\xff"`` (undecodable:
+    parsing answers 400) for a bad gzip stream."""
+    size = int(headers.get("content-length") or 0)
+    if "transfer-encoding" in headers:
+        raise _Refused(411, {"message": "Content-Length is required"})
+    if size > MAX_REQUEST_BYTES:
+        raise _Refused(413, {"message": f"Body over {MAX_REQUEST_BYTES} bytes"})
+    body = handler.rfile.read(size)
+    if headers.get("content-encoding", "").lower() != "gzip":
+        return body
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        body = inflater.decompress(body, MAX_REQUEST_BYTES + 1)
+    except zlib.error:
+        return b"\xff"
+    if len(body) > MAX_REQUEST_BYTES or inflater.unconsumed_tail:
+        raise _Refused(413, {"message": f"Body over {MAX_REQUEST_BYTES} bytes once gunzipped"})
+    return body
 
 
 def _strict_json(body: bytes) -> Any:  # noqa: ANN401 - any JSON document
+    """The document, else 400 as Langfuse answers it (``NaN`` and deep nesting included)."""
+
     def refuse(constant: str) -> None:
-        raise ValueError(f"{constant} is not JSON")
+        raise ValueError(constant)
 
     try:
         return json.loads(body, parse_constant=refuse)
-    except RecursionError:  # nesting deeper than Python parses: refused like bad JSON
-        raise ValueError("nested too deeply") from None
+    except (ValueError, RecursionError):
+        raise _Refused(400, {"message": _INVALID, "error": ["body is not JSON"]}) from None
 
 
 class LangfuseReceiver:
     """A Langfuse-compatible receiver on a free loopback port, in a background thread.
 
-    Use it as a context manager (``with LangfuseReceiver() as receiver:``) or through the
-    ``langfuse_receiver`` pytest fixture. Point an exporter at ``receiver.url`` with
-    ``receiver.public_key`` / ``receiver.secret_key`` (``receiver.env()`` gives the variables).
+    Use it as a context manager or through the ``langfuse_receiver`` pytest fixture; point an
+    exporter at ``url`` with ``public_key``/``secret_key`` (``env()`` gives the variables).
     """
 
     def __init__(
@@ -122,8 +122,8 @@ class LangfuseReceiver:
         *,
         require_auth: bool = True,
     ) -> None:
-        """``require_auth=False`` accepts requests with any or no credentials, and plain OTLP/HTTP
-        on ``/v1/traces``: what apps and Collectors send when pointed at a local view."""
+        """``require_auth=False`` accepts any or no credentials, and plain OTLP/HTTP on
+        ``/v1/traces``: what apps and Collectors send to a local view."""
         self.require_auth = require_auth
         self.public_key = public_key
         self.secret_key = secret_key
@@ -138,41 +138,32 @@ class LangfuseReceiver:
         self._scores: dict[str, dict[str, Any]] = {}
         self._connections: set[socket.socket] = set()
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> LangfuseReceiver:
         """Listen (again, on the same port after :meth:`stop`)."""
-        if self._server is not None:
-            return self
-        server = ThreadingHTTPServer((self._host, self._port), self._handler_class())
-        server.daemon_threads = True
-        self._port = server.server_port
-        self._server = server
-        self._thread = threading.Thread(
-            target=server.serve_forever,
-            kwargs={"poll_interval": 0.05},  # how fast stop() is answered
-            name="langfuse-receiver",
-            daemon=True,
-        )
-        self._thread.start()
+        if self._server is None:
+            self._server = ThreadingHTTPServer((self._host, self._port), _handler(self))
+            self._server.daemon_threads = True
+            self._port = self._server.server_port
+            threading.Thread(
+                target=self._server.serve_forever,
+                kwargs={"poll_interval": 0.05},  # how fast stop() is answered
+                name="langfuse-receiver",
+                daemon=True,
+            ).start()
         return self
 
     def stop(self) -> None:
         """Stop listening and cut open connections: the receiver is "down" until started."""
         server, self._server = self._server, None
-        if server is None:
-            return
-        server.shutdown()
-        server.server_close()
-        with self._lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-        if self._thread is not None:
-            self._thread.join(timeout=10)
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+            with self._lock:
+                connections = list(self._connections)
+            for connection in connections:
+                with contextlib.suppress(OSError):
+                    connection.shutdown(socket.SHUT_RDWR)
 
     def __enter__(self) -> LangfuseReceiver:
         return self.start()
@@ -193,8 +184,7 @@ class LangfuseReceiver:
     @property
     def authorization(self) -> str:
         """The ``Authorization`` header value the receiver accepts."""
-        token = f"{self.public_key}:{self.secret_key}".encode()
-        return "Basic " + base64.b64encode(token).decode()
+        return "Basic " + base64.b64encode(f"{self.public_key}:{self.secret_key}".encode()).decode()
 
     def env(self) -> dict[str, str]:
         """``LANGFUSE_PUBLIC_KEY``, ``LANGFUSE_SECRET_KEY`` and ``LANGFUSE_BASE_URL`` for it."""
@@ -203,8 +193,6 @@ class LangfuseReceiver:
             "LANGFUSE_SECRET_KEY": self.secret_key,
             "LANGFUSE_BASE_URL": self.url,
         }
-
-    # -- scripting and queries -----------------------------------------------------------------
 
     def fail_next(self, route: str, *faults: Fault | int) -> None:
         """Queue faults for the next requests on ``route`` (``"traces"``, ``"scores"`` or
@@ -234,7 +222,7 @@ class LangfuseReceiver:
 
     def coverage(self) -> Coverage:
         """Spans and tokens received with and without a session id, by scope."""
-        return span_coverage(span for trace in self.traces().values() for span in trace.spans)
+        return coverage(span for trace in self.traces().values() for span in trace.spans)
 
     def scores(self) -> list[dict[str, Any]]:
         """Scores accepted (a re-sent id replaces the earlier score), with ``id``/``dataType``."""
@@ -243,14 +231,12 @@ class LangfuseReceiver:
 
     def wait_for(self, condition: Callable[[], bool], timeout: float = 10.0) -> bool:
         """Block until ``condition()`` holds (checked after each request) or ``timeout``."""
-        deadline = time.monotonic() + timeout
         with self._lock:
-            while not condition():
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._lock.wait(remaining)
-        return True
+            return self._lock.wait_for(condition, timeout)
+
+    def wait_for_spans(self, count: int, timeout: float = 10.0) -> bool:
+        """Block until at least ``count`` spans arrived."""
+        return self.wait_for(lambda: len(self._spans) >= count, timeout)
 
     @property
     def arrivals(self) -> int:
@@ -258,124 +244,100 @@ class LangfuseReceiver:
         with self._lock:
             return self._arrivals
 
-    def _arrived(self) -> None:
-        with self._lock:
-            self._arrivals += 1
-            self._lock.notify_all()
-
-    def wait_for_spans(self, count: int, timeout: float = 10.0) -> bool:
-        """Block until at least ``count`` spans arrived."""
-        return self.wait_for(lambda: len(self._spans) >= count, timeout)
-
-    # -- the page ------------------------------------------------------------------------------
-
-    def _view(self, target: str, host_header: str) -> tuple[int, str, bytes] | None:
-        """The page at ``/`` and the JSON it polls: status, content type, body (None: no such
-        page). A loopback receiver answers only requests addressed to a loopback name, so a web
-        page elsewhere cannot read it through DNS rebinding."""
+    def _view(self, target: str, host: str) -> tuple[int, str, bytes] | None:
+        """The page and the JSON it polls: status, content type, body (None: no such page).
+        A loopback receiver answers only a loopback ``Host``, against DNS rebinding."""
         url = urlsplit(target)
-        if is_loopback(self._host) and not is_loopback(urlsplit("//" + host_header).hostname):
+        if is_loopback(self._host) and not is_loopback(urlsplit("//" + host).hostname):
             return 403, "text/plain", b"Use http://127.0.0.1 to open the local view."
-        found = static_file(url.path)
-        if found is not None:
-            return 200, found[1], found[0]
+        if url.path in FILES:
+            name, content_type = FILES[url.path]
+            return 200, content_type, (resources.files(__package__) / "page" / name).read_bytes()
+        if url.path not in ("/api/version", "/api/overview", "/api/session", "/api/trace"):
+            return None
         with self._lock:
             version = len(self._requests)
-        if url.path == "/api/version":  # polled every second: nothing built
-            return _json(200, {"version": version})
-        wanted = parse_qs(url.query).get("id", [""])[0]
-        answer = url.path.startswith("/api/") and api_answer(
-            url.path, wanted, version, self.traces(), self.scores()
-        )
-        return _json(*answer) if answer else None
-
-    # -- handling ------------------------------------------------------------------------------
-
-    def _next_fault(self, route: str) -> Fault | None:
-        with self._lock:
-            queue = self._faults[route]
-            return queue.popleft() if queue else None
+        answer: dict[str, Any] | None = {}
+        if url.path != "/api/version":  # polled every second: nothing built
+            traces, scores = self.traces(), self.scores()
+            wanted = parse_qs(url.query).get("id", [""])[0]
+            sessions = build_sessions(traces.values(), scores)
+            answer = api_answer(url.path, wanted, traces, sessions, scores)
+        if answer is None:
+            return 404, "application/json", b'{"message": "not received"}'
+        return 200, "application/json", json.dumps({"version": version, **answer}).encode()
 
     def _record(
-        self,
-        request: RecordedRequest,
-        spans: list[ReceivedSpan] | None = None,
-        scores: list[dict[str, Any]] | None = None,
+        self, request: RecordedRequest, spans: list[ReceivedSpan], scores: list[dict[str, Any]]
     ) -> None:
         with self._lock:
             self._requests.append(request)
-            self._spans.extend(spans or ())
-            for score in scores or ():
-                self._scores[score["id"]] = score
+            self._spans.extend(spans)
+            self._scores.update((score["id"], score) for score in scores)
             self._lock.notify_all()
 
-    def _auth_problem(self, headers: dict[str, str], route: str) -> _Answer | None:
-        value = headers.get("authorization", "")
-        scheme, _, credentials = value.partition(" ")
+    def _check_auth(self, headers: dict[str, str], route: str) -> None:
+        scheme, _, credentials = headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and route == "traces":
-            return 403, {"message": "Basic auth with public and secret key is required"}, [], []
-        if scheme.lower() != "basic":
-            return 401, {"message": "Unauthorized"}, [], []
+            raise _Refused(403, {"message": "Basic auth with public and secret key is required"})
+        with contextlib.suppress(ValueError):  # binascii.Error and UnicodeDecodeError too
+            token = base64.b64decode(credentials, validate=True).decode()
+            if scheme.lower() == "basic" and token == f"{self.public_key}:{self.secret_key}":
+                return
+        raise _Refused(401, {"message": "Unauthorized"})
+
+    def _handle(self, request: RecordedRequest) -> tuple[int, object]:
+        """Status and JSON answer; records the request and what Langfuse keeps."""
+        spans: list[ReceivedSpan] = []
+        scores: list[dict[str, Any]] = []
         try:
-            decoded = base64.b64decode(credentials, validate=True).decode()
-        except (binascii.Error, UnicodeDecodeError):
-            return 401, {"message": "Unauthorized"}, [], []
-        if decoded != f"{self.public_key}:{self.secret_key}":
-            return 401, {"message": "Invalid credentials"}, [], []
-        return None
+            if self.require_auth:
+                self._check_auth(request.headers, request.route)
+            if request.route == "traces":
+                status, answer = self._traces(request.headers, request.body, spans)
+            elif request.route == "scores":
+                status, answer = self._score(request.body, scores)
+            else:
+                status, answer = self._ingestion(request.body, scores)
+        except _Refused as refused:
+            status, answer, spans, scores = refused.status, refused.payload, [], []
+        self._record(replace(request, status=status), spans, scores)
+        return status, answer
 
-    def _handle(self, route: str, headers: dict[str, str], body: bytes) -> _Answer:
-        """Status, JSON answer, accepted spans, accepted scores."""
-        problem = self._auth_problem(headers, route)
-        if problem is not None and self.require_auth:
-            return problem
-        if route == "traces":
-            return self._handle_traces(headers, body)
-        if route == "scores":
-            return self._handle_score(body)
-        return self._handle_ingestion(body)
-
-    def _handle_traces(self, headers: dict[str, str], body: bytes) -> _Answer:
+    def _traces(
+        self, headers: dict[str, str], body: bytes, kept: list[ReceivedSpan]
+    ) -> tuple[int, object]:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type not in ("application/x-protobuf", "application/json"):
-            return 400, {"error": "Invalid content type"}, [], []
+            raise _Refused(400, {"error": "Invalid content type"})
         version = headers.get("x-langfuse-ingestion-version")
         if version is not None and (not version.strip().isdigit() or int(version) > 4):
-            return 400, {"error": "Invalid x-langfuse-ingestion-version header"}, [], []
+            raise _Refused(400, {"error": "Invalid x-langfuse-ingestion-version header"})
         try:
-            spans = spans_of(parse_request(body, content_type), next(self._batches))
+            kept += spans_of(body, content_type, next(self._batches))
         except InvalidRequest as error:
-            return 400, {"error": str(error)}, [], []
-        if not spans:
-            return 200, {}, [], []
-        return 200, {"id": str(uuid.uuid4()), "status": "queued"}, spans, []
+            raise _Refused(400, {"error": str(error)}) from None
+        return (200, {"id": str(uuid.uuid4()), "status": "queued"}) if kept else (200, {})
 
-    def _handle_score(self, body: bytes) -> _Answer:
-        try:
-            document = _strict_json(body)
-        except ValueError:
-            return 400, {"message": "Invalid request data", "error": ["body is not JSON"]}, [], []
+    def _score(self, body: bytes, kept: list[dict[str, Any]]) -> tuple[int, object]:
+        document = _strict_json(body)
         errors = score_errors(document)
         if errors:
-            return 400, {"message": "Invalid request data", "error": errors}, [], []
+            raise _Refused(400, {"message": _INVALID, "error": errors})
         score_id = document.get("id") or str(uuid.uuid4())
-        kept = stored_score({**document, "id": score_id})
-        return 200, {"id": score_id}, [], [] if kept is None else [kept]
+        kept += filter(None, [stored_score({**document, "id": score_id})])
+        return 200, {"id": score_id}
 
-    def _handle_ingestion(self, body: bytes) -> _Answer:
-        """Langfuse's ``/api/public/ingestion``: a batch is refused as a whole only when the body
-        is too large, not JSON, or has no ``batch`` list; otherwise 207 with a result per event."""
+    def _ingestion(self, body: bytes, kept: list[dict[str, Any]]) -> tuple[int, object]:
+        """Refused as a whole only when too large, not JSON, or without a ``batch`` list; else
+        207 with a result per event (a score Langfuse drops later still answers 201)."""
         if len(body) > _INGESTION_LIMIT:
-            return 413, {"message": "Request body too large"}, [], []
-        try:
-            document = _strict_json(body)
-        except ValueError:
-            return 400, {"message": "Invalid request data", "error": ["body is not JSON"]}, [], []
+            raise _Refused(413, {"message": "Request body too large"})
+        document = _strict_json(body)
         batch = document.get("batch") if isinstance(document, dict) else None
         if not isinstance(batch, list):
-            refusal = {"message": "Invalid request data", "errors": ["batch must be a list"]}
-            return 400, refusal, [], []
-        successes, failures, scores = [], [], []
+            raise _Refused(400, {"message": _INVALID, "errors": ["batch must be a list"]})
+        successes, failures = [], []
         for event in batch:
             errors = event_errors(event)
             if errors:
@@ -384,150 +346,106 @@ class LangfuseReceiver:
                     {
                         "id": event_id if isinstance(event_id, str) else "unknown",
                         "status": 400,
-                        "message": "Invalid request data",
+                        "message": _INVALID,
                         "error": "; ".join(errors),
                     }
                 )
                 continue
-            score = {"id": str(uuid.uuid4()), **event["body"]}
-            kept = stored_score(score)  # a later, silent drop still answers 201
-            if kept is not None:
-                scores.append(kept)
+            kept += filter(None, [stored_score({"id": str(uuid.uuid4()), **event["body"]})])
             successes.append({"id": event["id"], "status": 201})
-        return 207, {"successes": successes, "errors": failures}, [], scores
+        return 207, {"successes": successes, "errors": failures}
 
-    def _handler_class(self) -> type[BaseHTTPRequestHandler]:
-        receiver = self
+    def _post(self, handler: BaseHTTPRequestHandler) -> tuple[int, object, dict[str, str]] | None:
+        """Status, JSON answer and extra headers for a POST (None: drop the connection)."""
+        path = handler.path.split("?")[0]
+        route = _ROUTES.get(path)
+        if route is None and path == "/v1/traces" and not self.require_auth:
+            route = "traces"
+        if route is None:
+            return 404, {"message": "Not found"}, {}
+        headers = {name.lower(): value for name, value in handler.headers.items()}
+        try:
+            body = _read_body(handler, headers)
+        except _Refused as refused:
+            handler.close_connection = True  # the rest of the body is never read
+            return refused.status, refused.payload, {}
+        request = RecordedRequest(route, handler.path, headers, body, 0)
+        with self._lock:
+            self._arrivals += 1
+            self._lock.notify_all()
+            fault = self._faults[route].popleft() if self._faults[route] else None
+        if fault is not None:
+            time.sleep(fault.delay)  # the simulated server is slow
+            if fault.release is not None:
+                fault.release.wait(60)
+            if fault.drop or fault.status is not None:
+                self._record(replace(request, status=fault.status or 0), [], [])
+            if fault.drop:
+                return None
+            if fault.status is not None:
+                extra = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
+                answer = fault.answer(body) if fault.answer else {"message": "scripted fault"}
+                return fault.status, answer, extra
+        return (*self._handle(request), {})
 
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-            # Headers and body go out in two writes: without this, Nagle's algorithm and the
-            # client's delayed ACK add 40 ms to every keep-alive request.
-            disable_nagle_algorithm = True
 
-            def setup(self) -> None:
-                super().setup()
-                with receiver._lock:
-                    receiver._connections.add(self.connection)
+def _handler(receiver: LangfuseReceiver) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        # Headers and body go out in two writes: without this, Nagle's algorithm and the
+        # client's delayed ACK add 40 ms to every keep-alive request.
+        disable_nagle_algorithm = True
 
-            def finish(self) -> None:
-                with receiver._lock:
-                    receiver._connections.discard(self.connection)
-                with contextlib.suppress(OSError):
-                    super().finish()
+        def setup(self) -> None:
+            super().setup()
+            with receiver._lock:
+                receiver._connections.add(self.connection)
 
-            def log_message(self, format: str, *args: object) -> None:
-                pass
+        def finish(self) -> None:
+            with receiver._lock:
+                receiver._connections.discard(self.connection)
+            with contextlib.suppress(OSError):
+                super().finish()
 
-            def _read_body(self) -> bytes:
-                """The body, at most :data:`MAX_REQUEST_BYTES` (else :class:`_TooLarge`)."""
-                if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                    return b"".join(self._chunks())
-                size = int(self.headers.get("Content-Length") or 0)
-                if size > MAX_REQUEST_BYTES:
-                    raise _TooLarge
-                return self.rfile.read(size)
+        def log_message(self, format: str, *args: object) -> None:
+            pass
 
-            def _chunks(self) -> Iterator[bytes]:
-                total = 0
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        self.rfile.readline()
-                        return
-                    total += size
-                    if total > MAX_REQUEST_BYTES:
-                        raise _TooLarge
-                    yield self.rfile.read(size)
-                    self.rfile.readline()
+        def _send(self, status: int, data: bytes, headers: dict[str, str]) -> None:
+            self.send_response(status)
+            for name, value in headers.items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
 
-            def _too_large(self) -> None:
-                self.close_connection = True  # the rest of the body is never read
-                self._answer(413, {"message": f"Request body over {MAX_REQUEST_BYTES} bytes"})
+        def do_GET(self) -> None:
+            page = receiver._view(self.path, self.headers.get("Host", ""))
+            if page is None:
+                self._not_allowed()
+            else:
+                self._send(page[0], page[2], {**SECURITY_HEADERS, "Content-Type": page[1]})
 
-            def _answer(
-                self, status: int, payload: object, extra: dict[str, str] | None = None
-            ) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                for name, value in (extra or {}).items():
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
-            def do_GET(self) -> None:
-                page = receiver._view(self.path, self.headers.get("Host", ""))
-                if page is None:
-                    self._not_allowed()
-                    return
-                status, content_type, data = page
-                self.send_response(status)
-                for name, value in {**SECURITY_HEADERS, "Content-Type": content_type}.items():
-                    self.send_header(name, value)
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def _drop(self) -> None:
-                self.connection.setsockopt(
-                    socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0)
-                )
+        def do_POST(self) -> None:
+            answer = receiver._post(self)
+            if answer is None:  # a reset: no answer at all
+                linger = struct.pack("ii", 1, 0)
+                self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
                 self.close_connection = True
                 self.connection.close()
+                return
+            status, payload, extra = answer
+            self._send(
+                status, json.dumps(payload).encode(), {"Content-Type": "application/json", **extra}
+            )
 
-            def do_POST(self) -> None:
-                path = self.path.split("?")[0]
-                route = _ROUTES.get(path)
-                if route is None and path == "/v1/traces" and not receiver.require_auth:
-                    route = "traces"
-                if route is None:
-                    self._answer(404, {"message": "Not found"})
-                    return
-                headers = {name.lower(): value for name, value in self.headers.items()}
-                try:
-                    body = self._read_body()
-                    if headers.get("content-encoding", "").lower() == "gzip":
-                        body = _gunzip(body, MAX_REQUEST_BYTES)
-                except _TooLarge:
-                    self._too_large()
-                    return
-                receiver._arrived()
-                fault = receiver._next_fault(route)
-                if fault is not None:
-                    if fault.delay:
-                        time.sleep(fault.delay)  # the simulated server is slow
-                    if fault.release is not None:
-                        fault.release.wait(60)
-                    if fault.drop:
-                        receiver._record(RecordedRequest(route, self.path, headers, body, 0))
-                        self._drop()
-                        return
-                    if fault.status is not None:
-                        extra = (
-                            {}
-                            if fault.retry_after is None
-                            else {"Retry-After": str(fault.retry_after)}
-                        )
-                        receiver._record(
-                            RecordedRequest(route, self.path, headers, body, fault.status)
-                        )
-                        scripted: object = {"message": "scripted fault"}
-                        if fault.answer is not None:
-                            scripted = fault.answer(body)
-                        self._answer(fault.status, scripted, extra)
-                        return
-                status, payload, spans, scores = receiver._handle(route, headers, body)
-                receiver._record(
-                    RecordedRequest(route, self.path, headers, body, status), spans, scores
-                )
-                self._answer(status, payload)
+        def _not_allowed(self) -> None:
+            known = self.path.split("?")[0] in _ROUTES
+            self._send(
+                405 if known else 404,
+                b'{"message": "Method not allowed"}',
+                {"Content-Type": "application/json"},
+            )
 
-            def _not_allowed(self) -> None:
-                known = self.path.split("?")[0] in _ROUTES
-                self._answer(405 if known else 404, {"message": "Method not allowed"})
+        do_PUT = do_DELETE = do_PATCH = _not_allowed
 
-            do_PUT = do_DELETE = do_PATCH = _not_allowed
-
-        return Handler
+    return Handler
