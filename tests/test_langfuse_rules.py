@@ -40,7 +40,7 @@ def test_session_keys_in_priority_order_and_empty_values_skipped() -> None:
 
 def test_one_langfuse_key_takes_both_sides() -> None:
     read = read_io({"langfuse.observation.output": "o", "input.value": "i"})
-    assert read == IoRead(None, "o", None, "langfuse.observation.output", langfuse_keys=True)
+    assert read == IoRead(None, "o", None, "langfuse.observation.output")
 
 
 def test_the_legacy_trace_read_prefers_trace_keys() -> None:
@@ -66,8 +66,6 @@ def test_scope_gated_frameworks() -> None:
     genkit = {"genkit:input": '{"messages": [1]}', "genkit:output": '{"message": 2}'}
     assert read_io(genkit, "genkit-tracer") == IoRead([1], 2)
     assert read_io(genkit) == IoRead()  # without the scope these keys mean nothing
-    vercel = {"ai.prompt": "p", "ai.response.text": "r"}
-    assert read_io(vercel, "ai") == IoRead("p", "r", "ai.prompt", "ai.response.text")
 
 
 def test_the_fast_test_agrees_with_the_read() -> None:

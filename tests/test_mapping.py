@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from langfuse_otel_sessions.export.langfuse_rules import read_io
-from langfuse_otel_sessions.export.mapping import ids_of, is_root, map_spans
+from langfuse_otel_sessions.export.mapping import map_spans
 from langfuse_otel_sessions.ids import TraceIds
 
 
@@ -101,18 +101,6 @@ def test_explicit_observation_io_is_not_overwritten() -> None:
     assert (mapped[0].attributes or {})["langfuse.observation.input"] == "own"
 
 
-def test_root_rule_is_langfuses() -> None:
-    def spans_(tracer: trace.Tracer) -> None:
-        with tracer.start_as_current_span("root"):
-            tracer.start_span("forced", attributes={"langfuse.internal.as_root": True}).end()
-            tracer.start_span("child").end()
-
-    result = by_name(finished(spans_))
-    assert is_root(result["root"])
-    assert is_root(result["forced"])
-    assert not is_root(result["child"])
-
-
 def test_copies_keep_everything_else_including_dropped_counts() -> None:
     def noisy(tracer: trace.Tracer) -> None:
         with tracer.start_as_current_span("root", attributes={f"k{i}": i for i in range(5)}) as s:
@@ -134,16 +122,6 @@ def test_copies_keep_everything_else_including_dropped_counts() -> None:
     assert copy.events == original.events
     assert copy.resource is original.resource
     assert copy.instrumentation_scope == original.instrumentation_scope
-
-
-def test_ids_of_follows_langfuse_key_priority() -> None:
-    spans = finished(
-        lambda tracer: tracer.start_span(
-            "s",
-            attributes={"session.id": "second", "gen_ai.conversation.id": "third", "user.id": "u"},
-        ).end()
-    )
-    assert ids_of(spans[0]) == TraceIds("second", "u")
 
 
 def test_mapping_logs_nothing_for_ordinary_spans(caplog: pytest.LogCaptureFixture) -> None:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from langfuse_otel_sessions.export.langfuse_trace_rules import normalize_environment
+from langfuse_otel_sessions.export.langfuse_rules import normalize_environment
 from langfuse_otel_sessions.testing import (
     LangfuseReceiver,
     TraceView,

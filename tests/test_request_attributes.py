@@ -16,7 +16,7 @@ from opentelemetry.trace import NonRecordingSpan, SpanContext, set_span_in_conte
 from langfuse_otel_sessions import session
 from langfuse_otel_sessions._logging import RateLimitedLog
 from langfuse_otel_sessions.export import mapping as mapping_module
-from langfuse_otel_sessions.export.langfuse_trace_rules import ENVIRONMENT_KEYS, TAG_KEYS
+from langfuse_otel_sessions.export.langfuse_rules import ENVIRONMENT_KEYS, TAG_KEYS
 from langfuse_otel_sessions.spans.memory import MAX_REQUEST_ATTRIBUTE_BYTES, MEMORY, Request
 from langfuse_otel_sessions.testing import (
     LangfuseReceiver,
@@ -109,7 +109,7 @@ def test_an_explicit_attribute_on_a_span_still_wins(pipeline: Pipeline) -> None:
 
 def given_elsewhere() -> list[tuple[str, object, str]]:
     """``(key, value, attribute it stands for)``: every other key Langfuse reads a field from
-    (its own rules, ``langfuse_trace_rules``), and a JSON metadata object's key."""
+    (its own rules, ``langfuse_rules``), and a JSON metadata object's key."""
     cases: list[tuple[str, object, str]] = [
         (key, "edge", "langfuse.environment")
         for key in ENVIRONMENT_KEYS

@@ -9,21 +9,13 @@ import threading
 import time
 import tracemalloc
 from collections.abc import Iterator, Sequence
-from typing import Any
 
 import pytest
 
 import langfuse_otel_sessions.scores.sender as score_sender
-from langfuse_otel_sessions.export.config import INGESTION_PATH
-from langfuse_otel_sessions.export.http import RetryPolicy
-from langfuse_otel_sessions.scores.batches import (
-    MAX_BATCH_BYTES,
-    Outcome,
-    deliver_isolating,
-    encode_batch,
-)
-from langfuse_otel_sessions.scores.model import FrozenScore, build_score
-from langfuse_otel_sessions.scores.sender import ScoreSender
+from langfuse_otel_sessions.export.config import INGESTION_PATH, Route
+from langfuse_otel_sessions.scores.model import Score, build_score
+from langfuse_otel_sessions.scores.sender import MAX_BATCH_BYTES, ScoreSender, encode_batch
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver
 
 from .conftest import score_client
@@ -33,34 +25,33 @@ __all__ = ["langfuse_receiver"]
 
 @pytest.fixture
 def sender(langfuse_receiver: LangfuseReceiver) -> Iterator[ScoreSender]:
-    scores = ScoreSender(
-        endpoint=langfuse_receiver.url + INGESTION_PATH,
-        authorization=langfuse_receiver.authorization,
-        policy=RetryPolicy(initial=0.01),
-    )
+    headers = {"Authorization": langfuse_receiver.authorization}
+    url = langfuse_receiver.url + INGESTION_PATH
+    scores = ScoreSender(Route("direct", url, "the test", "base_url", headers))
     yield scores
     scores.shutdown(5)
 
 
-def score(name: str, **fields: Any) -> FrozenScore:
-    return build_score({"sessionId": "s"}, name=name, **{"value": 1, **fields}).frozen
+def score(name: str, comment: str | None = None) -> Score:
+    return build_score({"sessionId": "s"}, name, 1, None, None, comment, None, None, None)
 
 
-def poisoned(name: str) -> FrozenScore:
-    """A score our validation would never let through: its body holds ``NaN``, which is not
-    JSON, so Langfuse refuses the whole request that carries it (400)."""
-    body = {"id": f"poison-{name}", "name": name, "sessionId": "s", "value": math.nan}
-    return FrozenScore(body["id"], name, json.dumps(body).encode(), time.time())
+def poisoned(name: str) -> Score:
+    """A score our validation would never let through, queued as if small: its comment alone
+    is larger than Langfuse takes, so Langfuse refuses every request that carries it (413)."""
+    comment = "p" * 3_600_000
+    body = {"id": f"poison-{name}", "name": name, "sessionId": "s", "value": 1, "comment": comment}
+    return Score(body, 100, time.time())
 
 
-def invalid_for_langfuse(name: str) -> FrozenScore:
+def invalid_for_langfuse(name: str) -> Score:
     """Well-formed JSON that Langfuse refuses per event (an empty TEXT value)."""
     body = {"id": f"bad-{name}", "name": name, "sessionId": "s", "value": "", "dataType": "TEXT"}
-    return FrozenScore(body["id"], name, json.dumps(body).encode(), time.time())
+    return Score(body, 100, time.time())
 
 
 def held_batch(
-    sender: ScoreSender, receiver: LangfuseReceiver, scores: Sequence[FrozenScore]
+    sender: ScoreSender, receiver: LangfuseReceiver, scores: Sequence[Score]
 ) -> threading.Event:
     """Queue ``scores`` behind a held warm-up request, so that they leave as one batch."""
     hold = threading.Event()
@@ -68,7 +59,7 @@ def held_batch(
     sender.submit(score("warm-up"))
     assert receiver.wait_for(lambda: receiver.arrivals >= 1)
     for item in scores:
-        assert sender.submit(item)
+        sender.submit(item)
     return hold
 
 
@@ -78,17 +69,16 @@ def test_a_batch_refused_as_a_whole_costs_only_the_offending_score(
     good = [score(f"good-{i}") for i in range(60)]
     batch = [*good[:37], poisoned("poison"), *good[37:]]
     held_batch(sender, langfuse_receiver, batch).set()
-    assert sender.flush(20)
+    assert sender.flush(20) is False  # one score was refused
     assert {s["name"] for s in langfuse_receiver.scores()} == {
         "warm-up",
-        *(s.name for s in good),
+        *(s.body["name"] for s in good),
     }
     stats = sender.stats
     assert (stats.delivered, stats.refused, stats.failed) == (61, 1, 0)
     assert (
-        "Langfuse refused score poison-poison ('poison'): 400 Invalid request data" in caplog.text
+        "Langfuse refused score poison-poison ('poison'): 413 Request body too large" in caplog.text
     )
-    assert "body is not JSON" in caplog.text  # the server's own words
     posted = langfuse_receiver.requests("ingestion")
     assert len(posted) <= 2 + 2 * math.ceil(math.log2(len(batch)))  # halving, not one by one
     accepted = [
@@ -105,30 +95,11 @@ def test_per_event_refusals_cost_only_those_scores_and_are_logged(
 ) -> None:
     batch = [score("a"), invalid_for_langfuse("empty"), score("b"), invalid_for_langfuse("also")]
     held_batch(sender, langfuse_receiver, batch).set()
-    assert sender.flush(10)
+    assert sender.flush(10) is False  # two scores were refused
     assert sorted(s["name"] for s in langfuse_receiver.scores()) == ["a", "b", "warm-up"]
     assert (sender.stats.delivered, sender.stats.refused) == (3, 2)
     assert "TEXT value must be a string of 1-500 characters" in caplog.text
     assert len(langfuse_receiver.requests("ingestion")) == 2  # nothing re-sent
-
-
-def test_isolation_works_with_any_batch_poster() -> None:
-    """The splitting logic alone, over a poster that refuses any batch with a bad score."""
-    scores = [score(f"n{i}") for i in range(100)]
-    bad = {scores[3].id, scores[50].id, scores[99].id}
-    requests: list[int] = []
-
-    def post(batch: Sequence[FrozenScore]) -> Outcome:
-        requests.append(len(batch))
-        if any(item.id in bad for item in batch):
-            return Outcome(refused_together=list(batch), batch_refusal="400 no")
-        return Outcome(delivered=len(batch))
-
-    tally = deliver_isolating(scores, post)
-    assert tally.delivered == 97
-    assert {item.id for item, _ in tally.refused} == bad
-    assert all(message == "400 no" for _, message in tally.refused)
-    assert len(requests) < 40
 
 
 def test_the_sender_survives_a_failure_and_carries_on(
@@ -139,14 +110,14 @@ def test_the_sender_survives_a_failure_and_carries_on(
 ) -> None:
     failures = iter([RuntimeError("injected")])
 
-    def failing_once(scores: Sequence[FrozenScore]) -> tuple[dict[str, FrozenScore], bytes]:
+    def failing_once(scores: Sequence[Score]) -> tuple[dict[str, Score], bytes]:
         for failure in failures:
             raise failure
         return encode_batch(scores)
 
     monkeypatch.setattr(score_sender, "encode_batch", failing_once)
     sender.submit(score("lost"))
-    assert sender.flush(10)
+    assert sender.flush(10) is False
     assert sender.stats.failed == 1
     assert "Score sender failed on a batch of 1" in caplog.text
     sender.submit(score("next"))
@@ -162,7 +133,7 @@ def test_a_sender_thread_that_is_gone_is_replaced_by_the_next_call(
     hand: a score queued behind it is delivered by a new thread, and flush() returns."""
     entered, release = threading.Event(), threading.Event()
 
-    def dies(scores: Sequence[FrozenScore]) -> tuple[dict[str, FrozenScore], bytes]:
+    def dies(scores: Sequence[Score]) -> tuple[dict[str, Score], bytes]:
         entered.set()
         release.wait(10)
         monkeypatch.undo()
@@ -173,7 +144,7 @@ def test_a_sender_thread_that_is_gone_is_replaced_by_the_next_call(
     assert entered.wait(10)
     sender.submit(score("queued behind"))
     release.set()
-    assert sender.flush(10)
+    assert sender.flush(10) is False  # the batch in hand was lost
     assert [s["name"] for s in langfuse_receiver.scores()] == ["queued behind"]
     assert (sender.stats.delivered, sender.stats.failed) == (1, 1)
     sender.submit(score("later"))

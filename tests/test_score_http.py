@@ -79,7 +79,10 @@ def test_a_refusal_logs_langfuses_message_and_the_url(caplog: pytest.LogCaptureF
         client.score_session("s", name="helpful", value=1)
         assert client.flush(10) is False
         client.shutdown(1)
-    assert f"Langfuse at {server.url}/api/public/ingestion refused 1 scores with 401" in caplog.text
+    assert (
+        f"1 scores failed: Langfuse at {server.url}/api/public/ingestion answered 401"
+        in caplog.text
+    )
     assert "Invalid credentials. Confirm" in caplog.text
 
 

@@ -153,7 +153,7 @@ def test_a_flask_app_under_opentelemetry_instrument_gets_sessions_from_the_heade
         if span.name == "GET /chat" and "langfuse.session.id" not in span.attributes
     ]
     assert len(unstamped) == 2
-    assert "session id from the X-Session-Id header: longer than 200" in result.stderr
+    assert "session id from X-Session-Id: longer than 200" in result.stderr
     assert result.stderr.count("Ignoring the session id") == 1  # rate-limited, not per request
 
 
@@ -170,7 +170,7 @@ def test_a_fastapi_app_under_opentelemetry_instrument_gets_sessions_from_the_hea
     assert server_span.attributes["langfuse.session.id"] == "café-ü"
     assert trace.span("llm call").attributes["langfuse.session.id"] == "café-ü"
     assert_no_ids_went_out(result.stdout)
-    assert "session id from the X-Session-Id header: longer than 200" in result.stderr
+    assert "session id from X-Session-Id: longer than 200" in result.stderr
 
 
 def test_the_header_never_replaces_a_session_the_process_set(

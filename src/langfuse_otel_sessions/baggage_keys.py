@@ -245,3 +245,9 @@ def split_members(header: str) -> list[str]:
     the spaces and tabs around each comma are stripped by :func:`member_key` and the value
     decoding alike)."""
     return header.split(",")
+
+
+def keys_generation() -> int:
+    """A number that changes whenever a reader comes or goes: a cache of :func:`known_keys`
+    checked against it reads the environment once (the middleware, on every request)."""
+    return _generation

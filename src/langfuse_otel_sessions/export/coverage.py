@@ -1,27 +1,16 @@
-"""Session coverage: how many spans and tokens reach Langfuse with a session id, and without.
+"""Session coverage: spans and tokens sent with and without a session id (``docs/exporter.md``).
 
 Langfuse v4 sums a session's cost and usage only over observations that carry the session id
-themselves, so a span without one is cost missing from its session. The exporter counts what
-it sends (after the mapping completed what it could), by instrumentation scope:
-
-* :attr:`LangfuseSpanExporter.coverage` returns a :class:`Coverage` (for a health check or a test);
-* a WARNING, at most once per :data:`WINDOW_SECONDS` and once at shutdown, when the share without
-  a session reaches :data:`THRESHOLD` (of tokens once any were seen, else of spans), naming
-  the scopes most of it came from and, where it can, the likely cause. Nothing is said before
-  the first span with a session: an app that never uses sessions is not nagged;
-* OpenTelemetry counters on the global ``MeterProvider`` (no-ops without one), named after
-  the SDK's own ``otel.sdk.exporter.span.exported``: :data:`SPANS_METRIC`,
-  :data:`TOKENS_METRIC` (attributes ``otel.scope.name`` and :data:`HAS_SESSION`) and
-  :data:`DROPPED_METRIC` (``otel.scope.name``).
-
-Memory: one counter set per instrumentation scope, at most :data:`MAX_SCOPES`; nothing per
-session or trace.
+themselves. The exporter counts what it sends by instrumentation scope (at most
+:data:`MAX_SCOPES`), warns when a window's share without a session reaches :data:`THRESHOLD`,
+and adds OpenTelemetry counters on the global ``MeterProvider``.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 
@@ -34,7 +23,6 @@ from .langfuse_rules import LANGFUSE_SESSION_KEYS, USAGE_KEYS, langfuse_text, us
 WINDOW_SECONDS = 600.0
 THRESHOLD = 0.1
 MAX_SCOPES = 100
-OTHER_SCOPES = "(other scopes)"
 SPANS_METRIC = "langfuse_otel_sessions.exporter.span.exported"
 TOKENS_METRIC = "langfuse_otel_sessions.exporter.token.exported"
 DROPPED_METRIC = "langfuse_otel_sessions.exporter.span.dropped"
@@ -70,6 +58,10 @@ class Coverage:
         scopes = dict(self.by_scope)
         for scope, counts in other.by_scope.items():
             scopes[scope] = scopes[scope] + counts if scope in scopes else counts
+        if len(scopes) > MAX_SCOPES:  # bounded: the smallest scopes are summed into one
+            ranked = sorted(scopes.items(), key=lambda item: -item[1].spans)
+            rest = sum((counts for _, counts in ranked[MAX_SCOPES - 1 :]), Coverage())
+            scopes = {**dict(ranked[: MAX_SCOPES - 1]), "(other scopes)": rest}
         return Coverage(
             self.spans + other.spans,
             self.spans_without_session + other.spans_without_session,
@@ -80,11 +72,11 @@ class Coverage:
         )
 
 
-def _has_session(attributes: Mapping[str, object], names: frozenset[str]) -> bool:
-    for key in LANGFUSE_SESSION_KEYS:  # noqa: SIM110 - a plain loop: any() costs more per span
+def _missing_session(attributes: Mapping[str, object], names: frozenset[str]) -> bool:
+    for key in LANGFUSE_SESSION_KEYS:
         if key in names and langfuse_text(attributes[key]):
-            return True
-    return False
+            return False
+    return True
 
 
 def coverage_of(spans: Iterable[tuple[str, Mapping[str, object]]]) -> Coverage:
@@ -93,7 +85,7 @@ def coverage_of(spans: Iterable[tuple[str, Mapping[str, object]]]) -> Coverage:
     for scope, attributes in spans:
         names = _READ_KEYS.intersection(attributes)
         tokens = usage_tokens(attributes, names) if names else 0
-        missing = not names or not _has_session(attributes, names)
+        missing = _missing_session(attributes, names)
         counts = scopes.setdefault(scope, [0, 0, 0, 0])
         counts[0] += 1
         counts[1] += missing
@@ -101,13 +93,6 @@ def coverage_of(spans: Iterable[tuple[str, Mapping[str, object]]]) -> Coverage:
         counts[3] += tokens if missing else 0
     by_scope = {scope: Coverage(s, sw, t, tw) for scope, (s, sw, t, tw) in scopes.items()}
     return replace(sum(by_scope.values(), Coverage()), by_scope=by_scope)
-
-
-def _lone_llm_call(span: ReadableSpan) -> bool:
-    """A span with usage but no session: with no parent, it began a trace of its own."""
-    attributes = span.attributes or {}
-    names = _READ_KEYS.intersection(attributes)
-    return bool(usage_tokens(attributes, names)) and not _has_session(attributes, names)
 
 
 def _scope(span: ReadableSpan) -> str:
@@ -124,10 +109,10 @@ class CoverageMonitor:
     ) -> None:
         self._clock = clock
         self._lock = threading.Lock()
-        self._total = Coverage()
+        self.coverage = Coverage()  # replaced whole under the lock: reads need none
         self._window = Coverage()
         self._window_start = clock()
-        self._own_traces = 0  # LLM spans without a session that began a trace of their own
+        self._own_traces = [0, 0]  # LLM roots without a session: in the window, in all
         meter = metrics.get_meter("langfuse_otel_sessions", meter_provider=meter_provider)
         self._spans = meter.create_counter(SPANS_METRIC, "{span}", "Spans exported to Langfuse")
         self._tokens = meter.create_counter(TOKENS_METRIC, "{token}", "Tokens of exported spans")
@@ -135,84 +120,68 @@ class CoverageMonitor:
             DROPPED_METRIC, "{span}", "Spans the export filter left out"
         )
 
-    @property
-    def coverage(self) -> Coverage:
-        with self._lock:
-            return self._total
-
     def dropped(self, spans: Sequence[ReadableSpan]) -> None:
         """Count spans the export filter left out."""
-        scopes: dict[str, int] = {}
-        for span in spans:
-            scopes[_scope(span)] = scopes.get(_scope(span), 0) + 1
-        for scope, count in scopes.items():
+        for scope, count in Counter(map(_scope, spans)).items():
             self._dropped.add(count, {SCOPE: scope})
         with self._lock:
-            self._total = replace(self._total, dropped_spans=self._total.dropped_spans + len(spans))
+            self.coverage = self.coverage + Coverage(dropped_spans=len(spans))
 
     def count(self, spans: Sequence[ReadableSpan]) -> None:
         """Count a batch about to be sent; warn when a window ends above the threshold."""
         batch = coverage_of((_scope(span), span.attributes or {}) for span in spans)
-        own_traces = sum(1 for span in spans if span.parent is None and _lone_llm_call(span))
+        # an LLM call with no parent and no session began a trace of its own
+        own = sum(1 for s in spans if s.parent is None and _lone_llm_call(s.attributes or {}))
         for scope, counts in batch.by_scope.items():
-            with_session = counts.spans - counts.spans_without_session
-            self._add(scope, True, with_session, counts.tokens - counts.tokens_without_session)
-            self._add(scope, False, counts.spans_without_session, counts.tokens_without_session)
+            without = (counts.spans_without_session, counts.tokens_without_session)
+            for has_session, spans_, tokens in (
+                (True, counts.spans - without[0], counts.tokens - without[1]),
+                (False, *without),
+            ):
+                attributes: dict[str, str | bool] = {SCOPE: scope, HAS_SESSION: has_session}
+                if spans_:
+                    self._spans.add(spans_, attributes)
+                if tokens:
+                    self._tokens.add(tokens, attributes)
         with self._lock:
-            self._total = _capped(self._total + batch)
-            self._window = _capped(self._window + batch)
-            self._own_traces += own_traces
+            self.coverage = self.coverage + batch
+            self._window = self._window + batch
+            self._own_traces = [self._own_traces[0] + own, self._own_traces[1] + own]
             if self._clock() - self._window_start < WINDOW_SECONDS:
                 return
-            window, own, self._window, self._own_traces = (
-                self._window,
-                self._own_traces,
-                Coverage(),
-                0,
-            )
+            window, own = self._window, self._own_traces[0]
+            self._window, self._own_traces[0] = Coverage(), 0
             self._window_start = self._clock()
-            sessions_seen = self._total.spans > self._total.spans_without_session
-            tokens_seen = self._total.tokens > 0
-        if sessions_seen:
-            _warn(window, "in the last 10 minutes", own, tokens_seen)
-
-    def _add(self, scope: str, has_session: bool, spans: int, tokens: int) -> None:
-        attributes: dict[str, str | bool] = {SCOPE: scope, HAS_SESSION: has_session}
-        if spans:
-            self._spans.add(spans, attributes)
-        if tokens:
-            self._tokens.add(tokens, attributes)
+            total = self.coverage
+        _warn(total, window, "in the last 10 minutes", own)
 
     def close(self) -> None:
         """Say once, at shutdown, what share of everything sent had no session."""
         with self._lock:
-            total, own = self._total, self._own_traces
-        if total.spans > total.spans_without_session:
-            _warn(total, "since the exporter started", own, total.tokens > 0)
+            total, own = self.coverage, self._own_traces[1]
+        _warn(total, total, "since the exporter started", own)
 
 
-def _capped(coverage: Coverage) -> Coverage:
-    if len(coverage.by_scope) <= MAX_SCOPES:
-        return coverage
-    ranked = sorted(coverage.by_scope.items(), key=lambda item: -item[1].spans)
-    scopes = dict(ranked[: MAX_SCOPES - 1])
-    scopes[OTHER_SCOPES] = sum((counts for _, counts in ranked[MAX_SCOPES - 1 :]), Coverage())
-    return replace(coverage, by_scope=scopes)
+def _lone_llm_call(attributes: Mapping[str, object]) -> bool:
+    names = _READ_KEYS.intersection(attributes)
+    return bool(usage_tokens(attributes, names)) and _missing_session(attributes, names)
 
 
-def _warn(coverage: Coverage, when: str, own_traces: int, by_tokens: bool) -> None:
+def _warn(total: Coverage, coverage: Coverage, when: str, own_traces: int) -> None:
+    """Warn when ``coverage`` lacks sessions, once a span with a session was sent at all."""
+    if total.spans == total.spans_without_session:
+        return  # an app that never uses sessions is not nagged
+    by_tokens = total.tokens > 0
     share = (
         coverage.token_share_without_session if by_tokens else coverage.span_share_without_session
     )
-    if share < THRESHOLD or not (coverage.tokens if by_tokens else coverage.spans):
+    if share < THRESHOLD:
         return
     ranked = sorted(
         coverage.by_scope.items(),
         key=lambda item: (-item[1].tokens_without_session, -item[1].spans_without_session),
     )
-    top = ", ".join(
-        scope or "(no scope)" for scope, counts in ranked[:3] if counts.spans_without_session
-    )
+    top = ", ".join(s or "(no scope)" for s, c in ranked[:3] if c.spans_without_session)
     cause = ""
     if own_traces:
         cause = (

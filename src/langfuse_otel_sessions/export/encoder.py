@@ -1,20 +1,10 @@
 """OTLP/protobuf encoding of finished spans, written by hand for speed.
 
-OpenTelemetry's OTLP exporter builds a protobuf object per span, attribute and value, then
-serialises the tree. This writes the same wire bytes directly from each ``ReadableSpan``'s
-public properties, at about 0.3x of the cost (``benchmarks/exporter.py``): the same fields, in the
-same order, the same grouping by resource and scope, the same attributes skipped (with the same
-log line) when a key or value cannot be encoded. ``tests/test_encoder.py`` compares the two byte
-for byte, on hand-written edge cases and random spans (hypothesis). Where the stock encoder
-makes a body protobuf cannot decode or raises, this one does not: values nested deeper than
-:data:`MAX_NESTING` are skipped, and dropped counts beyond uint32 are sent as the largest.
-
-Where OpenTelemetry's encoder changed between releases (instrumentation-scope attributes and
-schema URL, ``None`` inside sequences), :func:`stock_features` probes the installed encoder once,
-through its public ``encode_spans``, and this module follows it.
-
-``SpanEncoder`` keeps one bounded cache: the encoded bytes of short string/bool/int attribute
-members, keyed by key, value type and value (so ``True`` and ``1`` never share an entry).
+The same wire bytes as OpenTelemetry's ``encode_spans(spans).SerializeToString()``, written
+straight from each ``ReadableSpan``'s public properties at about 0.3x of its cost; an attribute
+the stock encoder skips is skipped (and logged) here too. ``tests/test_encoder.py`` compares
+the two byte for byte (hypothesis). Unlike the stock encoder, values nested deeper than
+:data:`MAX_NESTING` are skipped and dropped counts beyond uint32 are sent as the largest.
 """
 
 from __future__ import annotations
@@ -44,12 +34,10 @@ _INT64_MAX = (1 << 63) - 1
 _UINT64 = 1 << 64
 
 _pack_double = struct.Struct("<d").pack
-_DOUBLE_VALUE = b"\x12\x09\x21"  # KeyValue.value: an AnyValue of 9 bytes holding double_value
 _pack_fixed64 = struct.Struct("<Q").pack
 
 CACHE_ENTRIES = 4096
-CACHE_VALUE_CHARS = 256  # longer keys or values are encoded each time, never cached
-CACHE_BYTES = 1 << 20
+CACHE_KEY_CHARS = 256  # longer keys are encoded each time, never cached
 #: Sequences and mappings nested deeper are skipped (and logged), so that every body stays
 #: within protobuf decoders' depth limit (100 messages in upb, OpenTelemetry's own); the stock
 #: encoder sends such bodies, or skips the attribute, from 32 levels of mappings.
@@ -141,9 +129,7 @@ class SpanEncoder:
 
     def __init__(self, features: StockFeatures | None = None) -> None:
         self._features = features or stock_features()
-        self._values: dict[tuple[str, type, object], bytes] = {}
-        self._keys: dict[str, bytes] = {}
-        self._cached_bytes = 0
+        self._keys: dict[str, bytes] = {}  # KeyValue key fields, bounded like a cache
         self._log = RateLimitedLog()
 
     def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
@@ -182,7 +168,7 @@ class SpanEncoder:
     # -- containers ------------------------------------------------------------------------
 
     def _resource_spans(self, resource: Any, scopes: dict[Any, list[bytes]]) -> bytes:  # noqa: ANN401 - an SDK Resource
-        parts = [_delimited(b"\x0a", self._attributes(resource.attributes, b"\x0a"))]
+        parts = [_delimited(b"\x0a", self._attribute_list(resource.attributes, b"\x0a"))]
         for scope, spans in scopes.items():
             parts.append(_delimited(b"\x12", self._scope_spans(scope, spans)))
         if resource.schema_url:
@@ -198,7 +184,7 @@ class SpanEncoder:
             if scope.version:
                 parts.append(_delimited(b"\x12", scope.version.encode()))
             if self._features.scope_attributes:
-                parts.append(self._attributes(scope.attributes, b"\x1a"))
+                parts.append(self._attribute_list(scope.attributes, b"\x1a"))
             body = b"".join(parts)
         parts = [_delimited(b"\x0a", body), *spans]
         if self._features.scope_schema_url and scope is not None and scope.schema_url:
@@ -241,7 +227,7 @@ class SpanEncoder:
         if end:
             append(b"\x41" + _pack_fixed64(end))
         if attributes:
-            append(self._attributes(attributes, b"\x4a"))
+            append(self._attribute_list(attributes, b"\x4a"))
         dropped = span.dropped_attributes
         if dropped:
             append(b"\x50" + _count(dropped))
@@ -274,7 +260,7 @@ class SpanEncoder:
         if event.name:
             parts.append(_delimited(b"\x12", event.name.encode()))
         if event.attributes:
-            parts.append(self._attributes(event.attributes, b"\x1a"))
+            parts.append(self._attribute_list(event.attributes, b"\x1a"))
         if event.dropped_attributes:
             parts.append(b"\x20" + _count(event.dropped_attributes))
         return b"".join(parts)
@@ -286,7 +272,7 @@ class SpanEncoder:
             b"\x12\x08" + context.span_id.to_bytes(8, "big"),
         ]
         if link.attributes:
-            parts.append(self._attributes(link.attributes, b"\x22"))
+            parts.append(self._attribute_list(link.attributes, b"\x22"))
         if link.dropped_attributes:
             parts.append(b"\x28" + _count(link.dropped_attributes))
         parts.append(b"\x35" + struct.pack("<I", 0x300 if context.is_remote else 0x100))
@@ -294,44 +280,31 @@ class SpanEncoder:
 
     # -- attributes ------------------------------------------------------------------------
 
-    def _attributes(self, attributes: Mapping[str, Any] | None, tag: bytes) -> bytes:
+    def _attribute_list(self, attributes: Mapping[str, Any] | None, tag: bytes) -> bytes:
         """Each attribute as a KeyValue field ``tag``; one that cannot be encoded is skipped and
-        logged, as the stock encoder does (the common scalar types are written inline: this loop
-        is most of the encoder's cost)."""
+        logged, as the stock encoder does (scalars are written inline: this loop is most of the
+        encoder's cost)."""
         if not attributes:
             return b""
-        values = self._values
         keys = self._keys
         parts = []
         for key in attributes:  # not .items(): on the SDK's attributes, a generator in Python
             try:
                 value = attributes[key]
                 kind = type(value)
-                if kind is str or kind is bool:
-                    encoded = values.get((key, kind, value))
-                    if encoded is None:
-                        encoded = self._key_value(key, value)
-                        if len(key) <= CACHE_VALUE_CHARS and (
-                            kind is bool or len(value) <= CACHE_VALUE_CHARS
-                        ):
-                            # the encoding, and the key's strings
-                            self._cached_bytes += 2 * len(encoded)
-                            if len(values) >= CACHE_ENTRIES or self._cached_bytes > CACHE_BYTES:
-                                values.clear()  # bounded in entries and in bytes
-                                self._cached_bytes = 2 * len(encoded)
-                            values[(key, kind, value)] = encoded
-                    parts.append(tag)
-                    parts.append(encoded)
-                elif kind is int or kind is float:
-                    prefix = keys.get(key) or self._key_prefix(key)
-                    if kind is float:
-                        body = prefix + _DOUBLE_VALUE + _pack_double(value)
+                if kind is str or kind is bool or kind is int or kind is float:
+                    if kind is str:
+                        any_value = _delimited(b"\x0a", value.encode())
+                    elif kind is bool:
+                        any_value = b"\x10\x01" if value else b"\x10\x00"
+                    elif kind is float:
+                        any_value = b"\x21" + _pack_double(value)
                     elif 0 <= value <= _INT64_MAX:
-                        number = _varint(value)
-                        body = prefix + b"\x12" + _SMALL_VARINTS[len(number) + 1] + b"\x18" + number
+                        any_value = b"\x18" + _varint(value)
                     else:
-                        body = prefix + _delimited(b"\x12", self._any_value(value, 0))
-                    parts.append(tag + _varint(len(body)) + body)
+                        any_value = self._any_value(value, 0)
+                    body = (keys.get(key) or self._key_prefix(key)) + _delimited(b"\x12", any_value)
+                    parts.append(_delimited(tag, body))
                 else:
                     parts.append(tag + self._key_value(key, value))
             except Exception as error:  # noqa: BLE001 - as the stock encoder: skip this one only
@@ -341,7 +314,7 @@ class SpanEncoder:
     def _key_prefix(self, key: str) -> bytes:
         """The KeyValue's key field, remembered per key (bounded like the value cache)."""
         prefix = _key_field(key)
-        if len(key) <= CACHE_VALUE_CHARS:
+        if len(key) <= CACHE_KEY_CHARS:
             if len(self._keys) >= CACHE_ENTRIES:
                 self._keys.clear()
             self._keys[key] = prefix

@@ -50,10 +50,6 @@ SDK_NAME = "langfuse-otel-sessions"
 DEFAULT_TIMEOUT_SECONDS = 10.0
 #: How long the ended spans of a running request wait for its session (docs/sessions.md).
 LATE_SESSION_SECONDS = 30.0
-#: After an export got no answer in time, later exports fail at once for the timeout, within
-#: these bounds (so that a flush of many batches takes one timeout, not one per batch).
-MIN_COOL_OFF_SECONDS = 1.0
-MAX_COOL_OFF_SECONDS = 30.0
 
 try:
     SDK_VERSION = version("langfuse-otel-sessions")
@@ -72,48 +68,24 @@ class ExportStats:
     sent_bytes: int = 0
 
 
-def _timeout(value: float | None) -> float:
-    if value is None:
-        return DEFAULT_TIMEOUT_SECONDS
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ConfigurationError("timeout must be a positive, finite number of seconds")
-    return float(value)
-
-
 def _headers(value: Mapping[str, str] | None) -> dict[str, str] | None:
-    if value is None:
-        return None
-    if not isinstance(value, Mapping) or not all(
-        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    if value is not None and (
+        not isinstance(value, Mapping)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
     ):
         raise ConfigurationError("headers must be a mapping of strings to strings")
-    for name, text in value.items():
+    for name, text in (value or {}).items():
         problem = header_problem(name, text)
         if problem is not None:
             raise ConfigurationError(f"headers: {problem}")
-    return dict(value)
+    return None if value is None else dict(value)
 
 
 class LangfuseSpanExporter(SpanExporter):
-    """Exports spans so that Langfuse shows the traces and sessions users expect.
-
-    Direct mode (default): ``public_key``/``secret_key``/``base_url``, else ``LANGFUSE_*``
-    variables, else Langfuse Cloud; sends to ``{base_url}/api/public/otel/v1/traces`` with Basic
-    auth and ``x-langfuse-ingestion-version: 4``. ``OTEL_EXPORTER_OTLP_*`` variables are not
-    read: they belong to OpenTelemetry's ``otlp`` exporter and your other backend.
-
-    Collector mode: ``endpoint=`` or ``LANGFUSE_OTEL_COLLECTOR_ENDPOINT``; headers from
-    ``headers=`` or ``LANGFUSE_OTEL_COLLECTOR_HEADERS``; Langfuse's auth header only with
-    ``collector_auth=True`` (or ``LANGFUSE_OTEL_COLLECTOR_AUTH=true``).
-
-    Late sessions: the ended spans of a running local request without a session yet are held
-    until it has one or its local root ends, at most 30 s, within the per-request memory's
-    budget; ``force_flush``/``shutdown`` send them. The first span under a remote parent is
-    marked the trace's app root, so Langfuse v4 names the trace and shows its I/O.
-
-    ``export_spans`` (``LANGFUSE_OTEL_EXPORT_SPANS``): ``"all"`` (default), ``"llm"`` (the
-    Langfuse SDK's rule, :mod:`.span_filter`) or a predicate; local roots are always sent.
-    ``coverage``: spans and tokens sent with and without a session (:mod:`.coverage`).
+    """Exports spans so that Langfuse shows the traces and sessions users expect
+    (``docs/exporter.md``): straight to Langfuse (keys, ``base_url``, ``LANGFUSE_*``) or to a
+    Collector (``endpoint``, ``headers``, ``collector_auth``); ``export_spans``: ``"all"``,
+    ``"llm"`` or a predicate. Spans of a running request wait up to 30 s for a late session.
 
     Use it with the SDK's ``BatchSpanProcessor``. ``export`` never raises; a bad argument raises
     :class:`ConfigurationError`.
@@ -134,14 +106,19 @@ class LangfuseSpanExporter(SpanExporter):
     ) -> None:
         self._keep = span_predicate(export_spans)
         self._coverage = CoverageMonitor()
-        self._timeout = _timeout(timeout)
+        if timeout is not None and (
+            isinstance(timeout, bool)
+            or not isinstance(timeout, (int, float))
+            or not 0 < timeout < math.inf
+        ):
+            raise ConfigurationError("timeout must be a positive, finite number of seconds")
+        self._timeout = DEFAULT_TIMEOUT_SECONDS if timeout is None else float(timeout)
         self._compression = body_compression(compression)
         self._encode = SpanEncoder().encode
         if collector_auth is not None and not isinstance(collector_auth, bool):
             raise ConfigurationError("collector_auth must be True, False or None")
-        config = resolve_langfuse_config(public_key, secret_key, base_url)
         self._route = span_route(
-            config,
+            resolve_langfuse_config(public_key, secret_key, base_url),
             endpoint=endpoint,
             explicit_direct=(public_key or secret_key or base_url) is not None,
             headers=_headers(headers),
@@ -161,8 +138,8 @@ class LangfuseSpanExporter(SpanExporter):
         self._log = RateLimitedLog()
         self._abort = threading.Event()
         self._shut_down = False
-        #: After an export got no answer in time, further exports fail at once until then
-        #: (``time.monotonic()``); the first one after it is a probe.
+        #: After an export got no answer in time, exports fail at once until then (a cool-off
+        #: of the timeout, between 1 and 30 s); the first one after it probes.
         self._silent_until = 0.0
         self._counts = [0, 0, 0, 0]  # exported spans, failed spans, failed batches, sent bytes
         self._counts_lock = threading.Lock()
@@ -172,7 +149,7 @@ class LangfuseSpanExporter(SpanExporter):
             ours["x-langfuse-sdk-name"] = SDK_NAME
             ours["x-langfuse-sdk-version"] = SDK_VERSION
         self._headers = merged(ours, self._route.headers)
-        if self._compression.content_encoding is not None:
+        if self._compression.content_encoding is not None:  # a user's header cannot replace it
             encoding = {"Content-Encoding": self._compression.content_encoding}
             self._headers = merged(self._headers, encoding)
         self._transport = None if self._route.problem else HttpClient(self._route.url)
@@ -214,12 +191,8 @@ class LangfuseSpanExporter(SpanExporter):
         return None if request is None else request.known()
 
     def _retrying(self, reply: Reply, wait: float) -> None:
-        self._log.warning(
-            "retry",
-            "%s; retrying in %.2fs",
-            reply.describe(self._route.server, self._route.setting),
-            wait,
-        )
+        why = reply.describe(self._route.server, self._route.setting)
+        self._log.warning("retry", "%s; retrying in %.2fs", why, wait)
 
     def _knows_session(self, key: int) -> bool:
         request = MEMORY.of(key)
@@ -229,10 +202,8 @@ class LangfuseSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Map and send one batch (holding back spans whose session may still come); returns
         the result, never raises."""
-        if self._shut_down:
-            return self._count(len(spans), None, "the exporter is shut down; nothing was sent")
-        if self._transport is None:
-            return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
+        if self._shut_down or self._transport is None:
+            return self._send(spans)  # counted as lost, with the reason
         if self._keep is not None:
             spans, dropped = keep(spans, self._keep)
             self._coverage.dropped(dropped)
@@ -240,9 +211,7 @@ class LangfuseSpanExporter(SpanExporter):
             spans = self.late_sessions.take(spans, self._knows_session)
         except Exception:  # noqa: BLE001 - export must not raise; send them all as they are
             self._log.exception("late-sessions", "Could not hold spans for a late session")
-        if not spans:
-            return SpanExportResult.SUCCESS
-        return self._send(spans)
+        return self._send(spans) if spans else SpanExportResult.SUCCESS
 
     def _send(
         self, spans: Sequence[ReadableSpan], timeout: float | None = None
@@ -251,12 +220,13 @@ class LangfuseSpanExporter(SpanExporter):
             return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
         if self._shut_down:
             return self._count(len(spans), None, "the exporter is shut down; nothing was sent")
+        cool_off = min(max(self._timeout, 1.0), 30.0)
         if time.monotonic() < self._silent_until:
             return self._count(
                 len(spans),
                 None,
                 f"{self._route.server} at {self._route.shown} did not answer the last export "
-                f"in time; nothing was sent (next try in up to {self._cool_off:.3g} s)",
+                f"in time; nothing was sent (next try in up to {cool_off:.3g} s)",
             )
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
@@ -274,7 +244,7 @@ class LangfuseSpanExporter(SpanExporter):
                 on_retry=self._retrying,
             )
             if reply.status is None and reply.timed_out:
-                self._silent_until = time.monotonic() + self._cool_off
+                self._silent_until = time.monotonic() + cool_off
             elif reply.status is not None:
                 self._silent_until = 0.0
             return self._count(len(spans), reply, sent=len(body))
@@ -286,15 +256,9 @@ class LangfuseSpanExporter(SpanExporter):
         finally:
             detach(token)
 
-    @property
-    def _cool_off(self) -> float:
-        """How long exports fail at once after one got no answer in time."""
-        return min(max(self._timeout, MIN_COOL_OFF_SECONDS), MAX_COOL_OFF_SECONDS)
-
     def shutdown(self, timeout_millis: float | None = None) -> None:
-        """Stop exporting; idempotent: later exports fail at once. Sends the spans held for a
-        late session within ``timeout_millis`` (and the timeout); cuts a retry wait short (a
-        request in flight still ends within the timeout)."""
+        """Stop exporting (idempotent); send the spans held for a late session within
+        ``timeout_millis`` and the timeout; cut a retry wait short."""
         if self._shut_down:
             return
         trace_claims.discard(self)

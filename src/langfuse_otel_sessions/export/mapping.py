@@ -1,28 +1,15 @@
 """Pure mapping of finished spans to what Langfuse needs, on copies (spans are never mutated).
 
-The rules (``docs/exporter.md``):
-
-* Session completeness: every span of a local request whose session (user) is known carries
-  ``langfuse.session.id`` (``langfuse.user.id``) — Langfuse aggregates a session's cost and usage
-  over the observations whose *own* session id is set. Per local request, not per trace: a
-  request joining another's trace learns nothing from it; a request that saw several sessions
-  completes none. Ids are read as Langfuse reads them (non-strings JSON-stringified) and only
-  valid ones are spread or remembered.
-* Trace attributes: a span of a local request exported without the tags, metadata,
-  environment, release, version or trace name its request's scopes showed gets them (see
-  :mod:`~langfuse_otel_sessions.spans.memory` for several values in one request).
-* App roots: the first span of this process under a remote parent is marked
-  ``langfuse.internal.is_app_root`` (unless already decided), so that Langfuse v4 takes the
-  trace's name and input/output from it.
-* Roots (no parent, ``langfuse.internal.as_root`` or an app root): root input/output that
-  both Langfuse server generations show — adding one side of the Langfuse
-  I/O keys hides the other, so the mapping adds both sides or neither.
+The rules are in ``docs/exporter.md`` and ``docs/sessions.md``: session completeness per local
+request, the request's trace attributes, app roots, and root input/output both server
+generations show.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from functools import lru_cache
 from types import MappingProxyType
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -42,21 +29,15 @@ from .langfuse_rules import (
     TRACE_NAME,
     TRACE_OUTPUT,
     IoRead,
+    given_trace_fields,
     is_true,
     langfuse_text,
-    may_have_framework_io,
     read_io,
 )
-from .langfuse_trace_rules import given_trace_fields
 
-__all__ = ["ids_of", "is_root", "map_spans"]
+__all__ = ["map_spans"]
 
 _NO_IO = IoRead()
-#: Ids recently found valid (bounded; cleared when full). The length limit, which differs
-#: between exporters, is checked again on every hit.
-_VALID_IDS: set[str] = set()
-_VALID_CACHE_SIZE = 4096
-
 #: Every key the mapping reads: a span's own keys are intersected with these once.
 _READ_KEYS = frozenset(
     {*LANGFUSE_SESSION_KEYS, *LANGFUSE_USER_KEYS, AS_ROOT, IS_APP_ROOT, TRACE_NAME}
@@ -104,15 +85,6 @@ class _MappedSpan(ReadableSpan):
         return self._dropped[2]
 
 
-def is_root(span: ReadableSpan) -> bool:
-    """A root for Langfuse on either server generation: no parent span id,
-    ``langfuse.internal.as_root`` (v3) or ``langfuse.internal.is_app_root`` (v4) set true."""
-    if span.parent is None:
-        return True
-    attributes = span.attributes or {}
-    return is_true(attributes.get(AS_ROOT)) or is_true(attributes.get(IS_APP_ROOT))
-
-
 def _first(
     attributes: Mapping[str, object], keys: Iterable[str], names: AbstractSet[str]
 ) -> object:
@@ -126,33 +98,20 @@ def _first(
     return None
 
 
-def _ids(attributes: Mapping[str, object], names: AbstractSet[str]) -> TraceIds | None:
-    session_id = langfuse_text(_first(attributes, LANGFUSE_SESSION_KEYS, names))
-    user_id = langfuse_text(_first(attributes, LANGFUSE_USER_KEYS, names))
-    if session_id is None and user_id is None:
-        return None
-    return TraceIds(session_id, user_id)
+@lru_cache(maxsize=4096)
+def _id_problem(text: str) -> str | None:
+    return id_problem(text, DEFAULT_MAX_ID_LENGTH)
 
 
-def ids_of(span: ReadableSpan) -> TraceIds | None:
-    """The session and user ids Langfuse would read from this span (as text), if any."""
-    attributes = span.attributes or {}
-    return _ids(attributes, set(attributes))
-
-
-def spreadable_id(value: object, max_length: int, what: str) -> str | None:
-    """The id Langfuse reads from ``value`` if it may be spread to other spans and remembered:
-    a valid id (``ids.py``) after Langfuse's stringification; otherwise ``None``, logged."""
+def spreadable_id(value: object, what: str) -> str | None:
+    """The id Langfuse reads from ``value`` if it is valid to spread; otherwise ``None``, logged."""
     if value is None:
         return None
-    if isinstance(value, str) and value in _VALID_IDS and len(value) <= max_length:
-        return value
-    text = value if isinstance(value, str) else langfuse_text(value)
-    problem = id_problem(text, max_length)
+    text = value if isinstance(value, str) else langfuse_text(value) or ""
+    # cached up to the length limit only, so the cache stays bounded in bytes
+    too_long = len(text) > DEFAULT_MAX_ID_LENGTH
+    problem = id_problem(text, DEFAULT_MAX_ID_LENGTH) if too_long else _id_problem(text)
     if problem is None:
-        if len(_VALID_IDS) >= _VALID_CACHE_SIZE:
-            _VALID_IDS.clear()
-        _VALID_IDS.add(text)  # type: ignore[arg-type]  # id_problem proved it a str
         return text
     _log.warning(
         f"invalid-{what}",
@@ -169,14 +128,8 @@ def _root_io(
     events: Sequence[tuple[str, Mapping[str, object]]],
     names: AbstractSet[str],
 ) -> dict[str, object]:
-    """The ``langfuse.observation.input/output`` a root gains so that v4 (which reads the root
-    observation) shows the trace I/O that v3 reads from ``langfuse.trace.input/output``.
-
-    Both or neither: once either Langfuse key is on a span, Langfuse reads both sides from
-    those keys only, so the side the mapping does not supply is copied from the attribute
-    Langfuse would have read it from; when that side was composed (events, several keys), the
-    mapping adds nothing rather than hide it. ``names``: the keys the mapping reads, if there.
-    """
+    """The ``langfuse.observation.input/output`` a root gains so that v4 shows the trace I/O
+    (both sides or neither: one Langfuse key hides a framework's other side)."""
     supplied_input = _first(attributes, (TRACE_INPUT,), names)
     supplied_output = _first(attributes, (TRACE_OUTPUT,), names)
     if supplied_input is None and supplied_output is None:
@@ -192,14 +145,9 @@ def _root_io(
             added[OBSERVATION_OUTPUT] = supplied_output
         return added
     framework = _NO_IO
-    if (supplied_input is None or supplied_output is None) and may_have_framework_io(
-        attributes, scope_name, events
-    ):
-        framework = read_io(
-            {k: v for k, v in attributes.items() if k not in (TRACE_INPUT, TRACE_OUTPUT)},
-            scope_name,
-            events,
-        )
+    if supplied_input is None or supplied_output is None:
+        others = {k: v for k, v in attributes.items() if k not in (TRACE_INPUT, TRACE_OUTPUT)}
+        framework = read_io(others, scope_name, events)
     sides = (
         (OBSERVATION_INPUT, supplied_input, framework.input, framework.input_key),
         (OBSERVATION_OUTPUT, supplied_output, framework.output, framework.output_key),
@@ -218,13 +166,8 @@ def map_spans(
     spans: Sequence[ReadableSpan],
     known: Callable[[int, ReadableSpan], TraceIds | None],
 ) -> tuple[list[ReadableSpan], dict[int, TraceIds]]:
-    """Map a batch. Returns the spans to send (copies where something changed, the originals
-    otherwise) and the local request keys -> session/user ids learned from this batch.
-
-    Completeness works per local request (see :mod:`~langfuse_otel_sessions.spans.memory`),
-    never across a trace another request joined. ``known(key, span)`` supplies the ids of
-    requests the batch alone does not tell.
-    """
+    """The spans to send (copies where something changed) and the local request keys -> ids
+    learned from this batch; ``known(key, span)`` gives the ids of requests the batch does not."""
     keys = request_keys(spans)
     learned: dict[int, TraceIds] = {}
     mixed: set[int] = set()
@@ -240,8 +183,8 @@ def map_spans(
                 learned,
                 mixed,
                 key,
-                spreadable_id(session_id, DEFAULT_MAX_ID_LENGTH, "session"),
-                spreadable_id(user_id, DEFAULT_MAX_ID_LENGTH, "user"),
+                spreadable_id(session_id, "session"),
+                spreadable_id(user_id, "user"),
             )
     result: list[ReadableSpan] = []
     for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
@@ -294,9 +237,7 @@ def _complete_ids(
     session_id: str | None,
     user_id: str | None,
 ) -> None:
-    """Add the ids a span lacks under every attribute the processor that saw its request
-    stamps them on (``also_emit``, extra attributes; see :meth:`Request.session_attributes`),
-    else under Langfuse's own keys."""
+    """Add the ids a span lacks under the attributes its request's processor stamps them on."""
     if session_id is not None:
         targets = (
             (LANGFUSE_SESSION_ID,) if request is None else request.session_attributes(session_id)

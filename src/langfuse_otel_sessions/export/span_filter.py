@@ -1,11 +1,6 @@
 """Which spans the exporter sends: every span (the default), only LLM spans by the Langfuse SDK's
-own rule, or those a predicate of yours keeps (``docs/exporter.md`` has the table).
-
-Each local root (a span with no parent, or whose parent is in another process) is always kept:
-Langfuse v4 names a trace after its root observation and takes the trace's input, output and
-metadata only from an observation without a parent span id, so dropping the root would change
-what the trace shows. A kept span under a remote parent is marked as the trace's app root by
-the mapping, as the Langfuse SDK marks the first span it exports under a parent it does not.
+own rule, or those a predicate of yours keeps (``docs/exporter.md`` has the table). Each local
+root is always kept: Langfuse v4 takes a trace's name, input and output from its root.
 """
 
 from __future__ import annotations
@@ -27,50 +22,13 @@ ExportSpans = Literal["all", "llm"] | SpanPredicate | None
 
 #: The Langfuse SDK's tracer name and its known LLM instrumentation scopes (langfuse-python
 #: 5.0.4, ``_client/span_filter.py``): a scope matches a prefix or a dotted descendant of one.
-LANGFUSE_SDK_SCOPE = "langfuse-sdk"
+_SCOPES = """langfuse-sdk agent_framework autogen-core ai haystack langsmith litellm openinference
+pydantic-ai strands-agents vllm"""
+_INSTRUMENTATIONS = """agno alephalpha anthropic bedrock cohere crewai google_generativeai groq
+haystack langchain llamaindex mistralai ollama openai openai_agents openai_v2 replicate sagemaker
+together transformers vertexai voyageai watsonx writer"""
 KNOWN_LLM_SCOPES = frozenset(
-    {
-        LANGFUSE_SDK_SCOPE,
-        "agent_framework",
-        "autogen-core",
-        "ai",
-        "haystack",
-        "langsmith",
-        "litellm",
-        "openinference",
-        "pydantic-ai",
-        "strands-agents",
-        "vllm",
-    }
-    | {
-        "opentelemetry.instrumentation." + name
-        for name in [
-            "agno",
-            "alephalpha",
-            "anthropic",
-            "bedrock",
-            "cohere",
-            "crewai",
-            "google_generativeai",
-            "groq",
-            "haystack",
-            "langchain",
-            "llamaindex",
-            "mistralai",
-            "ollama",
-            "openai",
-            "openai_agents",
-            "openai_v2",
-            "replicate",
-            "sagemaker",
-            "together",
-            "transformers",
-            "vertexai",
-            "voyageai",
-            "watsonx",
-            "writer",
-        ]
-    }
+    _SCOPES.split() + ["opentelemetry.instrumentation." + n for n in _INSTRUMENTATIONS.split()]
 )
 
 _log = RateLimitedLog()

@@ -1,10 +1,4 @@
-"""Session and trace scores: validated on the caller's thread, delivered in the background.
-
-::
-
-    score_session(session, name="helpful", value=True, id=score_id(session, "helpful", msg_id))
-    flush_scores(timeout=5)
-"""
+"""Session and trace scores: validated on the caller's thread, delivered in the background."""
 
 from __future__ import annotations
 
@@ -17,30 +11,20 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from .._logging import logger
 from ..attributes import DEFAULT_MAX_ID_LENGTH
 from ..errors import ConfigurationError, InvalidScoreError
 from ..export.config import INGESTION_PATH, announce, direct_route, resolve_langfuse_config
-from ..export.http import RetryPolicy, display_url
+from ..export.http import display_url
 from ..ids import check_id
 from ..sessions.session import Session, score_with
+from ..spans.sampler import SessionSampler
 from .events import add_score_events
 from .model import Score, build_score, stable_score_id
-from .sampling import session_sampled_out
+from .sampling import global_session_sampler, sampled_out
 from .sender import DEFAULT_MAX_QUEUE_BYTES, ScoreSender, SenderStats
-
-#: The most one request of scores may take, and the most exit waits for scores.
-REQUEST_SECONDS = 10.0
-EXIT_SECONDS = 5.0
 
 P = ParamSpec("P")
 R = TypeVar("R")
-
-
-def _positive(name: str, value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
-        raise ConfigurationError(f"{name} must be a positive, finite number")
-    return value
 
 
 def _trace_hex(value: int | str, bits: int, name: str) -> str:
@@ -76,17 +60,8 @@ def score_id(session_or_id: Session | str, name: str, key: str) -> str:
 
 
 class ScoreClient:
-    """Validates scores and hands them to a background sender for one Langfuse project.
-
-    Keys and base URL resolve like the exporter's (explicit > ``LANGFUSE_*`` > Langfuse Cloud).
-    Missing keys never raise: each score is then dropped, counted and logged.
-
-    ``timeout``: seconds a batch may take, retries included (default 60; each request gets at
-    most half of it and 10 s; at interpreter exit, at most 5 s). ``max_queue_bytes``: the
-    queue's bound (the scores' JSON); a score past it is dropped, counted and logged.
-    ``sampler``: a session score for a session this :class:`SessionSampler` (default: the
-    global provider's, if one) drops is not sent, and counted in ``stats.sampled_out``.
-    """
+    """Validates scores and hands them to a background sender for one Langfuse project; keys
+    and base URL resolve like the exporter's. Options: docs/scores.md#scoreclient."""
 
     def __init__(
         self,
@@ -98,29 +73,15 @@ class ScoreClient:
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         sampler: Sampler | None = None,
     ) -> None:
-        if (
-            isinstance(max_queue_bytes, bool)
-            or not isinstance(max_queue_bytes, int)
-            or max_queue_bytes <= 0
-        ):
-            raise ConfigurationError("max_queue_bytes must be a positive integer")
-        timeout = _positive("timeout", timeout)
+        for option, value in (("timeout", timeout), ("max_queue_bytes", max_queue_bytes)):
+            if type(value) not in (int, float) or not 0 < value < math.inf:
+                raise ConfigurationError(f"{option} must be a positive, finite number")
         config = resolve_langfuse_config(public_key, secret_key, base_url)
         route = direct_route(config, INGESTION_PATH, {})
-        disabled = None if route.problem is None else f"Langfuse scores are off: {route.problem}"
         #: Langfuse's base URL (userinfo scrubbed).
         self.base_url = display_url(config.base_url)
         self._sampler = sampler
-        self._sender = ScoreSender(
-            endpoint=route.url,
-            authorization=route.headers.get("Authorization"),
-            disabled_reason=disabled,
-            setting=route.setting,
-            max_queue_bytes=max_queue_bytes,
-            request_timeout=min(REQUEST_SECONDS, timeout / 2),
-            policy=RetryPolicy(deadline=timeout),
-            exit_timeout=min(EXIT_SECONDS, timeout),
-        )
+        self._sender = ScoreSender(route, timeout=timeout, max_queue_bytes=max_queue_bytes)
         # Collected or not, a client's thread ends once what it queued is sent.
         weakref.finalize(self, self._sender.close)
         announce("ScoreClient", route, "scores")
@@ -149,32 +110,13 @@ class ScoreClient:
         """Score a whole session; returns the score id. Raises ``ValueError`` subclasses for
         anything Langfuse would reject, before anything is queued."""
         session_id = _session_id(session_or_id)
-        score = build_score(
-            {"sessionId": session_id},
-            name=name,
-            value=value,
-            string_value=string_value,
-            data_type=data_type,
-            comment=comment,
-            id=id,
-            config_id=config_id,
-            metadata=metadata,
-        )
-        if self._sampled_out(session_id):
+        fields = (name, value, string_value, data_type, comment, id, config_id, metadata)
+        score = build_score({"sessionId": session_id}, *fields)
+        sampler = global_session_sampler() if self._sampler is None else self._sampler
+        if isinstance(sampler, SessionSampler) and sampled_out(sampler, session_id):
+            self._sender.count_sampled_out()
             return score.id
         return self._emit(score)
-
-    def _sampled_out(self, session_id: str) -> bool:
-        """The session was sampled out: count the score as not sent (see score_sampling.py)."""
-        try:
-            if not session_sampled_out(session_id, self._sampler):
-                return False
-        except Exception:  # noqa: BLE001 - when in doubt, send the score
-            logger.debug("Could not ask the sampler about a session; sending", exc_info=True)
-            return False
-        self._sender.count_sampled_out()
-        logger.debug("Not sending a score: its session was sampled out")
-        return True
 
     def score_trace(
         self,
@@ -194,31 +136,19 @@ class ScoreClient:
         target = {"traceId": _trace_hex(trace_id, 128, "trace_id")}
         if observation_id is not None:
             target["observationId"] = _trace_hex(observation_id, 64, "observation_id")
-        score = build_score(
-            target,
-            name=name,
-            value=value,
-            string_value=string_value,
-            data_type=data_type,
-            comment=comment,
-            id=id,
-            config_id=config_id,
-            metadata=metadata,
-        )
+        fields = (name, value, string_value, data_type, comment, id, config_id, metadata)
+        score = build_score(target, *fields)
         return self._emit(score)
 
     def _emit(self, score: Score) -> str:
         add_score_events(score)
-        self._sender.submit(score.frozen)
+        self._sender.submit(score)
         return score.id
 
     def flush(self, timeout: float | None = None) -> bool:
-        """Wait until every score queued so far is delivered, refused or given up.
-
-        ``True`` only if that happened within ``timeout`` and no score submitted since the
-        previous ``flush()`` was dropped (keys missing, queue full, shut down), refused by
-        Langfuse or given up; ``False`` otherwise (``stats`` says which)."""
-        return self._sender.flush_delivered(timeout)
+        """Wait until every score queued so far is delivered, refused or given up; ``True``
+        only if none submitted since the previous flush was lost (``stats`` says how)."""
+        return self._sender.flush(timeout)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver what is queued within ``timeout``, then stop."""
@@ -232,10 +162,11 @@ _default_lock = threading.Lock()
 def default_score_client() -> ScoreClient:
     """The client the module-level functions use, configured from the environment on first use."""
     global _default  # noqa: PLW0603 - one lazily built client per process
-    with _default_lock:
-        if _default is None:
-            _default = ScoreClient()
-        return _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = ScoreClient()
+    return _default
 
 
 def _on_default_client(
@@ -258,6 +189,4 @@ score_with(score_session)  # what Session.score calls
 def flush_scores(timeout: float | None = None) -> bool:
     """:meth:`ScoreClient.flush` of the default client: ``True`` only if every score submitted
     since the previous flush was delivered within ``timeout`` (also when there were none)."""
-    with _default_lock:
-        client = _default
-    return True if client is None else client.flush(timeout)
+    return True if _default is None else _default.flush(timeout)

@@ -1,13 +1,6 @@
-"""A score, as span events on the current span: ``langfuse.score`` (every field Langfuse gets)
-and the OpenTelemetry GenAI ``gen_ai.evaluation.result`` event, so that Collector pipelines and
-other backends see the score too. Langfuse itself stores no span events: the REST call is what
-creates the score.
-
-How a score maps onto the GenAI event: NUMERIC and BOOLEAN give ``score.value`` (a double),
-BOOLEAN also the label ``"true"``/``"false"``, CATEGORICAL gives ``score.label``; the comment is
-the ``explanation`` (for a TEXT score without comment, its text). Strings are cut to
-``MAX_SCORE_EVENT_TEXT`` characters.
-"""
+"""A score as two span events on the current span, for Collector pipelines and other
+backends (Langfuse stores none): ``langfuse.score`` and OpenTelemetry's GenAI
+``gen_ai.evaluation.result`` (docs/scores.md says how a score maps onto it)."""
 
 from __future__ import annotations
 

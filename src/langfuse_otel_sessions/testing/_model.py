@@ -1,5 +1,5 @@
 """What Langfuse shows for the spans it received: traces and sessions, by the server's own rules
-(``docs/testing.md``; the rules live in ``export/langfuse_rules.py`` and its neighbour)."""
+(``docs/testing.md``; the rules live in ``export/langfuse_rules.py``)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from ..export import langfuse_rules as rules
-from ..export import langfuse_trace_rules as trace_rules
 from ..export.coverage import Coverage, coverage_of
-from ..export.langfuse_trace_rules import DEFAULT_ENVIRONMENT
+from ..export.langfuse_rules import DEFAULT_ENVIRONMENT
 from ._otlp import ReceivedSpan
 
 T = TypeVar("T")
@@ -23,12 +22,12 @@ def span_session_id(span: ReceivedSpan) -> str | None:
 
 def span_environment(span: ReceivedSpan) -> str:
     """The environment Langfuse gives one observation (``default`` when it carries none)."""
-    return _with_resource(trace_rules.environment_of)(span) or DEFAULT_ENVIRONMENT
+    return _with_resource(rules.environment_of)(span) or DEFAULT_ENVIRONMENT
 
 
 def span_tags(span: ReceivedSpan) -> tuple[str, ...]:
     """The tags one span writes (empty when none)."""
-    return tuple(trace_rules.tags_of(span.attributes))
+    return tuple(rules.tags_of(span.attributes))
 
 
 def span_io(span: ReceivedSpan, trace: bool = False) -> tuple[str | None, str | None]:
@@ -182,12 +181,12 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
             root = roots[-1]
             trace.name = trace.name or rules.observation_name(root.name, root.attributes)
             trace.input, trace.output = span_io(root)
-            trace.metadata = trace_rules.trace_metadata_of(root.attributes)
+            trace.metadata = rules.trace_metadata_of(root.attributes)
         trace.environment = (
-            _last(spans, _with_resource(trace_rules.environment_of)) or DEFAULT_ENVIRONMENT
+            _last(spans, _with_resource(rules.environment_of)) or DEFAULT_ENVIRONMENT
         )
-        trace.release = _last(spans, _with_resource(trace_rules.release_of))
-        trace.version = _last(spans, _with_resource(trace_rules.version_of))
+        trace.release = _last(spans, _with_resource(rules.release_of))
+        trace.version = _last(spans, _with_resource(rules.version_of))
         trace.tags = _last(spans, span_tags) or ()
         _legacy_trace(trace)
     return traces
