@@ -72,7 +72,7 @@ def wsgi_runner(options: dict[str, Any]) -> Callable[[], None]:
         result = middleware(dict(environ), lambda *args: None)
         for _ in result:
             pass
-        result.close()  # type: ignore[attr-defined]
+        getattr(result, "close", lambda: None)()  # as a WSGI server does
 
     return run
 

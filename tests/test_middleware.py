@@ -149,12 +149,12 @@ def test_forged_baggage_is_stripped_but_other_entries_stay(traced: Traced) -> No
 
 
 def test_a_failure_inside_the_middleware_never_breaks_the_request(
-    traced: Traced, caplog: pytest.LogCaptureFixture
+    traced: Traced, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[Any] = []
     middleware = ASGISessionMiddleware(asgi_app(traced, seen))
     sent = call_asgi(middleware, {"X-Session-Id": "ok"})
-    middleware.sessions = None  # type: ignore[assignment]  # simulate an internal bug
+    monkeypatch.setattr(middleware, "_decide", None)  # simulate an internal bug
     sent = call_asgi(middleware, {"X-Session-Id": "ok"})
     assert sent[0]["status"] == 200
     assert "Session middleware failed" in caplog.text

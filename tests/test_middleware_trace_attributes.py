@@ -291,12 +291,6 @@ def test_a_bad_static_value_raises_at_construction(middleware: Any, bad: Any) ->
         middleware(lambda *args: None, trace_attributes=bad)
 
 
-def test_without_trace_attributes_the_decision_carries_none() -> None:
-    middleware = WSGISessionMiddleware(lambda *args: None)
-    assert middleware.sessions.attributes_from is None
-    assert middleware.sessions.decide({}, {"x-session-id": "s"}).attributes == {}
-
-
 def server_span_own_attributes(order: str, metadata: dict[str, str]) -> tuple[set[str], object]:
     with (
         propagation("guard") as traced,

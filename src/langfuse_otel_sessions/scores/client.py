@@ -14,9 +14,8 @@ from opentelemetry.sdk.trace.sampling import Sampler
 
 from ..attributes import DEFAULT_MAX_ID_LENGTH
 from ..errors import ConfigurationError, InvalidScoreError
-from ..export.config import INGESTION_PATH, resolve_langfuse_config
-from ..export.destination import announce, direct_route
-from ..export.urls import display_url
+from ..export.config import INGESTION_PATH, announce, direct_route, resolve_langfuse_config
+from ..export.http import display_url
 from ..ids import check_id
 from ..sessions.context import current_session_id, current_user_id
 from ..sessions.session import Session, score_with

@@ -15,9 +15,8 @@ from datetime import datetime, timezone
 from typing import Any
 
 from .._logging import RateLimitedLog, logger
-from ..export.destination import Route
-from ..export.http import HttpClient, Reply
-from ..export.retry import RetryPolicy
+from ..export.config import Route
+from ..export.http import HttpClient, Reply, RetryPolicy
 from .model import Score, encode_json, new_score_id
 
 #: The most scores one request carries, and the most bytes (Langfuse takes about 3.5 MB).

@@ -49,26 +49,22 @@ def scoped_context(
         warn_once_without_outbound_policy()
         warn_once_if_nothing_reaches_langfuse()
     known = known_keys() if known is None else known
-    context = parent
-    if attributes:  # recorded as ours: they leave the process only where the user opted in
-        own = dict(attributes)
-        if BAGGAGE_LANGFUSE_TAGS in own:
-            inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, context)
-            own[BAGGAGE_LANGFUSE_TAGS] = merged_tags(inherited, own[BAGGAGE_LANGFUSE_TAGS])
-        context = with_own_entries(context, own)
+    own = dict(attributes or {})  # recorded as ours: they leave only where the user opted in
+    inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, parent) if own else None
+    if inherited is not None and BAGGAGE_LANGFUSE_TAGS in own:
+        own[BAGGAGE_LANGFUSE_TAGS] = merged_tags(inherited, own[BAGGAGE_LANGFUSE_TAGS])
+    rivals: set[str] = set()
+    for writes, keys, value in (
+        (known.session_writes, known.session, session_id),
+        (known.user_writes, known.user, user_id),
+    ):
+        if value is not None:
+            own.update(dict.fromkeys(writes, value))
+            rivals.update(keys.difference(writes))
+    context = with_own_entries(without_rival_entries(parent, rivals), own) if own else parent
     if session_id is not None:
-        context = _with_entries(context, known.session_writes, session_id, known.session)
         context = with_session_origin(context, session_id, generated)
-    if user_id is not None:
-        context = _with_entries(context, known.user_writes, user_id, known.user)
     return with_new_plans(context)  # the processor works out once what its spans get
-
-
-def _with_entries(
-    context: Context, keys: tuple[str, ...], value: str, rivals: frozenset[str]
-) -> Context:
-    context = without_rival_entries(context, rivals.difference(keys))
-    return with_own_entries(context, dict.fromkeys(keys, value))
 
 
 class SessionScope:

@@ -34,20 +34,11 @@ def configure(
     exporter: SpanExporter | None = None,
     sampler: Sampler | None = None,
 ) -> TracerProvider:
-    """Add :class:`SessionSpanProcessor` and (with ``export``) a ``BatchSpanProcessor`` around
-    :class:`LangfuseSpanExporter` to ``tracer_provider`` — or to the global provider, made and
-    set if none is — and install the propagator guard with the processor's trust and outbound
-    policy (``install_baggage_guard``).
-
-    Idempotent: a provider configured once is left alone, so nothing is exported twice.
-    ``processor`` / ``exporter`` replace the defaults (built from the environment).
-    ``sampler`` (e.g. :class:`SessionSampler`) becomes the provider's sampler; tracers obtained
-    from the provider before keep the one they had. A provider made here also honours
-    ``OTEL_TRACES_SAMPLER=langfuse_session``. A :class:`SessionSampler` reads sessions as the
-    processor added here does. When ``opentelemetry-instrumentation-threading`` is installed,
-    it is instrumented (as ``opentelemetry-instrument`` does) so that threads and thread pools
-    carry the session. Returns the provider.
-    """
+    """Add :class:`SessionSpanProcessor`, and with ``export`` a ``BatchSpanProcessor`` around
+    :class:`LangfuseSpanExporter`, to ``tracer_provider`` (default: the global one, made if
+    none), once per provider; install the propagator guard with the processor's policies;
+    ``sampler`` becomes the provider's sampler. Threads carry the session where
+    ``opentelemetry-instrumentation-threading`` is installed. Returns the provider."""
     if sampler is not None and not isinstance(sampler, Sampler):
         raise ConfigurationError("sampler must be an opentelemetry.sdk Sampler")
     provider = tracer_provider
@@ -82,8 +73,8 @@ def configure(
 
 
 def _carry_context_into_threads() -> None:
-    """Threads started without the context lose the session (an LLM call in one begins a trace
-    of its own): OpenTelemetry's threading instrumentation copies the context, when installed."""
+    """Threads carry the context (and the session) with OpenTelemetry's threading
+    instrumentation."""
     try:
         from opentelemetry.instrumentation.threading import ThreadingInstrumentor  # noqa: PLC0415 - optional
     except ImportError:

@@ -1,11 +1,8 @@
-"""The zero-code hook: an ``opentelemetry_instrumentor`` entry point (``langfuse_sessions``).
+"""The zero-code hook: the ``langfuse_sessions`` ``opentelemetry_instrumentor`` entry point.
 
-``opentelemetry-instrument`` loads instrumentors after the configurator (of whichever distro) has
-built and set the SDK ``TracerProvider``, so this adds :class:`SessionSpanProcessor` to that
-provider — whatever distro is installed — and exporting stays with ``OTEL_TRACES_EXPORTER``
-(``langfuse`` for ours). Turn it off with
-``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=langfuse_sessions``.
-"""
+``opentelemetry-instrument`` loads it after a configurator set the SDK ``TracerProvider``: it
+adds the session processor there; exporting stays with ``OTEL_TRACES_EXPORTER``. Off:
+``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=langfuse_sessions``."""
 
 from __future__ import annotations
 

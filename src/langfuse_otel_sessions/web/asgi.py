@@ -8,11 +8,11 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
-from opentelemetry.context import attach, detach, get_current
+from opentelemetry.context import attach, detach
 
 from ..boundary.propagator import deciding, done_deciding
 from ..boundary.web_input import decode_bytes, encode_text
-from .request_session import Facts, RequestIds, SessionMiddlewareBase
+from .request_session import SessionMiddlewareBase
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -21,64 +21,52 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class ASGISessionMiddleware(SessionMiddlewareBase):
-    """Sets the request's session in OTel context for the whole request — streamed bodies and
-    websocket connections included — stamps the server span, and keeps session ids from the
-    client's ``baggage`` header out unless trusted. Lifespan scopes pass through."""
+    """The request's session in OTel context for the whole request or websocket
+    (docs/sessions.md); lifespan scopes pass through."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         try:
-            scope, facts, carried = self._decide(scope)
-            ids = facts.ids
-            context = self.sessions.request_context(facts)
-            self.sessions.stamp_server_span(facts, context)
-            token = attach(context)
+            raw = scope.get("headers") or []
+            wanted = self._asgi_names
+            headers: dict[str, str] = {}
+            values: list[bytes] = []  # every baggage header counts (OpenTelemetry reads the first)
+            for name, value in raw:
+                name = name.lower()  # noqa: PLW2901 - the same name, lower-case
+                if name == b"baggage":
+                    values.append(value)
+                elif name in wanted:
+                    headers[name.decode("latin-1")] = decode_bytes(value)
+            incoming = ",".join(map(decode_bytes, values)) if values else None
+            decision = self._decide(scope, headers, incoming, None)
+            if decision.header is not None:
+                scope = dict(scope)  # the scope is the caller's: change a copy
+                scope["headers"] = [
+                    *((name, value) for name, value in raw if name.lower() != b"baggage"),
+                    (b"baggage", encode_text(decision.header)),
+                ]
+            if decision.cookie is not None and scope["type"] == "http":
+                send = _with_cookie(send, decision.cookie.encode("latin-1"))
+            token = attach(decision.context)
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("asgi", "Session middleware failed; request continues without")
             await self.app(scope, receive, send)
             return
-        decided = deciding(carried)
+        decided = deciding(decision.carried)
         try:
-            await self.app(scope, receive, self._with_cookie(send, ids, scope))
+            await self.app(scope, receive, send)
         finally:
             done_deciding(decided)
             detach(token)
 
-    def _decide(self, scope: Scope) -> tuple[Scope, Facts, dict[str, str]]:
-        raw = scope.get("headers") or []
-        wanted = self._asgi_names
-        headers: dict[str, str] = {}
-        values: list[bytes] = []  # every baggage header counts (OpenTelemetry reads the first)
-        for name, value in raw:
-            name = name.lower()  # noqa: PLW2901 - the same name, lower-case
-            if name == b"baggage":
-                values.append(value)
-            elif name in wanted:
-                headers[name.decode("latin-1")] = decode_bytes(value)
-        ids = self.sessions.decide(scope, headers)
-        incoming = ",".join(decode_bytes(value) for value in values) if values else None
-        facts = self.sessions.facts(get_current(), ids, incoming)
-        carried = self.sessions.carried_entries(facts)
-        rewritten = self.sessions.baggage_header(incoming, facts, carried)
-        if rewritten is not None:
-            scope = dict(scope)  # the scope is the caller's: change a copy
-            scope["headers"] = [
-                *((name, value) for name, value in raw if name.lower() != b"baggage"),
-                (b"baggage", encode_text(rewritten)),
-            ]
-        return scope, facts, carried
 
-    def _with_cookie(self, send: Send, ids: RequestIds, scope: Scope) -> Send:
-        if not ids.new_session or ids.session_id is None or scope.get("type") != "http":
-            return send
-        cookie = self.sessions.set_cookie(ids.session_id).encode("latin-1")
+def _with_cookie(send: Send, cookie: bytes) -> Send:
+    async def send_with_cookie(message: Message) -> None:
+        if message.get("type") == "http.response.start":
+            message = dict(message)
+            message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
+        await send(message)
 
-        async def send_with_cookie(message: Message) -> None:
-            if message.get("type") == "http.response.start":
-                message = dict(message)
-                message["headers"] = [*message.get("headers", []), (b"set-cookie", cookie)]
-            await send(message)
-
-        return send_with_cookie
+    return send_with_cookie

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from opentelemetry.context import Context, attach, detach, get_current
+from opentelemetry.context import Context, attach, detach
 
 from ..boundary.propagator import deciding, done_deciding
 from ..boundary.web_input import from_wsgi, to_wsgi
@@ -20,8 +20,7 @@ StartResponse = Callable[..., Any]
 
 
 class _InContext:
-    """The app's response iterable, each step run with the request's context attached, so that
-    spans made while the body is produced carry the session too, until ``close()``."""
+    """The app's response iterable, each step and ``close()`` run in the request's context."""
 
     def __init__(self, result: Iterable[bytes], context: Context) -> None:
         self._result = result
@@ -50,53 +49,40 @@ class _InContext:
 
 
 class WSGISessionMiddleware(SessionMiddlewareBase):
-    """Sets the request's session in OTel context for the whole request — the response
-    iterable until closed included — stamps the server span, and keeps session ids from the
-    client's ``baggage`` header out unless trusted."""
+    """The request's session in OTel context until its response is closed (docs/sessions.md)."""
 
     def __call__(self, environ: Environ, start_response: StartResponse) -> Iterable[bytes]:
         try:
-            context, carried, start_response = self._prepare(environ, start_response)
+            headers = {
+                name: from_wsgi(value)
+                for name, key in self._environ_keys
+                if isinstance(value := environ.get(key), str)
+            }
+            raw = environ.get("HTTP_BAGGAGE")
+            incoming = None if raw is None else from_wsgi(raw)
+            # OpenTelemetry reads the raw text; we read UTF-8: what either reads counts.
+            decision = self._decide(environ, headers, incoming, None if raw == incoming else raw)
+            if decision.header is not None:
+                environ["HTTP_BAGGAGE"] = to_wsgi(decision.header)
+            if decision.cookie is not None:
+                start_response = _with_cookie(start_response, decision.cookie)
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("wsgi", "Session middleware failed; request continues without")
             return self.app(environ, start_response)  # type: ignore[no-any-return]
-        token = attach(context)
-        decided = deciding(carried)
+        token = attach(decision.context)
+        decided = deciding(decision.carried)
         try:
             result = self.app(environ, start_response)
         finally:
             done_deciding(decided)
             detach(token)
-        return _InContext(result, context)
+        if isinstance(result, (list, tuple)):  # no code runs while it is iterated
+            return result
+        return _InContext(result, decision.context)
 
-    def _prepare(
-        self, environ: Environ, start_response: StartResponse
-    ) -> tuple[Context, dict[str, str], StartResponse]:
-        sessions = self.sessions
-        headers = {
-            name: from_wsgi(value)
-            for name, key in self._wsgi_names
-            if isinstance(value := environ.get(key), str)
-        }
-        ids = sessions.decide(environ, headers)
-        raw = environ.get("HTTP_BAGGAGE")
-        decoded = None if raw is None else from_wsgi(raw)
-        # What the request brought, as OpenTelemetry (the raw text) and we (UTF-8) read it.
-        incoming = raw if raw == decoded else f"{raw},{decoded}"
-        facts = sessions.facts(get_current(), ids, incoming)
-        carried = sessions.carried_entries(facts)
-        rewritten = sessions.baggage_header(decoded, facts, carried)
-        if rewritten is not None:
-            environ["HTTP_BAGGAGE"] = to_wsgi(rewritten)
-        context = sessions.request_context(facts)
-        sessions.stamp_server_span(facts, context)
-        if ids.new_session and ids.session_id is not None:
-            cookie = sessions.set_cookie(ids.session_id)
-            original = start_response
 
-            def start_response(
-                status: str, response_headers: list[tuple[str, str]], *args: object
-            ) -> object:
-                return original(status, [*response_headers, ("Set-Cookie", cookie)], *args)
+def _with_cookie(start_response: StartResponse, cookie: str) -> StartResponse:
+    def with_cookie(status: str, headers: list[tuple[str, str]], *args: object) -> object:
+        return start_response(status, [*headers, ("Set-Cookie", cookie)], *args)
 
-        return context, carried, start_response
+    return with_cookie
