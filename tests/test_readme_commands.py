@@ -14,6 +14,7 @@ import signal
 import subprocess
 import textwrap
 import urllib.request
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -126,7 +127,10 @@ def test_the_one_command_installs_runs_the_quickstart_and_shows_its_page(
 def test_the_wheel_command_builds_a_wheel(clone: tuple[Path, list[str], dict[str, Any]]) -> None:
     (block,) = [b for b in bash_blocks() if kind(b) == "wheel"]
     shell(block, clone[0])
-    assert list((clone[0] / "dist").glob("langfuse_otel_sessions-*-py3-none-any.whl"))
+    (wheel,) = (clone[0] / "dist").glob("langfuse_otel_sessions-*-py3-none-any.whl")
+    with zipfile.ZipFile(wheel) as built:  # the local view's page ships with the package
+        page = {name.rsplit("/", 1)[-1] for name in built.namelist() if "/testing/page/" in name}
+    assert page == {"index.html", "view.css", "view.js"}
 
 
 def test_the_zero_code_command_exports_the_session(

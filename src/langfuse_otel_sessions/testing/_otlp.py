@@ -13,11 +13,7 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
-_HEX_IDS = {
-    "traceId": re.compile(r"[0-9a-f]{32}"),
-    "spanId": re.compile(r"[0-9a-f]{16}"),
-    "parentSpanId": re.compile(r"[0-9a-f]{16}"),
-}
+_HEX_IDS = {"traceId": 32, "spanId": 16, "parentSpanId": 16}
 
 
 class InvalidRequest(ValueError):
@@ -76,11 +72,11 @@ def _from_json(body: bytes) -> ExportTraceServiceRequest:
             for span in _list(scope_spans.get("spans", []), "spans"):
                 _list(span.get("attributes", []), "attributes")
                 _list(span.get("events", []), "events")
-                for key, pattern in _HEX_IDS.items():
+                for key, size in _HEX_IDS.items():
                     value = span.get(key)
                     if not value:
                         continue
-                    if not isinstance(value, str) or not pattern.fullmatch(value):
+                    if not isinstance(value, str) or not re.fullmatch(f"[0-9a-f]{{{size}}}", value):
                         raise InvalidRequest(f"{key} must be lowercase hex")
                     span[key] = base64.b64encode(bytes.fromhex(value)).decode()
     request = ExportTraceServiceRequest()

@@ -4,8 +4,10 @@ and scores, every list and text capped; and the terminal's one line per batch.""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
+from importlib import resources
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 from ..export.langfuse_rules import usage_tokens
 from ._model import (
@@ -112,15 +114,34 @@ def _session_row(session: SessionView) -> dict[str, Any]:
     }
 
 
-def api_answer(
+def page_answer(
+    target: str, version: int, received: Callable[[], tuple[dict[str, TraceView], list[Any]]]
+) -> tuple[int, str, bytes] | None:
+    """Status, content type and body for a GET of the page, ``/api/version`` (polled every
+    second: nothing built), ``/api/overview``, ``/api/session?id=`` or ``/api/trace?id=``."""
+    path, query = urlsplit(target)[2:4]
+    if path in FILES:
+        name, content_type = FILES[path]
+        return 200, content_type, (resources.files(__package__) / "page" / name).read_bytes()
+    if path not in ("/api/version", "/api/overview", "/api/session", "/api/trace"):
+        return None
+    answer: dict[str, Any] | None = {}
+    if path != "/api/version":
+        traces, scores = received()
+        sessions = build_sessions(traces.values(), scores)
+        answer = _api(path, parse_qs(query).get("id", [""])[0], traces, sessions, scores)
+    if answer is None:
+        return 404, "application/json", b'{"message": "not received"}'
+    return 200, "application/json", json.dumps({"version": version, **answer}).encode()
+
+
+def _api(
     path: str,
     wanted: str,
     traces: Mapping[str, TraceView],
     sessions: Mapping[str, SessionView],
     scores: list[dict[str, Any]],
 ) -> dict[str, Any] | None:
-    """The JSON of ``/api/overview``, ``/api/session?id=`` or ``/api/trace?id=`` (None: not
-    received)."""
     if path == "/api/session" and wanted in sessions:
         turns = sessions[wanted].traces[-MAX_TRACES:]
         return _session_row(sessions[wanted]) | {

@@ -17,16 +17,14 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from importlib import resources
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import urlsplit
 
-from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH
+from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH, is_loopback
 from ..export.coverage import Coverage
-from ..export.urls import is_loopback
 from ._model import SessionView, TraceView, build_sessions, build_traces, coverage
 from ._otlp import InvalidRequest, ReceivedSpan, spans_of
-from ._page import FILES, SECURITY_HEADERS, api_answer
+from ._page import SECURITY_HEADERS, page_answer
 from ._scores import event_errors, score_errors, stored_score
 
 _ROUTES = {OTEL_TRACES_PATH: "traces", SCORES_PATH: "scores", INGESTION_PATH: "ingestion"}
@@ -246,27 +244,13 @@ class LangfuseReceiver:
             return self._arrivals
 
     def _view(self, target: str, host: str) -> tuple[int, str, bytes] | None:
-        """The page and the JSON it polls: status, content type, body (None: no such page).
-        A loopback receiver answers only a loopback ``Host``, against DNS rebinding."""
-        url = urlsplit(target)
+        """The local view's answer (None: no such page). A loopback receiver answers only a
+        loopback ``Host``, against DNS rebinding."""
         if is_loopback(self._host) and not is_loopback(urlsplit("//" + host).hostname):
             return 403, "text/plain", b"Use http://127.0.0.1 to open the local view."
-        if url.path in FILES:
-            name, content_type = FILES[url.path]
-            return 200, content_type, (resources.files(__package__) / "page" / name).read_bytes()
-        if url.path not in ("/api/version", "/api/overview", "/api/session", "/api/trace"):
-            return None
         with self._lock:
             version = len(self._requests)
-        answer: dict[str, Any] | None = {}
-        if url.path != "/api/version":  # polled every second: nothing built
-            traces, scores = self.traces(), self.scores()
-            wanted = parse_qs(url.query).get("id", [""])[0]
-            sessions = build_sessions(traces.values(), scores)
-            answer = api_answer(url.path, wanted, traces, sessions, scores)
-        if answer is None:
-            return 404, "application/json", b'{"message": "not received"}'
-        return 200, "application/json", json.dumps({"version": version, **answer}).encode()
+        return page_answer(target, version, lambda: (self.traces(), self.scores()))
 
     def _record(
         self, request: RecordedRequest, spans: list[ReceivedSpan], scores: list[dict[str, Any]]
