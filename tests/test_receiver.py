@@ -147,8 +147,7 @@ def test_groups_by_langfuse_rules(langfuse_receiver: LangfuseReceiver) -> None:
     assert trace.session_id == "late"  # the last non-empty value written wins (v4)
     assert trace.user_id == "u"
     assert trace.name == "GET /chat"  # no langfuse.trace.name: the root span's name
-    assert trace.input is None  # v4 ignores langfuse.trace.input...
-    assert trace.input_v3 == "hi"  # ...which v3 reads
+    assert trace.input is None  # v4 ignores langfuse.trace.input
     session = langfuse_receiver.sessions()["late"]
     assert session.observations_in_session == 1  # only one span carries it itself
 
