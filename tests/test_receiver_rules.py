@@ -11,7 +11,6 @@ from langfuse_otel_sessions.testing import (
     LangfuseReceiver,
     TraceView,
     langfuse_receiver,
-    render_trace,
 )
 
 from .otlp_json import json_span, pairs, request_body
