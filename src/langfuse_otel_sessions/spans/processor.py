@@ -53,7 +53,6 @@ from ..sessions.context_slots import (
     PLANS,
     WITHHELD_REMOTE_ENTRIES,
     GeneratedIds,
-    marked,
 )
 from ..sessions.trace_attributes import Stamps, stamps_of
 from .memory import MEMORY, Request
@@ -260,8 +259,8 @@ class SessionSpanProcessor(SpanProcessor):
                 stamps = (*stamps, *self._stamps(withheld))
             else:
                 self._tell_about_remote(withheld)
-        if ids is not None and self._given_session_targets:
-            ids = marked(ids, generated)
+        if ids is not None and generated is not None and ids.session_id == generated:
+            ids = GeneratedIds(*ids)  # kept off the given-only keys
         attributes = {**self._id_attributes(ids), **dict(stamps)}
         keys = self._guarded.union(attributes)
         return _Plan(dict(entries), withheld, generated, ids, stamps, attributes, keys)  # type: ignore[arg-type]
