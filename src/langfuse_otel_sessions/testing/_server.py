@@ -20,14 +20,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH, is_loopback
+from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, is_loopback
 from ..export.coverage import Coverage
 from ._model import SessionView, TraceView, build_sessions, build_traces, coverage
 from ._otlp import InvalidRequest, ReceivedSpan, spans_of
 from ._page import SECURITY_HEADERS, page_answer
-from ._scores import event_errors, score_errors, stored_score
+from ._scores import event_errors, stored_score
 
-_ROUTES = {OTEL_TRACES_PATH: "traces", SCORES_PATH: "scores", INGESTION_PATH: "ingestion"}
+_ROUTES = {OTEL_TRACES_PATH: "traces", INGESTION_PATH: "ingestion"}
 _INGESTION_LIMIT = 3_500_000
 _INVALID = "Invalid request data"
 
@@ -194,8 +194,8 @@ class LangfuseReceiver:
         }
 
     def fail_next(self, route: str, *faults: Fault | int) -> None:
-        """Queue faults for the next requests on ``route`` (``"traces"``, ``"scores"`` or
-        ``"ingestion"``); an ``int`` is shorthand for ``Fault(status=...)``."""
+        """Queue faults for the next requests on ``route`` (``"traces"`` or ``"ingestion"``); an
+        ``int`` is shorthand for ``Fault(status=...)``."""
         if route not in self._faults:
             raise ValueError(f"route must be one of {sorted(self._faults)}")
         with self._lock:
@@ -280,8 +280,6 @@ class LangfuseReceiver:
                 self._check_auth(request.headers, request.route)
             if request.route == "traces":
                 status, answer = self._traces(request.headers, request.body, spans)
-            elif request.route == "scores":
-                status, answer = self._score(request.body, scores)
             else:
                 status, answer = self._ingestion(request.body, scores)
         except _Refused as refused:
@@ -305,15 +303,6 @@ class LangfuseReceiver:
         except InvalidRequest as error:
             raise _Refused(400, {"error": str(error)}) from None
         return (200, {"id": str(uuid.uuid4()), "status": "queued"}) if kept else (200, {})
-
-    def _score(self, body: bytes, kept: list[dict[str, Any]]) -> tuple[int, object]:
-        document = _strict_json(body)
-        errors = score_errors(document)
-        if errors:
-            raise _Refused(400, {"message": _INVALID, "error": errors})
-        score_id = document.get("id") or str(uuid.uuid4())
-        kept += filter(None, [stored_score({**document, "id": score_id})])
-        return 200, {"id": score_id}
 
     def _ingestion(self, body: bytes, kept: list[dict[str, Any]]) -> tuple[int, object]:
         """Refused as a whole only when too large, not JSON, or without a ``batch`` list; else
