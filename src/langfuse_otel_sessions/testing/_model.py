@@ -111,10 +111,6 @@ def _last(spans: Sequence[ReceivedSpan], read: Callable[[ReceivedSpan], T | None
     return next((value for value in map(read, reversed(spans)) if value), None)
 
 
-def _text(span: ReceivedSpan, key: str) -> str | None:
-    return rules.langfuse_text(span.attributes.get(key))
-
-
 def _with_resource(
     read: Callable[[Mapping[str, object], Mapping[str, object]], str | None],
 ) -> Callable[[ReceivedSpan], str | None]:
@@ -139,7 +135,7 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
         trace.timestamp = trace.spans[0].start_time_unix_nano
         trace.session_id = _last(spans, span_session_id)
         trace.user_id = _last(spans, lambda s: rules.user_id_of(s.attributes))
-        trace.name = _last(spans, lambda s: _text(s, rules.TRACE_NAME))
+        trace.name = _last(spans, lambda s: rules.langfuse_text(s.attributes.get(rules.TRACE_NAME)))
         roots = [span for span in spans if is_root(span)]
         if roots:
             root = roots[-1]

@@ -119,25 +119,20 @@ def page_answer(
     if path in FILES:
         name, content_type = FILES[path]
         return 200, content_type, (resources.files(__package__) / "page" / name).read_bytes()
-    if path not in ("/api/version", "/api/overview", "/api/session", "/api/trace"):
+    if path == "/api/version":
+        return 200, "application/json", json.dumps({"version": version}).encode()
+    if path not in ("/api/overview", "/api/session", "/api/trace"):
         return None
-    answer: dict[str, Any] | None = {}
-    if path != "/api/version":
-        traces, scores = received()
-        sessions = build_sessions(traces.values(), scores)
-        answer = _api(path, parse_qs(query).get("id", [""])[0], traces, sessions, scores)
+    answer = _api(path, parse_qs(query).get("id", [""])[0], *received())
     if answer is None:
         return 404, "application/json", b'{"message": "not received"}'
     return 200, "application/json", json.dumps({"version": version, **answer}).encode()
 
 
 def _api(
-    path: str,
-    wanted: str,
-    traces: Mapping[str, TraceView],
-    sessions: Mapping[str, SessionView],
-    scores: list[dict[str, Any]],
+    path: str, wanted: str, traces: Mapping[str, TraceView], scores: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
+    sessions = build_sessions(traces.values(), scores)
     if path == "/api/session" and wanted in sessions:
         turns = sessions[wanted].traces[-MAX_TRACES:]
         return _session_row(sessions[wanted]) | {

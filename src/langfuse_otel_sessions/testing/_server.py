@@ -65,11 +65,7 @@ class RecordedRequest:
 
 
 class _Refused(Exception):
-    """The request is answered ``status`` with ``payload``, and nothing is kept."""
-
-    def __init__(self, status: int, payload: dict[str, object]) -> None:
-        super().__init__(status, payload)
-        self.status, self.payload = status, payload
+    """``_Refused(status, payload)``: the request is answered so, and nothing is kept."""
 
 
 def _read_body(handler: BaseHTTPRequestHandler, headers: dict[str, str]) -> bytes:
@@ -93,16 +89,8 @@ def _read_body(handler: BaseHTTPRequestHandler, headers: dict[str, str]) -> byte
     return body
 
 
-def _strict_json(body: bytes) -> Any:  # noqa: ANN401 - any JSON document
-    """The document, else 400 as Langfuse answers it (``NaN`` and deep nesting included)."""
-
-    def refuse(constant: str) -> None:
-        raise ValueError(constant)
-
-    try:
-        return json.loads(body, parse_constant=refuse)
-    except (ValueError, RecursionError):
-        raise _Refused(400, {"message": _INVALID, "error": ["body is not JSON"]}) from None
+def _refuse_constant(constant: str) -> None:
+    raise ValueError(constant)  # NaN and Infinity are not JSON to Langfuse
 
 
 class LangfuseReceiver:
@@ -283,7 +271,7 @@ class LangfuseReceiver:
             else:
                 status, answer = self._ingestion(request.body, scores)
         except _Refused as refused:
-            status, answer, spans, scores = refused.status, refused.payload, [], []
+            (status, answer), spans, scores = refused.args, [], []
         self._record(replace(request, status=status), spans, scores)
         return status, answer
 
@@ -309,7 +297,10 @@ class LangfuseReceiver:
         207 with a result per event (a score Langfuse drops later still answers 201)."""
         if len(body) > _INGESTION_LIMIT:
             raise _Refused(413, {"message": "Request body too large"})
-        document = _strict_json(body)
+        try:  # NaN, and nesting too deep for the parser, refuse the whole batch
+            document = json.loads(body, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            raise _Refused(400, {"message": _INVALID, "error": ["body is not JSON"]}) from None
         batch = document.get("batch") if isinstance(document, dict) else None
         if not isinstance(batch, list):
             raise _Refused(400, {"message": _INVALID, "errors": ["batch must be a list"]})
@@ -318,14 +309,9 @@ class LangfuseReceiver:
             errors = event_errors(event)
             if errors:
                 event_id = event.get("id") if isinstance(event, dict) else None
-                failures.append(
-                    {
-                        "id": event_id if isinstance(event_id, str) else "unknown",
-                        "status": 400,
-                        "message": _INVALID,
-                        "error": "; ".join(errors),
-                    }
-                )
+                event_id = event_id if isinstance(event_id, str) else "unknown"
+                error = {"message": _INVALID, "error": "; ".join(errors)}
+                failures.append({"id": event_id, "status": 400, **error})
                 continue
             kept += filter(None, [stored_score({"id": str(uuid.uuid4()), **event["body"]})])
             successes.append({"id": event["id"], "status": 201})
@@ -344,7 +330,7 @@ class LangfuseReceiver:
             body = _read_body(handler, headers)
         except _Refused as refused:
             handler.close_connection = True  # the rest of the body is never read
-            return refused.status, refused.payload, {}
+            return (*refused.args, {})
         request = RecordedRequest(route, handler.path, headers, body, 0)
         with self._lock:
             self._arrivals += 1
