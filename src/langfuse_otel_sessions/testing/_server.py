@@ -22,8 +22,16 @@ from urllib.parse import urlsplit
 
 from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, is_loopback
 from ..export.coverage import Coverage
-from ._model import SessionView, TraceView, build_sessions, build_traces, coverage
-from ._otlp import InvalidRequest, ReceivedSpan, spans_of
+from ._model import (
+    InvalidRequest,
+    ReceivedSpan,
+    SessionView,
+    TraceView,
+    build_sessions,
+    build_traces,
+    coverage,
+    spans_of,
+)
 from ._page import SECURITY_HEADERS, page_answer
 from ._scores import event_errors, stored_score
 
