@@ -191,6 +191,7 @@ def score(**fields: Any) -> bytes:
         score(dataType="CATEGORICAL", value=3),
         score(dataType="TEXT", value="x" * 501),
         score(dataType="TEXT", value=""),
+        score(dataType=[]),  # not a crash
         score(value=True),
         score(id="a\rb"),
         score(id="x" * 801),

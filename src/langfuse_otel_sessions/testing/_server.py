@@ -38,6 +38,7 @@ from ._scores import event_errors, stored_score
 _ROUTES = {OTEL_TRACES_PATH: "traces", INGESTION_PATH: "ingestion"}
 _INGESTION_LIMIT = 3_500_000
 _INVALID = "Invalid request data"
+_JSON = {"Content-Type": "application/json"}
 
 #: The largest request body taken, on the wire and gunzipped (a 1 MB gzip bomb expands to
 #: gigabytes): more is answered 413.
@@ -351,7 +352,7 @@ class LangfuseReceiver:
             if fault.drop or fault.status is not None:
                 self._record(replace(request, status=fault.status or 0), [], [])
             if fault.drop:
-                return None
+                return None  # a reset: no answer at all
             if fault.status is not None:
                 extra = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
                 answer = fault.answer(body) if fault.answer else {"message": "scripted fault"}
@@ -397,24 +398,18 @@ def _handler(receiver: LangfuseReceiver) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             answer = receiver._post(self)
-            if answer is None:  # a reset: no answer at all
+            if answer is None:
                 linger = struct.pack("ii", 1, 0)
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
                 self.close_connection = True
                 self.connection.close()
                 return
             status, payload, extra = answer
-            self._send(
-                status, json.dumps(payload).encode(), {"Content-Type": "application/json", **extra}
-            )
+            self._send(status, json.dumps(payload).encode(), {**_JSON, **extra})
 
         def _not_allowed(self) -> None:
-            known = self.path.split("?")[0] in _ROUTES
-            self._send(
-                405 if known else 404,
-                b'{"message": "Method not allowed"}',
-                {"Content-Type": "application/json"},
-            )
+            status = 405 if self.path.split("?")[0] in _ROUTES else 404
+            self._send(status, b'{"message": "Method not allowed"}', _JSON)
 
         do_PUT = do_DELETE = do_PATCH = _not_allowed
 
