@@ -36,7 +36,6 @@ class ReceivedSpan:
     start_time_unix_nano: int = 0
     end_time_unix_nano: int = 0
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
-    status_code: int = 0
     #: The number of the request that brought the span (the receiver counts them from 1).
     batch: int = 0
 
@@ -81,7 +80,6 @@ def spans_of(body: bytes, batch: int = 0) -> list[ReceivedSpan]:
                         start_time_unix_nano=span.start_time_unix_nano,
                         end_time_unix_nano=span.end_time_unix_nano,
                         events=tuple((e.name, _attributes(e.attributes)) for e in span.events),
-                        status_code=span.status.code,
                         batch=batch,
                     )
                 )
@@ -101,12 +99,6 @@ def span_environment(span: ReceivedSpan) -> str:
 def span_tags(span: ReceivedSpan) -> tuple[str, ...]:
     """The tags one span writes (empty when none)."""
     return tuple(rules.tags_of(span.attributes))
-
-
-def span_io(span: ReceivedSpan) -> tuple[str | None, str | None]:
-    """The (input, output) Langfuse reads from one span, as text."""
-    read = rules.read_io(span.attributes, span.scope_name, span.events)
-    return rules.langfuse_text(read.input), rules.langfuse_text(read.output)
 
 
 def is_root(span: ReceivedSpan) -> bool:
@@ -209,11 +201,11 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
         trace.session_id = _last(spans, span_session_id)
         trace.user_id = _last(spans, lambda s: rules.user_id_of(s.attributes))
         trace.name = _last(spans, lambda s: rules.langfuse_text(s.attributes.get(rules.TRACE_NAME)))
-        roots = [span for span in spans if is_root(span)]
-        if roots:
-            root = roots[-1]
+        root = next((span for span in reversed(spans) if is_root(span)), None)
+        if root is not None:
             trace.name = trace.name or rules.observation_name(root.name, root.attributes)
-            trace.input, trace.output = span_io(root)
+            read = rules.read_io(root.attributes, root.scope_name, root.events)
+            trace.input, trace.output = map(rules.langfuse_text, (read.input, read.output))
             trace.metadata = rules.trace_metadata_of(root.attributes)
         trace.environment = (
             _last(spans, _with_resource(rules.environment_of)) or DEFAULT_ENVIRONMENT

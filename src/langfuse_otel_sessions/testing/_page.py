@@ -193,9 +193,8 @@ def _tree(spans: list[ReceivedSpan]) -> list[str]:
     ids = {span.span_id for span in spans}
     children: dict[str | None, list[ReceivedSpan]] = {}
     for span in spans:
-        children.setdefault(span.parent_span_id if span.parent_span_id in ids else None, []).append(
-            span
-        )
+        parent = span.parent_span_id if span.parent_span_id in ids else None
+        children.setdefault(parent, []).append(span)
     lines: list[str] = []
 
     def walk(parent: str | None, depth: int) -> None:
@@ -211,10 +210,8 @@ def _tree(spans: list[ReceivedSpan]) -> list[str]:
 
 def render_trace(trace: TraceView) -> list[str]:
     """A trace's heading (name, id, duration, input/output, trace attributes) and its span tree."""
-    start = min((span.start_time_unix_nano for span in trace.spans), default=0)
-    end = max((span.end_time_unix_nano for span in trace.spans), default=0)
-    heading = f'trace "{trace.name or "(no root span yet)"}" {trace.id[:8]}'
-    heading += f"  {duration(max(0, end - start))}"
+    took = duration(max(0, _end(trace) - trace.timestamp))
+    heading = f'trace "{trace.name or "(no root span yet)"}" {trace.id[:8]}  {took}'
     shown = {
         "input": None if trace.input is None else repr(trace.input),
         "output": None if trace.output is None else repr(trace.output),
