@@ -33,7 +33,7 @@ from ..boundary.trust import distrust_remote
 from ..boundary.web_input import cookie_values
 from ..environment import env_bool
 from ..errors import ConfigurationError
-from ..ids import TraceIds, id_problem, new_session_id
+from ..ids import TraceIds, id_problem, is_generated_session_id, new_session_id
 from ..sessions.context import scoped_context
 from ..sessions.context_slots import GeneratedIds, withheld_remote_entries, without_withheld
 from ..sessions.trace_attributes import entries_of, merged_tags, stamps_of
@@ -142,6 +142,10 @@ class SessionMiddlewareBase:
             if value is None or value == "":
                 continue
             problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
+            if problem is None and origin == "cookie" and self._generate:
+                if is_generated_session_id(value):
+                    return value  # type: ignore[no-any-return]  # a str: it matched
+                problem = "not an id this middleware issues"  # a client cannot choose one
             if problem is None:
                 return value  # type: ignore[no-any-return]  # id_problem proved it a str
             self._log.warning(
