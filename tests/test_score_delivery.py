@@ -13,8 +13,7 @@ from collections.abc import Iterator, Sequence
 import pytest
 
 import langfuse_otel_sessions.scores.sender as score_sender
-from langfuse_otel_sessions.export.config import INGESTION_PATH
-from langfuse_otel_sessions.export.destination import Route
+from langfuse_otel_sessions.export.config import INGESTION_PATH, Route
 from langfuse_otel_sessions.scores.model import Score, build_score
 from langfuse_otel_sessions.scores.sender import MAX_BATCH_BYTES, ScoreSender, encode_batch
 from langfuse_otel_sessions.testing import Fault, LangfuseReceiver, langfuse_receiver

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -108,6 +109,8 @@ FASTAPI_APP = (
     )
 )
 
+ROOT = Path(__file__).resolve().parent.parent
+
 
 def run_app(
     source: str, tmp_path: Path, receiver: LangfuseReceiver
@@ -116,7 +119,8 @@ def run_app(
     app.write_text(source)
     env = {
         "PATH": "",
-        "PYTHONPATH": str(Path(__file__).parent.parent),
+        # src first: the code under test, not the editable install's
+        "PYTHONPATH": os.pathsep.join(str(ROOT / part) for part in ("src", "")),
         "OTEL_TRACES_EXPORTER": "langfuse",
         "OTEL_METRICS_EXPORTER": "none",
         "OTEL_LOGS_EXPORTER": "none",

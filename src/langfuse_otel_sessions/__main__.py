@@ -13,7 +13,7 @@ import sys
 from collections.abc import Sequence
 from functools import partial
 
-from .export.urls import is_loopback
+from .export.config import is_loopback
 from .testing import LangfuseReceiver
 from .testing._page import batch_line
 

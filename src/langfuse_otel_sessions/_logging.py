@@ -11,9 +11,7 @@ logger = logging.getLogger("langfuse_otel_sessions")
 
 class RateLimitedLog:
     """Logs each message key at most once per ``interval`` seconds; counts what it held back.
-
-    Used on hot paths (span start, export, middleware) where a bad input may repeat per request.
-    """
+    For hot paths (span start, export, middleware) where bad input may repeat per request."""
 
     def __init__(self, interval: float = 60.0) -> None:
         self._interval = interval
@@ -32,12 +30,7 @@ class RateLimitedLog:
         self._log(logging.ERROR, key, message, args, exc_info=True)
 
     def _log(
-        self,
-        level: int,
-        key: str,
-        message: str,
-        args: tuple[object, ...],
-        exc_info: bool = False,
+        self, level: int, key: str, message: str, args: tuple[object, ...], exc_info: bool = False
     ) -> None:
         now = time.monotonic()
         with self._lock:
@@ -48,6 +41,5 @@ class RateLimitedLog:
             self._last[key] = now
             held_back = self._suppressed.pop(key, 0)
         if held_back:
-            message += " (%d similar messages suppressed)"
-            args = (*args, held_back)
+            message, args = message + " (%d similar messages suppressed)", (*args, held_back)
         logger.log(level, message, *args, exc_info=exc_info)

@@ -1,15 +1,9 @@
 """Which baggage keys carry session and user ids, and how a ``baggage`` header's keys decode.
 
-The one source of truth for the processor, ``session()``, the propagator guard, the
-``langfuse_baggage`` propagator and the middleware:
-
-* every :class:`~langfuse_otel_sessions.SessionSpanProcessor` registers the
-  :class:`IdKeys` it reads (weakly: a processor that is gone no longer counts);
-* :func:`known_keys` is what the rest consults, at call time, so the order in which processors,
-  guards and middlewares are built does not matter: the guarded keys are the default keys, the
-  keys named in the environment, and every live processor's keys;
-* :func:`member_key` decodes a baggage list-member's key exactly as OpenTelemetry's W3C
-  extractor does, so "is this a session key?" is answered the way OpenTelemetry will read it.
+The one source of truth for the processor, ``session()``, the guard and the middleware: each
+``SessionSpanProcessor`` registers the :class:`IdKeys` it reads (weakly), and :func:`known_keys`
+(the defaults, the environment's keys and every live processor's) is consulted at call time, so
+the order in which things are built does not matter.
 """
 
 from __future__ import annotations
@@ -26,7 +20,6 @@ from .attributes import (
     BAGGAGE_LANGFUSE_SESSION_ID,
     BAGGAGE_LANGFUSE_TRACE_ID,
     BAGGAGE_LANGFUSE_USER_ID,
-    BAGGAGE_TRACE_ATTRIBUTES,
     DEFAULT_SESSION_BAGGAGE_KEYS,
     DEFAULT_USER_BAGGAGE_KEYS,
     ENV_SESSION_BAGGAGE_KEYS,
@@ -40,13 +33,8 @@ from .environment import env_bool, env_keys, env_reader
 
 @dataclass(frozen=True)
 class IdKeys:
-    """How one reader (a :class:`SessionSpanProcessor`) takes ids from baggage and stamps them.
-
-    ``session`` / ``user``: baggage keys read in order (the first present one wins);
-    ``session_attributes`` / ``user_attributes``: span attributes it stamps the ids on;
-    ``given_session_attributes``: those of them stamped only with session ids that were given,
-    never with generated ones (``gen_ai.conversation.id`` under ``also_emit``).
-    """
+    """How one processor reads ids from baggage (``session``/``user``, first present wins) and
+    stamps them (``*_attributes``; ``given_session_attributes`` only for ids not generated)."""
 
     session: tuple[str, ...] = DEFAULT_SESSION_BAGGAGE_KEYS
     user: tuple[str, ...] = DEFAULT_USER_BAGGAGE_KEYS
@@ -55,47 +43,27 @@ class IdKeys:
     given_session_attributes: tuple[str, ...] = ()
     trust_remote: bool = False
 
-    @property
-    def session_write_key(self) -> str:
-        """The key ``session()`` writes for this reader: the Langfuse SDK's key
-        (``langfuse_session_id``) when the reader reads it, else its first key."""
-        return _write_key(self.session, BAGGAGE_LANGFUSE_SESSION_ID)
-
-    @property
-    def user_write_key(self) -> str:
-        """The key written for the user id (``langfuse_user_id`` when read, else the first)."""
-        return _write_key(self.user, BAGGAGE_LANGFUSE_USER_ID)
-
 
 def _write_key(keys: tuple[str, ...], preferred: str) -> str:
-    if preferred in keys or not keys:
-        return preferred
-    return keys[0]
-
-
-def is_langfuse_entry(key: object) -> bool:
-    """Whether the Langfuse SDK's span processor would stamp a baggage entry under ``key``
-    (decoded as OpenTelemetry decodes it): every ``langfuse_``-prefixed key — unknown ones
-    become ``langfuse.trace.metadata.<x>`` — except the ``langfuse_trace_id`` root claim."""
-    return (
-        isinstance(key, str)
-        and key.startswith(BAGGAGE_LANGFUSE_PREFIX)
-        and key != BAGGAGE_LANGFUSE_TRACE_ID
-    )
+    """The key ``session()`` writes for a reader: the Langfuse SDK's when read, else the first."""
+    return preferred if preferred in keys or not keys else keys[0]
 
 
 class GuardedKeys(frozenset[str]):
-    """Guarded baggage keys: the session/user keys and every key the Langfuse SDK would stamp
-    (:func:`is_langfuse_entry`: ``langfuse_tags``, ``langfuse_metadata_<k>``, ``langfuse_<x>``)."""
+    """The session/user keys, and every ``langfuse_<x>`` key the Langfuse SDK's processor would
+    stamp (all but the ``langfuse_trace_id`` root claim)."""
 
     __slots__ = ()
 
     def __contains__(self, key: object) -> bool:
-        return frozenset.__contains__(self, key) or is_langfuse_entry(key)
+        return frozenset.__contains__(self, key) or (
+            isinstance(key, str)
+            and key.startswith(BAGGAGE_LANGFUSE_PREFIX)
+            and key != BAGGAGE_LANGFUSE_TRACE_ID
+        )
 
     def isdisjoint(self, other: Iterable[object]) -> bool:
-        other = tuple(other)
-        return frozenset.isdisjoint(self, other) and not any(key in self for key in other)
+        return not any(key in self for key in other)
 
     def __or__(self, other: Set[str]) -> GuardedKeys:  # type: ignore[override]
         return GuardedKeys(frozenset.__or__(self, frozenset(other)))
@@ -103,15 +71,9 @@ class GuardedKeys(frozenset[str]):
 
 @dataclass(frozen=True)
 class KnownKeys:
-    """Everything the trust boundary and ``session()`` need to know about keys, at one moment.
-
-    ``reader``: the keys of the first live processor (else from the environment): what
-    :func:`~langfuse_otel_sessions.current_session_id` mirrors.
-    ``session`` / ``user``: every baggage key any reader takes an id from, defaults included.
-    ``session_writes`` / ``user_writes``: the keys ``session()`` writes, one per distinct reader.
-    ``session_attributes`` / ``user_attributes``: every span attribute a reader may stamp;
-    ``given_session_attributes``: those no reader stamps with a generated session id.
-    """
+    """The keys in force at one moment: ``reader``, the first live processor's (else the
+    environment's), which ``current_session_id()`` mirrors; the unions over every reader
+    (defaults included); and the keys ``session()`` writes, one per distinct reader."""
 
     reader: IdKeys
     session: frozenset[str]
@@ -124,17 +86,10 @@ class KnownKeys:
     guarded: GuardedKeys = field(init=False)
 
     def __post_init__(self) -> None:
-        guarded = GuardedKeys(self.session | self.user | BAGGAGE_TRACE_ATTRIBUTES.keys())
-        object.__setattr__(self, "guarded", guarded)
+        object.__setattr__(self, "guarded", GuardedKeys(self.session | self.user))
 
 
-#: The variables :func:`known_keys` / :func:`guarded_keys` depend on, read for their cache
-#: checks (several times a request: see benchmarks/middleware.py).
-_known_keys_variables = env_reader(
-    ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS, ENV_TRUST_REMOTE_BAGGAGE
-)
-_guarded_keys_variables = env_reader(ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS)
-
+_variables = env_reader(ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS, ENV_TRUST_REMOTE_BAGGAGE)
 _readers: weakref.WeakValueDictionary[int, IdKeys] = weakref.WeakValueDictionary()
 _order = itertools.count()
 _lock = threading.Lock()
@@ -143,8 +98,7 @@ _generation = 0
 
 
 def register_reader(keys: IdKeys) -> None:
-    """Count ``keys`` among the live readers for as long as the object exists (keep a
-    reference to it, as the processor does)."""
+    """Count ``keys`` among the live readers for as long as the object exists."""
     global _generation  # noqa: PLW0603 - the registry is process-wide by design
     with _lock:
         _readers[next(_order)] = keys
@@ -163,70 +117,52 @@ def readers() -> tuple[IdKeys, ...]:
         return tuple(keys for _, keys in sorted(_readers.items()))
 
 
-def environment_keys() -> IdKeys:
-    """The keys a processor built now without arguments would read."""
-    return IdKeys(
-        session=env_keys(ENV_SESSION_BAGGAGE_KEYS, DEFAULT_SESSION_BAGGAGE_KEYS),
-        user=env_keys(ENV_USER_BAGGAGE_KEYS, DEFAULT_USER_BAGGAGE_KEYS),
-        trust_remote=env_bool(ENV_TRUST_REMOTE_BAGGAGE, False),
-    )
-
-
 def known_keys() -> KnownKeys:
-    """The keys in force now: live readers, the environment's keys and the defaults.
-
-    Cheap on repeat calls (cached until a reader comes or goes or the environment changes).
-    """
+    """The keys in force now (cached until a reader comes or goes or the environment changes)."""
     global _cache  # noqa: PLW0603 - a process-wide cache of the registry
-    stamp = (_generation, _known_keys_variables())
+    stamp = (_generation, _variables())
     cached = _cache
     if cached is not None and cached[0] == stamp:
         return cached[1]
     live = readers()
-    environment = environment_keys()
+    environment = IdKeys(
+        session=env_keys(ENV_SESSION_BAGGAGE_KEYS, DEFAULT_SESSION_BAGGAGE_KEYS),
+        user=env_keys(ENV_USER_BAGGAGE_KEYS, DEFAULT_USER_BAGGAGE_KEYS),
+        trust_remote=env_bool(ENV_TRUST_REMOTE_BAGGAGE, False),
+    )
     writers = live or (environment,)
     every = (*live, environment, IdKeys())
+
+    def union(field: str) -> frozenset[str]:
+        return frozenset(key for keys in every for key in getattr(keys, field))
+
     known = KnownKeys(
         reader=replace(live[0]) if live else environment,  # a copy: the cache keeps no reader alive
-        session=frozenset(key for keys in every for key in keys.session),
-        user=frozenset(key for keys in every for key in keys.user),
-        session_writes=tuple(dict.fromkeys(keys.session_write_key for keys in writers)),
-        user_writes=tuple(dict.fromkeys(keys.user_write_key for keys in writers)),
-        session_attributes=frozenset(key for keys in every for key in keys.session_attributes),
-        user_attributes=frozenset(key for keys in every for key in keys.user_attributes),
-        given_session_attributes=frozenset(
-            key for keys in every for key in keys.given_session_attributes
+        session=union("session"),
+        user=union("user"),
+        session_writes=tuple(
+            dict.fromkeys(_write_key(keys.session, BAGGAGE_LANGFUSE_SESSION_ID) for keys in writers)
         ),
+        user_writes=tuple(
+            dict.fromkeys(_write_key(keys.user, BAGGAGE_LANGFUSE_USER_ID) for keys in writers)
+        ),
+        session_attributes=union("session_attributes"),
+        user_attributes=union("user_attributes"),
+        given_session_attributes=union("given_session_attributes"),
     )
     _cache = (stamp, known)
     return known
 
 
-_guarded_cache: tuple[object, frozenset[str]] | None = None
-
-
 def guarded_keys() -> frozenset[str]:
-    """Every baggage key the boundary withholds from remote baggage (see :func:`known_keys`).
-
-    On every request's ``extract``: cached on the two environment variables it depends on."""
-    global _guarded_cache  # noqa: PLW0603 - a process-wide cache of the registry
-    stamp = (_generation, _guarded_keys_variables())
-    cached = _guarded_cache
-    if cached is not None and cached[0] == stamp:
-        return cached[1]
-    guarded = known_keys().guarded
-    _guarded_cache = (stamp, guarded)
-    return guarded
+    """Every baggage key the boundary withholds from remote baggage."""
+    return known_keys().guarded
 
 
 def member_key(member: str) -> str | None:
-    """The key OpenTelemetry's W3C baggage extractor reads from one list-member of a
-    ``baggage`` header, or ``None`` when it reads none (no ``=``).
-
-    OpenTelemetry strips spaces and tabs, percent-decodes with ``unquote_plus`` (so ``%2E`` is
-    ``.`` and ``+`` a space), then strips whitespace: ``session%2Eid``, ``session.id+`` and
-    `` session.id`` are all ``session.id``.
-    """
+    """The key OpenTelemetry's W3C extractor reads from one list-member of a ``baggage`` header
+    (``None``: no ``=``): spaces and tabs stripped, ``unquote_plus``, stripped again, so
+    ``session%2Eid``, ``session.id+`` and `` session.id`` are all ``session.id``."""
     name, separator, _ = member.partition("=")
     if not separator:
         return None
@@ -241,9 +177,7 @@ def member_value(member: str) -> str:
 
 
 def split_members(header: str) -> list[str]:
-    """The list-members of a ``baggage`` header, as OpenTelemetry splits them (on commas;
-    the spaces and tabs around each comma are stripped by :func:`member_key` and the value
-    decoding alike)."""
+    """The list-members of a ``baggage`` header, as OpenTelemetry splits them."""
     return header.split(",")
 
 

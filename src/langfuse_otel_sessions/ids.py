@@ -1,8 +1,7 @@
 """The rule for session and user ids, and Langfuse's for environment names, stated once.
 
-An id is stamped or sent only when it is a non-empty ``str`` of at most ``max_length``
-characters (default 200, the limit the Langfuse SDKs apply) with no control character
-(Unicode category Cc: C0, DEL, C1) and no lone surrogate (bytes that were not UTF-8).
+An id is a non-empty ``str`` of at most ``max_length`` characters (200, the Langfuse SDKs'
+limit) with no control character (C0, DEL, C1) and no lone surrogate (bytes not UTF-8).
 """
 
 from __future__ import annotations
@@ -49,10 +48,7 @@ def id_problem(value: object, max_length: int) -> str | None:
 
 
 def check_id(value: object, max_length: int, what: str = "session id") -> str:
-    """Return ``value`` if it is a valid id, else raise :class:`InvalidIdError`.
-
-    The message says what is wrong without echoing a possibly huge or hostile value.
-    """
+    """``value`` if it is a valid id, else :class:`InvalidIdError` (never echoing the value)."""
     problem = id_problem(value, max_length)
     if problem is not None:
         raise InvalidIdError(f"invalid {what}: {problem}")

@@ -85,7 +85,7 @@ def coverage_of(spans: Iterable[tuple[str, Mapping[str, object]]]) -> Coverage:
     for scope, attributes in spans:
         names = _READ_KEYS.intersection(attributes)
         tokens = usage_tokens(attributes, names) if names else 0
-        missing = _missing_session(attributes, names)
+        missing = not names or _missing_session(attributes, names)
         counts = scopes.setdefault(scope, [0, 0, 0, 0])
         counts[0] += 1
         counts[1] += missing

@@ -4,8 +4,8 @@ The mapping of :mod:`langfuse_otel_sessions.export.mapping` is applied to copies
 which are encoded by :mod:`.encoder` (the bytes OpenTelemetry's OTLP encoder would make, at a
 fraction of its cost), compressed as :mod:`.compression` says (gzip level 2 by default), and
 sent by :mod:`.http` (``requests``; one deadline per export, no redirects, capped reads) with
-the OTLP exporter's retry policy (:mod:`.retry`). Where the spans go, and with which headers, is
-decided by :mod:`.destination`.
+the OTLP exporter's retry policy. Where the spans go, and with which headers, is decided by
+:mod:`.config`.
 """
 
 from __future__ import annotations
@@ -29,14 +29,19 @@ from ..errors import ConfigurationError
 from ..ids import TraceIds
 from ..spans.memory import MEMORY, LateSessionHold
 from .compression import body_compression
-from .config import resolve_langfuse_config
+from .config import (
+    INGESTION_VERSION,
+    INGESTION_VERSION_HEADER,
+    announce,
+    header_problem,
+    merged,
+    resolve_langfuse_config,
+    span_route,
+)
 from .coverage import Coverage, CoverageMonitor
-from .destination import INGESTION_VERSION, INGESTION_VERSION_HEADER, announce, span_route
 from .encoder import SpanEncoder
-from .http import HttpClient, Reply
-from .http_headers import header_problem, merged
+from .http import HttpClient, Reply, otlp_policy, post_with_retries
 from .mapping import map_spans
-from .retry import otlp_policy, post_with_retries
 from .span_filter import ExportSpans, keep, span_predicate
 
 __all__ = ["INGESTION_VERSION", "INGESTION_VERSION_HEADER", "ExportStats", "LangfuseSpanExporter"]

@@ -73,7 +73,8 @@ def configure(
 
 
 def _carry_context_into_threads() -> None:
-    """Threads carry the context (and session) with OpenTelemetry's threading instrumentation."""
+    """Threads carry the context (and the session) with OpenTelemetry's threading
+    instrumentation."""
     try:
         from opentelemetry.instrumentation.threading import ThreadingInstrumentor  # noqa: PLC0415 - optional
     except ImportError:

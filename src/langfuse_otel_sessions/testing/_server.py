@@ -20,9 +20,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH
+from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH, is_loopback
 from ..export.coverage import Coverage
-from ..export.urls import is_loopback
 from ._model import SessionView, TraceView, build_sessions, build_traces, coverage
 from ._otlp import InvalidRequest, ReceivedSpan, spans_of
 from ._page import SECURITY_HEADERS, page_answer
