@@ -141,7 +141,7 @@ class SessionMiddlewareBase:
             problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
             if problem is None and origin == "cookie" and self._generate:
                 if is_generated_session_id(value):
-                    return value  # type: ignore[no-any-return]  # a str: it matched
+                    return value
                 problem = "not an id this middleware issues"  # a client cannot choose one
             if problem is None:
                 return value  # id_problem proved it a str
