@@ -1,5 +1,5 @@
-"""Two warnings, each once per process, checked where a session is written (never per span):
-no ``SessionSpanProcessor`` exists, or the global propagator would send our entries unfiltered."""
+"""Two warnings, once per process, checked where a session is written: no processor exists, or
+the global propagator would send our entries unfiltered."""
 
 from __future__ import annotations
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import baggage
@@ -60,26 +61,15 @@ def scoped_context(
     return with_new_plans(context)  # the processor works out once what its spans get
 
 
+@dataclass(eq=False)  # identity: one scope may be entered many times at once
 class SessionScope:
     """What :func:`session` returns: a context manager (sync and async) and a decorator."""
 
-    __slots__ = ("__weakref__", "attributes", "generated", "root", "session_id", "user_id")
-
-    def __init__(
-        self,
-        session_id: str,
-        user_id: str | None,
-        root: Root = None,
-        attributes: Mapping[str, str] | None = None,
-        *,
-        generated: bool = False,
-    ) -> None:
-        self.session_id, self.user_id, self.generated = session_id, user_id, generated
-        self.attributes = dict(attributes or {})  # trace-attribute baggage entries
-        self.root = root
-
-    def __repr__(self) -> str:
-        return f"SessionScope(session_id={self.session_id!r}, user_id={self.user_id!r})"
+    session_id: str
+    user_id: str | None
+    root: Root = field(default=None, repr=False)
+    attributes: Mapping[str, str] = field(default_factory=dict, repr=False)  # baggage entries
+    generated: bool = field(default=False, repr=False, kw_only=True)
 
     def context(self, parent: Context | None = None) -> Context:
         """This scope's OTel context, derived from ``parent`` (default: the current one)."""
