@@ -327,15 +327,14 @@ def test_completeness_across_batches_for_a_server_span_started_before_the_sessio
     pipeline.flush()
     view = langfuse_receiver.sessions()["late-session"]
     assert {s.name for s in view.spans} == {"POST /chat", "auth", "llm"}  # the whole trace
-    # "auth" ended before anyone knew the session: the exporter held it until the session was
-    # known (docs/sessions.md, late sessions); the server span, exported last, gets it from what
-    # the exporter saw of its request.
-    assert view.observations_in_session == 3
+    # "auth" left before anyone knew the session: it is sent as it is; the server span,
+    # exported last, gets it from what the exporter saw of its request.
+    assert view.observations_in_session == 2
     (trace,) = view.traces
     assert trace.span("POST /chat").attributes["langfuse.session.id"] == "late-session"
 
 
-def test_root_io_shows_on_both_server_generations(
+def test_root_trace_io_shows_as_the_root_observation_s(
     direct: Pipeline, langfuse_receiver: LangfuseReceiver
 ) -> None:
     with direct.tracer.start_as_current_span("root") as root:
@@ -343,5 +342,4 @@ def test_root_io_shows_on_both_server_generations(
         root.set_attribute("langfuse.trace.output", "answer")
     direct.flush()
     (trace,) = langfuse_receiver.traces().values()
-    assert (trace.input, trace.output) == ("question", "answer")  # v4
-    assert (trace.input_v3, trace.output_v3) == ("question", "answer")  # v3
+    assert (trace.input, trace.output) == ("question", "answer")

@@ -9,6 +9,7 @@ import weakref
 from collections.abc import Callable, Mapping
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from ..attributes import DEFAULT_MAX_ID_LENGTH
@@ -16,11 +17,11 @@ from ..errors import ConfigurationError, InvalidScoreError
 from ..export.config import INGESTION_PATH, announce, direct_route, resolve_langfuse_config
 from ..export.http import display_url
 from ..ids import check_id
+from ..sessions.context import current_session_id, current_user_id
 from ..sessions.session import Session, score_with
 from ..spans.sampler import SessionSampler
 from .events import add_score_events
-from .model import Score, build_score, stable_score_id
-from .sampling import global_session_sampler, sampled_out
+from .model import build_score, stable_score_id
 from .sender import DEFAULT_MAX_QUEUE_BYTES, ScoreSender, SenderStats
 
 P = ParamSpec("P")
@@ -37,20 +38,36 @@ def _trace_hex(value: int | str, bits: int, name: str) -> str:
     raise InvalidScoreError(f"{name} must be an OpenTelemetry id (int) or a non-empty string")
 
 
-#: Session ids found valid (bounded: cleared when full): a session is scored again and again.
-_VALID_SESSION_IDS: set[str] = set()
-_VALID_CACHE_SIZE = 4096
+@functools.lru_cache(maxsize=4096)  # a session is scored again and again; errors are not kept
+def _checked_session_id(session_id: str) -> str:
+    return check_id(session_id, DEFAULT_MAX_ID_LENGTH)
 
 
-def _session_id(session_or_id: Session | str) -> str:
-    session_id = Session.get_id(session_or_id)
-    if session_id in _VALID_SESSION_IDS:
-        return session_id
-    check_id(session_id, DEFAULT_MAX_ID_LENGTH)
-    if len(_VALID_SESSION_IDS) >= _VALID_CACHE_SIZE:
-        _VALID_SESSION_IDS.clear()
-    _VALID_SESSION_IDS.add(session_id)
-    return session_id
+#: The global tracer provider's session sampler (or ``None``), once a provider is set (once
+#: per process; its sampler never changes).
+_global_sampler: list[SessionSampler | None] = []
+
+
+def _global_session_sampler() -> SessionSampler | None:
+    if _global_sampler:
+        return _global_sampler[0]
+    provider = trace.get_tracer_provider()
+    sampler = getattr(provider, "sampler", None)
+    found = sampler if isinstance(sampler, SessionSampler) else None
+    if not isinstance(provider, trace.ProxyTracerProvider):
+        _global_sampler.append(found)
+    return found
+
+
+def _sampled_out(sampler: SessionSampler, session_id: str) -> bool:
+    """Whether ``sampler`` drops the session. Inside its scope a kept span says it is kept,
+    and the user is known; if a user rule might keep it and the user is unknown: send."""
+    user_id = None
+    if current_session_id() == session_id:
+        if trace.get_current_span().get_span_context().trace_flags.sampled:
+            return False
+        user_id = current_user_id()
+    return sampler.keeps_session(session_id, user_id) is False
 
 
 def score_id(session_or_id: Session | str, name: str, key: str) -> str:
@@ -80,7 +97,7 @@ class ScoreClient:
         route = direct_route(config, INGESTION_PATH, {})
         #: Langfuse's base URL (userinfo scrubbed).
         self.base_url = display_url(config.base_url)
-        self._sampler = sampler
+        self._sampler = sampler if isinstance(sampler, SessionSampler) else None
         self._sender = ScoreSender(route, timeout=timeout, max_queue_bytes=max_queue_bytes)
         # Collected or not, a client's thread ends once what it queued is sent.
         weakref.finalize(self, self._sender.close)
@@ -109,14 +126,18 @@ class ScoreClient:
     ) -> str:
         """Score a whole session; returns the score id. Raises ``ValueError`` subclasses for
         anything Langfuse would reject, before anything is queued."""
-        session_id = _session_id(session_or_id)
-        fields = (name, value, string_value, data_type, comment, id, config_id, metadata)
-        score = build_score({"sessionId": session_id}, *fields)
-        sampler = global_session_sampler() if self._sampler is None else self._sampler
-        if isinstance(sampler, SessionSampler) and sampled_out(sampler, session_id):
+        session_id = _checked_session_id(Session.get_id(session_or_id))
+        target = {"sessionId": session_id}
+        score = build_score(
+            target, name, value, string_value, data_type, comment, id, config_id, metadata
+        )
+        sampler = self._sampler or _global_session_sampler()
+        if sampler is not None and _sampled_out(sampler, session_id):
             self._sender.count_sampled_out()
-            return score.id
-        return self._emit(score)
+        else:
+            add_score_events(score)
+            self._sender.submit(score)
+        return score.id
 
     def score_trace(
         self,
@@ -136,11 +157,9 @@ class ScoreClient:
         target = {"traceId": _trace_hex(trace_id, 128, "trace_id")}
         if observation_id is not None:
             target["observationId"] = _trace_hex(observation_id, 64, "observation_id")
-        fields = (name, value, string_value, data_type, comment, id, config_id, metadata)
-        score = build_score(target, *fields)
-        return self._emit(score)
-
-    def _emit(self, score: Score) -> str:
+        score = build_score(
+            target, name, value, string_value, data_type, comment, id, config_id, metadata
+        )
         add_score_events(score)
         self._sender.submit(score)
         return score.id

@@ -4,6 +4,9 @@ backends (Langfuse stores none): ``langfuse.score`` and OpenTelemetry's GenAI
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from opentelemetry import trace
 
 from .._logging import logger
@@ -18,12 +21,17 @@ from ..attributes import (
 )
 from .model import Score
 
-_LANGFUSE_FIELDS = (
-    ("sessionId", "langfuse.score.session_id"),
-    ("traceId", "langfuse.score.trace_id"),
-    ("observationId", "langfuse.score.observation_id"),
-    ("comment", "langfuse.score.comment"),
-)
+#: Body field -> the ``langfuse.score.*`` attribute it gives, when present.
+_LANGFUSE_KEYS = {
+    "id": "id",
+    "name": "name",
+    "value": "value",
+    "dataType": "data_type",
+    "sessionId": "session_id",
+    "traceId": "trace_id",
+    "observationId": "observation_id",
+    "comment": "comment",
+}
 
 Attributes = dict[str, "str | float | int"]
 
@@ -32,24 +40,7 @@ def _short(value: str | float | int) -> str | float | int:
     return value[:MAX_SCORE_EVENT_TEXT] if isinstance(value, str) else value
 
 
-def langfuse_score_attributes(score: Score) -> Attributes:
-    """The ``langfuse.score`` event's attributes."""
-    body = score.body
-    attributes: Attributes = {
-        "langfuse.score.id": _short(score.id),
-        "langfuse.score.name": _short(body["name"]),
-        "langfuse.score.value": _short(body["value"]),
-        "langfuse.score.data_type": body["dataType"],
-    }
-    for key, attribute in _LANGFUSE_FIELDS:
-        if key in body:
-            attributes[attribute] = _short(body[key])
-    return attributes
-
-
-def evaluation_attributes(score: Score) -> Attributes:
-    """The ``gen_ai.evaluation.result`` event's attributes."""
-    body = score.body
+def _evaluation_attributes(body: Mapping[str, Any]) -> Attributes:
     data_type, value = body["dataType"], body["value"]
     attributes: Attributes = {GEN_AI_EVALUATION_NAME: _short(body["name"])}
     if data_type in ("NUMERIC", "BOOLEAN"):
@@ -58,9 +49,7 @@ def evaluation_attributes(score: Score) -> Attributes:
         attributes[GEN_AI_EVALUATION_SCORE_LABEL] = "true" if value else "false"
     elif data_type == "CATEGORICAL":
         attributes[GEN_AI_EVALUATION_SCORE_LABEL] = _short(value)
-    explanation = body.get("comment")
-    if explanation is None and data_type == "TEXT":
-        explanation = value
+    explanation = body.get("comment", value if data_type == "TEXT" else None)
     if explanation is not None:
         attributes[GEN_AI_EVALUATION_EXPLANATION] = _short(explanation)
     return attributes
@@ -72,7 +61,13 @@ def add_score_events(score: Score) -> None:
         span = trace.get_current_span()
         if not span.is_recording():
             return
-        span.add_event(SCORE_EVENT, langfuse_score_attributes(score))
-        span.add_event(GEN_AI_EVALUATION_EVENT, evaluation_attributes(score))
+        body = score.body
+        ours = {
+            f"langfuse.score.{key}": _short(body[field])
+            for field, key in _LANGFUSE_KEYS.items()
+            if field in body
+        }
+        span.add_event(SCORE_EVENT, ours)
+        span.add_event(GEN_AI_EVALUATION_EVENT, _evaluation_attributes(body))
     except Exception:  # noqa: BLE001 - the score is queued whatever happens to the events
         logger.debug("Could not add the score events to the current span", exc_info=True)

@@ -64,7 +64,7 @@ os.register_at_fork(after_in_child=_new_prefix)
 
 def new_score_id() -> str:
     """16 random hex characters per process and a counter: unique like a UUID, far cheaper."""
-    return f"{_prefix}{next(_counter):016x}"
+    return _prefix + str(next(_counter))
 
 
 def stable_score_id(target_id: str, name: str, key: str) -> str:
@@ -112,9 +112,10 @@ def _typed_value(
         raise InvalidScoreError("give either value or string_value, not both")
     if data_type is None:
         data_type = _inferred_type(value, string_value)
-    elif not isinstance(data_type, str) or data_type.upper() not in DATA_TYPES:
+    elif isinstance(data_type, str) and data_type.upper() in DATA_TYPES:
+        data_type = data_type.upper()
+    else:
         raise InvalidScoreError(f"data_type must be one of {', '.join(sorted(DATA_TYPES))}")
-    data_type = data_type.upper()
     if data_type == "NUMERIC":
         number = _json_number(value)
         if number is None:
@@ -133,40 +134,29 @@ def _typed_value(
     return data_type, text
 
 
-class _NotJson(Exception):
-    """Metadata that is not plain JSON: the reason, and the path to it (built on the way out)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.path: list[str] = []
-
-
-def _json_copy(value: object, depth: int) -> object:
+def _json_copy(value: object, path: str, depth: int) -> object:
     """A copy of ``value`` made of dicts, lists, str, finite numbers, bools and ``None``."""
     if value is None or isinstance(value, (str, bool)):
         return value
     if isinstance(value, (int, float)):
         number = _json_number(value)
-        if number is None:
-            raise _NotJson("a number that is not finite or beyond a double's range")
-        return number
-    if not isinstance(value, (Mapping, list, tuple)):
-        raise _NotJson(f"a value of type {type(value).__name__}, which is not JSON")
-    if depth >= MAX_METADATA_DEPTH:
-        raise _NotJson(f"nested deeper than {MAX_METADATA_DEPTH} levels (or refers to itself)")
-    items = list(value.items()) if isinstance(value, Mapping) else list(enumerate(value))
-    copy: dict[str, object] = {}
-    for key, item in items:
-        step = key if isinstance(key, str) else f"[{key}]"
-        if isinstance(value, Mapping) and not isinstance(key, str):
-            raise _NotJson(f"a key that is not a string ({type(key).__name__})")
-        try:
-            copy[step] = _json_copy(item, depth + 1)
-        except _NotJson as error:
-            error.path.append(step)
-            raise
-    return copy if isinstance(value, Mapping) else list(copy.values())
+        if number is not None:
+            return number
+        problem = "a number that is not finite or beyond a double's range"
+    elif not isinstance(value, (Mapping, list, tuple)):
+        problem = f"a value of type {type(value).__name__}, which is not JSON"
+    elif depth >= MAX_METADATA_DEPTH:
+        problem = f"nested deeper than {MAX_METADATA_DEPTH} levels (or refers to itself)"
+    elif not isinstance(value, Mapping):
+        return [_json_copy(item, f"{path}[{i}]", depth + 1) for i, item in enumerate(value)]
+    elif all(isinstance(key, str) for key in value):
+        return {
+            key: _json_copy(item, f"{path}.{key}" if path else key, depth + 1)
+            for key, item in list(value.items())
+        }
+    else:
+        problem = "a key that is not a string"
+    raise InvalidScoreError(f"metadata is not plain JSON at {path or 'metadata'!r}: {problem}")
 
 
 def _frozen_metadata(metadata: object) -> tuple[object, int]:
@@ -174,11 +164,10 @@ def _frozen_metadata(metadata: object) -> tuple[object, int]:
     if not isinstance(metadata, Mapping):
         raise InvalidScoreError("metadata must be a mapping")
     try:
-        copy = _json_copy(metadata, 0)
+        copy = _json_copy(metadata, "", 0)
         return copy, len(encode_json(copy).encode())
-    except _NotJson as error:
-        where = ".".join(reversed(error.path)).replace(".[", "[") or "metadata"
-        message = f"metadata is not plain JSON at {where!r}: {error.reason}"
+    except InvalidScoreError:
+        raise
     except UnicodeEncodeError:
         message = "a string of the metadata is not valid Unicode"
     except Exception as error:  # noqa: BLE001 - changed while read, a mapping that raises
@@ -215,18 +204,19 @@ def build_score(  # noqa: PLR0917 - the score's fields, positional: the call is 
     body["name"] = name
     body["value"] = resolved_value
     body["dataType"] = resolved_type
-    for key, field in (("comment", comment), ("configId", config_id)):
-        if field is not None:
+    if comment is not None or config_id is not None:  # rare: the common call skips the loop
+        for key, field in (("comment", comment), ("configId", config_id)):
+            if field is None:
+                continue
             if not isinstance(field, str):
                 raise InvalidScoreError(f"{key} must be a string")
             body[key] = field
             size += _utf8_size(field)
-    if resolved_type == "CORRECTION" and "sessionId" in body:
+    if resolved_type == "CORRECTION" and ("sessionId" in body or config_id is not None):
         raise InvalidScoreError(
-            "Langfuse drops CORRECTION scores on sessions: score a trace or an observation"
+            "a CORRECTION score goes on a trace or an observation (Langfuse drops CORRECTION "
+            "scores on sessions), without config_id"
         )
-    if resolved_type == "CORRECTION" and config_id is not None:
-        raise InvalidScoreError("a CORRECTION score takes no config_id")
     if metadata is not None:
         body["metadata"], metadata_size = _frozen_metadata(metadata)
         size += metadata_size

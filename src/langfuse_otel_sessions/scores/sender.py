@@ -105,8 +105,7 @@ class ScoreSender:
         self._thread: threading.Thread | None = None
         self._idle = False  # the thread waits for work
         self._closing = False  # no more scores taken
-        self._stopped = False  # shutdown() was called
-        self._abort = threading.Event()
+        self._abort = threading.Event()  # set by shutdown()
         self._unsent = 0  # dropped, refused or given up since the last flush()
         self._batch = 0  # which batch is in hand; shutdown() moves it on when it gives up
 
@@ -182,12 +181,9 @@ class ScoreSender:
     def shutdown(self, timeout: float | None = None) -> bool:
         """Deliver what is queued within ``timeout``, then stop; what is left is counted as
         failed and logged. Idempotent."""
-        with self._lock:
-            already = self._stopped
-            self._stopped = self._closing = True
-            self._has_work.notify()
-        if already:
-            return not self._queue
+        if self._abort.is_set():  # shut down already
+            return True
+        self.close()
         bound = self.policy.deadline if timeout is None else timeout
         self._wait_drained(time.monotonic() + bound)
         self._abort.set()  # cuts a retry wait short

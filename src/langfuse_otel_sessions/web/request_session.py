@@ -32,7 +32,7 @@ from ..boundary.trust import distrust_remote
 from ..boundary.web_input import cookie_values
 from ..environment import env_bool
 from ..errors import ConfigurationError
-from ..ids import TraceIds, id_problem, new_session_id
+from ..ids import TraceIds, id_problem, is_generated_session_id, new_session_id
 from ..sessions.context import scoped_context
 from ..sessions.context_slots import GeneratedIds, withheld_remote_entries, without_withheld
 from ..sessions.trace_attributes import entries_of, merged_tags, stamps_of
@@ -44,6 +44,7 @@ _MAX_BAGGAGE_BYTES = 8192  # OpenTelemetry ignores a longer baggage header (W3C'
 _NONE: Mapping[str, str] = MappingProxyType({})
 
 IdFromRequest = Callable[[Any], "str | None"]
+_Headers = Mapping[str, str]  # lower-case name (or cookie name) -> value
 
 
 class Decision(NamedTuple):
@@ -120,29 +121,29 @@ class SessionMiddlewareBase:
         self._known = (keys_generation(), known_keys())  # the environment's keys: read once
 
     def _id(
-        self,
-        what: str,
-        source: tuple[Any, str | None, str | None],
-        request: object,
-        headers: Mapping[str, str],
-        cookies: Mapping[str, str],
+        self, what: str, source: tuple[Any, ...], request: object, found: tuple[_Headers, _Headers]
     ) -> str | None:
         """The first valid id of a source: its callable, header, cookie; never raises."""
-        from_request, header, cookie = source
-        for origin in ("callable", "header", "cookie"):
+        (from_request, header, cookie), (headers, cookies) = source, found
+        values = [
+            ("header", header and headers.get(header)),
+            ("cookie", cookie and cookies.get(cookie)),
+        ]
+        if from_request is not None:
             try:
-                if origin == "callable":
-                    value = from_request and from_request(request)
-                else:
-                    value = headers.get(header) if origin == "header" else cookies.get(cookie)  # type: ignore[arg-type]
+                values.insert(0, ("callable", from_request(request)))
             except Exception:  # noqa: BLE001 - a user callable must not break the request
                 self._log.exception(f"{what}-callable", "The %s_from callable raised", what)
-                continue
+        for origin, value in values:
             if value is None or value == "":
                 continue
             problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
+            if problem is None and origin == "cookie" and self._generate:
+                if is_generated_session_id(value):
+                    return value
+                problem = "not an id this middleware issues"  # a client cannot choose one
             if problem is None:
-                return value  # type: ignore[no-any-return]  # id_problem proved it a str
+                return value  # id_problem proved it a str
             self._log.warning(
                 f"invalid-{what}-{origin}",
                 "Ignoring the %s id from the %s: %s",
@@ -181,8 +182,8 @@ class SessionMiddlewareBase:
             generation, known = self._known = (keys_generation(), known_keys())
         cookie_header = headers.get("cookie")
         cookies = cookie_values(cookie_header, self._cookie_names) if cookie_header else _NONE
-        session_id = self._id("session", self._session, request, headers, cookies)
-        user_id = self._id("user", self._user, request, headers, cookies) if self._user else None
+        session_id = self._id("session", self._session, request, (headers, cookies))
+        user_id = self._id("user", self._user, request, (headers, cookies)) if self._user else None
         new = session_id is None and self._generate
         if new:
             session_id = new_session_id()
@@ -300,13 +301,13 @@ class SessionMiddlewareBase:
         the decided ones set; the request's memory corrected likewise."""
         known, ids, borne = facts.known, facts.ids, facts.borne
         existing: Mapping[str, object] = getattr(span, "attributes", None) or _NONE
-        span_id = span.get_span_context().span_id
+        span_context = span.get_span_context()
         forged = {} if self._trusted else {k: v for k, v in borne.items() if _is_trace_key(k)}
         stamped: dict[str, object] = {}
         if facts.attributes or forged:
             stamped = self._trace_stamps(existing, facts, forged)
             if forged:  # the processor may have remembered them for the request's other spans
-                MEMORY.correct_attributes(span_id, stamps_of(baggage.get_all(context), []))
+                MEMORY.correct_attributes(span_context, stamps_of(baggage.get_all(context), []))
         parent = getattr(span, "parent", None)
         remote = parent is not None and parent.is_remote
         brought = {value for values in borne.values() for value in values}
@@ -335,7 +336,7 @@ class SessionMiddlewareBase:
                 span.set_attribute(key, value)  # type: ignore[arg-type]
         if corrected:  # the processor's request memory learnt the old ids from this span
             known_ids = None if ids == (None, None) else GeneratedIds(*ids) if facts.new else ids
-            MEMORY.correct(span_id, known_ids)
+            MEMORY.correct(span_context, known_ids)
 
     def _trace_stamps(
         self, existing: Mapping[str, object], facts: _Facts, forged: Mapping[str, list[str]]
