@@ -108,9 +108,7 @@ def spreadable_id(value: object, what: str) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else langfuse_text(value) or ""
-    # cached up to the length limit only, so the cache stays bounded in bytes
-    too_long = len(text) > DEFAULT_MAX_ID_LENGTH
-    problem = id_problem(text, DEFAULT_MAX_ID_LENGTH) if too_long else _id_problem(text)
+    problem = _id_problem(text[: DEFAULT_MAX_ID_LENGTH + 1])  # bounded in bytes: still too long
     if problem is None:
         return text
     _log.warning(
@@ -189,7 +187,7 @@ def map_spans(
     result: list[ReadableSpan] = []
     for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
         added: dict[str, object] = {}
-        request = MEMORY.of(span.context.span_id if span.context is not None else None)
+        request = MEMORY.of(span.context)
         if session_id is None or user_id is None:
             known_ids = learned.get(key) or known(key, span)
             if known_ids is not None:
