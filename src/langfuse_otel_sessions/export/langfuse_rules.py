@@ -234,13 +234,6 @@ _INPUT_MESSAGE_EVENTS = frozenset(
 )
 
 
-def may_have_framework_io(attributes: Iterable[str], scope_name: str, events: Events) -> bool:
-    """Whether a framework read could find anything (a fast test before :func:`read_io`)."""
-    if events or scope_name == "genkit-tracer" or not _FRAMEWORK_KEYS.isdisjoint(attributes):
-        return True
-    return any(key.startswith(_FRAMEWORK_PREFIXES) for key in attributes)
-
-
 def read_io(
     attributes: Attributes,
     scope_name: str = "",
@@ -265,8 +258,13 @@ def read_io(
     (input_value, input_key), (output_value, output_key) = sides
     if input_value is not None or output_value is not None:
         return IoRead(input_value, output_value, input_key, output_key)
-    if not may_have_framework_io(attributes, scope_name, events):
-        return _NOTHING
+    if not (
+        events
+        or scope_name == "genkit-tracer"
+        or not _FRAMEWORK_KEYS.isdisjoint(attributes)
+        or any(key.startswith(_FRAMEWORK_PREFIXES) for key in attributes)
+    ):
+        return _NOTHING  # the fast way out
     if scope_name == "genkit-tracer":
         return _genkit_io(attributes)
     read = _event_io(events)
