@@ -4,13 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from langfuse_otel_sessions.export.langfuse_rules import (
-    IoRead,
-    langfuse_text,
-    observation_name,
-    read_io,
-    session_id_of,
-)
+from langfuse_otel_sessions.export.langfuse_rules import IoRead, langfuse_text, read_io
+from langfuse_otel_sessions.testing._model import observation_name, session_id_of
 
 
 @pytest.mark.parametrize(
