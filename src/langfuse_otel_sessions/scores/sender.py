@@ -1,5 +1,5 @@
-"""The background sender: a queue bounded in bytes, one daemon thread that never dies, batches
-of ``score-create`` events posted to ``/api/public/ingestion`` with retries (docs/scores.md)."""
+"""The background sender: a queue bounded in bytes, one daemon thread, batches of
+``score-create`` events posted to ``/api/public/ingestion`` with retries (docs/scores.md)."""
 
 from __future__ import annotations
 
@@ -10,13 +10,13 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from .._logging import RateLimitedLog, logger
 from ..export.config import Route
-from ..export.http import HttpClient, Reply, RetryPolicy
+from ..export.http import HttpClient, Reply, RetryPolicy, post_with_retries
 from .model import Score, encode_json, new_score_id
 
 #: The most scores one request carries, and the most bytes (Langfuse takes about 3.5 MB).
@@ -24,8 +24,7 @@ BATCH_SIZE = 100
 MAX_BATCH_BYTES = 3_000_000
 #: Default bound of the queue in bytes (see ``Score.size``).
 DEFAULT_MAX_QUEUE_BYTES = 32_000_000
-#: The most one request may take, and the most interpreter exit waits for scores.
-REQUEST_SECONDS = 10.0
+#: The most interpreter exit waits for scores.
 EXIT_SECONDS = 5.0
 #: Statuses that refuse a whole request for what it holds: split it and send the halves.
 _BATCH_REFUSALS = frozenset({400, 413})
@@ -86,7 +85,6 @@ class ScoreSender:
         self._headers = {"Content-Type": "application/json", **route.headers}
         self.max_queue_bytes = max_queue_bytes
         self.policy = RetryPolicy(deadline=timeout)
-        self.request_timeout = min(REQUEST_SECONDS, timeout / 2)
         self.exit_timeout = min(EXIT_SECONDS, timeout)
         self._client = HttpClient(route.url)
         self._log = RateLimitedLog()
@@ -155,8 +153,6 @@ class ScoreSender:
     def _wait_drained(self, deadline: float) -> bool:
         with self._lock:
             while self._queue or self._in_flight:
-                if self._thread is None and self._queue and not self._abort.is_set():
-                    self._start_locked()  # the thread was gone: the call brings it back
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     return False
@@ -207,21 +203,8 @@ class ScoreSender:
     # -- the sender thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        """Batch after batch until closed. Should a ``BaseException`` end it, the batch in hand
-        is counted as failed and the next call starts a new thread."""
-        try:
-            while self._send_next_batch():
-                pass
-        finally:
-            with self._lock:
-                if self._thread is threading.current_thread():
-                    self._thread = None
-                if self._in_flight:
-                    self._counts["failed"] += self._in_flight
-                    self._unsent += self._in_flight
-                    logger.error("Score sender stopped with %d scores in hand", self._in_flight)
-                    self._in_flight = 0
-                self._drained.notify_all()
+        while self._send_next_batch():
+            pass
 
     def _send_next_batch(self) -> bool:
         """Take the next batch and deliver it; ``False`` when the sender is done."""
@@ -273,22 +256,27 @@ class ScoreSender:
         tally = _Tally()
         deadline = time.monotonic() + self.policy.deadline
         chunks = [batch]
-        attempt = 0
+        attempt = 0  # of events a 207 answer asks to send again
         while chunks:
             chunk = chunks.pop()
             events, body = encode_batch(chunk)
-            timeout = max(min(self.request_timeout, deadline - time.monotonic()), 0.1)
-            reply = self._client.post(body, self._headers, timeout)
+            policy = replace(self.policy, deadline=deadline - time.monotonic())
+            reply = post_with_retries(
+                self._client,
+                body,
+                self._headers,
+                policy=policy,
+                abort=self._abort,
+                on_retry=self._retrying,
+            )
             again = self._settle(events, reply, tally, chunks)
             if not again:
                 continue
-            wait = self.policy.backoff(attempt, reply.retry_after)
+            wait = self.policy.backoff(attempt)
             attempt += 1
             late = attempt >= self.policy.max_attempts or time.monotonic() + wait > deadline
-            if not reply.unsent and not late:
-                with self._lock:
-                    self._counts["retries"] += 1
-                self._log.warning("retry", "%s; retrying in %.2fs", self._why(reply), wait)
+            if reply.status == 207 and not late:
+                self._retrying(reply, wait)
                 if not self._abort.wait(wait):
                     chunks.append(again)
                     continue
@@ -297,6 +285,11 @@ class ScoreSender:
             tally.failed += lost
             break
         return tally
+
+    def _retrying(self, reply: Reply, wait: float) -> None:
+        with self._lock:
+            self._counts["retries"] += 1
+        self._log.warning("retry", "%s; retrying in %.2fs", self._why(reply), wait)
 
     def _settle(
         self, events: dict[str, Score], reply: Reply, tally: _Tally, chunks: list[list[Score]]
