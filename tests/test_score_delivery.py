@@ -33,7 +33,7 @@ def sender(langfuse_receiver: LangfuseReceiver) -> Iterator[ScoreSender]:
 
 
 def score(name: str, comment: str | None = None) -> Score:
-    return build_score({"sessionId": "s"}, name, 1, None, None, comment, None, None, None)
+    return build_score({"sessionId": "s"}, name=name, value=1, comment=comment)
 
 
 def poisoned(name: str) -> Score:

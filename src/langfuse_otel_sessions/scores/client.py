@@ -6,8 +6,8 @@ import functools
 import math
 import threading
 import weakref
-from collections.abc import Callable, Mapping
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import Sampler
@@ -18,11 +18,14 @@ from ..export.config import INGESTION_PATH, announce, direct_route, resolve_lang
 from ..export.http import display_url
 from ..ids import check_id
 from ..sessions.context import current_session_id, current_user_id
-from ..sessions.session import Session, score_with
+from ..sessions.session import ScoreFields, Session, score_with
 from ..spans.sampler import SessionSampler
 from .events import add_score_events
 from .model import build_score, stable_score_id
 from .sender import DEFAULT_MAX_QUEUE_BYTES, ScoreSender, SenderStats
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -111,26 +114,11 @@ class ScoreClient:
         """Queued, delivered, failed, dropped and retried counts."""
         return self._sender.stats
 
-    def score_session(
-        self,
-        session_or_id: Session | str,
-        *,
-        name: str,
-        value: float | bool | None = None,
-        string_value: str | None = None,
-        data_type: str | None = None,
-        comment: str | None = None,
-        id: str | None = None,
-        config_id: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> str:
+    def score_session(self, session_or_id: Session | str, **fields: Unpack[ScoreFields]) -> str:
         """Score a whole session; returns the score id. Raises ``ValueError`` subclasses for
         anything Langfuse would reject, before anything is queued."""
         session_id = _checked_session_id(Session.get_id(session_or_id))
-        target = {"sessionId": session_id}
-        score = build_score(
-            target, name, value, string_value, data_type, comment, id, config_id, metadata
-        )
+        score = build_score({"sessionId": session_id}, **fields)
         sampler = self._sampler or _global_session_sampler()
         if sampler is not None and _sampled_out(sampler, session_id):
             self._sender.count_sampled_out()
@@ -144,22 +132,13 @@ class ScoreClient:
         trace_id: int | str,
         *,
         observation_id: int | str | None = None,
-        name: str,
-        value: float | bool | None = None,
-        string_value: str | None = None,
-        data_type: str | None = None,
-        comment: str | None = None,
-        id: str | None = None,
-        config_id: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **fields: Unpack[ScoreFields],
     ) -> str:
         """Score a trace (or one observation of it); ids as OpenTelemetry ints or hex strings."""
         target = {"traceId": _trace_hex(trace_id, 128, "trace_id")}
         if observation_id is not None:
             target["observationId"] = _trace_hex(observation_id, 64, "observation_id")
-        score = build_score(
-            target, name, value, string_value, data_type, comment, id, config_id, metadata
-        )
+        score = build_score(target, **fields)
         add_score_events(score)
         self._sender.submit(score)
         return score.id

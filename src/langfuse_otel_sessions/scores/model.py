@@ -175,17 +175,18 @@ def _frozen_metadata(metadata: object) -> tuple[object, int]:
     raise InvalidScoreError(message)
 
 
-def build_score(  # noqa: PLR0917 - the score's fields, positional: the call is a hot path
+def build_score(
     target: dict[str, Any],
-    name: object,
-    value: object,
-    string_value: object,
-    data_type: object,
-    comment: object,
-    id: object,
-    config_id: object,
-    metadata: object,
     /,
+    *,
+    name: object,
+    value: object = None,
+    string_value: object = None,
+    data_type: object = None,
+    comment: object = None,
+    id: object = None,
+    config_id: object = None,
+    metadata: object = None,
 ) -> Score:
     """Validate and freeze a score for ``target`` (``{"sessionId": ...}`` or a trace's ids,
     ours to keep); raises :class:`InvalidScoreError`."""
