@@ -8,9 +8,9 @@ import os
 import threading
 import time
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
@@ -45,13 +45,6 @@ class SenderStats:
     sampled_out: int = 0
 
 
-@dataclass
-class _Tally:
-    delivered: int = 0
-    failed: int = 0
-    refused: list[tuple[Score, str]] = field(default_factory=list)
-
-
 def encode_batch(scores: Sequence[Score]) -> tuple[dict[str, Score], bytes]:
     """The scores by fresh event id, and the ingestion request's JSON body."""
     events = {new_score_id(): score for score in scores}
@@ -65,14 +58,6 @@ def encode_batch(scores: Sequence[Score]) -> tuple[dict[str, Score], bytes]:
 def _timestamp(score: Score) -> str:
     moment = datetime.fromtimestamp(score.timestamp, timezone.utc)
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
-
-
-def _message(answer: Any) -> str:  # noqa: ANN401 - whatever the server answered
-    """The server's message and its detail (Langfuse puts it in ``error``), shortened."""
-    if isinstance(answer, dict):
-        parts = [answer.get("message"), answer.get("error") or answer.get("errors")]
-        return (": ".join(str(part) for part in parts if part) or str(answer))[:4000]
-    return str(answer)[:4000]
 
 
 class ScoreSender:
@@ -99,13 +84,14 @@ class ScoreSender:
         self._queue: deque[Score] = deque()
         self._queued_bytes = 0
         self._in_flight = 0
-        self._counts = dict.fromkeys(SenderStats.__dataclass_fields__, 0)
+        self._counts: Counter[str] = Counter()
         self._thread: threading.Thread | None = None
         self._idle = False  # the thread waits for work
         self._closing = False  # no more scores taken
         self._abort = threading.Event()  # set by shutdown()
         self._unsent = 0  # dropped, refused or given up since the last flush()
         self._batch = 0  # which batch is in hand; shutdown() moves it on when it gives up
+        self._tally: Counter[str] = Counter()  # what became of its scores (the thread's own)
 
     @property
     def stats(self) -> SenderStats:
@@ -217,23 +203,18 @@ class ScoreSender:
                 return False
             batch = self._take_locked()
             mine = self._batch
+        self._tally.clear()
         try:
-            tally = self._deliver(batch)
+            self._deliver(batch)
         except Exception:  # noqa: BLE001 - the sender thread must survive anything
             self._log.exception("crash", "Score sender failed on a batch of %d", len(batch))
-            tally = _Tally(failed=len(batch))
-        for score, message in tally.refused:
-            name = score.body["name"][:100]
-            self._log.error(
-                "refused", "Langfuse refused score %s (%r): %s", score.id, name, message
-            )
+            self._tally = Counter(failed=len(batch))
+        tally = self._tally
         with self._lock:
             if mine != self._batch:  # shutdown() gave up on it and counted it
                 return False
-            self._counts["delivered"] += tally.delivered
-            self._counts["refused"] += len(tally.refused)
-            self._counts["failed"] += tally.failed
-            self._unsent += len(tally.refused) + tally.failed
+            self._counts.update(tally)
+            self._unsent += tally["refused"] + tally["failed"]
             self._in_flight = 0
             self._drained.notify_all()
         return True
@@ -250,10 +231,9 @@ class ScoreSender:
         self._in_flight = len(batch)
         return batch
 
-    def _deliver(self, batch: list[Score]) -> _Tally:
+    def _deliver(self, batch: list[Score]) -> None:
         """Post ``batch`` with retries under one deadline, splitting a request refused as a
-        whole until the refused scores stand alone."""
-        tally = _Tally()
+        whole until the refused scores stand alone; counts what became of each in ``_tally``."""
         deadline = time.monotonic() + self.policy.deadline
         chunks = [batch]
         attempt = 0  # of events a 207 answer asks to send again
@@ -269,7 +249,7 @@ class ScoreSender:
                 abort=self._abort,
                 on_retry=self._retrying,
             )
-            again = self._settle(events, reply, tally, chunks)
+            again = self._settle(events, reply, chunks)
             if not again:
                 continue
             wait = self.policy.backoff(attempt)
@@ -282,9 +262,8 @@ class ScoreSender:
                     continue
             lost = len(again) + sum(map(len, chunks))
             self._log.error("gave-up", "Gave up on %d scores: %s", lost, self._why(reply))
-            tally.failed += lost
+            self._tally["failed"] += lost
             break
-        return tally
 
     def _retrying(self, reply: Reply, wait: float) -> None:
         with self._lock:
@@ -292,29 +271,28 @@ class ScoreSender:
         self._log.warning("retry", "%s; retrying in %.2fs", self._why(reply), wait)
 
     def _settle(
-        self, events: dict[str, Score], reply: Reply, tally: _Tally, chunks: list[list[Score]]
+        self, events: dict[str, Score], reply: Reply, chunks: list[list[Score]]
     ) -> list[Score]:
         """Count what ``reply`` says became of ``events``; returns the scores to send again."""
         scores = list(events.values())
         if reply.status == 207:  # a result per event; an event without one goes again
-            return self._settle_events(events, reply, tally)
+            return self._settle_events(events, reply)
         if reply.ok:
-            tally.delivered += len(scores)
+            self._tally["delivered"] += len(scores)
         elif reply.status in _BATCH_REFUSALS and len(scores) > 1:
             chunks += [scores[len(scores) // 2 :], scores[: len(scores) // 2]]
         elif reply.status in _BATCH_REFUSALS:
-            answer = _message(reply.json() or reply.message())
-            tally.refused.append((scores[0], f"{reply.status} {reply.clean(answer)}"))
+            self._refused(scores[0], reply, reply.status, reply.json() or reply.message())
         elif reply.status is None or reply.status in self.policy.statuses:
             return scores
         else:  # refused for good (401, 403, a redirect), or no final answer
             self._log.error(
                 f"status-{reply.status}", "%d scores failed: %s", len(scores), self._why(reply)
             )
-            tally.failed += len(scores)
+            self._tally["failed"] += len(scores)
         return []
 
-    def _settle_events(self, events: dict[str, Score], reply: Reply, tally: _Tally) -> list[Score]:
+    def _settle_events(self, events: dict[str, Score], reply: Reply) -> list[Score]:
         answer = reply.json()
         answer = answer if isinstance(answer, dict) else {}
         results: dict[object, dict[str, Any] | None] = {}
@@ -328,11 +306,20 @@ class ScoreSender:
             if event_id not in results or (error and error.get("status") in self.policy.statuses):
                 again.append(score)
             elif error is None:
-                tally.delivered += 1
+                self._tally["delivered"] += 1
             else:
-                refusal = reply.clean(f"{error.get('status')} {_message(error)}")
-                tally.refused.append((score, refusal))
+                self._refused(score, reply, error.get("status"), error)
         return again
+
+    def _refused(self, score: Score, reply: Reply, status: object, answer: object) -> None:
+        """Count and log a score Langfuse refused, with its message and detail (``error``)."""
+        if isinstance(answer, dict):
+            parts = (answer.get("message"), answer.get("error") or answer.get("errors"))
+            answer = ": ".join(str(part) for part in parts if part) or answer
+        name = score.body["name"][:100]
+        message = reply.clean(f"{status} {answer}")
+        self._log.error("refused", "Langfuse refused score %s (%r): %s", score.id, name, message)
+        self._tally["refused"] += 1
 
     def _why(self, reply: Reply) -> str:
         return reply.describe("Langfuse", self._route.setting)
