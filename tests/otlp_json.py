@@ -1,10 +1,13 @@
-"""OTLP/JSON written by hand, as a user's framework posts it to the receiver."""
+"""OTLP spans written by hand in OTLP/JSON's shape (hex ids), posted to the receiver as protobuf."""
 
 from __future__ import annotations
 
-import json
+import base64
 from collections.abc import Mapping
 from typing import Any
+
+from google.protobuf import json_format
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
 
 def value(raw: object) -> dict[str, Any]:
@@ -48,14 +51,21 @@ def request_body(
     resource: dict[str, Any] | None = None,
     scope: dict[str, Any] | None = None,
 ) -> bytes:
-    """An export request holding ``spans`` under one resource and one scope."""
-    return json.dumps(
+    """An export request holding ``spans`` under one resource and one scope, as protobuf."""
+    binary = [
         {
-            "resourceSpans": [
-                {
-                    "resource": resource or {},
-                    "scopeSpans": [{"scope": scope or {}, "spans": list(spans)}],
-                }
-            ]
+            key: base64.b64encode(bytes.fromhex(value)).decode() if key.endswith("Id") else value
+            for key, value in span.items()
         }
-    ).encode()
+        for span in spans
+    ]
+    document = {
+        "resourceSpans": [
+            {
+                "resource": resource or {},
+                "scopeSpans": [{"scope": scope or {}, "spans": binary}],
+            }
+        ]
+    }
+    request = json_format.ParseDict(document, ExportTraceServiceRequest())
+    return request.SerializeToString()  # type: ignore[no-any-return]

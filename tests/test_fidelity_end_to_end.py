@@ -51,7 +51,6 @@ def test_trace_input_and_a_framework_output_both_show(
     service.export_now()
     shown = only_trace(langfuse_receiver)
     assert (shown.input, shown.output) == ("Q", "W")
-    assert (shown.input_v3, shown.output_v3) == ("Q", "W")
 
 
 # -- 2. ids ---------------------------------------------------------------------------------

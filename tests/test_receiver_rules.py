@@ -1,4 +1,4 @@
-"""The receiver's v3 and v4 views follow Langfuse's reading rules, for what users' frameworks
+"""The receiver's view follows Langfuse's reading rules, for what users' frameworks
 send as much as for what we send (raw OTLP/JSON posted to the receiver)."""
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ from langfuse_otel_sessions.testing import (
     LangfuseReceiver,
     TraceView,
     langfuse_receiver,
-    render_trace,
 )
 
 from .otlp_json import json_span, pairs, request_body
@@ -64,7 +63,7 @@ def test_the_trace_name_comes_from_the_root_observation_name(
     langfuse_receiver: LangfuseReceiver, attributes: dict[str, object], name: str
 ) -> None:
     shown = send(langfuse_receiver, span(ROOT, "span name", **attributes))
-    assert shown.name == shown.name_v3 == name
+    assert shown.name == name
 
 
 def test_a_trace_name_on_any_span_wins(langfuse_receiver: LangfuseReceiver) -> None:
@@ -73,18 +72,17 @@ def test_a_trace_name_on_any_span_wins(langfuse_receiver: LangfuseReceiver) -> N
         span(ROOT, "root", gen_ai__tool__name="tool"),
         span("00000000000000a2", "child", ROOT, langfuse__trace__name="chosen"),
     )
-    assert shown.name == shown.name_v3 == "chosen"
+    assert shown.name == "chosen"
 
 
-def test_legacy_root_io_falls_back_to_observation_and_framework_keys(
+def test_root_io_falls_back_to_observation_and_framework_keys(
     langfuse_receiver: LangfuseReceiver,
 ) -> None:
     shown = send(
         langfuse_receiver,
         span(ROOT, "root", langfuse__observation__input="obs-in", output__value="framework"),
     )
-    assert (shown.input_v3, shown.output_v3) == ("obs-in", None)  # both-or-neither
-    assert (shown.input, shown.output) == ("obs-in", None)
+    assert (shown.input, shown.output) == ("obs-in", None)  # both-or-neither
 
 
 def test_framework_io_when_no_langfuse_key_is_there(langfuse_receiver: LangfuseReceiver) -> None:
@@ -93,18 +91,16 @@ def test_framework_io_when_no_langfuse_key_is_there(langfuse_receiver: LangfuseR
         span(ROOT, "root", traceloop__entity__input="t-in", output__value="o-out"),
     )
     assert (shown.input, shown.output) == ("t-in", None)  # Traceloop's pair is read first
-    assert (shown.input_v3, shown.output_v3) == ("t-in", None)
 
 
-def test_trace_keys_on_a_legacy_root_win_on_v3_only(langfuse_receiver: LangfuseReceiver) -> None:
+def test_trace_keys_on_a_root_are_ignored(langfuse_receiver: LangfuseReceiver) -> None:
     shown = send(
         langfuse_receiver, span(ROOT, "root", langfuse__trace__input="Q", output__value="W")
     )
-    assert (shown.input_v3, shown.output_v3) == ("Q", None)
     assert (shown.input, shown.output) == (None, "W")
 
 
-def test_app_roots_count_on_v4_and_as_root_on_v3(langfuse_receiver: LangfuseReceiver) -> None:
+def test_app_roots_count_and_as_root_does_not(langfuse_receiver: LangfuseReceiver) -> None:
     remote = "00000000000000ff"
     shown = send(
         langfuse_receiver,
@@ -113,7 +109,6 @@ def test_app_roots_count_on_v4_and_as_root_on_v3(langfuse_receiver: LangfuseRece
     )
     assert [root.name for root in shown.roots] == ["app"]
     assert shown.name == "app"
-    assert shown.name_v3 == "legacy"
 
 
 def test_v4_trace_io_comes_from_a_root_never_from_a_span_under_a_remote_parent(
@@ -134,23 +129,11 @@ def test_non_string_ids_are_stringified(langfuse_receiver: LangfuseReceiver) -> 
     assert list(langfuse_receiver.sessions()) == ["42"]
 
 
-def test_two_sessions_in_one_request_are_reported_as_ambiguous(
-    langfuse_receiver: LangfuseReceiver,
-) -> None:
-    shown = send(
-        langfuse_receiver,
-        span(ROOT, "root", langfuse__session__id="a"),
-        span("00000000000000a2", "child", ROOT, langfuse__session__id="b"),
-    )
-    assert shown.ambiguous_session_ids == ("a", "b")
-    assert "Langfuse may show either a or b" in "\n".join(render_trace(shown))
-
-
-def test_a_later_request_settles_the_session(langfuse_receiver: LangfuseReceiver) -> None:
+def test_the_last_session_written_wins(langfuse_receiver: LangfuseReceiver) -> None:
     send(
         langfuse_receiver,
         span(ROOT, "root", langfuse__session__id="a"),
         span("00000000000000a2", "child", ROOT, langfuse__session__id="b"),
     )
     shown = send(langfuse_receiver, span("00000000000000a3", "late", ROOT, session__id="c"))
-    assert (shown.session_id, shown.ambiguous_session_ids) == ("c", ())
+    assert shown.session_id == "c"

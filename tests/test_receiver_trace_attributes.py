@@ -124,17 +124,6 @@ def test_v4_shows_the_last_environment_and_tag_list_written(
     assert "tags=[b]" in heading
 
 
-def test_v3_folds_the_spans_in_start_order_not_arrival_order(
-    langfuse_receiver: LangfuseReceiver,
-) -> None:
-    """Langfuse's legacy worker sorts a trace's events by time: the child, started later but
-    arrived first, writes the trace name after the root."""
-    send(langfuse_receiver, span(CHILD, ROOT, langfuse__trace__name="child"))
-    shown = send(langfuse_receiver, span(ROOT, langfuse__trace__name="root"))
-    assert shown.name_v3 == "child"
-    assert shown.name == "root"  # v4: the last value written
-
-
 @pytest.mark.parametrize(
     "metadata",
     [
@@ -148,19 +137,6 @@ def test_v4_metadata_is_the_root_observation_s_in_either_form(
     child = {key: value.replace("root", "child") for key, value in metadata.items()}
     shown = send(langfuse_receiver, span(ROOT, **metadata), span(CHILD, ROOT, **child))
     assert shown.metadata == {"k": "root"}
-
-
-def test_a_legacy_non_root_writes_trace_io_only_from_the_trace_keys(
-    langfuse_receiver: LangfuseReceiver,
-) -> None:
-    """Langfuse's legacy path reads ``langfuse.trace.input/output`` as they are on a non-root
-    span, with no fallback to the observation keys (roots only)."""
-    shown = send(
-        langfuse_receiver,
-        span(ROOT),
-        span(OTHER, ROOT, langfuse__session__id="s", langfuse__observation__input="obs"),
-    )
-    assert shown.input_v3 is None
 
 
 def _reference_environment(value: str) -> str:

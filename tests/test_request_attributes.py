@@ -82,7 +82,7 @@ def test_a_server_span_started_before_the_scope_gets_them_in_its_own_batch(
     for name in ("server", "before", "agent", "llm", "after"):
         assert received(pipeline, name) == EXPECTED, name
     trace = next(iter(pipeline.receiver.traces().values()))
-    assert (trace.name, trace.name_v3) == ("chat", "chat")
+    assert trace.name == "chat"
     assert trace.environment == "prod"
     assert trace.tags == ("a", "b")
     assert trace.metadata == {"tenant": "acme"}
@@ -192,7 +192,7 @@ def test_trace_input_below_the_root_is_warned_once(
             tracer.start_span(f"step {step}", attributes={"langfuse.trace.input": "Q"}).end()
     pipeline.export_now()
     (trace,) = pipeline.receiver.traces().values()
-    assert (trace.input, trace.input_v3) == (None, "Q")
+    assert trace.input is None
     assert caplog.text.count("root observation only") == 1
 
 
@@ -278,4 +278,4 @@ def test_a_scope_s_trace_name_names_the_root(langfuse_receiver: LangfuseReceiver
         pipeline.provider.shutdown()
     assert received(pipeline, "server")["langfuse.trace.name"] == "chat"
     trace = next(iter(langfuse_receiver.traces().values()))
-    assert trace.name == trace.name_v3 == "chat"
+    assert trace.name == "chat"

@@ -30,11 +30,9 @@ def span_tags(span: ReceivedSpan) -> tuple[str, ...]:
     return tuple(rules.tags_of(span.attributes))
 
 
-def span_io(span: ReceivedSpan, trace: bool = False) -> tuple[str | None, str | None]:
-    """The (input, output) Langfuse reads from one span as text (``trace``: a v3 trace's)."""
-    read = rules.read_io(
-        span.attributes, span.scope_name, span.events, "trace" if trace else "observation"
-    )
+def span_io(span: ReceivedSpan) -> tuple[str | None, str | None]:
+    """The (input, output) Langfuse reads from one span, as text."""
+    read = rules.read_io(span.attributes, span.scope_name, span.events)
     return rules.langfuse_text(read.input), rules.langfuse_text(read.output)
 
 
@@ -51,12 +49,7 @@ def coverage(spans: Iterable[ReceivedSpan]) -> Coverage:
 
 @dataclass
 class TraceView:
-    """A Langfuse trace: its spans (observations) in start order and what v4 shows for it.
-
-    ``name_v3``/``input_v3``/``output_v3`` are what the legacy (v3) path shows.
-    ``ambiguous_session_ids`` lists the different ids written in the last request that wrote
-    one: v4 may show any of them.
-    """
+    """A Langfuse trace: its spans (observations) in start order and what v4 shows for it."""
 
     id: str
     spans: list[ReceivedSpan]
@@ -65,11 +58,7 @@ class TraceView:
     name: str | None = None
     input: str | None = None
     output: str | None = None
-    name_v3: str | None = None
-    input_v3: str | None = None
-    output_v3: str | None = None
     timestamp: int = 0
-    ambiguous_session_ids: tuple[str, ...] = ()
     tags: tuple[str, ...] = ()
     metadata: dict[str, Any] = field(default_factory=dict)
     environment: str = DEFAULT_ENVIRONMENT
@@ -122,13 +111,6 @@ def _last(spans: Sequence[ReceivedSpan], read: Callable[[ReceivedSpan], T | None
     return next((value for value in map(read, reversed(spans)) if value), None)
 
 
-def _ambiguous(spans: Sequence[ReceivedSpan]) -> tuple[str, ...]:
-    """The different session ids of the last request that wrote one, when there are several."""
-    batch = next((span.batch for span in reversed(spans) if span_session_id(span)), None)
-    ids = {span_session_id(span) or "" for span in spans if span.batch == batch} - {""}
-    return tuple(sorted(ids)) if len(ids) > 1 else ()
-
-
 def _text(span: ReceivedSpan, key: str) -> str | None:
     return rules.langfuse_text(span.attributes.get(key))
 
@@ -137,23 +119,6 @@ def _with_resource(
     read: Callable[[Mapping[str, object], Mapping[str, object]], str | None],
 ) -> Callable[[ReceivedSpan], str | None]:
     return lambda span: read(span.attributes, span.resource_attributes)
-
-
-def _legacy_trace(trace: TraceView) -> None:
-    """Name and I/O as the v3 path writes them, span by span in start order: a root (no parent,
-    or ``langfuse.internal.as_root``) writes its name and trace I/O, any span the
-    ``langfuse.trace.name/input/output`` it carries; later non-empty values win."""
-    for span in trace.spans:
-        attributes = span.attributes
-        name = _text(span, rules.TRACE_NAME)
-        if span.parent_span_id is None or rules.is_true(attributes.get(rules.AS_ROOT)):
-            name = name or rules.observation_name(span.name, attributes)
-            io = span_io(span, trace=True)
-        else:
-            io = _text(span, rules.TRACE_INPUT), _text(span, rules.TRACE_OUTPUT)
-        trace.name_v3 = name or trace.name_v3
-        trace.input_v3 = io[0] if io[0] is not None else trace.input_v3
-        trace.output_v3 = io[1] if io[1] is not None else trace.output_v3
 
 
 def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
@@ -173,7 +138,6 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
         )
         trace.timestamp = trace.spans[0].start_time_unix_nano
         trace.session_id = _last(spans, span_session_id)
-        trace.ambiguous_session_ids = _ambiguous(spans)
         trace.user_id = _last(spans, lambda s: rules.user_id_of(s.attributes))
         trace.name = _last(spans, lambda s: _text(s, rules.TRACE_NAME))
         roots = [span for span in spans if is_root(span)]
@@ -188,7 +152,6 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
         trace.release = _last(spans, _with_resource(rules.release_of))
         trace.version = _last(spans, _with_resource(rules.version_of))
         trace.tags = _last(spans, span_tags) or ()
-        _legacy_trace(trace)
     return traces
 
 

@@ -1,19 +1,13 @@
-"""Decoding OTLP trace requests (protobuf or OTLP/JSON) into plain spans."""
+"""Decoding OTLP/protobuf trace requests into plain spans."""
 
 from __future__ import annotations
 
-import base64
-import json
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from google.protobuf import json_format
 from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
-
-_HEX_IDS = {"traceId": 32, "spanId": 16, "parentSpanId": 16}
 
 
 class InvalidRequest(ValueError):
@@ -52,52 +46,14 @@ def _attributes(pairs: Any) -> dict[str, Any]:  # noqa: ANN401 - a repeated KeyV
     return {pair.key: _value(pair.value) for pair in pairs if isinstance(pair, KeyValue)}
 
 
-def _list(value: Any, name: str) -> list[Any]:  # noqa: ANN401 - parsed JSON
-    if not isinstance(value, list):
-        raise InvalidRequest(f"{name} must be a list")
-    return value
-
-
-def _from_json(body: bytes) -> ExportTraceServiceRequest:
-    """OTLP/JSON: ids as lowercase hex (protobuf's parser wants base64); a ``scopeSpans``,
-    ``spans``, ``attributes`` or ``events`` that is not a list rejects the batch (v4)."""
-    try:
-        document = json.loads(body)
-    except ValueError as error:
-        raise InvalidRequest(f"invalid JSON: {error}") from None
-    if not isinstance(document, dict):
-        raise InvalidRequest("body must be an object")
-    for resource_spans in _list(document.get("resourceSpans", []), "resourceSpans"):
-        for scope_spans in _list(resource_spans.get("scopeSpans", []), "scopeSpans"):
-            for span in _list(scope_spans.get("spans", []), "spans"):
-                _list(span.get("attributes", []), "attributes")
-                _list(span.get("events", []), "events")
-                for key, size in _HEX_IDS.items():
-                    value = span.get(key)
-                    if not value:
-                        continue
-                    if not isinstance(value, str) or not re.fullmatch(f"[0-9a-f]{{{size}}}", value):
-                        raise InvalidRequest(f"{key} must be lowercase hex")
-                    span[key] = base64.b64encode(bytes.fromhex(value)).decode()
+def spans_of(body: bytes, batch: int = 0) -> list[ReceivedSpan]:
+    """The spans of an ``application/x-protobuf`` body; a span without trace or span id rejects
+    the batch (v4). ``batch`` numbers the request."""
     request = ExportTraceServiceRequest()
     try:
-        json_format.ParseDict(document, request, ignore_unknown_fields=True)
-    except json_format.ParseError as error:
-        raise InvalidRequest(f"invalid OTLP/JSON: {error}") from None
-    return request
-
-
-def spans_of(body: bytes, content_type: str, batch: int = 0) -> list[ReceivedSpan]:
-    """The spans of an ``application/x-protobuf`` or ``application/json`` body; a span without
-    trace or span id rejects the batch (v4). ``batch`` numbers the request."""
-    if content_type == "application/json":
-        request = _from_json(body)
-    else:
-        request = ExportTraceServiceRequest()
-        try:
-            request.ParseFromString(body)
-        except DecodeError as error:
-            raise InvalidRequest(f"invalid protobuf: {error}") from None
+        request.ParseFromString(body)
+    except DecodeError as error:
+        raise InvalidRequest(f"invalid protobuf: {error}") from None
     spans: list[ReceivedSpan] = []
     for resource_spans in request.resource_spans:
         resource = _attributes(resource_spans.resource.attributes)

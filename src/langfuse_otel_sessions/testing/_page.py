@@ -9,14 +9,12 @@ from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from ..export.langfuse_rules import usage_tokens
 from ._model import (
     SessionView,
     TraceView,
     build_sessions,
     coverage,
     observation_type,
-    span_io,
     span_session_id,
 )
 
@@ -75,7 +73,8 @@ def _trace_row(trace: TraceView) -> dict[str, Any]:
 
 
 def trace_detail(trace: TraceView, scores: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
-    """A trace as the page shows it: name, I/O, its scores and its first spans."""
+    """A trace as the page shows it: name, I/O, its scores and its first spans (the fields
+    ``view.js`` reads, no more)."""
     spans = [
         {
             "id": span.span_id,
@@ -85,13 +84,10 @@ def trace_detail(trace: TraceView, scores: Iterable[Mapping[str, Any]]) -> dict[
             "start": span.start_time_unix_nano,
             "end": span.end_time_unix_nano,
             "in_session": span_session_id(span) is not None,
-            "tokens": usage_tokens(span.attributes),
         }
-        | dict(zip(("input", "output"), map(_text, span_io(span)), strict=True))
         for span in trace.spans[:MAX_SPANS]
     ]
     return _trace_row(trace) | {
-        "user": _text(trace.user_id),
         "input": _text(trace.input),
         "output": _text(trace.output),
         "scores": [_score(s) for s in scores if s.get("traceId") == trace.id],

@@ -293,13 +293,15 @@ class LangfuseReceiver:
         self, headers: dict[str, str], body: bytes, kept: list[ReceivedSpan]
     ) -> tuple[int, object]:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if content_type not in ("application/x-protobuf", "application/json"):
+        if content_type == "application/json":  # Langfuse takes it; no exporter of ours sends it
+            raise _Refused(415, {"error": "OTLP/JSON is not modelled: send http/protobuf"})
+        if content_type != "application/x-protobuf":
             raise _Refused(400, {"error": "Invalid content type"})
         version = headers.get("x-langfuse-ingestion-version")
         if version is not None and (not version.strip().isdigit() or int(version) > 4):
             raise _Refused(400, {"error": "Invalid x-langfuse-ingestion-version header"})
         try:
-            kept += spans_of(body, content_type, next(self._batches))
+            kept += spans_of(body, next(self._batches))
         except InvalidRequest as error:
             raise _Refused(400, {"error": str(error)}) from None
         return (200, {"id": str(uuid.uuid4()), "status": "queued"}) if kept else (200, {})

@@ -54,9 +54,6 @@ def render_trace(trace: TraceView) -> list[str]:
         "metadata": repr(trace.metadata) if trace.metadata else None,
     }
     heading += "".join(f"  {key}={value}" for key, value in shown.items() if value is not None)
-    if trace.ambiguous_session_ids:
-        choices = " or ".join(trace.ambiguous_session_ids)
-        heading += f"  (session ambiguous: Langfuse may show either {choices})"
     return [heading, *("   " + line for line in _tree(trace.spans))]
 
 

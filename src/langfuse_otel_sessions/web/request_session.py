@@ -45,6 +45,7 @@ _MAX_BAGGAGE_BYTES = 8192  # OpenTelemetry ignores a longer baggage header (W3C'
 _NONE: Mapping[str, str] = MappingProxyType({})
 
 IdFromRequest = Callable[[Any], "str | None"]
+_Headers = Mapping[str, str]  # lower-case name (or cookie name) -> value
 
 
 class Decision(NamedTuple):
@@ -121,29 +122,25 @@ class SessionMiddlewareBase:
         self._known = (keys_generation(), known_keys())  # the environment's keys: read once
 
     def _id(
-        self,
-        what: str,
-        source: tuple[Any, str | None, str | None],
-        request: object,
-        headers: Mapping[str, str],
-        cookies: Mapping[str, str],
+        self, what: str, source: tuple[Any, ...], request: object, found: tuple[_Headers, _Headers]
     ) -> str | None:
         """The first valid id of a source: its callable, header, cookie; never raises."""
-        from_request, header, cookie = source
-        for origin in ("callable", "header", "cookie"):
+        (from_request, header, cookie), (headers, cookies) = source, found
+        values = [
+            ("header", header and headers.get(header)),
+            ("cookie", cookie and cookies.get(cookie)),
+        ]
+        if from_request is not None:
             try:
-                if origin == "callable":
-                    value = from_request and from_request(request)
-                else:
-                    value = headers.get(header) if origin == "header" else cookies.get(cookie)  # type: ignore[arg-type]
+                values.insert(0, ("callable", from_request(request)))
             except Exception:  # noqa: BLE001 - a user callable must not break the request
                 self._log.exception(f"{what}-callable", "The %s_from callable raised", what)
-                continue
+        for origin, value in values:
             if value is None or value == "":
                 continue
             problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
             if problem is None:
-                return value  # type: ignore[no-any-return]  # id_problem proved it a str
+                return value  # id_problem proved it a str
             self._log.warning(
                 f"invalid-{what}-{origin}",
                 "Ignoring the %s id from the %s: %s",
@@ -182,8 +179,8 @@ class SessionMiddlewareBase:
             generation, known = self._known = (keys_generation(), known_keys())
         cookie_header = headers.get("cookie")
         cookies = cookie_values(cookie_header, self._cookie_names) if cookie_header else _NONE
-        session_id = self._id("session", self._session, request, headers, cookies)
-        user_id = self._id("user", self._user, request, headers, cookies) if self._user else None
+        session_id = self._id("session", self._session, request, (headers, cookies))
+        user_id = self._id("user", self._user, request, (headers, cookies)) if self._user else None
         new = session_id is None and self._generate
         if new:
             session_id = new_session_id()
