@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import threading
 import weakref
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import Sampler
@@ -21,14 +21,11 @@ from ..sessions.context import current_session_id, current_user_id
 from ..sessions.session import ScoreFields, Session, score_with
 from ..spans.sampler import SessionSampler
 from .events import add_score_events
-from .model import build_score, stable_score_id
+from .model import build_score
 from .sender import DEFAULT_MAX_QUEUE_BYTES, ScoreSender, SenderStats
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
-
-P = ParamSpec("P")
-R = TypeVar("R")
 
 
 def _trace_hex(value: int | str, bits: int, name: str) -> str:
@@ -76,7 +73,8 @@ def _sampled_out(sampler: SessionSampler, session_id: str) -> bool:
 def score_id(session_or_id: Session | str, name: str, key: str) -> str:
     """A stable score id for feedback that may be sent twice (same session, name and key of
     yours -> same id -> the score is updated, not duplicated)."""
-    return stable_score_id(Session.get_id(session_or_id), name, key)
+    target = Session.get_id(session_or_id)
+    return "score_" + hashlib.sha256(f"{target}\x1f{name}\x1f{key}".encode()).hexdigest()[:32]
 
 
 class ScoreClient:
@@ -167,20 +165,18 @@ def default_score_client() -> ScoreClient:
     return _default
 
 
-def _on_default_client(
-    method: Callable[Concatenate[ScoreClient, P], R],
-) -> Callable[P, R]:
-    @functools.wraps(method)
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        return method(default_score_client(), *args, **kwargs)
-
-    return call
+def score_session(session_or_id: Session | str, **fields: Unpack[ScoreFields]) -> str:
+    """:meth:`ScoreClient.score_session` on the default client."""
+    return default_score_client().score_session(session_or_id, **fields)
 
 
-#: :meth:`ScoreClient.score_session` on the default client.
-score_session = _on_default_client(ScoreClient.score_session)
-#: :meth:`ScoreClient.score_trace` on the default client.
-score_trace = _on_default_client(ScoreClient.score_trace)
+def score_trace(
+    trace_id: int | str, *, observation_id: int | str | None = None, **fields: Unpack[ScoreFields]
+) -> str:
+    """:meth:`ScoreClient.score_trace` on the default client."""
+    return default_score_client().score_trace(trace_id, observation_id=observation_id, **fields)
+
+
 score_with(score_session)  # what Session.score calls
 
 

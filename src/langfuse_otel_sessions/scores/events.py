@@ -4,6 +4,7 @@ backends (Langfuse stores none): ``langfuse.score`` and OpenTelemetry's GenAI
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -21,17 +22,9 @@ from ..attributes import (
 )
 from .model import Score
 
-#: Body field -> the ``langfuse.score.*`` attribute it gives, when present.
-_LANGFUSE_KEYS = {
-    "id": "id",
-    "name": "name",
-    "value": "value",
-    "dataType": "data_type",
-    "sessionId": "session_id",
-    "traceId": "trace_id",
-    "observationId": "observation_id",
-    "comment": "comment",
-}
+_FIELDS = ("id", "name", "value", "dataType", "sessionId", "traceId", "observationId", "comment")
+#: Body field -> the ``langfuse.score.*`` attribute it gives, when present (``data_type``, ...).
+_LANGFUSE_KEYS = {f: "langfuse.score." + re.sub("([A-Z])", r"_\1", f).lower() for f in _FIELDS}
 
 Attributes = dict[str, "str | float | int"]
 
@@ -62,11 +55,7 @@ def add_score_events(score: Score) -> None:
         if not span.is_recording():
             return
         body = score.body
-        ours = {
-            f"langfuse.score.{key}": _short(body[field])
-            for field, key in _LANGFUSE_KEYS.items()
-            if field in body
-        }
+        ours = {key: _short(body[field]) for field, key in _LANGFUSE_KEYS.items() if field in body}
         span.add_event(SCORE_EVENT, ours)
         span.add_event(GEN_AI_EVALUATION_EVENT, _evaluation_attributes(body))
     except Exception:  # noqa: BLE001 - the score is queued whatever happens to the events

@@ -4,7 +4,6 @@ the rules). The body is encoded by the sender; its size is bounded here from the
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -65,12 +64,6 @@ os.register_at_fork(after_in_child=_new_prefix)
 def new_score_id() -> str:
     """16 random hex characters per process and a counter: unique like a UUID, far cheaper."""
     return _prefix + str(next(_counter))
-
-
-def stable_score_id(target_id: str, name: str, key: str) -> str:
-    """A deterministic id from the target, the score name and a key of yours."""
-    digest = hashlib.sha256("\x1f".join((target_id, name, key)).encode()).hexdigest()
-    return f"score_{digest[:32]}"
 
 
 def _utf8_size(text: str) -> int:

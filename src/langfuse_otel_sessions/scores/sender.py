@@ -136,20 +136,15 @@ class ScoreSender:
         self._unsent += 1
         self._log.warning(key, message + " (%d dropped so far)", *args, self._counts["dropped"])
 
-    def _wait_drained(self, deadline: float) -> bool:
+    def _wait_drained(self, timeout: float | None) -> bool:
+        bound = self.policy.deadline if timeout is None else timeout
         with self._lock:
-            while self._queue or self._in_flight:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._drained.wait(remaining)
-        return True
+            return self._drained.wait_for(lambda: not (self._queue or self._in_flight), bound)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait, ``timeout`` at most, until what is queued is delivered, refused or given up;
         ``True`` if so and nothing submitted since the previous flush was lost."""
-        bound = self.policy.deadline if timeout is None else timeout
-        drained = self._wait_drained(time.monotonic() + bound)
+        drained = self._wait_drained(timeout)
         with self._lock:
             clean, self._unsent = self._unsent == 0, 0
         return drained and clean
@@ -166,8 +161,7 @@ class ScoreSender:
         if self._abort.is_set():  # shut down already
             return True
         self.close()
-        bound = self.policy.deadline if timeout is None else timeout
-        self._wait_drained(time.monotonic() + bound)
+        self._wait_drained(timeout)
         self._abort.set()  # cuts a retry wait short
         self._client.close()  # and a request in flight: the thread ends at once
         with self._lock:
@@ -189,20 +183,20 @@ class ScoreSender:
     # -- the sender thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        while self._send_next_batch():
-            pass
-
-    def _send_next_batch(self) -> bool:
-        """Take the next batch and deliver it; ``False`` when the sender is done."""
-        with self._lock:
-            while not self._queue and not self._closing:
+        """Batch after batch, until closed and drained or shut down."""
+        while True:
+            with self._lock:
                 self._idle = True
-                self._has_work.wait()
+                self._has_work.wait_for(lambda: self._queue or self._closing)
                 self._idle = False
-            if not self._queue or self._abort.is_set():
-                return False
-            batch = self._take_locked()
-            mine = self._batch
+                if not self._queue or self._abort.is_set():
+                    return
+                batch = self._take_locked()
+                mine = self._batch
+            self._send(batch, mine)
+
+    def _send(self, batch: list[Score], mine: int) -> None:
+        """Deliver ``batch`` (taken as batch number ``mine``) and count what became of it."""
         self._tally.clear()
         try:
             self._deliver(batch)
@@ -212,12 +206,11 @@ class ScoreSender:
         tally = self._tally
         with self._lock:
             if mine != self._batch:  # shutdown() gave up on it and counted it
-                return False
+                return
             self._counts.update(tally)
             self._unsent += tally["refused"] + tally["failed"]
             self._in_flight = 0
             self._drained.notify_all()
-        return True
 
     def _take_locked(self) -> list[Score]:
         batch: list[Score] = []
