@@ -14,11 +14,6 @@ setting sent.
 A second table measures the encoders alone, in the same interleaved way: ours
 (``SpanEncoder``) against OpenTelemetry's ``encode_spans`` + ``SerializeToString``.
 
-A last table measures holding spans for late sessions: 64 running requests whose first 4 spans
-end (and are exported) before the session is known, then 4 more spans in the session and the
-root. With holding on, the first batch is held and sent with the second, completed with the
-session; with it off (a hold of 0 s) it is sent at once without a session.
-
 Run: ``python benchmarks/exporter.py`` (``--rounds`` to change the length).
 """
 
@@ -39,15 +34,13 @@ from pathlib import Path
 from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.exporter.otlp.proto.http import Compression
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter
 
 sys.path.insert(0, str(Path(__file__).parent))
-from langfuse_otel_sessions import LangfuseSpanExporter, SessionSpanProcessor, session
+from langfuse_otel_sessions import LangfuseSpanExporter
 from langfuse_otel_sessions.export.compression import BodyCompression, isal_available
 from langfuse_otel_sessions.export.encoder import SpanEncoder
-from langfuse_otel_sessions.spans.memory import MEMORY, LateSessionHold, Request
 from workloads import WORKLOADS
 
 SINK = textwrap.dedent(
@@ -79,64 +72,6 @@ STOCK = "OTLPSpanExporter (stock, gzip level 9)"
 DEFAULT = "LangfuseSpanExporter, default (gzip level 2, " + (
     "ISA-L)" if isal_available() else "zlib: isal is not installed)"
 )
-
-
-def make_late_batches(
-    requests: int = 64, early: int = 4, late: int = 4
-) -> tuple[list[ReadableSpan], list[ReadableSpan], list[Request]]:
-    """Spans that ended before the session was known, spans after, and the requests."""
-    memory = InMemorySpanExporter()
-    provider = TracerProvider()
-    provider.add_span_processor(SessionSpanProcessor())
-    provider.add_span_processor(SimpleSpanProcessor(memory))
-    tracer = provider.get_tracer("bench")
-    early_spans: list[ReadableSpan] = []
-    late_spans: list[ReadableSpan] = []
-    for i in range(requests):
-        with tracer.start_as_current_span("agent run"):
-            for j in range(early):
-                tracer.start_span(f"setup {j}", attributes={"step": j}).end()
-            early_spans.extend(memory.get_finished_spans())
-            memory.clear()
-            with session(f"session-{i}"):
-                for j in range(late):
-                    tracer.start_span(f"llm {j}", attributes={"step": j}).end()
-        late_spans.extend(memory.get_finished_spans())
-        memory.clear()
-    provider.shutdown()
-    found = {id(r): r for r in (MEMORY.of(s.context.span_id) for s in early_spans) if r}
-    return early_spans, late_spans, list(found.values())
-
-
-def run_late(url: str, rounds: int) -> list[tuple[str, float]]:
-    """Median µs per span of the two late-session batches, holding on and off."""
-    early, late, requests = make_late_batches()
-    keys = {"public_key": "pk-lf-bench", "secret_key": "sk-lf-bench", "base_url": url}
-    cases = {
-        "LangfuseSpanExporter, gzip, late sessions held (default)": LangfuseSpanExporter(**keys),
-        "LangfuseSpanExporter, gzip, holding off": LangfuseSpanExporter(**keys),
-    }
-    cases["LangfuseSpanExporter, gzip, holding off"].late_sessions = LateSessionHold(0)
-    remembered = [request.ids for request in requests]
-    timings: dict[str, list[float]] = {name: [] for name in cases}
-    for _ in range(rounds):
-        order = list(cases.items())
-        random.shuffle(order)
-        for name, exporter in order:
-            # Replay the requests' history: running without a session, then known and ended.
-            for request in requests:
-                request.ids, request.open = None, True
-            begin = time.perf_counter_ns()
-            exporter.export(early)
-            held = exporter.late_sessions.held_spans  # all of them, or none when off
-            assert held in {0, len(early)}, held
-            for request, ids in zip(requests, remembered, strict=True):
-                request.ids, request.open = ids, False
-            exporter.export(late)
-            timings[name].append((time.perf_counter_ns() - begin) / (len(early) + len(late)) / 1000)
-    for exporter in cases.values():
-        exporter.shutdown()
-    return [(name, statistics.median(values)) for name, values in timings.items()]
 
 
 def free_port() -> int:
@@ -269,14 +204,6 @@ def main(argv: Sequence[str] | None = None) -> None:
         for workload in WORKLOADS if args.workload == "all" else [args.workload]:
             stock, ours, ratio = run_encoders(args.rounds, workload)
             print(f"| {workload} | {stock:.1f} | {ours:.1f} | {ratio:.2f}x |")
-        late_rows = run_late(f"http://127.0.0.1:{port}", args.rounds)
-        print()
-        print("64 running requests: 256 spans before the session is known, 256 after (with roots)")
-        print()
-        print("| exporter | median µs/span over both batches |")
-        print("| --- | ---: |")
-        for name, median in late_rows:
-            print(f"| {name} | {median:.2f} |")
     finally:
         server.terminate()
         server.wait(timeout=10)

@@ -327,10 +327,9 @@ def test_completeness_across_batches_for_a_server_span_started_before_the_sessio
     pipeline.flush()
     view = langfuse_receiver.sessions()["late-session"]
     assert {s.name for s in view.spans} == {"POST /chat", "auth", "llm"}  # the whole trace
-    # "auth" ended before anyone knew the session: the exporter held it until the session was
-    # known (docs/sessions.md, late sessions); the server span, exported last, gets it from what
-    # the exporter saw of its request.
-    assert view.observations_in_session == 3
+    # "auth" left before anyone knew the session: it is sent as it is; the server span,
+    # exported last, gets it from what the exporter saw of its request.
+    assert view.observations_in_session == 2
     (trace,) = view.traces
     assert trace.span("POST /chat").attributes["langfuse.session.id"] == "late-session"
 

@@ -27,7 +27,7 @@ from .._logging import RateLimitedLog
 from ..boundary.outbound import trace_claims
 from ..errors import ConfigurationError
 from ..ids import TraceIds
-from ..spans.memory import MEMORY, LateSessionHold
+from ..spans.memory import MEMORY
 from .compression import body_compression
 from .config import (
     INGESTION_VERSION,
@@ -48,8 +48,6 @@ __all__ = ["INGESTION_VERSION", "INGESTION_VERSION_HEADER", "ExportStats", "Lang
 
 SDK_NAME = "langfuse-otel-sessions"
 DEFAULT_TIMEOUT_SECONDS = 10.0
-#: How long the ended spans of a running request wait for its session (docs/sessions.md).
-LATE_SESSION_SECONDS = 30.0
 
 try:
     SDK_VERSION = version("langfuse-otel-sessions")
@@ -85,7 +83,7 @@ class LangfuseSpanExporter(SpanExporter):
     """Exports spans so that Langfuse shows the traces and sessions users expect
     (``docs/exporter.md``): straight to Langfuse (keys, ``base_url``, ``LANGFUSE_*``) or to a
     Collector (``endpoint``, ``headers``, ``collector_auth``); ``export_spans``: ``"all"``,
-    ``"llm"`` or a predicate. Spans of a running request wait up to 30 s for a late session.
+    ``"llm"`` or a predicate.
 
     Use it with the SDK's ``BatchSpanProcessor``. ``export`` never raises; a bad argument raises
     :class:`ConfigurationError`.
@@ -134,7 +132,6 @@ class LangfuseSpanExporter(SpanExporter):
         self.endpoint = self._route.shown
         if self._route.problem is None:
             trace_claims.add(self)  # outgoing requests claim the trace's root upstream
-        self.late_sessions = LateSessionHold(LATE_SESSION_SECONDS)
         self._log = RateLimitedLog()
         self._abort = threading.Event()
         self._shut_down = False
@@ -186,36 +183,23 @@ class LangfuseSpanExporter(SpanExporter):
         return SpanExportResult.FAILURE
 
     def _known(self, key: int, span: ReadableSpan) -> TraceIds | None:
-        request = MEMORY.of(span.context.span_id if span.context is not None else None)
-        request = MEMORY.of(key) if request is None else request
+        request = MEMORY.of(span.context) or MEMORY.by_key(key)
         return None if request is None else request.known()
 
     def _retrying(self, reply: Reply, wait: float) -> None:
         why = reply.describe(self._route.server, self._route.setting)
         self._log.warning("retry", "%s; retrying in %.2fs", why, wait)
 
-    def _knows_session(self, key: int) -> bool:
-        request = MEMORY.of(key)
-        ids = None if request is None else request.ids
-        return ids is not None and ids.session_id is not None
-
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
-        """Map and send one batch (holding back spans whose session may still come); returns
-        the result, never raises."""
+        """Map and send one batch; returns the result, never raises."""
         if self._shut_down or self._transport is None:
             return self._send(spans)  # counted as lost, with the reason
         if self._keep is not None:
             spans, dropped = keep(spans, self._keep)
             self._coverage.dropped(dropped)
-        try:
-            spans = self.late_sessions.take(spans, self._knows_session)
-        except Exception:  # noqa: BLE001 - export must not raise; send them all as they are
-            self._log.exception("late-sessions", "Could not hold spans for a late session")
         return self._send(spans) if spans else SpanExportResult.SUCCESS
 
-    def _send(
-        self, spans: Sequence[ReadableSpan], timeout: float | None = None
-    ) -> SpanExportResult:
+    def _send(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._transport is None:
             return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
         if self._shut_down:
@@ -239,7 +223,7 @@ class LangfuseSpanExporter(SpanExporter):
                 self._transport,
                 body,
                 self._headers,
-                policy=otlp_policy(self._timeout if timeout is None else timeout),
+                policy=otlp_policy(self._timeout),
                 abort=self._abort,
                 on_retry=self._retrying,
             )
@@ -257,14 +241,10 @@ class LangfuseSpanExporter(SpanExporter):
             detach(token)
 
     def shutdown(self, timeout_millis: float | None = None) -> None:
-        """Stop exporting (idempotent); send the spans held for a late session within
-        ``timeout_millis`` and the timeout; cut a retry wait short."""
+        """Stop exporting (idempotent); cut a retry wait short."""
         if self._shut_down:
             return
         trace_claims.discard(self)
-        held = self.late_sessions.drain()
-        if held:
-            self._send(held, self._bounded(timeout_millis))
         self._shut_down = True
         self._coverage.close()
         self._abort.set()
@@ -272,14 +252,5 @@ class LangfuseSpanExporter(SpanExporter):
             self._transport.close()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Send the spans held for a late session; ``True`` unless that failed."""
-        held = self.late_sessions.drain()
-        if not held or self._shut_down:
-            return True
-        return self._send(held, self._bounded(timeout_millis)) is SpanExportResult.SUCCESS
-
-    def _bounded(self, timeout_millis: float | None) -> float:
-        """The exporter's timeout, or less when the caller has less time (at least 1 ms)."""
-        if timeout_millis is None or math.isnan(timeout_millis):
-            return self._timeout
-        return max(min(self._timeout, timeout_millis / 1000), 0.001)
+        """Nothing is buffered here: always ``True``."""
+        return True

@@ -189,7 +189,7 @@ def map_spans(
     result: list[ReadableSpan] = []
     for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
         added: dict[str, object] = {}
-        request = MEMORY.of(span.context.span_id if span.context is not None else None)
+        request = MEMORY.of(span.context)
         if session_id is None or user_id is None:
             known_ids = learned.get(key) or known(key, span)
             if known_ids is not None:

@@ -1,25 +1,17 @@
-"""The one memory per local request, bounded by one byte budget.
+"""The one memory per local request, bounded by one byte budget (``docs/sessions.md``, "The
+rest of the request").
 
-A *local request* is a local root span (no parent, or a parent from another process) and every
-span started under it in this process. For each one this module remembers what the processor
-and the exporter need once a span has left the context it started in:
+A *local request* is a local root span (no parent, or a remote one) and every span started under
+it in this process. Its record holds the ids in force last (``mixed`` after two sessions) and the
+trace attributes its scopes showed. A span finds its request through its trace id when the trace
+has one local request (the usual case: nothing is stored per span); in a trace that several
+local requests share (a forged or leaked ``traceparent``), spans started since are filed by span
+id, so no request learns from another. Nothing is stored on OpenTelemetry's objects.
 
-* the ids in force last (the processor's fallback for spans started outside any scope, and the
-  exporter's completion of spans exported without them); ``mixed`` when it saw two sessions;
-* the trace attributes its scopes showed (tags add up; a key shown with two values is left out);
-* its ended spans held until its session is known (:class:`LateSessionHold`).
-
-Keyed by local request, never by trace id: a request that joins a trace with a forged or leaked
-``traceparent`` shares nothing with the other requests of that trace. A map of our own, keyed by
-span id, finds a span's request; nothing is stored on OpenTelemetry's objects.
-
-One budget (:data:`REQUEST_MEMORY_BYTES`, 64 MiB) counts all of it: per request and per
-span an estimate, the remembered trace attributes (at most 16 KiB a request) and the held spans'
-attributes and events (``sys.getsizeof``: the bytes the strings really take, for any text). An
-ended span or request stays known :data:`LINGER_SECONDS` (its batches are exported later).
-Over the budget, the oldest ended ones are forgotten first, then the oldest running requests;
-held spans fill at most three quarters of it, past which a span is sent as it is. Each is
-counted (``MEMORY.over_budget``) and logged.
+One budget (:data:`REQUEST_MEMORY_BYTES`) counts an estimate per request and per span filed, and
+the trace attributes (at most 16 KiB a request, ``sys.getsizeof``). An ended request stays known
+:data:`LINGER_SECONDS`. Over the budget the oldest ended requests are forgotten first, then the
+oldest running ones, each counted (``MEMORY.over_budget``) and logged.
 """
 
 from __future__ import annotations
@@ -27,10 +19,10 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.trace import SpanContext
 
 from .._logging import RateLimitedLog
 from ..attributes import LANGFUSE_SESSION_ID, LANGFUSE_TRACE_TAGS, LANGFUSE_USER_ID
@@ -44,8 +36,8 @@ REQUEST_MEMORY_BYTES = 64 * 1024 * 1024
 MAX_REQUEST_ATTRIBUTE_BYTES = 16 * 1024
 #: How long an ended request stays known to spans exported after its root.
 LINGER_SECONDS = 30.0
-#: Estimates: a request's record, and a span's entry in the index (measured in the tests).
-REQUEST_BYTES = 512
+#: Estimates: a request's record, a span filed by id, an attribute entry (measured in the tests).
+REQUEST_BYTES = 640
 SPAN_BYTES = 160
 ENTRY_BYTES = 120
 _CONFLICT = object()
@@ -58,47 +50,34 @@ def _size(value: object) -> int:
     return sys.getsizeof(value)
 
 
-def span_bytes(span: ReadableSpan) -> int:
-    """What holding ``span`` costs: its attributes and its events' attributes, as stored."""
-    total = SPAN_BYTES * 4
-    for attributes in (span.attributes, *(event.attributes for event in span.events)):
-        for key, value in (attributes or {}).items():
-            total += ENTRY_BYTES + sys.getsizeof(key) + _size(value)
-    return total
-
-
 class Request:
     """What one local request showed (see the module docstring)."""
 
     __slots__ = (
-        *("attribute_bytes", "bytes", "ended", "ids", "key", "last", "mixed", "open"),
-        *("tags", "targets", "values"),
+        *("attribute_bytes", "bytes", "ended", "ids", "key", "last", "mixed"),
+        *("spans", "tags", "targets", "trace", "values"),
     )
 
-    def __init__(self, key: int, targets: IdKeys | None) -> None:
-        self.key = key
+    def __init__(self, key: int, targets: IdKeys | None, trace: int = 0) -> None:
+        self.key = key  # its root's span id
+        self.trace = trace
         self.targets = targets  # the keys of the processor that saw it: where ids are stamped
         self.ids: TraceIds | None = None
         self.mixed = False
-        self.open = True
         self.ended = 0.0
         self.values: dict[str, object] = {}
         self.tags: dict[str, None] = {}
-        self.bytes = REQUEST_BYTES  # its record and trace attributes (its spans: by the index)
+        self.spans: list[int] = []  # its spans filed by id (in a trace of several requests)
+        self.bytes = REQUEST_BYTES
         self.attribute_bytes = 0
         self.last: object = None  # the stamps noted last (each scope's are noted once)
 
     def note(self, ids: TraceIds) -> None:
         """Record the ids in force for a span just started in this request."""
         previous = self.ids
-        if previous is not ids:
-            if (
-                previous is not None
-                and previous.session_id is not None
-                and ids.session_id not in (None, previous.session_id)
-            ):
-                self.mixed = True
-            self.ids = ids
+        if previous is not None and previous.session_id not in (None, ids.session_id):
+            self.mixed = self.mixed or ids.session_id is not None
+        self.ids = ids
 
     def known(self) -> TraceIds | None:
         """The ids its spans are completed with (no session when it saw several)."""
@@ -163,76 +142,104 @@ class Request:
 
 
 class RequestMemory:
-    """The requests known now, by span id; thread-safe. One per process: :data:`MEMORY`.
+    """The requests known now; thread-safe. One per process: :data:`MEMORY`.
 
-    Per span, only dict operations (atomic under the GIL); the lock is taken per request."""
+    Per span, only dict look-ups (atomic under the GIL); the lock is taken per request."""
 
     def __init__(self, budget: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.budget = budget
         self.over_budget = 0
-        self._bytes = 0  # requests and held spans; the spans' entries are counted by len()
+        #: The bytes counted against the budget now.
+        self.bytes = 0
         self._clock = clock
-        #: Live and recently ended spans -> their request (the processor reads and writes it).
-        self.spans: dict[int, Request] = {}
-        self._ending: list[int] = []  # spans ended lately, stamped by the thousand:
-        self._ended_spans: deque[tuple[float, list[int]]] = deque()  # (when, span ids)
-        self._ended_count = 0
-        self._open: dict[int, Request] = {}  # by key, oldest first
+        #: Trace id -> its one local request, or the list of several (``None``: forgotten).
+        self.traces: dict[int, Request | list[Request | None]] = {}
+        self.open: dict[int, Request] = {}  # by key, oldest first
         self._ended: dict[int, Request] = {}  # by key, in the order they ended
+        self._spans: dict[int, Request] = {}  # spans filed by id: traces of several requests
         self._lock = threading.Lock()
 
-    @property
-    def bytes(self) -> int:
-        """The bytes counted against the budget now."""
-        return self._bytes + len(self.spans) * SPAN_BYTES + self._ended_count * 8
-
-    def new(self, span_id: int, targets: IdKeys | None) -> Request | None:
-        """A new request rooted at a span starting now (``None`` when the budget is spent).
-        The caller files the span under it in :attr:`spans`, as under its parent's request."""
+    def new(self, context: SpanContext, targets: IdKeys | None) -> Request | None:
+        """A new request rooted at a span starting now (``None`` when the budget is spent)."""
         with self._lock:
-            self._forget(self._clock())
-            if self.bytes + REQUEST_BYTES > self.budget:
-                self.over("a new request is not remembered")
-                return None
-            request = self._open[span_id] = Request(span_id, targets)
-            self._bytes += REQUEST_BYTES
+            return self._new(context, targets)
+
+    def child(self, context: SpanContext, parent: int, targets: IdKeys | None) -> Request | None:
+        """The request of a span starting under the local span ``parent``, in a trace that
+        several requests share or none known: found by span id, else a new one rooted here."""
+        with self._lock:
+            entry = self.traces.get(context.trace_id)
+            request = None
+            if isinstance(entry, list):
+                request = self._spans.get(parent) or self._by_key(parent)
+            if request is None:
+                return self._new(context, targets)
+            if self._fits(SPAN_BYTES, "a span is not filed under its request"):
+                self._spans[context.span_id] = request
+                request.spans.append(context.span_id)
+                request.bytes += SPAN_BYTES
+                self.bytes += SPAN_BYTES
+            return request
+
+    def _new(self, context: SpanContext, targets: IdKeys | None) -> Request | None:
+        self._forget(self._clock())
+        if not self._fits(REQUEST_BYTES, "a new request is not remembered"):
+            return None
+        key, trace = context.span_id, context.trace_id
+        request = self.open[key] = Request(key, targets, trace)
+        self.bytes += REQUEST_BYTES
+        entry = self.traces.get(trace)
+        if entry is None:
+            self.traces[trace] = request
+        elif isinstance(entry, list):
+            entry.append(request)
+        else:  # a second request in this trace: from now on spans are filed by id
+            self.traces[trace] = [entry, request]
         return request
 
-    def end(self, span_id: int) -> None:
-        """A span ended: known a while longer; its request is over when it was the root."""
-        ending = self._ending
-        ending.append(span_id)
-        if span_id in self._open or len(ending) >= 1024:
-            with self._lock:
-                now = self._clock()
-                if self._ending is ending:
-                    self._ending = []
-                    self._ended_spans.append((now, ending))
-                    self._ended_count += len(ending)
-                request = self._open.pop(span_id, None)
-                if request is not None:
-                    request.open = False
-                    request.ended = now
-                    self._ended[span_id] = request
-                self._forget(now)
+    def _fits(self, cost: int, what: str) -> bool:
+        if self.bytes + cost > self.budget:
+            self._forget(None)
+            if self.bytes + cost > self.budget:
+                self.over(what)
+                return False
+        return True
 
-    def of(self, span_id: int | None) -> Request | None:
+    def end(self, key: int) -> None:
+        """The root of request ``key`` ended: it stays known a while longer."""
+        with self._lock:
+            request = self.open.pop(key, None)
+            if request is not None:
+                request.ended = self._clock()
+                self._ended[key] = request
+
+    def of(self, context: SpanContext | None) -> Request | None:
         """The request of a span the processor saw, if still remembered."""
-        return None if span_id is None else self.spans.get(span_id)
+        if context is None:
+            return None
+        entry = self.traces.get(context.trace_id)
+        if isinstance(entry, list):
+            return self._spans.get(context.span_id) or self._by_key(context.span_id)
+        return entry
+
+    def _by_key(self, key: int) -> Request | None:
+        return self.open.get(key) or self._ended.get(key)
+
+    def by_key(self, key: int) -> Request | None:
+        """The request known by its key (:func:`request_keys`)."""
+        with self._lock:
+            return self._by_key(key)
 
     def learn(self, key: int, ids: TraceIds) -> None:
         """What the exporter learned of a request from its exported spans: ids it lacked (two
         sessions make it mixed). A request the processor did not see is remembered under
         ``key`` as an ended one."""
         with self._lock:
-            request = self.spans.get(key)
+            request = self._by_key(key)
             if request is None:
-                request = Request(key, None)
-                request.open = False
+                request = self._ended[key] = Request(key, None)
                 request.ended = self._clock()
-                self._ending.append(key)
-                self._bytes += REQUEST_BYTES
-                self.spans[key] = self._ended[key] = request
+                self.bytes += REQUEST_BYTES
             previous = request.ids
             if previous is None:
                 request.ids = ids
@@ -244,18 +251,18 @@ class RequestMemory:
                         previous.session_id or ids.session_id, previous.user_id or ids.user_id
                     )
 
-    def correct(self, span_id: int, ids: TraceIds | None) -> None:
+    def correct(self, context: SpanContext, ids: TraceIds | None) -> None:
         """Correct the ids a span's request is remembered with, after its server span started
         with untrusted baggage (the middleware decided): ``None`` forgets them."""
-        request = self.spans.get(span_id)
+        request = self.of(context)
         if request is not None:
             with self._lock:
                 request.ids = ids
                 request.mixed = False
 
-    def correct_attributes(self, span_id: int, stamps: Stamps) -> None:
+    def correct_attributes(self, context: SpanContext, stamps: Stamps) -> None:
         """Replace the trace attributes a span's request is remembered with by ``stamps``."""
-        request = self.spans.get(span_id)
+        request = self.of(context)
         if request is not None:
             self.charge(-request.attribute_bytes)
             request.bytes -= request.attribute_bytes
@@ -267,15 +274,7 @@ class RequestMemory:
     def charge(self, cost: int) -> None:
         """Count ``cost`` more bytes (negative: fewer)."""
         with self._lock:
-            self._bytes += cost
-
-    def fits(self, cost: int) -> bool:
-        """Whether ``cost`` more bytes of held spans fit: they may fill three quarters of the
-        budget (the rest stays for the requests themselves)."""
-        with self._lock:
-            if self.bytes + cost > self.budget * 3 // 4:
-                self._forget(None, running=False)
-            return self.bytes + cost <= self.budget * 3 // 4
+            self.bytes += cost
 
     def refuse(self, message: str, *args: object) -> None:
         """Count and log (rate-limited) something left out."""
@@ -286,71 +285,58 @@ class RequestMemory:
         """:meth:`refuse`, for the budget."""
         self.refuse("The per-request memory is at its budget of %d bytes: %s", self.budget, what)
 
-    def _forget(self, now: float | None, *, running: bool = True) -> None:
-        """Forget the ended spans and requests past their linger (``now``); or, over the
-        budget (``None``), the oldest ended ones, then (``running``) the oldest running
-        requests, until a tenth of the budget is free. Called with the lock held."""
-        goal = self.budget if now is not None else self.budget * 9 // 10
-        spans, ended_spans = self.spans, self._ended_spans
-        while ended_spans:
-            when, span_ids = ended_spans[0]
-            if now is not None and now - when < LINGER_SECONDS:
-                break
-            ended_spans.popleft()
-            self._ended_count -= len(span_ids)
-            for span_id in span_ids:
-                spans.pop(span_id, None)
-            if now is None and self.bytes <= goal:
-                return
+    def _forget(self, now: float | None) -> None:
+        """Forget the ended requests past their linger (``now``); over the budget (``None``),
+        the oldest ended ones, then the oldest running ones, until a tenth of the budget is
+        free. Called with the lock held."""
+        goal = self.budget * 9 // 10
         ended = self._ended
         while ended:
-            request = ended[next(iter(ended))]
+            request = next(iter(ended.values()))
             if now is not None and now - request.ended < LINGER_SECONDS:
                 break
-            del ended[request.key]
-            self._bytes -= request.bytes
             if now is None and self.bytes <= goal:
                 return
-        if now is not None and self.bytes > self.budget:
-            self._forget(None, running=running)
-        elif running and now is None and self.bytes > goal and self._open:
-            keys = list(self._open)
-            forgotten = {self._open.pop(key) for key in keys[: len(keys) // 2 + 1]}
-            for span_id, request in list(self.spans.items()):  # rare: a full scan
-                if request in forgotten:
-                    del self.spans[span_id]
-            for request in forgotten:
-                self._bytes -= request.bytes
-            self.over(f"the {len(forgotten)} oldest running request(s) are forgotten")
+            self._drop(ended.pop(request.key))
+        forgotten = 0
+        while now is None and self.open and self.bytes > goal:
+            self._drop(self.open.pop(next(iter(self.open))))
+            forgotten += 1
+        if forgotten:
+            self.over(f"the {forgotten} oldest running request(s) are forgotten")
+
+    def _drop(self, request: Request) -> None:
+        self.bytes -= request.bytes
+        for span_id in request.spans:
+            self._spans.pop(span_id, None)
+        entry = self.traces.get(request.trace)
+        if entry is request:
+            del self.traces[request.trace]
+        elif isinstance(entry, list) and request in entry:
+            entry[entry.index(request)] = None  # still several: no other request gets its spans
+            if not any(entry):
+                del self.traces[request.trace]
 
     def clear(self) -> None:
         """Forget everything (tests)."""
         with self._lock:
-            self._open.clear()
-            self._ended.clear()
-            self.spans.clear()
-            self._ended_spans.clear()
-            self._ending = []
-            self._ended_count = 0
-            self._bytes = 0
+            for pool in (self.open, self._ended, self._spans, self.traces):
+                pool.clear()
+            self.bytes = 0
 
 
 MEMORY = RequestMemory(REQUEST_MEMORY_BYTES)
 
 
 def request_keys(spans: Sequence[ReadableSpan]) -> list[int]:
-    """A local request key per span of an exported batch.
-
-    Spans the processor saw map to their request: its key is the local root's span id. Other
-    spans (a provider without the processor) are grouped through their parents in the batch,
-    never across a remote parent: the key is the span id of the topmost local ancestor found
-    in the batch, or of the missing local parent it points to.
-    """
+    """A local request key per span of an exported batch: its request's (the local root's span
+    id), else, for spans the processor did not see, the span id of the topmost local ancestor
+    found in the batch, or of the missing local parent it points to (never across a remote
+    parent)."""
     by_id: dict[int, ReadableSpan] | None = None
     keys: list[int] = []
     for span in spans:
-        context = span.context
-        request = MEMORY.of(context.span_id if context is not None else None)
+        request = MEMORY.of(span.context)
         if request is not None:
             keys.append(request.key)
             continue
@@ -365,103 +351,9 @@ def _batch_key(span: ReadableSpan, by_id: Mapping[int, ReadableSpan]) -> int:
     for _ in range(len(by_id) + 1):  # a cycle of forged ids cannot loop forever
         parent = current.parent
         if parent is None or parent.is_remote:
-            return current.context.span_id if current.context is not None else 0
+            break
         upper = by_id.get(parent.span_id)
         if upper is None:
-            request = MEMORY.of(parent.span_id)
-            return request.key if request is not None else parent.span_id
+            return parent.span_id
         current = upper
     return current.context.span_id if current.context is not None else 0
-
-
-class LateSessionHold:
-    """One exporter's spans held until their request's session is known; thread-safe.
-
-    Langfuse sums a session's cost over the observations whose own session id is set, so the
-    ended spans of a running request without a session yet are held until it has one or its
-    root ends, at most ``max_seconds`` after the first of them. Held spans count in the
-    memory's budget: past it a span is sent as it is. Spans of requests whose session is known,
-    spans the processor did not see and requests that ended without one are never delayed.
-    """
-
-    def __init__(self, max_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
-        self.max_seconds = max_seconds
-        self.released_early = 0  # sent without their session: too old, or over the budget
-        self._clock = clock
-        self._held: dict[int, tuple[Request, float, list[tuple[ReadableSpan, int]]]] = {}
-        self._lock = threading.Lock()
-
-    @property
-    def held_spans(self) -> int:
-        """Spans held now."""
-        return sum(len(spans) for _, _, spans in self._held.values())
-
-    def take(
-        self, spans: Sequence[ReadableSpan], knows_session: Callable[[int], bool]
-    ) -> list[ReadableSpan]:
-        """The spans to send now: those of ``spans`` not held, and held ones now released.
-        ``knows_session(key)``: the exporter learned a session for that request already."""
-        if self.max_seconds <= 0 and not self._held:
-            return list(spans)
-        now = self._clock()
-        send: list[ReadableSpan] = []
-        with self._lock:
-            for span in spans:
-                request = self._holds(span, knows_session)
-                if request is None:
-                    send.append(span)
-                    continue
-                cost = span_bytes(span)
-                if not MEMORY.fits(cost):
-                    MEMORY.over("a span is sent without waiting for its session")
-                    self.released_early += 1
-                    send.append(span)
-                    continue
-                MEMORY.charge(cost)
-                held = self._held.get(request.key)
-                if held is None:
-                    held = self._held[request.key] = (request, now + self.max_seconds, [])
-                held[2].append((span, cost))
-            send.extend(self._released(now, knows_session))
-        return send
-
-    def drain(self) -> list[ReadableSpan]:
-        """Everything held (``force_flush``, ``shutdown``)."""
-        with self._lock:
-            return self._release(list(self._held))
-
-    def _holds(self, span: ReadableSpan, knows_session: Callable[[int], bool]) -> Request | None:
-        context = span.context
-        if self.max_seconds <= 0 or context is None:
-            return None
-        request = MEMORY.of(context.span_id)
-        if request is None or not request.open or context.span_id == request.key:
-            return None
-        if request.ids is not None and request.ids.session_id is not None:
-            return None
-        own = span.attributes or {}
-        if any(own.get(key) for key in request.session_attributes("")):
-            return None
-        return None if knows_session(request.key) else request
-
-    def _released(self, now: float, knows_session: Callable[[int], bool]) -> list[ReadableSpan]:
-        keys: list[int] = []
-        for key, (request, deadline, spans) in self._held.items():
-            known = (
-                not request.open
-                or (request.ids is not None and request.ids.session_id is not None)
-                or knows_session(key)
-            )
-            if not known and now >= deadline:
-                self.released_early += len(spans)
-            if known or now >= deadline:
-                keys.append(key)
-        return self._release(keys)
-
-    def _release(self, keys: list[int]) -> list[ReadableSpan]:
-        released: list[ReadableSpan] = []
-        for key in keys:
-            _, _, spans = self._held.pop(key)
-            MEMORY.charge(-sum(cost for _, cost in spans))
-            released.extend(span for span, _ in spans)
-        return released

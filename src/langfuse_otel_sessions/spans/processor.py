@@ -1,12 +1,11 @@
 """`SessionSpanProcessor`: stamps the session (and user) id and the trace attributes from baggage
 on every span it sees, through OpenTelemetry's public API (``span.set_attributes``).
 
-What a span gets is worked out once per baggage, not once per span: ``session()`` and the
-middleware put a :func:`~..sessions.context_slots.new_plans` box in the context they make, and the
-processor keeps in it what it resolved there (checked against the baggage by equality, so a later
-change is read anew); so any number of open requests interleave at no extra cost. A context
-without a box (a remote request's, raw baggage) is resolved again unless it matches the last one.
-Hot path: no I/O, no raising.
+What a span gets is worked out once per scope: ``session()`` and the middleware put a
+:data:`~..sessions.context_slots.PLANS` box in the context they make, where the processor keeps
+what it resolved (checked against the baggage by equality, so a later change is read anew). A
+context without a box is resolved again unless it matches the last one. Hot path: no I/O, no
+raising.
 """
 
 from __future__ import annotations
@@ -53,11 +52,10 @@ from ..sessions.context_slots import (
 )
 from ..sessions.trace_attributes import Stamps, stamps_of
 from .conventions import resolve_also_emit
-from .memory import MEMORY
+from .memory import MEMORY, Request
 
 _SESSION_ATTRIBUTES = frozenset(SESSION_ATTRIBUTE_KEYS)
 _USER_ATTRIBUTES = frozenset(USER_ATTRIBUTE_KEYS)
-_VALID_CACHE_SIZE = 4096
 
 
 class _Plan(NamedTuple):
@@ -76,7 +74,7 @@ _NO_PLAN = _Plan({"": None}, None, None, None, (), {}, frozenset())
 
 
 def _keys_option(
-    name: str, value: tuple[str, ...] | list[str] | None, env: str, default: tuple[str, ...]
+    name: str, value: Sequence[str] | None, env: str, default: tuple[str, ...]
 ) -> tuple[str, ...]:
     if value is None:
         return env_keys(env, default)
@@ -86,33 +84,20 @@ def _keys_option(
 
 
 class SessionSpanProcessor(SpanProcessor):
-    """Stamps ``langfuse.session.id`` / ``langfuse.user.id`` from baggage when a span starts.
+    """Stamps ``langfuse.session.id`` / ``langfuse.user.id`` (and trace attributes) from baggage
+    on every span of the provider when it starts.
 
-    Works for every span of the provider, including those third-party instrumentations create.
-    Options (explicit argument > environment variable > default):
-
-    * ``session_keys`` / ``user_keys``: baggage keys read in order
-      (``LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS`` / ``LANGFUSE_OTEL_USER_BAGGAGE_KEYS``);
-    * ``also_emit``: other conventions' names to stamp the ids on too: ``"openinference"``
-      (``session.id``, ``user.id``), ``"gen_ai"`` (``gen_ai.conversation.id``, for ids that were
-      given only, never generated ones) or ``"otel"`` (all three); one name or several
-      (``LANGFUSE_OTEL_ALSO_EMIT``; default: none — see ``docs/sessions.md``);
-    * ``trust_remote_baggage``: also stamp ids that arrived in a request's baggage
-      (``LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE``, false);
-    * ``propagate_session_to``: hosts that outgoing requests may carry the session/user ids
-      to, for the guard ``configure()`` installs (``LANGFUSE_OTEL_PROPAGATE_SESSION_TO``; see
-      ``docs/trust-boundary.md``).
-
-    The constructor changes no global state: ``configure()`` and the zero-code hook install
-    the :class:`~langfuse_otel_sessions.BaggageGuard`; with a processor built by hand, call
-    ``install_baggage_guard()``.
+    Options (explicit argument > environment variable > default; see ``docs/sessions.md``):
+    ``session_keys``, ``user_keys``, ``also_emit``, ``trust_remote_baggage`` and
+    ``propagate_session_to``. The constructor changes no global state: with a processor built
+    by hand, call ``install_baggage_guard()``.
     """
 
     def __init__(
         self,
         *,
-        session_keys: tuple[str, ...] | list[str] | None = None,
-        user_keys: tuple[str, ...] | list[str] | None = None,
+        session_keys: Sequence[str] | None = None,
+        user_keys: Sequence[str] | None = None,
         also_emit: str | Sequence[str] | None = None,
         trust_remote_baggage: bool | None = None,
         propagate_session_to: Sequence[str] | None = None,
@@ -141,8 +126,7 @@ class SessionSpanProcessor(SpanProcessor):
             if key not in emit.given_session_only
         )
         self._user_targets = (LANGFUSE_USER_ID, *emit.user)
-        #: What this processor reads and stamps, registered so that ``session()``, the guard and
-        #: the middleware know these keys too, whatever the order they were built in.
+        #: Registered so that ``session()``, the guard and the middleware know these keys too.
         self.keys = IdKeys(
             session=self.session_keys,
             user=self.user_keys,
@@ -152,15 +136,12 @@ class SessionSpanProcessor(SpanProcessor):
             trust_remote=self.trust_remote_baggage,
         )
         register_reader(self.keys)
-        #: The span attribute limit (``OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT``, 128): trace attributes
-        #: fill at most three quarters of it (the rest is left for the attributes the span gets
-        #: later, which would evict the oldest), the last metadata left out first.
+        #: Trace attributes fill at most three quarters of the span attribute limit.
         self._max_attributes = SpanLimits().max_span_attributes
         self._room = None if self._max_attributes is None else self._max_attributes * 3 // 4
         self._guarded = frozenset(
             (*SESSION_ATTRIBUTE_KEYS, *USER_ATTRIBUTE_KEYS, *SPAN_ENVIRONMENT_KEYS)
         ).union(self.keys.session_attributes, self._user_targets)
-        self._valid_ids: set[str] = set()
         self._last: tuple[_Plan, Callable[[], object]] | None = None
         #: The context a span started in last, and its plan (a context never changes).
         self._last_context: tuple[object, _Plan] = (None, _NO_PLAN)
@@ -175,27 +156,26 @@ class SessionSpanProcessor(SpanProcessor):
             context = get_current() if parent_context is None else parent_context
             last = self._last_context  # spans started one after another in one context
             plan = last[1] if last[0] is context else self._plan(context)
-            parent = span.parent
-            span_id = span.get_span_context().span_id
-            spans = MEMORY.spans  # the request of its local parent, else a new one
-            request = None if parent is None or parent.is_remote else spans.get(parent.span_id)
-            if request is None:
-                request = MEMORY.new(span_id, self.keys)
-            if request is not None:
-                spans[span_id] = request
-            ids = plan.ids
             attributes = plan.attributes
+            span_context = span.get_span_context()
+            parent = span.parent
+            if parent is None or parent.is_remote:
+                request = MEMORY.new(span_context, self.keys)
+                if parent is not None:
+                    attributes = self._upstream_root_claim(span, plan.entries, attributes)
+            else:
+                request = MEMORY.traces.get(span_context.trace_id)  # type: ignore[assignment]
+                if type(request) is not Request:
+                    request = MEMORY.child(span_context, parent.span_id, self.keys)
             if request is not None:
-                if ids is not None:
-                    if request.ids is not ids:
-                        request.note(ids)
+                if plan.ids is not None:
+                    if request.ids is not plan.ids:
+                        request.note(plan.ids)
                 elif request.ids is not None:  # the fallback: the ids in force last in it
                     attributes = {**self._id_attributes(request.ids), **attributes}
                 if plan.stamps and request.last is not plan.stamps:
                     request.last = plan.stamps
                     request.note_attributes(plan.stamps)
-            if parent is not None and parent.is_remote:
-                attributes = self._upstream_root_claim(span, plan.entries, attributes)
             if not attributes:
                 return
             existing = span.attributes or {}
@@ -212,8 +192,9 @@ class SessionSpanProcessor(SpanProcessor):
             self._log.exception("on_start", "SessionSpanProcessor could not stamp a span")
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.context is not None:
-            MEMORY.end(span.context.span_id)
+        context = span.context
+        if context is not None and context.span_id in MEMORY.open:
+            MEMORY.end(context.span_id)
 
     def shutdown(self) -> None:
         """Nothing to release: the processor holds no thread or connection."""
@@ -223,8 +204,8 @@ class SessionSpanProcessor(SpanProcessor):
         return True
 
     def _plan(self, context: Context) -> _Plan:
-        """The plan for ``context``: the one kept in its box (or the last one) when made for this
-        context or for the same baggage, else a new one, kept there."""
+        """The plan kept in ``context``'s box (or the last one) when made for this context or
+        for the same baggage, else a new one, kept there."""
         box = context.get(PLANS)
         held = box.get(self) if isinstance(box, dict) else self._last
         if held is not None and held[1]() is context:
@@ -255,11 +236,11 @@ class SessionSpanProcessor(SpanProcessor):
             if self.trust_remote_baggage:
                 ids = self._valid_ids_of(withheld)
                 stamps = (*stamps, *self._stamps(withheld))
-            elif len(self._told_about_remote) < 2:
+            else:
                 self._tell_about_remote(withheld)
         if ids is not None and self._given_session_targets:
             ids = marked(ids, generated)
-        attributes = {**self._id_attributes(ids), **dict(stamps)} if ids else dict(stamps)
+        attributes = {**self._id_attributes(ids), **dict(stamps)}
         keys = self._guarded.union(attributes)
         return _Plan(dict(entries), withheld, generated, ids, stamps, attributes, keys)  # type: ignore[arg-type]
 
@@ -280,46 +261,42 @@ class SessionSpanProcessor(SpanProcessor):
     def _fitting(
         self, existing: Mapping[str, object], attributes: dict[str, AttributeValue]
     ) -> dict[str, AttributeValue]:
-        """``attributes`` without what the span already gives (an attribute the span has wins:
-        any of the session keys for the session, ``deployment.environment.name`` for the
-        environment, ...) and without the trace attributes past three quarters of the span's
-        attribute limit."""
-        fitting = dict(attributes)
+        """``attributes`` without what the span already gives (any session key for the
+        session, ``deployment.environment.name`` for the environment, ...) and without the
+        trace attributes past three quarters of the span's attribute limit."""
+        fitting = {k: v for k, v in attributes.items() if k not in existing}
         if not _SESSION_ATTRIBUTES.isdisjoint(existing):
-            for key in (*self._session_targets, *self._given_session_targets):
+            for key in self.keys.session_attributes:
                 fitting.pop(key, None)
         if not _USER_ATTRIBUTES.isdisjoint(existing):
             for key in self._user_targets:
                 fitting.pop(key, None)
-        for key in existing:
-            fitting.pop(key, None)
         if LANGFUSE_ENVIRONMENT in fitting and any(existing.get(k) for k in SPAN_ENVIRONMENT_KEYS):
             del fitting[LANGFUSE_ENVIRONMENT]
-        limit = self._max_attributes
-        if self._room is not None and len(existing) + len(fitting) > self._room:
-            ids = {k: v for k, v in fitting.items() if k in self.keys.session_attributes}
-            ids.update((k, v) for k, v in fitting.items() if k in self._user_targets)
-            room = max(self._room - len(existing) - len(ids), 0)
-            others = [item for item in fitting.items() if item[0] not in ids]
-            left_out = len(others) - room
-            if left_out > 0:
-                self.dropped_trace_attributes += left_out
-                self._log.warning(
-                    "span-attribute-limit",
-                    "Not stamping %d trace attribute(s) on a span at its attribute limit (%d, "
-                    "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT): the span's own attributes are kept",
-                    left_out,
-                    limit,
-                )
-                fitting = {**ids, **dict(others[:room])}
+        if self._room is None or len(existing) + len(fitting) <= self._room:
+            return fitting
+        id_keys = {*self.keys.session_attributes, *self._user_targets}
+        ids = {k: v for k, v in fitting.items() if k in id_keys}
+        others = [item for item in fitting.items() if item[0] not in id_keys]
+        room = max(self._room - len(existing) - len(ids), 0)
+        left_out = len(others) - room
+        if left_out > 0:
+            self.dropped_trace_attributes += left_out
+            self._log.warning(
+                "span-attribute-limit",
+                "Not stamping %d trace attribute(s) on a span at its attribute limit (%d, "
+                "OTEL_SPAN_ATTRIBUTE_COUNT_LIMIT): the span's own attributes are kept",
+                left_out,
+                self._max_attributes,
+            )
+            fitting = {**ids, **dict(others[:room])}
         return fitting
 
     def _upstream_root_claim(
         self, span: Span, entries: Mapping[str, object], attributes: dict[str, AttributeValue]
     ) -> dict[str, AttributeValue]:
         """An upstream Langfuse SDK claimed this trace's root (baggage ``langfuse_trace_id``):
-        the span starting under the remote parent is marked as no app root, so the exporter
-        leaves it."""
+        the span under the remote parent is marked as no app root, so the exporter leaves it."""
         claimed = entries.get(BAGGAGE_LANGFUSE_TRACE_ID)
         if isinstance(claimed, str) and claimed.lower() == format_trace_id(span.context.trace_id):
             return {**attributes, LANGFUSE_IS_APP_ROOT: False}
@@ -347,44 +324,30 @@ class SessionSpanProcessor(SpanProcessor):
         """Say once that remote ids, and once that remote trace attributes, were ignored."""
         ids = any(key in withheld for key in (*self.session_keys, *self.user_keys))
         what = "session/user ids" if ids else "trace attributes (tags, metadata, environment...)"
-        if what in self._told_about_remote:
-            return
-        self._told_about_remote.add(what)
-        logger.warning(
-            "Ignoring %s that arrived in a request's baggage header: "
-            "a client can write any value there. For a service behind a trusted edge, "
-            "use SessionSpanProcessor(trust_remote_baggage=True) or set %s=true.",
-            what,
-            ENV_TRUST_REMOTE_BAGGAGE,
-        )
+        if what not in self._told_about_remote:
+            self._told_about_remote.add(what)
+            logger.warning(
+                "Ignoring %s that arrived in a request's baggage header: a client can write any "
+                "value there. For a service behind a trusted edge, use "
+                "SessionSpanProcessor(trust_remote_baggage=True) or set %s=true.",
+                what,
+                ENV_TRUST_REMOTE_BAGGAGE,
+            )
 
     def _valid_ids_of(self, entries: Mapping[str, object]) -> TraceIds | None:
-        session_id = _first_present(entries, self.session_keys)
-        user_id = _first_present(entries, self.user_keys)
-        if session_id is not None:
-            session_id = self._checked(session_id, "session")
-        if user_id is not None:
-            user_id = self._checked(user_id, "user")
+        session_id = self._checked(entries, self.session_keys, "session")
+        user_id = self._checked(entries, self.user_keys, "user")
         if session_id is None and user_id is None:
             return None
         return TraceIds(session_id, user_id)
 
-    def _checked(self, value: object, what: str) -> str | None:
-        if isinstance(value, str) and value in self._valid_ids:
-            return value
+    def _checked(self, entries: Mapping[str, object], keys: Sequence[str], what: str) -> str | None:
+        """The first present entry of ``keys``, if a valid id (else logged, rate-limited)."""
+        value = next((v for k in keys if (v := entries.get(k)) is not None), None)
+        if value is None:
+            return None
         problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
-        if problem is None and isinstance(value, str):
-            if len(self._valid_ids) >= _VALID_CACHE_SIZE:
-                self._valid_ids.clear()
-            self._valid_ids.add(value)
-            return value
+        if problem is None:
+            return value  # type: ignore[return-value]  # id_problem proved it is a str
         self._log.warning(f"invalid-{what}", "Not stamping a %s id from baggage: %s", what, problem)
         return None
-
-
-def _first_present(entries: Mapping[str, object], keys: tuple[str, ...]) -> object:
-    for key in keys:
-        value = entries.get(key)
-        if value is not None:
-            return value
-    return None

@@ -298,13 +298,13 @@ class SessionMiddlewareBase:
         the decided ones set; the request's memory corrected likewise."""
         known, ids, borne = facts.known, facts.ids, facts.borne
         existing: Mapping[str, object] = getattr(span, "attributes", None) or _NONE
-        span_id = span.get_span_context().span_id
+        span_context = span.get_span_context()
         forged = {} if self._trusted else {k: v for k, v in borne.items() if _is_trace_key(k)}
         stamped: dict[str, object] = {}
         if facts.attributes or forged:
             stamped = self._trace_stamps(existing, facts, forged)
             if forged:  # the processor may have remembered them for the request's other spans
-                MEMORY.correct_attributes(span_id, stamps_of(baggage.get_all(context), []))
+                MEMORY.correct_attributes(span_context, stamps_of(baggage.get_all(context), []))
         parent = getattr(span, "parent", None)
         remote = parent is not None and parent.is_remote
         brought = {value for values in borne.values() for value in values}
@@ -333,7 +333,7 @@ class SessionMiddlewareBase:
                 span.set_attribute(key, value)  # type: ignore[arg-type]
         if corrected:  # the processor's request memory learnt the old ids from this span
             known_ids = None if ids == (None, None) else GeneratedIds(*ids) if facts.new else ids
-            MEMORY.correct(span_id, known_ids)
+            MEMORY.correct(span_context, known_ids)
 
     def _trace_stamps(
         self, existing: Mapping[str, object], facts: _Facts, forged: Mapping[str, list[str]]
