@@ -15,6 +15,7 @@ from langfuse_otel_sessions import ASGISessionMiddleware, SessionSampler
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
 
 from .servers import serve_asgi
+from .test_frameworks import ORDERS, served
 from .test_sampler import Sampled
 
 SESSIONS = [f"chat-{i}" for i in range(16)]
@@ -63,3 +64,17 @@ def test_with_our_middleware_outside_fastapis_each_conversation_is_kept_or_dropp
 def test_with_fastapis_middleware_outside_the_fallback_decides_the_request() -> None:
     sampled = Sampled(SessionSampler(1.0, fallback=ALWAYS_OFF))
     assert _chat(sampled, ours_outside=False) == {}  # the server span started without a session
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+@pytest.mark.parametrize("order", ORDERS)
+def test_a_generated_session_cookie_the_client_chose_is_ignored(framework: str, order: str) -> None:
+    # docs/trust-boundary.md: a generated session is one the app issued, never the client's pick
+    sampler = SessionSampler(0.0, always_keep=lambda s, u: (s or "").startswith("eval-"))
+    sampled = Sampled(sampler)
+    options = {"session_header": None, "generate_session": True}
+    with served(framework, sampled, order, **options) as url:
+        response = httpx.get(url + "/chat", headers={"Cookie": "lf_session_id=eval-forged"})
+    issued = response.cookies["lf_session_id"]
+    assert response.json()["session"] == issued != "eval-forged"
+    assert sampled.spans() == ()  # a fresh id, and ratio 0.0 keeps none

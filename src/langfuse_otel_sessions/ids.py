@@ -19,11 +19,17 @@ _CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _LONE_SURROGATE = re.compile(r"[\ud800-\udfff]")
 _LANGFUSE_PREFIXES = re.compile(r"^(?:langfuse[-_]?)+")
 _ENVIRONMENT = re.compile(r"[a-z0-9_-]+")
+_GENERATED_SESSION_ID = re.compile(SESSION_ID_PREFIX + r"[0-9a-f]{24}")
 
 
 def new_session_id() -> str:
     """``"session_"`` followed by 24 lowercase hex characters from the OS CSPRNG."""
     return SESSION_ID_PREFIX + secrets.token_hex(12)
+
+
+def is_generated_session_id(value: str) -> bool:
+    """Whether ``value`` has the exact form :func:`new_session_id` gives."""
+    return _GENERATED_SESSION_ID.fullmatch(value) is not None
 
 
 def id_problem(value: object, max_length: int) -> str | None:

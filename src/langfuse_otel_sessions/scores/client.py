@@ -15,7 +15,6 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from ..attributes import DEFAULT_MAX_ID_LENGTH
 from ..errors import ConfigurationError, InvalidScoreError
 from ..export.config import INGESTION_PATH, announce, direct_route, resolve_langfuse_config
-from ..export.http import display_url
 from ..ids import check_id
 from ..sessions.context import current_session_id, current_user_id
 from ..sessions.session import ScoreFields, Session, score_with
@@ -96,16 +95,11 @@ class ScoreClient:
                 raise ConfigurationError(f"{option} must be a positive, finite number")
         config = resolve_langfuse_config(public_key, secret_key, base_url)
         route = direct_route(config, INGESTION_PATH, {})
-        #: Langfuse's base URL (userinfo scrubbed).
-        self.base_url = display_url(config.base_url)
         self._sampler = sampler if isinstance(sampler, SessionSampler) else None
         self._sender = ScoreSender(route, timeout=timeout, max_queue_bytes=max_queue_bytes)
         # Collected or not, a client's thread ends once what it queued is sent.
         weakref.finalize(self, self._sender.close)
         announce("ScoreClient", route, "scores")
-
-    def __repr__(self) -> str:
-        return f"ScoreClient(base_url={self.base_url!r})"
 
     @property
     def stats(self) -> SenderStats:

@@ -1,6 +1,5 @@
 """Score validation and freezing, at the call: a score Langfuse would reject never leaves the
-process, and nothing the caller does afterwards changes the one that does (docs/scores.md has
-the rules). The body is encoded by the sender; its size is bounded here from the fields."""
+process, and later changes by the caller do not reach it (docs/scores.md has the rules)."""
 
 from __future__ import annotations
 
@@ -77,8 +76,7 @@ def _utf8_size(text: str) -> int:
 
 
 def _json_number(value: object) -> int | float | None:
-    """``value`` as a plain int/float JavaScript reads back as the same finite number, else
-    ``None`` (bools, NaN, infinities, integers beyond a double's range, other types)."""
+    """``value`` as a plain int/float JavaScript reads as the same finite number, else ``None``."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -88,23 +86,14 @@ def _json_number(value: object) -> int | float | None:
     return None
 
 
-def _inferred_type(value: object, string_value: object) -> str:
-    if string_value is not None:
-        return "CATEGORICAL"
-    if isinstance(value, bool):
-        return "BOOLEAN"
-    if isinstance(value, (int, float)):
-        return "NUMERIC"
-    raise InvalidScoreError("a score needs a number, a bool or a string_value")
-
-
 def _typed_value(
     value: object, string_value: object, data_type: object
 ) -> tuple[str, float | int | str]:
     if value is not None and string_value is not None:
         raise InvalidScoreError("give either value or string_value, not both")
     if data_type is None:
-        data_type = _inferred_type(value, string_value)
+        inferred = "BOOLEAN" if isinstance(value, bool) else "NUMERIC"
+        data_type = "CATEGORICAL" if string_value is not None else inferred
     elif isinstance(data_type, str) and data_type.upper() in DATA_TYPES:
         data_type = data_type.upper()
     else:
@@ -112,7 +101,7 @@ def _typed_value(
     if data_type == "NUMERIC":
         number = _json_number(value)
         if number is None:
-            raise InvalidScoreError("a NUMERIC score needs a finite number within a double's range")
+            raise InvalidScoreError("a NUMERIC score needs a finite number (or a string_value)")
         return data_type, number
     if data_type == "BOOLEAN":
         number = int(value) if isinstance(value, bool) else _json_number(value)
@@ -194,10 +183,7 @@ def build_score(
     if isinstance(resolved_value, str):
         size += _utf8_size(resolved_value)
     body = target
-    body["id"] = id
-    body["name"] = name
-    body["value"] = resolved_value
-    body["dataType"] = resolved_type
+    body.update(id=id, name=name, value=resolved_value, dataType=resolved_type)
     if comment is not None or config_id is not None:  # rare: the common call skips the loop
         for key, field in (("comment", comment), ("configId", config_id)):
             if field is None:

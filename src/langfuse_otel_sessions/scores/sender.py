@@ -32,8 +32,7 @@ _BATCH_REFUSALS = frozenset({400, 413})
 
 @dataclass(frozen=True)
 class SenderStats:
-    """Counts since the client started (or forked). A queued score ends up delivered, refused
-    (by Langfuse, for itself) or failed (given up)."""
+    """Counts since the start (or fork): a queued score is delivered, refused or failed."""
 
     queued: int = 0
     delivered: int = 0
@@ -71,7 +70,7 @@ class ScoreSender:
         self.max_queue_bytes = max_queue_bytes
         self.policy = RetryPolicy(deadline=timeout)
         self.exit_timeout = min(EXIT_SECONDS, timeout)
-        self._client = HttpClient(route.url)
+        self._http = HttpClient(route.url)
         self._log = RateLimitedLog()
         self._reset()
         _live.add(self)
@@ -102,21 +101,23 @@ class ScoreSender:
         """Queue ``score``, or drop, count and log it (no keys, closed, or queue full)."""
         with self._lock:
             if self._route.problem is not None:
-                problem = self._route.problem
-                self._drop_locked("off", "Langfuse scores are off: %s; score not sent", problem)
+                self._drop_locked("off", "Langfuse scores are off: %s", self._route.problem)
             elif self._closing:
-                self._drop_locked("closed", "Score sender is shut down; score not sent")
+                self._drop_locked("closed", "Score sender is shut down")
             elif self._queued_bytes + score.size > self.max_queue_bytes:
-                limit = self.max_queue_bytes
-                self._drop_locked(
-                    "full", "Score queue full (limit: %d bytes); dropping a score", limit
-                )
+                self._drop_locked("full", "Score queue full (%d bytes)", self.max_queue_bytes)
             else:
                 self._queue.append(score)
                 self._queued_bytes += score.size
                 self._counts["queued"] += 1
                 if self._thread is None:
-                    self._start_locked()
+                    self._thread = threading.Thread(
+                        target=self._run, name="langfuse-score-sender", daemon=True
+                    )
+                    self._thread.start()
+                    # Exit's clock starts before the hooks registered so far (a provider's) run.
+                    atexit.unregister(_note_exit)
+                    atexit.register(_note_exit)
                 elif self._idle:
                     self._has_work.notify()
 
@@ -124,17 +125,11 @@ class ScoreSender:
         with self._lock:
             self._counts["sampled_out"] += 1
 
-    def _start_locked(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="langfuse-score-sender", daemon=True)
-        self._thread.start()
-        # Exit's clock starts before the hooks registered so far (a TracerProvider's) run.
-        atexit.unregister(_note_exit)
-        atexit.register(_note_exit)
-
     def _drop_locked(self, key: str, message: str, *args: object) -> None:
         self._counts["dropped"] += 1
         self._unsent += 1
-        self._log.warning(key, message + " (%d dropped so far)", *args, self._counts["dropped"])
+        dropped = self._counts["dropped"]
+        self._log.warning(key, message + "; score dropped (%d so far)", *args, dropped)
 
     def _wait_drained(self, timeout: float | None) -> bool:
         bound = self.policy.deadline if timeout is None else timeout
@@ -163,7 +158,7 @@ class ScoreSender:
         self.close()
         self._wait_drained(timeout)
         self._abort.set()  # cuts a retry wait short
-        self._client.close()  # and a request in flight: the thread ends at once
+        self._http.close()  # and a request in flight: the thread ends at once
         with self._lock:
             left = len(self._queue) + self._in_flight
             if left:
@@ -175,9 +170,7 @@ class ScoreSender:
             unsent, self._unsent = self._unsent, 0
             self._drained.notify_all()
         if unsent:
-            logger.error(
-                "Score sender shut down; %d scores not delivered (or not confirmed)", unsent
-            )
+            logger.error("Scores shut down; %d scores not delivered (or not confirmed)", unsent)
         return not unsent
 
     # -- the sender thread ---------------------------------------------------------------------
@@ -191,26 +184,19 @@ class ScoreSender:
                 self._idle = False
                 if not self._queue or self._abort.is_set():
                     return
-                batch = self._take_locked()
-                mine = self._batch
-            self._send(batch, mine)
-
-    def _send(self, batch: list[Score], mine: int) -> None:
-        """Deliver ``batch`` (taken as batch number ``mine``) and count what became of it."""
-        self._tally.clear()
-        try:
-            self._deliver(batch)
-        except Exception:  # noqa: BLE001 - the sender thread must survive anything
-            self._log.exception("crash", "Score sender failed on a batch of %d", len(batch))
-            self._tally = Counter(failed=len(batch))
-        tally = self._tally
-        with self._lock:
-            if mine != self._batch:  # shutdown() gave up on it and counted it
-                return
-            self._counts.update(tally)
-            self._unsent += tally["refused"] + tally["failed"]
-            self._in_flight = 0
-            self._drained.notify_all()
+                batch, mine = self._take_locked(), self._batch
+            self._tally.clear()
+            try:
+                self._deliver(batch)
+            except Exception:  # noqa: BLE001 - the sender thread must survive anything
+                self._log.exception("crash", "Score sender failed on a batch of %d", len(batch))
+                self._tally = Counter(failed=len(batch))
+            with self._lock:
+                if mine == self._batch:  # else shutdown() gave up on it and counted it
+                    self._counts.update(self._tally)
+                    self._unsent += self._tally["refused"] + self._tally["failed"]
+                    self._in_flight = 0
+                    self._drained.notify_all()
 
     def _take_locked(self) -> list[Score]:
         batch: list[Score] = []
@@ -231,16 +217,10 @@ class ScoreSender:
         chunks = [batch]
         attempt = 0  # of events a 207 answer asks to send again
         while chunks:
-            chunk = chunks.pop()
-            events, body = encode_batch(chunk)
-            policy = replace(self.policy, deadline=deadline - time.monotonic())
+            events, body = encode_batch(chunks.pop())
+            due = replace(self.policy, deadline=deadline - time.monotonic())
             reply = post_with_retries(
-                self._client,
-                body,
-                self._headers,
-                policy=policy,
-                abort=self._abort,
-                on_retry=self._retrying,
+                self._http, body, self._headers, policy=due, abort=self._abort, on_retry=self._retry
             )
             again = self._settle(events, reply, chunks)
             if not again:
@@ -249,7 +229,7 @@ class ScoreSender:
             attempt += 1
             late = attempt >= self.policy.max_attempts or time.monotonic() + wait > deadline
             if reply.status == 207 and not late:
-                self._retrying(reply, wait)
+                self._retry(reply, wait)
                 if not self._abort.wait(wait):
                     chunks.append(again)
                     continue
@@ -258,7 +238,7 @@ class ScoreSender:
             self._tally["failed"] += lost
             break
 
-    def _retrying(self, reply: Reply, wait: float) -> None:
+    def _retry(self, reply: Reply, wait: float) -> None:
         with self._lock:
             self._counts["retries"] += 1
         self._log.warning("retry", "%s; retrying in %.2fs", self._why(reply), wait)

@@ -21,7 +21,6 @@ from opentelemetry.trace import format_trace_id
 from opentelemetry.util.types import AttributeValue
 
 from .._logging import RateLimitedLog, logger
-from .._reach import note_processor
 from ..attributes import (
     BAGGAGE_LANGFUSE_TRACE_ID,
     DEFAULT_MAX_ID_LENGTH,
@@ -43,6 +42,7 @@ from ..boundary.outbound import resolve_outbound_policy
 from ..environment import env_bool, env_keys
 from ..errors import ConfigurationError
 from ..ids import TraceIds, id_problem
+from ..sessions._setup_warnings import note_processor
 from ..sessions.context_slots import (
     GENERATED_SESSION_ID,
     PLANS,

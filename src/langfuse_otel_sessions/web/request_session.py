@@ -26,14 +26,13 @@ from ..baggage_keys import (
     known_keys,
     member_key,
     member_value,
-    split_members,
 )
 from ..boundary.header_ids import header_entries
 from ..boundary.trust import distrust_remote
 from ..boundary.web_input import cookie_values
 from ..environment import env_bool
 from ..errors import ConfigurationError
-from ..ids import TraceIds, id_problem, new_session_id
+from ..ids import TraceIds, id_problem, is_generated_session_id, new_session_id
 from ..sessions.context import scoped_context
 from ..sessions.context_slots import GeneratedIds, withheld_remote_entries, without_withheld
 from ..sessions.trace_attributes import entries_of, merged_tags, stamps_of
@@ -139,6 +138,10 @@ class SessionMiddlewareBase:
             if value is None or value == "":
                 continue
             problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
+            if problem is None and origin == "cookie" and self._generate:
+                if is_generated_session_id(value):
+                    return value
+                problem = "not an id this middleware issues"  # a client cannot choose one
             if problem is None:
                 return value  # id_problem proved it a str
             self._log.warning(
@@ -187,8 +190,8 @@ class SessionMiddlewareBase:
         attributes = self._static if self._attributes_from is None else self._attributes_of(request)
         taken = header_entries(current)
         borne: dict[str, list[str]] = {key: [value] for key, value in taken.items()}
-        parsed = [(member, member_key(member)) for member in split_members(incoming or "")]
-        for member, key in [*((m, member_key(m)) for m in split_members(raw or "")), *parsed]:
+        parsed = [(member, member_key(member)) for member in (incoming or "").split(",")]
+        for member, key in [*((m, member_key(m)) for m in (raw or "").split(",")), *parsed]:
             if key is not None and key in known.guarded:
                 borne.setdefault(key, []).append(member_value(member))
         context = self._cleaned(current, taken, borne)
