@@ -48,7 +48,7 @@ class ScopeContext(Context):
 
 
 def _end(span: Span | None, error: BaseException | None) -> None:
-    """End a scope's root span, recording ``error`` (closing a generator is none)."""
+    """End a scope's root span, recording ``error`` (``GeneratorExit`` is none)."""
     if span is None:
         return
     if error is not None and not isinstance(error, GeneratorExit):
@@ -106,10 +106,7 @@ def start_root(
 def enter(owner: object, build: Build, root: Root) -> None:
     """Make ``build(current context)`` current, remembering how to undo it."""
     previous = get_current()
-    context = build(previous)
-    span = None
-    if root is not None:
-        span, context = start_root(context, root, previous)
+    span, context = start_root(build(previous), root, previous) if root else (None, build(previous))
     entry = _Entry(owner, previous, ScopeContext(context), span)
     with _OPEN_LOCK:
         _OPEN.setdefault(owner, []).append(entry)
