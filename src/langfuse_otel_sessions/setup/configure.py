@@ -11,7 +11,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from .._logging import logger
 from ..attributes import SAMPLER_ENTRY_POINT
 from ..boundary.propagator import install_baggage_guard
 from ..errors import ConfigurationError
@@ -56,8 +55,6 @@ def configure(
             provider.add_span_processor(added)
             if export:
                 provider.add_span_processor(BatchSpanProcessor(exporter or LangfuseSpanExporter()))
-        else:
-            logger.debug("langfuse-otel-sessions is already configured on this provider")
         if isinstance(provider.sampler, SessionSampler):
             provider.sampler.read_like(added)
     install_baggage_guard(

@@ -88,9 +88,7 @@ class SessionMiddlewareBase:
             raise ConfigurationError("session_from/user_from must be callables")
         self._attributes_from = trace_attributes if callable(trace_attributes) else None
         problems: list[str] = []
-        static = {}
-        if trace_attributes is not None and self._attributes_from is None:
-            static = entries_of(trace_attributes, problems)
+        static = {} if self._attributes_from else entries_of(trace_attributes or {}, problems)
         if problems:
             raise ConfigurationError(f"trace_attributes: {'; '.join(problems)}")
         self._static: Mapping[str, str] = MappingProxyType(static)
