@@ -24,8 +24,7 @@ from opentelemetry.context import Context, attach, detach, get_current
 from opentelemetry.trace import INVALID_SPAN, Link, Span, Status, StatusCode
 
 Build = Callable[[Context], Context]
-#: ``session(..., new_trace=True)``: the name of the scope's root span and its tracer provider.
-Root = tuple[str, "trace.TracerProvider | None"] | None
+Root = tuple[str, "trace.TracerProvider | None"] | None  # new_trace: root span name, provider
 
 
 class ScopeContext(Context):
@@ -58,7 +57,7 @@ def _end(span: Span | None, error: BaseException | None) -> None:
 
 
 class _Entry:
-    """One entering of a scope in one context: what to restore, and its own root span."""
+    """One entering of a scope in one context: what to restore, and its root span."""
 
     __slots__ = ("attached", "owner", "previous", "span", "task", "thread")
 
