@@ -1,10 +1,5 @@
-"""Where spans and scores go, with which credentials and headers: resolved once, said once.
-
-Precedence: explicit argument > environment variable > default. Keys: ``public_key``/
-``secret_key`` > ``LANGFUSE_PUBLIC_KEY``/``LANGFUSE_SECRET_KEY``; base URL: ``base_url`` >
-``LANGFUSE_BASE_URL`` > ``LANGFUSE_HOST`` > Langfuse Cloud. Langfuse credentials go only to
-Langfuse; a Collector is chosen explicitly and gets them only when asked (``docs/exporter.md``).
-"""
+"""Where spans and scores go, with which credentials and headers: resolved once, said once
+(precedence and rules: ``docs/exporter.md``, "Where spans go")."""
 
 from __future__ import annotations
 
