@@ -155,6 +155,7 @@ class SessionSampler(Sampler):
         self._threshold = ratio_threshold(self.ratio)
         self._processor: SessionSpanProcessor | None = None
         self._decisions: dict[str, bool] = {}
+        self._kept_by_caller: set[str] = set()
         self._log = RateLimitedLog()
 
     def read_like(self, processor: SessionSpanProcessor) -> None:
@@ -179,6 +180,8 @@ class SessionSampler(Sampler):
         trusted = remote_trusted(reader)
         if parent.is_valid:  # remote: its flag decides only when trusted
             if trusted and self.follow_remote_parent:
+                if parent.trace_flags.sampled:
+                    self._caller_kept(attributes, parent_context, reader)
                 return _following(parent)
             if not trusted:  # nor does the fallback follow it, or read the trace id it chose
                 parent_context = set_span_in_context(INVALID_SPAN, parent_context)
@@ -207,9 +210,10 @@ class SessionSampler(Sampler):
         return self.keeps_hash_of(session_id)
 
     def keeps_session(self, session_id: str, user_id: str | None = None) -> bool | None:
-        """Whether the session's traces are kept; ``None`` when that depends on a user rule and
-        ``user_id`` is unknown. Scores ask this before they are sent."""
-        if self.decide(session_id, user_id):
+        """Whether the session's traces are kept (by a rule, its hash or a trusted caller);
+        ``None`` when that depends on a user rule and ``user_id`` is unknown. Scores ask this
+        before they are sent."""
+        if session_id in self._kept_by_caller or self.decide(session_id, user_id):
             return True
         if user_id is None and self.always_keep is not None:
             return None
@@ -225,6 +229,21 @@ class SessionSampler(Sampler):
                     self._decisions.clear()
                 self._decisions[session_id] = keep
         return keep
+
+    def _caller_kept(self, attributes: Attributes, context: Context | None, reader: IdKeys) -> None:
+        """Remember a session a trusted caller kept that this sampler would drop: its scores
+        are sent (bounded as the decisions are)."""
+        try:
+            ids = self._ids(attributes, context, reader, trusted=True)
+        except Exception:  # noqa: BLE001 - never raise into the host application
+            self._log.exception("should_sample", "SessionSampler could not read the session")
+            return
+        if ids is None or ids.session_id is None or len(ids.session_id) > _CACHED_ID_LENGTH:
+            return
+        if not self.decide(*ids):
+            if len(self._kept_by_caller) >= _DECISION_CACHE_SIZE:
+                self._kept_by_caller.clear()
+            self._kept_by_caller.add(ids.session_id)
 
     def _allowed(self, session_id: str | None, user_id: str | None) -> bool:
         if session_id is not None and session_id in self.always_keep_sessions:
