@@ -40,7 +40,7 @@ from .config import (
 )
 from .coverage import Coverage, CoverageMonitor
 from .encoder import SpanEncoder
-from .http import HttpClient, Reply, otlp_policy, post_with_retries
+from .http import HttpClient, Reply, note_exit_first, otlp_policy, post_with_retries
 from .mapping import map_spans
 from .span_filter import ExportSpans, keep, span_predicate
 
@@ -102,6 +102,7 @@ class LangfuseSpanExporter(SpanExporter):
         compression: str | Compression | None = None,
         export_spans: ExportSpans = None,
     ) -> None:
+        note_exit_first()  # score senders' exit deadline counts from before the spans' flush
         self._keep = span_predicate(export_spans)
         self._coverage = CoverageMonitor()
         if timeout is not None and (

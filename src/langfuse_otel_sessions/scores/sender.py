@@ -16,7 +16,7 @@ from typing import Any
 
 from .._logging import RateLimitedLog, logger
 from ..export.config import Route
-from ..export.http import HttpClient, Reply, RetryPolicy
+from ..export.http import EXIT_BEGAN, HttpClient, Reply, RetryPolicy, note_exit_first
 from .model import Score, encode_json, new_score_id
 
 #: The most scores one request carries, and the most bytes (Langfuse takes about 3.5 MB).
@@ -143,9 +143,7 @@ class ScoreSender:
     def _start_locked(self) -> None:
         self._thread = threading.Thread(target=self._run, name="langfuse-score-sender", daemon=True)
         self._thread.start()
-        # Exit's clock starts before the hooks registered so far (a TracerProvider's) run.
-        atexit.unregister(_note_exit)
-        atexit.register(_note_exit)
+        note_exit_first()
 
     def _drop_locked(self, key: str, message: str, *args: object) -> None:
         self._counts["dropped"] += 1
@@ -347,12 +345,6 @@ class ScoreSender:
 
 #: Every sender alive, for the one exit hook.
 _live: weakref.WeakSet[ScoreSender] = weakref.WeakSet()
-#: When interpreter exit began (noted by a hook that runs before a TracerProvider's).
-_exit_began: list[float] = []
-
-
-def _note_exit() -> None:
-    _exit_began.append(time.monotonic())
 
 
 def _shutdown_all() -> None:
@@ -362,7 +354,7 @@ def _shutdown_all() -> None:
     if not senders:
         return
     bound = max(sender.exit_timeout for sender in senders)
-    deadline = (_exit_began[0] if _exit_began else time.monotonic()) + bound
+    deadline = (EXIT_BEGAN[0] if EXIT_BEGAN else time.monotonic()) + bound
     for sender in senders:
         sender.close()
     for sender in senders:
