@@ -77,12 +77,23 @@ def send(receiver: LangfuseReceiver, session_id: str | None, span_name: str) -> 
 
 def post_score(receiver: LangfuseReceiver, score: dict[str, object]) -> None:
     request = urllib.request.Request(
-        receiver.url + "/api/public/scores",
-        data=json.dumps(score).encode(),
+        receiver.url + "/api/public/ingestion",
+        data=json.dumps(
+            {
+                "batch": [
+                    {
+                        "id": "e",
+                        "timestamp": "2026-01-01T00:00:00Z",
+                        "type": "score-create",
+                        "body": score,
+                    }
+                ]
+            }
+        ).encode(),
         headers={"Content-Type": "application/json"},
     )
     with urllib.request.urlopen(request, timeout=10) as answer:
-        assert answer.status == 200
+        assert json.load(answer)["successes"]
 
 
 def test_the_quickstarts_sessions_turns_trace_tree_and_scores(

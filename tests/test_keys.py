@@ -5,7 +5,6 @@ a span gets."""
 from __future__ import annotations
 
 import json
-import os
 from typing import Any
 
 import pytest
@@ -24,7 +23,6 @@ from langfuse_otel_sessions import (
     session,
 )
 from langfuse_otel_sessions.baggage_keys import guarded_keys, known_keys, member_key
-from langfuse_otel_sessions.environment import env_reader
 
 from .conftest import Traced, make_traced
 
@@ -178,23 +176,3 @@ def test_the_cached_keys_follow_every_change_of_the_environment(
     monkeypatch.delenv("LANGFUSE_OTEL_SESSION_BAGGAGE_KEYS")
     assert "thread_id" not in known_keys().session
     assert "thread_id" not in guarded_keys()
-
-
-def test_the_environment_reader_compares_like_os_environ_get(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    read = env_reader("LANGFUSE_OTEL_TEST_A", "LANGFUSE_OTEL_TEST_B")
-    monkeypatch.delenv("LANGFUSE_OTEL_TEST_A", raising=False)
-    monkeypatch.delenv("LANGFUSE_OTEL_TEST_B", raising=False)
-    unset = read()
-    monkeypatch.setenv("LANGFUSE_OTEL_TEST_A", "x")
-    set_a = read()
-    assert set_a != unset
-    assert read() == set_a
-    monkeypatch.setenv("LANGFUSE_OTEL_TEST_A", "")
-    assert read() not in (unset, set_a)
-    monkeypatch.delenv("LANGFUSE_OTEL_TEST_A")
-    assert read() == unset
-    # A replaced os.environ (a plain dict) is read through get.
-    monkeypatch.setattr(os, "environ", {"LANGFUSE_OTEL_TEST_B": "y"})
-    assert read() == (None, "y")

@@ -159,7 +159,6 @@ TOP_MODULES = {
     "__init__",
     "__main__",
     "_logging",
-    "_reach",
     "attributes",
     "environment",
     "baggage_keys",

@@ -8,7 +8,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from langfuse_otel_sessions._reach import MISSING_PROCESSOR
+from langfuse_otel_sessions.sessions._setup_warnings import MISSING_PROCESSOR
 from langfuse_otel_sessions.testing import LangfuseReceiver
 
 from .servers import opentelemetry_instrument

@@ -19,14 +19,14 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 from langfuse_otel_sessions import SessionSpanProcessor, WSGISessionMiddleware, configure, session
 from langfuse_otel_sessions.boundary.propagator import SessionBaggagePropagator
-from langfuse_otel_sessions.sessions import _outbound_check as outbound_check
+from langfuse_otel_sessions.sessions import _setup_warnings as outbound_check
 
 WARNING = "sends baggage without langfuse-otel-sessions' outbound policy"
 
 
 @pytest.fixture(autouse=True)
 def _fresh_process(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(outbound_check, "_warned", False)
+    monkeypatch.setattr(outbound_check, "_warned", {"processor"})
     monkeypatch.setattr(outbound_check, "_checked", None)
 
 

@@ -55,7 +55,7 @@ def json_span(
 
 
 TRACES = "/api/public/otel/v1/traces"
-SCORES = "/api/public/scores"
+INGESTION = "/api/public/ingestion"
 
 
 def protobuf_body() -> bytes:
@@ -164,8 +164,19 @@ def test_a_remote_parent_is_not_a_root(langfuse_receiver: LangfuseReceiver) -> N
     assert trace.name is None
 
 
+def event(event_id: str = "e1", **body: Any) -> dict[str, Any]:
+    return {
+        "id": event_id,
+        "timestamp": "2026-01-01T00:00:00.000Z",
+        "type": "score-create",
+        "body": {"name": "n", "value": 1, "sessionId": "s", **body},
+    }
+
+
 def score(**fields: Any) -> bytes:
-    return json.dumps({"name": "helpful", "value": 1, "sessionId": "s", **fields}).encode()
+    """An ingestion batch of one score-create event."""
+    body = {"name": "helpful", "value": 1, "sessionId": "s", **fields}
+    return json.dumps({"batch": [event("e", **body)]}).encode()
 
 
 @pytest.mark.parametrize(
@@ -180,35 +191,32 @@ def score(**fields: Any) -> bytes:
         score(dataType="CATEGORICAL", value=3),
         score(dataType="TEXT", value="x" * 501),
         score(dataType="TEXT", value=""),
+        score(dataType=[]),  # not a crash
         score(value=True),
         score(id="a\rb"),
         score(id="x" * 801),
-        b'{"name": "n", "value": NaN, "sessionId": "s"}',
-        b"not json",
     ],
 )
-def test_score_route_rejects_schema_violations(
+def test_scores_are_checked_against_langfuse_s_schema(
     langfuse_receiver: LangfuseReceiver, body: bytes
 ) -> None:
-    status, payload, _ = post(langfuse_receiver, SCORES, body)
-    assert status == 400
-    assert payload["message"] == "Invalid request data"
+    status, payload, _ = post(langfuse_receiver, INGESTION, body)
+    assert status == 207
+    assert payload["errors"][0]["message"] == "Invalid request data"
     assert langfuse_receiver.scores() == []
 
 
-def test_score_route_accepts_and_replaces_by_id(langfuse_receiver: LangfuseReceiver) -> None:
-    status, payload, _ = post(langfuse_receiver, SCORES, score(id="fb-1", value=0.5))
-    assert (status, payload) == (200, {"id": "fb-1"})
-    post(langfuse_receiver, SCORES, score(id="fb-1", value=0.9))
-    status, payload, _ = post(langfuse_receiver, SCORES, score(value="good", name="tone"))
-    assert status == 200
-    assert payload["id"]
+def test_scores_are_kept_and_replaced_by_id(langfuse_receiver: LangfuseReceiver) -> None:
+    status, payload, _ = post(langfuse_receiver, INGESTION, score(id="fb-1", value=0.5))
+    assert (status, payload) == (207, {"successes": [{"id": "e", "status": 201}], "errors": []})
+    post(langfuse_receiver, INGESTION, score(id="fb-1", value=0.9))
+    post(langfuse_receiver, INGESTION, score(value="good", name="tone"))
     scores = {s["name"]: s for s in langfuse_receiver.scores()}
     assert scores["helpful"]["value"] == 0.9
     assert scores["helpful"]["dataType"] == "NUMERIC"
     assert scores["tone"]["dataType"] == "CATEGORICAL"
     assert len(langfuse_receiver.sessions()["s"].scores) == 2
-    assert post(langfuse_receiver, SCORES, score(), {"Authorization": "Basic eDp5"})[0] == 401
+    assert post(langfuse_receiver, INGESTION, score(), {"Authorization": "Basic eDp5"})[0] == 401
 
 
 def test_ingestion_route_answers_207_per_event(langfuse_receiver: LangfuseReceiver) -> None:
@@ -235,18 +243,6 @@ def test_ingestion_route_answers_207_per_event(langfuse_receiver: LangfuseReceiv
     assert payload["successes"] == [{"id": "e1", "status": 201}]
     assert [e["id"] for e in payload["errors"]] == ["e2"]
     assert [s["id"] for s in langfuse_receiver.scores()] == ["s1"]
-
-
-INGESTION = "/api/public/ingestion"
-
-
-def event(event_id: str = "e1", **body: Any) -> dict[str, Any]:
-    return {
-        "id": event_id,
-        "timestamp": "2026-01-01T00:00:00.000Z",
-        "type": "score-create",
-        "body": {"name": "n", "value": 1, "sessionId": "s", **body},
-    }
 
 
 @pytest.mark.parametrize(
@@ -286,6 +282,7 @@ def test_ingestion_refuses_each_invalid_event_alone(
     [
         (b'{"batch": [{"id": "e1", "body": {"value": NaN}}]}', 400),
         (b'{"batch": {"not": "a list"}}', 400),
+        (b"not json", 400),
         (b"[" * 100_000 + b"]" * 100_000, 400),
         (json.dumps({"batch": [event(comment="c" * 3_600_000)]}).encode(), 413),
     ],
@@ -316,13 +313,13 @@ def test_correction_scores_are_kept_on_traces_and_dropped_silently_on_sessions(
 
 
 def test_scripted_faults_in_order_then_normal(langfuse_receiver: LangfuseReceiver) -> None:
-    langfuse_receiver.fail_next("scores", 503, Fault(status=429, retry_after=7))
-    first = post(langfuse_receiver, SCORES, score())
-    second = post(langfuse_receiver, SCORES, score())
-    third = post(langfuse_receiver, SCORES, score())
-    assert [first[0], second[0], third[0]] == [503, 429, 200]
+    langfuse_receiver.fail_next("ingestion", 503, Fault(status=429, retry_after=7))
+    first = post(langfuse_receiver, INGESTION, score())
+    second = post(langfuse_receiver, INGESTION, score())
+    third = post(langfuse_receiver, INGESTION, score())
+    assert [first[0], second[0], third[0]] == [503, 429, 207]
     assert second[2]["Retry-After"] == "7"
-    assert [r.status for r in langfuse_receiver.requests("scores")] == [503, 429, 200]
+    assert [r.status for r in langfuse_receiver.requests("ingestion")] == [503, 429, 207]
     assert len(langfuse_receiver.scores()) == 1
 
 
@@ -343,11 +340,11 @@ def test_stop_then_start_on_the_same_port() -> None:
     url = receiver.url
     receiver.stop()
     with pytest.raises(urllib.error.URLError):
-        post(receiver, SCORES, score())
+        post(receiver, INGESTION, score())
     receiver.start()
     try:
         assert receiver.url == url
-        assert post(receiver, SCORES, score())[0] == 200
+        assert post(receiver, INGESTION, score())[0] == 207
     finally:
         receiver.stop()
 

@@ -172,9 +172,8 @@ def test_coverage_counts_every_span_and_token_and_the_one_call_that_lost_its_ses
     (warning,) = [r.getMessage() for r in caplog.records if "had no session" in r.getMessage()]
     assert warning.startswith(
         "6% of spans and 25% of tokens exported since the exporter started had no session; "
-        f"most from {LLM_SCOPE}; 1 LLM span(s) without a session began a trace of their own"
+        f"most from {LLM_SCOPE}"
     )
-    assert "opentelemetry-instrumentation-threading" in warning
 
 
 def test_an_app_without_sessions_is_not_nagged(

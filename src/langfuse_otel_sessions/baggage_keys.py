@@ -1,17 +1,14 @@
-"""Which baggage keys carry session and user ids, and how a ``baggage`` header's keys decode.
-
-The one source of truth for the processor, ``session()``, the guard and the middleware: each
-``SessionSpanProcessor`` registers the :class:`IdKeys` it reads (weakly), and :func:`known_keys`
-(the defaults, the environment's keys and every live processor's) is consulted at call time, so
-the order in which things are built does not matter.
-"""
+"""Which baggage keys carry session and user ids: each ``SessionSpanProcessor`` registers the
+:class:`IdKeys` it reads (weakly); :func:`known_keys` adds the defaults and the environment's,
+read at call time so the order in which things are built does not matter."""
 
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import weakref
-from collections.abc import Iterable, Set
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from urllib.parse import unquote_plus
 
@@ -28,7 +25,7 @@ from .attributes import (
     LANGFUSE_SESSION_ID,
     LANGFUSE_USER_ID,
 )
-from .environment import env_bool, env_keys, env_reader
+from .environment import env_bool, env_keys
 
 
 @dataclass(frozen=True)
@@ -65,15 +62,11 @@ class GuardedKeys(frozenset[str]):
     def isdisjoint(self, other: Iterable[object]) -> bool:
         return not any(key in self for key in other)
 
-    def __or__(self, other: Set[str]) -> GuardedKeys:  # type: ignore[override]
-        return GuardedKeys(frozenset.__or__(self, frozenset(other)))
-
 
 @dataclass(frozen=True)
 class KnownKeys:
-    """The keys in force at one moment: ``reader``, the first live processor's (else the
-    environment's), which ``current_session_id()`` mirrors; the unions over every reader
-    (defaults included); and the keys ``session()`` writes, one per distinct reader."""
+    """The keys in force: ``reader`` (the first live processor's, else the environment's), the
+    unions over every reader, and the keys ``session()`` writes (one per distinct reader)."""
 
     reader: IdKeys
     session: frozenset[str]
@@ -89,7 +82,7 @@ class KnownKeys:
         object.__setattr__(self, "guarded", GuardedKeys(self.session | self.user))
 
 
-_variables = env_reader(ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS, ENV_TRUST_REMOTE_BAGGAGE)
+_VARIABLES = (ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS, ENV_TRUST_REMOTE_BAGGAGE)
 _readers: weakref.WeakValueDictionary[int, IdKeys] = weakref.WeakValueDictionary()
 _order = itertools.count()
 _lock = threading.Lock()
@@ -120,7 +113,7 @@ def readers() -> tuple[IdKeys, ...]:
 def known_keys() -> KnownKeys:
     """The keys in force now (cached until a reader comes or goes or the environment changes)."""
     global _cache  # noqa: PLW0603 - a process-wide cache of the registry
-    stamp = (_generation, _variables())
+    stamp = (_generation, tuple(map(os.environ.get, _VARIABLES)))
     cached = _cache
     if cached is not None and cached[0] == stamp:
         return cached[1]
@@ -161,14 +154,9 @@ def guarded_keys() -> frozenset[str]:
 
 def member_key(member: str) -> str | None:
     """The key OpenTelemetry's W3C extractor reads from one list-member of a ``baggage`` header
-    (``None``: no ``=``): spaces and tabs stripped, ``unquote_plus``, stripped again, so
-    ``session%2Eid``, ``session.id+`` and `` session.id`` are all ``session.id``."""
+    (``None``: no ``=``), so ``session%2Eid``, ``session.id+`` and `` session.id`` all match."""
     name, separator, _ = member.partition("=")
-    if not separator:
-        return None
-    if "%" not in name and "+" not in name:  # nothing to decode (the common case)
-        return name.strip()
-    return unquote_plus(name.strip(" \t")).strip()
+    return unquote_plus(name.strip(" \t")).strip() if separator else None
 
 
 def member_value(member: str) -> str:
@@ -176,12 +164,6 @@ def member_value(member: str) -> str:
     return unquote_plus(member.partition("=")[2].strip(" \t")).strip()
 
 
-def split_members(header: str) -> list[str]:
-    """The list-members of a ``baggage`` header, as OpenTelemetry splits them."""
-    return header.split(",")
-
-
 def keys_generation() -> int:
-    """A number that changes whenever a reader comes or goes: a cache of :func:`known_keys`
-    checked against it reads the environment once (the middleware, on every request)."""
+    """A number that changes whenever a reader comes or goes (for caches of :func:`known_keys`)."""
     return _generation

@@ -4,7 +4,6 @@ falls back to the default instead of crashing the host application."""
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 from ._logging import logger
 
@@ -32,8 +31,3 @@ def env_keys(name: str, default: tuple[str, ...]) -> tuple[str, ...]:
     if raw is None:
         return default
     return tuple(part.strip() for part in raw.split(",") if part.strip())
-
-
-def env_reader(*names: str) -> Callable[[], tuple[str | None, ...]]:
-    """A function giving the variables ``names`` now (for caches checked on every request)."""
-    return lambda: tuple(map(os.environ.get, names))

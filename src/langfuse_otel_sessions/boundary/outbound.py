@@ -23,7 +23,12 @@ from .._logging import logger
 from ..attributes import BAGGAGE_LANGFUSE_TRACE_ID, ENV_PROPAGATE_SESSION_TO
 from ..environment import env_keys
 from ..errors import ConfigurationError
-from ..sessions.context_slots import OWN_ENTRIES, app_entries_beneath, hidden_app_entries
+from ..sessions.context_slots import (
+    APP_ENTRIES_BENEATH,
+    HIDDEN_APP_ENTRIES,
+    OWN_ENTRIES,
+    entries_in,
+)
 
 EVERYWHERE = "*"
 _DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
@@ -132,18 +137,17 @@ def outbound_context(context: Context | None, policy: OutboundPolicy) -> Context
             return context  # a guard around this propagator decided already
         allowed = policy.allows(current)  # first: a CLIENT span opens the gate once
         current = set_value(_CHECKED, True, _with_trace_claim(current))
-        own = get_value(OWN_ENTRIES, current)
         entries = baggage.get_all(current)
-        mine = own.items() if isinstance(own, Mapping) else ()
+        mine = entries_in(OWN_ENTRIES, current).items()
         ours = [key for key, value in mine if key in entries and entries[key] == value]
         hidden = {  # the app's rival entries a scope removed, unless the app set them again
-            k: v for k, v in hidden_app_entries(current).items() if k not in entries
+            k: v for k, v in entries_in(HIDDEN_APP_ENTRIES, current).items() if k not in entries
         }
         if allowed or not (ours or hidden):
             return current
         for key, value in hidden.items():
             current = baggage.set_baggage(key, value, current)
-        beneath = app_entries_beneath(current)
+        beneath = entries_in(APP_ENTRIES_BENEATH, current)
         for key in ours:
             app_value = beneath.get(key)  # the app's own entry this package's covered
             current = (

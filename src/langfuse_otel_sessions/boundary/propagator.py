@@ -10,7 +10,7 @@ from types import MappingProxyType
 
 from opentelemetry import baggage
 from opentelemetry.baggage.propagation import W3CBaggagePropagator
-from opentelemetry.context import Context, get_current, set_value
+from opentelemetry.context import Context, get_current, get_value, set_value
 from opentelemetry.propagators import textmap
 
 from .._logging import RateLimitedLog
@@ -20,7 +20,6 @@ from ..environment import env_bool
 from ..sessions.context_slots import (
     GENERATED_SESSION_ID,
     WITHHELD_REMOTE_ENTRIES,
-    generated_session_id,
     mark_own,
     withheld_remote_entries,
 )
@@ -55,7 +54,7 @@ def _own_vouched(extracted: Context) -> Context:
     mine = {key: value for key, value in vouched.items() if present.get(key) == value}
     if not mine:
         return extracted
-    generated = generated_session_id()
+    generated = get_value(GENERATED_SESSION_ID)
     if generated is not None and generated in mine.values():
         extracted = set_value(GENERATED_SESSION_ID, generated, extracted)
     return mark_own(extracted, mine)

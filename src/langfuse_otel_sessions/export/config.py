@@ -239,39 +239,30 @@ def _env_headers(name: str) -> dict[str, str]:
 
 def announce(owner: str, route: Route, sends: str) -> None:
     """The one INFO line naming where ``sends`` go (an ERROR when nothing will be sent), and a
-    warning, once, for credentials that would cross a network in clear text."""
+    warning, once, for credentials that would cross a network over plain http (through a proxy
+    on loopback, or to a host on loopback, they do not)."""
     if route.problem is not None:
         logger.error("%s: %s mode, nothing will be sent: %s", owner, route.mode, route.problem)
         return
     auth = ""
     if route.mode == "collector":
         auth = ", with Langfuse auth" if route.langfuse_auth else ", no Langfuse keys sent"
-    proxy, proxy_auth = proxy_for(route.url)
+    proxy = proxy_for(route.url)[0]
     via = "" if proxy is None else f" through the proxy {proxy} (from the environment)"
     where = f"{route.shown} (from {route.source})"
     logger.info("%s: %s mode, %s to %s%s%s", owner, route.mode, sends, where, via, auth)
-    for warning in _clear_text(route, proxy, proxy_auth is not None):
-        _warn_once(f"{owner}: {warning}")
+    url = urlsplit(route.url)
+    plain_proxy = proxy is not None and proxy.startswith("http://")
+    plain_proxy = plain_proxy and not is_loopback(urlsplit(proxy or "").hostname)
+    credentials = "@" in url.netloc or bool(route.headers)  # any header may be an API key
+    if credentials and url.scheme == "http" and (plain_proxy or not is_loopback(url.hostname)):
+        via = "" if proxy is None else f", through the proxy {proxy}"
+        _warn_once(
+            f"{owner}: credentials go to {route.shown} over plain http{via}: they travel "
+            "unencrypted (use https, or a loopback address)"
+        )
 
 
 @functools.cache
 def _warn_once(warning: str) -> None:
     logger.warning("%s", warning)
-
-
-def _clear_text(route: Route, proxy: str | None, proxy_auth: bool) -> list[str]:
-    """What credentials would cross a network unencrypted: any header or userinfo over
-    ``http://`` (unless it and the proxy are on loopback), and the credentials of an
-    ``http://`` proxy off loopback (``https://`` goes through it in a ``CONNECT`` tunnel)."""
-    url = urlsplit(route.url)
-    plain_proxy = proxy is not None and proxy.startswith("http://")
-    plain_proxy = plain_proxy and not is_loopback(urlsplit(proxy or "").hostname)
-    credentials = "@" in url.netloc or bool(route.headers)  # any header may be an API key
-    fix = "they travel unencrypted (use https, or a loopback address)"
-    found = []
-    if credentials and url.scheme == "http" and (plain_proxy or not is_loopback(url.hostname)):
-        via = "" if proxy is None else f", through the proxy {proxy}"
-        found.append(f"credentials go to {route.shown} over plain http{via}: {fix}")
-    if proxy_auth and plain_proxy:
-        found.append(f"the proxy credentials go to {proxy} in plain text: {fix}")
-    return found

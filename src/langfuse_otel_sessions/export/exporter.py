@@ -1,12 +1,5 @@
-"""`LangfuseSpanExporter`: OTLP/HTTP protobuf to Langfuse's OTel endpoint, or to a Collector.
-
-The mapping of :mod:`langfuse_otel_sessions.export.mapping` is applied to copies of the spans,
-which are encoded by :mod:`.encoder` (the bytes OpenTelemetry's OTLP encoder would make, at a
-fraction of its cost), compressed as :mod:`.compression` says (gzip level 2 by default), and
-sent by :mod:`.http` (``requests``; one deadline per export, no redirects, capped reads) with
-the OTLP exporter's retry policy. Where the spans go, and with which headers, is decided by
-:mod:`.config`.
-"""
+"""`LangfuseSpanExporter`: map copies of the spans, encode, compress and POST them once per batch
+to Langfuse's OTel endpoint or a Collector, with OpenTelemetry's OTLP retry policy."""
 
 from __future__ import annotations
 
@@ -40,11 +33,18 @@ from .config import (
 )
 from .coverage import Coverage, CoverageMonitor
 from .encoder import SpanEncoder
-from .http import HttpClient, Reply, note_exit_first, otlp_policy, post_with_retries
+from .http import (
+    OTLP_RETRYABLE_STATUSES,
+    HttpClient,
+    Reply,
+    RetryPolicy,
+    note_exit_first,
+    post_with_retries,
+)
 from .mapping import map_spans
 from .span_filter import ExportSpans, keep, span_predicate
 
-__all__ = ["INGESTION_VERSION", "INGESTION_VERSION_HEADER", "ExportStats", "LangfuseSpanExporter"]
+__all__ = ["ExportStats", "LangfuseSpanExporter"]
 
 SDK_NAME = "langfuse-otel-sessions"
 DEFAULT_TIMEOUT_SECONDS = 10.0
@@ -224,7 +224,8 @@ class LangfuseSpanExporter(SpanExporter):
                 self._transport,
                 body,
                 self._headers,
-                policy=otlp_policy(self._timeout),
+                # OpenTelemetry's OTLP exporter's: backoff from 1 s, at most 6 attempts
+                policy=RetryPolicy(1.0, math.inf, 0.2, self._timeout, 6, OTLP_RETRYABLE_STATUSES),
                 abort=self._abort,
                 on_retry=self._retrying,
             )

@@ -408,12 +408,6 @@ class RetryPolicy:
         return float(base * random.uniform(1 - self.jitter, 1 + self.jitter))  # noqa: S311
 
 
-def otlp_policy(timeout: float) -> RetryPolicy:
-    """OpenTelemetry's OTLP/HTTP exporter's policy: backoff from 1 s, at most 6 attempts, one
-    ``timeout`` for the whole export."""
-    return RetryPolicy(1.0, math.inf, 0.2, timeout, 6, OTLP_RETRYABLE_STATUSES)
-
-
 def post_with_retries(
     client: HttpClient,
     body: bytes,

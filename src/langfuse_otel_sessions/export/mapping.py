@@ -116,9 +116,7 @@ def spreadable_id(value: object, what: str) -> str | None:
     if value is None:
         return None
     text = value if isinstance(value, str) else langfuse_text(value) or ""
-    # cached up to the length limit only, so the cache stays bounded in bytes
-    too_long = len(text) > DEFAULT_MAX_ID_LENGTH
-    problem = id_problem(text, DEFAULT_MAX_ID_LENGTH) if too_long else _id_problem(text)
+    problem = _id_problem(text[: DEFAULT_MAX_ID_LENGTH + 1])  # bounded in bytes: still too long
     if problem is None:
         return text
     _log.warning(

@@ -1,23 +1,19 @@
-"""`session()`: scope code to a session through OpenTelemetry baggage (``docs/sessions.md``).
-
-Inside a scope the baggage holds the ids under the keys the configured processors read
-(:mod:`..baggage_keys`); every other session/user key is removed so none outranks them.
-"""
+"""`session()`: scope code to a session through OpenTelemetry baggage (``docs/sessions.md``)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Coroutine, Mapping
+from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import baggage
 from opentelemetry.context import Context, get_current
 from opentelemetry.trace import TracerProvider
 
-from .._reach import warn_once_if_nothing_reaches_langfuse
 from ..attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH
 from ..baggage_keys import IdKeys, KnownKeys, known_keys
 from ..ids import check_id, id_problem
-from ._outbound_check import warn_once_without_outbound_policy
+from ._setup_warnings import warn_once_on_setup_gaps
 from .context_slots import (
     with_new_plans,
     with_own_entries,
@@ -42,12 +38,10 @@ def scoped_context(
     generated: bool = False,
     known: KnownKeys | None = None,
 ) -> Context:
-    """``parent`` with the ids written under the keys the processors read, rival keys removed,
-    and trace-attribute entries (:func:`baggage_entries`: tags add up, the rest replaces).
-    ``generated``: the session id was generated; ``known``: :func:`known_keys`, if at hand."""
+    """``parent`` with the ids under the keys the processors read (rival keys removed) and the
+    trace-attribute entries (tags add up, the rest replaces)."""
     if session_id is not None or user_id is not None or attributes:
-        warn_once_without_outbound_policy()
-        warn_once_if_nothing_reaches_langfuse()
+        warn_once_on_setup_gaps()
     known = known_keys() if known is None else known
     own = dict(attributes or {})  # recorded as ours: they leave only where the user opted in
     inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, parent) if own else None
@@ -67,26 +61,15 @@ def scoped_context(
     return with_new_plans(context)  # the processor works out once what its spans get
 
 
+@dataclass(eq=False)  # identity: one scope may be entered many times at once
 class SessionScope:
     """What :func:`session` returns: a context manager (sync and async) and a decorator."""
 
-    __slots__ = ("__weakref__", "attributes", "generated", "root", "session_id", "user_id")
-
-    def __init__(
-        self,
-        session_id: str,
-        user_id: str | None,
-        root: Root = None,
-        attributes: Mapping[str, str] | None = None,
-        *,
-        generated: bool = False,
-    ) -> None:
-        self.session_id, self.user_id, self.generated = session_id, user_id, generated
-        self.attributes = dict(attributes or {})  # trace-attribute baggage entries
-        self.root = root  # with new_trace: the name of the scope's root span, its provider
-
-    def __repr__(self) -> str:
-        return f"SessionScope(session_id={self.session_id!r}, user_id={self.user_id!r})"
+    session_id: str
+    user_id: str | None
+    root: Root = field(default=None, repr=False)
+    attributes: Mapping[str, str] = field(default_factory=dict, repr=False)  # baggage entries
+    generated: bool = field(default=False, repr=False, kw_only=True)
 
     def context(self, parent: Context | None = None) -> Context:
         """This scope's OTel context, derived from ``parent`` (default: the current one)."""
@@ -120,8 +103,7 @@ class SessionScope:
     def __call__(self, func: Callable[P, R]) -> Callable[P, R]: ...
 
     def __call__(self, func: Callable[P, Any]) -> Callable[P, Any]:
-        """Run each call of ``func`` inside the scope; generators and what a call returns to be
-        awaited or iterated run each step inside it, leaving nothing in the caller between."""
+        """Run each call of ``func`` (each step of a generator or awaitable) inside the scope."""
         if not callable(func):
             raise TypeError(f"session() decorates a callable, not {type(func).__name__}")
         return decorate(self, self.context, self.root, func)
@@ -140,16 +122,9 @@ def session(
     new_trace: bool = False,
     tracer_provider: TracerProvider | None = None,
 ) -> SessionScope:
-    """Scope code to a session: ``with session(s):``, ``async with``, or ``@session(s)``.
-
-    Spans started inside get the ids and the trace attributes; tasks and threads that copy the
-    context inherit them; nested scopes merge and restore. ``new_trace=True`` starts the scope
-    in a trace of its own (root span ``trace_name``, default ``"session"``, from
-    ``tracer_provider``). See ``docs/sessions.md``.
-
-    Raises :class:`InvalidIdError` for an invalid id, :class:`ConfigurationError` for an
-    invalid trace attribute, ``TypeError`` for neither a :class:`Session` nor a string.
-    """
+    """Scope code to a session: ``with session(s):``, ``async with``, or ``@session(s)``
+    (``docs/sessions.md``). Raises :class:`InvalidIdError` for an invalid id,
+    :class:`ConfigurationError` for an invalid trace attribute, ``TypeError`` for a non-id."""
     session_id = check_id(Session.get_id(session_or_id), DEFAULT_MAX_ID_LENGTH)
     if user_id is not None:
         user_id = check_id(user_id, DEFAULT_MAX_ID_LENGTH, "user id")
@@ -167,7 +142,6 @@ def session(
 
 
 def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...]) -> str | None:
-    """What the first present key holds, if it is a valid id (as the processor reads it)."""
     value = next((value for value in map(entries.get, keys) if value is not None), None)
     if isinstance(value, str) and id_problem(value, DEFAULT_MAX_ID_LENGTH) is None:
         return value
@@ -183,8 +157,7 @@ def ids_in_force(
     context: Context | None, reader: IdKeys | None = None
 ) -> tuple[str | None, str | None]:
     """The ids the configured processor (or ``reader``) would stamp on a span started now in
-    ``context``: from its baggage, else (when it trusts remote baggage) from what the boundary
-    withheld."""
+    ``context``: from its baggage, else (trusting remote baggage) from what the guard withheld."""
     reader = known_keys().reader if reader is None else reader
     for entries in (baggage.get_all(context), withheld_remote_entries(context)):
         session_id, user_id = ids_of(entries, reader)
@@ -194,10 +167,10 @@ def ids_in_force(
 
 
 def current_session_id(context: Context | None = None) -> str | None:
-    """The session id a span started now would get from the configured processor, or ``None``."""
+    """The session id a span started now would get, or ``None``."""
     return ids_in_force(context)[0]
 
 
 def current_user_id(context: Context | None = None) -> str | None:
-    """The user id a span started now would get from the configured processor, or ``None``."""
+    """The user id a span started now would get, or ``None``."""
     return ids_in_force(context)[1]

@@ -1,13 +1,8 @@
 """Our private slots in the OpenTelemetry context (never baggage: nothing of them leaves).
 
-* Baggage entries this package wrote (:func:`with_own_entries`): the outbound policy sends them
-  only where the user opted in; elsewhere the app's own value beneath them goes out instead.
-* Remote session/user entries the trust boundary withheld (:func:`withheld_remote_entries`),
-  read when remote baggage is trusted.
-* Whether the session id in force was generated (:data:`GENERATED_SESSION_ID`): the GenAI
-  conventions keep generated ids off ``gen_ai.conversation.id``.
-* A per-scope box (:data:`PLANS`) where each processor keeps what spans starting in that context
-  get, worked out once per scope however requests interleave.
+The entries this package wrote (the outbound policy sends them only where the user opted in),
+the app's values they cover or a scope hid, the remote entries the trust boundary withheld,
+whether the session id in force was generated, and the per-scope box of processor plans.
 """
 
 from __future__ import annotations
@@ -24,27 +19,35 @@ from ..ids import TraceIds
 OWN_ENTRIES = create_key("langfuse-otel-sessions.own-baggage")
 #: Context slot: for the entries this package wrote over a value it did not write, that value.
 APP_ENTRIES_BENEATH = create_key("langfuse-otel-sessions.app-baggage-beneath")
-#: Context slot: entries the app wrote under a rival session/user key (``session.id``, ...) that
-#: a scope removed from the baggage (key -> the app's value).
+#: Context slot: the app's entries under rival session/user keys a scope removed (key -> value).
 HIDDEN_APP_ENTRIES = create_key("langfuse-otel-sessions.app-baggage-hidden")
 #: Context slot holding the session/user entries withheld from remote baggage.
 WITHHELD_REMOTE_ENTRIES = create_key("langfuse-otel-sessions.withheld-remote-baggage")
+#: Context slot: the session id the scope in force generated itself, else absent or ``None``.
+GENERATED_SESSION_ID = create_key("langfuse-otel-sessions.generated-session-id")
+#: Context slot: a dict, processor -> what it resolved for this context.
+PLANS = create_key("langfuse-otel-sessions.plans")
 
 _EMPTY: Mapping[str, object] = MappingProxyType({})
 
 
+def entries_in(slot: str, context: Context | None = None) -> Mapping[str, object]:
+    """The mapping held in ``slot`` of ``context`` (default: the current one), else empty."""
+    entries = get_value(slot, context)
+    return entries if isinstance(entries, Mapping) else _EMPTY
+
+
 def with_own_entries(context: Context, entries: Mapping[str, str]) -> Context:
-    """``context`` with ``entries`` set in its baggage and recorded as written by this package;
-    where one covers a value the package did not write (the app's own, a trusted caller's),
-    that value is recorded too (:func:`app_entries_beneath`)."""
-    own = get_value(OWN_ENTRIES, context)
-    earlier = get_value(APP_ENTRIES_BENEATH, context)
-    beneath = dict(earlier) if isinstance(earlier, Mapping) else {}
+    """``context`` with ``entries`` in its baggage, recorded as ours; a value they cover that
+    the package did not write is recorded too (:data:`APP_ENTRIES_BENEATH`)."""
+    own = entries_in(OWN_ENTRIES, context)
+    earlier = entries_in(APP_ENTRIES_BENEATH, context)
+    beneath = dict(earlier)
     for key, value in entries.items():
         previous = baggage.get_baggage(key, context)
         if previous is None:
             beneath.pop(key, None)
-        elif not (isinstance(own, Mapping) and own.get(key) == previous):
+        elif own.get(key) != previous:
             beneath[key] = previous  # not ours: the app's value under this scope's
         context = baggage.set_baggage(key, value, context)
     if beneath or earlier:
@@ -53,49 +56,30 @@ def with_own_entries(context: Context, entries: Mapping[str, str]) -> Context:
 
 
 def without_rival_entries(context: Context, keys: frozenset[str] | set[str]) -> Context:
-    """``context`` without the baggage entries under ``keys`` (rival session/user keys, so
-    that none outranks a scope's id in the process); a value the package did not write is
-    recorded (:func:`hidden_app_entries`) so that it still goes out where the outbound policy
-    withholds the package's entries, as if the package had written nothing."""
-    own = get_value(OWN_ENTRIES, context)
+    """``context`` without the baggage entries under ``keys``; the app's values among them are
+    recorded (:data:`HIDDEN_APP_ENTRIES`) to go out where ours are withheld."""
+    own = entries_in(OWN_ENTRIES, context)
     hidden: dict[str, object] = {}
     for key in keys:
         value = baggage.get_baggage(key, context)
-        if value is None:
-            continue
-        context = baggage.remove_baggage(key, context)
-        if not (isinstance(own, Mapping) and own.get(key) == value):
-            hidden[key] = value
+        if value is not None:
+            context = baggage.remove_baggage(key, context)
+            if own.get(key) != value:
+                hidden[key] = value
     if not hidden:
         return context
-    return set_value(
-        HIDDEN_APP_ENTRIES, MappingProxyType({**hidden_app_entries(context), **hidden}), context
-    )
-
-
-def hidden_app_entries(context: Context) -> Mapping[str, object]:
-    """The app's entries a scope removed from ``context``'s baggage (see
-    :func:`without_rival_entries`)."""
-    entries = get_value(HIDDEN_APP_ENTRIES, context)
-    return entries if isinstance(entries, Mapping) else _EMPTY
-
-
-def app_entries_beneath(context: Context) -> Mapping[str, object]:
-    """The values (key -> value) that entries this package wrote cover in ``context``."""
-    entries = get_value(APP_ENTRIES_BENEATH, context)
-    return entries if isinstance(entries, Mapping) else _EMPTY
+    merged = MappingProxyType({**entries_in(HIDDEN_APP_ENTRIES, context), **hidden})
+    return set_value(HIDDEN_APP_ENTRIES, merged, context)
 
 
 def mark_own(context: Context, entries: Mapping[str, object]) -> Context:
     """``context`` recording ``entries`` (already in its baggage) as written by this package."""
-    earlier = get_value(OWN_ENTRIES, context)
-    mine = {**earlier, **entries} if isinstance(earlier, Mapping) else dict(entries)
-    return set_value(OWN_ENTRIES, MappingProxyType(mine), context)
+    mine = MappingProxyType({**entries_in(OWN_ENTRIES, context), **entries})
+    return set_value(OWN_ENTRIES, mine, context)
 
 
 def without_withheld(context: Context) -> Context:
-    """``context`` keeping none of the remote entries the boundary withheld: a processor that
-    trusts remote baggage finds nothing there (an untrusting middleware decided the request)."""
+    """``context`` where a processor that trusts remote baggage finds none withheld."""
     if not withheld_remote_entries(context):
         return context
     return set_value(WITHHELD_REMOTE_ENTRIES, _EMPTY, context)
@@ -103,12 +87,7 @@ def without_withheld(context: Context) -> Context:
 
 def withheld_remote_entries(context: Context | None = None) -> Mapping[str, object]:
     """The session/user entries the boundary withheld from the request's remote baggage."""
-    entries = get_value(WITHHELD_REMOTE_ENTRIES, context)
-    return entries if isinstance(entries, Mapping) else _EMPTY
-
-
-#: Context slot: the session id the scope in force generated itself, else absent or ``None``.
-GENERATED_SESSION_ID = create_key("langfuse-otel-sessions.generated-session-id")
+    return entries_in(WITHHELD_REMOTE_ENTRIES, context)
 
 
 class GeneratedIds(TraceIds):
@@ -119,31 +98,11 @@ class GeneratedIds(TraceIds):
 
 def with_session_origin(context: Context, session_id: str, generated: bool) -> Context:
     """``context`` recording whether ``session_id``, just put in force, was generated."""
-    if generated:
-        return set_value(GENERATED_SESSION_ID, session_id, context)
-    if get_value(GENERATED_SESSION_ID, context) is None:
-        return context  # the common case: nothing to clear, no copy
-    return set_value(GENERATED_SESSION_ID, None, context)
-
-
-def generated_session_id(context: Context | None = None) -> str | None:
-    """The generated session id recorded in ``context`` (default: the current one), if any."""
-    value = get_value(GENERATED_SESSION_ID, context)
-    return value if isinstance(value, str) else None
-
-
-def marked(ids: TraceIds | None, generated: object) -> TraceIds | None:
-    """``ids`` as :class:`GeneratedIds` when their session id is ``generated`` (the value of
-    :data:`GENERATED_SESSION_ID` in the span's context)."""
-    if ids is None or generated is None or ids.session_id != generated:
-        return ids
-    return GeneratedIds(*ids)
-
-
-#: Context slot: a dict, processor -> what it resolved for this context.
-PLANS = create_key("langfuse-otel-sessions.plans")
+    if generated or get_value(GENERATED_SESSION_ID, context) is not None:
+        return set_value(GENERATED_SESSION_ID, session_id if generated else None, context)
+    return context  # the common case: nothing to clear, no copy
 
 
 def with_new_plans(context: Context) -> Context:
-    """``context`` with an empty box of its own."""
+    """``context`` with an empty box of processor plans of its own."""
     return set_value(PLANS, {}, context)

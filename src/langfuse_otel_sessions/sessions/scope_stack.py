@@ -1,11 +1,9 @@
-"""Entering and leaving `session()` scopes safely, wherever Python resumes the code.
+"""Entering and leaving `session()` scopes, wherever Python resumes the code.
 
-A ``with`` block in a generator is left in whatever context the consumer resumes it, so scopes
-may close out of order, or in another thread or task, where ``attach``/``detach`` would restore
-the wrong context. Each context keeps a stack of the scopes entered in it: leaving the innermost
-restores the context from before it; leaving another one only unlinks it; leaving one entered
-elsewhere *releases* it (its context then reads as the one from before it). Decorated
-generators and coroutines run each step inside the scope and leave nothing of it in the consumer.
+A ``with`` in a generator may be left out of order, or in another thread or task, where
+``detach`` would restore the wrong context. So each context keeps a stack of the scopes entered
+in it: leaving the innermost restores what was before it; leaving another unlinks it; leaving
+one entered elsewhere *releases* it (its context then reads as the one from before it).
 """
 
 from __future__ import annotations
@@ -25,17 +23,14 @@ from opentelemetry import trace
 from opentelemetry.context import Context, attach, detach, get_current
 from opentelemetry.trace import INVALID_SPAN, Link, Span, Status, StatusCode
 
-#: Name of the tracer that starts the root span of a ``session(..., new_trace=True)`` scope.
-TRACER_NAME = "langfuse_otel_sessions"
-
 Build = Callable[[Context], Context]
 #: ``session(..., new_trace=True)``: the name of the scope's root span and its tracer provider.
 Root = tuple[str, "trace.TracerProvider | None"] | None
 
 
 class ScopeContext(Context):
-    """The context a scope makes current; once *released* (left in another thread or task) it
-    reads as the context from before the scope, in the consumer Python gives no way to reach."""
+    """The context a scope makes current; once *released* it reads (through OpenTelemetry's
+    ``get_value``/``set_value``) as the context from before the scope."""
 
     __slots__ = ("released_to",)
 
@@ -46,14 +41,6 @@ class ScopeContext(Context):
     def get(self, key: str, default: object = None) -> object:
         released = self.released_to
         return dict.get(self, key, default) if released is None else released.get(key, default)
-
-    def __getitem__(self, key: str) -> object:
-        released = self.released_to
-        return dict.__getitem__(self, key) if released is None else released[key]
-
-    def __contains__(self, key: object) -> bool:
-        released = self.released_to
-        return dict.__contains__(self, key) if released is None else key in released
 
     def copy(self) -> dict[str, object]:
         released = self.released_to
@@ -105,13 +92,13 @@ _ENTERED: ContextVar[tuple[_Entry, ...]] = ContextVar("langfuse_otel_sessions_sc
 def start_root(
     context: Context, root: tuple[str, trace.TracerProvider | None], previous: Context
 ) -> tuple[Span, Context]:
-    """Start a span in a trace of its own under ``context`` (whose baggage it gets), linked to
-    the span current in ``previous``; returns it and the context with it current."""
+    """A root span under ``context``, linked to the span current in ``previous``, and the
+    context with it current."""
     name, provider = root
     current = trace.get_current_span(previous).get_span_context()
     links = [Link(current, {"langfuse_otel_sessions.link": "session scope"})]
     no_parent = trace.set_span_in_context(INVALID_SPAN, context)
-    tracer = trace.get_tracer(TRACER_NAME, tracer_provider=provider)
+    tracer = trace.get_tracer("langfuse_otel_sessions", tracer_provider=provider)
     span = tracer.start_span(name, context=no_parent, links=links if current.is_valid else [])
     return span, trace.set_span_in_context(span, context)
 
@@ -193,8 +180,7 @@ def decorate(
     def run(*args: object, **kwargs: object) -> object:
         with scope:
             result = func(*args, **kwargs)
-        # Work a plain function returns to run later (an async function under a plain
-        # decorator, a generator) runs inside the scope too.
+        # What a plain function returns to run later runs inside the scope too.
         if inspect.isgenerator(result):
             return _scoped_gen(build, root, result)
         if inspect.isasyncgen(result):

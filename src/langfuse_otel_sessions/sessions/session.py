@@ -11,21 +11,17 @@ from typing import Any
 from ..attributes import DEFAULT_MAX_ID_LENGTH
 from ..ids import check_id, new_session_id
 
-#: ``score_session``, handed over by the scores module as it is imported (it imports us).
-_score_session: Callable[..., str] | None = None
+_score_session: Callable[..., str] | None = None  # set by the scores module (it imports us)
 
 
 def score_with(score_session: Callable[..., str]) -> None:
-    """Make :meth:`Session.score` call ``score_session``."""
     global _score_session  # noqa: PLW0603 - one scorer per process, set at import
     _score_session = score_session
 
 
 @dataclass(frozen=True)
 class Session:
-    """A Langfuse session. ``metadata`` stays in this process (never in baggage);
-    ``id_generated``: :meth:`start` made the id (``also_emit`` then skips
-    ``gen_ai.conversation.id``, as the GenAI conventions ask)."""
+    """A Langfuse session; ``metadata`` stays in this process (never in baggage)."""
 
     id: str
     metadata: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
@@ -65,7 +61,7 @@ class Session:
         config_id: str | None = None,
         metadata: Mapping[str, Any] | None = None,
     ) -> str:
-        """``score_session(self, ...)``: score this session; returns the score id."""
+        """``score_session(self, ...)``: returns the score id."""
         assert _score_session is not None  # noqa: S101 - the package imports the scores module
         return _score_session(
             self,

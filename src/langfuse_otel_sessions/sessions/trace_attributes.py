@@ -1,15 +1,13 @@
-"""Trace attributes beyond the session: tags, metadata, environment, release, version, name.
-
-Carried in baggage under the Langfuse SDK's keys (``langfuse_tags``, ``langfuse_metadata_<k>``,
-...) and stamped as the span attributes Langfuse reads. One rule both ways: explicit arguments
-that break it raise :class:`ConfigurationError`; baggage values that break it are left out.
-"""
+"""Trace attributes (tags, metadata, environment, release, version, name) in baggage under the
+Langfuse SDK's keys; explicit ones that break the rules raise, baggage ones are left out."""
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from .._logging import RateLimitedLog
 from ..attributes import (
@@ -23,10 +21,8 @@ from ..attributes import (
 from ..errors import ConfigurationError
 from ..ids import environment_name, id_problem
 
-#: Longer tag text is not read (8192 bytes is the W3C limit of a whole ``baggage`` header).
+#: Longer tag text is not read (the W3C limit of a whole ``baggage`` header).
 MAX_LIST_TEXT = 8192
-#: The keyword arguments :func:`baggage_entries` (and ``session()``) take for trace attributes.
-ARGUMENTS = ("tags", "metadata", "environment", "release", "version", "trace_name")
 #: ``(span attribute, value)`` pairs, ready to stamp.
 Stamps = tuple[tuple[str, object], ...]
 
@@ -35,14 +31,11 @@ _METADATA_KEY = re.compile(r"[A-Za-z0-9_.-]+")
 _STRING = r"""'[^'\\]*(?:\\.[^'\\]*)*'|"[^"\\]*(?:\\.[^"\\]*)*\""""
 _ITEM = re.compile(rf"\s*({_STRING})\s*([,\]])", re.DOTALL)
 _END = re.compile(r"\s*\]")
-_ESCAPE = re.compile(r"\\(?:x([0-9a-fA-F]{2})|u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|(.))", re.DOTALL)
-_SIMPLE_ESCAPES = dict(zip("\\'\"abfnrtv", "\\'\"\a\b\f\n\r\t\v", strict=True))
 _log = RateLimitedLog()
 
 
 def stamp_value(attribute: str, value: object) -> tuple[str | None, str | None]:
-    """``(value to stamp, None)`` or ``(None, why not)``: the id rule; an environment as
-    Langfuse's server stores it (:func:`environment_name`). Never raises."""
+    """``(value, None)`` or ``(None, why not)``: the id rule; environments as stored."""
     problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
     if problem is not None:
         return None, problem
@@ -55,56 +48,35 @@ def stamp_value(attribute: str, value: object) -> tuple[str | None, str | None]:
 
 
 def tag_problem(tag: object) -> str | None:
-    """Why ``tag`` cannot be a tag (the id rule; no comma, which the comma-separated baggage
-    form would split), or ``None``. Never raises."""
+    """Why ``tag`` cannot be a tag (the id rule, and no comma), or ``None``."""
     problem = id_problem(tag, DEFAULT_MAX_ID_LENGTH)
     return "contains a comma" if problem is None and "," in tag else problem  # type: ignore[operator]
 
 
 def string_list(text: str) -> list[str] | None:
-    """The strings of ``text`` if it is one flat list of string literals in Python's syntax
-    (what the Langfuse SDK's ``str(list)`` sends) or JSON's, else ``None``. Linear, never
-    raises (``json.loads`` and ``ast.literal_eval`` recurse on ``[[[...``)."""
+    """The strings of a flat list of string literals (the Langfuse SDK's ``str(list)``, our JSON),
+    else ``None``. Linear and never raises: ``ast.literal_eval`` sees one flat literal at a time."""
     text = text.strip()
     if len(text) > MAX_LIST_TEXT or not text.startswith("["):
         return None
     strings: list[str] = []
     position = 1
     while (end := _END.match(text, position)) is None:
-        item = _ITEM.match(text, position)
-        decoded = None if item is None else _decoded(item.group(1))
-        if item is None or decoded is None:
+        if (item := _ITEM.match(text, position)) is None:
             return None
-        strings.append(decoded)
+        try:
+            strings.append(ast.literal_eval(item.group(1)))
+        except (ValueError, SyntaxError):  # a NUL, a raw newline, a bad escape
+            return None
         position = item.end()
         if item.group(2) == "]":
             return strings if position == len(text) else None
     return strings if end.end() == len(text) else None  # ``[]`` or a trailing comma
 
 
-def _decoded(literal: str) -> str | None:
-    """A string literal's value: JSON's (``\\uXXXX`` pairs, ``\\/``), else Python's."""
-    if literal[0] == '"':
-        try:
-            decoded = json.loads(literal)  # one flat string token: linear
-            return decoded if isinstance(decoded, str) else None
-        except ValueError:
-            pass  # a Python literal
-    try:
-        return _ESCAPE.sub(_unescaped, literal[1:-1])
-    except (ValueError, KeyError):  # an escape Python's repr never writes, or past U+10FFFF
-        return None
-
-
-def _unescaped(escape: re.Match[str]) -> str:
-    hex_digits = escape.group(1) or escape.group(2) or escape.group(3)
-    return _SIMPLE_ESCAPES[escape.group(4)] if hex_digits is None else chr(int(hex_digits, 16))
-
-
 def parse_tags(value: object, problems: list[str] | None = None) -> list[str] | None:
-    """The valid tags of a baggage value: a list, a Python or JSON list string, or
-    comma-separated text; ``None`` when it is none of these. Invalid tags are left out; both
-    are described in ``problems``. Never raises; work linear in the text."""
+    """The valid tags of a baggage value (a list, a list string, or comma-separated text), or
+    ``None``; what is left out is described in ``problems``. Never raises."""
     problems = [] if problems is None else problems
     try:
         raw: Sequence[object] | None = None
@@ -130,18 +102,14 @@ def parse_tags(value: object, problems: list[str] | None = None) -> list[str] | 
 def stamps_of(
     entries: Mapping[str, object], problems: list[str], max_metadata: int | None = None
 ) -> Stamps:
-    """The trace attributes a span gets from baggage ``entries``; invalid values are left out
-    and described in ``problems``. Never raises. Metadata comes last, at most ``max_metadata``
-    keys (the span attribute limit), as the Langfuse SDK leaves out metadata past it."""
+    """The trace attributes a span gets from baggage ``entries``, metadata last (at most
+    ``max_metadata`` keys); invalid values are left out and described in ``problems``."""
     stamps: list[tuple[str, object]] = []
     metadata: list[tuple[str, object]] = []
     try:
         for key, value in entries.items():
             if isinstance(key, str) and key.startswith("langfuse_"):
-                try:
-                    _stamp_of(key, value, stamps, metadata, problems)
-                except Exception:  # noqa: BLE001 - one bad entry costs only itself
-                    problems.append(f"{key[:60]!r}: unreadable")
+                _stamp_of(key, value, stamps, metadata, problems)
     except Exception:  # noqa: BLE001 - a mapping that fails while read: what was read stays
         problems.append("baggage: unreadable")
     if max_metadata is not None and len(metadata) > max_metadata:
@@ -194,8 +162,7 @@ def baggage_entries(
     version: str | None = None,
     trace_name: str | None = None,
 ) -> dict[str, str]:
-    """The baggage entries for explicit trace attributes; :class:`ConfigurationError` for a
-    bad one (rules in ``docs/sessions.md``)."""
+    """The baggage entries for explicit trace attributes; :class:`ConfigurationError` if bad."""
     entries: dict[str, str] = {}
     if tags is not None:
         if isinstance(tags, str):
@@ -231,17 +198,16 @@ def baggage_entries(
 
 
 def tags_text(tags: Sequence[str]) -> str:
-    """The ``langfuse_tags`` value that :func:`parse_tags` reads back as ``tags`` exactly:
-    comma-separated (the Langfuse SDK's form) where that is exact, else a JSON list."""
+    """``tags`` as a ``langfuse_tags`` value: comma-separated where that reads back exactly,
+    else a JSON list."""
     if tags and not tags[0].startswith("[") and all(tag == tag.strip() for tag in tags):
         return ",".join(tags)
     return json.dumps(list(tags), ensure_ascii=False, separators=(",", ":"))
 
 
 def merged_tags(parent: object, own: str) -> str:
-    """``own`` tags (a :func:`tags_text` value) added to the ``parent`` scope's tags. Never
-    raises: unreadable inherited tags are left out, and all of them when together they would
-    not be read back, with a warning."""
+    """``own`` tags added to the ``parent`` scope's; unreadable inherited tags, or all of them
+    past :data:`MAX_LIST_TEXT`, are left out with a warning."""
     problems: list[str] = []
     inherited = [] if parent is None else parse_tags(parent, problems) or []
     if problems:
@@ -259,32 +225,20 @@ def merged_tags(parent: object, own: str) -> str:
 
 
 def entries_of(given: object, problems: list[str]) -> dict[str, str]:
-    """:func:`baggage_entries` of a mapping of its keyword arguments, never raising: an unknown
-    or invalid argument (a bad metadata key: that key alone) is left out and described in
-    ``problems``."""
-    if not isinstance(given, Mapping):
-        problems.append(f"expected a mapping, got {type(given).__name__}")
-        return {}
+    """:func:`baggage_entries` of a mapping of its keywords, never raising: what is unknown or
+    invalid (in metadata, that key alone) is left out and described in ``problems``."""
     entries: dict[str, str] = {}
     try:
-        for name, value in given.items():
-            if name not in ARGUMENTS:
-                problems.append(f"unknown argument {str(name)[:40]!r}")
-                continue
-            try:
-                _add_entries(entries, name, value, problems)
-            except Exception:  # noqa: BLE001 - a value that fails while read: that part only
-                problems.append(f"{name}: unreadable")
-    except Exception:  # noqa: BLE001 - a mapping that fails while read: what was read stays
-        problems.append("the mapping: unreadable")
+        for name, value in given.items():  # type: ignore[attr-defined]
+            parts = value.items() if name == "metadata" and isinstance(value, Mapping) else [None]
+            for part in parts:  # each metadata key on its own
+                argument: dict[str, Any] = {name: dict([part]) if part else value}
+                try:
+                    entries.update(baggage_entries(**argument))
+                except ConfigurationError as error:
+                    problems.append(str(error))
+                except Exception:  # noqa: BLE001 - reported, never raised
+                    problems.append(f"{str(name)[:40]!r}: unknown or unreadable")
+    except Exception:  # noqa: BLE001 - what was read before it failed stays
+        problems.append("trace attributes: not a mapping, or unreadable")
     return entries
-
-
-def _add_entries(entries: dict[str, str], name: str, value: object, problems: list[str]) -> None:
-    parts = value.items() if name == "metadata" and isinstance(value, Mapping) else [None]
-    for part in parts:  # each metadata key on its own
-        argument: dict[str, object] = {name: value if part is None else dict([part])}
-        try:
-            entries.update(baggage_entries(**argument))  # type: ignore[arg-type]
-        except Exception as error:  # noqa: BLE001 - reported, never raised
-            problems.append(str(error) if isinstance(error, ConfigurationError) else name)

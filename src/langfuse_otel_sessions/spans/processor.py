@@ -10,8 +10,9 @@ raising.
 
 from __future__ import annotations
 
+import os
 import weakref
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from typing import NamedTuple
 
 from opentelemetry import baggage
@@ -21,37 +22,39 @@ from opentelemetry.trace import format_trace_id
 from opentelemetry.util.types import AttributeValue
 
 from .._logging import RateLimitedLog, logger
-from .._reach import note_processor
 from ..attributes import (
     BAGGAGE_LANGFUSE_TRACE_ID,
     DEFAULT_MAX_ID_LENGTH,
     DEFAULT_SESSION_BAGGAGE_KEYS,
     DEFAULT_USER_BAGGAGE_KEYS,
+    ENV_ALSO_EMIT,
     ENV_SESSION_BAGGAGE_KEYS,
     ENV_TRUST_REMOTE_BAGGAGE,
     ENV_USER_BAGGAGE_KEYS,
+    GEN_AI_CONVERSATION_ID,
     LANGFUSE_ENVIRONMENT,
     LANGFUSE_IS_APP_ROOT,
     LANGFUSE_SESSION_ID,
     LANGFUSE_USER_ID,
     SESSION_ATTRIBUTE_KEYS,
+    SESSION_ID,
     SPAN_ENVIRONMENT_KEYS,
     USER_ATTRIBUTE_KEYS,
+    USER_ID,
 )
 from ..baggage_keys import IdKeys, register_reader
 from ..boundary.outbound import resolve_outbound_policy
 from ..environment import env_bool, env_keys
 from ..errors import ConfigurationError
 from ..ids import TraceIds, id_problem
+from ..sessions._setup_warnings import note_processor
 from ..sessions.context_slots import (
     GENERATED_SESSION_ID,
     PLANS,
     WITHHELD_REMOTE_ENTRIES,
     GeneratedIds,
-    marked,
 )
 from ..sessions.trace_attributes import Stamps, stamps_of
-from .conventions import resolve_also_emit
 from .memory import MEMORY, Request
 
 _SESSION_ATTRIBUTES = frozenset(SESSION_ATTRIBUTE_KEYS)
@@ -73,14 +76,35 @@ class _Plan(NamedTuple):
 _NO_PLAN = _Plan({"": None}, None, None, None, (), {}, frozenset())
 
 
-def _keys_option(
-    name: str, value: Sequence[str] | None, env: str, default: tuple[str, ...]
+#: ``also_emit`` names: do they add ``session.id``/``user.id``, ``gen_ai.conversation.id``?
+_ALSO_EMIT = {"openinference": (True, False), "gen_ai": (False, True), "otel": (True, True)}
+_KNOWN = ", ".join(map(repr, _ALSO_EMIT))
+
+
+def keys_option(
+    name: str, value: Collection[str] | None, env: str, default: tuple[str, ...] = ()
 ) -> tuple[str, ...]:
+    """A collection of non-empty strings > the variable ``env`` (comma-separated) > default."""
     if value is None:
         return env_keys(env, default)
     if isinstance(value, str) or not all(isinstance(k, str) and k for k in value):
-        raise ConfigurationError(f"{name} must be a sequence of non-empty strings")
+        raise ConfigurationError(f"{name} must be a collection of non-empty strings")
     return tuple(value)
+
+
+def _also_emit(value: str | Sequence[str] | None) -> tuple[str, ...]:
+    """``also_emit`` > ``LANGFUSE_OTEL_ALSO_EMIT`` (a bad value warns, emits none) > none."""
+    if value is not None:
+        names = (value,) if isinstance(value, str) else tuple(value)
+        if not all(isinstance(name, str) and name in _ALSO_EMIT for name in names):
+            raise ConfigurationError(f"also_emit must be one or more of {_KNOWN}")
+        return tuple(dict.fromkeys(names))
+    names = tuple(name.lower() for name in env_keys(ENV_ALSO_EMIT, ()))
+    if all(name in _ALSO_EMIT for name in names):
+        return tuple(dict.fromkeys(names))
+    raw = os.environ[ENV_ALSO_EMIT]
+    logger.warning("Ignoring %s=%r: expected some of %s", ENV_ALSO_EMIT, raw, _KNOWN)
+    return ()
 
 
 class SessionSpanProcessor(SpanProcessor):
@@ -102,10 +126,10 @@ class SessionSpanProcessor(SpanProcessor):
         trust_remote_baggage: bool | None = None,
         propagate_session_to: Sequence[str] | None = None,
     ) -> None:
-        self.session_keys = _keys_option(
+        self.session_keys = keys_option(
             "session_keys", session_keys, ENV_SESSION_BAGGAGE_KEYS, DEFAULT_SESSION_BAGGAGE_KEYS
         )
-        self.user_keys = _keys_option(
+        self.user_keys = keys_option(
             "user_keys", user_keys, ENV_USER_BAGGAGE_KEYS, DEFAULT_USER_BAGGAGE_KEYS
         )
         self.trust_remote_baggage = (
@@ -116,16 +140,13 @@ class SessionSpanProcessor(SpanProcessor):
         if propagate_session_to is not None:
             resolve_outbound_policy(propagate_session_to)  # a bad argument raises here
         self.propagate_session_to = propagate_session_to
-        emit = resolve_also_emit(also_emit)
-        self.also_emit = emit.names
+        self.also_emit = _also_emit(also_emit)
+        plain = any(_ALSO_EMIT[name][0] for name in self.also_emit)
+        self._session_targets = (LANGFUSE_SESSION_ID, *((SESSION_ID,) if plain else ()))
+        self._user_targets = (LANGFUSE_USER_ID, *((USER_ID,) if plain else ()))
         #: Stamped with session ids that were given only (not with generated ones).
-        self._given_session_targets = emit.given_session_only
-        self._session_targets = tuple(
-            key
-            for key in dict.fromkeys((LANGFUSE_SESSION_ID, *emit.session))
-            if key not in emit.given_session_only
-        )
-        self._user_targets = (LANGFUSE_USER_ID, *emit.user)
+        gen_ai = any(_ALSO_EMIT[name][1] for name in self.also_emit)
+        self._given_session_targets = (GEN_AI_CONVERSATION_ID,) if gen_ai else ()
         #: Registered so that ``session()``, the guard and the middleware know these keys too.
         self.keys = IdKeys(
             session=self.session_keys,
@@ -238,8 +259,8 @@ class SessionSpanProcessor(SpanProcessor):
                 stamps = (*stamps, *self._stamps(withheld))
             else:
                 self._tell_about_remote(withheld)
-        if ids is not None and self._given_session_targets:
-            ids = marked(ids, generated)
+        if ids is not None and generated is not None and ids.session_id == generated:
+            ids = GeneratedIds(*ids)  # kept off the given-only keys
         attributes = {**self._id_attributes(ids), **dict(stamps)}
         keys = self._guarded.union(attributes)
         return _Plan(dict(entries), withheld, generated, ids, stamps, attributes, keys)  # type: ignore[arg-type]

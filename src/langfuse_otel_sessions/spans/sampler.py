@@ -1,21 +1,8 @@
 """`SessionSampler`: keep or drop whole sessions, the same way in every process.
 
-A trace-id ratio sampler decides per trace, so a sampled conversation reaches Langfuse with turns
-missing. This sampler decides a local root span by its *session*: the SHA-256 of the session id
-(UTF-8), read as a big-endian integer from its first 8 bytes, is kept when it is below
-``ratio * 2**64``. Every trace of a session gets the same decision, in any process or service
-with the same ratio, and a session kept at one ratio is kept at every higher ratio.
-
-Decision order for a span:
-
-1. a valid local parent — or a remote one whose caller is trusted (:mod:`..boundary.trust`),
-   with ``follow_remote_parent`` — : follow its flag;
-2. a session id (or a user id) where the span starts — read as :class:`SessionSpanProcessor`
-   reads it, from what the trust rule lets count — and an allow rule matches: keep;
-3. a session id: keep or drop by its hash;
-4. anything else: the ``fallback`` sampler (default ``ParentBased(TraceIdRatioBased(ratio))``),
-   which never sees an untrusted remote parent, nor the trace id such a caller chose (it gets a
-   random one instead).
+A local root span is decided by the SHA-256 of its session id (``docs/sampling.md``). Only what
+the trust rule (:mod:`..boundary.trust`) lets count decides: an untrusted remote parent's flag,
+its trace id and the session in its baggage never do.
 """
 
 from __future__ import annotations
@@ -52,25 +39,17 @@ from ..attributes import (
 )
 from ..baggage_keys import IdKeys, known_keys
 from ..boundary.trust import remote_trusted, vouched_entries  # the one trust rule
-from ..environment import env_keys
 from ..errors import ConfigurationError
 from ..ids import TraceIds
 from ..sessions.context import ids_in_force, ids_of  # the one reading of the ids
-from .processor import SessionSpanProcessor
+from .processor import SessionSpanProcessor, keys_option
 
 _HASH_SPACE = 1 << 64
-# Decisions of recent sessions, so a busy session is hashed once (SHA-256 costs about 1-2 us):
-# at most this many entries of ids up to this length, about 1.5 MB at worst.
-_DECISION_CACHE_SIZE = 4096
-_CACHED_ID_LENGTH = 256
-
-#: ``always_keep(session_id, user_id)``: ``True`` keeps the span whatever the ratio.
-KeepRule = Callable[[str | None, str | None], bool]
+_REMEMBERED = 4096  # sessions a trusted caller kept, for their scores: about 1 MB at worst
 
 
 def session_hash(session_id: str) -> int:
-    """The stable 64-bit hash a session is sampled by: the first 8 bytes (big-endian) of the
-    SHA-256 of the id in UTF-8. Documented so that other languages can decide alike."""
+    """The first 8 bytes (big-endian) of the SHA-256 of the id in UTF-8."""
     digest = hashlib.sha256(session_id.encode("utf-8", "surrogatepass")).digest()
     return int.from_bytes(digest[:8], "big")
 
@@ -86,14 +65,6 @@ def _checked_ratio(ratio: object) -> float:
     return float(ratio)
 
 
-def _keys(name: str, value: Collection[str] | None, env: str) -> frozenset[str]:
-    if value is None:
-        return frozenset(env_keys(env, ()))
-    if isinstance(value, str) or not all(isinstance(item, str) and item for item in value):
-        raise ConfigurationError(f"{name} must be a collection of non-empty strings")
-    return frozenset(value)
-
-
 def _first_string(attributes: Mapping[str, object], keys: tuple[str, ...]) -> str | None:
     return next((v for k in keys if isinstance(v := attributes.get(k), str)), None)
 
@@ -103,33 +74,11 @@ def _following(parent: SpanContext) -> SamplingResult:
     return SamplingResult(decision, None, parent.trace_state)
 
 
-def _explicit_ids(attributes: Attributes) -> TraceIds | None:
-    """Ids given as attributes when the span starts: they win over baggage, as in the processor."""
-    if not attributes:
-        return None
-    session_id = _first_string(attributes, SESSION_ATTRIBUTE_KEYS)
-    user_id = _first_string(attributes, USER_ATTRIBUTE_KEYS)
-    if session_id is None and user_id is None:
-        return None
-    return TraceIds(session_id, user_id)
-
-
 class SessionSampler(Sampler):
     """Samples whole sessions: every trace of a session is kept, or none is.
 
-    * ``ratio``: the fraction of sessions kept, 0.0 to 1.0;
-    * ``fallback``: decides spans with no session
-      (default ``ParentBased(TraceIdRatioBased(ratio))``);
-    * ``always_keep_sessions``: session ids always kept, e.g. internal testers
-      (``LANGFUSE_OTEL_SAMPLER_KEEP_SESSIONS``, comma-separated);
-    * ``always_keep``: a predicate ``(session_id, user_id) -> bool``; ``True`` keeps the span
-      (e.g. ``lambda session_id, user_id: user_id in testers``);
-    * ``follow_remote_parent``: a span whose parent came from a trusted caller follows that
-      parent's flag (default ``True``, as ``ParentBased`` does); ``False`` decides it by session.
-      An untrusted caller's flag never decides.
-
-    The session is read with the keys and trust setting of the processor :func:`configure`
-    adds, else as :func:`current_session_id` reads it.
+    Options: ``docs/sampling.md``. Sessions are read as the processor :func:`configure` adds
+    reads them, else as :func:`current_session_id` does.
     """
 
     def __init__(
@@ -138,7 +87,7 @@ class SessionSampler(Sampler):
         *,
         fallback: Sampler | None = None,
         always_keep_sessions: Collection[str] | None = None,
-        always_keep: KeepRule | None = None,
+        always_keep: Callable[[str | None, str | None], bool] | None = None,
         follow_remote_parent: bool = True,
     ) -> None:
         self.ratio = _checked_ratio(ratio)
@@ -147,20 +96,18 @@ class SessionSampler(Sampler):
         if always_keep is not None and not callable(always_keep):
             raise ConfigurationError("always_keep must be a callable (session_id, user_id)")
         self.fallback: Sampler = fallback or ParentBased(TraceIdRatioBased(self.ratio))
-        self.always_keep_sessions = _keys(
-            "always_keep_sessions", always_keep_sessions, ENV_SAMPLER_KEEP_SESSIONS
+        self.always_keep_sessions = frozenset(
+            keys_option("always_keep_sessions", always_keep_sessions, ENV_SAMPLER_KEEP_SESSIONS)
         )
         self.always_keep = always_keep
         self.follow_remote_parent = bool(follow_remote_parent)
         self._threshold = ratio_threshold(self.ratio)
         self._processor: SessionSpanProcessor | None = None
-        self._decisions: dict[str, bool] = {}
         self._kept_by_caller: set[str] = set()
         self._log = RateLimitedLog()
 
     def read_like(self, processor: SessionSpanProcessor) -> None:
-        """Read sessions as ``processor`` does (:func:`configure` calls this with the processor
-        it adds)."""
+        """Read sessions as ``processor`` does (:func:`configure` calls this)."""
         self._processor = processor
 
     def should_sample(  # noqa: PLR0917 - OpenTelemetry's Sampler signature
@@ -188,7 +135,7 @@ class SessionSampler(Sampler):
                 trace_id = secrets.randbits(128)
         try:
             ids = self._ids(attributes, parent_context, reader, trusted)
-            keep = None if ids is None else self.decide(ids.session_id, ids.user_id)
+            keep = None if ids is None else self._decide(*ids)
         except Exception:  # noqa: BLE001 - never raise into the host application
             self._log.exception("should_sample", "SessionSampler could not read the session")
             keep = None
@@ -200,20 +147,16 @@ class SessionSampler(Sampler):
             return SamplingResult(result.decision, result.attributes, result.trace_state or state)
         return SamplingResult(Decision.RECORD_AND_SAMPLE if keep else Decision.DROP, None, state)
 
-    def decide(self, session_id: str | None, user_id: str | None = None) -> bool | None:
-        """Whether a root span of this session (and user) is kept; ``None`` when there is no
-        session and no allow rule keeps the user (the fallback decides then)."""
+    def _decide(self, session_id: str | None, user_id: str | None) -> bool | None:
+        """Keep a root span of this session (and user)? ``None``: the fallback decides."""
         if self._allowed(session_id, user_id):
             return True
-        if session_id is None:
-            return None
-        return self.keeps_hash_of(session_id)
+        return None if session_id is None else self.keeps_hash_of(session_id)
 
     def keeps_session(self, session_id: str, user_id: str | None = None) -> bool | None:
         """Whether the session's traces are kept (by a rule, its hash or a trusted caller);
-        ``None`` when that depends on a user rule and ``user_id`` is unknown. Scores ask this
-        before they are sent."""
-        if session_id in self._kept_by_caller or self.decide(session_id, user_id):
+        ``None`` when a user rule decides and ``user_id`` is unknown."""
+        if session_id in self._kept_by_caller or self._decide(session_id, user_id):
             return True
         if user_id is None and self.always_keep is not None:
             return None
@@ -221,27 +164,20 @@ class SessionSampler(Sampler):
 
     def keeps_hash_of(self, session_id: str) -> bool:
         """The ratio's decision for ``session_id``, allow rules aside."""
-        keep = self._decisions.get(session_id)
-        if keep is None:
-            keep = session_hash(session_id) < self._threshold
-            if len(session_id) <= _CACHED_ID_LENGTH:
-                if len(self._decisions) >= _DECISION_CACHE_SIZE:
-                    self._decisions.clear()
-                self._decisions[session_id] = keep
-        return keep
+        return session_hash(session_id) < self._threshold
 
     def _caller_kept(self, attributes: Attributes, context: Context | None, reader: IdKeys) -> None:
-        """Remember a session a trusted caller kept that this sampler would drop: its scores
-        are sent (bounded as the decisions are)."""
+        """Remember a session a trusted caller kept that this sampler would drop, so its
+        scores are sent (the last ``_REMEMBERED`` such sessions of up to 256 characters)."""
         try:
             ids = self._ids(attributes, context, reader, trusted=True)
         except Exception:  # noqa: BLE001 - never raise into the host application
             self._log.exception("should_sample", "SessionSampler could not read the session")
             return
-        if ids is None or ids.session_id is None or len(ids.session_id) > _CACHED_ID_LENGTH:
+        if ids is None or ids.session_id is None or len(ids.session_id) > 256:
             return
-        if not self.decide(*ids):
-            if len(self._kept_by_caller) >= _DECISION_CACHE_SIZE:
+        if not self._decide(*ids):
+            if len(self._kept_by_caller) >= _REMEMBERED:
                 self._kept_by_caller.clear()
             self._kept_by_caller.add(ids.session_id)
 
@@ -262,16 +198,15 @@ class SessionSampler(Sampler):
     def _ids(
         self, attributes: Attributes, context: Context | None, reader: IdKeys, trusted: bool
     ) -> TraceIds | None:
-        """The ids the processor will stamp, from what the trust rule lets count (see
-        :mod:`..boundary.trust`): attributes given at start win over baggage."""
+        """The ids the processor will stamp, from what the trust rule lets count; attributes
+        given at start win over baggage, as in the processor."""
         if trusted:
             session_id, user_id = ids_in_force(context, reader)
         else:
             session_id, user_id = ids_of(vouched_entries(context), reader)
-        explicit = _explicit_ids(attributes)
-        if explicit is not None:
-            session_id = explicit.session_id or session_id
-            user_id = explicit.user_id or user_id
+        if attributes:
+            session_id = _first_string(attributes, SESSION_ATTRIBUTE_KEYS) or session_id
+            user_id = _first_string(attributes, USER_ATTRIBUTE_KEYS) or user_id
         return None if session_id is None and user_id is None else TraceIds(session_id, user_id)
 
     def get_description(self) -> str:
@@ -282,9 +217,8 @@ class SessionSampler(Sampler):
 
 
 def session_sampler_from_env(arg: str | float | None) -> SessionSampler:
-    """The ``langfuse_session`` entry point of ``opentelemetry_traces_sampler``: the ratio comes
-    from ``OTEL_TRACES_SAMPLER_ARG`` (a bad or missing value warns and keeps everything, as
-    OpenTelemetry's ratio samplers do)."""
+    """The ``langfuse_session`` entry point of ``opentelemetry_traces_sampler``; a bad
+    ``OTEL_TRACES_SAMPLER_ARG`` warns and keeps everything, as OpenTelemetry's samplers do."""
     try:
         ratio = _checked_ratio(float(arg))  # type: ignore[arg-type]  # None: the warning below
     except (ValueError, TypeError):

@@ -9,10 +9,16 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from ..export.coverage import Coverage
-from ._model import SessionView, TraceView, span_environment, span_session_id, span_tags
-from ._otlp import ReceivedSpan
+from ._model import (
+    ReceivedSpan,
+    SessionView,
+    TraceView,
+    span_environment,
+    span_session_id,
+    span_tags,
+)
+from ._page import render_session, render_sessions, render_trace
 from ._server import Fault, LangfuseReceiver, RecordedRequest
-from ._view import render_session, render_sessions, render_trace
 
 __all__ = [
     "Coverage",

@@ -1,5 +1,5 @@
-"""What Langfuse shows for the spans it received: traces and sessions, by the server's own rules
-(``docs/testing.md``; the rules live in ``export/langfuse_rules.py``)."""
+"""The spans of OTLP/protobuf requests, and what Langfuse shows for them: traces and sessions, by
+the server's own rules (``docs/testing.md``; the rules live in ``export/langfuse_rules.py``)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,83 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
+from google.protobuf.message import DecodeError
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+
 from ..export import langfuse_rules as rules
 from ..export.coverage import Coverage, coverage_of
 from ..export.langfuse_rules import DEFAULT_ENVIRONMENT
-from ._otlp import ReceivedSpan
 
 T = TypeVar("T")
+
+
+class InvalidRequest(ValueError):
+    """The request is one Langfuse answers with 400; the message is the body's error."""
+
+
+@dataclass(frozen=True)
+class ReceivedSpan:
+    """One span as Langfuse's OTel endpoint received it; ids are lowercase hex."""
+
+    trace_id: str
+    span_id: str
+    parent_span_id: str | None
+    name: str
+    attributes: dict[str, Any]
+    resource_attributes: dict[str, Any] = field(default_factory=dict)
+    scope_name: str = ""
+    start_time_unix_nano: int = 0
+    end_time_unix_nano: int = 0
+    events: tuple[tuple[str, dict[str, Any]], ...] = ()
+    #: The number of the request that brought the span (the receiver counts them from 1).
+    batch: int = 0
+
+
+def _value(value: AnyValue) -> Any:  # noqa: ANN401 - OTLP values are any JSON-like type
+    kind = value.WhichOneof("value")
+    if kind == "array_value":
+        return [_value(item) for item in value.array_value.values]
+    if kind == "kvlist_value":
+        return _attributes(value.kvlist_value.values)
+    return None if kind is None else getattr(value, kind)
+
+
+def _attributes(pairs: Any) -> dict[str, Any]:  # noqa: ANN401 - a repeated KeyValue field
+    return {pair.key: _value(pair.value) for pair in pairs if isinstance(pair, KeyValue)}
+
+
+def spans_of(body: bytes, batch: int = 0) -> list[ReceivedSpan]:
+    """The spans of an ``application/x-protobuf`` body; a span without trace or span id rejects
+    the batch (v4). ``batch`` numbers the request."""
+    request = ExportTraceServiceRequest()
+    try:
+        request.ParseFromString(body)
+    except DecodeError as error:
+        raise InvalidRequest(f"invalid protobuf: {error}") from None
+    spans: list[ReceivedSpan] = []
+    for resource_spans in request.resource_spans:
+        resource = _attributes(resource_spans.resource.attributes)
+        for scope_spans in resource_spans.scope_spans:
+            for span in scope_spans.spans:
+                if not span.trace_id or not span.span_id:
+                    raise InvalidRequest("every span needs a traceId and a spanId")
+                spans.append(
+                    ReceivedSpan(
+                        trace_id=span.trace_id.hex(),
+                        span_id=span.span_id.hex(),
+                        parent_span_id=span.parent_span_id.hex() or None,
+                        name=span.name,
+                        attributes=_attributes(span.attributes),
+                        resource_attributes=resource,
+                        scope_name=scope_spans.scope.name,
+                        start_time_unix_nano=span.start_time_unix_nano,
+                        end_time_unix_nano=span.end_time_unix_nano,
+                        events=tuple((e.name, _attributes(e.attributes)) for e in span.events),
+                        batch=batch,
+                    )
+                )
+    return spans
 
 
 def span_session_id(span: ReceivedSpan) -> str | None:
@@ -28,12 +99,6 @@ def span_environment(span: ReceivedSpan) -> str:
 def span_tags(span: ReceivedSpan) -> tuple[str, ...]:
     """The tags one span writes (empty when none)."""
     return tuple(rules.tags_of(span.attributes))
-
-
-def span_io(span: ReceivedSpan) -> tuple[str | None, str | None]:
-    """The (input, output) Langfuse reads from one span, as text."""
-    read = rules.read_io(span.attributes, span.scope_name, span.events)
-    return rules.langfuse_text(read.input), rules.langfuse_text(read.output)
 
 
 def is_root(span: ReceivedSpan) -> bool:
@@ -111,10 +176,6 @@ def _last(spans: Sequence[ReceivedSpan], read: Callable[[ReceivedSpan], T | None
     return next((value for value in map(read, reversed(spans)) if value), None)
 
 
-def _text(span: ReceivedSpan, key: str) -> str | None:
-    return rules.langfuse_text(span.attributes.get(key))
-
-
 def _with_resource(
     read: Callable[[Mapping[str, object], Mapping[str, object]], str | None],
 ) -> Callable[[ReceivedSpan], str | None]:
@@ -139,12 +200,12 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
         trace.timestamp = trace.spans[0].start_time_unix_nano
         trace.session_id = _last(spans, span_session_id)
         trace.user_id = _last(spans, lambda s: rules.user_id_of(s.attributes))
-        trace.name = _last(spans, lambda s: _text(s, rules.TRACE_NAME))
-        roots = [span for span in spans if is_root(span)]
-        if roots:
-            root = roots[-1]
+        trace.name = _last(spans, lambda s: rules.langfuse_text(s.attributes.get(rules.TRACE_NAME)))
+        root = next((span for span in reversed(spans) if is_root(span)), None)
+        if root is not None:
             trace.name = trace.name or rules.observation_name(root.name, root.attributes)
-            trace.input, trace.output = span_io(root)
+            read = rules.read_io(root.attributes, root.scope_name, root.events)
+            trace.input, trace.output = map(rules.langfuse_text, (read.input, read.output))
             trace.metadata = rules.trace_metadata_of(root.attributes)
         trace.environment = (
             _last(spans, _with_resource(rules.environment_of)) or DEFAULT_ENVIRONMENT

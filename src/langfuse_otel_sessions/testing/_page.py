@@ -1,5 +1,5 @@
-"""The local view: the JSON the page (``page/``) polls, built from the receiver's traces, sessions
-and scores, every list and text capped; and the terminal's one line per batch."""
+"""The views: the JSON the page (``page/``) polls, every list and text capped; the terminal's one
+line per batch; and the text the examples print (sessions, traces, span trees)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ._model import (
+    ReceivedSpan,
     SessionView,
     TraceView,
     build_sessions,
@@ -119,25 +120,20 @@ def page_answer(
     if path in FILES:
         name, content_type = FILES[path]
         return 200, content_type, (resources.files(__package__) / "page" / name).read_bytes()
-    if path not in ("/api/version", "/api/overview", "/api/session", "/api/trace"):
+    if path == "/api/version":
+        return 200, "application/json", json.dumps({"version": version}).encode()
+    if path not in ("/api/overview", "/api/session", "/api/trace"):
         return None
-    answer: dict[str, Any] | None = {}
-    if path != "/api/version":
-        traces, scores = received()
-        sessions = build_sessions(traces.values(), scores)
-        answer = _api(path, parse_qs(query).get("id", [""])[0], traces, sessions, scores)
+    answer = _api(path, parse_qs(query).get("id", [""])[0], *received())
     if answer is None:
         return 404, "application/json", b'{"message": "not received"}'
     return 200, "application/json", json.dumps({"version": version, **answer}).encode()
 
 
 def _api(
-    path: str,
-    wanted: str,
-    traces: Mapping[str, TraceView],
-    sessions: Mapping[str, SessionView],
-    scores: list[dict[str, Any]],
+    path: str, wanted: str, traces: Mapping[str, TraceView], scores: list[dict[str, Any]]
 ) -> dict[str, Any] | None:
+    sessions = build_sessions(traces.values(), scores)
     if path == "/api/session" and wanted in sessions:
         turns = sessions[wanted].traces[-MAX_TRACES:]
         return _session_row(sessions[wanted]) | {
@@ -182,3 +178,71 @@ def batch_line(
     if orphans:
         parts.append(f"{orphans} new trace{'s' * (orphans > 1)} without a session")
     return " · ".join([*parts, f"{len(sessions)} sessions in all · {url}/"])
+
+
+def duration(nanoseconds: int) -> str:
+    """A duration for people: ``850 µs``, ``12.3 ms``, ``1.52 s``."""
+    if nanoseconds < 1_000_000:
+        return f"{nanoseconds / 1_000:.0f} µs"
+    if nanoseconds < 1_000_000_000:
+        return f"{nanoseconds / 1_000_000:.1f} ms"
+    return f"{nanoseconds / 1_000_000_000:.2f} s"
+
+
+def _tree(spans: list[ReceivedSpan]) -> list[str]:
+    ids = {span.span_id for span in spans}
+    children: dict[str | None, list[ReceivedSpan]] = {}
+    for span in spans:
+        parent = span.parent_span_id if span.parent_span_id in ids else None
+        children.setdefault(parent, []).append(span)
+    lines: list[str] = []
+
+    def walk(parent: str | None, depth: int) -> None:
+        for span in children.get(parent, []):
+            took = duration(max(0, span.end_time_unix_nano - span.start_time_unix_nano))
+            mark = "" if span_session_id(span) else "  (no session id on this span)"
+            lines.append(f"{'   ' * depth}└─ {span.name}  [{observation_type(span)}, {took}]{mark}")
+            walk(span.span_id, depth + 1)
+
+    walk(None, 0)
+    return lines
+
+
+def render_trace(trace: TraceView) -> list[str]:
+    """A trace's heading (name, id, duration, input/output, trace attributes) and its span tree."""
+    took = duration(max(0, _end(trace) - trace.timestamp))
+    heading = f'trace "{trace.name or "(no root span yet)"}" {trace.id[:8]}  {took}'
+    shown = {
+        "input": None if trace.input is None else repr(trace.input),
+        "output": None if trace.output is None else repr(trace.output),
+        "environment": None if trace.environment == "default" else trace.environment,
+        "release": trace.release,
+        "version": trace.version,
+        "tags": f"[{', '.join(trace.tags)}]" if trace.tags else None,
+        "metadata": repr(trace.metadata) if trace.metadata else None,
+    }
+    heading += "".join(f"  {key}={value}" for key, value in shown.items() if value is not None)
+    return [heading, *("   " + line for line in _tree(trace.spans))]
+
+
+def render_session(session: SessionView) -> list[str]:
+    """A session's heading, its traces in time order, and its scores."""
+    users = sorted({t.user_id for t in session.traces if t.user_id})
+    lines = [
+        f"session {session.id}"
+        + (f"  user={', '.join(users)}" if users else "")
+        + f"  traces={len(session.traces)}"
+        + f"  observations in session={session.observations_in_session}/{len(session.spans)}"
+    ]
+    for trace in session.traces:
+        lines += ["   " + line for line in render_trace(trace)]
+    for score in session.scores:
+        lines.append(
+            f"   score {score.get('name')}={score.get('value')!r} ({score.get('dataType')})"
+        )
+    return lines
+
+
+def render_sessions(sessions: Iterable[SessionView]) -> str:
+    """Every session, as text."""
+    return "\n".join(line for session in sessions for line in render_session(session))

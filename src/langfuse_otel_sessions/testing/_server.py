@@ -20,16 +20,25 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
-from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, SCORES_PATH, is_loopback
+from ..export.config import INGESTION_PATH, OTEL_TRACES_PATH, is_loopback
 from ..export.coverage import Coverage
-from ._model import SessionView, TraceView, build_sessions, build_traces, coverage
-from ._otlp import InvalidRequest, ReceivedSpan, spans_of
+from ._model import (
+    InvalidRequest,
+    ReceivedSpan,
+    SessionView,
+    TraceView,
+    build_sessions,
+    build_traces,
+    coverage,
+    spans_of,
+)
 from ._page import SECURITY_HEADERS, page_answer
-from ._scores import event_errors, score_errors, stored_score
+from ._scores import event_errors, stored_score
 
-_ROUTES = {OTEL_TRACES_PATH: "traces", SCORES_PATH: "scores", INGESTION_PATH: "ingestion"}
+_ROUTES = {OTEL_TRACES_PATH: "traces", INGESTION_PATH: "ingestion"}
 _INGESTION_LIMIT = 3_500_000
 _INVALID = "Invalid request data"
+_JSON = {"Content-Type": "application/json"}
 
 #: The largest request body taken, on the wire and gunzipped (a 1 MB gzip bomb expands to
 #: gigabytes): more is answered 413.
@@ -65,11 +74,7 @@ class RecordedRequest:
 
 
 class _Refused(Exception):
-    """The request is answered ``status`` with ``payload``, and nothing is kept."""
-
-    def __init__(self, status: int, payload: dict[str, object]) -> None:
-        super().__init__(status, payload)
-        self.status, self.payload = status, payload
+    """``_Refused(status, payload)``: the request is answered so, and nothing is kept."""
 
 
 def _read_body(handler: BaseHTTPRequestHandler, headers: dict[str, str]) -> bytes:
@@ -93,16 +98,8 @@ def _read_body(handler: BaseHTTPRequestHandler, headers: dict[str, str]) -> byte
     return body
 
 
-def _strict_json(body: bytes) -> Any:  # noqa: ANN401 - any JSON document
-    """The document, else 400 as Langfuse answers it (``NaN`` and deep nesting included)."""
-
-    def refuse(constant: str) -> None:
-        raise ValueError(constant)
-
-    try:
-        return json.loads(body, parse_constant=refuse)
-    except (ValueError, RecursionError):
-        raise _Refused(400, {"message": _INVALID, "error": ["body is not JSON"]}) from None
+def _refuse_constant(constant: str) -> None:
+    raise ValueError(constant)  # NaN and Infinity are not JSON to Langfuse
 
 
 class LangfuseReceiver:
@@ -194,8 +191,8 @@ class LangfuseReceiver:
         }
 
     def fail_next(self, route: str, *faults: Fault | int) -> None:
-        """Queue faults for the next requests on ``route`` (``"traces"``, ``"scores"`` or
-        ``"ingestion"``); an ``int`` is shorthand for ``Fault(status=...)``."""
+        """Queue faults for the next requests on ``route`` (``"traces"`` or ``"ingestion"``); an
+        ``int`` is shorthand for ``Fault(status=...)``."""
         if route not in self._faults:
             raise ValueError(f"route must be one of {sorted(self._faults)}")
         with self._lock:
@@ -280,12 +277,10 @@ class LangfuseReceiver:
                 self._check_auth(request.headers, request.route)
             if request.route == "traces":
                 status, answer = self._traces(request.headers, request.body, spans)
-            elif request.route == "scores":
-                status, answer = self._score(request.body, scores)
             else:
                 status, answer = self._ingestion(request.body, scores)
         except _Refused as refused:
-            status, answer, spans, scores = refused.status, refused.payload, [], []
+            (status, answer), spans, scores = refused.args, [], []
         self._record(replace(request, status=status), spans, scores)
         return status, answer
 
@@ -306,21 +301,15 @@ class LangfuseReceiver:
             raise _Refused(400, {"error": str(error)}) from None
         return (200, {"id": str(uuid.uuid4()), "status": "queued"}) if kept else (200, {})
 
-    def _score(self, body: bytes, kept: list[dict[str, Any]]) -> tuple[int, object]:
-        document = _strict_json(body)
-        errors = score_errors(document)
-        if errors:
-            raise _Refused(400, {"message": _INVALID, "error": errors})
-        score_id = document.get("id") or str(uuid.uuid4())
-        kept += filter(None, [stored_score({**document, "id": score_id})])
-        return 200, {"id": score_id}
-
     def _ingestion(self, body: bytes, kept: list[dict[str, Any]]) -> tuple[int, object]:
         """Refused as a whole only when too large, not JSON, or without a ``batch`` list; else
         207 with a result per event (a score Langfuse drops later still answers 201)."""
         if len(body) > _INGESTION_LIMIT:
             raise _Refused(413, {"message": "Request body too large"})
-        document = _strict_json(body)
+        try:  # NaN, and nesting too deep for the parser, refuse the whole batch
+            document = json.loads(body, parse_constant=_refuse_constant)
+        except (ValueError, RecursionError):
+            raise _Refused(400, {"message": _INVALID, "error": ["body is not JSON"]}) from None
         batch = document.get("batch") if isinstance(document, dict) else None
         if not isinstance(batch, list):
             raise _Refused(400, {"message": _INVALID, "errors": ["batch must be a list"]})
@@ -329,14 +318,9 @@ class LangfuseReceiver:
             errors = event_errors(event)
             if errors:
                 event_id = event.get("id") if isinstance(event, dict) else None
-                failures.append(
-                    {
-                        "id": event_id if isinstance(event_id, str) else "unknown",
-                        "status": 400,
-                        "message": _INVALID,
-                        "error": "; ".join(errors),
-                    }
-                )
+                event_id = event_id if isinstance(event_id, str) else "unknown"
+                error = {"message": _INVALID, "error": "; ".join(errors)}
+                failures.append({"id": event_id, "status": 400, **error})
                 continue
             kept += filter(None, [stored_score({"id": str(uuid.uuid4()), **event["body"]})])
             successes.append({"id": event["id"], "status": 201})
@@ -355,7 +339,7 @@ class LangfuseReceiver:
             body = _read_body(handler, headers)
         except _Refused as refused:
             handler.close_connection = True  # the rest of the body is never read
-            return refused.status, refused.payload, {}
+            return (*refused.args, {})
         request = RecordedRequest(route, handler.path, headers, body, 0)
         with self._lock:
             self._arrivals += 1
@@ -368,7 +352,7 @@ class LangfuseReceiver:
             if fault.drop or fault.status is not None:
                 self._record(replace(request, status=fault.status or 0), [], [])
             if fault.drop:
-                return None
+                return None  # a reset: no answer at all
             if fault.status is not None:
                 extra = {} if fault.retry_after is None else {"Retry-After": str(fault.retry_after)}
                 answer = fault.answer(body) if fault.answer else {"message": "scripted fault"}
@@ -414,24 +398,18 @@ def _handler(receiver: LangfuseReceiver) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             answer = receiver._post(self)
-            if answer is None:  # a reset: no answer at all
+            if answer is None:
                 linger = struct.pack("ii", 1, 0)
                 self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, linger)
                 self.close_connection = True
                 self.connection.close()
                 return
             status, payload, extra = answer
-            self._send(
-                status, json.dumps(payload).encode(), {"Content-Type": "application/json", **extra}
-            )
+            self._send(status, json.dumps(payload).encode(), {**_JSON, **extra})
 
         def _not_allowed(self) -> None:
-            known = self.path.split("?")[0] in _ROUTES
-            self._send(
-                405 if known else 404,
-                b'{"message": "Method not allowed"}',
-                {"Content-Type": "application/json"},
-            )
+            status = 405 if self.path.split("?")[0] in _ROUTES else 404
+            self._send(status, b'{"message": "Method not allowed"}', _JSON)
 
         do_PUT = do_DELETE = do_PATCH = _not_allowed
 

@@ -26,7 +26,6 @@ from ..baggage_keys import (
     known_keys,
     member_key,
     member_value,
-    split_members,
 )
 from ..boundary.header_ids import header_entries
 from ..boundary.trust import distrust_remote
@@ -191,8 +190,8 @@ class SessionMiddlewareBase:
         attributes = self._static if self._attributes_from is None else self._attributes_of(request)
         taken = header_entries(current)
         borne: dict[str, list[str]] = {key: [value] for key, value in taken.items()}
-        parsed = [(member, member_key(member)) for member in split_members(incoming or "")]
-        for member, key in [*((m, member_key(m)) for m in split_members(raw or "")), *parsed]:
+        parsed = [(member, member_key(member)) for member in (incoming or "").split(",")]
+        for member, key in [*((m, member_key(m)) for m in (raw or "").split(",")), *parsed]:
             if key is not None and key in known.guarded:
                 borne.setdefault(key, []).append(member_value(member))
         context = self._cleaned(current, taken, borne)
