@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from langfuse_otel_sessions.export.langfuse_rules import normalize_environment
 from langfuse_otel_sessions.testing import (
     LangfuseReceiver,
     TraceView,
@@ -19,6 +18,7 @@ from langfuse_otel_sessions.testing import (
     render_trace,
     span_environment,
 )
+from langfuse_otel_sessions.testing._model import normalize_environment
 
 from .otlp_json import json_span
 from .test_receiver_rules import ROOT, TRACE_ID

@@ -10,8 +10,7 @@ logger = logging.getLogger("langfuse_otel_sessions")
 
 
 class RateLimitedLog:
-    """Logs each message key at most once per ``interval`` seconds; counts what it held back.
-    For hot paths (span start, export, middleware) where bad input may repeat per request."""
+    """Logs each message key at most once per ``interval`` seconds; counts what it held back."""
 
     def __init__(self, interval: float = 60.0) -> None:
         self._interval = interval

@@ -9,7 +9,8 @@ import os
 import threading
 import weakref
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
+from functools import cached_property
 from urllib.parse import unquote_plus
 
 from .attributes import (
@@ -76,10 +77,10 @@ class KnownKeys:
     session_attributes: frozenset[str]
     user_attributes: frozenset[str]
     given_session_attributes: frozenset[str] = frozenset()
-    guarded: GuardedKeys = field(init=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "guarded", GuardedKeys(self.session | self.user))
+    @cached_property
+    def guarded(self) -> GuardedKeys:
+        return GuardedKeys(self.session | self.user)
 
 
 _VARIABLES = (ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS, ENV_TRUST_REMOTE_BAGGAGE)

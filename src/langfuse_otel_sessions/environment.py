@@ -1,5 +1,4 @@
-"""Reading options from environment variables: a bad value warns, names the variable, and
-falls back to the default instead of crashing the host application."""
+"""Options from environment variables: a bad value warns, naming the variable, and falls back."""
 
 from __future__ import annotations
 

@@ -1,8 +1,6 @@
-"""The rule for session and user ids, and Langfuse's for environment names, stated once.
-
-An id is a non-empty ``str`` of at most ``max_length`` characters (200, the Langfuse SDKs'
-limit) with no control character (C0, DEL, C1) and no lone surrogate (bytes not UTF-8).
-"""
+"""The rule for ids, stated once: a non-empty ``str`` of at most ``max_length`` characters (200,
+the Langfuse SDKs' limit), no control character (C0, DEL, C1), no lone surrogate. And Langfuse's
+rule for environment names."""
 
 from __future__ import annotations
 

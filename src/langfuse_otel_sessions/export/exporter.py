@@ -193,18 +193,15 @@ class LangfuseSpanExporter(SpanExporter):
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Map and send one batch; returns the result, never raises."""
-        if self._shut_down or self._transport is None:
-            return self._send(spans)  # counted as lost, with the reason
-        if self._keep is not None:
-            spans, dropped = keep(spans, self._keep)
-            self._coverage.dropped(dropped)
-        return self._send(spans) if spans else SpanExportResult.SUCCESS
-
-    def _send(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if self._transport is None:
             return self._count(len(spans), None, f"{self._route.problem}; nothing was sent")
         if self._shut_down:
             return self._count(len(spans), None, "the exporter is shut down; nothing was sent")
+        if self._keep is not None:
+            spans, dropped = keep(spans, self._keep)
+            self._coverage.dropped(dropped)
+        if not spans:
+            return SpanExportResult.SUCCESS
         cool_off = min(max(self._timeout, 1.0), 30.0)
         if time.monotonic() < self._silent_until:
             return self._count(

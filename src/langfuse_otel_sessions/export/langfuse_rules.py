@@ -1,7 +1,5 @@
-"""How the Langfuse server reads a span, stated once for the mapping and the testing receiver.
-
-Pure functions over plain attribute mappings, read from Langfuse's OTel ingestion
-(``docs/exporter.md``): ids, usage, names, input/output and trace attributes.
+"""How the Langfuse server reads a span (``docs/exporter.md``): ids, usage, input/output and
+trace attributes, shared by the mapping, coverage and the testing receiver (which adds the rest).
 """
 
 from __future__ import annotations
@@ -16,15 +14,12 @@ from typing import Literal
 from ..attributes import (
     LANGFUSE_ENVIRONMENT,
     LANGFUSE_IS_APP_ROOT,
-    LANGFUSE_RELEASE,
     LANGFUSE_TRACE_METADATA_PREFIX,
     LANGFUSE_TRACE_TAGS,
-    LANGFUSE_VERSION,
     SESSION_ATTRIBUTE_KEYS,
     SPAN_ENVIRONMENT_KEYS,
     USER_ATTRIBUTE_KEYS,
 )
-from ..ids import environment_name
 
 AS_ROOT = "langfuse.internal.as_root"
 IS_APP_ROOT = LANGFUSE_IS_APP_ROOT
@@ -74,26 +69,12 @@ def _js(value: object) -> object:
     return value
 
 
-def _first_text(attributes: Attributes, keys: Iterable[str]) -> str | None:
-    return next((t for t in map(langfuse_text, map(attributes.get, keys)) if t is not None), None)
-
-
-def session_id_of(attributes: Attributes) -> str | None:
-    """The session id Langfuse reads from a span's attributes (resource ones are not read)."""
-    return _first_text(attributes, LANGFUSE_SESSION_KEYS)
-
-
-def user_id_of(attributes: Attributes) -> str | None:
-    """The user id Langfuse reads from a span's attributes."""
-    return _first_text(attributes, LANGFUSE_USER_KEYS)
-
-
 def is_true(value: object) -> bool:
     """Langfuse's test for its internal flags: ``True`` or the string ``"true"``."""
     return value is True or value == "true"
 
 
-def _truthy(value: object) -> bool:
+def js_truthy(value: object) -> bool:
     """JavaScript truthiness of an attribute value."""
     if value is None or value is False or value == "":
         return False
@@ -102,14 +83,14 @@ def _truthy(value: object) -> bool:
     return True
 
 
-def _js_concat(value: object) -> str:
+def js_concat(value: object) -> str:
     """JavaScript's ``"" + value`` for an attribute value."""
     if isinstance(value, str):
         return value
     if value is True or value is False:
         return "true" if value else "false"
     if isinstance(value, (list, tuple)):
-        return ",".join(_js_concat(item) for item in value)
+        return ",".join(js_concat(item) for item in value)
     return langfuse_text(value) or ""
 
 
@@ -117,7 +98,7 @@ def _js_string(value: object) -> str:
     """JavaScript's ``String(value)`` for an attribute or JSON value."""
     if value is None or isinstance(value, Mapping):
         return "null" if value is None else "[object Object]"
-    return _js_concat(value)
+    return js_concat(value)
 
 
 # -- usage ------------------------------------------------------------------------------------
@@ -172,27 +153,6 @@ def usage_tokens(attributes: Attributes, present: AbstractSet[str] | None = None
     return sum(side for side in sides if side is not None)
 
 
-def observation_name(span_name: str, attributes: Attributes) -> str:
-    """The name Langfuse gives an observation: ``gen_ai.tool.name``, ``genkit:name``,
-    ``logfire.msg``, ``ai.toolCall.name``, ``ai.operationId`` (prefixed by
-    ``ai.telemetry.functionId`` and ``:``), else the span name."""
-    for key, any_value in (
-        ("gen_ai.tool.name", False),
-        ("genkit:name", True),
-        ("logfire.msg", False),
-        ("ai.toolCall.name", True),
-    ):
-        if any_value and key in attributes:
-            return _js_concat(attributes[key])
-        if not any_value and _truthy(attributes.get(key)):
-            return langfuse_text(attributes[key]) or span_name
-    if "ai.operationId" in attributes:
-        function_id = attributes.get("ai.telemetry.functionId")
-        prefix = _js_concat(function_id) + ":" if _truthy(function_id) else ""
-        return prefix + _js_concat(attributes["ai.operationId"])
-    return span_name
-
-
 # -- input and output -------------------------------------------------------------------------
 
 
@@ -234,13 +194,6 @@ _INPUT_MESSAGE_EVENTS = frozenset(
 )
 
 
-def may_have_framework_io(attributes: Iterable[str], scope_name: str, events: Events) -> bool:
-    """Whether a framework read could find anything (a fast test before :func:`read_io`)."""
-    if events or scope_name == "genkit-tracer" or not _FRAMEWORK_KEYS.isdisjoint(attributes):
-        return True
-    return any(key.startswith(_FRAMEWORK_PREFIXES) for key in attributes)
-
-
 def read_io(
     attributes: Attributes,
     scope_name: str = "",
@@ -258,15 +211,20 @@ def read_io(
         (TRACE_INPUT, OBSERVATION_INPUT),
         (TRACE_OUTPUT, OBSERVATION_OUTPUT),
     ):
-        key = trace_key if domain == "trace" and _truthy(attributes.get(trace_key)) else None
+        key = trace_key if domain == "trace" and js_truthy(attributes.get(trace_key)) else None
         key = key or observation_key
         value = attributes.get(key)
         sides.append((value, key if value is not None else None))
     (input_value, input_key), (output_value, output_key) = sides
     if input_value is not None or output_value is not None:
         return IoRead(input_value, output_value, input_key, output_key)
-    if not may_have_framework_io(attributes, scope_name, events):
-        return _NOTHING
+    if not (
+        events
+        or scope_name == "genkit-tracer"
+        or not _FRAMEWORK_KEYS.isdisjoint(attributes)
+        or any(key.startswith(_FRAMEWORK_PREFIXES) for key in attributes)
+    ):
+        return _NOTHING  # the fast way out
     if scope_name == "genkit-tracer":
         return _genkit_io(attributes)
     read = _event_io(events)
@@ -287,7 +245,7 @@ def _pair(attributes: Attributes, input_key: str, output_key: str) -> IoRead | N
         input_key if attributes.get(input_key) is not None else None,
         output_key if attributes.get(output_key) is not None else None,
     )
-    return read if _truthy(read.input) or _truthy(read.output) else None
+    return read if js_truthy(read.input) or js_truthy(read.output) else None
 
 
 def _parsed(value: object) -> object:
@@ -341,8 +299,8 @@ def _gen_ai_io(attributes: Attributes) -> IoRead | None:
     read = _pair(attributes, *_GEN_AI_PAIRS[0])
     if (
         read is not None
-        and _truthy(read.input)
-        and _truthy(attributes.get("gen_ai.system_instructions"))
+        and js_truthy(read.input)
+        and js_truthy(attributes.get("gen_ai.system_instructions"))
     ):
         return IoRead(read.input, read.output, None, read.output_key)  # instructions prepended
     return read or _pair(attributes, *_GEN_AI_PAIRS[1])
@@ -350,8 +308,6 @@ def _gen_ai_io(attributes: Attributes) -> IoRead | None:
 
 # -- trace attributes ---------------------------------------------------------------------
 
-#: What Langfuse shows for a trace or observation without a (valid) environment.
-DEFAULT_ENVIRONMENT = "default"
 ENVIRONMENT_KEYS = (LANGFUSE_ENVIRONMENT, *SPAN_ENVIRONMENT_KEYS)
 TRACE_METADATA = LANGFUSE_TRACE_METADATA_PREFIX.rstrip(".")
 _METADATA_PREFIXES = (TRACE_METADATA, "langfuse.metadata", "ai.telemetry.metadata")
@@ -369,24 +325,9 @@ TAG_KEYS = (
 )
 
 
-def normalize_environment(value: object) -> str:
-    """The environment Langfuse stores for ``value``."""
-    return environment_name(value) or DEFAULT_ENVIRONMENT
-
-
-def environment_of(attributes: Attributes, resource: Attributes) -> str | None:
-    """The environment a span writes (each key on the span, then on the resource), or ``None``
-    when it carries none (Langfuse then shows ``default`` for that observation)."""
-    for key in ENVIRONMENT_KEYS:
-        for source in (attributes, resource):
-            if _truthy(source.get(key)):
-                return normalize_environment(source[key])
-    return None
-
-
 def tags_of(attributes: Attributes) -> list[str]:
     """The tags Langfuse reads from a span: a list, a JSON array or comma-separated text."""
-    value = next((attributes[k] for k in TAG_KEYS if _truthy(attributes.get(k))), None)
+    value = next((attributes[k] for k in TAG_KEYS if js_truthy(attributes.get(k))), None)
     if isinstance(value, str) and value.strip().startswith("["):
         value = _parsed(value)
     if isinstance(value, (list, tuple)):
@@ -400,7 +341,7 @@ def trace_metadata_of(attributes: Attributes) -> dict[str, object]:
     """The trace metadata Langfuse reads from a span's own keys: a JSON object under
     ``langfuse.trace.metadata``, then flat keys ``langfuse.trace.metadata.<k>`` (which win)."""
     primary = attributes.get(TRACE_METADATA)
-    primary = _parsed(primary if _truthy(primary) else attributes.get("langfuse.metadata"))
+    primary = _parsed(primary if js_truthy(primary) else attributes.get("langfuse.metadata"))
     metadata: dict[str, object] = {}
     if isinstance(primary, Mapping):
         metadata = {str(k): v for k, v in primary.items()}
@@ -413,18 +354,6 @@ def trace_metadata_of(attributes: Attributes) -> dict[str, object]:
                 if name:
                     metadata[name] = value
     return metadata
-
-
-def release_of(attributes: Attributes, resource: Attributes) -> str | None:
-    """``langfuse.release`` on the span, else on the resource."""
-    value = attributes.get(LANGFUSE_RELEASE)
-    return langfuse_text(resource.get(LANGFUSE_RELEASE) if value is None else value)
-
-
-def version_of(attributes: Attributes, resource: Attributes) -> str | None:
-    """``langfuse.version`` on the span, else the resource's ``service.version``."""
-    value = attributes.get(LANGFUSE_VERSION)
-    return langfuse_text(resource.get("service.version") if value is None else value)
 
 
 def given_trace_fields(attributes: Attributes, wanted: Mapping[str, object]) -> set[str]:
@@ -447,7 +376,7 @@ def given_trace_fields(attributes: Attributes, wanted: Mapping[str, object]) -> 
             if metadata.get(key[len(LANGFUSE_TRACE_METADATA_PREFIX) :], "") != "":
                 given.add(key)
         elif key == LANGFUSE_ENVIRONMENT and any(
-            map(_truthy, map(attributes.get, ENVIRONMENT_KEYS))
+            map(js_truthy, map(attributes.get, ENVIRONMENT_KEYS))
         ):
             given.add(key)
     return given

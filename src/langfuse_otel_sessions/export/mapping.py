@@ -253,21 +253,15 @@ def _copy(
 
 
 def _complete_ids(
-    added: dict[str, object],
-    request: Request | None,
-    session_id: str | None,
-    user_id: str | None,
+    added: dict[str, object], request: Request | None, session_id: str | None, user_id: str | None
 ) -> None:
     """Add the ids a span lacks under the attributes its request's processor stamps them on."""
     if session_id is not None:
-        targets = (
-            (LANGFUSE_SESSION_ID,) if request is None else request.session_attributes(session_id)
-        )
-        for target in targets:
-            added[target] = session_id
+        keys = (LANGFUSE_SESSION_ID,) if request is None else request.session_attributes(session_id)
+        added.update(dict.fromkeys(keys, session_id))
     if user_id is not None:
-        for target in (LANGFUSE_USER_ID,) if request is None else request.user_attributes():
-            added[target] = user_id
+        keys = (LANGFUSE_USER_ID,) if request is None else request.user_attributes()
+        added.update(dict.fromkeys(keys, user_id))
 
 
 def _learn(
@@ -279,16 +273,9 @@ def _learn(
 ) -> None:
     """Merge a span's valid ids into what its request is known by; two sessions make it
     ambiguous."""
-    previous = learned.get(key)
-    if previous is None:
-        if session_id is not None or user_id is not None:
-            learned[key] = TraceIds(session_id, user_id)
-        return
-    if (
-        session_id is not None
-        and previous.session_id is not None
-        and session_id != previous.session_id
-    ):
+    previous = learned.get(key, TraceIds(None, None))
+    if session_id and previous.session_id and session_id != previous.session_id:
         mixed.add(key)
-    if previous.session_id is None or previous.user_id is None:
-        learned[key] = TraceIds(previous.session_id or session_id, previous.user_id or user_id)
+    ids = TraceIds(previous.session_id or session_id, previous.user_id or user_id)
+    if ids != (None, None):
+        learned[key] = ids

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import functools
+import hashlib
 import math
 import threading
 import weakref
-from collections.abc import Callable, Mapping
-from typing import Any, Concatenate, ParamSpec, TypeVar
+from typing import TYPE_CHECKING
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import Sampler
@@ -15,17 +15,16 @@ from opentelemetry.sdk.trace.sampling import Sampler
 from ..attributes import DEFAULT_MAX_ID_LENGTH
 from ..errors import ConfigurationError, InvalidScoreError
 from ..export.config import INGESTION_PATH, announce, direct_route, resolve_langfuse_config
-from ..export.http import display_url
 from ..ids import check_id
 from ..sessions.context import current_session_id, current_user_id
-from ..sessions.session import Session, score_with
+from ..sessions.session import ScoreFields, Session, score_with
 from ..spans.sampler import SessionSampler
 from .events import add_score_events
-from .model import build_score, stable_score_id
+from .model import build_score
 from .sender import DEFAULT_MAX_QUEUE_BYTES, ScoreSender, SenderStats
 
-P = ParamSpec("P")
-R = TypeVar("R")
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def _trace_hex(value: int | str, bits: int, name: str) -> str:
@@ -73,7 +72,8 @@ def _sampled_out(sampler: SessionSampler, session_id: str) -> bool:
 def score_id(session_or_id: Session | str, name: str, key: str) -> str:
     """A stable score id for feedback that may be sent twice (same session, name and key of
     yours -> same id -> the score is updated, not duplicated)."""
-    return stable_score_id(Session.get_id(session_or_id), name, key)
+    target = Session.get_id(session_or_id)
+    return "score_" + hashlib.sha256(f"{target}\x1f{name}\x1f{key}".encode()).hexdigest()[:32]
 
 
 class ScoreClient:
@@ -95,42 +95,22 @@ class ScoreClient:
                 raise ConfigurationError(f"{option} must be a positive, finite number")
         config = resolve_langfuse_config(public_key, secret_key, base_url)
         route = direct_route(config, INGESTION_PATH, {})
-        #: Langfuse's base URL (userinfo scrubbed).
-        self.base_url = display_url(config.base_url)
         self._sampler = sampler if isinstance(sampler, SessionSampler) else None
         self._sender = ScoreSender(route, timeout=timeout, max_queue_bytes=max_queue_bytes)
         # Collected or not, a client's thread ends once what it queued is sent.
         weakref.finalize(self, self._sender.close)
         announce("ScoreClient", route, "scores")
 
-    def __repr__(self) -> str:
-        return f"ScoreClient(base_url={self.base_url!r})"
-
     @property
     def stats(self) -> SenderStats:
         """Queued, delivered, failed, dropped and retried counts."""
         return self._sender.stats
 
-    def score_session(
-        self,
-        session_or_id: Session | str,
-        *,
-        name: str,
-        value: float | bool | None = None,
-        string_value: str | None = None,
-        data_type: str | None = None,
-        comment: str | None = None,
-        id: str | None = None,
-        config_id: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> str:
+    def score_session(self, session_or_id: Session | str, **fields: Unpack[ScoreFields]) -> str:
         """Score a whole session; returns the score id. Raises ``ValueError`` subclasses for
         anything Langfuse would reject, before anything is queued."""
         session_id = _checked_session_id(Session.get_id(session_or_id))
-        target = {"sessionId": session_id}
-        score = build_score(
-            target, name, value, string_value, data_type, comment, id, config_id, metadata
-        )
+        score = build_score({"sessionId": session_id}, **fields)
         sampler = self._sampler or _global_session_sampler()
         if sampler is not None and _sampled_out(sampler, session_id):
             self._sender.count_sampled_out()
@@ -144,22 +124,13 @@ class ScoreClient:
         trace_id: int | str,
         *,
         observation_id: int | str | None = None,
-        name: str,
-        value: float | bool | None = None,
-        string_value: str | None = None,
-        data_type: str | None = None,
-        comment: str | None = None,
-        id: str | None = None,
-        config_id: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
+        **fields: Unpack[ScoreFields],
     ) -> str:
         """Score a trace (or one observation of it); ids as OpenTelemetry ints or hex strings."""
         target = {"traceId": _trace_hex(trace_id, 128, "trace_id")}
         if observation_id is not None:
             target["observationId"] = _trace_hex(observation_id, 64, "observation_id")
-        score = build_score(
-            target, name, value, string_value, data_type, comment, id, config_id, metadata
-        )
+        score = build_score(target, **fields)
         add_score_events(score)
         self._sender.submit(score)
         return score.id
@@ -188,20 +159,18 @@ def default_score_client() -> ScoreClient:
     return _default
 
 
-def _on_default_client(
-    method: Callable[Concatenate[ScoreClient, P], R],
-) -> Callable[P, R]:
-    @functools.wraps(method)
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
-        return method(default_score_client(), *args, **kwargs)
-
-    return call
+def score_session(session_or_id: Session | str, **fields: Unpack[ScoreFields]) -> str:
+    """:meth:`ScoreClient.score_session` on the default client."""
+    return default_score_client().score_session(session_or_id, **fields)
 
 
-#: :meth:`ScoreClient.score_session` on the default client.
-score_session = _on_default_client(ScoreClient.score_session)
-#: :meth:`ScoreClient.score_trace` on the default client.
-score_trace = _on_default_client(ScoreClient.score_trace)
+def score_trace(
+    trace_id: int | str, *, observation_id: int | str | None = None, **fields: Unpack[ScoreFields]
+) -> str:
+    """:meth:`ScoreClient.score_trace` on the default client."""
+    return default_score_client().score_trace(trace_id, observation_id=observation_id, **fields)
+
+
 score_with(score_session)  # what Session.score calls
 
 

@@ -1,11 +1,9 @@
-"""A score as two span events on the current span, for Collector pipelines and other
-backends (Langfuse stores none): ``langfuse.score`` and OpenTelemetry's GenAI
-``gen_ai.evaluation.result`` (docs/scores.md says how a score maps onto it)."""
+"""A score as two span events, ``langfuse.score`` and OpenTelemetry's GenAI
+``gen_ai.evaluation.result``, for other backends (docs/scores.md has the mapping)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+import re
 
 from opentelemetry import trace
 
@@ -21,17 +19,9 @@ from ..attributes import (
 )
 from .model import Score
 
-#: Body field -> the ``langfuse.score.*`` attribute it gives, when present.
-_LANGFUSE_KEYS = {
-    "id": "id",
-    "name": "name",
-    "value": "value",
-    "dataType": "data_type",
-    "sessionId": "session_id",
-    "traceId": "trace_id",
-    "observationId": "observation_id",
-    "comment": "comment",
-}
+_FIELDS = ("id", "name", "value", "dataType", "sessionId", "traceId", "observationId", "comment")
+#: Body field -> the ``langfuse.score.*`` attribute it gives, when present (``data_type``, ...).
+_LANGFUSE_KEYS = {f: "langfuse.score." + re.sub("([A-Z])", r"_\1", f).lower() for f in _FIELDS}
 
 Attributes = dict[str, "str | float | int"]
 
@@ -40,34 +30,25 @@ def _short(value: str | float | int) -> str | float | int:
     return value[:MAX_SCORE_EVENT_TEXT] if isinstance(value, str) else value
 
 
-def _evaluation_attributes(body: Mapping[str, Any]) -> Attributes:
-    data_type, value = body["dataType"], body["value"]
-    attributes: Attributes = {GEN_AI_EVALUATION_NAME: _short(body["name"])}
-    if data_type in ("NUMERIC", "BOOLEAN"):
-        attributes[GEN_AI_EVALUATION_SCORE_VALUE] = float(value)
-    if data_type == "BOOLEAN":
-        attributes[GEN_AI_EVALUATION_SCORE_LABEL] = "true" if value else "false"
-    elif data_type == "CATEGORICAL":
-        attributes[GEN_AI_EVALUATION_SCORE_LABEL] = _short(value)
-    explanation = body.get("comment", value if data_type == "TEXT" else None)
-    if explanation is not None:
-        attributes[GEN_AI_EVALUATION_EXPLANATION] = _short(explanation)
-    return attributes
-
-
 def add_score_events(score: Score) -> None:
     """Both events on the current span, when it is recording. Never raises."""
     try:
         span = trace.get_current_span()
         if not span.is_recording():
             return
-        body = score.body
-        ours = {
-            f"langfuse.score.{key}": _short(body[field])
-            for field, key in _LANGFUSE_KEYS.items()
-            if field in body
-        }
+        body, data_type, value = score.body, score.body["dataType"], score.body["value"]
+        ours = {key: _short(body[field]) for field, key in _LANGFUSE_KEYS.items() if field in body}
         span.add_event(SCORE_EVENT, ours)
-        span.add_event(GEN_AI_EVALUATION_EVENT, _evaluation_attributes(body))
+        evaluation: Attributes = {GEN_AI_EVALUATION_NAME: _short(body["name"])}
+        if data_type in ("NUMERIC", "BOOLEAN"):
+            evaluation[GEN_AI_EVALUATION_SCORE_VALUE] = float(value)
+        if data_type == "BOOLEAN":
+            evaluation[GEN_AI_EVALUATION_SCORE_LABEL] = "true" if value else "false"
+        elif data_type == "CATEGORICAL":
+            evaluation[GEN_AI_EVALUATION_SCORE_LABEL] = _short(value)
+        explanation = body.get("comment", value if data_type == "TEXT" else None)
+        if explanation is not None:
+            evaluation[GEN_AI_EVALUATION_EXPLANATION] = _short(explanation)
+        span.add_event(GEN_AI_EVALUATION_EVENT, evaluation)
     except Exception:  # noqa: BLE001 - the score is queued whatever happens to the events
         logger.debug("Could not add the score events to the current span", exc_info=True)

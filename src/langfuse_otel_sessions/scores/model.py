@@ -1,10 +1,8 @@
 """Score validation and freezing, at the call: a score Langfuse would reject never leaves the
-process, and nothing the caller does afterwards changes the one that does (docs/scores.md has
-the rules). The body is encoded by the sender; its size is bounded here from the fields."""
+process, and later changes by the caller do not reach it (docs/scores.md has the rules)."""
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import math
@@ -67,12 +65,6 @@ def new_score_id() -> str:
     return _prefix + str(next(_counter))
 
 
-def stable_score_id(target_id: str, name: str, key: str) -> str:
-    """A deterministic id from the target, the score name and a key of yours."""
-    digest = hashlib.sha256("\x1f".join((target_id, name, key)).encode()).hexdigest()
-    return f"score_{digest[:32]}"
-
-
 def _utf8_size(text: str) -> int:
     """``text``'s length in UTF-8; :class:`InvalidScoreError` for a lone surrogate."""
     if text.isascii():
@@ -84,8 +76,7 @@ def _utf8_size(text: str) -> int:
 
 
 def _json_number(value: object) -> int | float | None:
-    """``value`` as a plain int/float JavaScript reads back as the same finite number, else
-    ``None`` (bools, NaN, infinities, integers beyond a double's range, other types)."""
+    """``value`` as a plain int/float JavaScript reads as the same finite number, else ``None``."""
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
@@ -95,23 +86,14 @@ def _json_number(value: object) -> int | float | None:
     return None
 
 
-def _inferred_type(value: object, string_value: object) -> str:
-    if string_value is not None:
-        return "CATEGORICAL"
-    if isinstance(value, bool):
-        return "BOOLEAN"
-    if isinstance(value, (int, float)):
-        return "NUMERIC"
-    raise InvalidScoreError("a score needs a number, a bool or a string_value")
-
-
 def _typed_value(
     value: object, string_value: object, data_type: object
 ) -> tuple[str, float | int | str]:
     if value is not None and string_value is not None:
         raise InvalidScoreError("give either value or string_value, not both")
     if data_type is None:
-        data_type = _inferred_type(value, string_value)
+        inferred = "BOOLEAN" if isinstance(value, bool) else "NUMERIC"
+        data_type = "CATEGORICAL" if string_value is not None else inferred
     elif isinstance(data_type, str) and data_type.upper() in DATA_TYPES:
         data_type = data_type.upper()
     else:
@@ -119,7 +101,7 @@ def _typed_value(
     if data_type == "NUMERIC":
         number = _json_number(value)
         if number is None:
-            raise InvalidScoreError("a NUMERIC score needs a finite number within a double's range")
+            raise InvalidScoreError("a NUMERIC score needs a finite number (or a string_value)")
         return data_type, number
     if data_type == "BOOLEAN":
         number = int(value) if isinstance(value, bool) else _json_number(value)
@@ -175,17 +157,18 @@ def _frozen_metadata(metadata: object) -> tuple[object, int]:
     raise InvalidScoreError(message)
 
 
-def build_score(  # noqa: PLR0917 - the score's fields, positional: the call is a hot path
+def build_score(
     target: dict[str, Any],
-    name: object,
-    value: object,
-    string_value: object,
-    data_type: object,
-    comment: object,
-    id: object,
-    config_id: object,
-    metadata: object,
     /,
+    *,
+    name: object,
+    value: object = None,
+    string_value: object = None,
+    data_type: object = None,
+    comment: object = None,
+    id: object = None,
+    config_id: object = None,
+    metadata: object = None,
 ) -> Score:
     """Validate and freeze a score for ``target`` (``{"sessionId": ...}`` or a trace's ids,
     ours to keep); raises :class:`InvalidScoreError`."""
@@ -200,10 +183,7 @@ def build_score(  # noqa: PLR0917 - the score's fields, positional: the call is 
     if isinstance(resolved_value, str):
         size += _utf8_size(resolved_value)
     body = target
-    body["id"] = id
-    body["name"] = name
-    body["value"] = resolved_value
-    body["dataType"] = resolved_type
+    body.update(id=id, name=name, value=resolved_value, dataType=resolved_type)
     if comment is not None or config_id is not None:  # rare: the common call skips the loop
         for key, field in (("comment", comment), ("configId", config_id)):
             if field is None:

@@ -1,5 +1,5 @@
-"""The background sender: a queue bounded in bytes, one daemon thread that never dies, batches
-of ``score-create`` events posted to ``/api/public/ingestion`` with retries (docs/scores.md)."""
+"""The background sender: a queue bounded in bytes, one daemon thread, batches of
+``score-create`` events posted to ``/api/public/ingestion`` with retries (docs/scores.md)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,22 @@ import os
 import threading
 import time
 import weakref
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from typing import Any
 
 from .._logging import RateLimitedLog, logger
 from ..export.config import Route
-from ..export.http import EXIT_BEGAN, HttpClient, Reply, RetryPolicy, note_exit_first
+from ..export.http import (
+    EXIT_BEGAN,
+    HttpClient,
+    Reply,
+    RetryPolicy,
+    note_exit_first,
+    post_with_retries,
+)
 from .model import Score, encode_json, new_score_id
 
 #: The most scores one request carries, and the most bytes (Langfuse takes about 3.5 MB).
@@ -24,8 +31,7 @@ BATCH_SIZE = 100
 MAX_BATCH_BYTES = 3_000_000
 #: Default bound of the queue in bytes (see ``Score.size``).
 DEFAULT_MAX_QUEUE_BYTES = 32_000_000
-#: The most one request may take, and the most interpreter exit waits for scores.
-REQUEST_SECONDS = 10.0
+#: The most interpreter exit waits for scores.
 EXIT_SECONDS = 5.0
 #: Statuses that refuse a whole request for what it holds: split it and send the halves.
 _BATCH_REFUSALS = frozenset({400, 413})
@@ -33,8 +39,7 @@ _BATCH_REFUSALS = frozenset({400, 413})
 
 @dataclass(frozen=True)
 class SenderStats:
-    """Counts since the client started (or forked). A queued score ends up delivered, refused
-    (by Langfuse, for itself) or failed (given up)."""
+    """Counts since the start (or fork): a queued score is delivered, refused or failed."""
 
     queued: int = 0
     delivered: int = 0
@@ -44,13 +49,6 @@ class SenderStats:
     refused: int = 0
     #: session scores not sent because the session was sampled out
     sampled_out: int = 0
-
-
-@dataclass
-class _Tally:
-    delivered: int = 0
-    failed: int = 0
-    refused: list[tuple[Score, str]] = field(default_factory=list)
 
 
 def encode_batch(scores: Sequence[Score]) -> tuple[dict[str, Score], bytes]:
@@ -68,14 +66,6 @@ def _timestamp(score: Score) -> str:
     return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
-def _message(answer: Any) -> str:  # noqa: ANN401 - whatever the server answered
-    """The server's message and its detail (Langfuse puts it in ``error``), shortened."""
-    if isinstance(answer, dict):
-        parts = [answer.get("message"), answer.get("error") or answer.get("errors")]
-        return (": ".join(str(part) for part in parts if part) or str(answer))[:4000]
-    return str(answer)[:4000]
-
-
 class ScoreSender:
     """Queues scores and posts them in the background. Thread-safe; never raises on submit."""
 
@@ -86,9 +76,8 @@ class ScoreSender:
         self._headers = {"Content-Type": "application/json", **route.headers}
         self.max_queue_bytes = max_queue_bytes
         self.policy = RetryPolicy(deadline=timeout)
-        self.request_timeout = min(REQUEST_SECONDS, timeout / 2)
         self.exit_timeout = min(EXIT_SECONDS, timeout)
-        self._client = HttpClient(route.url)
+        self._http = HttpClient(route.url)
         self._log = RateLimitedLog()
         self._reset()
         _live.add(self)
@@ -101,13 +90,14 @@ class ScoreSender:
         self._queue: deque[Score] = deque()
         self._queued_bytes = 0
         self._in_flight = 0
-        self._counts = dict.fromkeys(SenderStats.__dataclass_fields__, 0)
+        self._counts: Counter[str] = Counter()
         self._thread: threading.Thread | None = None
         self._idle = False  # the thread waits for work
         self._closing = False  # no more scores taken
         self._abort = threading.Event()  # set by shutdown()
         self._unsent = 0  # dropped, refused or given up since the last flush()
         self._batch = 0  # which batch is in hand; shutdown() moves it on when it gives up
+        self._tally: Counter[str] = Counter()  # what became of its scores (the thread's own)
 
     @property
     def stats(self) -> SenderStats:
@@ -118,21 +108,21 @@ class ScoreSender:
         """Queue ``score``, or drop, count and log it (no keys, closed, or queue full)."""
         with self._lock:
             if self._route.problem is not None:
-                problem = self._route.problem
-                self._drop_locked("off", "Langfuse scores are off: %s; score not sent", problem)
+                self._drop_locked("off", "Langfuse scores are off: %s", self._route.problem)
             elif self._closing:
-                self._drop_locked("closed", "Score sender is shut down; score not sent")
+                self._drop_locked("closed", "Score sender is shut down")
             elif self._queued_bytes + score.size > self.max_queue_bytes:
-                limit = self.max_queue_bytes
-                self._drop_locked(
-                    "full", "Score queue full (limit: %d bytes); dropping a score", limit
-                )
+                self._drop_locked("full", "Score queue full (%d bytes)", self.max_queue_bytes)
             else:
                 self._queue.append(score)
                 self._queued_bytes += score.size
                 self._counts["queued"] += 1
                 if self._thread is None:
-                    self._start_locked()
+                    self._thread = threading.Thread(
+                        target=self._run, name="langfuse-score-sender", daemon=True
+                    )
+                    self._thread.start()
+                    note_exit_first()
                 elif self._idle:
                     self._has_work.notify()
 
@@ -140,32 +130,21 @@ class ScoreSender:
         with self._lock:
             self._counts["sampled_out"] += 1
 
-    def _start_locked(self) -> None:
-        self._thread = threading.Thread(target=self._run, name="langfuse-score-sender", daemon=True)
-        self._thread.start()
-        note_exit_first()
-
     def _drop_locked(self, key: str, message: str, *args: object) -> None:
         self._counts["dropped"] += 1
         self._unsent += 1
-        self._log.warning(key, message + " (%d dropped so far)", *args, self._counts["dropped"])
+        dropped = self._counts["dropped"]
+        self._log.warning(key, message + "; score dropped (%d so far)", *args, dropped)
 
-    def _wait_drained(self, deadline: float) -> bool:
+    def _wait_drained(self, timeout: float | None) -> bool:
+        bound = self.policy.deadline if timeout is None else timeout
         with self._lock:
-            while self._queue or self._in_flight:
-                if self._thread is None and self._queue and not self._abort.is_set():
-                    self._start_locked()  # the thread was gone: the call brings it back
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return False
-                self._drained.wait(remaining)
-        return True
+            return self._drained.wait_for(lambda: not (self._queue or self._in_flight), bound)
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait, ``timeout`` at most, until what is queued is delivered, refused or given up;
         ``True`` if so and nothing submitted since the previous flush was lost."""
-        bound = self.policy.deadline if timeout is None else timeout
-        drained = self._wait_drained(time.monotonic() + bound)
+        drained = self._wait_drained(timeout)
         with self._lock:
             clean, self._unsent = self._unsent == 0, 0
         return drained and clean
@@ -182,10 +161,9 @@ class ScoreSender:
         if self._abort.is_set():  # shut down already
             return True
         self.close()
-        bound = self.policy.deadline if timeout is None else timeout
-        self._wait_drained(time.monotonic() + bound)
+        self._wait_drained(timeout)
         self._abort.set()  # cuts a retry wait short
-        self._client.close()  # and a request in flight: the thread ends at once
+        self._http.close()  # and a request in flight: the thread ends at once
         with self._lock:
             left = len(self._queue) + self._in_flight
             if left:
@@ -197,61 +175,33 @@ class ScoreSender:
             unsent, self._unsent = self._unsent, 0
             self._drained.notify_all()
         if unsent:
-            logger.error(
-                "Score sender shut down; %d scores not delivered (or not confirmed)", unsent
-            )
+            logger.error("Scores shut down; %d scores not delivered (or not confirmed)", unsent)
         return not unsent
 
     # -- the sender thread ---------------------------------------------------------------------
 
     def _run(self) -> None:
-        """Batch after batch until closed. Should a ``BaseException`` end it, the batch in hand
-        is counted as failed and the next call starts a new thread."""
-        try:
-            while self._send_next_batch():
-                pass
-        finally:
+        """Batch after batch, until closed and drained or shut down."""
+        while True:
             with self._lock:
-                if self._thread is threading.current_thread():
-                    self._thread = None
-                if self._in_flight:
-                    self._counts["failed"] += self._in_flight
-                    self._unsent += self._in_flight
-                    logger.error("Score sender stopped with %d scores in hand", self._in_flight)
-                    self._in_flight = 0
-                self._drained.notify_all()
-
-    def _send_next_batch(self) -> bool:
-        """Take the next batch and deliver it; ``False`` when the sender is done."""
-        with self._lock:
-            while not self._queue and not self._closing:
                 self._idle = True
-                self._has_work.wait()
+                self._has_work.wait_for(lambda: self._queue or self._closing)
                 self._idle = False
-            if not self._queue or self._abort.is_set():
-                return False
-            batch = self._take_locked()
-            mine = self._batch
-        try:
-            tally = self._deliver(batch)
-        except Exception:  # noqa: BLE001 - the sender thread must survive anything
-            self._log.exception("crash", "Score sender failed on a batch of %d", len(batch))
-            tally = _Tally(failed=len(batch))
-        for score, message in tally.refused:
-            name = score.body["name"][:100]
-            self._log.error(
-                "refused", "Langfuse refused score %s (%r): %s", score.id, name, message
-            )
-        with self._lock:
-            if mine != self._batch:  # shutdown() gave up on it and counted it
-                return False
-            self._counts["delivered"] += tally.delivered
-            self._counts["refused"] += len(tally.refused)
-            self._counts["failed"] += tally.failed
-            self._unsent += len(tally.refused) + tally.failed
-            self._in_flight = 0
-            self._drained.notify_all()
-        return True
+                if not self._queue or self._abort.is_set():
+                    return
+                batch, mine = self._take_locked(), self._batch
+            self._tally.clear()
+            try:
+                self._deliver(batch)
+            except Exception:  # noqa: BLE001 - the sender thread must survive anything
+                self._log.exception("crash", "Score sender failed on a batch of %d", len(batch))
+                self._tally = Counter(failed=len(batch))
+            with self._lock:
+                if mine == self._batch:  # else shutdown() gave up on it and counted it
+                    self._counts.update(self._tally)
+                    self._unsent += self._tally["refused"] + self._tally["failed"]
+                    self._in_flight = 0
+                    self._drained.notify_all()
 
     def _take_locked(self) -> list[Score]:
         batch: list[Score] = []
@@ -265,61 +215,62 @@ class ScoreSender:
         self._in_flight = len(batch)
         return batch
 
-    def _deliver(self, batch: list[Score]) -> _Tally:
+    def _deliver(self, batch: list[Score]) -> None:
         """Post ``batch`` with retries under one deadline, splitting a request refused as a
-        whole until the refused scores stand alone."""
-        tally = _Tally()
+        whole until the refused scores stand alone; counts what became of each in ``_tally``."""
         deadline = time.monotonic() + self.policy.deadline
         chunks = [batch]
-        attempt = 0
+        attempt = 0  # of events a 207 answer asks to send again
         while chunks:
-            chunk = chunks.pop()
-            events, body = encode_batch(chunk)
-            timeout = max(min(self.request_timeout, deadline - time.monotonic()), 0.1)
-            reply = self._client.post(body, self._headers, timeout)
-            again = self._settle(events, reply, tally, chunks)
+            events, body = encode_batch(chunks.pop())
+            due = replace(self.policy, deadline=deadline - time.monotonic())
+            reply = post_with_retries(
+                self._http, body, self._headers, policy=due, abort=self._abort, on_retry=self._retry
+            )
+            again = self._settle(events, reply, chunks)
             if not again:
                 continue
-            wait = self.policy.backoff(attempt, reply.retry_after)
+            wait = self.policy.backoff(attempt)
             attempt += 1
             late = attempt >= self.policy.max_attempts or time.monotonic() + wait > deadline
-            if not reply.unsent and not late:
-                with self._lock:
-                    self._counts["retries"] += 1
-                self._log.warning("retry", "%s; retrying in %.2fs", self._why(reply), wait)
+            if reply.status == 207 and not late:
+                self._retry(reply, wait)
                 if not self._abort.wait(wait):
                     chunks.append(again)
                     continue
             lost = len(again) + sum(map(len, chunks))
             self._log.error("gave-up", "Gave up on %d scores: %s", lost, self._why(reply))
-            tally.failed += lost
+            self._tally["failed"] += lost
             break
-        return tally
+
+    def _retry(self, reply: Reply, wait: float) -> None:
+        with self._lock:
+            self._counts["retries"] += 1
+        self._log.warning("retry", "%s; retrying in %.2fs", self._why(reply), wait)
 
     def _settle(
-        self, events: dict[str, Score], reply: Reply, tally: _Tally, chunks: list[list[Score]]
+        self, events: dict[str, Score], reply: Reply, chunks: list[list[Score]]
     ) -> list[Score]:
         """Count what ``reply`` says became of ``events``; returns the scores to send again."""
         scores = list(events.values())
         if reply.status == 207:  # a result per event; an event without one goes again
-            return self._settle_events(events, reply, tally)
+            return self._settle_events(events, reply)
         if reply.ok:
-            tally.delivered += len(scores)
+            self._tally["delivered"] += len(scores)
         elif reply.status in _BATCH_REFUSALS and len(scores) > 1:
             chunks += [scores[len(scores) // 2 :], scores[: len(scores) // 2]]
         elif reply.status in _BATCH_REFUSALS:
-            answer = _message(reply.json() or reply.message())
-            tally.refused.append((scores[0], f"{reply.status} {reply.clean(answer)}"))
+            self._refused(scores[0], reply, reply.status, reply.json() or reply.message())
         elif reply.status is None or reply.status in self.policy.statuses:
             return scores
         else:  # refused for good (401, 403, a redirect), or no final answer
             self._log.error(
                 f"status-{reply.status}", "%d scores failed: %s", len(scores), self._why(reply)
             )
-            tally.failed += len(scores)
+            self._tally["failed"] += len(scores)
         return []
 
-    def _settle_events(self, events: dict[str, Score], reply: Reply, tally: _Tally) -> list[Score]:
+    def _settle_events(self, events: dict[str, Score], reply: Reply) -> list[Score]:
         answer = reply.json()
         answer = answer if isinstance(answer, dict) else {}
         results: dict[object, dict[str, Any] | None] = {}
@@ -333,11 +284,20 @@ class ScoreSender:
             if event_id not in results or (error and error.get("status") in self.policy.statuses):
                 again.append(score)
             elif error is None:
-                tally.delivered += 1
+                self._tally["delivered"] += 1
             else:
-                refusal = reply.clean(f"{error.get('status')} {_message(error)}")
-                tally.refused.append((score, refusal))
+                self._refused(score, reply, error.get("status"), error)
         return again
+
+    def _refused(self, score: Score, reply: Reply, status: object, answer: object) -> None:
+        """Count and log a score Langfuse refused, with its message and detail (``error``)."""
+        if isinstance(answer, dict):
+            parts = (answer.get("message"), answer.get("error") or answer.get("errors"))
+            answer = ": ".join(str(part) for part in parts if part) or answer
+        name = score.body["name"][:100]
+        message = reply.clean(f"{status} {answer}")
+        self._log.error("refused", "Langfuse refused score %s (%r): %s", score.id, name, message)
+        self._tally["refused"] += 1
 
     def _why(self, reply: Reply) -> str:
         return reply.describe("Langfuse", self._route.setting)

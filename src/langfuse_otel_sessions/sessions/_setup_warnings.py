@@ -12,10 +12,9 @@ from .context_slots import with_own_entries
 
 MISSING_PROCESSOR = (
     "A session is set (session() or the session middleware) but no SessionSpanProcessor is "
-    "installed, so no span will carry the session. Call langfuse_otel_sessions.configure() at "
-    "startup, add SessionSpanProcessor() to your TracerProvider, or run under "
-    "opentelemetry-instrument with langfuse-otel-sessions installed (and langfuse_sessions not "
-    "in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS)."
+    "installed, so no span will carry the session. Call langfuse_otel_sessions.configure(), "
+    "add SessionSpanProcessor() to your TracerProvider, or run under opentelemetry-instrument "
+    "(without langfuse_sessions in OTEL_PYTHON_DISABLED_INSTRUMENTATIONS)."
 )
 NO_OUTBOUND_POLICY = (
     "The global propagator (%s) sends baggage without langfuse-otel-sessions' outbound policy, "

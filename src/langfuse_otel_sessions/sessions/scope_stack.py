@@ -24,8 +24,7 @@ from opentelemetry.context import Context, attach, detach, get_current
 from opentelemetry.trace import INVALID_SPAN, Link, Span, Status, StatusCode
 
 Build = Callable[[Context], Context]
-#: ``session(..., new_trace=True)``: the name of the scope's root span and its tracer provider.
-Root = tuple[str, "trace.TracerProvider | None"] | None
+Root = tuple[str, "trace.TracerProvider | None"] | None  # new_trace: root span name, provider
 
 
 class ScopeContext(Context):
@@ -48,7 +47,7 @@ class ScopeContext(Context):
 
 
 def _end(span: Span | None, error: BaseException | None) -> None:
-    """End a scope's root span, recording ``error`` (closing a generator is none)."""
+    """End a scope's root span, recording ``error`` (``GeneratorExit`` is none)."""
     if span is None:
         return
     if error is not None and not isinstance(error, GeneratorExit):
@@ -58,7 +57,7 @@ def _end(span: Span | None, error: BaseException | None) -> None:
 
 
 class _Entry:
-    """One entering of a scope in one context: what to restore, and its own root span."""
+    """One entering of a scope in one context: what to restore, and its root span."""
 
     __slots__ = ("attached", "owner", "previous", "span", "task", "thread")
 
@@ -106,10 +105,7 @@ def start_root(
 def enter(owner: object, build: Build, root: Root) -> None:
     """Make ``build(current context)`` current, remembering how to undo it."""
     previous = get_current()
-    context = build(previous)
-    span = None
-    if root is not None:
-        span, context = start_root(context, root, previous)
+    span, context = start_root(build(previous), root, previous) if root else (None, build(previous))
     entry = _Entry(owner, previous, ScopeContext(context), span)
     with _OPEN_LOCK:
         _OPEN.setdefault(owner, []).append(entry)

@@ -6,10 +6,27 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypedDict
 
 from ..attributes import DEFAULT_MAX_ID_LENGTH
 from ..ids import check_id, new_session_id
+
+if TYPE_CHECKING:  # typing_extensions: for Python 3.10's type checkers only, never imported
+    from typing_extensions import Required, Unpack
+
+
+class ScoreFields(TypedDict, total=False):
+    """The keyword arguments of a score, written once (docs/scores.md has the rules)."""
+
+    name: Required[str]
+    value: float | bool | None
+    string_value: str | None
+    data_type: str | None
+    comment: str | None
+    id: str | None
+    config_id: str | None
+    metadata: Mapping[str, Any] | None
+
 
 _score_session: Callable[..., str] | None = None  # set by the scores module (it imports us)
 
@@ -49,31 +66,10 @@ class Session:
             id_generated=id is None,
         )
 
-    def score(
-        self,
-        *,
-        name: str,
-        value: float | bool | None = None,
-        string_value: str | None = None,
-        data_type: str | None = None,
-        comment: str | None = None,
-        id: str | None = None,
-        config_id: str | None = None,
-        metadata: Mapping[str, Any] | None = None,
-    ) -> str:
+    def score(self, **fields: Unpack[ScoreFields]) -> str:
         """``score_session(self, ...)``: returns the score id."""
         assert _score_session is not None  # noqa: S101 - the package imports the scores module
-        return _score_session(
-            self,
-            name=name,
-            value=value,
-            string_value=string_value,
-            data_type=data_type,
-            comment=comment,
-            id=id,
-            config_id=config_id,
-            metadata=metadata,
-        )
+        return _score_session(self, **fields)
 
     @staticmethod
     def get_id(session_or_id: Session | str) -> str:

@@ -17,6 +17,7 @@ from ..attributes import (
     DEFAULT_MAX_ID_LENGTH,
     LANGFUSE_ENVIRONMENT,
     LANGFUSE_TRACE_METADATA_PREFIX,
+    LANGFUSE_TRACE_TAGS,
 )
 from ..errors import ConfigurationError
 from ..ids import environment_name, id_problem
@@ -108,8 +109,17 @@ def stamps_of(
     metadata: list[tuple[str, object]] = []
     try:
         for key, value in entries.items():
-            if isinstance(key, str) and key.startswith("langfuse_"):
-                _stamp_of(key, value, stamps, metadata, problems)
+            if key == BAGGAGE_LANGFUSE_TAGS:
+                if tags := parse_tags(value, problems):
+                    stamps.append((LANGFUSE_TRACE_TAGS, tuple(dict.fromkeys(tags))))
+            elif key in BAGGAGE_TRACE_ATTRIBUTES:
+                _stamp(BAGGAGE_TRACE_ATTRIBUTES[key], value, stamps, problems)
+            elif isinstance(key, str) and key.startswith(BAGGAGE_METADATA_PREFIX):
+                name = key[len(BAGGAGE_METADATA_PREFIX) :]
+                if _METADATA_KEY.fullmatch(name):  # the rule explicit metadata keys follow
+                    _stamp(LANGFUSE_TRACE_METADATA_PREFIX + name, value, metadata, problems)
+                else:
+                    problems.append(f"metadata key {name[:60]!r}: not [A-Za-z0-9_.-]")
     except Exception:  # noqa: BLE001 - a mapping that fails while read: what was read stays
         problems.append("baggage: unreadable")
     if max_metadata is not None and len(metadata) > max_metadata:
@@ -118,32 +128,14 @@ def stamps_of(
     return (*stamps, *metadata)
 
 
-def _stamp_of(
-    key: str,
-    value: object,
-    stamps: list[tuple[str, object]],
-    metadata: list[tuple[str, object]],
-    problems: list[str],
+def _stamp(
+    attribute: str, value: object, into: list[tuple[str, object]], problems: list[str]
 ) -> None:
-    if key == BAGGAGE_LANGFUSE_TAGS:
-        tags = parse_tags(value, problems)
-        if tags:
-            stamps.append((BAGGAGE_TRACE_ATTRIBUTES[key], tuple(dict.fromkeys(tags))))
-        return
-    attribute = BAGGAGE_TRACE_ATTRIBUTES.get(key)
-    if attribute is None:
-        if not key.startswith(BAGGAGE_METADATA_PREFIX):
-            return
-        name = key[len(BAGGAGE_METADATA_PREFIX) :]
-        if not _METADATA_KEY.fullmatch(name):  # the rule explicit metadata keys follow
-            problems.append(f"metadata key {name[:60]!r}: not [A-Za-z0-9_.-]")
-            return
-        attribute, stamps = LANGFUSE_TRACE_METADATA_PREFIX + name, metadata
     stamped, problem = stamp_value(attribute, value)
     if stamped is None:
         problems.append(f"{attribute[:80]}: {problem}")
     else:
-        stamps.append((attribute, stamped))
+        into.append((attribute, stamped))
 
 
 def _checked(attribute: str, value: object) -> str:

@@ -1,17 +1,10 @@
 """The one memory per local request, bounded by one byte budget (``docs/sessions.md``, "The
 rest of the request").
 
-A *local request* is a local root span (no parent, or a remote one) and every span started under
-it in this process. Its record holds the ids in force last (``mixed`` after two sessions) and the
-trace attributes its scopes showed. A span finds its request through its trace id when the trace
-has one local request (the usual case: nothing is stored per span); in a trace that several
-local requests share (a forged or leaked ``traceparent``), spans started since are filed by span
-id, so no request learns from another. Nothing is stored on OpenTelemetry's objects.
-
-One budget (:data:`REQUEST_MEMORY_BYTES`) counts an estimate per request and per span filed, and
-the trace attributes (at most 16 KiB a request, ``sys.getsizeof``). An ended request stays known
-:data:`LINGER_SECONDS`. Over the budget the oldest ended requests are forgotten first, then the
-oldest running ones, each counted (``MEMORY.over_budget``) and logged.
+A span finds its request by trace id; in a trace that several local requests share (a forged
+or leaked ``traceparent``), spans started since are filed by span id, so no request learns from
+another. Over the budget the oldest ended requests are forgotten first, then the oldest running
+ones, counted (``MEMORY.over_budget``) and logged.
 """
 
 from __future__ import annotations
@@ -19,7 +12,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import SpanContext
@@ -44,14 +37,9 @@ _CONFLICT = object()
 _log = RateLimitedLog()
 
 
-def _size(value: object) -> int:
-    if isinstance(value, tuple):
-        return sys.getsizeof(value) + sum(sys.getsizeof(item) for item in value)
-    return sys.getsizeof(value)
-
-
 class Request:
-    """What one local request showed (see the module docstring)."""
+    """What one local request showed: the ids in force last (``mixed`` after two sessions)
+    and the trace attributes its scopes showed."""
 
     __slots__ = (
         *("attribute_bytes", "bytes", "ended", "ids", "key", "last", "mixed"),
@@ -102,7 +90,9 @@ class Request:
                 self.values[key] = _CONFLICT
 
     def _room(self, key: str, value: object) -> bool:
-        cost = ENTRY_BYTES + sys.getsizeof(key) + _size(value)
+        cost = ENTRY_BYTES + sys.getsizeof(key) + sys.getsizeof(value)
+        if isinstance(value, tuple):
+            cost += sum(map(sys.getsizeof, value))
         if self.attribute_bytes + cost > MAX_REQUEST_ATTRIBUTE_BYTES:
             MEMORY.refuse(
                 "A request showed more trace attributes than the %d bytes remembered per "
@@ -116,15 +106,15 @@ class Request:
         return True
 
     def fills(self) -> dict[str, object]:
-        """What a span of the request lacking a key gets: unambiguous values and all tags."""
+        """What a span lacking a key gets: unambiguous values and all tags."""
         fills = {k: v for k, v in self.values.items() if v is not _CONFLICT}
         if self.tags:
             fills[LANGFUSE_TRACE_TAGS] = tuple(self.tags)
         return fills
 
     def session_attributes(self, session_id: str) -> tuple[str, ...]:
-        """The attributes a span completed with ``session_id`` gets: those the processor stamps,
-        the given-only ones (``gen_ai.conversation.id``) only for a session that was given."""
+        """The attributes a span completed with ``session_id`` gets (the given-only ones only
+        for a session that was given)."""
         targets = self.targets
         if targets is None:
             return (LANGFUSE_SESSION_ID,)
@@ -142,16 +132,14 @@ class Request:
 
 
 class RequestMemory:
-    """The requests known now; thread-safe. One per process: :data:`MEMORY`.
+    """The requests known now, one per process (:data:`MEMORY`); per span only dict look-ups
+    (atomic under the GIL), the lock per request."""
 
-    Per span, only dict look-ups (atomic under the GIL); the lock is taken per request."""
-
-    def __init__(self, budget: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, budget: int) -> None:
         self.budget = budget
         self.over_budget = 0
         #: The bytes counted against the budget now.
         self.bytes = 0
-        self._clock = clock
         #: Trace id -> its one local request, or the list of several (``None``: forgotten).
         self.traces: dict[int, Request | list[Request | None]] = {}
         self.open: dict[int, Request] = {}  # by key, oldest first
@@ -165,13 +153,13 @@ class RequestMemory:
             return self._new(context, targets)
 
     def child(self, context: SpanContext, parent: int, targets: IdKeys | None) -> Request | None:
-        """The request of a span starting under the local span ``parent``, in a trace that
-        several requests share or none known: found by span id, else a new one rooted here."""
+        """The request of a span under the local span ``parent`` in a trace several requests
+        share (found by span id), else a new one rooted here."""
         with self._lock:
             entry = self.traces.get(context.trace_id)
             request = None
             if isinstance(entry, list):
-                request = self._spans.get(parent) or self._by_key(parent)
+                request = self._spans.get(parent) or self.by_key(parent)
             if request is None:
                 return self._new(context, targets)
             if self._fits(SPAN_BYTES, "a span is not filed under its request"):
@@ -182,7 +170,7 @@ class RequestMemory:
             return request
 
     def _new(self, context: SpanContext, targets: IdKeys | None) -> Request | None:
-        self._forget(self._clock())
+        self._forget(time.monotonic())
         if not self._fits(REQUEST_BYTES, "a new request is not remembered"):
             return None
         key, trace = context.span_id, context.trace_id
@@ -210,7 +198,7 @@ class RequestMemory:
         with self._lock:
             request = self.open.pop(key, None)
             if request is not None:
-                request.ended = self._clock()
+                request.ended = time.monotonic()
                 self._ended[key] = request
 
     def of(self, context: SpanContext | None) -> Request | None:
@@ -219,41 +207,30 @@ class RequestMemory:
             return None
         entry = self.traces.get(context.trace_id)
         if isinstance(entry, list):
-            return self._spans.get(context.span_id) or self._by_key(context.span_id)
+            return self._spans.get(context.span_id) or self.by_key(context.span_id)
         return entry
-
-    def _by_key(self, key: int) -> Request | None:
-        return self.open.get(key) or self._ended.get(key)
 
     def by_key(self, key: int) -> Request | None:
         """The request known by its key (:func:`request_keys`)."""
-        with self._lock:
-            return self._by_key(key)
+        return self.open.get(key) or self._ended.get(key)
 
     def learn(self, key: int, ids: TraceIds) -> None:
-        """What the exporter learned of a request from its exported spans: ids it lacked (two
-        sessions make it mixed). A request the processor did not see is remembered under
-        ``key`` as an ended one."""
+        """Ids the exporter learned of a request (two sessions make it mixed); one the
+        processor did not see is remembered as ended."""
         with self._lock:
-            request = self._by_key(key)
+            request = self.by_key(key)
             if request is None:
                 request = self._ended[key] = Request(key, None)
-                request.ended = self._clock()
+                request.ended = time.monotonic()
                 self.bytes += REQUEST_BYTES
-            previous = request.ids
-            if previous is None:
-                request.ids = ids
-            elif previous != ids:
-                if ids.session_id not in (None, previous.session_id) and previous.session_id:
-                    request.mixed = True
-                if previous.session_id is None or previous.user_id is None:
-                    request.ids = TraceIds(
-                        previous.session_id or ids.session_id, previous.user_id or ids.user_id
-                    )
+            known = request.ids or ids
+            if known.session_id and ids.session_id not in (None, known.session_id):
+                request.mixed = True
+            completed = TraceIds(known.session_id or ids.session_id, known.user_id or ids.user_id)
+            request.ids = known if completed == known else completed  # keeps its kind
 
     def correct(self, context: SpanContext, ids: TraceIds | None) -> None:
-        """Correct the ids a span's request is remembered with, after its server span started
-        with untrusted baggage (the middleware decided): ``None`` forgets them."""
+        """Replace the ids a span's request is remembered with (the middleware decided)."""
         request = self.of(context)
         if request is not None:
             with self._lock:
@@ -286,9 +263,8 @@ class RequestMemory:
         self.refuse("The per-request memory is at its budget of %d bytes: %s", self.budget, what)
 
     def _forget(self, now: float | None) -> None:
-        """Forget the ended requests past their linger (``now``); over the budget (``None``),
-        the oldest ended ones, then the oldest running ones, until a tenth of the budget is
-        free. Called with the lock held."""
+        """Forget ended requests past their linger (``now``), or over the budget (``None``) the
+        oldest ended, then running ones, until a tenth is free. Lock held."""
         goal = self.budget * 9 // 10
         ended = self._ended
         while ended:
@@ -329,10 +305,8 @@ MEMORY = RequestMemory(REQUEST_MEMORY_BYTES)
 
 
 def request_keys(spans: Sequence[ReadableSpan]) -> list[int]:
-    """A local request key per span of an exported batch: its request's (the local root's span
-    id), else, for spans the processor did not see, the span id of the topmost local ancestor
-    found in the batch, or of the missing local parent it points to (never across a remote
-    parent)."""
+    """A local request key per span of an exported batch: its request's, else the span id of
+    its topmost local ancestor in the batch or the missing parent it points to."""
     by_id: dict[int, ReadableSpan] | None = None
     keys: list[int] = []
     for span in spans:

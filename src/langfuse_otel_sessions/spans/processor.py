@@ -1,11 +1,7 @@
-"""`SessionSpanProcessor`: stamps the session (and user) id and the trace attributes from baggage
-on every span it sees, through OpenTelemetry's public API (``span.set_attributes``).
+"""`SessionSpanProcessor`: stamps the ids and trace attributes from baggage on every span.
 
-What a span gets is worked out once per scope: ``session()`` and the middleware put a
-:data:`~..sessions.context_slots.PLANS` box in the context they make, where the processor keeps
-what it resolved (checked against the baggage by equality, so a later change is read anew). A
-context without a box is resolved again unless it matches the last one. Hot path: no I/O, no
-raising.
+What a span gets is worked out once per scope and kept in the scope's ``PLANS`` box (checked
+against the baggage, so a later change is read anew). Hot path: no I/O, no raising.
 """
 
 from __future__ import annotations
@@ -109,12 +105,8 @@ def _also_emit(value: str | Sequence[str] | None) -> tuple[str, ...]:
 
 class SessionSpanProcessor(SpanProcessor):
     """Stamps ``langfuse.session.id`` / ``langfuse.user.id`` (and trace attributes) from baggage
-    on every span of the provider when it starts.
-
-    Options (explicit argument > environment variable > default; see ``docs/sessions.md``):
-    ``session_keys``, ``user_keys``, ``also_emit``, ``trust_remote_baggage`` and
-    ``propagate_session_to``. The constructor changes no global state: with a processor built
-    by hand, call ``install_baggage_guard()``.
+    on every span when it starts. Options: ``docs/sessions.md``; built by hand, it needs
+    ``install_baggage_guard()``.
     """
 
     def __init__(
@@ -132,11 +124,9 @@ class SessionSpanProcessor(SpanProcessor):
         self.user_keys = keys_option(
             "user_keys", user_keys, ENV_USER_BAGGAGE_KEYS, DEFAULT_USER_BAGGAGE_KEYS
         )
-        self.trust_remote_baggage = (
-            env_bool(ENV_TRUST_REMOTE_BAGGAGE, False)
-            if trust_remote_baggage is None
-            else bool(trust_remote_baggage)
-        )
+        if trust_remote_baggage is None:
+            trust_remote_baggage = env_bool(ENV_TRUST_REMOTE_BAGGAGE, False)
+        self.trust_remote_baggage = bool(trust_remote_baggage)
         if propagate_session_to is not None:
             resolve_outbound_policy(propagate_session_to)  # a bad argument raises here
         self.propagate_session_to = propagate_session_to
@@ -217,16 +207,9 @@ class SessionSpanProcessor(SpanProcessor):
         if context is not None and context.span_id in MEMORY.open:
             MEMORY.end(context.span_id)
 
-    def shutdown(self) -> None:
-        """Nothing to release: the processor holds no thread or connection."""
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered: always ``True``."""
-        return True
-
     def _plan(self, context: Context) -> _Plan:
-        """The plan kept in ``context``'s box (or the last one) when made for this context or
-        for the same baggage, else a new one, kept there."""
+        """The plan in ``context``'s box (else the last one) if made for this context or its
+        baggage, else a new one, kept there."""
         box = context.get(PLANS)
         held = box.get(self) if isinstance(box, dict) else self._last
         if held is not None and held[1]() is context:
@@ -282,9 +265,8 @@ class SessionSpanProcessor(SpanProcessor):
     def _fitting(
         self, existing: Mapping[str, object], attributes: dict[str, AttributeValue]
     ) -> dict[str, AttributeValue]:
-        """``attributes`` without what the span already gives (any session key for the
-        session, ``deployment.environment.name`` for the environment, ...) and without the
-        trace attributes past three quarters of the span's attribute limit."""
+        """``attributes`` without what the span already gives, and without the trace attributes
+        past three quarters of the span's attribute limit."""
         fitting = {k: v for k, v in attributes.items() if k not in existing}
         if not _SESSION_ATTRIBUTES.isdisjoint(existing):
             for key in self.keys.session_attributes:
@@ -316,8 +298,8 @@ class SessionSpanProcessor(SpanProcessor):
     def _upstream_root_claim(
         self, span: Span, entries: Mapping[str, object], attributes: dict[str, AttributeValue]
     ) -> dict[str, AttributeValue]:
-        """An upstream Langfuse SDK claimed this trace's root (baggage ``langfuse_trace_id``):
-        the span under the remote parent is marked as no app root, so the exporter leaves it."""
+        """Marks a span under a remote parent as no app root when an upstream Langfuse SDK
+        claimed the trace (baggage ``langfuse_trace_id``)."""
         claimed = entries.get(BAGGAGE_LANGFUSE_TRACE_ID)
         if isinstance(claimed, str) and claimed.lower() == format_trace_id(span.context.trace_id):
             return {**attributes, LANGFUSE_IS_APP_ROOT: False}
@@ -328,11 +310,7 @@ class SessionSpanProcessor(SpanProcessor):
         if not entries:
             return ()
         problems: list[str] = []
-        try:
-            stamps = stamps_of(entries, problems, self._max_attributes)
-        except Exception:  # noqa: BLE001 - never raises; if it did, the ids still get stamped
-            self._log.exception("trace-attributes", "Could not read trace attributes")
-            return ()
+        stamps = stamps_of(entries, problems, self._max_attributes)
         if problems:
             self._log.warning(
                 "invalid-trace-attribute",
@@ -343,7 +321,7 @@ class SessionSpanProcessor(SpanProcessor):
 
     def _tell_about_remote(self, withheld: Mapping[str, object]) -> None:
         """Say once that remote ids, and once that remote trace attributes, were ignored."""
-        ids = any(key in withheld for key in (*self.session_keys, *self.user_keys))
+        ids = not withheld.keys().isdisjoint((*self.session_keys, *self.user_keys))
         what = "session/user ids" if ids else "trace attributes (tags, metadata, environment...)"
         if what not in self._told_about_remote:
             self._told_about_remote.add(what)
@@ -356,11 +334,11 @@ class SessionSpanProcessor(SpanProcessor):
             )
 
     def _valid_ids_of(self, entries: Mapping[str, object]) -> TraceIds | None:
-        session_id = self._checked(entries, self.session_keys, "session")
-        user_id = self._checked(entries, self.user_keys, "user")
-        if session_id is None and user_id is None:
-            return None
-        return TraceIds(session_id, user_id)
+        ids = TraceIds(
+            self._checked(entries, self.session_keys, "session"),
+            self._checked(entries, self.user_keys, "user"),
+        )
+        return None if ids == (None, None) else ids
 
     def _checked(self, entries: Mapping[str, object], keys: Sequence[str], what: str) -> str | None:
         """The first present entry of ``keys``, if a valid id (else logged, rate-limited)."""

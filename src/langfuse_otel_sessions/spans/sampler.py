@@ -11,6 +11,7 @@ import hashlib
 import secrets
 from collections.abc import Callable, Collection, Mapping, Sequence
 
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace.sampling import (
     Decision,
@@ -19,15 +20,6 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import (
-    INVALID_SPAN,
-    Link,
-    SpanContext,
-    SpanKind,
-    get_current_span,
-    set_span_in_context,
-)
-from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 
 from .._logging import RateLimitedLog, logger
@@ -69,7 +61,7 @@ def _first_string(attributes: Mapping[str, object], keys: tuple[str, ...]) -> st
     return next((v for k in keys if isinstance(v := attributes.get(k), str)), None)
 
 
-def _following(parent: SpanContext) -> SamplingResult:
+def _following(parent: trace.SpanContext) -> SamplingResult:
     decision = Decision.RECORD_AND_SAMPLE if parent.trace_flags.sampled else Decision.DROP
     return SamplingResult(decision, None, parent.trace_state)
 
@@ -115,15 +107,15 @@ class SessionSampler(Sampler):
         parent_context: Context | None,
         trace_id: int,
         name: str,
-        kind: SpanKind | None = None,
+        kind: trace.SpanKind | None = None,
         attributes: Attributes = None,
-        links: Sequence[Link] | None = None,
-        trace_state: TraceState | None = None,
+        links: Sequence[trace.Link] | None = None,
+        trace_state: trace.TraceState | None = None,
     ) -> SamplingResult:
-        parent = get_current_span(parent_context).get_span_context()
+        parent = trace.get_current_span(parent_context).get_span_context()
         if parent.is_valid and not parent.is_remote:
             return _following(parent)
-        reader = self._reader()
+        reader = known_keys().reader if self._processor is None else self._processor.keys
         trusted = remote_trusted(reader)
         if parent.is_valid:  # remote: its flag decides only when trusted
             if trusted and self.follow_remote_parent:
@@ -131,7 +123,7 @@ class SessionSampler(Sampler):
                     self._caller_kept(attributes, parent_context, reader)
                 return _following(parent)
             if not trusted:  # nor does the fallback follow it, or read the trace id it chose
-                parent_context = set_span_in_context(INVALID_SPAN, parent_context)
+                parent_context = trace.set_span_in_context(trace.INVALID_SPAN, parent_context)
                 trace_id = secrets.randbits(128)
         try:
             ids = self._ids(attributes, parent_context, reader, trusted)
@@ -192,9 +184,6 @@ class SessionSampler(Sampler):
             self._log.exception("always_keep", "SessionSampler's always_keep rule raised")
             return False
 
-    def _reader(self) -> IdKeys:
-        return known_keys().reader if self._processor is None else self._processor.keys
-
     def _ids(
         self, attributes: Attributes, context: Context | None, reader: IdKeys, trusted: bool
     ) -> TraceIds | None:
@@ -211,9 +200,6 @@ class SessionSampler(Sampler):
 
     def get_description(self) -> str:
         return f"SessionSampler{{{self.ratio}}}"
-
-    def __repr__(self) -> str:
-        return f"SessionSampler(ratio={self.ratio})"
 
 
 def session_sampler_from_env(arg: str | float | None) -> SessionSampler:

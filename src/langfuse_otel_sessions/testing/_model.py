@@ -11,9 +11,11 @@ from google.protobuf.message import DecodeError
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 
+from ..attributes import LANGFUSE_RELEASE, LANGFUSE_VERSION
 from ..export import langfuse_rules as rules
 from ..export.coverage import Coverage, coverage_of
-from ..export.langfuse_rules import DEFAULT_ENVIRONMENT
+from ..export.langfuse_rules import Attributes, js_concat, js_truthy, langfuse_text
+from ..ids import environment_name
 
 T = TypeVar("T")
 
@@ -86,14 +88,77 @@ def spans_of(body: bytes, batch: int = 0) -> list[ReceivedSpan]:
     return spans
 
 
+# -- Langfuse's reads that only the receiver needs (the mapping's are in langfuse_rules) ------
+
+#: What Langfuse shows for a trace or observation without a (valid) environment.
+DEFAULT_ENVIRONMENT = "default"
+
+
+def _first_text(attributes: Attributes, keys: Iterable[str]) -> str | None:
+    return next(filter(None, map(langfuse_text, map(attributes.get, keys))), None)
+
+
+def session_id_of(attributes: Attributes) -> str | None:
+    """The session id Langfuse reads from a span's attributes (resource ones are not read)."""
+    return _first_text(attributes, rules.LANGFUSE_SESSION_KEYS)
+
+
+def observation_name(span_name: str, attributes: Attributes) -> str:
+    """The name Langfuse gives an observation: ``gen_ai.tool.name``, ``genkit:name``,
+    ``logfire.msg``, ``ai.toolCall.name``, ``ai.operationId`` (prefixed by
+    ``ai.telemetry.functionId`` and ``:``), else the span name."""
+    for key, any_value in (
+        ("gen_ai.tool.name", False),
+        ("genkit:name", True),
+        ("logfire.msg", False),
+        ("ai.toolCall.name", True),
+    ):
+        if any_value and key in attributes:
+            return js_concat(attributes[key])
+        if not any_value and js_truthy(attributes.get(key)):
+            return langfuse_text(attributes[key]) or span_name
+    if "ai.operationId" in attributes:
+        function_id = attributes.get("ai.telemetry.functionId")
+        prefix = js_concat(function_id) + ":" if js_truthy(function_id) else ""
+        return prefix + js_concat(attributes["ai.operationId"])
+    return span_name
+
+
+def normalize_environment(value: object) -> str:
+    """The environment Langfuse stores for ``value``."""
+    return environment_name(value) or DEFAULT_ENVIRONMENT
+
+
+def environment_of(attributes: Attributes, resource: Attributes) -> str | None:
+    """The environment a span writes (each key on the span, then on the resource), or ``None``
+    when it carries none (Langfuse then shows ``default`` for that observation)."""
+    for key in rules.ENVIRONMENT_KEYS:
+        for source in (attributes, resource):
+            if js_truthy(source.get(key)):
+                return normalize_environment(source[key])
+    return None
+
+
+def release_of(attributes: Attributes, resource: Attributes) -> str | None:
+    """``langfuse.release`` on the span, else on the resource."""
+    value = attributes.get(LANGFUSE_RELEASE)
+    return langfuse_text(resource.get(LANGFUSE_RELEASE) if value is None else value)
+
+
+def version_of(attributes: Attributes, resource: Attributes) -> str | None:
+    """``langfuse.version`` on the span, else the resource's ``service.version``."""
+    value = attributes.get(LANGFUSE_VERSION)
+    return langfuse_text(resource.get("service.version") if value is None else value)
+
+
 def span_session_id(span: ReceivedSpan) -> str | None:
     """The session id Langfuse reads from one span (resource attributes are not read)."""
-    return rules.session_id_of(span.attributes)
+    return session_id_of(span.attributes)
 
 
 def span_environment(span: ReceivedSpan) -> str:
     """The environment Langfuse gives one observation (``default`` when it carries none)."""
-    return _with_resource(rules.environment_of)(span) or DEFAULT_ENVIRONMENT
+    return _with_resource(environment_of)(span) or DEFAULT_ENVIRONMENT
 
 
 def span_tags(span: ReceivedSpan) -> tuple[str, ...]:
@@ -199,19 +264,17 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
         )
         trace.timestamp = trace.spans[0].start_time_unix_nano
         trace.session_id = _last(spans, span_session_id)
-        trace.user_id = _last(spans, lambda s: rules.user_id_of(s.attributes))
+        trace.user_id = _last(spans, lambda s: _first_text(s.attributes, rules.LANGFUSE_USER_KEYS))
         trace.name = _last(spans, lambda s: rules.langfuse_text(s.attributes.get(rules.TRACE_NAME)))
         root = next((span for span in reversed(spans) if is_root(span)), None)
         if root is not None:
-            trace.name = trace.name or rules.observation_name(root.name, root.attributes)
+            trace.name = trace.name or observation_name(root.name, root.attributes)
             read = rules.read_io(root.attributes, root.scope_name, root.events)
             trace.input, trace.output = map(rules.langfuse_text, (read.input, read.output))
             trace.metadata = rules.trace_metadata_of(root.attributes)
-        trace.environment = (
-            _last(spans, _with_resource(rules.environment_of)) or DEFAULT_ENVIRONMENT
-        )
-        trace.release = _last(spans, _with_resource(rules.release_of))
-        trace.version = _last(spans, _with_resource(rules.version_of))
+        trace.environment = _last(spans, _with_resource(environment_of)) or DEFAULT_ENVIRONMENT
+        trace.release = _last(spans, _with_resource(release_of))
+        trace.version = _last(spans, _with_resource(version_of))
         trace.tags = _last(spans, span_tags) or ()
     return traces
 
