@@ -51,7 +51,6 @@ def test_two_services_share_the_session_and_refuse_forged_baggage() -> None:
     )
     sessions = [line for line in out.splitlines() if line.startswith("session ")]
     assert sessions == ["session conv-42  traces=2  observations in session=16/16"]
-    assert out.count("└─ vector search") == 2  # the back service's spans are in the session
 
 
 def test_zero_code_example_exports_its_session_under_opentelemetry_instrument() -> None:

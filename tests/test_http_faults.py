@@ -1,6 +1,6 @@
 """What counts as delivered, and how long a call may take, against faults a hand-written client
-got wrong: a slow DNS lookup, a timeout after sending, a 2xx whose body breaks off. Real
-loopback servers; the slow resolver is the only stand-in (the system's cannot be
+got wrong: a slow DNS lookup, a 2xx whose body breaks off, an interim answer before the final
+one. Real loopback servers; the slow resolver is the only stand-in (the system's cannot be
 slowed from a test)."""
 
 from __future__ import annotations
@@ -69,4 +69,15 @@ def test_a_2xx_whose_body_breaks_off_is_delivered_once() -> None:
         exporter = LangfuseSpanExporter(base_url=server.url, timeout=5, **KEYS)
         assert exporter.export(some_spans(2)) is SpanExportResult.SUCCESS
         assert len(server.seen) == 1
+    assert exporter.stats.exported_spans == 2
+
+
+def test_an_interim_answer_before_the_final_one_is_skipped() -> None:
+    hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+    final = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\n{}"
+    with fault_server(Answer(raw=hints + final), Answer(raw=hints + final)) as server:
+        exporter = LangfuseSpanExporter(base_url=server.url, timeout=5, **KEYS)
+        assert exporter.export(some_spans(1)) is SpanExportResult.SUCCESS
+        assert exporter.export(some_spans(1)) is SpanExportResult.SUCCESS  # same connection
+        assert len(server.seen) == 2
     assert exporter.stats.exported_spans == 2

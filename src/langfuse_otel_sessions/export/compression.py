@@ -1,8 +1,5 @@
-"""The span exporter's ``compression``: ``gzip`` (default), ``deflate`` (Collector) or ``none``.
-
-Level 2, through Intel's ISA-L when ``isal`` is installed (the ``[fast]`` extra), else zlib:
-about 15% more bytes than OpenTelemetry's gzip level 9 for a fraction of its CPU (docs/exporter.md).
-"""
+"""The span exporter's ``compression``: ``gzip`` (default, level 2, through ISA-L when ``isal`` is
+installed), ``deflate`` (Collector) or ``none`` (``docs/exporter.md``)."""
 
 from __future__ import annotations
 

@@ -1,10 +1,5 @@
-"""Where spans and scores go, with which credentials and headers: resolved once, said once.
-
-Precedence: explicit argument > environment variable > default. Keys: ``public_key``/
-``secret_key`` > ``LANGFUSE_PUBLIC_KEY``/``LANGFUSE_SECRET_KEY``; base URL: ``base_url`` >
-``LANGFUSE_BASE_URL`` > ``LANGFUSE_HOST`` > Langfuse Cloud. Langfuse credentials go only to
-Langfuse; a Collector is chosen explicitly and gets them only when asked (``docs/exporter.md``).
-"""
+"""Where spans and scores go, with which credentials and headers: resolved once, said once
+(precedence and rules: ``docs/exporter.md``, "Where spans go")."""
 
 from __future__ import annotations
 
@@ -29,7 +24,6 @@ ENV_BASE_URL = "LANGFUSE_BASE_URL"
 ENV_HOST = "LANGFUSE_HOST"
 LANGFUSE_CLOUD_URL = "https://cloud.langfuse.com"
 OTEL_TRACES_PATH = "/api/public/otel/v1/traces"
-SCORES_PATH = "/api/public/scores"
 INGESTION_PATH = "/api/public/ingestion"
 COLLECTOR_TRACES_PATH = "/v1/traces"
 INGESTION_VERSION_HEADER = "x-langfuse-ingestion-version"

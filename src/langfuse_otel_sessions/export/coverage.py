@@ -1,9 +1,4 @@
-"""Session coverage: spans and tokens sent with and without a session id (``docs/exporter.md``).
-
-Langfuse v4 sums a session's cost and usage only over observations that carry the session id
-themselves. Counted by instrumentation scope, logged when a window's share without a session
-reaches :data:`THRESHOLD`, and added to OpenTelemetry counters on the global ``MeterProvider``.
-"""
+"""Session coverage: spans and tokens sent with and without a session id (``docs/exporter.md``)."""
 
 from __future__ import annotations
 

@@ -80,14 +80,8 @@ def _headers(value: Mapping[str, str] | None) -> dict[str, str] | None:
 
 
 class LangfuseSpanExporter(SpanExporter):
-    """Exports spans so that Langfuse shows the traces and sessions users expect
-    (``docs/exporter.md``): straight to Langfuse (keys, ``base_url``, ``LANGFUSE_*``) or to a
-    Collector (``endpoint``, ``headers``, ``collector_auth``); ``export_spans``: ``"all"``,
-    ``"llm"`` or a predicate.
-
-    Use it with the SDK's ``BatchSpanProcessor``. ``export`` never raises; a bad argument raises
-    :class:`ConfigurationError`.
-    """
+    """Exports spans so that Langfuse shows the traces and sessions users expect, straight or
+    through a Collector (``docs/exporter.md``); use it with the SDK's ``BatchSpanProcessor``."""
 
     def __init__(
         self,

@@ -32,6 +32,7 @@ import urllib3
 from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach, set_value
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
 #: When interpreter exit began (noted by a hook that runs before a TracerProvider's own).
 EXIT_BEGAN: list[float] = []
@@ -161,6 +162,41 @@ class Reply:
         return f"{server} at {where} answered {self.status}" + (f": {words}" if words else "")
 
 
+class _FinalResponse(http.client.HTTPResponse):
+    """Skips every interim (1xx) answer, where ``http.client`` skips 100 only."""
+
+    def begin(self) -> None:
+        super().begin()
+        while 100 <= self.status < 200:
+            self.headers = self.msg = None  # type: ignore[assignment] # read the next answer
+            super().begin()
+
+
+def _skipping_interim(pool: type[HTTPConnectionPool]) -> type[HTTPConnectionPool]:
+    connection = type("Connection", (pool.ConnectionCls,), {"response_class": _FinalResponse})
+    return type(pool.__name__, (pool,), {"ConnectionCls": connection})
+
+
+_POOLS = {
+    "http": _skipping_interim(HTTPConnectionPool),
+    "https": _skipping_interim(HTTPSConnectionPool),
+}
+
+
+class _Adapter(HTTPAdapter):
+    """``requests``' adapter whose connections skip interim answers (SOCKS ones do not)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:  # noqa: ANN401 - requests'
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
+
+    def proxy_manager_for(self, proxy: str, **kwargs: Any) -> urllib3.PoolManager:  # noqa: ANN401
+        manager: urllib3.PoolManager = super().proxy_manager_for(proxy, **kwargs)
+        if isinstance(manager, urllib3.ProxyManager):
+            manager.pool_classes_by_scheme = _POOLS
+        return manager
+
+
 class _TooLate(Exception):
     """The deadline passed before the body was handed over: nothing is sent."""
 
@@ -249,7 +285,7 @@ class HttpClient:
         self._closed = False
         self._session = requests.Session()  # reads the environment's proxies and CA bundle
         self._session.verify = os.environ.get("SSL_CERT_FILE") or True  # REQUESTS_CA_BUNDLE wins
-        self._adapter, self._pid = HTTPAdapter(), os.getpid()
+        self._adapter, self._pid = _Adapter(), os.getpid()
         _workers.run(None)  # so that one is there at interpreter exit
 
     def post(self, body: bytes, headers: Mapping[str, str], timeout: float) -> Reply:
@@ -297,7 +333,7 @@ class HttpClient:
 
     def _exchange(self, call: _Call, headers: Mapping[str, str]) -> Reply:
         if self._pid != os.getpid():  # a forked child: not the parent's pooled sockets
-            self._adapter, self._pid = HTTPAdapter(), os.getpid()
+            self._adapter, self._pid = _Adapter(), os.getpid()
         request = requests.Request("POST", self._target, headers=headers, data=call).prepare()
         settings = self._session.merge_environment_settings(self._target, {}, None, None, None)
         timeout = urllib3.Timeout(total=call.deadline - time.monotonic() + _GRACE_SECONDS)

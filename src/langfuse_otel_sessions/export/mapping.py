@@ -1,9 +1,5 @@
-"""Pure mapping of finished spans to what Langfuse needs, on copies (spans are never mutated).
-
-The rules are in ``docs/exporter.md`` and ``docs/sessions.md``: session completeness per local
-request, the request's trace attributes, app roots, and root input/output both server
-generations show.
-"""
+"""Pure mapping of finished spans to what Langfuse needs, on copies (spans are never mutated);
+the rules are in ``docs/exporter.md`` and ``docs/sessions.md``."""
 
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Which spans the exporter sends: every span (the default), only LLM spans by the Langfuse SDK's
-own rule, or those a predicate of yours keeps (``docs/exporter.md`` has the table). Each local
-root is always kept: Langfuse v4 takes a trace's name, input and output from its root.
-"""
+"""Which spans the exporter sends (``export_spans``, ``docs/exporter.md``); each local root is
+always kept: Langfuse v4 takes a trace's name, input and output from its root."""
 
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, overload
 
@@ -10,6 +10,7 @@ from opentelemetry import baggage
 from opentelemetry.context import Context, get_current
 from opentelemetry.trace import TracerProvider
 
+from .._logging import RateLimitedLog
 from ..attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH
 from ..baggage_keys import IdKeys, KnownKeys, known_keys
 from ..ids import check_id, id_problem
@@ -38,8 +39,7 @@ def scoped_context(
     generated: bool = False,
     known: KnownKeys | None = None,
 ) -> Context:
-    """``parent`` with the ids under the keys the processors read (rival keys removed) and the
-    trace-attribute entries (tags add up, the rest replaces)."""
+    """``parent`` with the ids under the keys the processors read, and the trace attributes."""
     if session_id is not None or user_id is not None or attributes:
         warn_once_on_setup_gaps()
     known = known_keys() if known is None else known
@@ -123,8 +123,7 @@ def session(
     tracer_provider: TracerProvider | None = None,
 ) -> SessionScope:
     """Scope code to a session: ``with session(s):``, ``async with``, or ``@session(s)``
-    (``docs/sessions.md``). Raises :class:`InvalidIdError` for an invalid id,
-    :class:`ConfigurationError` for an invalid trace attribute, ``TypeError`` for a non-id."""
+    (``docs/sessions.md``)."""
     session_id = check_id(Session.get_id(session_or_id), DEFAULT_MAX_ID_LENGTH)
     if user_id is not None:
         user_id = check_id(user_id, DEFAULT_MAX_ID_LENGTH, "user id")
@@ -141,23 +140,33 @@ def session(
     return SessionScope(session_id, user_id, root, attributes, generated=generated)
 
 
-def _first_valid(entries: Mapping[str, object], keys: tuple[str, ...]) -> str | None:
+def _first_valid(
+    entries: Mapping[str, object], keys: Sequence[str], what: str, log: RateLimitedLog | None
+) -> str | None:
+    """The first present entry of ``keys`` if a valid id (else ``log`` says why)."""
     value = next((value for value in map(entries.get, keys) if value is not None), None)
-    if isinstance(value, str) and id_problem(value, DEFAULT_MAX_ID_LENGTH) is None:
-        return value
+    problem = None if value is None else id_problem(value, DEFAULT_MAX_ID_LENGTH)
+    if problem is None:
+        return value  # type: ignore[return-value]  # id_problem proved it a str
+    if log is not None:
+        log.warning(f"invalid-{what}", "Not stamping a %s id from baggage: %s", what, problem)
     return None
 
 
-def ids_of(entries: Mapping[str, object], reader: IdKeys) -> tuple[str | None, str | None]:
+def ids_of(
+    entries: Mapping[str, object], reader: IdKeys, log: RateLimitedLog | None = None
+) -> tuple[str | None, str | None]:
     """The session and user id ``reader`` takes from baggage ``entries``."""
-    return _first_valid(entries, reader.session), _first_valid(entries, reader.user)
+    return (
+        _first_valid(entries, reader.session, "session", log),
+        _first_valid(entries, reader.user, "user", log),
+    )
 
 
 def ids_in_force(
     context: Context | None, reader: IdKeys | None = None
 ) -> tuple[str | None, str | None]:
-    """The ids the configured processor (or ``reader``) would stamp on a span started now in
-    ``context``: from its baggage, else (trusting remote baggage) from what the guard withheld."""
+    """The ids the configured processor (or ``reader``) would stamp on a span started now."""
     reader = known_keys().reader if reader is None else reader
     for entries in (baggage.get_all(context), withheld_remote_entries(context)):
         session_id, user_id = ids_of(entries, reader)

@@ -1,10 +1,5 @@
-"""Entering and leaving `session()` scopes, wherever Python resumes the code.
-
-A ``with`` in a generator may be left out of order, or in another thread or task, where
-``detach`` would restore the wrong context. So each context keeps a stack of the scopes entered
-in it: leaving the innermost restores what was before it; leaving another unlinks it; leaving
-one entered elsewhere *releases* it (its context then reads as the one from before it).
-"""
+"""Entering and leaving `session()` scopes, wherever Python resumes the code: each context
+keeps a stack of its scopes; one left elsewhere is *released* (``docs/sessions.md``)."""
 
 from __future__ import annotations
 
@@ -28,8 +23,7 @@ Root = tuple[str, "trace.TracerProvider | None"] | None  # new_trace: root span 
 
 
 class ScopeContext(Context):
-    """The context a scope makes current; once *released* it reads (through OpenTelemetry's
-    ``get_value``/``set_value``) as the context from before the scope."""
+    """The context a scope makes current; once *released* it reads as the one before it."""
 
     __slots__ = ("released_to",)
 
@@ -91,8 +85,7 @@ _ENTERED: ContextVar[tuple[_Entry, ...]] = ContextVar("langfuse_otel_sessions_sc
 def start_root(
     context: Context, root: tuple[str, trace.TracerProvider | None], previous: Context
 ) -> tuple[Span, Context]:
-    """A root span under ``context``, linked to the span current in ``previous``, and the
-    context with it current."""
+    """A root span under ``context``, linked to the span current in ``previous``, made current."""
     name, provider = root
     current = trace.get_current_span(previous).get_span_context()
     links = [Link(current, {"langfuse_otel_sessions.link": "session scope"})]
@@ -249,8 +242,7 @@ def _scoped_gen(
 def _async_gen_function(
     build: Build, root: Root, func: Callable[..., AsyncGenerator[Any, Any]]
 ) -> Callable[..., AsyncGenerator[Any, Any]]:
-    """An async generator function (frameworks inspect it) running ``func``'s generator one
-    step at a time inside the scope."""
+    """An async generator function running ``func``'s generator step by step in the scope."""
 
     @functools.wraps(func)
     async def run(*args: object, **kwargs: object) -> AsyncGenerator[Any, Any]:

@@ -55,8 +55,7 @@ def tag_problem(tag: object) -> str | None:
 
 
 def string_list(text: str) -> list[str] | None:
-    """The strings of a flat list of string literals (the Langfuse SDK's ``str(list)``, our JSON),
-    else ``None``. Linear and never raises: ``ast.literal_eval`` sees one flat literal at a time."""
+    """The strings of a flat list of string literals (``str(list)``, JSON), else ``None``."""
     text = text.strip()
     if len(text) > MAX_LIST_TEXT or not text.startswith("["):
         return None
@@ -76,8 +75,7 @@ def string_list(text: str) -> list[str] | None:
 
 
 def parse_tags(value: object, problems: list[str] | None = None) -> list[str] | None:
-    """The valid tags of a baggage value (a list, a list string, or comma-separated text), or
-    ``None``; what is left out is described in ``problems``. Never raises."""
+    """The valid tags of a baggage value, or ``None``; what is left out goes in ``problems``."""
     problems = [] if problems is None else problems
     try:
         raw: Sequence[object] | None = None
@@ -103,8 +101,7 @@ def parse_tags(value: object, problems: list[str] | None = None) -> list[str] | 
 def stamps_of(
     entries: Mapping[str, object], problems: list[str], max_metadata: int | None = None
 ) -> Stamps:
-    """The trace attributes a span gets from baggage ``entries``, metadata last (at most
-    ``max_metadata`` keys); invalid values are left out and described in ``problems``."""
+    """The trace attributes a span gets from baggage ``entries``, metadata last."""
     stamps: list[tuple[str, object]] = []
     metadata: list[tuple[str, object]] = []
     try:
@@ -190,16 +187,14 @@ def baggage_entries(
 
 
 def tags_text(tags: Sequence[str]) -> str:
-    """``tags`` as a ``langfuse_tags`` value: comma-separated where that reads back exactly,
-    else a JSON list."""
+    """``tags`` as a ``langfuse_tags`` value: comma-separated if exact, else a JSON list."""
     if tags and not tags[0].startswith("[") and all(tag == tag.strip() for tag in tags):
         return ",".join(tags)
     return json.dumps(list(tags), ensure_ascii=False, separators=(",", ":"))
 
 
 def merged_tags(parent: object, own: str) -> str:
-    """``own`` tags added to the ``parent`` scope's; unreadable inherited tags, or all of them
-    past :data:`MAX_LIST_TEXT`, are left out with a warning."""
+    """``own`` tags added to the ``parent`` scope's (within :data:`MAX_LIST_TEXT`)."""
     problems: list[str] = []
     inherited = [] if parent is None else parse_tags(parent, problems) or []
     if problems:
@@ -217,8 +212,7 @@ def merged_tags(parent: object, own: str) -> str:
 
 
 def entries_of(given: object, problems: list[str]) -> dict[str, str]:
-    """:func:`baggage_entries` of a mapping of its keywords, never raising: what is unknown or
-    invalid (in metadata, that key alone) is left out and described in ``problems``."""
+    """:func:`baggage_entries` of a mapping of its keywords, never raising (see ``problems``)."""
     entries: dict[str, str] = {}
     try:
         for name, value in given.items():  # type: ignore[attr-defined]

@@ -11,7 +11,6 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
 from opentelemetry.sdk.trace.sampling import Sampler
 
-from .._logging import logger
 from ..attributes import SAMPLER_ENTRY_POINT
 from ..boundary.propagator import install_baggage_guard
 from ..errors import ConfigurationError
@@ -20,7 +19,6 @@ from ..export.http import note_exit_first
 from ..spans.processor import SessionSpanProcessor
 from ..spans.sampler import SessionSampler, session_sampler_from_env
 
-#: Each configured provider and the session processor added to it.
 _configured: weakref.WeakKeyDictionary[TracerProvider, SessionSpanProcessor] = (
     weakref.WeakKeyDictionary()
 )
@@ -35,11 +33,8 @@ def configure(
     exporter: SpanExporter | None = None,
     sampler: Sampler | None = None,
 ) -> TracerProvider:
-    """Add :class:`SessionSpanProcessor`, and with ``export`` a ``BatchSpanProcessor`` around
-    :class:`LangfuseSpanExporter`, to ``tracer_provider`` (default: the global one, made if
-    none), once per provider; install the propagator guard with the processor's policies;
-    ``sampler`` becomes the provider's sampler. Threads carry the session where
-    ``opentelemetry-instrumentation-threading`` is installed. Returns the provider."""
+    """Add the session processor (and with ``export`` the Langfuse exporter) to a provider,
+    default the global one, once per provider, and install the propagator guard; returns it."""
     if sampler is not None and not isinstance(sampler, Sampler):
         raise ConfigurationError("sampler must be an opentelemetry.sdk Sampler")
     provider = tracer_provider
@@ -62,8 +57,6 @@ def configure(
             if export:
                 provider.add_span_processor(BatchSpanProcessor(exporter or LangfuseSpanExporter()))
                 note_exit_first()  # after the provider's exit hook: see note_exit_first
-        else:
-            logger.debug("langfuse-otel-sessions is already configured on this provider")
         if isinstance(provider.sampler, SessionSampler):
             provider.sampler.read_like(added)
     install_baggage_guard(
@@ -75,8 +68,7 @@ def configure(
 
 
 def _carry_context_into_threads() -> None:
-    """Threads carry the context (and the session) with OpenTelemetry's threading
-    instrumentation."""
+    """Threads carry the session with OpenTelemetry's threading instrumentation, if installed."""
     try:
         from opentelemetry.instrumentation.threading import ThreadingInstrumentor  # noqa: PLC0415 - optional
     except ImportError:
@@ -87,8 +79,7 @@ def _carry_context_into_threads() -> None:
 
 
 def _sampler_from_environment() -> Sampler | None:
-    """Our sampler when ``OTEL_TRACES_SAMPLER`` names it; otherwise ``None``, and the SDK's
-    ``TracerProvider`` reads the variable itself (it knows only its built-in samplers)."""
+    """Our sampler when ``OTEL_TRACES_SAMPLER`` names it; else ``None``: the SDK reads it."""
     if os.environ.get("OTEL_TRACES_SAMPLER", "").strip().lower() != SAMPLER_ENTRY_POINT:
         return None
     return session_sampler_from_env(os.environ.get("OTEL_TRACES_SAMPLER_ARG"))

@@ -1,8 +1,4 @@
-"""The zero-code hook: the ``langfuse_sessions`` ``opentelemetry_instrumentor`` entry point.
-
-``opentelemetry-instrument`` loads it after a configurator set the SDK ``TracerProvider``: it
-adds the session processor there; exporting stays with ``OTEL_TRACES_EXPORTER``. Off:
-``OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=langfuse_sessions``."""
+"""The ``langfuse_sessions`` ``opentelemetry_instrumentor`` entry point (zero-code)."""
 
 from __future__ import annotations
 
@@ -34,4 +30,4 @@ class SessionInstrumentor(BaseInstrumentor):  # type: ignore[misc]  # untyped ba
         configure(provider, export=False)
 
     def _uninstrument(self, **kwargs: Any) -> None:  # noqa: ANN401 - BaseInstrumentor's signature
-        logger.debug("A span processor cannot be removed from a TracerProvider; nothing to undo")
+        """Nothing to undo: a span processor cannot be removed from a ``TracerProvider``."""

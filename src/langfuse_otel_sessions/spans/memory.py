@@ -1,11 +1,5 @@
-"""The one memory per local request, bounded by one byte budget (``docs/sessions.md``, "The
-rest of the request").
-
-A span finds its request by trace id; in a trace that several local requests share (a forged
-or leaked ``traceparent``), spans started since are filed by span id, so no request learns from
-another. Over the budget the oldest ended requests are forgotten first, then the oldest running
-ones, counted (``MEMORY.over_budget``) and logged.
-"""
+"""The one memory per local request, bounded in bytes (``docs/sessions.md``, "The rest of the
+request"); in a trace several local requests share, spans are filed by span id."""
 
 from __future__ import annotations
 
@@ -38,8 +32,7 @@ _log = RateLimitedLog()
 
 
 class Request:
-    """What one local request showed: the ids in force last (``mixed`` after two sessions)
-    and the trace attributes its scopes showed."""
+    """What one local request showed: the ids in force last, and its trace attributes."""
 
     __slots__ = (
         *("attribute_bytes", "bytes", "ended", "ids", "key", "last", "mixed"),
@@ -113,8 +106,7 @@ class Request:
         return fills
 
     def session_attributes(self, session_id: str) -> tuple[str, ...]:
-        """The attributes a span completed with ``session_id`` gets (the given-only ones only
-        for a session that was given)."""
+        """The attributes a span completed with ``session_id`` gets."""
         targets = self.targets
         if targets is None:
             return (LANGFUSE_SESSION_ID,)
@@ -132,8 +124,7 @@ class Request:
 
 
 class RequestMemory:
-    """The requests known now, one per process (:data:`MEMORY`); per span only dict look-ups
-    (atomic under the GIL), the lock per request."""
+    """The requests known now, one per process (:data:`MEMORY`)."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
@@ -153,8 +144,7 @@ class RequestMemory:
             return self._new(context, targets)
 
     def child(self, context: SpanContext, parent: int, targets: IdKeys | None) -> Request | None:
-        """The request of a span under the local span ``parent`` in a trace several requests
-        share (found by span id), else a new one rooted here."""
+        """The request of a span under the local span ``parent``, else a new one rooted here."""
         with self._lock:
             entry = self.traces.get(context.trace_id)
             request = None
@@ -215,8 +205,7 @@ class RequestMemory:
         return self.open.get(key) or self._ended.get(key)
 
     def learn(self, key: int, ids: TraceIds) -> None:
-        """Ids the exporter learned of a request (two sessions make it mixed); one the
-        processor did not see is remembered as ended."""
+        """Ids the exporter learned of a request (two sessions make it mixed)."""
         with self._lock:
             request = self.by_key(key)
             if request is None:
@@ -263,8 +252,7 @@ class RequestMemory:
         self.refuse("The per-request memory is at its budget of %d bytes: %s", self.budget, what)
 
     def _forget(self, now: float | None) -> None:
-        """Forget ended requests past their linger (``now``), or over the budget (``None``) the
-        oldest ended, then running ones, until a tenth is free. Lock held."""
+        """Forget ended requests past their linger, or (``now=None``) free a tenth. Lock held."""
         goal = self.budget * 9 // 10
         ended = self._ended
         while ended:
@@ -305,8 +293,7 @@ MEMORY = RequestMemory(REQUEST_MEMORY_BYTES)
 
 
 def request_keys(spans: Sequence[ReadableSpan]) -> list[int]:
-    """A local request key per span of an exported batch: its request's, else the span id of
-    its topmost local ancestor in the batch or the missing parent it points to."""
+    """A local request key per span of an exported batch (its topmost local ancestor's id)."""
     by_id: dict[int, ReadableSpan] | None = None
     keys: list[int] = []
     for span in spans:

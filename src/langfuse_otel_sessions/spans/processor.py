@@ -1,8 +1,4 @@
-"""`SessionSpanProcessor`: stamps the ids and trace attributes from baggage on every span.
-
-What a span gets is worked out once per scope and kept in the scope's ``PLANS`` box (checked
-against the baggage, so a later change is read anew). Hot path: no I/O, no raising.
-"""
+"""`SessionSpanProcessor`: stamps the ids and trace attributes from baggage on every span."""
 
 from __future__ import annotations
 
@@ -20,7 +16,6 @@ from opentelemetry.util.types import AttributeValue
 from .._logging import RateLimitedLog, logger
 from ..attributes import (
     BAGGAGE_LANGFUSE_TRACE_ID,
-    DEFAULT_MAX_ID_LENGTH,
     DEFAULT_SESSION_BAGGAGE_KEYS,
     DEFAULT_USER_BAGGAGE_KEYS,
     ENV_ALSO_EMIT,
@@ -42,8 +37,9 @@ from ..baggage_keys import IdKeys, register_reader
 from ..boundary.outbound import resolve_outbound_policy
 from ..environment import env_bool, env_keys
 from ..errors import ConfigurationError
-from ..ids import TraceIds, id_problem
+from ..ids import TraceIds
 from ..sessions._setup_warnings import note_processor
+from ..sessions.context import ids_of
 from ..sessions.context_slots import (
     GENERATED_SESSION_ID,
     PLANS,
@@ -104,10 +100,7 @@ def _also_emit(value: str | Sequence[str] | None) -> tuple[str, ...]:
 
 
 class SessionSpanProcessor(SpanProcessor):
-    """Stamps ``langfuse.session.id`` / ``langfuse.user.id`` (and trace attributes) from baggage
-    on every span when it starts. Options: ``docs/sessions.md``; built by hand, it needs
-    ``install_baggage_guard()``.
-    """
+    """Stamps the ids and trace attributes in baggage on every span (``docs/sessions.md``)."""
 
     def __init__(
         self,
@@ -208,8 +201,7 @@ class SessionSpanProcessor(SpanProcessor):
             MEMORY.end(context.span_id)
 
     def _plan(self, context: Context) -> _Plan:
-        """The plan in ``context``'s box (else the last one) if made for this context or its
-        baggage, else a new one, kept there."""
+        """The plan kept for ``context`` or its baggage, else a new one, kept."""
         box = context.get(PLANS)
         held = box.get(self) if isinstance(box, dict) else self._last
         if held is not None and held[1]() is context:
@@ -265,8 +257,7 @@ class SessionSpanProcessor(SpanProcessor):
     def _fitting(
         self, existing: Mapping[str, object], attributes: dict[str, AttributeValue]
     ) -> dict[str, AttributeValue]:
-        """``attributes`` without what the span already gives, and without the trace attributes
-        past three quarters of the span's attribute limit."""
+        """``attributes`` the span lacks, within three quarters of its attribute limit."""
         fitting = {k: v for k, v in attributes.items() if k not in existing}
         if not _SESSION_ATTRIBUTES.isdisjoint(existing):
             for key in self.keys.session_attributes:
@@ -298,8 +289,7 @@ class SessionSpanProcessor(SpanProcessor):
     def _upstream_root_claim(
         self, span: Span, entries: Mapping[str, object], attributes: dict[str, AttributeValue]
     ) -> dict[str, AttributeValue]:
-        """Marks a span under a remote parent as no app root when an upstream Langfuse SDK
-        claimed the trace (baggage ``langfuse_trace_id``)."""
+        """No app root under a remote parent whose Langfuse SDK claimed the trace."""
         claimed = entries.get(BAGGAGE_LANGFUSE_TRACE_ID)
         if isinstance(claimed, str) and claimed.lower() == format_trace_id(span.context.trace_id):
             return {**attributes, LANGFUSE_IS_APP_ROOT: False}
@@ -334,19 +324,5 @@ class SessionSpanProcessor(SpanProcessor):
             )
 
     def _valid_ids_of(self, entries: Mapping[str, object]) -> TraceIds | None:
-        ids = TraceIds(
-            self._checked(entries, self.session_keys, "session"),
-            self._checked(entries, self.user_keys, "user"),
-        )
+        ids = TraceIds(*ids_of(entries, self.keys, self._log))
         return None if ids == (None, None) else ids
-
-    def _checked(self, entries: Mapping[str, object], keys: Sequence[str], what: str) -> str | None:
-        """The first present entry of ``keys``, if a valid id (else logged, rate-limited)."""
-        value = next((v for k in keys if (v := entries.get(k)) is not None), None)
-        if value is None:
-            return None
-        problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
-        if problem is None:
-            return value  # type: ignore[return-value]  # id_problem proved it is a str
-        self._log.warning(f"invalid-{what}", "Not stamping a %s id from baggage: %s", what, problem)
-        return None

@@ -1,9 +1,5 @@
-"""`SessionSampler`: keep or drop whole sessions, the same way in every process.
-
-A local root span is decided by the SHA-256 of its session id (``docs/sampling.md``). Only what
-the trust rule (:mod:`..boundary.trust`) lets count decides: an untrusted remote parent's flag,
-its trace id and the session in its baggage never do.
-"""
+"""`SessionSampler`: keep or drop whole sessions, the same way in every process
+(``docs/sampling.md``); only what the trust rule (:mod:`..boundary.trust`) lets count decides."""
 
 from __future__ import annotations
 
@@ -67,11 +63,7 @@ def _following(parent: trace.SpanContext) -> SamplingResult:
 
 
 class SessionSampler(Sampler):
-    """Samples whole sessions: every trace of a session is kept, or none is.
-
-    Options: ``docs/sampling.md``. Sessions are read as the processor :func:`configure` adds
-    reads them, else as :func:`current_session_id` does.
-    """
+    """Samples whole sessions: every trace of a session is kept, or none is."""
 
     def __init__(
         self,
@@ -146,8 +138,8 @@ class SessionSampler(Sampler):
         return None if session_id is None else self.keeps_hash_of(session_id)
 
     def keeps_session(self, session_id: str, user_id: str | None = None) -> bool | None:
-        """Whether the session's traces are kept (by a rule, its hash or a trusted caller);
-        ``None`` when a user rule decides and ``user_id`` is unknown."""
+        """Whether the session's traces are kept (``None``: it depends on the user); a
+        session a trusted caller kept counts as kept."""
         if session_id in self._kept_by_caller or self._decide(session_id, user_id):
             return True
         if user_id is None and self.always_keep is not None:
@@ -187,8 +179,7 @@ class SessionSampler(Sampler):
     def _ids(
         self, attributes: Attributes, context: Context | None, reader: IdKeys, trusted: bool
     ) -> TraceIds | None:
-        """The ids the processor will stamp, from what the trust rule lets count; attributes
-        given at start win over baggage, as in the processor."""
+        """The ids the processor will stamp (start attributes win over baggage)."""
         if trusted:
             session_id, user_id = ids_in_force(context, reader)
         else:
@@ -203,8 +194,7 @@ class SessionSampler(Sampler):
 
 
 def session_sampler_from_env(arg: str | float | None) -> SessionSampler:
-    """The ``langfuse_session`` entry point of ``opentelemetry_traces_sampler``; a bad
-    ``OTEL_TRACES_SAMPLER_ARG`` warns and keeps everything, as OpenTelemetry's samplers do."""
+    """The ``langfuse_session`` entry point of ``opentelemetry_traces_sampler``."""
     try:
         ratio = _checked_ratio(float(arg))  # type: ignore[arg-type]  # None: the warning below
     except (ValueError, TypeError):

@@ -17,7 +17,7 @@ from ._model import (
     span_session_id,
     span_tags,
 )
-from ._page import render_session, render_sessions, render_trace
+from ._page import render_sessions
 from ._server import Fault, LangfuseReceiver, RecordedRequest
 
 __all__ = [
@@ -29,9 +29,7 @@ __all__ = [
     "SessionView",
     "TraceView",
     "langfuse_receiver",
-    "render_session",
     "render_sessions",
-    "render_trace",
     "span_environment",
     "span_session_id",
     "span_tags",

@@ -1,5 +1,5 @@
 """The views: the JSON the page (``page/``) polls, every list and text capped; the terminal's one
-line per batch; and the text the examples print (sessions, traces, span trees)."""
+line per batch; and the text the examples print (sessions, traces)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ._model import (
-    ReceivedSpan,
     SessionView,
     TraceView,
     build_sessions,
@@ -189,29 +188,10 @@ def duration(nanoseconds: int) -> str:
     return f"{nanoseconds / 1_000_000_000:.2f} s"
 
 
-def _tree(spans: list[ReceivedSpan]) -> list[str]:
-    ids = {span.span_id for span in spans}
-    children: dict[str | None, list[ReceivedSpan]] = {}
-    for span in spans:
-        parent = span.parent_span_id if span.parent_span_id in ids else None
-        children.setdefault(parent, []).append(span)
-    lines: list[str] = []
-
-    def walk(parent: str | None, depth: int) -> None:
-        for span in children.get(parent, []):
-            took = duration(max(0, span.end_time_unix_nano - span.start_time_unix_nano))
-            mark = "" if span_session_id(span) else "  (no session id on this span)"
-            lines.append(f"{'   ' * depth}└─ {span.name}  [{observation_type(span)}, {took}]{mark}")
-            walk(span.span_id, depth + 1)
-
-    walk(None, 0)
-    return lines
-
-
-def render_trace(trace: TraceView) -> list[str]:
-    """A trace's heading (name, id, duration, input/output, trace attributes) and its span tree."""
+def _render_trace(trace: TraceView) -> str:
+    """A trace's line: name, id, duration, input/output, trace attributes."""
     took = duration(max(0, _end(trace) - trace.timestamp))
-    heading = f'trace "{trace.name or "(no root span yet)"}" {trace.id[:8]}  {took}'
+    line = f'trace "{trace.name or "(no root span yet)"}" {trace.id[:8]}  {took}'
     shown = {
         "input": None if trace.input is None else repr(trace.input),
         "output": None if trace.output is None else repr(trace.output),
@@ -221,11 +201,10 @@ def render_trace(trace: TraceView) -> list[str]:
         "tags": f"[{', '.join(trace.tags)}]" if trace.tags else None,
         "metadata": repr(trace.metadata) if trace.metadata else None,
     }
-    heading += "".join(f"  {key}={value}" for key, value in shown.items() if value is not None)
-    return [heading, *("   " + line for line in _tree(trace.spans))]
+    return line + "".join(f"  {key}={value}" for key, value in shown.items() if value is not None)
 
 
-def render_session(session: SessionView) -> list[str]:
+def _render_session(session: SessionView) -> list[str]:
     """A session's heading, its traces in time order, and its scores."""
     users = sorted({t.user_id for t in session.traces if t.user_id})
     lines = [
@@ -235,7 +214,7 @@ def render_session(session: SessionView) -> list[str]:
         + f"  observations in session={session.observations_in_session}/{len(session.spans)}"
     ]
     for trace in session.traces:
-        lines += ["   " + line for line in render_trace(trace)]
+        lines.append("   " + _render_trace(trace))
     for score in session.scores:
         lines.append(
             f"   score {score.get('name')}={score.get('value')!r} ({score.get('dataType')})"
@@ -245,4 +224,4 @@ def render_session(session: SessionView) -> list[str]:
 
 def render_sessions(sessions: Iterable[SessionView]) -> str:
     """Every session, as text."""
-    return "\n".join(line for session in sessions for line in render_session(session))
+    return "\n".join(line for session in sessions for line in _render_session(session))

@@ -1,7 +1,4 @@
-"""`ASGISessionMiddleware`: the session for every span of an ASGI request or websocket.
-
-``app.add_middleware(ASGISessionMiddleware)`` (FastAPI, Starlette) or wrap any ASGI 3 app.
-"""
+"""`ASGISessionMiddleware`: the session for every span of an ASGI request or websocket."""
 
 from __future__ import annotations
 
@@ -21,8 +18,7 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 class ASGISessionMiddleware(SessionMiddlewareBase):
-    """The request's session in OTel context for the whole request or websocket
-    (docs/sessions.md); lifespan scopes pass through."""
+    """The request's session in OTel context for the whole request (docs/sessions.md)."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope.get("type") not in ("http", "websocket"):

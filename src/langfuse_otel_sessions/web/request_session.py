@@ -1,5 +1,4 @@
-"""The request's session decision and trust boundary, shared by the ASGI and WSGI middlewares;
-what does not change from one request to the next is worked out once, when one is built."""
+"""The request's session decision and trust boundary, shared by the ASGI and WSGI middlewares."""
 
 from __future__ import annotations
 
@@ -48,8 +47,7 @@ _Headers = Mapping[str, str]  # lower-case name (or cookie name) -> value
 
 
 class Decision(NamedTuple):
-    """One request's outcome: its context, the entries vouched for, the ``baggage`` header to
-    hand on and the ``Set-Cookie`` value (``None``: none)."""
+    """One request's outcome (``header``/``cookie`` ``None``: leave the request/response be)."""
 
     context: Context
     carried: dict[str, str]
@@ -58,9 +56,8 @@ class Decision(NamedTuple):
 
 
 class _Facts(NamedTuple):
-    """One request, read once. ``new``: the session id was generated; ``taken``: the ids the
-    header source took; ``borne``: what the request brought under a guarded key (key -> values,
-    in order), read as OpenTelemetry reads it."""
+    """One request, read once. ``taken``: the ids the header source took; ``borne``: what the
+    request brought under a guarded key (key -> values, in order)."""
 
     current: Context
     known: KnownKeys
@@ -91,9 +88,7 @@ class SessionMiddlewareBase:
             raise ConfigurationError("session_from/user_from must be callables")
         self._attributes_from = trace_attributes if callable(trace_attributes) else None
         problems: list[str] = []
-        static = {}
-        if trace_attributes is not None and self._attributes_from is None:
-            static = entries_of(trace_attributes, problems)
+        static = {} if self._attributes_from else entries_of(trace_attributes or {}, problems)
         if problems:
             raise ConfigurationError(f"trace_attributes: {'; '.join(problems)}")
         self._static: Mapping[str, str] = MappingProxyType(static)
@@ -173,9 +168,8 @@ class SessionMiddlewareBase:
     def _decide(
         self, request: object, headers: Mapping[str, str], incoming: str | None, raw: str | None
     ) -> Decision:
-        """The request's :class:`Decision`. ``headers``: those a source reads (lower-case
-        names); ``incoming``: its ``baggage`` header; ``raw``: that header as OpenTelemetry
-        reads it, where that differs (WSGI's latin-1 text)."""
+        """The request's :class:`Decision` from the headers a source reads (lower-case names),
+        its ``baggage`` header and, where OpenTelemetry reads it otherwise, that (``raw``)."""
         current = get_current()
         generation, known = self._known
         if generation != keys_generation():  # a processor came or went
@@ -219,8 +213,8 @@ class SessionMiddlewareBase:
     def _cleaned(
         self, current: Context, taken: Mapping[str, str], borne: Mapping[str, list[str]]
     ) -> Context:
-        """``current`` without the ids the header source took (the middleware decides instead)
-        and, untrusted, without what the request brought; trusted, with what a guard withheld."""
+        """``current`` without the ids the header source took and, untrusted, without what the
+        request brought; trusted, with what a guard withheld."""
         context = current
         for key, value in taken.items():
             if baggage.get_baggage(key, context) == value:
@@ -237,8 +231,7 @@ class SessionMiddlewareBase:
 
     @staticmethod
     def _carried(facts: _Facts) -> dict[str, str]:
-        """The ids the request's context carries, key -> value: those decided, under every key
-        the processors read; where none was, those the process set itself before."""
+        """The ids the request's context carries: those decided, else the process's own."""
         carried: dict[str, str] = {}
         present = baggage.get_all(facts.current)
         known = facts.known
@@ -263,9 +256,8 @@ class SessionMiddlewareBase:
         carried: Mapping[str, str],
         inside: bool,
     ) -> str | None:
-        """The ``baggage`` header to hand on: untrusted session/user/trace-attribute members
-        removed and ``carried`` put first, for OpenTelemetry's server instrumentation inside
-        this middleware reads the headers alone. ``None``: the header as it came."""
+        """The ``baggage`` header for OpenTelemetry's middleware inside ours: ``carried`` first,
+        untrusted guarded members removed (``None``: the header as it came)."""
         known, (session_id, user_id) = facts.known, facts.ids
         kept = [
             member
@@ -295,10 +287,8 @@ class SessionMiddlewareBase:
         return ",".join(members)
 
     def _stamp(self, span: trace.Span, facts: _Facts, context: Context) -> None:
-        """Stamp the server span as the processor would have, had the decision come first: the
-        decided ids on every attribute a processor stamps them on; an untrusted id with nothing
-        to replace it blanked (Langfuse skips empty ids); forged trace attributes blanked and
-        the decided ones set; the request's memory corrected likewise."""
+        """Stamp the server span as the processor would have, had the decision come first
+        (untrusted ids and forged trace attributes blanked), and correct the request's memory."""
         known, ids, borne = facts.known, facts.ids, facts.borne
         existing: Mapping[str, object] = getattr(span, "attributes", None) or _NONE
         span_context = span.get_span_context()
@@ -341,9 +331,8 @@ class SessionMiddlewareBase:
     def _trace_stamps(
         self, existing: Mapping[str, object], facts: _Facts, forged: Mapping[str, list[str]]
     ) -> dict[str, object]:
-        """The trace attributes to set on the server span: blanks over those a processor
-        stamped from ``forged`` entries, then the decided ones (tags added to the span's)
-        into the room its attribute limit leaves after the ids, as the processor fills it."""
+        """Blanks over the span's ``forged`` trace attributes, then the decided ones, within the
+        room the span's attribute limit leaves after the ids (as the processor fills it)."""
         stamped: dict[str, object] = {}
         for key, values in forged.items():
             for value in values:

@@ -1,8 +1,4 @@
-"""`WSGISessionMiddleware`: the session for every span of a WSGI request.
-
-Flask: ``app.wsgi_app = WSGISessionMiddleware(app.wsgi_app)``; Django: wrap the application in
-``wsgi.py``: ``application = WSGISessionMiddleware(get_wsgi_application())``.
-"""
+"""`WSGISessionMiddleware`: the session for every span of a WSGI request (docs/sessions.md)."""
 
 from __future__ import annotations
 
@@ -28,24 +24,21 @@ class _InContext:
 
     def __iter__(self) -> Iterator[bytes]:
         iterator = iter(self._result)
-        while True:
-            token = attach(self._context)
-            try:
-                chunk = next(iterator)
-            except StopIteration:
-                return
-            finally:
-                detach(token)
+        while (chunk := _run_in(self._context, next, iterator, None)) is not None:
             yield chunk
 
     def close(self) -> None:
         close = getattr(self._result, "close", None)
         if close is not None:
-            token = attach(self._context)
-            try:
-                close()
-            finally:
-                detach(token)
+            _run_in(self._context, close)
+
+
+def _run_in(context: Context, call: Callable[..., Any], *args: object) -> Any:  # noqa: ANN401
+    token = attach(context)
+    try:
+        return call(*args)
+    finally:
+        detach(token)
 
 
 class WSGISessionMiddleware(SessionMiddlewareBase):
