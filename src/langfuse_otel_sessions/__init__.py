@@ -1,8 +1,5 @@
-"""Langfuse sessions for any OpenTelemetry pipeline.
-
-This module and :mod:`langfuse_otel_sessions.testing` are the API; every other module path in
-the package is internal and may change.
-"""
+"""Langfuse sessions for any OpenTelemetry pipeline. This module and :mod:`.testing` are the
+API; every other module path in the package is internal and may change."""
 
 from __future__ import annotations
 

@@ -1,8 +1,4 @@
-"""``python -m langfuse_otel_sessions serve``: the local session view (``docs/testing.md``).
-
-A :class:`~langfuse_otel_sessions.testing.LangfuseReceiver` on a loopback port without key
-checks: a page at ``/`` that updates as batches arrive, and one line per batch on stdout.
-"""
+"""``python -m langfuse_otel_sessions serve``: the local session view (``docs/testing.md``)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""Which baggage keys carry session and user ids: each ``SessionSpanProcessor`` registers the
-:class:`IdKeys` it reads (weakly); :func:`known_keys` adds the defaults and the environment's,
-read at call time so the order in which things are built does not matter."""
+"""Which baggage keys carry session and user ids: those each live ``SessionSpanProcessor``
+registered, the defaults and the environment's, read at call time."""
 
 from __future__ import annotations
 
@@ -154,8 +153,7 @@ def guarded_keys() -> frozenset[str]:
 
 
 def member_key(member: str) -> str | None:
-    """The key OpenTelemetry's W3C extractor reads from one list-member of a ``baggage`` header
-    (``None``: no ``=``), so ``session%2Eid``, ``session.id+`` and `` session.id`` all match."""
+    """The key OpenTelemetry's W3C extractor reads from a ``baggage`` list-member (or ``None``)."""
     name, separator, _ = member.partition("=")
     return unquote_plus(name.strip(" \t")).strip() if separator else None
 

@@ -1,14 +1,4 @@
-"""The public exception types.
-
-::
-
-    ValueError
-    ├── InvalidIdError           a session or user id that Langfuse would not group by
-    ├── InvalidScoreError        a score Langfuse would reject (raised before anything is queued)
-    └── ConfigurationError       a bad explicit option (constructors raise it; env values only warn)
-
-Both subclass ``ValueError`` so callers may catch either the precise type or the builtin.
-"""
+"""The public exception types, all ``ValueError`` subclasses."""
 
 from __future__ import annotations
 

@@ -1,6 +1,5 @@
-"""The rule for ids, stated once: a non-empty ``str`` of at most ``max_length`` characters (200,
-the Langfuse SDKs' limit), no control character (C0, DEL, C1), no lone surrogate. And Langfuse's
-rule for environment names."""
+"""The rule for ids (non-empty ``str``, at most ``max_length`` characters, no control character
+or lone surrogate), stated once; and Langfuse's rule for environment names."""
 
 from __future__ import annotations
 
@@ -54,9 +53,7 @@ def check_id(value: object, max_length: int, what: str = "session id") -> str:
 
 
 def environment_name(value: object) -> str | None:
-    """The environment Langfuse's server stores for ``value``: lower-cased, leading
-    ``langfuse``/``langfuse-``/``langfuse_`` removed, cut to 40 characters; ``None`` where it
-    would store ``default`` instead (not a string, or what is left is not ``[a-z0-9_-]+``)."""
+    """The environment Langfuse's server stores for ``value`` (``None``: it stores ``default``)."""
     if not isinstance(value, str):
         return None
     cut = _LANGFUSE_PREFIXES.sub("", value.lower())[:MAX_ENVIRONMENT_LENGTH]

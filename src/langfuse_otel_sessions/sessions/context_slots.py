@@ -1,9 +1,4 @@
-"""Our private slots in the OpenTelemetry context (never baggage: nothing of them leaves).
-
-The entries this package wrote (the outbound policy sends them only where the user opted in),
-the app's values they cover or a scope hid, the remote entries the trust boundary withheld,
-whether the session id in force was generated, and the per-scope box of processor plans.
-"""
+"""Our private slots in the OpenTelemetry context (never baggage: nothing of them leaves)."""
 
 from __future__ import annotations
 
@@ -38,8 +33,7 @@ def entries_in(slot: str, context: Context | None = None) -> Mapping[str, object
 
 
 def with_own_entries(context: Context, entries: Mapping[str, str]) -> Context:
-    """``context`` with ``entries`` in its baggage, recorded as ours; a value they cover that
-    the package did not write is recorded too (:data:`APP_ENTRIES_BENEATH`)."""
+    """``context`` with ``entries`` in its baggage, recorded as ours (and the app's beneath)."""
     own = entries_in(OWN_ENTRIES, context)
     earlier = entries_in(APP_ENTRIES_BENEATH, context)
     beneath = dict(earlier)
@@ -56,8 +50,7 @@ def with_own_entries(context: Context, entries: Mapping[str, str]) -> Context:
 
 
 def without_rival_entries(context: Context, keys: frozenset[str] | set[str]) -> Context:
-    """``context`` without the baggage entries under ``keys``; the app's values among them are
-    recorded (:data:`HIDDEN_APP_ENTRIES`) to go out where ours are withheld."""
+    """``context`` without the baggage entries under ``keys`` (the app's recorded as hidden)."""
     own = entries_in(OWN_ENTRIES, context)
     hidden: dict[str, object] = {}
     for key in keys:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 import functools
 import inspect
 import threading
@@ -61,11 +62,6 @@ class _Entry:
         self.owner, self.previous, self.attached, self.span = owner, previous, attached, span
         self.thread = threading.get_ident()
         self.task = _current_task()
-
-    def relinked(self, previous: Context) -> _Entry:
-        entry = _Entry(self.owner, previous, self.attached, self.span)
-        entry.thread, entry.task = self.thread, self.task
-        return entry
 
 
 def _current_task() -> object:
@@ -135,12 +131,14 @@ def leave(owner: object, error: BaseException | None) -> None:
     _forget(owner, entry)
     if entry.thread != threading.get_ident() or entry.task is not _current_task():
         entry.attached.released_to = entry.previous  # entered by a consumer we cannot reach
-    rest = entered[:index] + entered[index + 1 :]
+    rest = [*entered[:index], *entered[index + 1 :]]
     if index == len(entered) - 1:
-        _ENTERED.set(rest)
+        _ENTERED.set(tuple(rest))
         attach(entry.previous)
     else:  # left out of order: the scope above now restores what was there before this one
-        _ENTERED.set((*rest[:index], rest[index].relinked(entry.previous), *rest[index + 1 :]))
+        above = rest[index] = copy.copy(rest[index])
+        above.previous = entry.previous
+        _ENTERED.set(tuple(rest))
     _end(entry.span, error)
 
 

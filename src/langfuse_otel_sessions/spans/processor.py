@@ -165,8 +165,11 @@ class SessionSpanProcessor(SpanProcessor):
             parent = span.parent
             if parent is None or parent.is_remote:
                 request = MEMORY.new(span_context, self.keys)
-                if parent is not None:
-                    attributes = self._upstream_root_claim(span, plan.entries, attributes)
+                if parent is not None:  # no app root if an upstream Langfuse SDK claimed it
+                    claimed = plan.entries.get(BAGGAGE_LANGFUSE_TRACE_ID)
+                    trace_id = format_trace_id(span_context.trace_id)
+                    if isinstance(claimed, str) and claimed.lower() == trace_id:
+                        attributes = {**attributes, LANGFUSE_IS_APP_ROOT: False}
             else:
                 request = MEMORY.traces.get(span_context.trace_id)  # type: ignore[assignment]
                 if type(request) is not Request:
@@ -285,15 +288,6 @@ class SessionSpanProcessor(SpanProcessor):
             )
             fitting = {**ids, **dict(others[:room])}
         return fitting
-
-    def _upstream_root_claim(
-        self, span: Span, entries: Mapping[str, object], attributes: dict[str, AttributeValue]
-    ) -> dict[str, AttributeValue]:
-        """No app root under a remote parent whose Langfuse SDK claimed the trace."""
-        claimed = entries.get(BAGGAGE_LANGFUSE_TRACE_ID)
-        if isinstance(claimed, str) and claimed.lower() == format_trace_id(span.context.trace_id):
-            return {**attributes, LANGFUSE_IS_APP_ROOT: False}
-        return attributes
 
     def _stamps(self, entries: Mapping[str, object]) -> Stamps:
         """The trace attributes of a baggage mapping (validated; problems logged, rate-limited)."""

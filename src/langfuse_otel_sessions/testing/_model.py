@@ -139,16 +139,14 @@ def environment_of(attributes: Attributes, resource: Attributes) -> str | None:
     return None
 
 
-def release_of(attributes: Attributes, resource: Attributes) -> str | None:
-    """``langfuse.release`` on the span, else on the resource."""
-    value = attributes.get(LANGFUSE_RELEASE)
-    return langfuse_text(resource.get(LANGFUSE_RELEASE) if value is None else value)
+def _own_or_resource(key: str, resource_key: str) -> Callable[[ReceivedSpan], str | None]:
+    """A reader of ``key`` on a span, else of ``resource_key`` on its resource."""
 
+    def read(span: ReceivedSpan) -> str | None:
+        value = span.attributes.get(key)
+        return langfuse_text(span.resource_attributes.get(resource_key) if value is None else value)
 
-def version_of(attributes: Attributes, resource: Attributes) -> str | None:
-    """``langfuse.version`` on the span, else the resource's ``service.version``."""
-    value = attributes.get(LANGFUSE_VERSION)
-    return langfuse_text(resource.get("service.version") if value is None else value)
+    return read
 
 
 def span_session_id(span: ReceivedSpan) -> str | None:
@@ -273,8 +271,8 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
             trace.input, trace.output = map(rules.langfuse_text, (read.input, read.output))
             trace.metadata = rules.trace_metadata_of(root.attributes)
         trace.environment = _last(spans, _with_resource(environment_of)) or DEFAULT_ENVIRONMENT
-        trace.release = _last(spans, _with_resource(release_of))
-        trace.version = _last(spans, _with_resource(version_of))
+        trace.release = _last(spans, _own_or_resource(LANGFUSE_RELEASE, LANGFUSE_RELEASE))
+        trace.version = _last(spans, _own_or_resource(LANGFUSE_VERSION, "service.version"))
         trace.tags = _last(spans, span_tags) or ()
     return traces
 
