@@ -234,6 +234,27 @@ def test_forged_trace_attributes_and_ids_are_never_exported(
         assert span.attributes.get("user.id") in (None, ""), span.name
 
 
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+@pytest.mark.parametrize("order", ORDERS)
+def test_a_blanked_forged_stamp_reaches_langfuse_as_no_key_at_all(
+    framework: str, order: str
+) -> None:
+    # Ours inside OpenTelemetry's and no guard: the middleware can only blank what the processor
+    # stamped on the server span; the exporter leaves the blanks out of what it sends.
+    forged = "langfuse_metadata_evil=x,langfuse_release=x,langfuse_tags=x"
+    with LangfuseReceiver() as receiver, propagation("no-guard") as traced:
+        with served(framework, traced.export_to(receiver), order, trace_attributes=STATIC) as url:
+            httpx.get(url + "/chat", headers={"X-Session-Id": "s-1", "baggage": forged})
+        assert receiver.wait_for_spans(len(traced.spans()))  # the server stopped: all ended
+        (view,) = receiver.traces().values()
+        received = receiver.spans()
+    assert view.metadata == {"tenant": "acme", "plan": "free"}
+    assert (view.release, tuple(view.tags)) == ("r1", ("web",))
+    for span in received:
+        blanks = [k for k, v in span.attributes.items() if k.startswith(TRACE_KEYS) and v == ""]
+        assert blanks == [], span.name
+
+
 def raising(request: Any) -> dict[str, Any]:
     raise RuntimeError("the app's callable broke")
 

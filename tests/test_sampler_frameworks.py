@@ -13,10 +13,14 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 from langfuse_otel_sessions import ASGISessionMiddleware, SessionSampler
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
+from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
+from .conftest import score_client
 from .servers import serve_asgi
 from .test_frameworks import ORDERS, served
 from .test_sampler import Sampled
+
+__all__ = ["langfuse_receiver"]
 
 SESSIONS = [f"chat-{i}" for i in range(16)]
 
@@ -78,3 +82,34 @@ def test_a_generated_session_cookie_the_client_chose_is_ignored(framework: str, 
     issued = response.cookies["lf_session_id"]
     assert response.json()["session"] == issued != "eval-forged"
     assert sampled.spans() == ()  # a fresh id, and ratio 0.0 keeps none
+
+
+def test_a_session_a_trusted_caller_kept_keeps_its_scores(
+    monkeypatch: pytest.MonkeyPatch, langfuse_receiver: LangfuseReceiver
+) -> None:
+    # The trusted caller's sampled flag keeps the trace although the ratio drops the session:
+    # its scores, given inside the request or after it, are sent.
+    monkeypatch.setenv("LANGFUSE_OTEL_TRUST_REMOTE_BAGGAGE", "true")
+    sampler = SessionSampler(0.0)
+    sampled = Sampled(sampler)
+    client = score_client(langfuse_receiver, sampler=sampler)
+    app = FastAPI()
+
+    @app.get("/chat")
+    async def chat() -> str:
+        client.score_session("t-sess", name="inside", value=1.0)
+        return "ok"
+
+    FastAPIInstrumentor.instrument_app(app, tracer_provider=sampled.provider)
+    headers = {
+        "traceparent": f"00-{0xABC:032x}-{0xDEF:016x}-01",
+        "baggage": "langfuse_session_id=t-sess",
+    }
+    with serve_asgi(ASGISessionMiddleware(app, session_header=None)) as url:
+        assert httpx.get(url + "/chat", headers=headers).status_code == 200
+    client.score_session("t-sess", name="later", value=1.0)
+    assert client.flush(10)
+    client.shutdown(5)
+    assert {(s.attributes or {}).get(LANGFUSE_SESSION_ID) for s in sampled.spans()} == {"t-sess"}
+    assert sorted(score["name"] for score in langfuse_receiver.scores()) == ["inside", "later"]
+    assert client.stats.sampled_out == 0

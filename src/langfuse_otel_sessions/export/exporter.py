@@ -33,7 +33,14 @@ from .config import (
 )
 from .coverage import Coverage, CoverageMonitor
 from .encoder import SpanEncoder
-from .http import OTLP_RETRYABLE_STATUSES, HttpClient, Reply, RetryPolicy, post_with_retries
+from .http import (
+    OTLP_RETRYABLE_STATUSES,
+    HttpClient,
+    Reply,
+    RetryPolicy,
+    note_exit_first,
+    post_with_retries,
+)
 from .mapping import map_spans
 from .span_filter import ExportSpans, keep, span_predicate
 
@@ -89,6 +96,7 @@ class LangfuseSpanExporter(SpanExporter):
         compression: str | Compression | None = None,
         export_spans: ExportSpans = None,
     ) -> None:
+        note_exit_first()  # score senders' exit deadline counts from before the spans' flush
         self._keep = span_predicate(export_spans)
         self._coverage = CoverageMonitor()
         if timeout is not None and (

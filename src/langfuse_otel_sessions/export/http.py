@@ -7,6 +7,7 @@ values (:class:`Reply`), never exceptions.
 
 from __future__ import annotations
 
+import atexit
 import base64
 import binascii
 import contextlib
@@ -32,6 +33,21 @@ from opentelemetry.context import _SUPPRESS_INSTRUMENTATION_KEY, attach, detach,
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+
+#: When interpreter exit began (noted by a hook that runs before a TracerProvider's own).
+EXIT_BEGAN: list[float] = []
+
+
+def _note_exit() -> None:
+    EXIT_BEGAN.append(time.monotonic())
+
+
+def note_exit_first() -> None:
+    """Move the exit note after the exit hooks registered so far (a TracerProvider's), so it
+    runs before them: the scores' exit deadline then runs alongside the spans' final flush."""
+    atexit.unregister(_note_exit)
+    atexit.register(_note_exit)
+
 
 #: The most of a response body that is read; Langfuse's answers are a few kilobytes.
 MAX_RESPONSE_BYTES = 1_000_000

@@ -11,7 +11,13 @@ from types import MappingProxyType
 from opentelemetry.sdk.trace import ReadableSpan
 
 from .._logging import RateLimitedLog
-from ..attributes import DEFAULT_MAX_ID_LENGTH, LANGFUSE_SESSION_ID, LANGFUSE_USER_ID
+from ..attributes import (
+    BAGGAGE_TRACE_ATTRIBUTES,
+    DEFAULT_MAX_ID_LENGTH,
+    LANGFUSE_SESSION_ID,
+    LANGFUSE_TRACE_METADATA_PREFIX,
+    LANGFUSE_USER_ID,
+)
 from ..ids import TraceIds, id_problem
 from ..spans.memory import MEMORY, Request, request_keys
 from .langfuse_rules import (
@@ -39,6 +45,8 @@ _READ_KEYS = frozenset(
     {*LANGFUSE_SESSION_KEYS, *LANGFUSE_USER_KEYS, AS_ROOT, IS_APP_ROOT, TRACE_NAME}
     | {TRACE_INPUT, TRACE_OUTPUT, OBSERVATION_INPUT, OBSERVATION_OUTPUT}
 )
+#: The trace attributes stamped from baggage: an empty one (a forged value blanked) is not sent.
+_TRACE_STAMPS = (*BAGGAGE_TRACE_ATTRIBUTES.values(), LANGFUSE_TRACE_METADATA_PREFIX)
 
 _log = RateLimitedLog()
 _once = RateLimitedLog(interval=float("inf"))
@@ -221,8 +229,23 @@ def map_spans(
                 for name, value in fills.items():
                     if name not in given:
                         added[name] = value
-        result.append(_MappedSpan(span, {**attributes, **added}) if added else span)
+        result.append(_copy(span, attributes, added))
     return result, learned
+
+
+def _copy(
+    span: ReadableSpan, attributes: Mapping[str, object], added: Mapping[str, object]
+) -> ReadableSpan:
+    """``span``, or a copy with ``added`` and without empty trace attributes (forged values
+    blanked: a span's attribute cannot be removed, so Langfuse would show an empty key)."""
+    blank = [k for k in attributes if k.startswith(_TRACE_STAMPS) and attributes[k] == ""]
+    if not added and not blank:
+        return span
+    mapped = {**attributes, **added}
+    for key in blank:
+        if mapped[key] == "":  # not filled from the request's memory
+            del mapped[key]
+    return _MappedSpan(span, mapped)
 
 
 def _complete_ids(

@@ -16,7 +16,14 @@ from typing import Any
 
 from .._logging import RateLimitedLog, logger
 from ..export.config import Route
-from ..export.http import HttpClient, Reply, RetryPolicy, post_with_retries
+from ..export.http import (
+    EXIT_BEGAN,
+    HttpClient,
+    Reply,
+    RetryPolicy,
+    note_exit_first,
+    post_with_retries,
+)
 from .model import Score, encode_json, new_score_id
 
 #: The most scores one request carries, and the most bytes (Langfuse takes about 3.5 MB).
@@ -115,9 +122,7 @@ class ScoreSender:
                         target=self._run, name="langfuse-score-sender", daemon=True
                     )
                     self._thread.start()
-                    # Exit's clock starts before the hooks registered so far (a provider's) run.
-                    atexit.unregister(_note_exit)
-                    atexit.register(_note_exit)
+                    note_exit_first()
                 elif self._idle:
                     self._has_work.notify()
 
@@ -300,12 +305,6 @@ class ScoreSender:
 
 #: Every sender alive, for the one exit hook.
 _live: weakref.WeakSet[ScoreSender] = weakref.WeakSet()
-#: When interpreter exit began (noted by a hook that runs before a TracerProvider's).
-_exit_began: list[float] = []
-
-
-def _note_exit() -> None:
-    _exit_began.append(time.monotonic())
 
 
 def _shutdown_all() -> None:
@@ -315,7 +314,7 @@ def _shutdown_all() -> None:
     if not senders:
         return
     bound = max(sender.exit_timeout for sender in senders)
-    deadline = (_exit_began[0] if _exit_began else time.monotonic()) + bound
+    deadline = (EXIT_BEGAN[0] if EXIT_BEGAN else time.monotonic()) + bound
     for sender in senders:
         sender.close()
     for sender in senders:

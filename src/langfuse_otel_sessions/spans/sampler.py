@@ -33,6 +33,7 @@ from ..sessions.context import ids_in_force, ids_of  # the one reading of the id
 from .processor import SessionSpanProcessor, keys_option
 
 _HASH_SPACE = 1 << 64
+_REMEMBERED = 4096  # sessions a trusted caller kept, for their scores: about 1 MB at worst
 
 
 def session_hash(session_id: str) -> int:
@@ -86,6 +87,7 @@ class SessionSampler(Sampler):
         self.follow_remote_parent = bool(follow_remote_parent)
         self._threshold = ratio_threshold(self.ratio)
         self._processor: SessionSpanProcessor | None = None
+        self._kept_by_caller: set[str] = set()
         self._log = RateLimitedLog()
 
     def read_like(self, processor: SessionSpanProcessor) -> None:
@@ -109,6 +111,8 @@ class SessionSampler(Sampler):
         trusted = remote_trusted(reader)
         if parent.is_valid:  # remote: its flag decides only when trusted
             if trusted and self.follow_remote_parent:
+                if parent.trace_flags.sampled:
+                    self._caller_kept(attributes, parent_context, reader)
                 return _following(parent)
             if not trusted:  # nor does the fallback follow it, or read the trace id it chose
                 parent_context = trace.set_span_in_context(trace.INVALID_SPAN, parent_context)
@@ -134,8 +138,9 @@ class SessionSampler(Sampler):
         return None if session_id is None else self.keeps_hash_of(session_id)
 
     def keeps_session(self, session_id: str, user_id: str | None = None) -> bool | None:
-        """Whether the session's traces are kept (``None``: it depends on the user)."""
-        if self._decide(session_id, user_id):
+        """Whether the session's traces are kept (``None``: it depends on the user); a
+        session a trusted caller kept counts as kept."""
+        if session_id in self._kept_by_caller or self._decide(session_id, user_id):
             return True
         if user_id is None and self.always_keep is not None:
             return None
@@ -144,6 +149,21 @@ class SessionSampler(Sampler):
     def keeps_hash_of(self, session_id: str) -> bool:
         """The ratio's decision for ``session_id``, allow rules aside."""
         return session_hash(session_id) < self._threshold
+
+    def _caller_kept(self, attributes: Attributes, context: Context | None, reader: IdKeys) -> None:
+        """Remember a session a trusted caller kept that this sampler would drop, so its
+        scores are sent (the last ``_REMEMBERED`` such sessions of up to 256 characters)."""
+        try:
+            ids = self._ids(attributes, context, reader, trusted=True)
+        except Exception:  # noqa: BLE001 - never raise into the host application
+            self._log.exception("should_sample", "SessionSampler could not read the session")
+            return
+        if ids is None or ids.session_id is None or len(ids.session_id) > 256:
+            return
+        if not self._decide(*ids):
+            if len(self._kept_by_caller) >= _REMEMBERED:
+                self._kept_by_caller.clear()
+            self._kept_by_caller.add(ids.session_id)
 
     def _allowed(self, session_id: str | None, user_id: str | None) -> bool:
         if session_id is not None and session_id in self.always_keep_sessions:
