@@ -1,14 +1,17 @@
 """OTLP/protobuf encoding of finished spans by hand, for speed: the bytes of OpenTelemetry's
-``encode_spans(spans).SerializeToString()`` (``tests/test_encoder.py``), but see the constants."""
+``encode_spans(spans).SerializeToString()`` (``tests/test_encoder.py``), matching the installed OpenTelemetry's choices (probed once)."""
 
 from __future__ import annotations
 
+import logging
 import struct
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanContext, SpanKind, StatusCode
 
 from .._logging import RateLimitedLog
 
@@ -70,10 +73,56 @@ def _delimited(tag: bytes, body: bytes) -> bytes:
     return tag + (_SMALL_VARINTS[length] if length < 16384 else _varint_uncached(length)) + body
 
 
+@dataclass(frozen=True)
+class StockFeatures:
+    """What the installed OpenTelemetry encoder sends where releases differ."""
+
+    scope_attributes: bool
+    scope_schema_url: bool
+    none_values: bool
+
+
+_PROBE_KEY = "langfuse-otel-sessions.encoder-probe"
+
+
+def _not_the_probe(record: logging.LogRecord) -> bool:
+    """Hides the stock encoder's complaint about the probe's own attribute, nothing else."""
+    return not (isinstance(record.args, tuple) and record.args[:1] == (_PROBE_KEY,))
+
+
+@lru_cache(maxsize=1)
+def stock_features() -> StockFeatures:
+    """Probe the installed ``encode_spans`` once with a span that shows each difference."""
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans  # noqa: PLC0415 - only for the probe
+    from opentelemetry.sdk.util.instrumentation import InstrumentationScope  # noqa: PLC0415
+
+    newest = StockFeatures(scope_attributes=True, scope_schema_url=True, none_values=True)
+    span = ReadableSpan(
+        name="probe",
+        context=SpanContext(1, 1, is_remote=False),
+        attributes={_PROBE_KEY: (None,)},  # a None member, as SDK attribute sequences allow
+        instrumentation_scope=InstrumentationScope("probe", None, "probe-schema", {"probe": 1}),
+    )
+    stock_logger = logging.getLogger("opentelemetry.exporter.otlp.proto.common._internal")
+    stock_logger.addFilter(_not_the_probe)
+    try:
+        scope_spans = encode_spans([span]).resource_spans[0].scope_spans[0]
+    except Exception:  # noqa: BLE001 - an encoder we do not know: assume the newest behaviour
+        return newest
+    finally:
+        stock_logger.removeFilter(_not_the_probe)
+    return StockFeatures(
+        scope_attributes=len(scope_spans.scope.attributes) > 0,
+        scope_schema_url=scope_spans.schema_url == "probe-schema",
+        none_values=len(scope_spans.spans[0].attributes) > 0,
+    )
+
+
 class SpanEncoder:
     """Encodes a batch of spans into an OTLP ``ExportTraceServiceRequest`` body."""
 
-    def __init__(self) -> None:
+    def __init__(self, features: StockFeatures | None = None) -> None:
+        self._features = features or stock_features()
         self._keys: dict[str, bytes] = {}  # KeyValue key fields, bounded like a cache
         self._log = RateLimitedLog()
 
@@ -128,10 +177,11 @@ class SpanEncoder:
                 parts.append(_delimited(b"\x0a", scope.name.encode()))
             if scope.version:
                 parts.append(_delimited(b"\x12", scope.version.encode()))
-            parts.append(self._attribute_list(scope.attributes, b"\x1a"))
+            if self._features.scope_attributes:
+                parts.append(self._attribute_list(scope.attributes, b"\x1a"))
             body = b"".join(parts)
         parts = [_delimited(b"\x0a", body), *spans]
-        if scope is not None and scope.schema_url:
+        if self._features.scope_schema_url and scope is not None and scope.schema_url:
             parts.append(_delimited(b"\x1a", scope.schema_url.encode()))
         return b"".join(parts)
 
@@ -273,6 +323,8 @@ class SpanEncoder:
     def _any_value(self, value: object, depth: int) -> bytes:  # noqa: PLR0911 - one return per AnyValue member
         """An AnyValue message body, choosing the member as the stock encoder does."""
         if value is None:
+            if not self._features.none_values:
+                raise _Unencodable(f"Invalid type {type(value)} of value {value}")
             return b""
         if isinstance(value, bool):
             return b"\x10\x01" if value else b"\x10\x00"
