@@ -1,5 +1,6 @@
 """OTLP/protobuf encoding of finished spans by hand, for speed: the bytes of OpenTelemetry's
-``encode_spans(spans).SerializeToString()`` (``tests/test_encoder.py``), matching the installed OpenTelemetry's choices (probed once)."""
+``encode_spans(spans).SerializeToString()`` (``tests/test_encoder.py``), probed once for the
+installed release's choices."""
 
 from __future__ import annotations
 
