@@ -39,7 +39,6 @@ from .http import (
     HttpClient,
     Reply,
     RetryPolicy,
-    note_exit_first,
     post_with_retries,
 )
 from .mapping import map_spans
@@ -97,7 +96,6 @@ class LangfuseSpanExporter(SpanExporter):
         compression: str | Compression | None = None,
         export_spans: ExportSpans = None,
     ) -> None:
-        note_exit_first()  # score senders' exit deadline counts from before the spans' flush
         self._keep = span_predicate(export_spans)
         self._coverage = CoverageMonitor()
         self._timeout = float(
