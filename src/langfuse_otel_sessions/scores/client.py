@@ -113,7 +113,8 @@ class ScoreClient:
     def score_session(self, session_or_id: Session | str, **fields: Unpack[ScoreFields]) -> str:
         """Score a whole session; returns the score id. Raises ``ValueError`` subclasses for
         anything Langfuse would reject, before anything is queued."""
-        session_id = _checked_session_id(Session.get_id(session_or_id))
+        given = session_or_id if type(session_or_id) is str else Session.get_id(session_or_id)
+        session_id = _checked_session_id(given)
         score = build_score({"sessionId": session_id}, **fields)
         sampler = self._sampler or _global_session_sampler()
         if sampler is not None and _sampled_out(sampler, session_id):
@@ -121,7 +122,7 @@ class ScoreClient:
         else:
             add_score_events(score)
             self._sender.submit(score)
-        return score.id
+        return score.body["id"]  # type: ignore[no-any-return]
 
     def score_trace(
         self,
