@@ -1,4 +1,4 @@
-"""`LangfuseSpanExporter`: map copies of the spans, encode, compress and POST them once per batch
+"""`LangfuseSpanExporter`: map the spans' attributes, encode, compress and POST them once per batch
 to Langfuse's OTel endpoint or a Collector, with OpenTelemetry's OTLP retry policy."""
 
 from __future__ import annotations
@@ -201,11 +201,11 @@ class LangfuseSpanExporter(SpanExporter):
             )
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
-            mapped, learned = map_spans(spans, self._known)
-            self._coverage.count(mapped)
+            attributes, learned = map_spans(spans, self._known)
+            self._coverage.count(spans, attributes)
             for key, ids in learned.items():
                 MEMORY.learn(key, ids)
-            body = self._compression.compress(self._encode(mapped))
+            body = self._compression.compress(self._encode(spans, attributes))
             reply = post_with_retries(
                 self._transport,
                 body,

@@ -1,4 +1,4 @@
-"""Pure mapping of finished spans to what Langfuse needs, on copies (spans are never mutated);
+"""Pure mapping of finished spans to the attributes Langfuse needs (spans are never mutated);
 the rules are in ``docs/exporter.md`` and ``docs/sessions.md``."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from functools import lru_cache
-from types import MappingProxyType
 
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -53,43 +52,6 @@ _READ_KEYS = frozenset(
 
 _log = RateLimitedLog()
 _once = RateLimitedLog(interval=float("inf"))
-
-
-class _MappedSpan(ReadableSpan):
-    """A copy of a finished span with other attributes; dropped counts are the original's."""
-
-    def __init__(self, original: ReadableSpan, attributes: Mapping[str, object]) -> None:
-        super().__init__(
-            name=original.name,
-            context=original.context,
-            parent=original.parent,
-            resource=original.resource,
-            attributes=MappingProxyType(dict(attributes)),  # type: ignore[arg-type]
-            events=original.events,
-            links=original.links,
-            kind=original.kind,
-            status=original.status,
-            start_time=original.start_time,
-            end_time=original.end_time,
-            instrumentation_scope=original.instrumentation_scope,
-        )
-        self._dropped = (
-            original.dropped_attributes,
-            original.dropped_events,
-            original.dropped_links,
-        )
-
-    @property
-    def dropped_attributes(self) -> int:
-        return self._dropped[0]
-
-    @property
-    def dropped_events(self) -> int:
-        return self._dropped[1]
-
-    @property
-    def dropped_links(self) -> int:
-        return self._dropped[2]
 
 
 def _first(
@@ -170,9 +132,10 @@ def _root_io(
 def map_spans(
     spans: Sequence[ReadableSpan],
     known: Callable[[int, ReadableSpan], TraceIds | None],
-) -> tuple[list[ReadableSpan], dict[int, TraceIds]]:
-    """The spans to send (copies where something changed) and the local request keys -> ids
-    learned from this batch; ``known(key, span)`` gives the ids of requests the batch does not."""
+) -> tuple[list[Mapping[str, object]], dict[int, TraceIds]]:
+    """The attributes to send for each span (new dicts where something changed) and the local
+    request keys -> ids learned from this batch; ``known(key, span)`` gives the ids of requests
+    the batch does not."""
     keys = request_keys(spans)
     learned: dict[int, TraceIds] = {}
     mixed: set[int] = set()
@@ -191,7 +154,7 @@ def map_spans(
                 spreadable_id(session_id, "session"),
                 spreadable_id(user_id, "user"),
             )
-    result: list[ReadableSpan] = []
+    result: list[Mapping[str, object]] = []
     for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
         added: dict[str, object] = {}
         request = MEMORY.of(span.context)
@@ -232,29 +195,26 @@ def map_spans(
                 for name, value in fills.items():
                     if name not in given:
                         added[name] = value
-        result.append(_copy(span, attributes, names, added))
+        result.append(_sent(attributes, names, added))
     return result, learned
 
 
-def _copy(
-    span: ReadableSpan,
-    attributes: Mapping[str, object],
-    names: AbstractSet[str],
-    added: Mapping[str, object],
-) -> ReadableSpan:
-    """``span``, or a copy with ``added`` and without empty trace attributes (forged values
-    blanked: a span's attribute cannot be removed, so Langfuse would show an empty key)."""
+def _sent(
+    attributes: Mapping[str, object], names: AbstractSet[str], added: Mapping[str, object]
+) -> Mapping[str, object]:
+    """``attributes``, or a dict with ``added`` and without empty trace attributes (forged
+    values blanked: a span's attribute cannot be removed, so Langfuse would show an empty key)."""
     blank = [key for key in names & _STAMP_KEYS if attributes[key] == ""]
     if _METADATA_MARK in "\n" + "\n".join(attributes):  # one pass in C: most spans have none
         prefix = LANGFUSE_TRACE_METADATA_PREFIX
         blank += [k for k in attributes if k.startswith(prefix) and attributes[k] == ""]
     if not added and not blank:
-        return span
+        return attributes
     mapped = {**attributes, **added}
     for key in blank:
         if mapped[key] == "":  # not filled from the request's memory
             del mapped[key]
-    return _MappedSpan(span, mapped)
+    return mapped
 
 
 def _complete_ids(
