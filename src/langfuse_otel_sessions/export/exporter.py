@@ -62,8 +62,6 @@ class ExportStats:
     exported_spans: int
     failed_spans: int
     failed_batches: int
-    #: Request body bytes (after compression) of the batches Langfuse or the Collector accepted.
-    sent_bytes: int = 0
 
 
 def _headers(value: Mapping[str, str] | None) -> dict[str, str] | None:
@@ -128,7 +126,7 @@ class LangfuseSpanExporter(SpanExporter):
         #: After an export got no answer in time, exports fail at once until then (a cool-off
         #: of the timeout, between 1 and 30 s); the first one after it probes.
         self._silent_until = 0.0
-        self._counts = [0, 0, 0, 0]  # exported spans, failed spans, failed batches, sent bytes
+        self._counts = [0, 0, 0]  # exported spans, failed spans, failed batches
         self._counts_lock = threading.Lock()
         ours = {"Content-Type": "application/x-protobuf", "User-Agent": f"{SDK_NAME}/{SDK_VERSION}"}
         if self.mode == "direct":
@@ -156,13 +154,10 @@ class LangfuseSpanExporter(SpanExporter):
         """Spans and tokens sent with and without a session id since construction."""
         return self._coverage.coverage
 
-    def _count(
-        self, spans: int, reply: Reply | None, why: str | None = None, sent: int = 0
-    ) -> SpanExportResult:
+    def _count(self, spans: int, reply: Reply | None, why: str | None = None) -> SpanExportResult:
         with self._counts_lock:
             if reply is not None and reply.ok:
                 self._counts[0] += spans
-                self._counts[3] += sent
                 return SpanExportResult.SUCCESS
             self._counts[1] += spans
             self._counts[2] += 1
@@ -219,7 +214,7 @@ class LangfuseSpanExporter(SpanExporter):
                 self._silent_until = time.monotonic() + cool_off
             elif reply.status is not None:
                 self._silent_until = 0.0
-            return self._count(len(spans), reply, sent=len(body))
+            return self._count(len(spans), reply)
         except Exception:  # noqa: BLE001 - export must not raise
             self._log.exception(
                 "export", "LangfuseSpanExporter could not export %d spans", len(spans)

@@ -147,13 +147,8 @@ def map_spans(
         user_id = _first(attributes, LANGFUSE_USER_KEYS, names)
         seen.append((span, attributes, names, session_id, user_id))
         if session_id is not None or user_id is not None:
-            _learn(
-                learned,
-                mixed,
-                key,
-                spreadable_id(session_id, "session"),
-                spreadable_id(user_id, "user"),
-            )
+            ids = spreadable_id(session_id, "session"), spreadable_id(user_id, "user")
+            _learn(learned, mixed, key, *ids)
     result: list[Mapping[str, object]] = []
     for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
         added: dict[str, object] = {}
@@ -161,12 +156,9 @@ def map_spans(
         if session_id is None or user_id is None:
             known_ids = learned.get(key) or known(key, span)
             if known_ids is not None:
-                _complete_ids(
-                    added,
-                    request,
-                    None if session_id is not None or key in mixed else known_ids.session_id,
-                    None if user_id is not None else known_ids.user_id,
-                )
+                session = None if session_id is not None or key in mixed else known_ids.session_id
+                user = None if user_id is not None else known_ids.user_id
+                _complete_ids(added, request, session, user)
         parent = span.parent
         if parent is not None and parent.is_remote and IS_APP_ROOT not in names:
             added[IS_APP_ROOT] = True  # unless the processor or the app already decided
@@ -187,14 +179,10 @@ def map_spans(
                 "Langfuse v4 (like the Langfuse SDK 5) takes a trace's input and output from its "
                 "root observation only, so it ignores them; set them on the root span",
             )
-        if request is not None and (request.values or request.tags):
-            fills = request.fills()
-            if fills:
-                # an explicit value wins, under any key Langfuse reads for that field
-                given = given_trace_fields(attributes, fills)
-                for name, value in fills.items():
-                    if name not in given:
-                        added[name] = value
+        fills = request.fills() if request is not None and (request.values or request.tags) else {}
+        if fills:  # an explicit value wins, under any key Langfuse reads for that field
+            given = given_trace_fields(attributes, fills)
+            added.update((name, value) for name, value in fills.items() if name not in given)
         result.append(_sent(attributes, names, added))
     return result, learned
 
@@ -236,8 +224,7 @@ def _learn(
     session_id: str | None,
     user_id: str | None,
 ) -> None:
-    """Merge a span's valid ids into what its request is known by; two sessions make it
-    ambiguous."""
+    """Merge a span's valid ids into its request's; two sessions make it ambiguous."""
     previous = learned.get(key, TraceIds(None, None))
     if session_id and previous.session_id and session_id != previous.session_id:
         mixed.add(key)

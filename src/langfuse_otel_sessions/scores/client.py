@@ -138,7 +138,7 @@ class ScoreClient:
         score = build_score(target, **fields)
         add_score_events(score)
         self._sender.submit(score)
-        return score.id
+        return score.body["id"]  # type: ignore[no-any-return]
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every score queued so far is delivered, refused or given up; ``True``

@@ -39,10 +39,6 @@ class Score(NamedTuple):
     size: int
     timestamp: float
 
-    @property
-    def id(self) -> str:
-        return self.body["id"]  # type: ignore[no-any-return]
-
 
 #: ``Score(...)`` without NamedTuple's ``__new__``, which is Python code (half the cost).
 _new_score = tuple.__new__
