@@ -96,9 +96,7 @@ class LangfuseSpanExporter(SpanExporter):
     ) -> None:
         self._keep = span_predicate(export_spans)
         self._coverage = CoverageMonitor()
-        self._timeout = float(
-            positive_number(DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout, "timeout")
-        )
+        self._timeout = positive_number(timeout, "timeout", DEFAULT_TIMEOUT_SECONDS)
         self._compression = body_compression(compression)
         self._encode = SpanEncoder().encode
         if collector_auth is not None and not isinstance(collector_auth, bool):
@@ -130,13 +128,11 @@ class LangfuseSpanExporter(SpanExporter):
         self._counts_lock = threading.Lock()
         ours = {"Content-Type": "application/x-protobuf", "User-Agent": f"{SDK_NAME}/{SDK_VERSION}"}
         if self.mode == "direct":
-            ours[INGESTION_VERSION_HEADER] = INGESTION_VERSION
-            ours["x-langfuse-sdk-name"] = SDK_NAME
+            ours |= {INGESTION_VERSION_HEADER: INGESTION_VERSION, "x-langfuse-sdk-name": SDK_NAME}
             ours["x-langfuse-sdk-version"] = SDK_VERSION
-        self._headers = merged(ours, self._route.headers)
-        if self._compression.content_encoding is not None:  # a user's header cannot replace it
-            encoding = {"Content-Encoding": self._compression.content_encoding}
-            self._headers = merged(self._headers, encoding)
+        encoding = self._compression.content_encoding
+        fixed = {} if encoding is None else {"Content-Encoding": encoding}  # not a user's header
+        self._headers = merged(merged(ours, self._route.headers), fixed)
         self._transport = None if self._route.problem else HttpClient(self._route.url)
         announce("LangfuseSpanExporter", self._route, "spans")
 
