@@ -47,20 +47,9 @@ def _checked_session_id(session_id: str) -> str:
     return check_id(session_id, DEFAULT_MAX_ID_LENGTH)
 
 
-#: The global tracer provider's session sampler (or ``None``), once a provider is set (once
-#: per process; its sampler never changes).
-_global_sampler: list[SessionSampler | None] = []
-
-
 def _global_session_sampler() -> SessionSampler | None:
-    if _global_sampler:
-        return _global_sampler[0]
-    provider = trace.get_tracer_provider()
-    sampler = getattr(provider, "sampler", None)
-    found = sampler if isinstance(sampler, SessionSampler) else None
-    if not isinstance(provider, trace.ProxyTracerProvider):
-        _global_sampler.append(found)
-    return found
+    sampler = getattr(trace.get_tracer_provider(), "sampler", None)
+    return sampler if isinstance(sampler, SessionSampler) else None
 
 
 def _sampled_out(sampler: SessionSampler, session_id: str) -> bool:
