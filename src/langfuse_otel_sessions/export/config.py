@@ -239,8 +239,7 @@ def _env_headers(name: str) -> dict[str, str]:
 
 def announce(owner: str, route: Route, sends: str) -> None:
     """The one INFO line naming where ``sends`` go (an ERROR when nothing will be sent), and a
-    warning, once, for credentials that would cross a network over plain http (through a proxy
-    on loopback, or to a host on loopback, they do not)."""
+    warning, once, for credentials crossing a network over plain http (not just loopback)."""
     if route.problem is not None:
         logger.error("%s: %s mode, nothing will be sent: %s", owner, route.mode, route.problem)
         return

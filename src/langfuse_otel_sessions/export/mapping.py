@@ -133,9 +133,8 @@ def map_spans(
     spans: Sequence[ReadableSpan],
     known: Callable[[int, ReadableSpan], TraceIds | None],
 ) -> tuple[list[Mapping[str, object]], dict[int, TraceIds]]:
-    """The attributes to send for each span (new dicts where something changed) and the local
-    request keys -> ids learned from this batch; ``known(key, span)`` gives the ids of requests
-    the batch does not."""
+    """The attributes to send for each span (new dicts where something changed) and the request
+    keys -> ids learned here; ``known(key, span)`` gives those of requests the batch lacks."""
     keys = request_keys(spans)
     learned: dict[int, TraceIds] = {}
     mixed: set[int] = set()
