@@ -52,6 +52,16 @@ def test_a_huge_content_length_is_refused_before_reading() -> None:
         connection.close()
 
 
+def test_a_chunked_body_without_content_length_gets_411() -> None:
+    with LangfuseReceiver() as receiver:
+        connection = http.client.HTTPConnection("127.0.0.1", int(receiver.url.rsplit(":", 1)[1]))
+        connection.timeout = 10
+        connection.request("POST", "/api/public/otel/v1/traces", body=iter([b"\n\0"]))
+        assert connection.getresponse().status == 411
+        connection.close()
+        assert receiver.requests() == []
+
+
 def test_a_body_at_the_cap_still_gets_an_answer() -> None:
     with LangfuseReceiver() as receiver:
         body = gzip.compress(b"\0" * 1000)

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..export.coverage import Coverage
 from ._model import (
     ReceivedSpan,
     SessionView,
@@ -21,7 +20,6 @@ from ._page import render_sessions
 from ._server import Fault, LangfuseReceiver, RecordedRequest
 
 __all__ = [
-    "Coverage",
     "Fault",
     "LangfuseReceiver",
     "ReceivedSpan",

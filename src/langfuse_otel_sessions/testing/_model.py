@@ -233,10 +233,8 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
     for span in latest.values():
         arrived.setdefault(span.trace_id, []).append(span)
     traces: dict[str, TraceView] = {}
-    for trace_id, spans in arrived.items():
-        trace = traces[trace_id] = TraceView(
-            trace_id, sorted(spans, key=lambda s: s.start_time_unix_nano)
-        )
+    for tid, spans in arrived.items():
+        trace = traces[tid] = TraceView(tid, sorted(spans, key=lambda s: s.start_time_unix_nano))
         trace.timestamp = trace.spans[0].start_time_unix_nano
         trace.session_id = _last(spans, span_session_id)
         trace.user_id = _last(spans, lambda s: _first_text(s.attributes, rules.LANGFUSE_USER_KEYS))
@@ -260,14 +258,11 @@ def build_sessions(
     """Sessions from traces with a session id, in time order, with their session scores."""
     sessions: dict[str, SessionView] = {}
     for trace in sorted(traces, key=lambda trace: trace.timestamp):
-        if trace.session_id is not None:
-            sessions.setdefault(trace.session_id, SessionView(trace.session_id)).traces.append(
-                trace
-            )
+        if (sid := trace.session_id) is not None:
+            sessions.setdefault(sid, SessionView(sid)).traces.append(trace)
     for score in scores:
-        session_id = score.get("sessionId")
-        if isinstance(session_id, str):
-            sessions.setdefault(session_id, SessionView(session_id)).scores.append(score)
+        if isinstance(sid := score.get("sessionId"), str):
+            sessions.setdefault(sid, SessionView(sid)).scores.append(score)
     return sessions
 
 

@@ -39,10 +39,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-NO_SESSION_REASON = (
-    "none of its spans carries a session id: started outside session() and the middleware, "
-    "or on a provider without SessionSpanProcessor"
-)
 
 
 def _text(value: object) -> str | None:
@@ -53,10 +49,7 @@ def _text(value: object) -> str | None:
 
 
 def _score(score: Mapping[str, Any]) -> dict[str, Any]:
-    shown = {key: _text(score.get(key)) for key in ("name", "value", "dataType", "comment")}
-    if score.get("dataType") == "BOOLEAN":  # Langfuse shows 1/0 as True/False
-        shown["value"] = "True" if score.get("value") else "False"
-    return shown
+    return {key: _text(score.get(key)) for key in ("name", "value", "dataType", "comment")}
 
 
 def _end(trace: TraceView) -> int:
@@ -69,7 +62,7 @@ def _trace_row(trace: TraceView) -> dict[str, Any]:
         "name": _text(trace.name),
         "start": trace.timestamp,
         "end": _end(trace),
-        "reason": None if trace.session_id else NO_SESSION_REASON,
+        "in_session": trace.session_id is not None,
     }
 
 
