@@ -1,8 +1,5 @@
 """A Langfuse-compatible receiver for tests, ours and our users' (``docs/testing.md``).
-In pytest: ``from langfuse_otel_sessions.testing import langfuse_receiver`` in ``conftest.py``.
-
-May import: top, export (Langfuse's reading rules and routes).
-"""
+May import: top, export (Langfuse's reading rules and routes)."""
 
 from __future__ import annotations
 

@@ -52,9 +52,8 @@ def _attributes(pairs: Any) -> dict[str, Any]:  # noqa: ANN401 - a repeated KeyV
 def spans_of(body: bytes) -> list[ReceivedSpan]:
     """The spans of an ``application/x-protobuf`` body; ``ValueError`` (a 400) for what Langfuse
     refuses: an undecodable body, a span without trace or span id (v4)."""
-    request = ExportTraceServiceRequest()
     try:
-        request.ParseFromString(body)
+        request = ExportTraceServiceRequest.FromString(body)
     except DecodeError as error:
         raise ValueError(f"invalid protobuf: {error}") from None
     spans: list[ReceivedSpan] = []

@@ -26,12 +26,9 @@ MAX_TRACES = 200
 MAX_SPANS = 1000
 MAX_TEXT = 4000
 
-#: The page's files and their content types.
-FILES = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/view.js": ("view.js", "text/javascript; charset=utf-8"),
-    "/view.css": ("view.css", "text/css; charset=utf-8"),
-}
+#: The page's files, by path, and their content types.
+FILES = {"/": "index.html", "/view.js": "view.js", "/view.css": "view.css"}
+_TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css"}
 #: The page loads only its own script and style, and nothing inline: injected markup cannot run.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -111,8 +108,8 @@ def page_answer(
     second: nothing built), ``/api/overview``, ``/api/session?id=`` or ``/api/trace?id=``."""
     path, query = urlsplit(target)[2:4]
     if path in FILES:
-        name, content_type = FILES[path]
-        return 200, content_type, (resources.files(__package__) / "page" / name).read_bytes()
+        content_type = _TYPES[FILES[path].rpartition(".")[2]] + "; charset=utf-8"
+        return 200, content_type, (resources.files(__package__) / "page" / FILES[path]).read_bytes()
     if path == "/api/version":
         return 200, "application/json", json.dumps({"version": version}).encode()
     if path not in ("/api/overview", "/api/session", "/api/trace"):
