@@ -12,7 +12,9 @@ starts in the next of 1,000 sessions, so about ``ratio`` of them are kept.
 
 The concurrent rows interleave open requests (``--requests``, default 1, 64 and 10,000): each
 request is a server span in a ``session()`` scope of its own, and span i starts in request
-``i % count``; their ratios are to the floor with as many open requests.
+``i % count``; their ratios are to the floor with as many open requests. Beside ours, each
+shows the least any stamping pays (the same attributes, precomputed and carried in the same
+contexts, set by a bare processor) and ``BaggageSpanProcessor`` given the same contexts.
 
 Run: ``python benchmarks/span_processor.py`` (``--rounds``/``--spans``/``--ratio``/``--requests``).
 """
@@ -28,6 +30,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from opentelemetry import baggage, context, trace
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
@@ -49,6 +52,38 @@ class MinimalStampingProcessor(SpanProcessor):
         value = baggage.get_baggage("langfuse_session_id", parent_context)
         if value is not None:
             span.set_attribute("langfuse.session.id", value)  # type: ignore[arg-type]
+
+
+PRECOMPUTED = context.create_key("benchmark.precomputed-attributes")
+
+
+class PrecomputedProcessor(SpanProcessor):
+    """The least any stamping pays: the attributes our processor stamps, worked out beforehand
+    and carried in the context, set as ours sets them (one call for many, one per key for few)."""
+
+    def on_start(self, span: Span, parent_context: context.Context | None = None) -> None:
+        ctx = context.get_current() if parent_context is None else parent_context
+        attributes: dict[str, Any] | None = ctx.get(PRECOMPUTED)  # type: ignore[assignment]
+        if attributes is None:
+            return
+        if len(attributes) > 2:
+            span.set_attributes(attributes)
+        else:
+            for key, value in attributes.items():
+                span.set_attribute(key, value)
+
+
+def _precomputed(
+    provider: TracerProvider, contexts: Sequence[context.Context]
+) -> tuple[context.Context, ...]:
+    """``contexts``, each carrying what ``provider``'s processors stamp on a span started in it."""
+    tracer = provider.get_tracer("probe")
+    carried = []
+    for ctx in contexts:
+        probe = tracer.start_span("probe", context=ctx)
+        carried.append(context.set_value(PRECOMPUTED, dict(probe.attributes or {}), ctx))
+        probe.end()
+    return tuple(carried)
 
 
 class DiscardingExporter(SpanExporter):
@@ -171,12 +206,14 @@ def _requests(
 
 def concurrent_cases(counts: Sequence[int] = (1, 64, 10_000)) -> list[Case]:
     """Interleaved requests: span i starts in request ``i % count`` (1 and 8 other entries),
-    against the floor with as many requests, and BaggageSpanProcessor given the same baggage."""
+    against the floor with as many requests; beside ours, the same attributes precomputed
+    (:class:`PrecomputedProcessor`) and BaggageSpanProcessor, both given the same contexts."""
     from opentelemetry.processor.baggage import (  # noqa: PLC0415 - optional comparison
         ALLOW_ALL_BAGGAGE_KEYS,
         BaggageSpanProcessor,
     )
 
+    theirs = BaggageSpanProcessor(ALLOW_ALL_BAGGAGE_KEYS)
     cases = []
     for count in counts:
         bare = _provider()
@@ -186,16 +223,17 @@ def concurrent_cases(counts: Sequence[int] = (1, 64, 10_000)) -> list[Case]:
         for others in (1, 8):
             for full in (False, True):
                 what = "session+user+tags+3 metadata+env" if full else "session+user"
-                theirs = BaggageSpanProcessor(ALLOW_ALL_BAGGAGE_KEYS)
-                for name, processor in (
-                    ("SessionSpanProcessor", SessionSpanProcessor()),
-                    ("BaggageSpanProcessor(ALLOW_ALL)", theirs),
+                ours = _provider(SessionSpanProcessor())
+                contexts = _requests(ours, count, others, full=full)
+                reference = _provider(PrecomputedProcessor())
+                for name, provider, carried in (
+                    ("SessionSpanProcessor", ours, contexts),
+                    ("the same, precomputed (reference)", reference, _precomputed(ours, contexts)),
+                    ("BaggageSpanProcessor(ALLOW_ALL)", _provider(theirs), contexts),
                 ):
-                    provider = _provider(processor)
-                    contexts = _requests(provider, count, others, full=full)
                     row = f"{name}: {count:,} open requests, {what}, {others} other"
                     tracer = provider.get_tracer("t")
-                    cases.append(Case(row, tracer, contexts[0], contexts, floor))
+                    cases.append(Case(row, tracer, carried[0], carried, floor))
     return cases
 
 

@@ -17,6 +17,7 @@ from langfuse_otel_sessions import ConfigurationError, configure, session
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
 from .servers import opentelemetry_instrument, run_command, run_python
+from .test_serve import Output, stop
 
 __all__ = ["langfuse_receiver"]
 
@@ -138,8 +139,6 @@ def test_serve_prints_sessions_as_spans_arrive(tmp_path: Path) -> None:
             "serve",
             "--port",
             str(port),
-            "--stop-after",
-            "1",
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -168,5 +167,6 @@ def test_serve_prints_sessions_as_spans_arrive(tmp_path: Path) -> None:
         "OTEL_EXPORTER_OTLP_ENDPOINT": f"http://127.0.0.1:{port}",
     }
     subprocess.run([sys.executable, "-c", sender], env=env, check=True, timeout=60)
-    out, _ = view.communicate(timeout=60)
+    out = "".join(Output(view).until("batch 1:"))
+    stop(view)
     assert f"+2 spans · sessions: seen-live (new) · 1 sessions in all · {url}/" in out

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from langfuse_otel_sessions import ConfigurationError, ScoreClient
+from langfuse_otel_sessions import ConfigurationError, LangfuseSpanExporter, ScoreClient
 from langfuse_otel_sessions.export.http import MAX_RESPONSE_BYTES
 from langfuse_otel_sessions.testing import LangfuseReceiver, langfuse_receiver
 
@@ -159,6 +159,19 @@ def test_a_shut_down_client_stops_its_thread(langfuse_receiver: LangfuseReceiver
 def test_every_bad_argument_raises_configuration_error(options: dict[str, object]) -> None:
     with pytest.raises(ConfigurationError):
         ScoreClient(**options)  # type: ignore[arg-type]
+
+
+class Seconds(float):
+    """A float subclass, as numpy's ``float64`` is."""
+
+
+@pytest.mark.parametrize("bad", [True, "5", 0, float("nan")])
+def test_the_exporter_and_the_score_client_take_the_same_numbers(bad: object) -> None:
+    LangfuseSpanExporter(timeout=Seconds(5), **KEYS).shutdown()
+    assert ScoreClient(timeout=Seconds(5), max_queue_bytes=Seconds(1e6), **KEYS).shutdown()
+    for make in (LangfuseSpanExporter, ScoreClient):
+        with pytest.raises(ConfigurationError, match="timeout must be a positive, finite number"):
+            make(timeout=bad, **KEYS)  # type: ignore[arg-type]
 
 
 def test_one_info_line_names_the_destination_and_its_source(

@@ -68,18 +68,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def start_view(port: int, batches: int) -> subprocess.Popen[str]:
+def start_view(port: int) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "langfuse_otel_sessions",
-            "serve",
-            "--port",
-            str(port),
-            "--stop-after",
-            str(batches),
-        ],
+        [sys.executable, "-m", "langfuse_otel_sessions", "serve", "--port", str(port)],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -96,7 +87,7 @@ def send(port: int, *sessions: str) -> None:
 
 def test_serve_prints_one_line_per_batch_saying_what_changed_and_where_to_look() -> None:
     port = free_port()
-    view = start_view(port, batches=2)
+    view = start_view(port)
     try:
         output = Output(view)
         output.until("Listening for OTLP/HTTP")
@@ -104,7 +95,6 @@ def test_serve_prints_one_line_per_batch_saying_what_changed_and_where_to_look()
         first = output.until("batch 1:")[-1]
         send(port, "second")
         (second,) = output.until("batch 2:")  # one line: not the whole session again
-        assert view.wait(timeout=60) == 0
     finally:
         stop(view)
     url = f"http://127.0.0.1:{port}/"

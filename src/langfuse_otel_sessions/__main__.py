@@ -16,8 +16,8 @@ from .testing._page import batch_line
 DEFAULT_PORT = 4318
 
 
-def serve(host: str, port: int, stop_after: int | None = None) -> int:
-    """Run the view until interrupted (``stop_after`` batches: tests); 2 if it cannot listen."""
+def serve(host: str, port: int) -> int:
+    """Run the view until interrupted; 2 if it cannot listen."""
     if not is_loopback(host):
         print(
             f"Warning: {host} is not a loopback address: anyone who can reach this port can "
@@ -49,14 +49,15 @@ def serve(host: str, port: int, stop_after: int | None = None) -> int:
         f"Then open {url}/ in a browser: it updates as batches arrive.",
         flush=True,
     )
-    batches = printed = seen = 0
+    batches = printed = 0
+    seen: set[str] = set()  # the ids of the spans already told about
     with receiver, contextlib.suppress(KeyboardInterrupt):
-        while stop_after is None or batches < stop_after:
+        while True:
             if receiver.wait_for(partial(_more_than, receiver, printed), timeout=0.5):
                 printed, batches, traces = len(receiver.requests()), batches + 1, receiver.traces()
                 line = batch_line(traces, receiver.scores(), seen, url)
                 print(f"batch {batches}: {line}", flush=True)
-                seen = max((s.batch for t in traces.values() for s in t.spans), default=seen)
+                seen = {span.span_id for trace in traces.values() for span in trace.spans}
     return 0
 
 
@@ -72,9 +73,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_command.add_argument(
         "--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0: any free port"
     )
-    serve_command.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    return serve(args.host, args.port, args.stop_after)
+    return serve(args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import math
 import os
 import re
 from collections.abc import Mapping
@@ -36,6 +37,14 @@ _BAD_VALUE = re.compile(r"^\s|[\r\n\x00]|[^\x00-\xff]")
 
 def _env(name: str) -> str | None:
     return os.environ.get(name, "").strip() or None
+
+
+def positive_number(value: object, name: str) -> float:
+    """``value`` if it is a positive, finite int or float (not a bool), else
+    :class:`ConfigurationError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise ConfigurationError(f"{name} must be a positive, finite number")
+    return value
 
 
 def check_url(url: object, source: str) -> str:

@@ -28,6 +28,7 @@ from .config import (
     announce,
     header_problem,
     merged,
+    positive_number,
     resolve_langfuse_config,
     span_route,
 )
@@ -38,7 +39,6 @@ from .http import (
     HttpClient,
     Reply,
     RetryPolicy,
-    note_exit_first,
     post_with_retries,
 )
 from .mapping import map_spans
@@ -96,16 +96,11 @@ class LangfuseSpanExporter(SpanExporter):
         compression: str | Compression | None = None,
         export_spans: ExportSpans = None,
     ) -> None:
-        note_exit_first()  # score senders' exit deadline counts from before the spans' flush
         self._keep = span_predicate(export_spans)
         self._coverage = CoverageMonitor()
-        if timeout is not None and (
-            isinstance(timeout, bool)
-            or not isinstance(timeout, (int, float))
-            or not 0 < timeout < math.inf
-        ):
-            raise ConfigurationError("timeout must be a positive, finite number of seconds")
-        self._timeout = DEFAULT_TIMEOUT_SECONDS if timeout is None else float(timeout)
+        self._timeout = float(
+            positive_number(DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout, "timeout")
+        )
         self._compression = body_compression(compression)
         self._encode = SpanEncoder().encode
         if collector_auth is not None and not isinstance(collector_auth, bool):

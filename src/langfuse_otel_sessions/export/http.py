@@ -34,19 +34,14 @@ from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 
-#: When interpreter exit began (noted by a hook that runs before a TracerProvider's own).
+#: When interpreter exit began, noted by the one exit hook below: each new client moves it
+#: after the exit hooks registered so far (a TracerProvider's), so it runs before them and the
+#: scores' exit deadline runs alongside the spans' final flush.
 EXIT_BEGAN: list[float] = []
 
 
 def _note_exit() -> None:
     EXIT_BEGAN.append(time.monotonic())
-
-
-def note_exit_first() -> None:
-    """Move the exit note after the exit hooks registered so far (a TracerProvider's), so it
-    runs before them: the scores' exit deadline then runs alongside the spans' final flush."""
-    atexit.unregister(_note_exit)
-    atexit.register(_note_exit)
 
 
 #: The most of a response body that is read; Langfuse's answers are a few kilobytes.
@@ -287,6 +282,8 @@ class HttpClient:
         self._session.verify = os.environ.get("SSL_CERT_FILE") or True  # REQUESTS_CA_BUNDLE wins
         self._adapter, self._pid = _Adapter(), os.getpid()
         _workers.run(None)  # so that one is there at interpreter exit
+        atexit.unregister(_note_exit)  # see EXIT_BEGAN
+        atexit.register(_note_exit)
 
     def post(self, body: bytes, headers: Mapping[str, str], timeout: float) -> Reply:
         """Send ``body``; returns within ``timeout`` seconds (or at :meth:`close`), never raises."""

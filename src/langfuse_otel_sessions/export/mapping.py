@@ -40,13 +40,16 @@ from .langfuse_rules import (
 __all__ = ["map_spans"]
 
 _NO_IO = IoRead()
+#: The trace attributes stamped from baggage (and ``langfuse.trace.metadata.*``): an empty one
+#: (a forged value blanked by the middleware) is not sent.
+_STAMP_KEYS = frozenset(BAGGAGE_TRACE_ATTRIBUTES.values())
+_METADATA_MARK = "\n" + LANGFUSE_TRACE_METADATA_PREFIX
 #: Every key the mapping reads: a span's own keys are intersected with these once.
 _READ_KEYS = frozenset(
     {*LANGFUSE_SESSION_KEYS, *LANGFUSE_USER_KEYS, AS_ROOT, IS_APP_ROOT, TRACE_NAME}
     | {TRACE_INPUT, TRACE_OUTPUT, OBSERVATION_INPUT, OBSERVATION_OUTPUT}
+    | _STAMP_KEYS
 )
-#: The trace attributes stamped from baggage: an empty one (a forged value blanked) is not sent.
-_TRACE_STAMPS = (*BAGGAGE_TRACE_ATTRIBUTES.values(), LANGFUSE_TRACE_METADATA_PREFIX)
 
 _log = RateLimitedLog()
 _once = RateLimitedLog(interval=float("inf"))
@@ -229,16 +232,22 @@ def map_spans(
                 for name, value in fills.items():
                     if name not in given:
                         added[name] = value
-        result.append(_copy(span, attributes, added))
+        result.append(_copy(span, attributes, names, added))
     return result, learned
 
 
 def _copy(
-    span: ReadableSpan, attributes: Mapping[str, object], added: Mapping[str, object]
+    span: ReadableSpan,
+    attributes: Mapping[str, object],
+    names: AbstractSet[str],
+    added: Mapping[str, object],
 ) -> ReadableSpan:
     """``span``, or a copy with ``added`` and without empty trace attributes (forged values
     blanked: a span's attribute cannot be removed, so Langfuse would show an empty key)."""
-    blank = [k for k in attributes if k.startswith(_TRACE_STAMPS) and attributes[k] == ""]
+    blank = [key for key in names & _STAMP_KEYS if attributes[key] == ""]
+    if _METADATA_MARK in "\n" + "\n".join(attributes):  # one pass in C: most spans have none
+        prefix = LANGFUSE_TRACE_METADATA_PREFIX
+        blank += [k for k in attributes if k.startswith(prefix) and attributes[k] == ""]
     if not added and not blank:
         return span
     mapped = {**attributes, **added}

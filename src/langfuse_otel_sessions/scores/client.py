@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import hashlib
-import math
 import threading
 import weakref
 from typing import TYPE_CHECKING
@@ -13,8 +12,14 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import Sampler
 
 from ..attributes import DEFAULT_MAX_ID_LENGTH
-from ..errors import ConfigurationError, InvalidScoreError
-from ..export.config import INGESTION_PATH, announce, direct_route, resolve_langfuse_config
+from ..errors import InvalidScoreError
+from ..export.config import (
+    INGESTION_PATH,
+    announce,
+    direct_route,
+    positive_number,
+    resolve_langfuse_config,
+)
 from ..ids import check_id
 from ..sessions.context import current_session_id, current_user_id
 from ..sessions.session import ScoreFields, Session, score_with
@@ -90,9 +95,8 @@ class ScoreClient:
         max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES,
         sampler: Sampler | None = None,
     ) -> None:
-        for option, value in (("timeout", timeout), ("max_queue_bytes", max_queue_bytes)):
-            if type(value) not in (int, float) or not 0 < value < math.inf:
-                raise ConfigurationError(f"{option} must be a positive, finite number")
+        positive_number(timeout, "timeout")
+        positive_number(max_queue_bytes, "max_queue_bytes")
         config = resolve_langfuse_config(public_key, secret_key, base_url)
         route = direct_route(config, INGESTION_PATH, {})
         self._sampler = sampler if isinstance(sampler, SessionSampler) else None

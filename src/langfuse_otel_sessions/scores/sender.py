@@ -16,14 +16,7 @@ from typing import Any
 
 from .._logging import RateLimitedLog, logger
 from ..export.config import Route
-from ..export.http import (
-    EXIT_BEGAN,
-    HttpClient,
-    Reply,
-    RetryPolicy,
-    note_exit_first,
-    post_with_retries,
-)
+from ..export.http import EXIT_BEGAN, HttpClient, Reply, RetryPolicy, post_with_retries
 from .model import Score, encode_json, new_score_id
 
 #: The most scores one request carries, and the most bytes (Langfuse takes about 3.5 MB).
@@ -122,7 +115,6 @@ class ScoreSender:
                         target=self._run, name="langfuse-score-sender", daemon=True
                     )
                     self._thread.start()
-                    note_exit_first()
                 elif self._idle:
                     self._has_work.notify()
 

@@ -15,7 +15,6 @@ from ..attributes import SAMPLER_ENTRY_POINT
 from ..boundary.propagator import install_baggage_guard
 from ..errors import ConfigurationError
 from ..export.exporter import LangfuseSpanExporter
-from ..export.http import note_exit_first
 from ..spans.processor import SessionSpanProcessor
 from ..spans.sampler import SessionSampler, session_sampler_from_env
 
@@ -56,7 +55,6 @@ def configure(
             provider.add_span_processor(added)
             if export:
                 provider.add_span_processor(BatchSpanProcessor(exporter or LangfuseSpanExporter()))
-                note_exit_first()  # after the provider's exit hook: see note_exit_first
         if isinstance(provider.sampler, SessionSampler):
             provider.sampler.read_like(added)
     install_baggage_guard(

@@ -3,7 +3,7 @@ the server's own rules (``docs/testing.md``; the rules live in ``export/langfuse
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -20,10 +20,6 @@ from ..ids import environment_name
 T = TypeVar("T")
 
 
-class InvalidRequest(ValueError):
-    """The request is one Langfuse answers with 400; the message is the body's error."""
-
-
 @dataclass(frozen=True)
 class ReceivedSpan:
     """One span as Langfuse's OTel endpoint received it; ids are lowercase hex."""
@@ -38,8 +34,6 @@ class ReceivedSpan:
     start_time_unix_nano: int = 0
     end_time_unix_nano: int = 0
     events: tuple[tuple[str, dict[str, Any]], ...] = ()
-    #: The number of the request that brought the span (the receiver counts them from 1).
-    batch: int = 0
 
 
 def _value(value: AnyValue) -> Any:  # noqa: ANN401 - OTLP values are any JSON-like type
@@ -55,21 +49,20 @@ def _attributes(pairs: Any) -> dict[str, Any]:  # noqa: ANN401 - a repeated KeyV
     return {pair.key: _value(pair.value) for pair in pairs if isinstance(pair, KeyValue)}
 
 
-def spans_of(body: bytes, batch: int = 0) -> list[ReceivedSpan]:
-    """The spans of an ``application/x-protobuf`` body; a span without trace or span id rejects
-    the batch (v4). ``batch`` numbers the request."""
-    request = ExportTraceServiceRequest()
+def spans_of(body: bytes) -> list[ReceivedSpan]:
+    """The spans of an ``application/x-protobuf`` body; ``ValueError`` (a 400) for what Langfuse
+    refuses: an undecodable body, a span without trace or span id (v4)."""
     try:
-        request.ParseFromString(body)
+        request = ExportTraceServiceRequest.FromString(body)
     except DecodeError as error:
-        raise InvalidRequest(f"invalid protobuf: {error}") from None
+        raise ValueError(f"invalid protobuf: {error}") from None
     spans: list[ReceivedSpan] = []
     for resource_spans in request.resource_spans:
         resource = _attributes(resource_spans.resource.attributes)
         for scope_spans in resource_spans.scope_spans:
             for span in scope_spans.spans:
                 if not span.trace_id or not span.span_id:
-                    raise InvalidRequest("every span needs a traceId and a spanId")
+                    raise ValueError("every span needs a traceId and a spanId")
                 spans.append(
                     ReceivedSpan(
                         trace_id=span.trace_id.hex(),
@@ -82,7 +75,6 @@ def spans_of(body: bytes, batch: int = 0) -> list[ReceivedSpan]:
                         start_time_unix_nano=span.start_time_unix_nano,
                         end_time_unix_nano=span.end_time_unix_nano,
                         events=tuple((e.name, _attributes(e.attributes)) for e in span.events),
-                        batch=batch,
                     )
                 )
     return spans
@@ -124,29 +116,19 @@ def observation_name(span_name: str, attributes: Attributes) -> str:
     return span_name
 
 
-def normalize_environment(value: object) -> str:
-    """The environment Langfuse stores for ``value``."""
-    return environment_name(value) or DEFAULT_ENVIRONMENT
-
-
-def environment_of(attributes: Attributes, resource: Attributes) -> str | None:
+def _environment(span: ReceivedSpan) -> str | None:
     """The environment a span writes (each key on the span, then on the resource), or ``None``
     when it carries none (Langfuse then shows ``default`` for that observation)."""
     for key in rules.ENVIRONMENT_KEYS:
-        for source in (attributes, resource):
+        for source in (span.attributes, span.resource_attributes):
             if js_truthy(source.get(key)):
-                return normalize_environment(source[key])
+                return environment_name(source[key]) or DEFAULT_ENVIRONMENT
     return None
 
 
-def _own_or_resource(key: str, resource_key: str) -> Callable[[ReceivedSpan], str | None]:
-    """A reader of ``key`` on a span, else of ``resource_key`` on its resource."""
-
-    def read(span: ReceivedSpan) -> str | None:
-        value = span.attributes.get(key)
-        return langfuse_text(span.resource_attributes.get(resource_key) if value is None else value)
-
-    return read
+def _read(span: ReceivedSpan, key: str, resource_key: str) -> str | None:
+    value = span.attributes.get(key)
+    return langfuse_text(span.resource_attributes.get(resource_key) if value is None else value)
 
 
 def span_session_id(span: ReceivedSpan) -> str | None:
@@ -156,7 +138,7 @@ def span_session_id(span: ReceivedSpan) -> str | None:
 
 def span_environment(span: ReceivedSpan) -> str:
     """The environment Langfuse gives one observation (``default`` when it carries none)."""
-    return _with_resource(environment_of)(span) or DEFAULT_ENVIRONMENT
+    return _environment(span) or DEFAULT_ENVIRONMENT
 
 
 def span_tags(span: ReceivedSpan) -> tuple[str, ...]:
@@ -239,12 +221,6 @@ def _last(spans: Sequence[ReceivedSpan], read: Callable[[ReceivedSpan], T | None
     return next((value for value in map(read, reversed(spans)) if value), None)
 
 
-def _with_resource(
-    read: Callable[[Mapping[str, object], Mapping[str, object]], str | None],
-) -> Callable[[ReceivedSpan], str | None]:
-    return lambda span: read(span.attributes, span.resource_attributes)
-
-
 def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
     """Group spans (in arrival order; a re-sent span replaces the earlier copy) into traces.
     v4 values are the last non-empty ones written; I/O and metadata are the last root's."""
@@ -256,10 +232,8 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
     for span in latest.values():
         arrived.setdefault(span.trace_id, []).append(span)
     traces: dict[str, TraceView] = {}
-    for trace_id, spans in arrived.items():
-        trace = traces[trace_id] = TraceView(
-            trace_id, sorted(spans, key=lambda s: s.start_time_unix_nano)
-        )
+    for tid, spans in arrived.items():
+        trace = traces[tid] = TraceView(tid, sorted(spans, key=lambda s: s.start_time_unix_nano))
         trace.timestamp = trace.spans[0].start_time_unix_nano
         trace.session_id = _last(spans, span_session_id)
         trace.user_id = _last(spans, lambda s: _first_text(s.attributes, rules.LANGFUSE_USER_KEYS))
@@ -270,9 +244,9 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
             read = rules.read_io(root.attributes, root.scope_name, root.events)
             trace.input, trace.output = map(rules.langfuse_text, (read.input, read.output))
             trace.metadata = rules.trace_metadata_of(root.attributes)
-        trace.environment = _last(spans, _with_resource(environment_of)) or DEFAULT_ENVIRONMENT
-        trace.release = _last(spans, _own_or_resource(LANGFUSE_RELEASE, LANGFUSE_RELEASE))
-        trace.version = _last(spans, _own_or_resource(LANGFUSE_VERSION, "service.version"))
+        trace.environment = _last(spans, _environment) or DEFAULT_ENVIRONMENT
+        trace.release = _last(spans, lambda s: _read(s, LANGFUSE_RELEASE, LANGFUSE_RELEASE))
+        trace.version = _last(spans, lambda s: _read(s, LANGFUSE_VERSION, "service.version"))
         trace.tags = _last(spans, span_tags) or ()
     return traces
 
@@ -283,19 +257,16 @@ def build_sessions(
     """Sessions from traces with a session id, in time order, with their session scores."""
     sessions: dict[str, SessionView] = {}
     for trace in sorted(traces, key=lambda trace: trace.timestamp):
-        if trace.session_id is not None:
-            sessions.setdefault(trace.session_id, SessionView(trace.session_id)).traces.append(
-                trace
-            )
+        if (sid := trace.session_id) is not None:
+            sessions.setdefault(sid, SessionView(sid)).traces.append(trace)
     for score in scores:
-        session_id = score.get("sessionId")
-        if isinstance(session_id, str):
-            sessions.setdefault(session_id, SessionView(session_id)).scores.append(score)
+        if isinstance(sid := score.get("sessionId"), str):
+            sessions.setdefault(sid, SessionView(sid)).scores.append(score)
     return sessions
 
 
 #: The observation types Langfuse knows (``langfuse.observation.type``).
-OBSERVATION_TYPES = frozenset(
+_TYPES = frozenset(
     {"span", "generation", "event", "embedding", "agent", "tool", "chain", "retriever"}
     | {"guardrail", "evaluator"}
 )
@@ -303,20 +274,14 @@ _GENERATION_OPERATIONS = frozenset({"chat", "completion", "text_completion", "ge
 _MODEL_KEYS = ("gen_ai.request.model", "gen_ai.response.model", "llm.model_name")
 
 
-def observation_type(span: ReceivedSpan) -> str:
+def observation_type(attributes: Attributes) -> str:
     """``langfuse.observation.type``, else OpenInference's span kind, else a generation for an
     LLM operation or a model key, else span."""
-    attributes = span.attributes
-    declared = attributes.get("langfuse.observation.type")
-    if isinstance(declared, str) and declared.lower() in OBSERVATION_TYPES:
-        return declared.lower()
-    kind = attributes.get("openinference.span.kind")
-    if isinstance(kind, str):
-        kind = "generation" if kind.upper() == "LLM" else kind.lower()
-        if kind in OBSERVATION_TYPES:
-            return kind
-    if attributes.get("gen_ai.operation.name") in _GENERATION_OPERATIONS or any(
-        attributes.get(key) for key in _MODEL_KEYS
-    ):
-        return "generation"
-    return "span"
+    declared = str(attributes.get("langfuse.observation.type")).lower()
+    kind = str(attributes.get("openinference.span.kind")).lower()
+    for read in (declared, "generation" if kind == "llm" else kind):
+        if read in _TYPES:
+            return read
+    operation = attributes.get("gen_ai.operation.name")
+    generation = operation in _GENERATION_OPERATIONS or any(map(attributes.get, _MODEL_KEYS))
+    return "generation" if generation else "span"

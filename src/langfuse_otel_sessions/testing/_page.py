@@ -4,12 +4,13 @@ line per batch; and the text the examples print (sessions, traces)."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Set
 from importlib import resources
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from ._model import (
+    DEFAULT_ENVIRONMENT,
     SessionView,
     TraceView,
     build_sessions,
@@ -25,12 +26,9 @@ MAX_TRACES = 200
 MAX_SPANS = 1000
 MAX_TEXT = 4000
 
-#: The page's files and their content types.
-FILES = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/view.js": ("view.js", "text/javascript; charset=utf-8"),
-    "/view.css": ("view.css", "text/css; charset=utf-8"),
-}
+#: The page's files, by path, and their content types.
+FILES = {"/": "index.html", "/view.js": "view.js", "/view.css": "view.css"}
+_TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css"}
 #: The page loads only its own script and style, and nothing inline: injected markup cannot run.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -38,10 +36,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-NO_SESSION_REASON = (
-    "none of its spans carries a session id: started outside session() and the middleware, "
-    "or on a provider without SessionSpanProcessor"
-)
 
 
 def _text(value: object) -> str | None:
@@ -52,10 +46,7 @@ def _text(value: object) -> str | None:
 
 
 def _score(score: Mapping[str, Any]) -> dict[str, Any]:
-    shown = {key: _text(score.get(key)) for key in ("name", "value", "dataType", "comment")}
-    if score.get("dataType") == "BOOLEAN":  # Langfuse shows 1/0 as True/False
-        shown["value"] = "True" if score.get("value") else "False"
-    return shown
+    return {key: _text(score.get(key)) for key in ("name", "value", "dataType", "comment")}
 
 
 def _end(trace: TraceView) -> int:
@@ -68,7 +59,7 @@ def _trace_row(trace: TraceView) -> dict[str, Any]:
         "name": _text(trace.name),
         "start": trace.timestamp,
         "end": _end(trace),
-        "reason": None if trace.session_id else NO_SESSION_REASON,
+        "in_session": trace.session_id is not None,
     }
 
 
@@ -80,7 +71,7 @@ def trace_detail(trace: TraceView, scores: Iterable[Mapping[str, Any]]) -> dict[
             "id": span.span_id,
             "parent": span.parent_span_id,
             "name": _text(span.name),
-            "type": observation_type(span),
+            "type": observation_type(span.attributes),
             "start": span.start_time_unix_nano,
             "end": span.end_time_unix_nano,
             "in_session": span_session_id(span) is not None,
@@ -117,8 +108,8 @@ def page_answer(
     second: nothing built), ``/api/overview``, ``/api/session?id=`` or ``/api/trace?id=``."""
     path, query = urlsplit(target)[2:4]
     if path in FILES:
-        name, content_type = FILES[path]
-        return 200, content_type, (resources.files(__package__) / "page" / name).read_bytes()
+        content_type = _TYPES[FILES[path].rpartition(".")[2]] + "; charset=utf-8"
+        return 200, content_type, (resources.files(__package__) / "page" / FILES[path]).read_bytes()
     if path == "/api/version":
         return 200, "application/json", json.dumps({"version": version}).encode()
     if path not in ("/api/overview", "/api/session", "/api/trace"):
@@ -157,11 +148,11 @@ def _api(
 
 
 def batch_line(
-    traces: Mapping[str, TraceView], scores: list[dict[str, Any]], after: int, url: str
+    traces: Mapping[str, TraceView], scores: list[dict[str, Any]], seen: Set[str], url: str
 ) -> str:
-    """What the trace requests numbered above ``after`` brought, in one line: ``+3 spans ·
+    """What the spans whose ids are not in ``seen`` brought, in one line: ``+3 spans ·
     sessions: a (new), b · 1 new trace without a session · 2 sessions in all · <url>/``."""
-    fresh = {t.id: [span.batch > after for span in t.spans] for t in traces.values()}
+    fresh = {t.id: [span.span_id not in seen for span in t.spans] for t in traces.values()}
     sessions = build_sessions(traces.values(), scores)
     changed = [  # client data for a terminal: no control characters (escape sequences)
         "".join(c if c.isprintable() else "?" for c in s.id[:80])
@@ -179,49 +170,34 @@ def batch_line(
     return " · ".join([*parts, f"{len(sessions)} sessions in all · {url}/"])
 
 
-def duration(nanoseconds: int) -> str:
-    """A duration for people: ``850 µs``, ``12.3 ms``, ``1.52 s``."""
-    if nanoseconds < 1_000_000:
-        return f"{nanoseconds / 1_000:.0f} µs"
-    if nanoseconds < 1_000_000_000:
-        return f"{nanoseconds / 1_000_000:.1f} ms"
-    return f"{nanoseconds / 1_000_000_000:.2f} s"
+_SHOWN = ("input", "output", "environment", "release", "version", "tags", "metadata")
 
 
 def _render_trace(trace: TraceView) -> str:
-    """A trace's line: name, id, duration, input/output, trace attributes."""
-    took = duration(max(0, _end(trace) - trace.timestamp))
-    line = f'trace "{trace.name or "(no root span yet)"}" {trace.id[:8]}  {took}'
-    shown = {
-        "input": None if trace.input is None else repr(trace.input),
-        "output": None if trace.output is None else repr(trace.output),
-        "environment": None if trace.environment == "default" else trace.environment,
-        "release": trace.release,
-        "version": trace.version,
-        "tags": f"[{', '.join(trace.tags)}]" if trace.tags else None,
-        "metadata": repr(trace.metadata) if trace.metadata else None,
-    }
-    return line + "".join(f"  {key}={value}" for key, value in shown.items() if value is not None)
-
-
-def _render_session(session: SessionView) -> list[str]:
-    """A session's heading, its traces in time order, and its scores."""
-    users = sorted({t.user_id for t in session.traces if t.user_id})
-    lines = [
-        f"session {session.id}"
-        + (f"  user={', '.join(users)}" if users else "")
-        + f"  traces={len(session.traces)}"
-        + f"  observations in session={session.observations_in_session}/{len(session.spans)}"
-    ]
-    for trace in session.traces:
-        lines.append("   " + _render_trace(trace))
-    for score in session.scores:
-        lines.append(
-            f"   score {score.get('name')}={score.get('value')!r} ({score.get('dataType')})"
-        )
-    return lines
+    """A trace's line: name, id, duration, and the trace's fields that are set."""
+    took = (_end(trace) - trace.timestamp) / 1e6
+    line = f'   trace "{trace.name or "(no root span yet)"}" {trace.id[:8]}  {took:.1f} ms'
+    for key in _SHOWN:
+        value = getattr(trace, key)
+        if value and (key, value) != ("environment", DEFAULT_ENVIRONMENT):
+            line += f"  {key}={value!r}"
+    return line
 
 
 def render_sessions(sessions: Iterable[SessionView]) -> str:
-    """Every session, as text."""
-    return "\n".join(line for session in sessions for line in _render_session(session))
+    """Every session, as text: a heading, its traces in time order, and its scores."""
+    lines = []
+    for session in sessions:
+        users = sorted({t.user_id for t in session.traces if t.user_id})
+        lines.append(
+            f"session {session.id}"
+            + (f"  user={', '.join(users)}" if users else "")
+            + f"  traces={len(session.traces)}  observations in session="
+            + f"{session.observations_in_session}/{len(session.spans)}"
+        )
+        lines += map(_render_trace, session.traces)
+        lines += (
+            f"   score {s.get('name')}={s.get('value')!r} ({s.get('dataType')})"
+            for s in session.scores
+        )
+    return "\n".join(lines)
