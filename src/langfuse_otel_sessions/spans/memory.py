@@ -35,7 +35,7 @@ class Request:
     """What one local request showed: the ids in force last, and its trace attributes."""
 
     __slots__ = (
-        *("attribute_bytes", "bytes", "ended", "ids", "key", "last", "mixed"),
+        *("alone", "attribute_bytes", "bytes", "ended", "ids", "key", "last", "mixed"),
         *("spans", "tags", "targets", "trace", "values"),
     )
 
@@ -52,6 +52,7 @@ class Request:
         self.bytes = REQUEST_BYTES
         self.attribute_bytes = 0
         self.last: object = None  # the stamps noted last (each scope's are noted once)
+        self.alone = False  # the one request remembered in its trace (its spans not filed by id)
 
     def note(self, ids: TraceIds) -> None:
         """Record the ids in force for a span just started in this request."""
@@ -169,10 +170,12 @@ class RequestMemory:
         entry = self.traces.get(trace)
         if entry is None:
             self.traces[trace] = request
+            request.alone = True
         elif isinstance(entry, list):
             entry.append(request)
         else:  # a second request in this trace: from now on spans are filed by id
             self.traces[trace] = [entry, request]
+            entry.alone = False
         return request
 
     def _fits(self, cost: int, what: str) -> bool:
@@ -271,6 +274,7 @@ class RequestMemory:
 
     def _drop(self, request: Request) -> None:
         self.bytes -= request.bytes
+        request.alone = False
         for span_id in request.spans:
             self._spans.pop(span_id, None)
         entry = self.traces.get(request.trace)
@@ -284,6 +288,9 @@ class RequestMemory:
     def clear(self) -> None:
         """Forget everything (tests)."""
         with self._lock:
+            for entry in self.traces.values():
+                if isinstance(entry, Request):
+                    entry.alone = False
             for pool in (self.open, self._ended, self._spans, self.traces):
                 pool.clear()
             self.bytes = 0

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import weakref
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import NamedTuple
 
 from opentelemetry import baggage
@@ -62,10 +63,12 @@ class _Plan(NamedTuple):
     ids: TraceIds | None
     stamps: Stamps  # trace attributes, validated
     attributes: dict[str, AttributeValue]  # the ids on every target key, then the stamps
-    keys: frozenset[str]  # a span with one of these attributes needs a closer look
 
 
-_NO_PLAN = _Plan({"": None}, None, None, None, (), {}, frozenset())
+#: A context held by a processor (in the box of its scope), its attributes, the request every
+#: span started there belongs to (noted once; else :data:`_EACH`: look per span), its plan.
+_Held = tuple["weakref.ref[Context]", dict[str, AttributeValue], Request, _Plan]
+_EACH = Request(0, None)  # never alone: each span started there finds its request itself
 
 
 #: ``also_emit`` names: do they add ``session.id``/``user.id``, ``gen_ai.conversation.id``?
@@ -142,61 +145,82 @@ class SessionSpanProcessor(SpanProcessor):
         register_reader(self.keys)
         #: Trace attributes fill at most three quarters of the span attribute limit.
         self._max_attributes = SpanLimits().max_span_attributes
-        self._room = None if self._max_attributes is None else self._max_attributes * 3 // 4
+        self._room = sys.maxsize if self._max_attributes is None else self._max_attributes * 3 // 4
         self._guarded = frozenset(
             (*SESSION_ATTRIBUTE_KEYS, *USER_ATTRIBUTE_KEYS, *SPAN_ENVIRONMENT_KEYS)
         ).union(self.keys.session_attributes, self._user_targets)
-        self._last: tuple[_Plan, Callable[[], object]] | None = None
-        #: The context a span started in last, and its plan (a context never changes).
-        self._last_context: tuple[object, _Plan] = (None, _NO_PLAN)
+        self._last: _Held | None = None  # for contexts outside any scope
         self._log = RateLimitedLog()
         self._told_about_remote: set[str] = set()
         #: Trace attributes left out because a span had no room left.
         self.dropped_trace_attributes = 0
         note_processor(self)  # a session set with no processor alive warns
 
-    def on_start(self, span: Span, parent_context: Context | None = None) -> None:  # noqa: PLR0912 - the hot path, inlined
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             context = get_current() if parent_context is None else parent_context
-            last = self._last_context  # spans started one after another in one context
-            plan = last[1] if last[0] is context else self._plan(context)
-            attributes = plan.attributes
-            span_context = span.get_span_context()
-            parent = span.parent
-            if parent is None or parent.is_remote:
-                request = MEMORY.new(span_context, self.keys)
-                if parent is not None:  # no app root if an upstream Langfuse SDK claimed it
-                    claimed = plan.entries.get(BAGGAGE_LANGFUSE_TRACE_ID)
-                    trace_id = format_trace_id(span_context.trace_id)
-                    if isinstance(claimed, str) and claimed.lower() == trace_id:
-                        attributes = {**attributes, LANGFUSE_IS_APP_ROOT: False}
-            else:
-                request = MEMORY.traces.get(span_context.trace_id)  # type: ignore[assignment]
-                if type(request) is not Request:
-                    request = MEMORY.child(span_context, parent.span_id, self.keys)
-            if request is not None:
-                if plan.ids is not None:
-                    if request.ids is not plan.ids:
-                        request.note(plan.ids)
-                elif request.ids is not None:  # the fallback: the ids in force last in it
-                    attributes = {**self._id_attributes(request.ids), **attributes}
-                if plan.stamps and request.last is not plan.stamps:
-                    request.last = plan.stamps
-                    request.note_attributes(plan.stamps)
-            if not attributes:
-                return
-            existing = span.attributes or {}
-            if (self._room is not None and len(existing) + len(attributes) > self._room) or (
-                existing and not existing.keys().isdisjoint(plan.keys)
-            ):
-                attributes = self._fitting(existing, attributes)
-            if len(attributes) > 2:  # measured: one call for many, one per key for a few
-                span.set_attributes(attributes)
-            else:
-                for key, value in attributes.items():
-                    span.set_attribute(key, value)
+            box: dict[object, _Held] | None = context.get(PLANS)  # type: ignore[assignment]
+            held = self._last if box is None else box.get(self)  # a scope's box: its contexts'
+            if held is None or held[0]() is not context or not held[2].alone:
+                attributes = self._hold(span, context, box, held)
+            else:  # a context met before (contexts never change): one more span in its request
+                attributes = held[1]
+            if attributes:
+                existing = span.attributes
+                if existing or len(attributes) > self._room:
+                    attributes = self._fitting(existing or {}, attributes)
+                if len(attributes) > 2:  # measured: one call for many, one per key for a few
+                    span.set_attributes(attributes)
+                else:
+                    for key, value in attributes.items():
+                        span.set_attribute(key, value)
         except Exception:  # noqa: BLE001 - never raise into the host application
             self._log.exception("on_start", "SessionSpanProcessor could not stamp a span")
+
+    def _hold(
+        self, span: Span, context: Context, box: dict[object, _Held] | None, held: _Held | None
+    ) -> dict[str, AttributeValue]:
+        """A span in a context not held yet, a root, or in a fallback: its plan and request."""
+        plan = held[3] if held is not None and held[0]() is context else self._plan(context, held)
+        attributes = plan.attributes
+        span_context = span.context
+        parent = span.parent
+        each = _EACH
+        if parent is None or parent.is_remote:
+            request = MEMORY.new(span_context, self.keys)
+            if parent is not None:  # no app root if an upstream Langfuse SDK claimed it
+                claimed = plan.entries.get(BAGGAGE_LANGFUSE_TRACE_ID)
+                trace_id = format_trace_id(span_context.trace_id)
+                if isinstance(claimed, str) and claimed.lower() == trace_id:
+                    attributes = {**attributes, LANGFUSE_IS_APP_ROOT: False}
+        else:
+            request = MEMORY.traces.get(span_context.trace_id)  # type: ignore[assignment]
+            if type(request) is not Request:
+                request = MEMORY.child(span_context, parent.span_id, self.keys)
+            elif plan.ids is not None:
+                each = request  # its spans here all belong to it: noted once, not per span
+        if request is not None:
+            attributes = self._note(request, plan, attributes)
+        held = (weakref.ref(context), plan.attributes, each, plan)
+        if box is None:
+            self._last = held
+        else:
+            box[self] = held
+        return attributes
+
+    def _note(
+        self, request: Request, plan: _Plan, attributes: dict[str, AttributeValue]
+    ) -> dict[str, AttributeValue]:
+        """Note what the plan stamps in the span's request; without ids, take the request's."""
+        if plan.ids is not None:
+            if request.ids is not plan.ids:
+                request.note(plan.ids)
+        elif request.ids is not None:  # the fallback: the ids in force last in it
+            attributes = {**self._id_attributes(request.ids), **attributes}
+        if plan.stamps and request.last is not plan.stamps:
+            request.last = plan.stamps
+            request.note_attributes(plan.stamps)
+        return attributes
 
     def on_end(self, span: ReadableSpan) -> None:
         context = span.context
@@ -208,27 +232,17 @@ class SessionSpanProcessor(SpanProcessor):
         makes ``TracerProvider.force_flush()`` report a failure.)"""
         return True
 
-    def _plan(self, context: Context) -> _Plan:
-        """The plan kept for ``context`` or its baggage, else a new one, kept."""
-        box = context.get(PLANS)
-        held = box.get(self) if isinstance(box, dict) else self._last
-        if held is not None and held[1]() is context:
-            plan: _Plan = held[0]
-        else:
-            entries = baggage.get_all(context)
-            plan = _NO_PLAN if held is None else held[0]
-            if (
-                plan.withheld is not context.get(WITHHELD_REMOTE_ENTRIES)
-                or plan.generated is not context.get(GENERATED_SESSION_ID)
-                or plan.entries != entries
-            ):
-                plan = self._new_plan(context, entries)
-            held = (plan, weakref.ref(context))
-            if isinstance(box, dict):
-                box[self] = held
-            else:
-                self._last = held
-        self._last_context = (context, plan)
+    def _plan(self, context: Context, held: _Held | None) -> _Plan:
+        """The plan held before if the baggage is the same, else a new one."""
+        entries = baggage.get_all(context)
+        plan = None if held is None else held[3]
+        if (
+            plan is None
+            or plan.withheld is not context.get(WITHHELD_REMOTE_ENTRIES)
+            or plan.generated is not context.get(GENERATED_SESSION_ID)
+            or plan.entries != entries
+        ):
+            plan = self._new_plan(context, entries)
         return plan
 
     def _new_plan(self, context: Context, entries: Mapping[str, object]) -> _Plan:
@@ -245,8 +259,7 @@ class SessionSpanProcessor(SpanProcessor):
         if ids is not None and generated is not None and ids.session_id == generated:
             ids = GeneratedIds(*ids)  # kept off the given-only keys
         attributes = {**self._id_attributes(ids), **dict(stamps)}
-        keys = self._guarded.union(attributes)
-        return _Plan(dict(entries), withheld, generated, ids, stamps, attributes, keys)  # type: ignore[arg-type]
+        return _Plan(dict(entries), withheld, generated, ids, stamps, attributes)  # type: ignore[arg-type]
 
     def _id_attributes(self, ids: TraceIds | None) -> dict[str, AttributeValue]:
         """The ids on every key this processor stamps them on."""
@@ -266,6 +279,12 @@ class SessionSpanProcessor(SpanProcessor):
         self, existing: Mapping[str, object], attributes: dict[str, AttributeValue]
     ) -> dict[str, AttributeValue]:
         """``attributes`` the span lacks, within three quarters of its attribute limit."""
+        if (
+            len(existing) + len(attributes) <= self._room
+            and existing.keys().isdisjoint(self._guarded)
+            and existing.keys().isdisjoint(attributes)
+        ):
+            return attributes
         fitting = {k: v for k, v in attributes.items() if k not in existing}
         if not _SESSION_ATTRIBUTES.isdisjoint(existing):
             for key in self.keys.session_attributes:
@@ -275,7 +294,7 @@ class SessionSpanProcessor(SpanProcessor):
                 fitting.pop(key, None)
         if LANGFUSE_ENVIRONMENT in fitting and any(existing.get(k) for k in SPAN_ENVIRONMENT_KEYS):
             del fitting[LANGFUSE_ENVIRONMENT]
-        if self._room is None or len(existing) + len(fitting) <= self._room:
+        if len(existing) + len(fitting) <= self._room:
             return fitting
         id_keys = {*self.keys.session_attributes, *self._user_targets}
         ids = {k: v for k, v in fitting.items() if k in id_keys}
