@@ -10,7 +10,11 @@ per-round ratios to the middleware with no trace attributes.
 A second table times a traced request as a server sees it: OpenTelemetry's ASGI / WSGI middleware
 starts a real server span per request and the app one child span; the bare app, and ours outside
 or inside theirs, with the median of the per-round ratios and differences (``+µs``) to the bare
-app in the same run.
+app in the same run. The rows without ``SessionSpanProcessor`` split the cost: the bare one, to
+the bare app with it, is what the processor's stamping of the two spans costs; ours inside, to
+that bare one, is the middleware's own cost.
+
+Times are the CPU time of the process (steadier than wall time on a shared machine).
 
 Run: ``python benchmarks/middleware.py`` (``--rounds``/``--requests``).
 """
@@ -42,6 +46,7 @@ STATIC: dict[str, Any] = {
     "environment": "production",
 }
 BAGGAGE = "tenant.region=eu,feature=x"
+NO_PROCESSOR = ", no SessionSpanProcessor"
 
 
 def per_request(request: Any) -> dict[str, Any]:
@@ -95,18 +100,23 @@ def asgi_runner(options: dict[str, Any]) -> Callable[[], None]:
     return run
 
 
-def traced_runners(provider: TracerProvider) -> dict[tuple[str, str], Callable[[], None]]:
+def traced_runners(
+    provider: TracerProvider, plain: TracerProvider
+) -> dict[tuple[str, str], Callable[[], None]]:
     """Per-request rows: a real server span per request (OpenTelemetry's ASGI / WSGI
-    middleware) and one child span in the app; bare, and with ours inside or outside theirs."""
-    tracer = provider.get_tracer("app")
+    middleware) and one child span in the app; bare, and with ours inside or outside theirs.
+    ``plain`` has no ``SessionSpanProcessor``: the rows with it show what the processor's
+    stamping of the two spans costs, bare and with ours."""
+    tracers = {provider: provider.get_tracer("app"), plain: plain.get_tracer("app")}
+    tracer = tracers[provider]
 
     def wsgi_app(environ: dict[str, Any], start_response: Any) -> list[bytes]:
-        tracer.start_span("llm call").end()
+        environ["bench.tracer"].start_span("llm call").end()
         start_response("200 OK", [])
         return [b""]
 
     async def asgi_app(scope: Any, receive: Any, send: Any) -> None:
-        tracer.start_span("llm call").end()
+        scope["bench.tracer"].start_span("llm call").end()
         await send({"type": "http.response.start", "status": 200, "headers": []})
         await send({"type": "http.response.body", "body": b""})
 
@@ -147,18 +157,18 @@ def traced_runners(provider: TracerProvider) -> dict[tuple[str, str], Callable[[
     async def send(message: Any) -> None:
         return None
 
-    def wsgi(app: Any) -> Callable[[], None]:
+    def wsgi(app: Any, tracer: Any) -> Callable[[], None]:
         def run() -> None:
-            result = app(dict(environ), lambda *args: None)
+            result = app({**environ, "bench.tracer": tracer}, lambda *args: None)
             for _ in result:
                 pass
             getattr(result, "close", lambda: None)()
 
         return run
 
-    def asgi(app: Any) -> Callable[[], None]:
+    def asgi(app: Any, tracer: Any) -> Callable[[], None]:
         def run() -> None:
-            loop.run_until_complete(app(dict(scope), receive, send))
+            loop.run_until_complete(app({**scope, "bench.tracer": tracer}, receive, send))
 
         return run
 
@@ -167,11 +177,18 @@ def traced_runners(provider: TracerProvider) -> dict[tuple[str, str], Callable[[
         ("WSGI", WSGISessionMiddleware, WSGITraced, wsgi_app, wsgi),
         ("ASGI", ASGISessionMiddleware, ASGITraced, asgi_app, asgi),
     ):
-        traced = {"tracer_provider": provider}
-        rows[(protocol, "bare: server span + child")] = run(theirs(app, **traced))
+        for suffix, used in (("", provider), (NO_PROCESSOR, plain)):
+            traced = {"tracer_provider": used}
+            bare = run(theirs(app, **traced), tracers[used])
+            rows[(protocol, f"bare: server span + child{suffix}")] = bare
+            inside = run(theirs(ours(app), **traced), tracers[used])
+            rows[(protocol, f"ours inside{suffix}")] = inside
         for name, options in (("", {}), (", static attributes", {"trace_attributes": STATIC})):
-            rows[(protocol, f"ours outside{name}")] = run(ours(theirs(app, **traced), **options))
-            rows[(protocol, f"ours inside{name}")] = run(theirs(ours(app, **options), **traced))
+            outside = ours(theirs(app, tracer_provider=provider), **options)
+            rows[(protocol, f"ours outside{name}")] = run(outside, tracer)
+            if options:
+                inside = theirs(ours(app, **options), tracer_provider=provider)
+                rows[(protocol, f"ours inside{name}")] = run(inside, tracer)
     return rows
 
 
@@ -186,10 +203,10 @@ def measure(
         for key in order:
             run = runners[key]
             with span():
-                start = time.perf_counter()
+                start = time.process_time()
                 for _ in range(requests):
                     run()
-                elapsed = time.perf_counter() - start
+                elapsed = time.process_time() - start
             timings[key].append(elapsed / requests * 1e6)
     return timings
 
@@ -216,11 +233,14 @@ def main() -> None:
         base = timings[(key[0], "no trace attributes")]
         ratio = statistics.median(v / b for v, b in zip(values, base, strict=True))
         print(f"{key[0]:<6} {key[1]:<44} {statistics.median(values):>11.2f} {ratio:>6.2f}")
-    traced = measure(traced_runners(provider), args.rounds, args.requests // 4, nullcontext)
+    traced = measure(
+        traced_runners(provider, TracerProvider()), args.rounds, args.requests // 4, nullcontext
+    )
     print("\nA traced request: a real server span per request and one child span:")
     print(f"{'protocol':<6} {'configuration':<44} {'µs/request':>11} {'ratio':>6} {'+µs':>6}")
     for key, values in traced.items():
-        base = traced[(key[0], "bare: server span + child")]
+        plain = key[1].startswith("ours") and key[1].endswith(NO_PROCESSOR)
+        base = traced[(key[0], "bare: server span + child" + (NO_PROCESSOR if plain else ""))]
         ratio = statistics.median(v / b for v, b in zip(values, base, strict=True))
         delta = statistics.median(v - b for v, b in zip(values, base, strict=True))
         print(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import gzip
 import http.client
+import socket
 import subprocess
 import sys
 
@@ -50,6 +51,16 @@ def test_a_huge_content_length_is_refused_before_reading() -> None:
         connection.endheaders(b"x" * 1000)  # the server must not wait for the rest
         assert connection.getresponse().status == 413
         connection.close()
+
+
+def test_a_chunked_body_without_content_length_gets_411() -> None:
+    with LangfuseReceiver() as receiver:
+        address = ("127.0.0.1", int(receiver.url.rsplit(":", 1)[1]))
+        with socket.create_connection(address, timeout=10) as raw:
+            head = "POST /api/public/otel/v1/traces HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            raw.sendall(f"{head}Transfer-Encoding: chunked\r\n\r\n".encode())  # no chunk yet
+            assert raw.recv(12) == b"HTTP/1.1 411"
+        assert receiver.requests() == []
 
 
 def test_a_body_at_the_cap_still_gets_an_answer() -> None:

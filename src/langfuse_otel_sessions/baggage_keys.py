@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from functools import cached_property
 from urllib.parse import unquote_plus
@@ -46,6 +47,9 @@ def _write_key(keys: tuple[str, ...], preferred: str) -> str:
     return preferred if preferred in keys or not keys else keys[0]
 
 
+_ENCODED = re.compile("[%+]")  # what OpenTelemetry decodes in a baggage key
+
+
 class GuardedKeys(frozenset[str]):
     """The session/user keys, and every ``langfuse_<x>`` key the Langfuse SDK's processor would
     stamp (all but the ``langfuse_trace_id`` root claim)."""
@@ -80,6 +84,14 @@ class KnownKeys:
     @cached_property
     def guarded(self) -> GuardedKeys:
         return GuardedKeys(self.session | self.user)
+
+    @cached_property
+    def may_guard(self) -> Callable[[str], bool]:
+        """A quick test: ``False`` proves no member of a ``baggage`` header under a guarded key
+        (a decoded key is part of the decoded header)."""
+        words = (BAGGAGE_LANGFUSE_PREFIX, *sorted(self.guarded))
+        search, encoded = re.compile("|".join(map(re.escape, words))).search, _ENCODED.search
+        return lambda text: bool(search(text) or (encoded(text) and search(unquote_plus(text))))
 
 
 _VARIABLES = (ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS, ENV_TRUST_REMOTE_BAGGAGE)

@@ -46,7 +46,7 @@ def _read(
 def header_entries(context: Context) -> Mapping[str, str]:
     """The baggage entries (key -> id) the request's headers brought into ``context``."""
     entries = get_value(HEADER_ENTRIES, context)
-    return entries if isinstance(entries, Mapping) else {}
+    return entries if isinstance(entries, dict) else {}  # written as a dict below
 
 
 def with_header_ids(
@@ -71,10 +71,8 @@ def with_header_ids(
             user_id = _read(carrier, getter, user_header, "user")
         if session_id is None and user_id is None:
             return extracted
-        entries = {
-            **dict.fromkeys(known.session_writes if session_id else (), session_id),
-            **dict.fromkeys(known.user_writes if user_id else (), user_id),
-        }
+        entries = {key: session_id for key in known.session_writes if session_id}
+        entries.update({key: user_id for key in known.user_writes if user_id})
         return set_value(HEADER_ENTRIES, entries, scoped_context(extracted, session_id, user_id))
     except Exception:  # noqa: BLE001 - never raise into the host application
         _log.exception("header-ids", "Could not read the session header; no id taken from it")

@@ -9,10 +9,10 @@ import weakref
 from collections.abc import Mapping
 
 from opentelemetry import baggage
-from opentelemetry.context import Context, get_value
+from opentelemetry.context import Context
 
 from ..baggage_keys import IdKeys
-from ..sessions.context_slots import OWN_ENTRIES
+from ..sessions.context_slots import OWN_ENTRIES, entries_in
 from .propagator import DECIDED, BaggageGuard
 
 _distrusting: weakref.WeakSet[object] = weakref.WeakSet()
@@ -34,8 +34,7 @@ def vouched_entries(context: Context | None) -> Mapping[str, object]:
     entries = baggage.get_all(context)
     if not entries or _guarded():
         return entries
-    own = get_value(OWN_ENTRIES, context)
-    own = own if isinstance(own, Mapping) else {}
+    own = entries_in(OWN_ENTRIES, context)
     vouched = DECIDED.get() or {}  # our middleware, outside the server's
     return {k: v for k, v in entries.items() if own.get(k) == v or vouched.get(k) == v}
 

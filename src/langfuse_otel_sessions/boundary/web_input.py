@@ -11,19 +11,9 @@ def decode_bytes(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
-def encode_text(text: str) -> bytes:
-    """The bytes of a value :func:`decode_bytes` (or :func:`from_wsgi`) produced."""
-    return text.encode("utf-8", "surrogateescape")
-
-
 def from_wsgi(value: str) -> str:
     """A WSGI environ value (the raw bytes as latin-1 text, PEP 3333) as UTF-8 text."""
     return decode_bytes(value.encode("latin-1", "replace"))
-
-
-def to_wsgi(text: str) -> str:
-    """The WSGI (latin-1) form of ``text``."""
-    return encode_text(text).decode("latin-1")
 
 
 def cookie_values(header: str, names: Collection[str]) -> dict[str, str]:

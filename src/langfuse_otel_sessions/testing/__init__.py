@@ -1,14 +1,10 @@
 """A Langfuse-compatible receiver for tests, ours and our users' (``docs/testing.md``).
-In pytest: ``from langfuse_otel_sessions.testing import langfuse_receiver`` in ``conftest.py``.
-
-May import: top, export (Langfuse's reading rules and routes).
-"""
+May import: top, export (Langfuse's reading rules and routes)."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 
-from ..export.coverage import Coverage
 from ._model import (
     ReceivedSpan,
     SessionView,
@@ -21,7 +17,6 @@ from ._page import render_sessions
 from ._server import Fault, LangfuseReceiver, RecordedRequest
 
 __all__ = [
-    "Coverage",
     "Fault",
     "LangfuseReceiver",
     "ReceivedSpan",

@@ -52,9 +52,8 @@ def _attributes(pairs: Any) -> dict[str, Any]:  # noqa: ANN401 - a repeated KeyV
 def spans_of(body: bytes) -> list[ReceivedSpan]:
     """The spans of an ``application/x-protobuf`` body; ``ValueError`` (a 400) for what Langfuse
     refuses: an undecodable body, a span without trace or span id (v4)."""
-    request = ExportTraceServiceRequest()
     try:
-        request.ParseFromString(body)
+        request = ExportTraceServiceRequest.FromString(body)
     except DecodeError as error:
         raise ValueError(f"invalid protobuf: {error}") from None
     spans: list[ReceivedSpan] = []
@@ -233,10 +232,8 @@ def build_traces(arrivals: Sequence[ReceivedSpan]) -> dict[str, TraceView]:
     for span in latest.values():
         arrived.setdefault(span.trace_id, []).append(span)
     traces: dict[str, TraceView] = {}
-    for trace_id, spans in arrived.items():
-        trace = traces[trace_id] = TraceView(
-            trace_id, sorted(spans, key=lambda s: s.start_time_unix_nano)
-        )
+    for tid, spans in arrived.items():
+        trace = traces[tid] = TraceView(tid, sorted(spans, key=lambda s: s.start_time_unix_nano))
         trace.timestamp = trace.spans[0].start_time_unix_nano
         trace.session_id = _last(spans, span_session_id)
         trace.user_id = _last(spans, lambda s: _first_text(s.attributes, rules.LANGFUSE_USER_KEYS))
@@ -260,19 +257,16 @@ def build_sessions(
     """Sessions from traces with a session id, in time order, with their session scores."""
     sessions: dict[str, SessionView] = {}
     for trace in sorted(traces, key=lambda trace: trace.timestamp):
-        if trace.session_id is not None:
-            sessions.setdefault(trace.session_id, SessionView(trace.session_id)).traces.append(
-                trace
-            )
+        if (sid := trace.session_id) is not None:
+            sessions.setdefault(sid, SessionView(sid)).traces.append(trace)
     for score in scores:
-        session_id = score.get("sessionId")
-        if isinstance(session_id, str):
-            sessions.setdefault(session_id, SessionView(session_id)).scores.append(score)
+        if isinstance(sid := score.get("sessionId"), str):
+            sessions.setdefault(sid, SessionView(sid)).scores.append(score)
     return sessions
 
 
 #: The observation types Langfuse knows (``langfuse.observation.type``).
-_TYPES = frozenset(
+_OBSERVATION_TYPES = frozenset(
     {"span", "generation", "event", "embedding", "agent", "tool", "chain", "retriever"}
     | {"guardrail", "evaluator"}
 )
@@ -286,7 +280,7 @@ def observation_type(attributes: Attributes) -> str:
     declared = str(attributes.get("langfuse.observation.type")).lower()
     kind = str(attributes.get("openinference.span.kind")).lower()
     for read in (declared, "generation" if kind == "llm" else kind):
-        if read in _TYPES:
+        if read in _OBSERVATION_TYPES:
             return read
     operation = attributes.get("gen_ai.operation.name")
     generation = operation in _GENERATION_OPERATIONS or any(map(attributes.get, _MODEL_KEYS))

@@ -26,12 +26,9 @@ MAX_TRACES = 200
 MAX_SPANS = 1000
 MAX_TEXT = 4000
 
-#: The page's files and their content types.
-FILES = {
-    "/": ("index.html", "text/html; charset=utf-8"),
-    "/view.js": ("view.js", "text/javascript; charset=utf-8"),
-    "/view.css": ("view.css", "text/css; charset=utf-8"),
-}
+#: The page's files, by path, and their content types.
+FILES = {"/": "index.html", "/view.js": "view.js", "/view.css": "view.css"}
+_CONTENT_TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css"}
 #: The page loads only its own script and style, and nothing inline: injected markup cannot run.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -39,10 +36,6 @@ SECURITY_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Cache-Control": "no-store",
 }
-NO_SESSION_REASON = (
-    "none of its spans carries a session id: started outside session() and the middleware, "
-    "or on a provider without SessionSpanProcessor"
-)
 
 
 def _text(value: object) -> str | None:
@@ -53,10 +46,7 @@ def _text(value: object) -> str | None:
 
 
 def _score(score: Mapping[str, Any]) -> dict[str, Any]:
-    shown = {key: _text(score.get(key)) for key in ("name", "value", "dataType", "comment")}
-    if score.get("dataType") == "BOOLEAN":  # Langfuse shows 1/0 as True/False
-        shown["value"] = "True" if score.get("value") else "False"
-    return shown
+    return {key: _text(score.get(key)) for key in ("name", "value", "dataType", "comment")}
 
 
 def _end(trace: TraceView) -> int:
@@ -69,7 +59,7 @@ def _trace_row(trace: TraceView) -> dict[str, Any]:
         "name": _text(trace.name),
         "start": trace.timestamp,
         "end": _end(trace),
-        "reason": None if trace.session_id else NO_SESSION_REASON,
+        "in_session": trace.session_id is not None,
     }
 
 
@@ -118,8 +108,8 @@ def page_answer(
     second: nothing built), ``/api/overview``, ``/api/session?id=`` or ``/api/trace?id=``."""
     path, query = urlsplit(target)[2:4]
     if path in FILES:
-        name, content_type = FILES[path]
-        return 200, content_type, (resources.files(__package__) / "page" / name).read_bytes()
+        content_type = _CONTENT_TYPES[FILES[path].rpartition(".")[2]] + "; charset=utf-8"
+        return 200, content_type, (resources.files(__package__) / "page" / FILES[path]).read_bytes()
     if path == "/api/version":
         return 200, "application/json", json.dumps({"version": version}).encode()
     if path not in ("/api/overview", "/api/session", "/api/trace"):

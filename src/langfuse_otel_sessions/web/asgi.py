@@ -8,7 +8,7 @@ from typing import Any
 from opentelemetry.context import attach, detach
 
 from ..boundary.propagator import deciding, done_deciding
-from ..boundary.web_input import decode_bytes, encode_text
+from ..boundary.web_input import decode_bytes
 from .request_session import SessionMiddlewareBase
 
 Scope = MutableMapping[str, Any]
@@ -36,21 +36,21 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
                 elif name in wanted:
                     headers[name.decode("latin-1")] = decode_bytes(value)
             incoming = ",".join(map(decode_bytes, values)) if values else None
-            decision = self._decide(scope, headers, incoming, None)
-            if decision.header is not None:
+            context, carried, header, cookie = self._decide(scope, headers, incoming, None)
+            if header is not None:
                 scope = dict(scope)  # the scope is the caller's: change a copy
                 scope["headers"] = [
                     *((name, value) for name, value in raw if name.lower() != b"baggage"),
-                    (b"baggage", encode_text(decision.header)),
+                    (b"baggage", header.encode("utf-8", "surrogateescape")),
                 ]
-            if decision.cookie is not None and scope["type"] == "http":
-                send = _with_cookie(send, decision.cookie.encode("latin-1"))
-            token = attach(decision.context)
+            if cookie is not None and scope["type"] == "http":
+                send = _with_cookie(send, cookie.encode("latin-1"))
+            token = attach(context)
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("asgi", "Session middleware failed; request continues without")
             await self.app(scope, receive, send)
             return
-        decided = deciding(decision.carried)
+        decided = deciding(carried)
         try:
             await self.app(scope, receive, send)
         finally:

@@ -10,6 +10,7 @@ from urllib.parse import quote
 from opentelemetry import baggage, trace
 from opentelemetry.context import Context, get_current
 from opentelemetry.sdk.trace import SpanLimits
+from opentelemetry.trace import SpanContext
 
 from .._logging import RateLimitedLog
 from ..attributes import (
@@ -19,13 +20,7 @@ from ..attributes import (
     DEFAULT_MAX_ID_LENGTH,
     ENV_TRUST_REMOTE_BAGGAGE,
 )
-from ..baggage_keys import (
-    KnownKeys,
-    keys_generation,
-    known_keys,
-    member_key,
-    member_value,
-)
+from ..baggage_keys import KnownKeys, keys_generation, known_keys, member_key, member_value
 from ..boundary.header_ids import header_entries
 from ..boundary.trust import distrust_remote
 from ..boundary.web_input import cookie_values
@@ -46,18 +41,15 @@ IdFromRequest = Callable[[Any], "str | None"]
 _Headers = Mapping[str, str]  # lower-case name (or cookie name) -> value
 
 
-class Decision(NamedTuple):
-    """One request's outcome (``header``/``cookie`` ``None``: leave the request/response be)."""
-
-    context: Context
-    carried: dict[str, str]
-    header: str | None
-    cookie: str | None
+#: One request's outcome: its context, the entries it vouches for, the ``baggage`` header and the
+#: cookie to set (``None``: leave the request/response be).
+Decision = tuple[Context, dict[str, str], "str | None", "str | None"]
 
 
 class _Facts(NamedTuple):
     """One request, read once. ``taken``: the ids the header source took; ``borne``: what the
-    request brought under a guarded key (key -> values, in order)."""
+    request brought under a guarded key (key -> values, in order); ``parsed``: the members of
+    its ``baggage`` header (``incoming``) and their keys, if read."""
 
     current: Context
     known: KnownKeys
@@ -66,6 +58,8 @@ class _Facts(NamedTuple):
     attributes: Mapping[str, str]
     taken: Mapping[str, str]
     borne: dict[str, list[str]]
+    incoming: str | None
+    parsed: list[tuple[str, str | None]] | None
 
 
 class SessionMiddlewareBase:
@@ -132,19 +126,15 @@ class SessionMiddlewareBase:
         for origin, value in values:
             if value is None or value == "":
                 continue
-            problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
-            if problem is None and origin == "cookie" and self._generate:
+            why = id_problem(value, DEFAULT_MAX_ID_LENGTH)
+            if why is None and origin == "cookie" and self._generate:
                 if is_generated_session_id(value):
                     return value
-                problem = "not an id this middleware issues"  # a client cannot choose one
-            if problem is None:
+                why = "not an id this middleware issues"  # a client cannot choose one
+            if why is None:
                 return value  # id_problem proved it a str
             self._log.warning(
-                f"invalid-{what}-{origin}",
-                "Ignoring the %s id from the %s: %s",
-                what,
-                origin,
-                problem,
+                f"invalid-{what}-{origin}", "Ignoring the %s id from the %s: %s", what, origin, why
             )
         return None
 
@@ -184,9 +174,9 @@ class SessionMiddlewareBase:
         attributes = self._static if self._attributes_from is None else self._attributes_of(request)
         taken = header_entries(current)
         borne: dict[str, list[str]] = {key: [value] for key, value in taken.items()}
-        parsed = [(member, member_key(member)) for member in (incoming or "").split(",")]
-        for member, key in [*((m, member_key(m)) for m in (raw or "").split(",")), *parsed]:
-            if key is not None and key in known.guarded:
+        parsed = _members(incoming, known)  # most requests: None, nothing guarded in it
+        for member, key in [*(_members(raw, known) or ()), *(parsed or ())]:
+            if key in known.guarded:
                 borne.setdefault(key, []).append(member_value(member))
         context = self._cleaned(current, taken, borne)
         tags = attributes.get(BAGGAGE_LANGFUSE_TAGS)
@@ -197,37 +187,37 @@ class SessionMiddlewareBase:
             if inherited is not None:
                 attributes = {**attributes, BAGGAGE_LANGFUSE_TAGS: merged_tags(inherited, tags)}
         ids = TraceIds(session_id, user_id)
-        facts = _Facts(current, known, ids, new, attributes, taken, borne)
-        carried = {**self._carried(facts), **attributes}
+        facts = _Facts(current, known, ids, new, attributes, taken, borne, incoming, parsed)
+        carried = self._carried(facts)
+        if attributes:
+            carried.update(attributes)
         context = scoped_context(context, *ids, attributes, generated=new, known=known)
         span = trace.get_current_span(current)
         inside = span.is_recording()  # inside OpenTelemetry's server span, which it stamps
         if inside:
             self._stamp(span, facts, context)
-        header = self._header(facts, incoming, parsed, carried, inside)
+        header = self._header(facts, carried, inside)
         cookie = None
         if new:
             cookie = f"{self._session[2]}={session_id}; Path=/; HttpOnly; SameSite=Lax; Secure"
-        return Decision(context, carried, header, cookie)
+        return context, carried, header, cookie
 
     def _cleaned(
         self, current: Context, taken: Mapping[str, str], borne: Mapping[str, list[str]]
     ) -> Context:
-        """``current`` without the ids the header source took and, untrusted, without what the
-        request brought; trusted, with what a guard withheld."""
+        """``current`` without the ids the header source took and, untrusted, without all the
+        request brought (``borne``); trusted, with what a guard withheld."""
         context = current
-        for key, value in taken.items():
-            if baggage.get_baggage(key, context) == value:
-                context = baggage.remove_baggage(key, context)
-        if self._trusted:
-            for key, held in withheld_remote_entries(context).items():
-                if baggage.get_baggage(key, context) is None:
-                    context = baggage.set_baggage(key, held, context)
-            return context
-        for key, values in borne.items():
+        dropped = {key: [value] for key, value in taken.items()} if self._trusted else borne
+        for key, values in dropped.items():
             if baggage.get_baggage(key, context) in values:
                 context = baggage.remove_baggage(key, context)
-        return without_withheld(context)  # nor may a trusting processor find them
+        if not self._trusted:
+            return without_withheld(context)  # nor may a trusting processor find them
+        for key, held in withheld_remote_entries(context).items():
+            if baggage.get_baggage(key, context) is None:
+                context = baggage.set_baggage(key, held, context)
+        return context
 
     @staticmethod
     def _carried(facts: _Facts) -> dict[str, str]:
@@ -241,24 +231,21 @@ class SessionMiddlewareBase:
         ):
             if decided is not None:
                 carried.update(dict.fromkeys(writes, decided))
-                continue
-            for key in sorted(keys.intersection(present)):
-                value = present[key]
-                if isinstance(value, str) and value not in facts.borne.get(key, ()):
-                    carried[key] = value
+            elif not keys.isdisjoint(present):
+                for key in sorted(keys.intersection(present)):
+                    value = present[key]
+                    if isinstance(value, str) and value not in facts.borne.get(key, ()):
+                        carried[key] = value
         return carried
 
-    def _header(
-        self,
-        facts: _Facts,
-        incoming: str | None,
-        parsed: list[tuple[str, str | None]],
-        carried: Mapping[str, str],
-        inside: bool,
-    ) -> str | None:
+    def _header(self, facts: _Facts, carried: Mapping[str, str], inside: bool) -> str | None:
         """The ``baggage`` header for OpenTelemetry's middleware inside ours: ``carried`` first,
         untrusted guarded members removed (``None``: the header as it came)."""
-        known, (session_id, user_id) = facts.known, facts.ids
+        known, (session_id, user_id), parsed = facts.known, facts.ids, facts.parsed
+        if parsed is None:  # no member under a guarded key: none is read
+            if inside:
+                return None  # nothing to remove, and OpenTelemetry read the headers already
+            parsed = [(member, None) for member in (facts.incoming or "").split(",")]
         kept = [
             member
             for member, key in parsed
@@ -270,7 +257,7 @@ class SessionMiddlewareBase:
                 or (user_id is not None and key in known.user)
             )
         ]
-        if (inside and len(kept) == len(parsed)) or (incoming is None and not carried):
+        if (inside and len(kept) == len(parsed)) or (facts.incoming is None and not carried):
             return None  # nothing to remove, and OpenTelemetry read the headers already
         if facts.attributes is self._static:
             members = [_member(k, v) for k, v in carried.items() if k not in self._static]
@@ -289,19 +276,20 @@ class SessionMiddlewareBase:
     def _stamp(self, span: trace.Span, facts: _Facts, context: Context) -> None:
         """Stamp the server span as the processor would have, had the decision come first
         (untrusted ids and forged trace attributes blanked), and correct the request's memory."""
-        known, ids, borne = facts.known, facts.ids, facts.borne
-        existing: Mapping[str, object] = getattr(span, "attributes", None) or _NONE
+        known, ids = facts.known, facts.ids
+        existing = getattr(span, "attributes", None) or _NONE
+        if isinstance(existing, MappingProxyType):  # the SDK's: a real dict reads faster
+            existing = existing.copy()
         span_context = span.get_span_context()
-        forged = {} if self._trusted else {k: v for k, v in borne.items() if _is_trace_key(k)}
         stamped: dict[str, object] = {}
-        if facts.attributes or forged:
-            stamped = self._trace_stamps(existing, facts, forged)
-            if forged:  # the processor may have remembered them for the request's other spans
-                MEMORY.correct_attributes(span_context, stamps_of(baggage.get_all(context), []))
+        if facts.borne and not self._trusted:
+            stamped = self._forged_blanks(span_context, existing, facts, context)
+        doubtful = set(facts.taken.values())  # ids on the span that did not come from us
         parent = getattr(span, "parent", None)
-        remote = parent is not None and parent.is_remote
-        brought = {value for values in borne.values() for value in values}
-        given_only = known.given_session_attributes if facts.new else frozenset()
+        remote = not self._trusted and parent is not None and parent.is_remote
+        if not self._trusted:
+            doubtful.update(value for values in facts.borne.values() for value in values)
+        given_only = known.given_session_attributes if facts.new else ()
         corrected = False
         for keys, decided in (
             (known.session_attributes, ids.session_id),
@@ -312,13 +300,11 @@ class SessionMiddlewareBase:
                 if decided is not None and key not in given_only:
                     corrected = corrected or old not in (None, decided)
                     stamped[key] = decided
-                elif old and (
-                    decided is not None  # a generated id replaces what the span had there
-                    or old in facts.taken.values()
-                    or (not self._trusted and (remote or old in brought))
-                ):
-                    corrected = True
+                elif old and (decided is not None or remote or old in doubtful):
+                    corrected = True  # a generated id replaces what the span had there
                     stamped[key] = ""
+        if facts.attributes:  # after the ids, as the processor stamps them
+            self._trace_stamps(existing, facts, stamped)
         if len(stamped) > 2:  # measured: one call for many, one a key for a few
             span.set_attributes(stamped)  # type: ignore[arg-type]  # stamps are valid values
         else:
@@ -328,26 +314,34 @@ class SessionMiddlewareBase:
             known_ids = None if ids == (None, None) else GeneratedIds(*ids) if facts.new else ids
             MEMORY.correct(span_context, known_ids)
 
-    def _trace_stamps(
-        self, existing: Mapping[str, object], facts: _Facts, forged: Mapping[str, list[str]]
+    @staticmethod
+    def _forged_blanks(
+        span_context: SpanContext, existing: Mapping[str, object], facts: _Facts, context: Context
     ) -> dict[str, object]:
-        """Blanks over the span's ``forged`` trace attributes, then the decided ones, within the
-        room the span's attribute limit leaves after the ids (as the processor fills it)."""
-        stamped: dict[str, object] = {}
+        """Blanks over the trace attributes on the span that the request's baggage forged."""
+        blanks: dict[str, object] = {}
+        forged = {
+            key: values
+            for key, values in facts.borne.items()
+            if key in BAGGAGE_TRACE_ATTRIBUTES or key.startswith(BAGGAGE_METADATA_PREFIX)
+        }
         for key, values in forged.items():
             for value in values:
                 for attribute, stamp in stamps_of({key: value}, []):
                     if existing.get(attribute) == stamp:
-                        stamped[attribute] = ""  # Langfuse skips an empty value
-        attributes, known, ids = facts.attributes, facts.known, facts.ids
+                        blanks[attribute] = ""  # Langfuse skips an empty value
+        if forged:  # the processor may have remembered them for the request's other spans
+            MEMORY.correct_attributes(span_context, stamps_of(baggage.get_all(context), []))
+        return blanks
+
+    def _trace_stamps(
+        self, existing: Mapping[str, object], facts: _Facts, stamped: dict[str, object]
+    ) -> None:
+        """Add to ``stamped`` (blanks and ids) the decided trace attributes, within the room the
+        span's attribute limit leaves (as the processor fills it)."""
+        attributes = facts.attributes
         decided = self._static_stamps if attributes is self._static else stamps_of(attributes, [])
-        room = None if self._room is None else self._room - len(existing)
-        for keys, id_ in (
-            (known.session_attributes, ids.session_id),
-            (known.user_attributes, ids.user_id),
-        ):
-            if room is not None and id_ is not None:  # the ids come first
-                room -= sum(key not in existing for key in keys)
+        room = None if self._room is None else self._room - len(existing.keys() | stamped.keys())
         left_out = 0
         for attribute, stamp in decided:
             if room is not None and attribute not in existing:
@@ -365,12 +359,15 @@ class SessionMiddlewareBase:
                 "Not stamping %d trace attribute(s) on the server span: at its attribute limit",
                 left_out,
             )
-        return stamped
+
+
+def _members(text: str | None, known: KnownKeys) -> list[tuple[str, str | None]] | None:
+    """A ``baggage`` header's members and their keys; ``None`` when none can be guarded (a quick
+    test: most headers are not parsed)."""
+    if not text or not known.may_guard(text):
+        return None
+    return [(member, member_key(member)) for member in text.split(",")]
 
 
 def _member(key: str, value: str) -> str:
     return f"{quote(key, safe='')}={quote(value, safe='')}"
-
-
-def _is_trace_key(key: str) -> bool:
-    return key in BAGGAGE_TRACE_ATTRIBUTES or key.startswith(BAGGAGE_METADATA_PREFIX)

@@ -8,7 +8,7 @@ from typing import Any
 from opentelemetry.context import Context, attach, detach
 
 from ..boundary.propagator import deciding, done_deciding
-from ..boundary.web_input import from_wsgi, to_wsgi
+from ..boundary.web_input import from_wsgi
 from .request_session import SessionMiddlewareBase
 
 Environ = dict[str, Any]
@@ -54,24 +54,26 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
             raw = environ.get("HTTP_BAGGAGE")
             incoming = None if raw is None else from_wsgi(raw)
             # OpenTelemetry reads the raw text; we read UTF-8: what either reads counts.
-            decision = self._decide(environ, headers, incoming, None if raw == incoming else raw)
-            if decision.header is not None:
-                environ["HTTP_BAGGAGE"] = to_wsgi(decision.header)
-            if decision.cookie is not None:
-                start_response = _with_cookie(start_response, decision.cookie)
+            decided = self._decide(environ, headers, incoming, None if raw == incoming else raw)
+            context, carried, header, cookie = decided
+            if header is not None:  # its bytes as latin-1 text (PEP 3333)
+                encoded = header.encode("utf-8", "surrogateescape")
+                environ["HTTP_BAGGAGE"] = encoded.decode("latin-1")
+            if cookie is not None:
+                start_response = _with_cookie(start_response, cookie)
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("wsgi", "Session middleware failed; request continues without")
             return self.app(environ, start_response)  # type: ignore[no-any-return]
-        token = attach(decision.context)
-        decided = deciding(decision.carried)
+        token = attach(context)
+        vouched = deciding(carried)
         try:
             result = self.app(environ, start_response)
         finally:
-            done_deciding(decided)
+            done_deciding(vouched)
             detach(token)
         if isinstance(result, (list, tuple)):  # no code runs while it is iterated
             return result
-        return _InContext(result, decision.context)
+        return _InContext(result, context)
 
 
 def _with_cookie(start_response: StartResponse, cookie: str) -> StartResponse:

@@ -7,6 +7,8 @@ const main = document.getElementById("main");
 const status = document.getElementById("status");
 const openTraces = new Set();
 let shown = null;
+const NO_SESSION = "none of its spans carries a session id: started outside session() and the "
+  + "middleware, or on a provider without SessionSpanProcessor";
 
 function el(tag, className, ...children) {
   const node = document.createElement(tag);
@@ -35,8 +37,9 @@ function time(ns) {
 }
 
 function scores(list) {
+  const value = (s) => s.dataType === "BOOLEAN" ? (Number(s.value) ? "True" : "False") : s.value;
   return el("span", "scores", ...list.map((s) =>
-    el("span", "score", s.name + " = " + s.value, s.comment ? el("em", null, " " + s.comment) : null)));
+    el("span", "score", s.name + " = " + value(s), s.comment ? el("em", null, " " + s.comment) : null)));
 }
 
 function table(headings, rows) {
@@ -67,7 +70,7 @@ function overviewPage(data) {
     parts.push(el("h2", null, "Traces without a session"));
     parts.push(table(["trace", "name", "start", "spans", "why"],
       data.sessionless.map((t) => row(link("trace", t.id, t.id.slice(0, 8)), t.name || "",
-        time(t.start), t.spans, t.reason))));
+        time(t.start), t.spans, NO_SESSION))));
     if (data.more_sessionless) parts.push(el("p", "more", `${data.more_sessionless} older not shown`));
   }
   return parts;
@@ -114,7 +117,7 @@ function turn(trace) {
   return el("section", "turn",
     trace.input !== null ? el("div", "bubble input", el("label", null, "input"), el("pre", null, trace.input)) : null,
     trace.output !== null ? el("div", "bubble output", el("label", null, "output"), el("pre", null, trace.output)) : null,
-    trace.reason ? el("p", "warn", trace.reason) : null,
+    trace.in_session ? null : el("p", "warn", NO_SESSION),
     details);
 }
 
