@@ -14,7 +14,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.trace import Span, SpanContext
 
 from .._logging import RateLimitedLog
-from ..attributes import LANGFUSE_SESSION_ID, LANGFUSE_TRACE_TAGS, LANGFUSE_USER_ID
+from ..attributes import LANGFUSE_TRACE_TAGS
 from ..baggage_keys import IdKeys
 from ..ids import TraceIds
 from ..sessions.context_slots import GeneratedIds
@@ -30,6 +30,7 @@ REQUEST_BYTES = 800
 SPAN_BYTES = 160
 ENTRY_BYTES = 120
 _CONFLICT = object()
+_DEFAULT_KEYS = IdKeys()  # a request only the exporter learned of: the default attributes
 _log = RateLimitedLog()
 
 
@@ -37,11 +38,11 @@ class Request:
     """What one local request showed: the ids in force last, and its trace attributes."""
 
     __slots__ = (
-        *("attribute_bytes", "bytes", "ended", "ids", "key", "last", "mixed"),
-        *("root", "spans", "tags", "targets", "trace", "values"),
+        *("attribute_bytes", "bytes", "ended", "ids", "key", "mixed", "root", "spans", "tags"),
+        *("targets", "trace", "values"),
     )
 
-    def __init__(self, key: int, targets: IdKeys | None, trace: int = 0) -> None:
+    def __init__(self, key: int, targets: IdKeys, trace: int = 0) -> None:
         self.key = key  # its root's span id
         self.trace = trace
         self.targets = targets  # the keys of the processor that saw it: where ids are stamped
@@ -53,7 +54,6 @@ class Request:
         self.spans: list[int] = []  # its spans filed by id (in a trace of several requests)
         self.bytes = REQUEST_BYTES
         self.attribute_bytes = 0
-        self.last: object = None  # the stamps noted last (each scope's are noted once)
         self.root: weakref.ref[Span] | None = None  # while the app holds it, the request is open
 
     def note(self, ids: TraceIds) -> None:
@@ -66,9 +66,7 @@ class Request:
     def known(self) -> TraceIds | None:
         """The ids its spans are completed with (no session when it saw several)."""
         ids = self.ids
-        if ids is not None and self.mixed:
-            return TraceIds(None, ids.user_id)
-        return ids
+        return TraceIds(None, ids.user_id) if ids is not None and self.mixed else ids
 
     def note_attributes(self, stamps: Iterable[tuple[str, object]]) -> None:
         """Record the trace attributes of the scope in force for a span just started."""
@@ -111,8 +109,6 @@ class Request:
     def session_attributes(self, session_id: str) -> tuple[str, ...]:
         """The attributes a span completed with ``session_id`` gets."""
         targets = self.targets
-        if targets is None:
-            return (LANGFUSE_SESSION_ID,)
         given_only = targets.given_session_attributes
         ids = self.ids
         if not given_only or (
@@ -123,7 +119,7 @@ class Request:
 
     def user_attributes(self) -> tuple[str, ...]:
         """The attributes a span completed with a user id gets."""
-        return (LANGFUSE_USER_ID,) if self.targets is None else self.targets.user_attributes
+        return self.targets.user_attributes
 
 
 class RequestMemory:
@@ -145,12 +141,12 @@ class RequestMemory:
         self._gone: deque[int] = deque()
         self._lock = threading.Lock()
 
-    def new(self, span: Span, targets: IdKeys | None) -> Request | None:
+    def new(self, span: Span, targets: IdKeys) -> Request | None:
         """A new request rooted at a span starting now (``None`` when the budget is spent)."""
         with self._lock:
             return self._new(span, targets)
 
-    def child(self, span: Span, parent: int, targets: IdKeys | None) -> Request | None:
+    def child(self, span: Span, parent: int, targets: IdKeys) -> Request | None:
         """The request of a span under the local span ``parent``, else a new one rooted here."""
         context = span.get_span_context()
         with self._lock:
@@ -167,7 +163,7 @@ class RequestMemory:
                 self.bytes += SPAN_BYTES
             return request
 
-    def _new(self, span: Span, targets: IdKeys | None) -> Request | None:
+    def _new(self, span: Span, targets: IdKeys) -> Request | None:
         self._forget(time.monotonic())
         if not self._fits(REQUEST_BYTES, "a new request is not remembered"):
             return None
@@ -213,7 +209,7 @@ class RequestMemory:
         with self._lock:
             request = self.by_key(key)
             if request is None:
-                request = self._ended[key] = Request(key, None)
+                request = self._ended[key] = Request(key, _DEFAULT_KEYS)
                 request.ended = time.monotonic()
                 self.bytes += REQUEST_BYTES
             known = request.ids or ids
@@ -237,8 +233,7 @@ class RequestMemory:
             self.charge(-request.attribute_bytes)
             request.bytes -= request.attribute_bytes
             request.attribute_bytes = 0
-            request.values = {}
-            request.tags = {}
+            request.values, request.tags = {}, {}
             request.note_attributes(stamps)
 
     def charge(self, cost: int) -> None:
