@@ -4,7 +4,8 @@
    the sender thread runs meanwhile), with a ``TracerProvider`` set as in any traced app,
    against two baselines measured in the same run: putting a ready dict on a ``queue.Queue``
    (the least any background sender does), and the Langfuse SDK's ``create_score`` (when
-   ``langfuse`` is installed).
+   ``langfuse`` is installed; its sender waits on a port that never answers, and its queue is
+   abandoned at the end rather than flushed for minutes).
 2. Throughput: scores per second delivered to the testing receiver running in another process
    (``flush`` marks the end), median over runs.
 
@@ -18,10 +19,12 @@ import logging
 import math
 import queue
 import random
+import socket
 import statistics
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -63,8 +66,9 @@ def per_call_micros(call: Callable[[int], object], calls: int) -> float:
     return (time.perf_counter_ns() - begin) / calls / 1000
 
 
-def langfuse_sdk(url: str) -> Callable[[int], object] | None:
-    """The Langfuse SDK's ``create_score`` for one session, or ``None`` without the SDK."""
+def langfuse_sdk(url: str) -> tuple[Callable[[int], object], Callable[[], None]] | None:
+    """The Langfuse SDK's ``create_score`` for one session and its shutdown, or ``None``
+    without the SDK."""
     try:
         from langfuse import Langfuse  # noqa: PLC0415 - optional: the row is left out without it
     except ImportError:
@@ -73,7 +77,14 @@ def langfuse_sdk(url: str) -> Callable[[int], object] | None:
     sdk = Langfuse(public_key="pk-lf-test", secret_key="sk-lf-test", host=url)  # noqa: S106
     return lambda i: sdk.create_score(
         name="helpful", value=float(i % 2 == 0), session_id=SESSION, data_type="BOOLEAN"
-    )
+    ), sdk.shutdown
+
+
+def silent_server() -> tuple[socket.socket, str]:
+    """A loopback port that takes connections and never answers: the SDK's sender waits on
+    the network, as ours does on the slow receiver."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    return listener, f"http://127.0.0.1:{listener.getsockname()[1]}"
 
 
 def caller_cost(
@@ -108,10 +119,14 @@ def run(rounds: int, scores: int) -> dict[str, float]:
     trace.set_tracer_provider(TracerProvider())  # as in any traced app
     slow, slow_url = start_receiver("slow")
     fast, fast_url = start_receiver()
+    silent, silent_url = silent_server()
     try:
         waiting = ScoreClient("pk-lf-test", "sk-lf-test", slow_url)
-        idle = caller_cost(waiting, rounds, langfuse_sdk(slow_url))
+        sdk = langfuse_sdk(silent_url)
+        idle = caller_cost(waiting, rounds, None if sdk is None else sdk[0])
         waiting.shutdown(0.1)  # a benchmark: what is still queued is abandoned
+        if sdk is not None:  # its shutdown waits for every queued score (minutes): not for it
+            threading.Thread(target=sdk[1], daemon=True).start()
         client = ScoreClient("pk-lf-test", "sk-lf-test", fast_url)
         busy = caller_cost(client, rounds, None)
         assert client.flush(120)
@@ -128,6 +143,7 @@ def run(rounds: int, scores: int) -> dict[str, float]:
     finally:
         for server in (slow, fast):
             server.communicate("", timeout=30)
+        silent.close()
     return {
         "idle µs": idle["score µs"],
         "baseline µs": idle["baseline µs"],

@@ -97,6 +97,10 @@ class Clock:
 USAGE = {"gen_ai.usage.input_tokens": 30, "gen_ai.usage.output_tokens": 10}
 
 
+def count(monitor: CoverageMonitor, spans: list[ReadableSpan]) -> None:
+    monitor.count(spans, [span.attributes or {} for span in spans])
+
+
 def warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
     return [r.getMessage() for r in caplog.records if "had no session" in r.getMessage()]
 
@@ -112,20 +116,20 @@ def test_the_warning_comes_once_per_window_naming_the_scope(
         span("llm", parent=None, **USAGE),
         span("app"),
     ]
-    monitor.count(batch)
+    count(monitor, batch)
     assert warnings(caplog) == []  # the window is not over
     clock.now = WINDOW_SECONDS
-    monitor.count([])
+    count(monitor, [])
     (message,) = warnings(caplog)
     assert message.startswith(
         "67% of spans and 50% of tokens exported in the last 10 minutes had no session; "
         "most from llm, app"
     )
     clock.now = WINDOW_SECONDS * 1.5
-    monitor.count(batch)
+    count(monitor, batch)
     assert len(warnings(caplog)) == 1
     clock.now = WINDOW_SECONDS * 2
-    monitor.count([span("app", **{"langfuse.session.id": "s", **USAGE})])  # a good window
+    count(monitor, [span("app", **{"langfuse.session.id": "s", **USAGE})])  # a good window
     assert len(warnings(caplog)) == 2  # the window with the gap, said when it ended
     assert monitor.coverage.spans == 7
 
@@ -136,12 +140,12 @@ def test_no_warning_below_the_threshold_or_without_any_session(
     clock = Clock()
     caplog.set_level(logging.WARNING, logger="langfuse_otel_sessions")
     without_sessions = CoverageMonitor(clock)
-    without_sessions.count([span("llm", **USAGE)])
+    count(without_sessions, [span("llm", **USAGE)])
     covered = CoverageMonitor(clock)
-    covered.count([span("llm", **{"session.id": 7, **USAGE}), span("http")])  # tokens all in
+    count(covered, [span("llm", **{"session.id": 7, **USAGE}), span("http")])  # tokens all in
     clock.now = WINDOW_SECONDS
     for monitor in (without_sessions, covered):
-        monitor.count([])
+        count(monitor, [])
         monitor.close()
     assert warnings(caplog) == []
 
@@ -149,7 +153,7 @@ def test_no_warning_below_the_threshold_or_without_any_session(
 def test_metrics_on_the_meter_provider() -> None:
     reader = InMemoryMetricReader()
     monitor = CoverageMonitor(meter_provider=MeterProvider(metric_readers=[reader]))
-    monitor.count([span("llm", **{"langfuse.session.id": "s", **USAGE}), span("llm", **USAGE)])
+    count(monitor, [span("llm", **{"langfuse.session.id": "s", **USAGE}), span("llm", **USAGE)])
     data = reader.get_metrics_data()
     assert data is not None
     points = {

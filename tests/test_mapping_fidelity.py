@@ -4,7 +4,7 @@ Langfuse reads them, app roots marked like the Langfuse Python SDK marks them.""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import pytest
 from hypothesis import given, settings
@@ -49,17 +49,23 @@ def one_root(attributes: dict[str, object]) -> ReadableSpan:
     return span
 
 
-def shown(span: ReadableSpan) -> dict[str, tuple[object, object]]:
+def shown(span: ReadableSpan | Mapping[str, object]) -> dict[str, tuple[object, object]]:
     """What Langfuse shows as the trace's (input, output) on each server generation."""
-    attributes = dict(span.attributes or {})
+    attributes = dict(span.attributes or {}) if isinstance(span, ReadableSpan) else dict(span)
     v3 = read_io(attributes, domain="trace")
     v4 = read_io(attributes)
     return {"v3": (v3.input, v3.output), "v4": (v4.input, v4.output)}
 
 
-def mapped_root(attributes: dict[str, object]) -> ReadableSpan:
-    (span,) = map_spans([one_root(attributes)], nothing_known)[0]
-    return span
+def mapped_root(attributes: dict[str, object]) -> Mapping[str, object]:
+    (sent,) = map_spans([one_root(attributes)], nothing_known)[0]
+    return sent
+
+
+def sent(spans: list[ReadableSpan]) -> tuple[dict[str, Mapping[str, object]], dict[int, TraceIds]]:
+    """The attributes the exporter sends for each span, by name, and the ids it learned."""
+    attributes, learned = map_spans(spans, nothing_known)
+    return {span.name: a for span, a in zip(spans, attributes, strict=True)}, learned
 
 
 # -- 1. adding root I/O never hides I/O ------------------------------------------------------
@@ -78,8 +84,7 @@ def test_a_composed_other_side_means_nothing_is_added() -> None:
         "gen_ai.prompt.0.content": "hi",
         "gen_ai.completion.0.content": "there",
     }
-    span = mapped_root(attributes)
-    assert span.attributes == one_root(attributes).attributes  # neither side added
+    assert mapped_root(attributes) == one_root(attributes).attributes  # neither side added
 
 
 def test_an_explicit_observation_side_is_completed_not_replaced() -> None:
@@ -130,10 +135,9 @@ def test_a_non_string_session_id_completes_the_trace_as_langfuse_reads_it() -> N
         with tracer.start_as_current_span("root"):
             tracer.start_span("llm", attributes={"session.id": 42, "user.id": True}).end()
 
-    mapped, learned = map_spans(finished(build), nothing_known)
-    root = next(span for span in mapped if span.name == "root")
-    assert (root.attributes or {})["langfuse.session.id"] == "42"
-    assert (root.attributes or {})["langfuse.user.id"] == "true"
+    by_name, learned = sent(finished(build))
+    assert by_name["root"]["langfuse.session.id"] == "42"
+    assert by_name["root"]["langfuse.user.id"] == "true"
     assert list(learned.values()) == [TraceIds("42", "true")]
 
 
@@ -147,9 +151,8 @@ def test_an_oversized_session_id_is_neither_spread_nor_remembered(
         with tracer.start_as_current_span("root"):
             tracer.start_span("llm", attributes={"session.id": huge}).end()
 
-    mapped, learned = map_spans(finished(build), nothing_known)
-    root = next(span for span in mapped if span.name == "root")
-    assert "langfuse.session.id" not in (root.attributes or {})
+    by_name, learned = sent(finished(build))
+    assert "langfuse.session.id" not in by_name["root"]
     assert learned == {}
     assert "longer than 200 characters" in caplog.text
     assert huge not in caplog.text
@@ -160,10 +163,9 @@ def test_a_control_character_in_a_learnt_user_id_is_not_spread() -> None:
         with tracer.start_as_current_span("root"):
             tracer.start_span("llm", attributes={"session.id": "s1", "user.id": "u\n1"}).end()
 
-    mapped, learned = map_spans(finished(build), nothing_known)
+    by_name, learned = sent(finished(build))
     assert list(learned.values()) == [TraceIds("s1", None)]
-    root = next(span for span in mapped if span.name == "root")
-    assert "langfuse.user.id" not in (root.attributes or {})
+    assert "langfuse.user.id" not in by_name["root"]
 
 
 # -- 3. app roots ---------------------------------------------------------------------------
@@ -176,8 +178,7 @@ def under_remote_parent(tracer: trace.Tracer, context: Context | None = None) ->
 
 
 def test_the_first_span_under_a_remote_parent_becomes_the_app_root() -> None:
-    mapped, _ = map_spans(finished(under_remote_parent), nothing_known)
-    attributes = {span.name: dict(span.attributes or {}) for span in mapped}
+    attributes = sent(finished(under_remote_parent))[0]
     assert attributes["POST /chat"][IS_APP_ROOT] is True
     assert IS_APP_ROOT not in attributes["llm"]
 
@@ -189,7 +190,7 @@ def test_an_app_root_gets_the_root_additions() -> None:
         tracer.start_span("POST /chat", context=context, attributes=attributes).end()
 
     (server,) = map_spans(finished(io_under_remote_parent), nothing_known)[0]
-    assert (server.attributes or {})["langfuse.observation.output"] == "a"
+    assert server["langfuse.observation.output"] == "a"
 
 
 def test_true_roots_and_local_children_are_not_marked() -> None:
@@ -198,25 +199,21 @@ def test_true_roots_and_local_children_are_not_marked() -> None:
             tracer.start_span("child").end()
 
     mapped, _ = map_spans(finished(local), nothing_known)
-    assert all(IS_APP_ROOT not in (span.attributes or {}) for span in mapped)
+    assert all(IS_APP_ROOT not in attributes for attributes in mapped)
 
 
 def test_an_upstream_langfuse_sdk_claim_keeps_the_local_root_from_being_an_app_root() -> None:
     claim = baggage.set_baggage("langfuse_trace_id", format_trace_id(REMOTE_TRACE_ID).upper())
     processor = SessionSpanProcessor()
     spans = finished(lambda tracer: under_remote_parent(tracer, claim), processor)
-    mapped, _ = map_spans(spans, nothing_known)
-    server = next(span for span in mapped if span.name == "POST /chat")
-    assert (server.attributes or {})[IS_APP_ROOT] is False
+    assert sent(spans)[0]["POST /chat"][IS_APP_ROOT] is False
 
 
 def test_a_claim_for_another_trace_does_not_count() -> None:
     claim = baggage.set_baggage("langfuse_trace_id", "0" * 32)
     processor = SessionSpanProcessor()
     spans = finished(lambda tracer: under_remote_parent(tracer, claim), processor)
-    mapped, _ = map_spans(spans, nothing_known)
-    server = next(span for span in mapped if span.name == "POST /chat")
-    assert (server.attributes or {})[IS_APP_ROOT] is True
+    assert sent(spans)[0]["POST /chat"][IS_APP_ROOT] is True
 
 
 def test_the_mapping_logs_nothing_for_app_roots(caplog: pytest.LogCaptureFixture) -> None:

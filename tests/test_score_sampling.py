@@ -104,3 +104,21 @@ def test_the_global_providers_session_sampler_is_followed_by_default(
     out = run_python("-c", code, env=langfuse_receiver.env(), timeout=60)
     assert out.strip() == "1"
     assert {score["sessionId"] for score in langfuse_receiver.scores()} == {KEPT}
+
+
+def test_a_session_sampler_set_after_the_first_score_is_followed(
+    langfuse_receiver: LangfuseReceiver,
+) -> None:
+    code = textwrap.dedent(
+        f"""
+        import langfuse_otel_sessions as lf
+
+        provider = lf.configure(export=False)
+        lf.score_session({KEPT!r}, name="before", value=True)
+        lf.configure(provider, sampler=lf.SessionSampler({RATIO}))
+        lf.score_session({DROPPED!r}, name="after", value=True)
+        lf.flush_scores(10)
+        print(lf.default_score_client().stats.sampled_out)
+        """
+    )
+    assert run_python("-c", code, env=langfuse_receiver.env(), timeout=60).strip() == "1"

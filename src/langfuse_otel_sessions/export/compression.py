@@ -19,10 +19,6 @@ except ImportError:  # pragma: no cover - the [fast] extra is installed in the t
     _isal_zlib = None
 
 
-def isal_available() -> bool:
-    return _isal_zlib is not None
-
-
 @dataclass(frozen=True)
 class BodyCompression:
     """A compression setting: ``compress(body)`` and the ``Content-Encoding`` it implies."""

@@ -39,12 +39,13 @@ def _env(name: str) -> str | None:
     return os.environ.get(name, "").strip() or None
 
 
-def positive_number(value: object, name: str) -> float:
-    """``value`` if it is a positive, finite int or float (not a bool), else
-    :class:`ConfigurationError` naming ``name``."""
+def positive_number(value: object, name: str, default: float | None = None) -> float:
+    """``value`` (``default`` if ``None``) if it is a positive, finite int or float (not a
+    bool), else :class:`ConfigurationError` naming ``name``."""
+    value = default if value is None else value
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
         raise ConfigurationError(f"{name} must be a positive, finite number")
-    return value
+    return float(value)
 
 
 def check_url(url: object, source: str) -> str:
@@ -140,13 +141,9 @@ def resolve_langfuse_config(
             url = check_url(raw, source)
         except ConfigurationError as error:
             problem = str(error)
-    return LangfuseConfig(
-        public_key=public_key if public_key is not None else _env(ENV_PUBLIC_KEY),
-        secret_key=secret_key if secret_key is not None else _env(ENV_SECRET_KEY),
-        base_url=url,
-        base_url_source=source,
-        problem=problem,
-    )
+    public_key = public_key if public_key is not None else _env(ENV_PUBLIC_KEY)
+    secret_key = secret_key if secret_key is not None else _env(ENV_SECRET_KEY)
+    return LangfuseConfig(public_key, secret_key, url, source, problem)
 
 
 @dataclass(frozen=True)
@@ -242,8 +239,7 @@ def _env_headers(name: str) -> dict[str, str]:
 
 def announce(owner: str, route: Route, sends: str) -> None:
     """The one INFO line naming where ``sends`` go (an ERROR when nothing will be sent), and a
-    warning, once, for credentials that would cross a network over plain http (through a proxy
-    on loopback, or to a host on loopback, they do not)."""
+    warning, once, for credentials crossing a network over plain http (not just loopback)."""
     if route.problem is not None:
         logger.error("%s: %s mode, nothing will be sent: %s", owner, route.mode, route.problem)
         return

@@ -122,9 +122,10 @@ class CoverageMonitor:
         with self._lock:
             self._dropped_spans += len(spans)
 
-    def count(self, spans: Sequence[ReadableSpan]) -> None:
-        """Count a batch about to be sent; warn when a window ends above the threshold."""
-        batch = _tally((_scope(span), span.attributes or {}) for span in spans)
+    def count(self, spans: Sequence[ReadableSpan], sent: Sequence[Mapping[str, object]]) -> None:
+        """Count a batch about to be sent (``sent``: each span's attributes as sent); warn when
+        a window ends above the threshold."""
+        batch = _tally(zip(map(_scope, spans), sent, strict=True))
         for scope, (count, without, tokens, tokens_without) in batch.items():
             for has_session, spans_, tokens_ in (
                 (True, count - without, tokens - tokens_without),

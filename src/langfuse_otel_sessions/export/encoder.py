@@ -127,15 +127,20 @@ class SpanEncoder:
         self._keys: dict[str, bytes] = {}  # KeyValue key fields, bounded like a cache
         self._log = RateLimitedLog()
 
-    def encode(self, spans: Sequence[ReadableSpan]) -> bytes:
-        """The request body: the bytes of the stock ``encode_spans(spans)``, serialised."""
+    def encode(
+        self,
+        spans: Sequence[ReadableSpan],
+        attributes: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> bytes:
+        """The request body: the bytes of the stock ``encode_spans(spans)``, serialised, with
+        ``attributes[i]`` (if given) in place of the attributes of ``spans[i]``."""
         # Grouped by equal resource and scope in order of first appearance, as the stock
         # encoder does; looked up by identity first (hashing a Resource serialises it to JSON).
         grouped: dict[Any, dict[Any, list[bytes]]] = {}
         by_identity: dict[int, dict[Any, list[bytes]]] = {}
         keep_alive = []  # identities stay valid only while their objects live
         span_field = self._span
-        for span in spans:
+        for span, own in zip(spans, attributes or [span.attributes for span in spans], strict=True):
             resource = span.resource
             scopes = by_identity.get(id(resource))
             if scopes is None:
@@ -145,7 +150,7 @@ class SpanEncoder:
                 by_identity[id(resource)] = scopes
                 keep_alive.append(resource)
             scope = span.instrumentation_scope or None
-            body = span_field(span)
+            body = span_field(span, own)
             length = len(body)
             encoded = (
                 b"\x12" + (_SMALL_VARINTS[length] if length < 16384 else _varint(length)) + body
@@ -188,13 +193,12 @@ class SpanEncoder:
 
     # -- spans -----------------------------------------------------------------------------
 
-    def _span(self, span: ReadableSpan) -> bytes:  # noqa: PLR0912 - a branch per optional field, inline for speed
+    def _span(self, span: ReadableSpan, attributes: Mapping[str, Any] | None) -> bytes:  # noqa: PLR0912 - a branch per optional field, inline for speed
         context = span.get_span_context()
         parent = span.parent
         name = span.name
         kind = span.kind
         start, end = span.start_time, span.end_time
-        attributes = span.attributes
         events = span.events
         links = span.links
         status = span.status

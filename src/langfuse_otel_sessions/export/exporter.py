@@ -1,4 +1,4 @@
-"""`LangfuseSpanExporter`: map copies of the spans, encode, compress and POST them once per batch
+"""`LangfuseSpanExporter`: map the spans' attributes, encode, compress and POST them once per batch
 to Langfuse's OTel endpoint or a Collector, with OpenTelemetry's OTLP retry policy."""
 
 from __future__ import annotations
@@ -62,8 +62,6 @@ class ExportStats:
     exported_spans: int
     failed_spans: int
     failed_batches: int
-    #: Request body bytes (after compression) of the batches Langfuse or the Collector accepted.
-    sent_bytes: int = 0
 
 
 def _headers(value: Mapping[str, str] | None) -> dict[str, str] | None:
@@ -98,9 +96,7 @@ class LangfuseSpanExporter(SpanExporter):
     ) -> None:
         self._keep = span_predicate(export_spans)
         self._coverage = CoverageMonitor()
-        self._timeout = float(
-            positive_number(DEFAULT_TIMEOUT_SECONDS if timeout is None else timeout, "timeout")
-        )
+        self._timeout = positive_number(timeout, "timeout", DEFAULT_TIMEOUT_SECONDS)
         self._compression = body_compression(compression)
         self._encode = SpanEncoder().encode
         if collector_auth is not None and not isinstance(collector_auth, bool):
@@ -128,17 +124,15 @@ class LangfuseSpanExporter(SpanExporter):
         #: After an export got no answer in time, exports fail at once until then (a cool-off
         #: of the timeout, between 1 and 30 s); the first one after it probes.
         self._silent_until = 0.0
-        self._counts = [0, 0, 0, 0]  # exported spans, failed spans, failed batches, sent bytes
+        self._counts = [0, 0, 0]  # exported spans, failed spans, failed batches
         self._counts_lock = threading.Lock()
         ours = {"Content-Type": "application/x-protobuf", "User-Agent": f"{SDK_NAME}/{SDK_VERSION}"}
         if self.mode == "direct":
-            ours[INGESTION_VERSION_HEADER] = INGESTION_VERSION
-            ours["x-langfuse-sdk-name"] = SDK_NAME
+            ours |= {INGESTION_VERSION_HEADER: INGESTION_VERSION, "x-langfuse-sdk-name": SDK_NAME}
             ours["x-langfuse-sdk-version"] = SDK_VERSION
-        self._headers = merged(ours, self._route.headers)
-        if self._compression.content_encoding is not None:  # a user's header cannot replace it
-            encoding = {"Content-Encoding": self._compression.content_encoding}
-            self._headers = merged(self._headers, encoding)
+        encoding = self._compression.content_encoding
+        fixed = {} if encoding is None else {"Content-Encoding": encoding}  # not a user's header
+        self._headers = merged(merged(ours, self._route.headers), fixed)
         self._transport = None if self._route.problem else HttpClient(self._route.url)
         announce("LangfuseSpanExporter", self._route, "spans")
 
@@ -156,13 +150,10 @@ class LangfuseSpanExporter(SpanExporter):
         """Spans and tokens sent with and without a session id since construction."""
         return self._coverage.coverage
 
-    def _count(
-        self, spans: int, reply: Reply | None, why: str | None = None, sent: int = 0
-    ) -> SpanExportResult:
+    def _count(self, spans: int, reply: Reply | None, why: str | None = None) -> SpanExportResult:
         with self._counts_lock:
             if reply is not None and reply.ok:
                 self._counts[0] += spans
-                self._counts[3] += sent
                 return SpanExportResult.SUCCESS
             self._counts[1] += spans
             self._counts[2] += 1
@@ -201,11 +192,11 @@ class LangfuseSpanExporter(SpanExporter):
             )
         token = attach(set_value(_SUPPRESS_INSTRUMENTATION_KEY, True))
         try:
-            mapped, learned = map_spans(spans, self._known)
-            self._coverage.count(mapped)
+            attributes, learned = map_spans(spans, self._known)
+            self._coverage.count(spans, attributes)
             for key, ids in learned.items():
                 MEMORY.learn(key, ids)
-            body = self._compression.compress(self._encode(mapped))
+            body = self._compression.compress(self._encode(spans, attributes))
             reply = post_with_retries(
                 self._transport,
                 body,
@@ -219,7 +210,7 @@ class LangfuseSpanExporter(SpanExporter):
                 self._silent_until = time.monotonic() + cool_off
             elif reply.status is not None:
                 self._silent_until = 0.0
-            return self._count(len(spans), reply, sent=len(body))
+            return self._count(len(spans), reply)
         except Exception:  # noqa: BLE001 - export must not raise
             self._log.exception(
                 "export", "LangfuseSpanExporter could not export %d spans", len(spans)

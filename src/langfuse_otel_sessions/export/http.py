@@ -145,10 +145,9 @@ class Reply:
         ``setting`` is what to change after a redirect."""
         where = self.url if self.proxy is None else f"{self.url} through the proxy {self.proxy}"
         if self.status is None:
-            said = f"nothing was sent to {server} at {self.url}" if self.unsent else None
-            return (
-                f"{said or f'{server} at {where} did not answer'}: {self.clean(self.error or '')}"
-            )
+            said = f"{server} at {where} did not answer"
+            said = f"nothing was sent to {server} at {self.url}" if self.unsent else said
+            return f"{said}: {self.clean(self.error or '')}"
         if 300 <= self.status < 400:
             location = self.clean(display_url(self.headers.get("location", "").strip()))
             to = f" to {location}" if location else " without a Location"
@@ -271,11 +270,8 @@ class HttpClient:
         self.url = display_url(url)
         parts = urlsplit(url)
         self._target = parts._replace(netloc=parts.netloc.rpartition("@")[2]).geturl()
-        self._userinfo = None
-        if "@" in parts.netloc:
-            self._userinfo = basic_auth(
-                unquote(parts.username or ""), unquote(parts.password or "")
-            )
+        user, password = unquote(parts.username or ""), unquote(parts.password or "")
+        self._userinfo = basic_auth(user, password) if "@" in parts.netloc else None
         self._lock = threading.Condition()
         self._closed = False
         self._session = requests.Session()  # reads the environment's proxies and CA bundle

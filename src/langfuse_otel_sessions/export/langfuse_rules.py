@@ -239,13 +239,11 @@ def read_io(
 
 def _pair(attributes: Attributes, input_key: str, output_key: str) -> IoRead | None:
     """The pair's values if either is truthy, each under its key."""
-    read = IoRead(
-        attributes.get(input_key),
-        attributes.get(output_key),
-        input_key if attributes.get(input_key) is not None else None,
-        output_key if attributes.get(output_key) is not None else None,
-    )
-    return read if js_truthy(read.input) or js_truthy(read.output) else None
+    inp, out = attributes.get(input_key), attributes.get(output_key)
+    if not (js_truthy(inp) or js_truthy(out)):
+        return None
+    keys = (input_key if inp is not None else None, output_key if out is not None else None)
+    return IoRead(inp, out, *keys)
 
 
 def _parsed(value: object) -> object:

@@ -1,4 +1,4 @@
-"""Pure mapping of finished spans to what Langfuse needs, on copies (spans are never mutated);
+"""Pure mapping of finished spans to the attributes Langfuse needs (spans are never mutated);
 the rules are in ``docs/exporter.md`` and ``docs/sessions.md``."""
 
 from __future__ import annotations
@@ -6,7 +6,6 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from functools import lru_cache
-from types import MappingProxyType
 
 from opentelemetry.sdk.trace import ReadableSpan
 
@@ -53,43 +52,6 @@ _READ_KEYS = frozenset(
 
 _log = RateLimitedLog()
 _once = RateLimitedLog(interval=float("inf"))
-
-
-class _MappedSpan(ReadableSpan):
-    """A copy of a finished span with other attributes; dropped counts are the original's."""
-
-    def __init__(self, original: ReadableSpan, attributes: Mapping[str, object]) -> None:
-        super().__init__(
-            name=original.name,
-            context=original.context,
-            parent=original.parent,
-            resource=original.resource,
-            attributes=MappingProxyType(dict(attributes)),  # type: ignore[arg-type]
-            events=original.events,
-            links=original.links,
-            kind=original.kind,
-            status=original.status,
-            start_time=original.start_time,
-            end_time=original.end_time,
-            instrumentation_scope=original.instrumentation_scope,
-        )
-        self._dropped = (
-            original.dropped_attributes,
-            original.dropped_events,
-            original.dropped_links,
-        )
-
-    @property
-    def dropped_attributes(self) -> int:
-        return self._dropped[0]
-
-    @property
-    def dropped_events(self) -> int:
-        return self._dropped[1]
-
-    @property
-    def dropped_links(self) -> int:
-        return self._dropped[2]
 
 
 def _first(
@@ -170,9 +132,9 @@ def _root_io(
 def map_spans(
     spans: Sequence[ReadableSpan],
     known: Callable[[int, ReadableSpan], TraceIds | None],
-) -> tuple[list[ReadableSpan], dict[int, TraceIds]]:
-    """The spans to send (copies where something changed) and the local request keys -> ids
-    learned from this batch; ``known(key, span)`` gives the ids of requests the batch does not."""
+) -> tuple[list[Mapping[str, object]], dict[int, TraceIds]]:
+    """The attributes to send for each span (new dicts where something changed) and the request
+    keys -> ids learned here; ``known(key, span)`` gives those of requests the batch lacks."""
     keys = request_keys(spans)
     learned: dict[int, TraceIds] = {}
     mixed: set[int] = set()
@@ -184,26 +146,18 @@ def map_spans(
         user_id = _first(attributes, LANGFUSE_USER_KEYS, names)
         seen.append((span, attributes, names, session_id, user_id))
         if session_id is not None or user_id is not None:
-            _learn(
-                learned,
-                mixed,
-                key,
-                spreadable_id(session_id, "session"),
-                spreadable_id(user_id, "user"),
-            )
-    result: list[ReadableSpan] = []
+            ids = spreadable_id(session_id, "session"), spreadable_id(user_id, "user")
+            _learn(learned, mixed, key, *ids)
+    result: list[Mapping[str, object]] = []
     for (span, attributes, names, session_id, user_id), key in zip(seen, keys, strict=True):
         added: dict[str, object] = {}
         request = MEMORY.of(span.context)
         if session_id is None or user_id is None:
             known_ids = learned.get(key) or known(key, span)
             if known_ids is not None:
-                _complete_ids(
-                    added,
-                    request,
-                    None if session_id is not None or key in mixed else known_ids.session_id,
-                    None if user_id is not None else known_ids.user_id,
-                )
+                session = None if session_id is not None or key in mixed else known_ids.session_id
+                user = None if user_id is not None else known_ids.user_id
+                _complete_ids(added, request, session, user)
         parent = span.parent
         if parent is not None and parent.is_remote and IS_APP_ROOT not in names:
             added[IS_APP_ROOT] = True  # unless the processor or the app already decided
@@ -224,37 +178,30 @@ def map_spans(
                 "Langfuse v4 (like the Langfuse SDK 5) takes a trace's input and output from its "
                 "root observation only, so it ignores them; set them on the root span",
             )
-        if request is not None and (request.values or request.tags):
-            fills = request.fills()
-            if fills:
-                # an explicit value wins, under any key Langfuse reads for that field
-                given = given_trace_fields(attributes, fills)
-                for name, value in fills.items():
-                    if name not in given:
-                        added[name] = value
-        result.append(_copy(span, attributes, names, added))
+        fills = request.fills() if request is not None and (request.values or request.tags) else {}
+        if fills:  # an explicit value wins, under any key Langfuse reads for that field
+            given = given_trace_fields(attributes, fills)
+            added.update((name, value) for name, value in fills.items() if name not in given)
+        result.append(_sent(attributes, names, added))
     return result, learned
 
 
-def _copy(
-    span: ReadableSpan,
-    attributes: Mapping[str, object],
-    names: AbstractSet[str],
-    added: Mapping[str, object],
-) -> ReadableSpan:
-    """``span``, or a copy with ``added`` and without empty trace attributes (forged values
-    blanked: a span's attribute cannot be removed, so Langfuse would show an empty key)."""
+def _sent(
+    attributes: Mapping[str, object], names: AbstractSet[str], added: Mapping[str, object]
+) -> Mapping[str, object]:
+    """``attributes``, or a dict with ``added`` and without empty trace attributes (forged
+    values blanked: a span's attribute cannot be removed, so Langfuse would show an empty key)."""
     blank = [key for key in names & _STAMP_KEYS if attributes[key] == ""]
     if _METADATA_MARK in "\n" + "\n".join(attributes):  # one pass in C: most spans have none
         prefix = LANGFUSE_TRACE_METADATA_PREFIX
         blank += [k for k in attributes if k.startswith(prefix) and attributes[k] == ""]
     if not added and not blank:
-        return span
+        return attributes
     mapped = {**attributes, **added}
     for key in blank:
         if mapped[key] == "":  # not filled from the request's memory
             del mapped[key]
-    return _MappedSpan(span, mapped)
+    return mapped
 
 
 def _complete_ids(
@@ -276,8 +223,7 @@ def _learn(
     session_id: str | None,
     user_id: str | None,
 ) -> None:
-    """Merge a span's valid ids into what its request is known by; two sessions make it
-    ambiguous."""
+    """Merge a span's valid ids into its request's; two sessions make it ambiguous."""
     previous = learned.get(key, TraceIds(None, None))
     if session_id and previous.session_id and session_id != previous.session_id:
         mixed.add(key)

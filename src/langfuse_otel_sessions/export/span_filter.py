@@ -52,12 +52,9 @@ def span_predicate(value: ExportSpans) -> SpanPredicate | None:
             logger.warning(
                 "Ignoring %s=%r: expected all or llm; exporting all", ENV_EXPORT_SPANS, raw
             )
-            raw = "all"
         value = "llm" if raw == "llm" else "all"
-    if value == "all":
-        return None
-    if value == "llm":
-        return is_llm_span
+    if value in ("all", "llm"):
+        return None if value == "all" else is_llm_span
     if callable(value):
         return value
     raise ConfigurationError("export_spans must be 'all', 'llm' or a callable taking a span")

@@ -47,20 +47,9 @@ def _checked_session_id(session_id: str) -> str:
     return check_id(session_id, DEFAULT_MAX_ID_LENGTH)
 
 
-#: The global tracer provider's session sampler (or ``None``), once a provider is set (once
-#: per process; its sampler never changes).
-_global_sampler: list[SessionSampler | None] = []
-
-
 def _global_session_sampler() -> SessionSampler | None:
-    if _global_sampler:
-        return _global_sampler[0]
-    provider = trace.get_tracer_provider()
-    sampler = getattr(provider, "sampler", None)
-    found = sampler if isinstance(sampler, SessionSampler) else None
-    if not isinstance(provider, trace.ProxyTracerProvider):
-        _global_sampler.append(found)
-    return found
+    sampler = getattr(trace.get_tracer_provider(), "sampler", None)
+    return sampler if isinstance(sampler, SessionSampler) else None
 
 
 def _sampled_out(sampler: SessionSampler, session_id: str) -> bool:
@@ -113,7 +102,8 @@ class ScoreClient:
     def score_session(self, session_or_id: Session | str, **fields: Unpack[ScoreFields]) -> str:
         """Score a whole session; returns the score id. Raises ``ValueError`` subclasses for
         anything Langfuse would reject, before anything is queued."""
-        session_id = _checked_session_id(Session.get_id(session_or_id))
+        given = session_or_id if type(session_or_id) is str else Session.get_id(session_or_id)
+        session_id = _checked_session_id(given)
         score = build_score({"sessionId": session_id}, **fields)
         sampler = self._sampler or _global_session_sampler()
         if sampler is not None and _sampled_out(sampler, session_id):
@@ -121,7 +111,7 @@ class ScoreClient:
         else:
             add_score_events(score)
             self._sender.submit(score)
-        return score.id
+        return score.body["id"]  # type: ignore[no-any-return]
 
     def score_trace(
         self,
@@ -137,7 +127,7 @@ class ScoreClient:
         score = build_score(target, **fields)
         add_score_events(score)
         self._sender.submit(score)
-        return score.id
+        return score.body["id"]  # type: ignore[no-any-return]
 
     def flush(self, timeout: float | None = None) -> bool:
         """Wait until every score queued so far is delivered, refused or given up; ``True``

@@ -39,10 +39,6 @@ class Score(NamedTuple):
     size: int
     timestamp: float
 
-    @property
-    def id(self) -> str:
-        return self.body["id"]  # type: ignore[no-any-return]
-
 
 #: ``Score(...)`` without NamedTuple's ``__new__``, which is Python code (half the cost).
 _new_score = tuple.__new__
@@ -170,8 +166,8 @@ def build_score(
     config_id: object = None,
     metadata: object = None,
 ) -> Score:
-    """Validate and freeze a score for ``target`` (``{"sessionId": ...}`` or a trace's ids,
-    ours to keep); raises :class:`InvalidScoreError`."""
+    """Validate and freeze a score for ``target`` (``{"sessionId": ...}`` or a trace's ids);
+    raises :class:`InvalidScoreError`."""
     if not isinstance(name, str) or not name or name.isspace():
         raise InvalidScoreError("name must be a non-empty string")
     if id is None:
@@ -179,11 +175,10 @@ def build_score(
     elif not isinstance(id, str) or not 1 <= len(id) <= MAX_ID_LENGTH or "\r" in id:
         raise InvalidScoreError(f"id must be a string of 1-{MAX_ID_LENGTH} characters without CR")
     resolved_type, resolved_value = _typed_value(value, string_value, data_type)
-    size = _utf8_size(name) + _utf8_size(id) + sum(map(_utf8_size, target.values()))
+    size = _utf8_size(name + id + "".join(target.values()))
     if isinstance(resolved_value, str):
         size += _utf8_size(resolved_value)
-    body = target
-    body.update(id=id, name=name, value=resolved_value, dataType=resolved_type)
+    body = {**target, "id": id, "name": name, "value": resolved_value, "dataType": resolved_type}
     if comment is not None or config_id is not None:  # rare: the common call skips the loop
         for key, field in (("comment", comment), ("configId", config_id)):
             if field is None:

@@ -286,9 +286,9 @@ class ScoreSender:
         if isinstance(answer, dict):
             parts = (answer.get("message"), answer.get("error") or answer.get("errors"))
             answer = ": ".join(str(part) for part in parts if part) or answer
-        name = score.body["name"][:100]
+        score_id, name = score.body["id"], score.body["name"][:100]
         message = reply.clean(f"{status} {answer}")
-        self._log.error("refused", "Langfuse refused score %s (%r): %s", score.id, name, message)
+        self._log.error("refused", "Langfuse refused score %s (%r): %s", score_id, name, message)
         self._tally["refused"] += 1
 
     def _why(self, reply: Reply) -> str:

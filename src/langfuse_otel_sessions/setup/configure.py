@@ -36,14 +36,10 @@ def configure(
     default the global one, once per provider, and install the propagator guard; returns it."""
     if sampler is not None and not isinstance(sampler, Sampler):
         raise ConfigurationError("sampler must be an opentelemetry.sdk Sampler")
-    provider = tracer_provider
-    if provider is None:
-        current = trace.get_tracer_provider()
-        if isinstance(current, TracerProvider):
-            provider = current
-        else:
-            provider = TracerProvider(sampler=sampler or _sampler_from_environment())
-            trace.set_tracer_provider(provider)
+    provider = tracer_provider or trace.get_tracer_provider()
+    if tracer_provider is None and not isinstance(provider, TracerProvider):
+        provider = TracerProvider(sampler=sampler or _sampler_from_environment())
+        trace.set_tracer_provider(provider)
     elif not isinstance(provider, TracerProvider):
         raise ConfigurationError("tracer_provider must be an opentelemetry.sdk TracerProvider")
     if sampler is not None:

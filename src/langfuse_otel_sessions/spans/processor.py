@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from opentelemetry import baggage
 from opentelemetry.context import Context, get_current
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor
+from opentelemetry.sdk.trace import Span, SpanLimits, SpanProcessor
 from opentelemetry.trace import format_trace_id
 from opentelemetry.util.types import AttributeValue
 
@@ -65,10 +65,9 @@ class _Plan(NamedTuple):
     attributes: dict[str, AttributeValue]  # the ids on every target key, then the stamps
 
 
-#: A context held by a processor (in the box of its scope), its attributes, the request every
-#: span started there belongs to (noted once; else :data:`_EACH`: look per span), its plan.
-_Held = tuple["weakref.ref[Context]", dict[str, AttributeValue], Request, _Plan]
-_EACH = Request(0, None)  # never alone: each span started there finds its request itself
+#: A context held by a processor (in the box of its scope), its attributes, ``MEMORY.splits``
+#: when every span started there was known to be in the request noted (else -1), its plan.
+_Held = tuple["weakref.ref[Context]", dict[str, AttributeValue], int, _Plan]
 
 
 #: ``also_emit`` names: do they add ``session.id``/``user.id``, ``gen_ai.conversation.id``?
@@ -161,7 +160,7 @@ class SessionSpanProcessor(SpanProcessor):
             context = get_current() if parent_context is None else parent_context
             box: dict[object, _Held] | None = context.get(PLANS)  # type: ignore[assignment]
             held = self._last if box is None else box.get(self)  # a scope's box: its contexts'
-            if held is None or held[0]() is not context or not held[2].alone:
+            if held is None or held[0]() is not context or held[2] != MEMORY.splits:
                 attributes = self._hold(span, context, box, held)
             else:  # a context met before (contexts never change): one more span in its request
                 attributes = held[1]
@@ -185,9 +184,9 @@ class SessionSpanProcessor(SpanProcessor):
         attributes = plan.attributes
         span_context = span.context
         parent = span.parent
-        each = _EACH
+        splits, noted = -1, MEMORY.splits  # read first: a split after the look-up is seen
         if parent is None or parent.is_remote:
-            request = MEMORY.new(span_context, self.keys)
+            request = MEMORY.new(span, self.keys)
             if parent is not None:  # no app root if an upstream Langfuse SDK claimed it
                 claimed = plan.entries.get(BAGGAGE_LANGFUSE_TRACE_ID)
                 trace_id = format_trace_id(span_context.trace_id)
@@ -196,12 +195,12 @@ class SessionSpanProcessor(SpanProcessor):
         else:
             request = MEMORY.traces.get(span_context.trace_id)  # type: ignore[assignment]
             if type(request) is not Request:
-                request = MEMORY.child(span_context, parent.span_id, self.keys)
-            elif plan.ids is not None:
-                each = request  # its spans here all belong to it: noted once, not per span
+                request = MEMORY.child(span, parent.span_id, self.keys)
+            elif plan.ids is not None:  # the request of every span here: noted once, not per span
+                splits = noted
         if request is not None:
             attributes = self._note(request, plan, attributes)
-        held = (weakref.ref(context), plan.attributes, each, plan)
+        held = (weakref.ref(context), plan.attributes, splits, plan)
         if box is None:
             self._last = held
         else:
@@ -221,11 +220,6 @@ class SessionSpanProcessor(SpanProcessor):
             request.last = plan.stamps
             request.note_attributes(plan.stamps)
         return attributes
-
-    def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is not None and context.span_id in MEMORY.open:
-            MEMORY.end(context.span_id)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered. (The SDK default returns ``None`` on OpenTelemetry 1.30, which

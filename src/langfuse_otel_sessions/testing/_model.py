@@ -266,7 +266,7 @@ def build_sessions(
 
 
 #: The observation types Langfuse knows (``langfuse.observation.type``).
-_TYPES = frozenset(
+_OBSERVATION_TYPES = frozenset(
     {"span", "generation", "event", "embedding", "agent", "tool", "chain", "retriever"}
     | {"guardrail", "evaluator"}
 )
@@ -280,7 +280,7 @@ def observation_type(attributes: Attributes) -> str:
     declared = str(attributes.get("langfuse.observation.type")).lower()
     kind = str(attributes.get("openinference.span.kind")).lower()
     for read in (declared, "generation" if kind == "llm" else kind):
-        if read in _TYPES:
+        if read in _OBSERVATION_TYPES:
             return read
     operation = attributes.get("gen_ai.operation.name")
     generation = operation in _GENERATION_OPERATIONS or any(map(attributes.get, _MODEL_KEYS))

@@ -28,7 +28,7 @@ MAX_TEXT = 4000
 
 #: The page's files, by path, and their content types.
 FILES = {"/": "index.html", "/view.js": "view.js", "/view.css": "view.css"}
-_TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css"}
+_CONTENT_TYPES = {"html": "text/html", "js": "text/javascript", "css": "text/css"}
 #: The page loads only its own script and style, and nothing inline: injected markup cannot run.
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
@@ -108,7 +108,7 @@ def page_answer(
     second: nothing built), ``/api/overview``, ``/api/session?id=`` or ``/api/trace?id=``."""
     path, query = urlsplit(target)[2:4]
     if path in FILES:
-        content_type = _TYPES[FILES[path].rpartition(".")[2]] + "; charset=utf-8"
+        content_type = _CONTENT_TYPES[FILES[path].rpartition(".")[2]] + "; charset=utf-8"
         return 200, content_type, (resources.files(__package__) / "page" / FILES[path]).read_bytes()
     if path == "/api/version":
         return 200, "application/json", json.dumps({"version": version}).encode()
