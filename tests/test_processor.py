@@ -13,6 +13,7 @@ from opentelemetry import baggage, context, trace
 
 from langfuse_otel_sessions import ConfigurationError, SessionSpanProcessor, session
 from langfuse_otel_sessions.attributes import LANGFUSE_SESSION_ID
+from langfuse_otel_sessions.spans import memory
 from langfuse_otel_sessions.spans.memory import MEMORY
 
 from .conftest import Traced, make_traced
@@ -202,7 +203,10 @@ def test_the_request_memory_stays_within_its_budget_after_100000_unended_request
     tracemalloc.start()
     try:
         before = tracemalloc.get_traced_memory()[0]
-        # Worst case: roots that never end; once the app drops them, what is left is ours.
+        # Worst case: roots that never end, still held by the app: the oldest are forgotten.
+        held = [tracer.start_span("unended root", context=ctx) for _ in range(10_000)]
+        assert MEMORY.over_budget > before_dropped  # counted (and logged)
+        del held  # once the app drops them (and 100,000 more), what is left is ours
         for _ in range(100_000):
             tracer.start_span("unended root", context=ctx)
         gc.collect()
@@ -211,7 +215,23 @@ def test_the_request_memory_stays_within_its_budget_after_100000_unended_request
         tracemalloc.stop()
     assert MEMORY.bytes <= MEMORY.budget
     assert grown < MEMORY.budget  # the estimate covers what the memory really takes
-    assert MEMORY.over_budget > before_dropped  # counted (and logged)
+
+
+def test_a_request_is_forgotten_a_while_after_its_root_ended_and_only_then(
+    traced: Traced, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(memory, "LINGER_SECONDS", 0.0)
+    tracer = traced.tracer
+    running = tracer.start_span("running request", context=_with_baggage(langfuse_session_id="r"))
+    ended = tracer.start_span("ended request", context=_with_baggage(langfuse_session_id="e"))
+    keys = [span.get_span_context().span_id for span in (running, ended)]
+    ended.end()
+    del ended
+    gc.collect()
+    tracer.start_span("the next request").end()  # a new request forgets what is past its linger
+    assert MEMORY.by_key(keys[0]) is not None
+    assert MEMORY.by_key(keys[1]) is None
+    running.end()
 
 
 @pytest.mark.parametrize(

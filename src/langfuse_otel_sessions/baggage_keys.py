@@ -47,9 +47,6 @@ def _write_key(keys: tuple[str, ...], preferred: str) -> str:
     return preferred if preferred in keys or not keys else keys[0]
 
 
-_ENCODED = re.compile("[%+]")  # what OpenTelemetry decodes in a baggage key
-
-
 class GuardedKeys(frozenset[str]):
     """The session/user keys, and every ``langfuse_<x>`` key the Langfuse SDK's processor would
     stamp (all but the ``langfuse_trace_id`` root claim)."""
@@ -100,6 +97,7 @@ _order = itertools.count()
 _lock = threading.Lock()
 _cache: tuple[object, KnownKeys] | None = None
 _generation = 0
+_ENCODED = re.compile("[%+]")  # what OpenTelemetry decodes in a baggage key
 
 
 def register_reader(keys: IdKeys) -> None:

@@ -31,17 +31,12 @@ def remote_trusted(reader: IdKeys) -> bool:
 def vouched_entries(context: Context | None) -> Mapping[str, object]:
     """The baggage entries of ``context`` that count when remote input is not trusted: ours,
     and the app's where an untrusting guard withholds what requests bring."""
-    entries = baggage.get_all(context)
-    if not entries or _guarded():
+    # Imported here: opentelemetry.propagate loads OTEL_PROPAGATORS (langfuse_baggage among them).
+    from opentelemetry import propagate  # noqa: PLC0415
+
+    entries, textmap = baggage.get_all(context), propagate.get_global_textmap()
+    if not entries or (isinstance(textmap, BaggageGuard) and not textmap.trusted):
         return entries
     own = entries_in(OWN_ENTRIES, context)
     vouched = DECIDED.get() or {}  # our middleware, outside the server's
     return {k: v for k, v in entries.items() if own.get(k) == v or vouched.get(k) == v}
-
-
-def _guarded() -> bool:
-    # Imported here: opentelemetry.propagate loads OTEL_PROPAGATORS (langfuse_baggage among them).
-    from opentelemetry import propagate  # noqa: PLC0415
-
-    textmap = propagate.get_global_textmap()
-    return isinstance(textmap, BaggageGuard) and not textmap.trusted

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import baggage
-from opentelemetry.context import Context, get_current
+from opentelemetry.context import Context, get_current, set_value
 from opentelemetry.trace import TracerProvider
 
 from .._logging import RateLimitedLog
@@ -16,7 +16,7 @@ from ..baggage_keys import IdKeys, KnownKeys, known_keys
 from ..ids import check_id, id_problem
 from ._setup_warnings import warn_once_on_setup_gaps
 from .context_slots import (
-    with_new_plans,
+    PLANS,
     with_own_entries,
     with_session_origin,
     withheld_remote_entries,
@@ -58,7 +58,7 @@ def scoped_context(
     context = with_own_entries(without_rival_entries(parent, rivals), own) if own else parent
     if session_id is not None:
         context = with_session_origin(context, session_id, generated)
-    return with_new_plans(context)  # the processor works out once what its spans get
+    return set_value(PLANS, {}, context)  # processors work out once what its spans get
 
 
 @dataclass(eq=False)  # identity: one scope may be entered many times at once

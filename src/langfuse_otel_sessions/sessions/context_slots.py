@@ -20,7 +20,7 @@ HIDDEN_APP_ENTRIES = create_key("langfuse-otel-sessions.app-baggage-hidden")
 WITHHELD_REMOTE_ENTRIES = create_key("langfuse-otel-sessions.withheld-remote-baggage")
 #: Context slot: the session id the scope in force generated itself, else absent or ``None``.
 GENERATED_SESSION_ID = create_key("langfuse-otel-sessions.generated-session-id")
-#: Context slot: a dict, processor -> what it resolved for this context.
+#: Context slot: a scope's box, processor -> what it resolved for a context of that scope.
 PLANS = create_key("langfuse-otel-sessions.plans")
 
 _EMPTY: Mapping[str, object] = MappingProxyType({})
@@ -94,8 +94,3 @@ def with_session_origin(context: Context, session_id: str, generated: bool) -> C
     if generated or get_value(GENERATED_SESSION_ID, context) is not None:
         return set_value(GENERATED_SESSION_ID, session_id if generated else None, context)
     return context  # the common case: nothing to clear, no copy
-
-
-def with_new_plans(context: Context) -> Context:
-    """``context`` with an empty box of processor plans of its own."""
-    return set_value(PLANS, {}, context)

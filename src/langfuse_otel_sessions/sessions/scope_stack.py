@@ -109,33 +109,32 @@ def _forget(owner: object, entry: _Entry | None) -> _Entry | None:
     """Remove ``entry`` (default: the latest) from ``owner``'s open entries; returns it."""
     with _OPEN_LOCK:
         entries = _OPEN.get(owner, [])
-        found = [e for e in entries if entry is None or e.attached is entry.attached][-1:]
-        for open_entry in found:
-            entries.remove(open_entry)
+        match = (e for e in reversed(entries) if entry is None or e.attached is entry.attached)
+        found = next(match, None)
+        if found is not None:
+            entries.remove(found)
         if not entries:
             _OPEN.pop(owner, None)
-        return found[0] if found else None
+        return found
 
 
 def leave(owner: object, error: BaseException | None) -> None:
     """Undo the innermost entering of ``owner`` in the current context (see module docs)."""
     entered = _ENTERED.get()
     index = next((i for i in range(len(entered) - 1, -1, -1) if entered[i].owner is owner), -1)
-    if index < 0:  # entered in another thread (a generator closed elsewhere): release it there
-        left = _forget(owner, None)
-        if left is not None:
-            left.attached.released_to = left.previous
-            _end(left.span, error)
+    # Not entered here (a generator closed in another thread): the latest entering, released.
+    entry = _forget(owner, None) if index < 0 else entered[index]
+    if entry is None:
         return
-    entry = entered[index]
-    _forget(owner, entry)
-    if entry.thread != threading.get_ident() or entry.task is not _current_task():
-        entry.attached.released_to = entry.previous  # entered by a consumer we cannot reach
+    if index >= 0:
+        _forget(owner, entry)
+    if index < 0 or entry.thread != threading.get_ident() or entry.task is not _current_task():
+        entry.attached.released_to = entry.previous  # or entered by a consumer we cannot reach
     rest = [*entered[:index], *entered[index + 1 :]]
-    if index == len(entered) - 1:
+    if 0 <= index == len(entered) - 1:
         _ENTERED.set(tuple(rest))
         attach(entry.previous)
-    else:  # left out of order: the scope above now restores what was there before this one
+    elif index >= 0:  # left out of order: the scope above now restores what was there before
         above = rest[index] = copy.copy(rest[index])
         above.previous = entry.previous
         _ENTERED.set(tuple(rest))

@@ -35,17 +35,18 @@ _END = re.compile(r"\s*\]")
 _log = RateLimitedLog()
 
 
-def stamp_value(attribute: str, value: object) -> tuple[str | None, str | None]:
-    """``(value, None)`` or ``(None, why not)``: the id rule; environments as stored."""
+def stamp_value(attribute: str, value: object, problems: list[str]) -> str | None:
+    """``value`` as stamped (the id rule; environments as stored), else ``None`` (why: in
+    ``problems``)."""
     problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
-    if problem is not None:
-        return None, problem
-    if attribute != LANGFUSE_ENVIRONMENT:
-        return value, None  # type: ignore[return-value]  # id_problem proved it a str
-    name = environment_name(value)
-    if name is None:
-        return None, "Langfuse would store 'default': not [a-z0-9_-] once lower-cased"
-    return name, None
+    if problem is None and attribute == LANGFUSE_ENVIRONMENT:
+        value = environment_name(value)
+        if value is None:
+            problem = "Langfuse would store 'default': not [a-z0-9_-] once lower-cased"
+    if problem is None:
+        return value  # type: ignore[return-value]  # id_problem proved it a str
+    problems.append(f"{attribute[:80]}: {problem}")
+    return None
 
 
 def tag_problem(tag: object) -> str | None:
@@ -110,13 +111,16 @@ def stamps_of(
                 if tags := parse_tags(value, problems):
                     stamps.append((LANGFUSE_TRACE_TAGS, tuple(dict.fromkeys(tags))))
             elif key in BAGGAGE_TRACE_ATTRIBUTES:
-                _stamp(BAGGAGE_TRACE_ATTRIBUTES[key], value, stamps, problems)
+                attribute = BAGGAGE_TRACE_ATTRIBUTES[key]
+                if (stamped := stamp_value(attribute, value, problems)) is not None:
+                    stamps.append((attribute, stamped))
             elif isinstance(key, str) and key.startswith(BAGGAGE_METADATA_PREFIX):
                 name = key[len(BAGGAGE_METADATA_PREFIX) :]
-                if _METADATA_KEY.fullmatch(name):  # the rule explicit metadata keys follow
-                    _stamp(LANGFUSE_TRACE_METADATA_PREFIX + name, value, metadata, problems)
-                else:
+                attribute = LANGFUSE_TRACE_METADATA_PREFIX + name
+                if not _METADATA_KEY.fullmatch(name):  # the rule explicit metadata keys follow
                     problems.append(f"metadata key {name[:60]!r}: not [A-Za-z0-9_.-]")
+                elif (stamped := stamp_value(attribute, value, problems)) is not None:
+                    metadata.append((attribute, stamped))
     except Exception:  # noqa: BLE001 - a mapping that fails while read: what was read stays
         problems.append("baggage: unreadable")
     if max_metadata is not None and len(metadata) > max_metadata:
@@ -125,20 +129,11 @@ def stamps_of(
     return (*stamps, *metadata)
 
 
-def _stamp(
-    attribute: str, value: object, into: list[tuple[str, object]], problems: list[str]
-) -> None:
-    stamped, problem = stamp_value(attribute, value)
-    if stamped is None:
-        problems.append(f"{attribute[:80]}: {problem}")
-    else:
-        into.append((attribute, stamped))
-
-
 def _checked(attribute: str, value: object) -> str:
-    stamped, problem = stamp_value(attribute, value)
+    problems: list[str] = []
+    stamped = stamp_value(attribute, value, problems)
     if stamped is None:
-        raise ConfigurationError(f"invalid {attribute}: {problem}")
+        raise ConfigurationError(f"invalid {problems[0]}")
     return stamped
 
 

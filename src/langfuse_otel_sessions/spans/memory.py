@@ -6,13 +6,15 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import weakref
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 
 from opentelemetry.sdk.trace import ReadableSpan
-from opentelemetry.trace import SpanContext
+from opentelemetry.trace import Span, SpanContext
 
 from .._logging import RateLimitedLog
-from ..attributes import LANGFUSE_SESSION_ID, LANGFUSE_TRACE_TAGS, LANGFUSE_USER_ID
+from ..attributes import LANGFUSE_TRACE_TAGS
 from ..baggage_keys import IdKeys
 from ..ids import TraceIds
 from ..sessions.context_slots import GeneratedIds
@@ -21,13 +23,14 @@ from ..sessions.trace_attributes import Stamps
 REQUEST_MEMORY_BYTES = 64 * 1024 * 1024
 #: The most one request remembers of trace attributes (keys and values, as stored).
 MAX_REQUEST_ATTRIBUTE_BYTES = 16 * 1024
-#: How long an ended request stays known to spans exported after its root.
+#: How long an ended request (its root span let go of) stays known to spans exported after it.
 LINGER_SECONDS = 30.0
 #: Estimates: a request's record, a span filed by id, an attribute entry (measured in the tests).
-REQUEST_BYTES = 640
+REQUEST_BYTES = 800
 SPAN_BYTES = 160
 ENTRY_BYTES = 120
 _CONFLICT = object()
+_DEFAULT_KEYS = IdKeys()  # a request only the exporter learned of: the default attributes
 _log = RateLimitedLog()
 
 
@@ -35,11 +38,11 @@ class Request:
     """What one local request showed: the ids in force last, and its trace attributes."""
 
     __slots__ = (
-        *("alone", "attribute_bytes", "bytes", "ended", "ids", "key", "last", "mixed"),
-        *("spans", "tags", "targets", "trace", "values"),
+        *("attribute_bytes", "bytes", "ended", "ids", "key", "mixed", "root", "spans", "tags"),
+        *("targets", "trace", "values"),
     )
 
-    def __init__(self, key: int, targets: IdKeys | None, trace: int = 0) -> None:
+    def __init__(self, key: int, targets: IdKeys, trace: int = 0) -> None:
         self.key = key  # its root's span id
         self.trace = trace
         self.targets = targets  # the keys of the processor that saw it: where ids are stamped
@@ -51,8 +54,7 @@ class Request:
         self.spans: list[int] = []  # its spans filed by id (in a trace of several requests)
         self.bytes = REQUEST_BYTES
         self.attribute_bytes = 0
-        self.last: object = None  # the stamps noted last (each scope's are noted once)
-        self.alone = False  # the one request remembered in its trace (its spans not filed by id)
+        self.root: weakref.ref[Span] | None = None  # while the app holds it, the request is open
 
     def note(self, ids: TraceIds) -> None:
         """Record the ids in force for a span just started in this request."""
@@ -64,9 +66,7 @@ class Request:
     def known(self) -> TraceIds | None:
         """The ids its spans are completed with (no session when it saw several)."""
         ids = self.ids
-        if ids is not None and self.mixed:
-            return TraceIds(None, ids.user_id)
-        return ids
+        return TraceIds(None, ids.user_id) if ids is not None and self.mixed else ids
 
     def note_attributes(self, stamps: Iterable[tuple[str, object]]) -> None:
         """Record the trace attributes of the scope in force for a span just started."""
@@ -109,8 +109,6 @@ class Request:
     def session_attributes(self, session_id: str) -> tuple[str, ...]:
         """The attributes a span completed with ``session_id`` gets."""
         targets = self.targets
-        if targets is None:
-            return (LANGFUSE_SESSION_ID,)
         given_only = targets.given_session_attributes
         ids = self.ids
         if not given_only or (
@@ -121,7 +119,7 @@ class Request:
 
     def user_attributes(self) -> tuple[str, ...]:
         """The attributes a span completed with a user id gets."""
-        return (LANGFUSE_USER_ID,) if self.targets is None else self.targets.user_attributes
+        return self.targets.user_attributes
 
 
 class RequestMemory:
@@ -134,25 +132,30 @@ class RequestMemory:
         self.bytes = 0
         #: Trace id -> its one local request, or the list of several (``None``: forgotten).
         self.traces: dict[int, Request | list[Request | None]] = {}
+        #: Traces that came to have several requests: a processor's spans there are filed anew.
+        self.splits = 0
         self.open: dict[int, Request] = {}  # by key, oldest first
         self._ended: dict[int, Request] = {}  # by key, in the order they ended
         self._spans: dict[int, Request] = {}  # spans filed by id: traces of several requests
+        #: The keys of open requests whose root span went away (appended in any thread: no lock).
+        self._gone: deque[int] = deque()
         self._lock = threading.Lock()
 
-    def new(self, context: SpanContext, targets: IdKeys | None) -> Request | None:
+    def new(self, span: Span, targets: IdKeys) -> Request | None:
         """A new request rooted at a span starting now (``None`` when the budget is spent)."""
         with self._lock:
-            return self._new(context, targets)
+            return self._new(span, targets)
 
-    def child(self, context: SpanContext, parent: int, targets: IdKeys | None) -> Request | None:
+    def child(self, span: Span, parent: int, targets: IdKeys) -> Request | None:
         """The request of a span under the local span ``parent``, else a new one rooted here."""
+        context = span.get_span_context()
         with self._lock:
             entry = self.traces.get(context.trace_id)
             request = None
             if isinstance(entry, list):
                 request = self._spans.get(parent) or self.by_key(parent)
             if request is None:
-                return self._new(context, targets)
+                return self._new(span, targets)
             if self._fits(SPAN_BYTES, "a span is not filed under its request"):
                 self._spans[context.span_id] = request
                 request.spans.append(context.span_id)
@@ -160,22 +163,24 @@ class RequestMemory:
                 self.bytes += SPAN_BYTES
             return request
 
-    def _new(self, context: SpanContext, targets: IdKeys | None) -> Request | None:
+    def _new(self, span: Span, targets: IdKeys) -> Request | None:
         self._forget(time.monotonic())
         if not self._fits(REQUEST_BYTES, "a new request is not remembered"):
             return None
+        context = span.get_span_context()
         key, trace = context.span_id, context.trace_id
         request = self.open[key] = Request(key, targets, trace)
+        gone = self._gone.append  # the root ended and the app let go of it: no span on_end
+        request.root = weakref.ref(span, lambda _: gone(key))
         self.bytes += REQUEST_BYTES
         entry = self.traces.get(trace)
         if entry is None:
             self.traces[trace] = request
-            request.alone = True
         elif isinstance(entry, list):
             entry.append(request)
         else:  # a second request in this trace: from now on spans are filed by id
             self.traces[trace] = [entry, request]
-            entry.alone = False
+            self.splits += 1
         return request
 
     def _fits(self, cost: int, what: str) -> bool:
@@ -185,14 +190,6 @@ class RequestMemory:
                 self.over(what)
                 return False
         return True
-
-    def end(self, key: int) -> None:
-        """The root of request ``key`` ended: it stays known a while longer."""
-        with self._lock:
-            request = self.open.pop(key, None)
-            if request is not None:
-                request.ended = time.monotonic()
-                self._ended[key] = request
 
     def of(self, context: SpanContext | None) -> Request | None:
         """The request of a span the processor saw, if still remembered."""
@@ -212,7 +209,7 @@ class RequestMemory:
         with self._lock:
             request = self.by_key(key)
             if request is None:
-                request = self._ended[key] = Request(key, None)
+                request = self._ended[key] = Request(key, _DEFAULT_KEYS)
                 request.ended = time.monotonic()
                 self.bytes += REQUEST_BYTES
             known = request.ids or ids
@@ -236,8 +233,7 @@ class RequestMemory:
             self.charge(-request.attribute_bytes)
             request.bytes -= request.attribute_bytes
             request.attribute_bytes = 0
-            request.values = {}
-            request.tags = {}
+            request.values, request.tags = {}, {}
             request.note_attributes(stamps)
 
     def charge(self, cost: int) -> None:
@@ -256,6 +252,11 @@ class RequestMemory:
 
     def _forget(self, now: float | None) -> None:
         """Forget ended requests past their linger, or (``now=None``) free a tenth. Lock held."""
+        while self._gone:  # ended: they stay known a while longer
+            request = self.open.pop(self._gone.popleft(), None)
+            if request is not None:
+                request.ended = time.monotonic() if now is None else now
+                self._ended[request.key] = request
         goal = self.budget * 9 // 10
         ended = self._ended
         while ended:
@@ -274,7 +275,6 @@ class RequestMemory:
 
     def _drop(self, request: Request) -> None:
         self.bytes -= request.bytes
-        request.alone = False
         for span_id in request.spans:
             self._spans.pop(span_id, None)
         entry = self.traces.get(request.trace)
@@ -288,10 +288,8 @@ class RequestMemory:
     def clear(self) -> None:
         """Forget everything (tests)."""
         with self._lock:
-            for entry in self.traces.values():
-                if isinstance(entry, Request):
-                    entry.alone = False
-            for pool in (self.open, self._ended, self._spans, self.traces):
+            self.splits += 1
+            for pool in (self.open, self._ended, self._spans, self.traces, self._gone):
                 pool.clear()
             self.bytes = 0
 

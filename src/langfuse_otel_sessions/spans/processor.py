@@ -10,7 +10,7 @@ from typing import NamedTuple
 
 from opentelemetry import baggage
 from opentelemetry.context import Context, get_current
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanLimits, SpanProcessor
+from opentelemetry.sdk.trace import Span, SpanLimits, SpanProcessor
 from opentelemetry.trace import format_trace_id
 from opentelemetry.util.types import AttributeValue
 
@@ -65,10 +65,9 @@ class _Plan(NamedTuple):
     attributes: dict[str, AttributeValue]  # the ids on every target key, then the stamps
 
 
-#: A context held by a processor (in the box of its scope), its attributes, the request every
-#: span started there belongs to (noted once; else :data:`_EACH`: look per span), its plan.
-_Held = tuple["weakref.ref[Context]", dict[str, AttributeValue], Request, _Plan]
-_EACH = Request(0, None)  # never alone: each span started there finds its request itself
+#: A context held by a processor (in the box of its scope), its attributes, ``MEMORY.splits``
+#: when every span started there was known to be in the request noted (else -1), its plan.
+_Held = tuple["weakref.ref[Context]", dict[str, AttributeValue], int, _Plan]
 
 
 #: ``also_emit`` names: do they add ``session.id``/``user.id``, ``gen_ai.conversation.id``?
@@ -128,18 +127,15 @@ class SessionSpanProcessor(SpanProcessor):
         self.propagate_session_to = propagate_session_to
         self.also_emit = _also_emit(also_emit)
         plain = any(_ALSO_EMIT[name][0] for name in self.also_emit)
-        self._session_targets = (LANGFUSE_SESSION_ID, *((SESSION_ID,) if plain else ()))
-        self._user_targets = (LANGFUSE_USER_ID, *((USER_ID,) if plain else ()))
         #: Stamped with session ids that were given only (not with generated ones).
-        gen_ai = any(_ALSO_EMIT[name][1] for name in self.also_emit)
-        self._given_session_targets = (GEN_AI_CONVERSATION_ID,) if gen_ai else ()
+        given = (GEN_AI_CONVERSATION_ID,) if any(_ALSO_EMIT[n][1] for n in self.also_emit) else ()
         #: Registered so that ``session()``, the guard and the middleware know these keys too.
         self.keys = IdKeys(
             session=self.session_keys,
             user=self.user_keys,
-            session_attributes=(*self._session_targets, *self._given_session_targets),
-            given_session_attributes=self._given_session_targets,
-            user_attributes=self._user_targets,
+            session_attributes=(LANGFUSE_SESSION_ID, *((SESSION_ID,) if plain else ()), *given),
+            given_session_attributes=given,
+            user_attributes=(LANGFUSE_USER_ID, *((USER_ID,) if plain else ())),
             trust_remote=self.trust_remote_baggage,
         )
         register_reader(self.keys)
@@ -148,10 +144,9 @@ class SessionSpanProcessor(SpanProcessor):
         self._room = sys.maxsize if self._max_attributes is None else self._max_attributes * 3 // 4
         self._guarded = frozenset(
             (*SESSION_ATTRIBUTE_KEYS, *USER_ATTRIBUTE_KEYS, *SPAN_ENVIRONMENT_KEYS)
-        ).union(self.keys.session_attributes, self._user_targets)
+        ).union(self.keys.session_attributes, self.keys.user_attributes)
         self._last: _Held | None = None  # for contexts outside any scope
         self._log = RateLimitedLog()
-        self._told_about_remote: set[str] = set()
         #: Trace attributes left out because a span had no room left.
         self.dropped_trace_attributes = 0
         note_processor(self)  # a session set with no processor alive warns
@@ -161,7 +156,7 @@ class SessionSpanProcessor(SpanProcessor):
             context = get_current() if parent_context is None else parent_context
             box: dict[object, _Held] | None = context.get(PLANS)  # type: ignore[assignment]
             held = self._last if box is None else box.get(self)  # a scope's box: its contexts'
-            if held is None or held[0]() is not context or not held[2].alone:
+            if held is None or held[0]() is not context or held[2] != MEMORY.splits:
                 attributes = self._hold(span, context, box, held)
             else:  # a context met before (contexts never change): one more span in its request
                 attributes = held[1]
@@ -181,13 +176,13 @@ class SessionSpanProcessor(SpanProcessor):
         self, span: Span, context: Context, box: dict[object, _Held] | None, held: _Held | None
     ) -> dict[str, AttributeValue]:
         """A span in a context not held yet, a root, or in a fallback: its plan and request."""
-        plan = held[3] if held is not None and held[0]() is context else self._plan(context, held)
+        plan = self._plan(context, held)
         attributes = plan.attributes
         span_context = span.context
         parent = span.parent
-        each = _EACH
+        splits, noted = -1, MEMORY.splits  # read first: a split after the look-up is seen
         if parent is None or parent.is_remote:
-            request = MEMORY.new(span_context, self.keys)
+            request = MEMORY.new(span, self.keys)
             if parent is not None:  # no app root if an upstream Langfuse SDK claimed it
                 claimed = plan.entries.get(BAGGAGE_LANGFUSE_TRACE_ID)
                 trace_id = format_trace_id(span_context.trace_id)
@@ -196,36 +191,21 @@ class SessionSpanProcessor(SpanProcessor):
         else:
             request = MEMORY.traces.get(span_context.trace_id)  # type: ignore[assignment]
             if type(request) is not Request:
-                request = MEMORY.child(span_context, parent.span_id, self.keys)
-            elif plan.ids is not None:
-                each = request  # its spans here all belong to it: noted once, not per span
+                request = MEMORY.child(span, parent.span_id, self.keys)
+            elif plan.ids is not None:  # the request of every span here: noted once, not per span
+                splits = noted
         if request is not None:
-            attributes = self._note(request, plan, attributes)
-        held = (weakref.ref(context), plan.attributes, each, plan)
+            if plan.ids is not None:
+                request.note(plan.ids)
+            elif request.ids is not None:  # the fallback: the ids in force last in it
+                attributes = {**self._id_attributes(request.ids), **attributes}
+            request.note_attributes(plan.stamps)
+        held = (weakref.ref(context), plan.attributes, splits, plan)
         if box is None:
             self._last = held
         else:
             box[self] = held
         return attributes
-
-    def _note(
-        self, request: Request, plan: _Plan, attributes: dict[str, AttributeValue]
-    ) -> dict[str, AttributeValue]:
-        """Note what the plan stamps in the span's request; without ids, take the request's."""
-        if plan.ids is not None:
-            if request.ids is not plan.ids:
-                request.note(plan.ids)
-        elif request.ids is not None:  # the fallback: the ids in force last in it
-            attributes = {**self._id_attributes(request.ids), **attributes}
-        if plan.stamps and request.last is not plan.stamps:
-            request.last = plan.stamps
-            request.note_attributes(plan.stamps)
-        return attributes
-
-    def on_end(self, span: ReadableSpan) -> None:
-        context = span.context
-        if context is not None and context.span_id in MEMORY.open:
-            MEMORY.end(context.span_id)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Nothing is buffered. (The SDK default returns ``None`` on OpenTelemetry 1.30, which
@@ -233,21 +213,14 @@ class SessionSpanProcessor(SpanProcessor):
         return True
 
     def _plan(self, context: Context, held: _Held | None) -> _Plan:
-        """The plan held before if the baggage is the same, else a new one."""
+        """The plan held, if for this context or the same baggage, else a new one."""
+        if held is not None and held[0]() is context:
+            return held[3]
         entries = baggage.get_all(context)
-        plan = None if held is None else held[3]
-        if (
-            plan is None
-            or plan.withheld is not context.get(WITHHELD_REMOTE_ENTRIES)
-            or plan.generated is not context.get(GENERATED_SESSION_ID)
-            or plan.entries != entries
-        ):
-            plan = self._new_plan(context, entries)
-        return plan
-
-    def _new_plan(self, context: Context, entries: Mapping[str, object]) -> _Plan:
         withheld = context.get(WITHHELD_REMOTE_ENTRIES)
         generated = context.get(GENERATED_SESSION_ID)
+        if held is not None and held[3][:3] == (entries, withheld, generated):
+            return held[3]  # the same baggage in another context
         ids = self._valid_ids_of(entries) if entries else None
         stamps = self._stamps(entries)
         if ids is None and isinstance(withheld, Mapping) and withheld:
@@ -262,45 +235,35 @@ class SessionSpanProcessor(SpanProcessor):
         return _Plan(dict(entries), withheld, generated, ids, stamps, attributes)  # type: ignore[arg-type]
 
     def _id_attributes(self, ids: TraceIds | None) -> dict[str, AttributeValue]:
-        """The ids on every key this processor stamps them on."""
-        attributes: dict[str, AttributeValue] = {}
-        if ids is None:
-            return attributes
-        session_id, user_id = ids
-        if session_id is not None:
-            attributes.update(dict.fromkeys(self._session_targets, session_id))
-            if type(ids) is not GeneratedIds:
-                attributes.update(dict.fromkeys(self._given_session_targets, session_id))
-        if user_id is not None:
-            attributes.update(dict.fromkeys(self._user_targets, user_id))
-        return attributes
+        """The ids on every key this processor stamps them on (a generated session id: not on
+        the given-only keys)."""
+        keys, (session_id, user_id) = self.keys, ids or (None, None)
+        session = () if session_id is None else keys.session_attributes
+        if type(ids) is GeneratedIds:
+            session = tuple(key for key in session if key not in keys.given_session_attributes)
+        user = () if user_id is None else keys.user_attributes
+        return {**dict.fromkeys(session, session_id), **dict.fromkeys(user, user_id)}
 
     def _fitting(
         self, existing: Mapping[str, object], attributes: dict[str, AttributeValue]
     ) -> dict[str, AttributeValue]:
         """``attributes`` the span lacks, within three quarters of its attribute limit."""
-        if (
-            len(existing) + len(attributes) <= self._room
-            and existing.keys().isdisjoint(self._guarded)
-            and existing.keys().isdisjoint(attributes)
-        ):
+        has, keys = existing.keys(), self.keys
+        fits = len(has) + len(attributes) <= self._room
+        if fits and has.isdisjoint(self._guarded) and has.isdisjoint(attributes):
             return attributes
-        fitting = {k: v for k, v in attributes.items() if k not in existing}
-        if not _SESSION_ATTRIBUTES.isdisjoint(existing):
-            for key in self.keys.session_attributes:
-                fitting.pop(key, None)
-        if not _USER_ATTRIBUTES.isdisjoint(existing):
-            for key in self._user_targets:
-                fitting.pop(key, None)
-        if LANGFUSE_ENVIRONMENT in fitting and any(existing.get(k) for k in SPAN_ENVIRONMENT_KEYS):
-            del fitting[LANGFUSE_ENVIRONMENT]
-        if len(existing) + len(fitting) <= self._room:
-            return fitting
-        id_keys = {*self.keys.session_attributes, *self._user_targets}
+        kept = set(has)  # the span's own attributes win, and so do a session, user, environment
+        if not _SESSION_ATTRIBUTES.isdisjoint(has):
+            kept.update(keys.session_attributes)
+        if not _USER_ATTRIBUTES.isdisjoint(has):
+            kept.update(keys.user_attributes)
+        if any(existing.get(key) for key in SPAN_ENVIRONMENT_KEYS):
+            kept.add(LANGFUSE_ENVIRONMENT)
+        fitting = {k: v for k, v in attributes.items() if k not in kept}
+        id_keys = (*keys.session_attributes, *keys.user_attributes)
         ids = {k: v for k, v in fitting.items() if k in id_keys}
-        others = [item for item in fitting.items() if item[0] not in id_keys]
-        room = max(self._room - len(existing) - len(ids), 0)
-        left_out = len(others) - room
+        room = max(self._room - len(has) - len(ids), 0)
+        left_out = len(fitting) - len(ids) - room
         if left_out > 0:
             self.dropped_trace_attributes += left_out
             self._log.warning(
@@ -310,13 +273,11 @@ class SessionSpanProcessor(SpanProcessor):
                 left_out,
                 self._max_attributes,
             )
-            fitting = {**ids, **dict(others[:room])}
+            fitting = {**ids, **dict([i for i in fitting.items() if i[0] not in ids][:room])}
         return fitting
 
     def _stamps(self, entries: Mapping[str, object]) -> Stamps:
         """The trace attributes of a baggage mapping (validated; problems logged, rate-limited)."""
-        if not entries:
-            return ()
         problems: list[str] = []
         stamps = stamps_of(entries, problems, self._max_attributes)
         if problems:
@@ -328,18 +289,16 @@ class SessionSpanProcessor(SpanProcessor):
         return stamps
 
     def _tell_about_remote(self, withheld: Mapping[str, object]) -> None:
-        """Say once that remote ids, and once that remote trace attributes, were ignored."""
+        """Say (rate-limited) that remote ids, or remote trace attributes, were ignored."""
         ids = not withheld.keys().isdisjoint((*self.session_keys, *self.user_keys))
-        what = "session/user ids" if ids else "trace attributes (tags, metadata, environment...)"
-        if what not in self._told_about_remote:
-            self._told_about_remote.add(what)
-            logger.warning(
-                "Ignoring %s that arrived in a request's baggage header: a client can write any "
-                "value there. For a service behind a trusted edge, use "
-                "SessionSpanProcessor(trust_remote_baggage=True) or set %s=true.",
-                what,
-                ENV_TRUST_REMOTE_BAGGAGE,
-            )
+        self._log.warning(
+            f"remote-{ids}",
+            "Ignoring %s that arrived in a request's baggage header: a client can write any "
+            "value there. For a service behind a trusted edge, use "
+            "SessionSpanProcessor(trust_remote_baggage=True) or set %s=true.",
+            "session/user ids" if ids else "trace attributes (tags, metadata, environment...)",
+            ENV_TRUST_REMOTE_BAGGAGE,
+        )
 
     def _valid_ids_of(self, entries: Mapping[str, object]) -> TraceIds | None:
         ids = TraceIds(*ids_of(entries, self.keys, self._log))

@@ -109,20 +109,24 @@ class SessionSampler(Sampler):
             return _following(parent)
         reader = known_keys().reader if self._processor is None else self._processor.keys
         trusted = remote_trusted(reader)
-        if parent.is_valid:  # remote: its flag decides only when trusted
-            if trusted and self.follow_remote_parent:
-                if parent.trace_flags.sampled:
-                    self._caller_kept(attributes, parent_context, reader)
-                return _following(parent)
-            if not trusted:  # nor does the fallback follow it, or read the trace id it chose
-                parent_context = trace.set_span_in_context(trace.INVALID_SPAN, parent_context)
-                trace_id = secrets.randbits(128)
+        if parent.is_valid and not trusted:  # remote: its flag decides only when trusted; nor
+            parent_context = trace.set_span_in_context(trace.INVALID_SPAN, parent_context)
+            trace_id = secrets.randbits(128)  # does the fallback read the trace id it chose
         try:
             ids = self._ids(attributes, parent_context, reader, trusted)
             keep = None if ids is None else self._decide(*ids)
         except Exception:  # noqa: BLE001 - never raise into the host application
             self._log.exception("should_sample", "SessionSampler could not read the session")
-            keep = None
+            ids = keep = None
+        if parent.is_valid and trusted and self.follow_remote_parent:
+            session_id = ids.session_id if keep is False and ids is not None else None
+            if parent.trace_flags.sampled and session_id is not None and len(session_id) <= 256:
+                # A session a trusted caller kept that this sampler would drop: its scores are
+                # sent (the last ``_REMEMBERED`` such sessions of up to 256 characters).
+                if len(self._kept_by_caller) >= _REMEMBERED:
+                    self._kept_by_caller.clear()
+                self._kept_by_caller.add(session_id)
+            return _following(parent)
         state = parent.trace_state if parent.is_valid else None
         if keep is None:
             result = self.fallback.should_sample(
@@ -142,28 +146,11 @@ class SessionSampler(Sampler):
         session a trusted caller kept counts as kept."""
         if session_id in self._kept_by_caller or self._decide(session_id, user_id):
             return True
-        if user_id is None and self.always_keep is not None:
-            return None
-        return False
+        return None if user_id is None and self.always_keep is not None else False
 
     def keeps_hash_of(self, session_id: str) -> bool:
         """The ratio's decision for ``session_id``, allow rules aside."""
         return session_hash(session_id) < self._threshold
-
-    def _caller_kept(self, attributes: Attributes, context: Context | None, reader: IdKeys) -> None:
-        """Remember a session a trusted caller kept that this sampler would drop, so its
-        scores are sent (the last ``_REMEMBERED`` such sessions of up to 256 characters)."""
-        try:
-            ids = self._ids(attributes, context, reader, trusted=True)
-        except Exception:  # noqa: BLE001 - never raise into the host application
-            self._log.exception("should_sample", "SessionSampler could not read the session")
-            return
-        if ids is None or ids.session_id is None or len(ids.session_id) > 256:
-            return
-        if not self._decide(*ids):
-            if len(self._kept_by_caller) >= _REMEMBERED:
-                self._kept_by_caller.clear()
-            self._kept_by_caller.add(ids.session_id)
 
     def _allowed(self, session_id: str | None, user_id: str | None) -> bool:
         if session_id is not None and session_id in self.always_keep_sessions:

@@ -41,11 +41,6 @@ IdFromRequest = Callable[[Any], "str | None"]
 _Headers = Mapping[str, str]  # lower-case name (or cookie name) -> value
 
 
-#: One request's outcome: its context, the entries it vouches for, the ``baggage`` header and the
-#: cookie to set (``None``: leave the request/response be).
-Decision = tuple[Context, dict[str, str], "str | None", "str | None"]
-
-
 class _Facts(NamedTuple):
     """One request, read once. ``taken``: the ids the header source took; ``borne``: what the
     request brought under a guarded key (key -> values, in order); ``parsed``: the members of
@@ -113,10 +108,10 @@ class SessionMiddlewareBase:
         self, what: str, source: tuple[Any, ...], request: object, found: tuple[_Headers, _Headers]
     ) -> str | None:
         """The first valid id of a source: its callable, header, cookie; never raises."""
-        (from_request, header, cookie), (headers, cookies) = source, found
+        (from_request, header, cookie), (headers, jar) = source, found
         values = [
             ("header", header and headers.get(header)),
-            ("cookie", cookie and cookies.get(cookie)),
+            ("cookie", cookie and jar.get(cookie)),
         ]
         if from_request is not None:
             try:
@@ -157,9 +152,10 @@ class SessionMiddlewareBase:
 
     def _decide(
         self, request: object, headers: Mapping[str, str], incoming: str | None, raw: str | None
-    ) -> Decision:
-        """The request's :class:`Decision` from the headers a source reads (lower-case names),
-        its ``baggage`` header and, where OpenTelemetry reads it otherwise, that (``raw``)."""
+    ) -> tuple[Context, dict[str, str], str | None, str | None]:
+        """The request's context, the entries it vouches for, and the ``baggage`` header and
+        cookie to hand on (``None``: leave be), from the headers a source reads (lower-case
+        names), its ``baggage`` header and, where OpenTelemetry reads it otherwise, ``raw``."""
         current = get_current()
         generation, known = self._known
         if generation != keys_generation():  # a processor came or went
@@ -259,11 +255,9 @@ class SessionMiddlewareBase:
         ]
         if (inside and len(kept) == len(parsed)) or (facts.incoming is None and not carried):
             return None  # nothing to remove, and OpenTelemetry read the headers already
-        if facts.attributes is self._static:
-            members = [_member(k, v) for k, v in carried.items() if k not in self._static]
-            members += self._static_members
-        else:
-            members = [_member(key, value) for key, value in carried.items()]
+        static = self._static if facts.attributes is self._static else _NONE  # made once
+        members = [_member(k, v) for k, v in carried.items() if k not in static]
+        members += self._static_members if static else ()
         size = sum(len(member) + 1 for member in members)
         for member in kept:
             size += len(member.encode()) + 1
@@ -281,14 +275,12 @@ class SessionMiddlewareBase:
         if isinstance(existing, MappingProxyType):  # the SDK's: a real dict reads faster
             existing = existing.copy()
         span_context = span.get_span_context()
-        stamped: dict[str, object] = {}
-        if facts.borne and not self._trusted:
-            stamped = self._forged_blanks(span_context, existing, facts, context)
-        doubtful = set(facts.taken.values())  # ids on the span that did not come from us
+        blanks = facts.borne and not self._trusted  # over what the request forged
+        stamped = self._forged_blanks(span_context, existing, facts, context) if blanks else {}
+        suspects = [[*facts.taken.values()]] if self._trusted else facts.borne.values()
+        doubtful = {value for values in suspects for value in values}  # ids not from us
         parent = getattr(span, "parent", None)
         remote = not self._trusted and parent is not None and parent.is_remote
-        if not self._trusted:
-            doubtful.update(value for values in facts.borne.values() for value in values)
         given_only = known.given_session_attributes if facts.new else ()
         corrected = False
         for keys, decided in (
@@ -320,11 +312,7 @@ class SessionMiddlewareBase:
     ) -> dict[str, object]:
         """Blanks over the trace attributes on the span that the request's baggage forged."""
         blanks: dict[str, object] = {}
-        forged = {
-            key: values
-            for key, values in facts.borne.items()
-            if key in BAGGAGE_TRACE_ATTRIBUTES or key.startswith(BAGGAGE_METADATA_PREFIX)
-        }
+        forged = {key: values for key, values in facts.borne.items() if _is_trace_key(key)}
         for key, values in forged.items():
             for value in values:
                 for attribute, stamp in stamps_of({key: value}, []):
@@ -362,8 +350,7 @@ class SessionMiddlewareBase:
 
 
 def _members(text: str | None, known: KnownKeys) -> list[tuple[str, str | None]] | None:
-    """A ``baggage`` header's members and their keys; ``None`` when none can be guarded (a quick
-    test: most headers are not parsed)."""
+    """A ``baggage`` header's members and keys; ``None`` if none can be guarded (most: unread)."""
     if not text or not known.may_guard(text):
         return None
     return [(member, member_key(member)) for member in text.split(",")]
@@ -371,3 +358,7 @@ def _members(text: str | None, known: KnownKeys) -> list[tuple[str, str | None]]
 
 def _member(key: str, value: str) -> str:
     return f"{quote(key, safe='')}={quote(value, safe='')}"
+
+
+def _is_trace_key(key: str) -> bool:
+    return key in BAGGAGE_TRACE_ATTRIBUTES or key.startswith(BAGGAGE_METADATA_PREFIX)

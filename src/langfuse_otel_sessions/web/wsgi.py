@@ -28,9 +28,7 @@ class _InContext:
             yield chunk
 
     def close(self) -> None:
-        close = getattr(self._result, "close", None)
-        if close is not None:
-            _run_in(self._context, close)
+        _run_in(self._context, getattr(self._result, "close", lambda: None))
 
 
 def _run_in(context: Context, call: Callable[..., Any], *args: object) -> Any:  # noqa: ANN401
