@@ -67,9 +67,13 @@ import langfuse_otel_sessions as lf
 keys = dict(public_key="pk-lf-x", secret_key="sk-lf-x", base_url=sys.argv[1])
 scores = lf.ScoreClient(**keys)  # retries for 60 s; at exit, 5 s
 scores.score_session("s", name="n", value=1.0)  # the score sender starts first
-provider = TracerProvider()
-exporter = lf.LangfuseSpanExporter(**keys, timeout=4)
-if sys.argv[2] == "configure":
+if sys.argv[2] == "exporter first":  # built before its provider, then configure()
+    exporter = lf.LangfuseSpanExporter(**keys, timeout=4)
+    provider = TracerProvider()
+else:
+    provider = TracerProvider()
+    exporter = lf.LangfuseSpanExporter(**keys, timeout=4)
+if sys.argv[2] != "hand-built":
     lf.configure(provider, exporter=exporter)
 else:
     provider.add_span_processor(BatchSpanProcessor(exporter, schedule_delay_millis=60_000))
@@ -78,7 +82,7 @@ print(time.time(), flush=True)  # interpreter exit flushes both from here
 """
 
 
-@pytest.mark.parametrize("setup", ["configure", "hand-built"])
+@pytest.mark.parametrize("setup", ["configure", "exporter first", "hand-built"])
 def test_interpreter_exit_flushes_spans_and_scores_side_by_side(setup: str) -> None:
     with fault_server(default=SILENT) as server:
         out = run_python("-c", EXIT_SCRIPT, server.url, setup, timeout=60)

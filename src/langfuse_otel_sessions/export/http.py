@@ -44,6 +44,12 @@ def _note_exit() -> None:
     EXIT_BEGAN.append(time.monotonic())
 
 
+def note_exit_first() -> None:
+    """Move the exit hook after those registered so far (a TracerProvider's built since)."""
+    atexit.unregister(_note_exit)
+    atexit.register(_note_exit)
+
+
 #: The most of a response body that is read; Langfuse's answers are a few kilobytes.
 MAX_RESPONSE_BYTES = 1_000_000
 #: The most characters of a server's words that reach a log line.
@@ -278,8 +284,7 @@ class HttpClient:
         self._session.verify = os.environ.get("SSL_CERT_FILE") or True  # REQUESTS_CA_BUNDLE wins
         self._adapter, self._pid = _Adapter(), os.getpid()
         _workers.run(None)  # so that one is there at interpreter exit
-        atexit.unregister(_note_exit)  # see EXIT_BEGAN
-        atexit.register(_note_exit)
+        note_exit_first()  # see EXIT_BEGAN
 
     def post(self, body: bytes, headers: Mapping[str, str], timeout: float) -> Reply:
         """Send ``body``; returns within ``timeout`` seconds (or at :meth:`close`), never raises."""

@@ -15,6 +15,7 @@ from ..attributes import SAMPLER_ENTRY_POINT
 from ..boundary.propagator import install_baggage_guard
 from ..errors import ConfigurationError
 from ..export.exporter import LangfuseSpanExporter
+from ..export.http import note_exit_first
 from ..spans.processor import SessionSpanProcessor
 from ..spans.sampler import SessionSampler, session_sampler_from_env
 
@@ -58,6 +59,7 @@ def configure(
         propagate_session_to=added.propagate_session_to,
     )
     _carry_context_into_threads()
+    note_exit_first()  # the provider (and its exit hook) may be newer than the clients
     return provider
 
 
