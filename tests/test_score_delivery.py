@@ -27,7 +27,8 @@ __all__ = ["langfuse_receiver"]
 def sender(langfuse_receiver: LangfuseReceiver) -> Iterator[ScoreSender]:
     headers = {"Authorization": langfuse_receiver.authorization}
     url = langfuse_receiver.url + INGESTION_PATH
-    scores = ScoreSender(Route("direct", url, "the test", "base_url", headers))
+    route = Route("direct", url, "the test", "base_url", headers)
+    scores = ScoreSender(route, timeout=60.0, max_queue_bytes=32_000_000)
     yield scores
     scores.shutdown(5)
 

@@ -33,13 +33,11 @@ if TYPE_CHECKING:
 
 
 def _trace_hex(value: int | str, bits: int, name: str) -> str:
-    if isinstance(value, int) and not isinstance(value, bool):
-        if not 0 < value < 2**bits:
-            raise InvalidScoreError(f"{name} is out of range")
+    if isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**bits:
         return format(value, f"0{bits // 4}x")
     if isinstance(value, str) and value.strip():
         return value
-    raise InvalidScoreError(f"{name} must be an OpenTelemetry id (int) or a non-empty string")
+    raise InvalidScoreError(f"{name} must be an OpenTelemetry id in range or a non-empty string")
 
 
 @functools.lru_cache(maxsize=4096)  # a session is scored again and again; errors are not kept
@@ -47,9 +45,15 @@ def _checked_session_id(session_id: str) -> str:
     return check_id(session_id, DEFAULT_MAX_ID_LENGTH)
 
 
+_SESSION_SAMPLER_TYPES: dict[type, bool] = {}  # isinstance of an ABC is slow when false
+
+
 def _global_session_sampler() -> SessionSampler | None:
     sampler = getattr(trace.get_tracer_provider(), "sampler", None)
-    return sampler if isinstance(sampler, SessionSampler) else None
+    kind = type(sampler)
+    if kind not in _SESSION_SAMPLER_TYPES:
+        _SESSION_SAMPLER_TYPES[kind] = issubclass(kind, SessionSampler)
+    return sampler if _SESSION_SAMPLER_TYPES[kind] else None
 
 
 def _sampled_out(sampler: SessionSampler, session_id: str) -> bool:
@@ -169,6 +173,5 @@ score_with(score_session)  # what Session.score calls
 
 
 def flush_scores(timeout: float | None = None) -> bool:
-    """:meth:`ScoreClient.flush` of the default client: ``True`` only if every score submitted
-    since the previous flush was delivered within ``timeout`` (also when there were none)."""
+    """:meth:`ScoreClient.flush` of the default client (``True`` also when it has none)."""
     return True if _default is None else _default.flush(timeout)

@@ -40,8 +40,7 @@ class SenderStats:
     dropped: int = 0
     retries: int = 0
     refused: int = 0
-    #: session scores not sent because the session was sampled out
-    sampled_out: int = 0
+    sampled_out: int = 0  # session scores not sent: the session was sampled out
 
 
 def encode_batch(scores: Sequence[Score]) -> tuple[dict[str, Score], bytes]:
@@ -62,9 +61,7 @@ def _timestamp(score: Score) -> str:
 class ScoreSender:
     """Queues scores and posts them in the background. Thread-safe; never raises on submit."""
 
-    def __init__(
-        self, route: Route, *, timeout: float = 60.0, max_queue_bytes: int = DEFAULT_MAX_QUEUE_BYTES
-    ) -> None:
+    def __init__(self, route: Route, *, timeout: float, max_queue_bytes: int) -> None:
         self._route = route
         self._headers = {"Content-Type": "application/json", **route.headers}
         self.max_queue_bytes = max_queue_bytes
