@@ -228,23 +228,23 @@ def main() -> None:
         runners, args.rounds, args.requests, lambda: tracer.start_as_current_span("GET /chat")
     )
     print("Inside one long-lived server span (the middleware alone):")
-    print(f"{'protocol':<6} {'configuration':<44} {'µs/request':>11} {'ratio':>6}")
+    print(f"{'protocol':<6} {'configuration':<56} {'µs/request':>11} {'ratio':>6}")
     for key, values in timings.items():
         base = timings[(key[0], "no trace attributes")]
         ratio = statistics.median(v / b for v, b in zip(values, base, strict=True))
-        print(f"{key[0]:<6} {key[1]:<44} {statistics.median(values):>11.2f} {ratio:>6.2f}")
+        print(f"{key[0]:<6} {key[1]:<56} {statistics.median(values):>11.2f} {ratio:>6.2f}")
     traced = measure(
         traced_runners(provider, TracerProvider()), args.rounds, args.requests // 4, nullcontext
     )
     print("\nA traced request: a real server span per request and one child span:")
-    print(f"{'protocol':<6} {'configuration':<44} {'µs/request':>11} {'ratio':>6} {'+µs':>6}")
+    print(f"{'protocol':<6} {'configuration':<56} {'µs/request':>11} {'ratio':>6} {'+µs':>6}")
     for key, values in traced.items():
         plain = key[1].startswith("ours") and key[1].endswith(NO_PROCESSOR)
         base = traced[(key[0], "bare: server span + child" + (NO_PROCESSOR if plain else ""))]
         ratio = statistics.median(v / b for v, b in zip(values, base, strict=True))
         delta = statistics.median(v - b for v, b in zip(values, base, strict=True))
         print(
-            f"{key[0]:<6} {key[1]:<44} {statistics.median(values):>11.2f} {ratio:>6.2f}"
+            f"{key[0]:<6} {key[1]:<56} {statistics.median(values):>11.2f} {ratio:>6.2f}"
             f" {delta:>+6.1f}"
         )
 
