@@ -8,8 +8,9 @@ from __future__ import annotations
 import json
 import logging
 import sys
+import warnings
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from opentelemetry import baggage, context, propagate
 
 from langfuse_otel_sessions import ConfigurationError, session
-from langfuse_otel_sessions.sessions.trace_attributes import parse_tags, tag_problem
+from langfuse_otel_sessions.sessions.trace_attributes import parse_tags, string_list, tag_problem
 
 from .conftest import Traced, make_traced
 from .servers import serve_wsgi
@@ -78,6 +79,17 @@ def test_a_list_of_tags_reads_back_exactly_from_python_and_json_syntax(tags: lis
 )
 def test_anything_but_a_flat_list_of_string_literals_is_not_read(text: str) -> None:
     assert parse_tags(text) is None
+
+
+@pytest.mark.parametrize("text", ["['\\q']", "['a', '\\400']", '["a\\/b"]'])
+@pytest.mark.parametrize("action", ["ignore", "error"])
+def test_a_literal_python_warns_about_is_not_read_whatever_the_warning_filters(
+    text: str, action: Literal["ignore", "error"]
+) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter(action)
+        assert parse_tags(text) is None
+    assert string_list("['a\\\\q', '\\377', '\\x41\\n']") == ["a\\q", "\xff", "A\n"]
 
 
 # -- F2: deeply nested baggage values in the documented setups -------------------------------

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import baggage
-from opentelemetry.context import Context, get_current, set_value
+from opentelemetry.context import Context, get_current, get_value
 from opentelemetry.trace import TracerProvider
 
 from .._logging import RateLimitedLog
@@ -15,13 +15,7 @@ from ..attributes import BAGGAGE_LANGFUSE_TAGS, DEFAULT_MAX_ID_LENGTH
 from ..baggage_keys import IdKeys, KnownKeys, known_keys
 from ..ids import check_id, id_problem
 from ._setup_warnings import warn_once_on_setup_gaps
-from .context_slots import (
-    PLANS,
-    with_own_entries,
-    with_session_origin,
-    withheld_remote_entries,
-    without_rival_entries,
-)
+from .context_slots import GENERATED_SESSION_ID, PLANS, with_own_entries, withheld_remote_entries
 from .scope_stack import Root, decorate, enter, leave
 from .session import Session
 from .trace_attributes import baggage_entries, merged_tags
@@ -43,22 +37,22 @@ def scoped_context(
     if session_id is not None or user_id is not None or attributes:
         warn_once_on_setup_gaps()
     known = known_keys() if known is None else known
-    own = dict(attributes or {})  # recorded as ours: they leave only where the user opted in
-    inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, parent) if own else None
-    if inherited is not None and BAGGAGE_LANGFUSE_TAGS in own:
-        own[BAGGAGE_LANGFUSE_TAGS] = merged_tags(inherited, own[BAGGAGE_LANGFUSE_TAGS])
-    rivals: set[str] = set()
-    for writes, keys, value in (
-        (known.session_writes, known.session, session_id),
-        (known.user_writes, known.user, user_id),
-    ):
-        if value is not None:
-            own.update(dict.fromkeys(writes, value))
-            rivals.update(keys.difference(writes))
-    context = with_own_entries(without_rival_entries(parent, rivals), own) if own else parent
+    own = dict(attributes) if attributes else {}  # ours: they leave only where the user opted in
+    if BAGGAGE_LANGFUSE_TAGS in own:
+        inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, parent)
+        if inherited is not None:
+            own[BAGGAGE_LANGFUSE_TAGS] = merged_tags(inherited, own[BAGGAGE_LANGFUSE_TAGS])
+    rivals: list[str] = []
+    slots: dict[str, object] = {PLANS: {}}  # processors work out once what its spans get
     if session_id is not None:
-        context = with_session_origin(context, session_id, generated)
-    return set_value(PLANS, {}, context)  # processors work out once what its spans get
+        own.update(dict.fromkeys(known.session_writes, session_id))
+        rivals += known.session.difference(known.session_writes)
+        if generated or get_value(GENERATED_SESSION_ID, parent) is not None:
+            slots[GENERATED_SESSION_ID] = session_id if generated else None
+    if user_id is not None:
+        own.update(dict.fromkeys(known.user_writes, user_id))
+        rivals += known.user.difference(known.user_writes)
+    return with_own_entries(parent, own, rivals, slots)
 
 
 @dataclass(eq=False)  # identity: one scope may be entered many times at once

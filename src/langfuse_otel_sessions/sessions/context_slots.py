@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from types import MappingProxyType
 
 from opentelemetry import baggage
@@ -29,40 +29,43 @@ _EMPTY: Mapping[str, object] = MappingProxyType({})
 def entries_in(slot: str, context: Context | None = None) -> Mapping[str, object]:
     """The mapping held in ``slot`` of ``context`` (default: the current one), else empty."""
     entries = get_value(slot, context)
-    return entries if isinstance(entries, Mapping) else _EMPTY
+    return entries if isinstance(entries, MappingProxyType) else _EMPTY  # what our slots hold
 
 
-def with_own_entries(context: Context, entries: Mapping[str, str]) -> Context:
-    """``context`` with ``entries`` in its baggage, recorded as ours (and the app's beneath)."""
-    own = entries_in(OWN_ENTRIES, context)
+def with_own_entries(
+    context: Context,
+    entries: Mapping[str, str],
+    rivals: Iterable[str] = (),
+    slots: Mapping[str, object] = _EMPTY,
+) -> Context:
+    """``context`` without the baggage entries under ``rivals`` (the app's recorded as hidden),
+    with ``entries`` in its baggage, recorded as ours (and the app's beneath), and ``slots``."""
+    start, present = context, baggage.get_all(context)
+    own, hidden = entries_in(OWN_ENTRIES, context), {}
+    for key in rivals:
+        if (value := present.get(key)) is not None:
+            context = baggage.remove_baggage(key, context)
+            if own.get(key) != value:
+                hidden[key] = value
     earlier = entries_in(APP_ENTRIES_BENEATH, context)
     beneath = dict(earlier)
+    present = present if context is start else baggage.get_all(context)
     for key, value in entries.items():
-        previous = baggage.get_baggage(key, context)
-        if previous is None:
+        if (previous := present.get(key)) is None:
             beneath.pop(key, None)
         elif own.get(key) != previous:
             beneath[key] = previous  # not ours: the app's value under this scope's
         context = baggage.set_baggage(key, value, context)
+    values = context.copy()  # one copy for every slot (set_value copies the context each)
+    if hidden:
+        merged = {**entries_in(HIDDEN_APP_ENTRIES, context), **hidden}
+        values[HIDDEN_APP_ENTRIES] = MappingProxyType(merged)
     if beneath or earlier:
-        context = set_value(APP_ENTRIES_BENEATH, MappingProxyType(beneath), context)
-    return mark_own(context, entries)
-
-
-def without_rival_entries(context: Context, keys: frozenset[str] | set[str]) -> Context:
-    """``context`` without the baggage entries under ``keys`` (the app's recorded as hidden)."""
-    own = entries_in(OWN_ENTRIES, context)
-    hidden: dict[str, object] = {}
-    for key in keys:
-        value = baggage.get_baggage(key, context)
-        if value is not None:
-            context = baggage.remove_baggage(key, context)
-            if own.get(key) != value:
-                hidden[key] = value
-    if not hidden:
-        return context
-    merged = MappingProxyType({**entries_in(HIDDEN_APP_ENTRIES, context), **hidden})
-    return set_value(HIDDEN_APP_ENTRIES, merged, context)
+        values[APP_ENTRIES_BENEATH] = MappingProxyType(beneath)
+    if entries:
+        values[OWN_ENTRIES] = MappingProxyType({**own, **entries})
+    values.update(slots)
+    return Context(values)
 
 
 def mark_own(context: Context, entries: Mapping[str, object]) -> Context:
@@ -87,10 +90,3 @@ class GeneratedIds(TraceIds):
     """:class:`TraceIds` whose session id was generated (equal to the same plain ids)."""
 
     __slots__ = ()
-
-
-def with_session_origin(context: Context, session_id: str, generated: bool) -> Context:
-    """``context`` recording whether ``session_id``, just put in force, was generated."""
-    if generated or get_value(GENERATED_SESSION_ID, context) is not None:
-        return set_value(GENERATED_SESSION_ID, session_id if generated else None, context)
-    return context  # the common case: nothing to clear, no copy

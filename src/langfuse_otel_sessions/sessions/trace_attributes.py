@@ -32,6 +32,8 @@ _METADATA_KEY = re.compile(r"[A-Za-z0-9_.-]+")
 _STRING = r"""'[^'\\]*(?:\\.[^'\\]*)*'|"[^"\\]*(?:\\.[^"\\]*)*\""""
 _ITEM = re.compile(rf"\s*({_STRING})\s*([,\]])", re.DOTALL)
 _END = re.compile(r"\s*\]")
+_ESCAPE = re.compile(r"\\([0-7]{1,3}|.)", re.DOTALL)  # what follows each backslash
+_ESCAPES = "\n\\'\"abfnrtvxNuU"  # and octal up to 377: those Python reads without a warning
 _log = RateLimitedLog()
 
 
@@ -60,6 +62,9 @@ def string_list(text: str) -> list[str] | None:
     text = text.strip()
     if len(text) > MAX_LIST_TEXT or not text.startswith("["):
         return None
+    escapes = _ESCAPE.findall(text)  # one Python warns about is unread, whatever the filters
+    if any(e not in _ESCAPES and not ("0" <= e[0] <= "7" and int(e, 8) < 256) for e in escapes):
+        return None
     strings: list[str] = []
     position = 1
     while (end := _END.match(text, position)) is None:
@@ -67,7 +72,7 @@ def string_list(text: str) -> list[str] | None:
             return None
         try:
             strings.append(ast.literal_eval(item.group(1)))
-        except (ValueError, SyntaxError):  # a NUL, a raw newline, a bad escape
+        except (ValueError, SyntaxError):  # a NUL, a raw newline, a bad \x or \N
             return None
         position = item.end()
         if item.group(2) == "]":
