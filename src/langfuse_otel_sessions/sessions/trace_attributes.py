@@ -95,10 +95,10 @@ def parse_tags(value: object, problems: list[str] | None = None) -> list[str] | 
             problems.append("tags: not a list of strings nor comma-separated text")
             return None
         raw = [tag for tag in raw if not isinstance(tag, str) or tag.strip()]  # "a,,b"
-        skipped = [problem for problem in map(tag_problem, raw) if problem is not None]
-        if skipped:
+        found = [(tag, tag_problem(tag)) for tag in raw]  # each tag checked once
+        if skipped := [problem for _, problem in found if problem is not None]:
             problems.append(f"{len(skipped)} tag(s) skipped (first: {skipped[0]})")
-        return [tag for tag in raw if isinstance(tag, str) and tag_problem(tag) is None]
+        return [tag for tag, problem in found if problem is None]  # type: ignore[misc]
     except Exception:  # noqa: BLE001 - bad input is reported, never raised
         problems.append("tags: unreadable")
         return None
