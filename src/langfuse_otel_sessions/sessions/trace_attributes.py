@@ -94,8 +94,8 @@ def parse_tags(value: object, problems: list[str] | None = None) -> list[str] | 
         if raw is None:
             problems.append("tags: not a list of strings nor comma-separated text")
             return None
-        raw = [tag for tag in raw if not isinstance(tag, str) or tag.strip()]  # "a,,b"
-        found = [(tag, tag_problem(tag)) for tag in raw]  # each tag checked once
+        # each tag checked once; blanks ("a,,b") left out
+        found = [(tag, tag_problem(tag)) for tag in raw if not isinstance(tag, str) or tag.strip()]
         if skipped := [problem for _, problem in found if problem is not None]:
             problems.append(f"{len(skipped)} tag(s) skipped (first: {skipped[0]})")
         return [tag for tag, problem in found if problem is None]  # type: ignore[misc]
@@ -115,8 +115,7 @@ def stamps_of(
             if key == BAGGAGE_LANGFUSE_TAGS:
                 if tags := parse_tags(value, problems):
                     stamps.append((LANGFUSE_TRACE_TAGS, tuple(dict.fromkeys(tags))))
-            elif key in BAGGAGE_TRACE_ATTRIBUTES:
-                attribute = BAGGAGE_TRACE_ATTRIBUTES[key]
+            elif (attribute := BAGGAGE_TRACE_ATTRIBUTES.get(key)) is not None:
                 if (stamped := stamp_value(attribute, value, problems)) is not None:
                     stamps.append((attribute, stamped))
             elif isinstance(key, str) and key.startswith(BAGGAGE_METADATA_PREFIX):
