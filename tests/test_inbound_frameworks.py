@@ -267,3 +267,42 @@ def test_a_session_the_apps_own_outer_middleware_set_survives_ours(
     assert answer.json() == {"session": "app-set"}
     assert traced.session_of("handler") == "app-set"
     assert "victim" not in attribute_values(traced)
+
+
+# Not UTF-8 (one Latin-1 byte): OpenTelemetry's ASGI getter then reads the header with
+# ``unicode_escape``, so an escaped key becomes a session key to it.
+NOT_UTF8 = (
+    b"langfuse.session.id=victim,langfuse\\x2esession\\x2eid=victim,user.id=mallory,z=caf\xe9"
+)
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+@pytest.mark.parametrize("order", ORDERS)
+@pytest.mark.parametrize("setup", ["no-guard", "guard"])
+def test_a_baggage_header_that_is_not_utf8_forges_nothing_and_keeps_the_decided_session(
+    framework: str, order: str, setup: str
+) -> None:
+    with propagation(setup) as traced, served(framework, traced, order) as url:
+        forged = httpx.get(url + "/chat", headers={"baggage": NOT_UTF8})
+        assert forged.json() == {"session": None}
+        decided = httpx.get(url + "/chat", headers={"baggage": NOT_UTF8, "X-Session-Id": "own"})
+        assert decided.json() == {"session": "own"}
+    assert "victim" not in attribute_values(traced)
+    assert "mallory" not in attribute_values(traced)
+    assert sessions_of(traced) - {None, ""} == {"own"}  # "": a blanked forged id
+
+
+@pytest.mark.parametrize("framework", ["fastapi", "flask"])
+@pytest.mark.parametrize("order", ORDERS)
+def test_a_middleware_that_fails_lets_no_remote_baggage_through(
+    framework: str, order: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def fail(*args: object) -> None:
+        raise RuntimeError("injected fault")
+
+    monkeypatch.setattr(ASGISessionMiddleware, "_decide", fail)  # a fault injected: no API for it
+    monkeypatch.setattr(WSGISessionMiddleware, "_decide", fail)
+    with propagation("no-guard") as traced, served(framework, traced, order) as url:
+        answer = httpx.get(url + "/chat", headers={"baggage": "langfuse.session.id=victim"})
+    assert answer.json() == {"session": None}
+    assert "victim" not in sessions_of(traced)

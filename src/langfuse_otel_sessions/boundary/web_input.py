@@ -11,6 +11,17 @@ def decode_bytes(raw: bytes) -> str:
     return raw.decode("utf-8", "surrogateescape")
 
 
+def as_opentelemetry_reads(raw: bytes) -> str:
+    """An ASGI header value as OpenTelemetry's ASGI instrumentation reads it."""
+    try:
+        return raw.decode("utf-8")
+    except ValueError:
+        try:
+            return raw.decode("unicode_escape")
+        except ValueError:  # OpenTelemetry's middleware fails on it too
+            return raw.decode("latin-1")
+
+
 def from_wsgi(value: str) -> str:
     """A WSGI environ value (the raw bytes as latin-1 text, PEP 3333) as UTF-8 text."""
     return decode_bytes(value.encode("latin-1", "replace"))

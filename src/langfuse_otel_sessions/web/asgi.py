@@ -8,7 +8,7 @@ from typing import Any
 from opentelemetry.context import attach, detach
 
 from ..boundary.propagator import deciding, done_deciding
-from ..boundary.web_input import decode_bytes
+from ..boundary.web_input import as_opentelemetry_reads, decode_bytes
 from .request_session import SessionMiddlewareBase
 
 Scope = MutableMapping[str, Any]
@@ -35,8 +35,12 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
                     values.append(value)
                 elif name in wanted:
                     headers[name.decode("latin-1")] = decode_bytes(value)
-            incoming = ",".join(map(decode_bytes, values)) if values else None
-            context, carried, header, cookie = self._decide(scope, headers, incoming, None)
+            incoming = raw_text = None
+            if values:  # a header that is not UTF-8 OpenTelemetry reads otherwise: both count
+                incoming = ",".join(map(decode_bytes, values))
+                raw_text = ",".join(map(as_opentelemetry_reads, values))
+            raw_text = None if raw_text == incoming else raw_text
+            context, carried, header, cookie = self._decide(scope, headers, incoming, raw_text)
             if header is not None:
                 scope = dict(scope)  # the scope is the caller's: change a copy
                 scope["headers"] = [
@@ -48,8 +52,11 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
             token = attach(context)
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("asgi", "Session middleware failed; request continues without")
-            await self.app(scope, receive, send)
-            return
+            context, carried = self._failed(), {}
+            if not self._trusted:  # nor does OpenTelemetry's middleware inside read it
+                headers = scope.get("headers") or []
+                scope = {**scope, "headers": [h for h in headers if h[0].lower() != b"baggage"]}
+            token = attach(context)
         decided = deciding(carried)
         try:
             await self.app(scope, receive, send)

@@ -150,6 +150,20 @@ class SessionMiddlewareBase:
             )
         return own or _NONE
 
+    def _failed(self) -> Context:
+        """The context of a request whose decision failed: unless trusted, without baggage, and
+        the server span it runs in (stamped from that baggage) without ids."""
+        current = get_current()
+        if self._trusted:
+            return current
+        span = trace.get_current_span(current)
+        if span.is_recording():
+            known = self._known[1]
+            for key in (*known.session_attributes, *known.user_attributes):
+                span.set_attribute(key, "")  # Langfuse skips an empty value
+            MEMORY.correct(span.get_span_context(), None)
+        return baggage.clear(current)
+
     def _decide(
         self, request: object, headers: Mapping[str, str], incoming: str | None, raw: str | None
     ) -> tuple[Context, dict[str, str], str | None, str | None]:
@@ -260,7 +274,10 @@ class SessionMiddlewareBase:
         members += self._static_members if static else ()
         size = sum(len(member) + 1 for member in members)
         for member in kept:
-            size += len(member.encode()) + 1
+            try:
+                size += len(member.encode()) + 1
+            except UnicodeEncodeError:  # not UTF-8: left out, so that OpenTelemetry reads the
+                continue  # header as UTF-8 (otherwise ASGI's reads it with unicode_escape)
             if size > _MAX_BAGGAGE_BYTES:  # OpenTelemetry would drop the whole header
                 self._log.warning("baggage-size", "Dropping baggage entries past 8192 bytes")
                 break

@@ -61,7 +61,9 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
                 start_response = _with_cookie(start_response, cookie)
         except Exception:  # noqa: BLE001 - a request must never fail because of us
             self._log.exception("wsgi", "Session middleware failed; request continues without")
-            return self.app(environ, start_response)  # type: ignore[no-any-return]
+            context, carried = self._failed(), {}
+            if not self._trusted:  # nor does OpenTelemetry's middleware inside read it
+                environ.pop("HTTP_BAGGAGE", None)
         token = attach(context)
         vouched = deciding(carried)
         try:
