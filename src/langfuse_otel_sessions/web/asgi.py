@@ -54,8 +54,8 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
             self._log.exception("asgi", "Session middleware failed; request continues without")
             context, carried = self._failed(), {}
             if not self._trusted:  # nor does OpenTelemetry's middleware inside read it
-                headers = scope.get("headers") or []
-                scope = {**scope, "headers": [h for h in headers if h[0].lower() != b"baggage"]}
+                kept = [h for h in scope.get("headers") or [] if h[0].lower() != b"baggage"]
+                scope = {**scope, "headers": kept}
             token = attach(context)
         decided = deciding(carried)
         try:
