@@ -35,11 +35,11 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
                     values.append(value)
                 elif name in wanted:
                     headers[name.decode("latin-1")] = decode_bytes(value)
-            incoming = raw_text = None
-            if values:  # a header that is not UTF-8 OpenTelemetry reads otherwise: both count
-                incoming = ",".join(map(decode_bytes, values))
+            incoming = ",".join(map(decode_bytes, values)) if values else None
+            raw_text = None  # a header that is not UTF-8 OpenTelemetry reads otherwise: both count
+            if incoming is not None and not incoming.isascii():
                 raw_text = ",".join(map(as_opentelemetry_reads, values))
-            raw_text = None if raw_text == incoming else raw_text
+                raw_text = None if raw_text == incoming else raw_text
             context, carried, header, cookie = self._decide(scope, headers, incoming, raw_text)
             if header is not None:
                 scope = dict(scope)  # the scope is the caller's: change a copy
