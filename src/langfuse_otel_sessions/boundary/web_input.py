@@ -24,7 +24,7 @@ def as_opentelemetry_reads(raw: bytes) -> str:
 
 def from_wsgi(value: str) -> str:
     """A WSGI environ value (the raw bytes as latin-1 text, PEP 3333) as UTF-8 text."""
-    return decode_bytes(value.encode("latin-1", "replace"))
+    return value if value.isascii() else decode_bytes(value.encode("latin-1", "replace"))
 
 
 def cookie_values(header: str, names: Collection[str]) -> dict[str, str]:

@@ -45,7 +45,7 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
                 scope = dict(scope)  # the scope is the caller's: change a copy
                 scope["headers"] = [
                     *((name, value) for name, value in raw if name.lower() != b"baggage"),
-                    (b"baggage", header.encode("utf-8", "surrogateescape")),
+                    (b"baggage", header.encode()),  # UTF-8: what is not was left out
                 ]
             if cookie is not None and scope["type"] == "http":
                 send = _with_cookie(send, cookie.encode("latin-1"))

@@ -39,6 +39,7 @@ _NONE: Mapping[str, str] = MappingProxyType({})
 
 IdFromRequest = Callable[[Any], "str | None"]
 _Headers = Mapping[str, str]  # lower-case name (or cookie name) -> value
+_Sources = tuple[tuple[str, Any], ...]  # (origin, its callable or name), in the order tried
 
 
 class _Facts(NamedTuple):
@@ -87,14 +88,14 @@ class SessionMiddlewareBase:
             session_cookie = DEFAULT_SESSION_COOKIE
         self.app = app
         session_header, user_header = (h and h.lower() for h in (session_header, user_header))
-        self._session = (session_from, session_header, session_cookie)
-        self._user = (user_from, user_header, None) if user_from or user_header else None
+        self._session = _sources(session_from, session_header, session_cookie)
+        self._user = _sources(user_from, user_header, None)
         self._generate = generate_session
         trusted = trust_remote_baggage
         self._trusted = env_bool(ENV_TRUST_REMOTE_BAGGAGE, False) if trusted is None else trusted
         if not self._trusted:
             distrust_remote(self)  # the sampler then lets no caller's input decide
-        self._cookie_names = (session_cookie,) if session_cookie else ()
+        self._cookie_names: tuple[str, ...] = (session_cookie,) if session_cookie else ()
         # The request headers a source reads: only these are decoded.
         names = [h for h in (session_header, user_header, session_cookie and "cookie") if h]
         self._asgi_names = frozenset(name.encode("latin-1") for name in names)
@@ -105,20 +106,18 @@ class SessionMiddlewareBase:
         self._known = (keys_generation(), known_keys())  # the environment's keys: read once
 
     def _id(
-        self, what: str, source: tuple[Any, ...], request: object, found: tuple[_Headers, _Headers]
+        self, what: str, sources: _Sources, request: object, headers: _Headers, jar: _Headers
     ) -> str | None:
         """The first valid id of a source: its callable, header, cookie; never raises."""
-        (from_request, header, cookie), (headers, jar) = source, found
-        values = [
-            ("header", header and headers.get(header)),
-            ("cookie", cookie and jar.get(cookie)),
-        ]
-        if from_request is not None:
-            try:
-                values.insert(0, ("callable", from_request(request)))
-            except Exception:  # noqa: BLE001 - a user callable must not break the request
-                self._log.exception(f"{what}-callable", "The %s_from callable raised", what)
-        for origin, value in values:
+        for origin, source in sources:
+            if origin != "callable":
+                value = (headers if origin == "header" else jar).get(source)
+            else:
+                try:
+                    value = source(request)
+                except Exception:  # noqa: BLE001 - a user callable must not break the request
+                    self._log.exception(f"{what}-callable", "The %s_from callable raised", what)
+                    continue
             if value is None or value == "":
                 continue
             why = id_problem(value, DEFAULT_MAX_ID_LENGTH)
@@ -158,10 +157,9 @@ class SessionMiddlewareBase:
             return current
         span = trace.get_current_span(current)
         if span.is_recording():
-            known = self._known[1]
-            for key in (*known.session_attributes, *known.user_attributes):
-                span.set_attribute(key, "")  # Langfuse skips an empty value
-            MEMORY.correct(span.get_span_context(), None)
+            existing, known = _attributes(span), self._known[1]
+            keys = (*known.session_attributes, *known.user_attributes)
+            _restamp(span, {key: "" for key in keys if existing.get(key)}, True)
         return baggage.clear(current)
 
     def _decide(
@@ -176,8 +174,8 @@ class SessionMiddlewareBase:
             generation, known = self._known = (keys_generation(), known_keys())
         cookie_header = headers.get("cookie")
         cookies = cookie_values(cookie_header, self._cookie_names) if cookie_header else _NONE
-        session_id = self._id("session", self._session, request, (headers, cookies))
-        user_id = self._id("user", self._user, request, (headers, cookies)) if self._user else None
+        session_id = self._id("session", self._session, request, headers, cookies)
+        user_id = self._id("user", self._user, request, headers, cookies) if self._user else None
         new = session_id is None and self._generate
         if new:
             session_id = new_session_id()
@@ -188,7 +186,8 @@ class SessionMiddlewareBase:
         for member, key in [*(_members(raw, known) or ()), *(parsed or ())]:
             if key in known.guarded:
                 borne.setdefault(key, []).append(member_value(member))
-        context = self._cleaned(current, taken, borne)
+        cleaned = borne or self._trusted  # else: nothing to remove
+        context = self._cleaned(current, taken, borne) if cleaned else without_withheld(current)
         tags = attributes.get(BAGGAGE_LANGFUSE_TAGS)
         if tags is not None:  # tags add up to those the request's scope nests in
             inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, context)
@@ -206,10 +205,10 @@ class SessionMiddlewareBase:
         inside = span.is_recording()  # inside OpenTelemetry's server span, which it stamps
         if inside:
             self._stamp(span, facts, context)
-        header = self._header(facts, carried, inside)
+        header = None if inside and parsed is None else self._header(facts, carried, inside)
         cookie = None
         if new:
-            cookie = f"{self._session[2]}={session_id}; Path=/; HttpOnly; SameSite=Lax; Secure"
+            cookie = f"{self._cookie_names[0]}={session_id}; Path=/; HttpOnly; SameSite=Lax; Secure"
         return context, carried, header, cookie
 
     def _cleaned(
@@ -253,8 +252,6 @@ class SessionMiddlewareBase:
         untrusted guarded members removed (``None``: the header as it came)."""
         known, (session_id, user_id), parsed = facts.known, facts.ids, facts.parsed
         if parsed is None:  # no member under a guarded key: none is read
-            if inside:
-                return None  # nothing to remove, and OpenTelemetry read the headers already
             parsed = [(member, None) for member in (facts.incoming or "").split(",")]
         kept = [
             member
@@ -287,16 +284,13 @@ class SessionMiddlewareBase:
     def _stamp(self, span: trace.Span, facts: _Facts, context: Context) -> None:
         """Stamp the server span as the processor would have, had the decision come first
         (untrusted ids and forged trace attributes blanked), and correct the request's memory."""
-        known, ids = facts.known, facts.ids
-        existing = getattr(span, "attributes", None) or _NONE
-        if isinstance(existing, MappingProxyType):  # the SDK's: a real dict reads faster
-            existing = existing.copy()
-        span_context = span.get_span_context()
-        blanks = facts.borne and not self._trusted  # over what the request forged
-        stamped = self._forged_blanks(span_context, existing, facts, context) if blanks else {}
-        suspects = [[*facts.taken.values()]] if self._trusted else facts.borne.values()
-        doubtful = {value for values in suspects for value in values}  # ids not from us
-        parent = getattr(span, "parent", None)
+        known, ids, borne = facts.known, facts.ids, facts.borne
+        existing, stamped = _attributes(span), {}  # blanks over what the request forged, then ids
+        if borne and not self._trusted:
+            stamped = self._forged_blanks(span.get_span_context(), existing, facts, context)
+        suspects = [[*facts.taken.values()]] if self._trusted else borne.values()
+        doubtful = {value for values in suspects for value in values} if borne else ()
+        parent = getattr(span, "parent", None)  # ids not from us: above, and untrusted, remote
         remote = not self._trusted and parent is not None and parent.is_remote
         given_only = known.given_session_attributes if facts.new else ()
         corrected = False
@@ -314,14 +308,8 @@ class SessionMiddlewareBase:
                     stamped[key] = ""
         if facts.attributes:  # after the ids, as the processor stamps them
             self._trace_stamps(existing, facts, stamped)
-        if len(stamped) > 2:  # measured: one call for many, one a key for a few
-            span.set_attributes(stamped)  # type: ignore[arg-type]  # stamps are valid values
-        else:
-            for key, value in stamped.items():
-                span.set_attribute(key, value)  # type: ignore[arg-type]
-        if corrected:  # the processor's request memory learnt the old ids from this span
-            known_ids = None if ids == (None, None) else GeneratedIds(*ids) if facts.new else ids
-            MEMORY.correct(span_context, known_ids)
+        ids = GeneratedIds(*ids) if facts.new else ids  # the memory learnt the span's old ids:
+        _restamp(span, stamped, corrected, None if ids == (None, None) else ids)  # corrected
 
     @staticmethod
     def _forged_blanks(
@@ -371,6 +359,31 @@ def _members(text: str | None, known: KnownKeys) -> list[tuple[str, str | None]]
     if not text or not known.may_guard(text):
         return None
     return [(member, member_key(member)) for member in text.split(",")]
+
+
+def _attributes(span: trace.Span) -> Mapping[str, object]:
+    """The span's attributes (the SDK's copied: a real dict reads faster)."""
+    existing = getattr(span, "attributes", None) or _NONE
+    return existing.copy() if isinstance(existing, MappingProxyType) else existing
+
+
+def _restamp(
+    span: trace.Span, stamped: dict[str, object], correct: bool, ids: TraceIds | None = None
+) -> None:
+    """Set ``stamped`` (ids, blanks: Langfuse skips an empty value) on the server span and,
+    if ``correct``, make the processor's memory of its request hold ``ids``."""
+    if len(stamped) > 2:  # measured: one call for many, one a key for a few
+        span.set_attributes(stamped)  # type: ignore[arg-type]  # stamps are valid values
+    else:
+        for key, value in stamped.items():
+            span.set_attribute(key, value)  # type: ignore[arg-type]
+    if correct:
+        MEMORY.correct(span.get_span_context(), ids)
+
+
+def _sources(*sources: IdFromRequest | str | None) -> _Sources:
+    origins = ("callable", "header", "cookie")
+    return tuple((o, s) for o, s in zip(origins, sources, strict=True) if s)
 
 
 def _member(key: str, value: str) -> str:

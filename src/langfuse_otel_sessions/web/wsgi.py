@@ -54,9 +54,8 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
             # OpenTelemetry reads the raw text; we read UTF-8: what either reads counts.
             decided = self._decide(environ, headers, incoming, None if raw == incoming else raw)
             context, carried, header, cookie = decided
-            if header is not None:  # its bytes as latin-1 text (PEP 3333)
-                encoded = header.encode("utf-8", "surrogateescape")
-                environ["HTTP_BAGGAGE"] = encoded.decode("latin-1")
+            if header is not None:  # UTF-8 (what is not was left out), as latin-1 text: PEP 3333
+                environ["HTTP_BAGGAGE"] = header.encode().decode("latin-1")
             if cookie is not None:
                 start_response = _with_cookie(start_response, cookie)
         except Exception:  # noqa: BLE001 - a request must never fail because of us
