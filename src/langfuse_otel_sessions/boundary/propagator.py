@@ -39,12 +39,8 @@ _Extract = Callable[[textmap.CarrierT, Context | None, textmap.Getter[textmap.Ca
 
 def deciding(entries: dict[str, str]) -> Token[Mapping[str, object] | None]:
     """Vouch for ``entries`` (what our middleware decided; handed over, not copied) until
-    :func:`done_deciding`."""
+    ``DECIDED.reset`` with the token."""
     return DECIDED.set(MappingProxyType(entries))
-
-
-def done_deciding(token: Token[Mapping[str, object] | None]) -> None:
-    DECIDED.reset(token)
 
 
 def _own_vouched(extracted: Context) -> Context:

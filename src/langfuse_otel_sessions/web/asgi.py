@@ -7,7 +7,7 @@ from typing import Any
 
 from opentelemetry.context import attach, detach
 
-from ..boundary.propagator import deciding, done_deciding
+from ..boundary.propagator import DECIDED, deciding
 from ..boundary.web_input import as_opentelemetry_reads, decode_bytes
 from .request_session import SessionMiddlewareBase
 
@@ -39,7 +39,6 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
             raw_text = None  # a header that is not UTF-8 OpenTelemetry reads otherwise: both count
             if incoming is not None and not incoming.isascii():
                 raw_text = ",".join(map(as_opentelemetry_reads, values))
-                raw_text = None if raw_text == incoming else raw_text
             context, carried, header, cookie = self._decide(scope, headers, incoming, raw_text)
             if header is not None:
                 scope = dict(scope)  # the scope is the caller's: change a copy
@@ -61,7 +60,7 @@ class ASGISessionMiddleware(SessionMiddlewareBase):
         try:
             await self.app(scope, receive, send)
         finally:
-            done_deciding(decided)
+            DECIDED.reset(decided)
             detach(token)
 
 

@@ -39,7 +39,6 @@ _NONE: Mapping[str, str] = MappingProxyType({})
 
 IdFromRequest = Callable[[Any], "str | None"]
 _Headers = Mapping[str, str]  # lower-case name (or cookie name) -> value
-_Sources = tuple[tuple[str, Any], ...]  # (origin, its callable or name), in the order tried
 
 
 class _Facts(NamedTuple):
@@ -88,14 +87,14 @@ class SessionMiddlewareBase:
             session_cookie = DEFAULT_SESSION_COOKIE
         self.app = app
         session_header, user_header = (h and h.lower() for h in (session_header, user_header))
-        self._session = _sources(session_from, session_header, session_cookie)
-        self._user = _sources(user_from, user_header, None)
+        self._session = (session_from, session_header, session_cookie)
+        self._user = (user_from, user_header, None) if user_from or user_header else None
         self._generate = generate_session
         trusted = trust_remote_baggage
         self._trusted = env_bool(ENV_TRUST_REMOTE_BAGGAGE, False) if trusted is None else trusted
         if not self._trusted:
             distrust_remote(self)  # the sampler then lets no caller's input decide
-        self._cookie_names: tuple[str, ...] = (session_cookie,) if session_cookie else ()
+        self._cookie_names = (session_cookie,) if session_cookie else ()
         # The request headers a source reads: only these are decoded.
         names = [h for h in (session_header, user_header, session_cookie and "cookie") if h]
         self._asgi_names = frozenset(name.encode("latin-1") for name in names)
@@ -106,18 +105,20 @@ class SessionMiddlewareBase:
         self._known = (keys_generation(), known_keys())  # the environment's keys: read once
 
     def _id(
-        self, what: str, sources: _Sources, request: object, headers: _Headers, jar: _Headers
+        self, what: str, source: tuple[Any, ...], request: object, found: tuple[_Headers, _Headers]
     ) -> str | None:
         """The first valid id of a source: its callable, header, cookie; never raises."""
-        for origin, source in sources:
-            if origin != "callable":
-                value = (headers if origin == "header" else jar).get(source)
-            else:
-                try:
-                    value = source(request)
-                except Exception:  # noqa: BLE001 - a user callable must not break the request
-                    self._log.exception(f"{what}-callable", "The %s_from callable raised", what)
-                    continue
+        (from_request, header, cookie), (headers, jar) = source, found
+        values = [
+            ("header", header and headers.get(header)),
+            ("cookie", cookie and jar.get(cookie)),
+        ]
+        if from_request is not None:
+            try:
+                values.insert(0, ("callable", from_request(request)))
+            except Exception:  # noqa: BLE001 - a user callable must not break the request
+                self._log.exception(f"{what}-callable", "The %s_from callable raised", what)
+        for origin, value in values:
             if value is None or value == "":
                 continue
             why = id_problem(value, DEFAULT_MAX_ID_LENGTH)
@@ -167,15 +168,15 @@ class SessionMiddlewareBase:
     ) -> tuple[Context, dict[str, str], str | None, str | None]:
         """The request's context, the entries it vouches for, and the ``baggage`` header and
         cookie to hand on (``None``: leave be), from the headers a source reads (lower-case
-        names), its ``baggage`` header and, where OpenTelemetry reads it otherwise, ``raw``."""
+        names), its ``baggage`` header, and that header as OpenTelemetry reads it (``raw``)."""
         current = get_current()
         generation, known = self._known
         if generation != keys_generation():  # a processor came or went
             generation, known = self._known = (keys_generation(), known_keys())
         cookie_header = headers.get("cookie")
         cookies = cookie_values(cookie_header, self._cookie_names) if cookie_header else _NONE
-        session_id = self._id("session", self._session, request, headers, cookies)
-        user_id = self._id("user", self._user, request, headers, cookies) if self._user else None
+        session_id = self._id("session", self._session, request, (headers, cookies))
+        user_id = self._id("user", self._user, request, (headers, cookies)) if self._user else None
         new = session_id is None and self._generate
         if new:
             session_id = new_session_id()
@@ -183,11 +184,11 @@ class SessionMiddlewareBase:
         taken = header_entries(current)
         borne: dict[str, list[str]] = {key: [value] for key, value in taken.items()}
         parsed = _members(incoming, known)  # most requests: None, nothing guarded in it
-        for member, key in [*(_members(raw, known) or ()), *(parsed or ())]:
+        raw_members = _members(raw, known) if raw != incoming else None
+        for member, key in [*(raw_members or ()), *(parsed or ())]:
             if key in known.guarded:
                 borne.setdefault(key, []).append(member_value(member))
-        cleaned = borne or self._trusted  # else: nothing to remove
-        context = self._cleaned(current, taken, borne) if cleaned else without_withheld(current)
+        context = self._cleaned(current, taken, borne)
         tags = attributes.get(BAGGAGE_LANGFUSE_TAGS)
         if tags is not None:  # tags add up to those the request's scope nests in
             inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, context)
@@ -208,7 +209,7 @@ class SessionMiddlewareBase:
         header = None if inside and parsed is None else self._header(facts, carried, inside)
         cookie = None
         if new:
-            cookie = f"{self._cookie_names[0]}={session_id}; Path=/; HttpOnly; SameSite=Lax; Secure"
+            cookie = f"{self._session[2]}={session_id}; Path=/; HttpOnly; SameSite=Lax; Secure"
         return context, carried, header, cookie
 
     def _cleaned(
@@ -347,11 +348,8 @@ class SessionMiddlewareBase:
                 stamp = tuple(dict.fromkeys([*own, *stamp]))  # noqa: PLW2901 - the merged tags
             stamped[attribute] = stamp
         if left_out:
-            self._log.warning(
-                "span-attribute-limit",
-                "Not stamping %d trace attribute(s) on the server span: at its attribute limit",
-                left_out,
-            )
+            message = "Not stamping %d trace attribute(s) on the server span (attribute limit)"
+            self._log.warning("span-attribute-limit", message, left_out)
 
 
 def _members(text: str | None, known: KnownKeys) -> list[tuple[str, str | None]] | None:
@@ -379,11 +377,6 @@ def _restamp(
             span.set_attribute(key, value)  # type: ignore[arg-type]
     if correct:
         MEMORY.correct(span.get_span_context(), ids)
-
-
-def _sources(*sources: IdFromRequest | str | None) -> _Sources:
-    origins = ("callable", "header", "cookie")
-    return tuple((o, s) for o, s in zip(origins, sources, strict=True) if s)
 
 
 def _member(key: str, value: str) -> str:

@@ -7,7 +7,7 @@ from typing import Any
 
 from opentelemetry.context import Context, attach, detach
 
-from ..boundary.propagator import deciding, done_deciding
+from ..boundary.propagator import DECIDED, deciding
 from ..boundary.web_input import from_wsgi
 from .request_session import SessionMiddlewareBase
 
@@ -52,8 +52,7 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
             raw = environ.get("HTTP_BAGGAGE")
             incoming = None if raw is None else from_wsgi(raw)
             # OpenTelemetry reads the raw text; we read UTF-8: what either reads counts.
-            decided = self._decide(environ, headers, incoming, None if raw == incoming else raw)
-            context, carried, header, cookie = decided
+            context, carried, header, cookie = self._decide(environ, headers, incoming, raw)
             if header is not None:  # UTF-8 (what is not was left out), as latin-1 text: PEP 3333
                 environ["HTTP_BAGGAGE"] = header.encode().decode("latin-1")
             if cookie is not None:
@@ -68,7 +67,7 @@ class WSGISessionMiddleware(SessionMiddlewareBase):
         try:
             result = self.app(environ, start_response)
         finally:
-            done_deciding(vouched)
+            DECIDED.reset(vouched)
             detach(token)
         if isinstance(result, (list, tuple)):  # no code runs while it is iterated
             return result
