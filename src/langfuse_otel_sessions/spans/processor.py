@@ -300,5 +300,5 @@ class SessionSpanProcessor(SpanProcessor):
         )
 
     def _valid_ids_of(self, entries: Mapping[str, object]) -> TraceIds | None:
-        ids = TraceIds(*ids_of(entries, self.keys, self._log))
-        return None if ids == (None, None) else ids
+        session_id, user_id = ids_of(entries, self.keys, self._log)
+        return None if session_id is None and user_id is None else TraceIds(session_id, user_id)
