@@ -17,7 +17,6 @@ from .._logging import RateLimitedLog
 from ..attributes import LANGFUSE_TRACE_TAGS
 from ..baggage_keys import IdKeys
 from ..ids import TraceIds
-from ..sessions.context_slots import GeneratedIds
 from ..sessions.trace_attributes import Stamps
 
 REQUEST_MEMORY_BYTES = 64 * 1024 * 1024
@@ -83,7 +82,8 @@ class Request:
                     self.values[key], cost = value, cost + room
             elif known is not _CONFLICT and known != value:
                 self.values[key] = _CONFLICT
-        MEMORY.charge(cost)  # the lock taken once, not once per attribute
+        if cost:  # the lock taken once, not once per attribute
+            MEMORY.charge(cost)
 
     def _room(self, key: str, value: object) -> int:
         cost = ENTRY_BYTES + sys.getsizeof(key) + sys.getsizeof(value)
@@ -112,9 +112,7 @@ class Request:
         targets = self.targets
         given_only = targets.given_session_attributes
         ids = self.ids
-        if not given_only or (
-            ids is not None and type(ids) is not GeneratedIds and ids.session_id == session_id
-        ):
+        if not given_only or (type(ids) is TraceIds and ids.session_id == session_id):  # given
             return targets.session_attributes
         return tuple(key for key in targets.session_attributes if key not in given_only)
 
