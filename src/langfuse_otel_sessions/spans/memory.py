@@ -70,20 +70,22 @@ class Request:
 
     def note_attributes(self, stamps: Iterable[tuple[str, object]]) -> None:
         """Record the trace attributes of the scope in force for a span just started."""
+        cost = 0
         for key, value in stamps:
             if key == LANGFUSE_TRACE_TAGS and isinstance(value, tuple):
                 for tag in value:
-                    if tag not in self.tags and self._room(key, tag):
-                        self.tags[tag] = None
+                    if tag not in self.tags and (room := self._room(key, tag)):
+                        self.tags[tag], cost = None, cost + room
                 continue
             known = self.values.get(key)
             if known is None:
-                if self._room(key, value):
-                    self.values[key] = value
+                if room := self._room(key, value):
+                    self.values[key], cost = value, cost + room
             elif known is not _CONFLICT and known != value:
                 self.values[key] = _CONFLICT
+        MEMORY.charge(cost)  # the lock taken once, not once per attribute
 
-    def _room(self, key: str, value: object) -> bool:
+    def _room(self, key: str, value: object) -> int:
         cost = ENTRY_BYTES + sys.getsizeof(key) + sys.getsizeof(value)
         if isinstance(value, tuple):
             cost += sum(map(sys.getsizeof, value))
@@ -93,11 +95,10 @@ class Request:
                 "request; spans exported without them are not completed with the rest",
                 MAX_REQUEST_ATTRIBUTE_BYTES,
             )
-            return False
+            return 0
         self.attribute_bytes += cost
         self.bytes += cost
-        MEMORY.charge(cost)
-        return True
+        return cost
 
     def fills(self) -> dict[str, object]:
         """What a span lacking a key gets: unambiguous values and all tags."""
