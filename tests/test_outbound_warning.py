@@ -51,6 +51,13 @@ def default() -> None:
     configure(TracerProvider(), export=False)
 
 
+def replaced_after_a_first_check() -> None:
+    default()
+    with session("s-0"):  # checked once, found guarded: later checks are one comparison
+        pass
+    propagate.set_global_textmap(plain())
+
+
 def langfuse_baggage_without_guard() -> None:
     propagate.set_global_textmap(
         CompositePropagator([TraceContextTextMapPropagator(), SessionBaggagePropagator()])
@@ -99,11 +106,19 @@ def in_middleware() -> None:
     [
         (guard_off, True),
         (app_replaces_the_propagator, True),
+        (replaced_after_a_first_check, True),
         (default, False),
         (langfuse_baggage_without_guard, False),
         (no_baggage_propagator, False),
     ],
-    ids=["guard-off", "app-replaced-propagator", "default", "langfuse-baggage", "no-baggage"],
+    ids=[
+        "guard-off",
+        "app-replaced-propagator",
+        "replaced-later",
+        "default",
+        "langfuse-baggage",
+        "no-baggage",
+    ],
 )
 def test_a_setup_without_the_outbound_policy_warns_once(
     caplog: pytest.LogCaptureFixture,

@@ -31,6 +31,8 @@ def is_generated_session_id(value: str) -> bool:
 
 def id_problem(value: object, max_length: int) -> str | None:
     """Why ``value`` cannot be an id, or ``None`` when it can. Never raises."""
+    if type(value) is str and 0 < len(value) <= max_length and value.isprintable():
+        return None  # printable: no control character, no lone surrogate (the usual case)
     if not isinstance(value, str):
         return f"not a string ({type(value).__name__})"
     if not value:
@@ -39,9 +41,7 @@ def id_problem(value: object, max_length: int) -> str | None:
         return f"longer than {max_length} characters ({len(value)})"
     if _CONTROL_CHARACTER.search(value):
         return "contains control characters"
-    if _LONE_SURROGATE.search(value):
-        return "not valid UTF-8"
-    return None
+    return "not valid UTF-8" if _LONE_SURROGATE.search(value) else None
 
 
 def check_id(value: object, max_length: int, what: str = "session id") -> str:

@@ -171,7 +171,7 @@ def build_score(
     if not isinstance(name, str) or not name or name.isspace():
         raise InvalidScoreError("name must be a non-empty string")
     if id is None:
-        id = new_score_id()
+        id = _prefix + str(next(_counter))  # new_score_id(), inlined: the call is the cost
     elif not isinstance(id, str) or not 1 <= len(id) <= MAX_ID_LENGTH or "\r" in id:
         raise InvalidScoreError(f"id must be a string of 1-{MAX_ID_LENGTH} characters without CR")
     resolved_type, resolved_value = _typed_value(value, string_value, data_type)

@@ -4,6 +4,7 @@ the global propagator would send our entries unfiltered."""
 from __future__ import annotations
 
 import weakref
+from collections.abc import Callable
 
 from opentelemetry.context import Context
 
@@ -26,6 +27,7 @@ _PROBE = "langfuse_otel_sessions_probe"
 _processors: weakref.WeakSet[object] = weakref.WeakSet()  # every SessionSpanProcessor alive
 _warned: set[str] = set()  # two threads racing may both warn: harmless
 _checked: object = None  # the global propagator last found to apply the policy
+_textmap: Callable[[], object] | None = None  # propagate.get_global_textmap, once imported
 
 
 def note_processor(processor: object) -> None:
@@ -35,19 +37,17 @@ def note_processor(processor: object) -> None:
 
 def warn_once_on_setup_gaps() -> None:
     """Log :data:`MISSING_PROCESSOR` and :data:`NO_OUTBOUND_POLICY` once each, where they apply."""
-    global _checked  # noqa: PLW0603 - one check per process is the point
+    global _checked, _textmap  # noqa: PLW0603 - one check per process is the point
     if "processor" not in _warned and len(_processors) == 0:
         _warned.add("processor")
         logger.warning(MISSING_PROCESSOR)
-    if "outbound" in _warned:
+    if "outbound" in _warned or (_textmap is not None and _textmap() is _checked):
         return
     try:
         # Imported late: opentelemetry.propagate loads OTEL_PROPAGATORS (langfuse_baggage too).
         from opentelemetry import propagate  # noqa: PLC0415
 
-        current = propagate.get_global_textmap()
-        if current is _checked:
-            return
+        current = (_textmap := propagate.get_global_textmap)()
         carrier: dict[str, str] = {}
         current.inject(carrier, context=with_own_entries(Context(), {_PROBE: "1"}))
     except Exception:  # noqa: BLE001 - a diagnostic must never break a scope

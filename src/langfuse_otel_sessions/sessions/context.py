@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any, ParamSpec, TypeVar, overload
 
 from opentelemetry import baggage
-from opentelemetry.context import Context, get_current, get_value
+from opentelemetry.context import Context, get_current
 from opentelemetry.trace import TracerProvider
 
 from .._logging import RateLimitedLog
@@ -22,6 +22,7 @@ from .trace_attributes import baggage_entries, merged_tags
 
 P = ParamSpec("P")
 R = TypeVar("R")
+_rivals: tuple[object, tuple[str, ...], tuple[str, ...]] = (None, (), ())  # of one KnownKeys
 
 
 def scoped_context(
@@ -34,24 +35,27 @@ def scoped_context(
     known: KnownKeys | None = None,
 ) -> Context:
     """``parent`` with the ids under the keys the processors read, and the trace attributes."""
+    global _rivals  # noqa: PLW0603 - the keys a scope removes, worked out once per KnownKeys
     if session_id is not None or user_id is not None or attributes:
         warn_once_on_setup_gaps()
     known = known_keys() if known is None else known
+    if _rivals[0] is not known:  # read but not written (known_keys() keeps one KnownKeys)
+        session = tuple(known.session.difference(known.session_writes))
+        _rivals = (known, session, tuple(known.user.difference(known.user_writes)))
     own = dict(attributes) if attributes else {}  # ours: they leave only where the user opted in
     if BAGGAGE_LANGFUSE_TAGS in own:
         inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, parent)
         if inherited is not None:
             own[BAGGAGE_LANGFUSE_TAGS] = merged_tags(inherited, own[BAGGAGE_LANGFUSE_TAGS])
-    rivals: list[str] = []
+    rivals = _rivals[1] if session_id is not None else ()
     slots: dict[str, object] = {PLANS: {}}  # processors work out once what its spans get
     if session_id is not None:
         own.update(dict.fromkeys(known.session_writes, session_id))
-        rivals += known.session.difference(known.session_writes)
-        if generated or get_value(GENERATED_SESSION_ID, parent) is not None:
+        if generated or parent.get(GENERATED_SESSION_ID) is not None:
             slots[GENERATED_SESSION_ID] = session_id if generated else None
     if user_id is not None:
         own.update(dict.fromkeys(known.user_writes, user_id))
-        rivals += known.user.difference(known.user_writes)
+        rivals += _rivals[2]
     return with_own_entries(parent, own, rivals, slots)
 
 
@@ -64,6 +68,7 @@ class SessionScope:
     root: Root = field(default=None, repr=False)
     attributes: Mapping[str, str] = field(default_factory=dict, repr=False)  # baggage entries
     generated: bool = field(default=False, repr=False, kw_only=True)
+    _open: list[Any] = field(default_factory=list, init=False, repr=False)  # entered, not left
 
     def context(self, parent: Context | None = None) -> Context:
         """This scope's OTel context, derived from ``parent`` (default: the current one)."""
@@ -76,17 +81,17 @@ class SessionScope:
         )
 
     def __enter__(self) -> SessionScope:
-        enter(self, self.context, self.root)
+        enter(self._open, self.context, self.root)
         return self
 
     def __exit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        leave(self, error)
+        leave(self._open, error)
 
     async def __aenter__(self) -> SessionScope:
         return self.__enter__()
 
     async def __aexit__(self, kind: object, error: BaseException | None, traceback: object) -> None:
-        leave(self, error)
+        leave(self._open, error)
 
     @overload
     def __call__(

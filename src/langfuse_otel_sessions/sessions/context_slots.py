@@ -48,7 +48,7 @@ def with_own_entries(
             if own.get(key) != value:
                 hidden[key] = value
     earlier = entries_in(APP_ENTRIES_BENEATH, context)
-    beneath = dict(earlier)
+    beneath = dict(earlier) if earlier else {}  # a mapping proxy is slow to copy
     present = present if context is start else baggage.get_all(context)
     for key, value in entries.items():
         if (previous := present.get(key)) is None:
@@ -63,7 +63,7 @@ def with_own_entries(
     if beneath or earlier:
         values[APP_ENTRIES_BENEATH] = MappingProxyType(beneath)
     if entries:
-        values[OWN_ENTRIES] = MappingProxyType({**own, **entries})
+        values[OWN_ENTRIES] = MappingProxyType({**own, **entries} if own else dict(entries))
     values.update(slots)
     return Context(values)
 

@@ -9,7 +9,6 @@ import copy
 import functools
 import inspect
 import threading
-import weakref
 from collections.abc import AsyncGenerator, Awaitable, Callable, Generator, Iterator
 from contextlib import AbstractContextManager
 from contextvars import ContextVar
@@ -57,11 +56,10 @@ class _Entry:
     __slots__ = ("attached", "owner", "previous", "span", "task", "thread")
 
     def __init__(
-        self, owner: object, previous: Context, attached: ScopeContext, span: Span | None
+        self, owner: list[_Entry], previous: Context, attached: ScopeContext, span: Span | None
     ) -> None:
         self.owner, self.previous, self.attached, self.span = owner, previous, attached, span
-        self.thread = threading.get_ident()
-        self.task = _current_task()
+        self.thread, self.task = threading.get_ident(), _current_task()
 
 
 def _current_task() -> object:
@@ -71,9 +69,7 @@ def _current_task() -> object:
         return None
 
 
-# Every scope still open somewhere, so one left in another thread can still be released.
-_OPEN: weakref.WeakKeyDictionary[Any, list[_Entry]] = weakref.WeakKeyDictionary()
-_OPEN_LOCK = threading.Lock()
+_OPEN_LOCK = threading.Lock()  # for the lists of open entries each scope keeps (its owner)
 # Per context (not on the scope: one scope may be entered by many tasks at once); innermost last.
 _ENTERED: ContextVar[tuple[_Entry, ...]] = ContextVar("langfuse_otel_sessions_scopes", default=())
 
@@ -91,13 +87,14 @@ def start_root(
     return span, trace.set_span_in_context(span, context)
 
 
-def enter(owner: object, build: Build, root: Root) -> None:
-    """Make ``build(current context)`` current, remembering how to undo it."""
+def enter(owner: list[_Entry], build: Build, root: Root) -> None:
+    """Make ``build(current context)`` current, remembering in ``owner`` (the scope's list of
+    its open entries, so one left in another thread can still be released) how to undo it."""
     previous = get_current()
     span, context = start_root(build(previous), root, previous) if root else (None, build(previous))
     entry = _Entry(owner, previous, ScopeContext(context), span)
     with _OPEN_LOCK:
-        _OPEN.setdefault(owner, []).append(entry)
+        owner.append(entry)
     attach(entry.attached)
     entered = _ENTERED.get()
     while entered and entered[-1].attached.released_to is not None:  # left elsewhere
@@ -105,36 +102,34 @@ def enter(owner: object, build: Build, root: Root) -> None:
     _ENTERED.set((*entered, entry))
 
 
-def _forget(owner: object, entry: _Entry | None) -> _Entry | None:
+def _forget(owner: list[_Entry], entry: _Entry | None) -> _Entry | None:
     """Remove ``entry`` (default: the latest) from ``owner``'s open entries; returns it."""
     with _OPEN_LOCK:
-        entries = _OPEN.get(owner, [])
-        match = (e for e in reversed(entries) if entry is None or e.attached is entry.attached)
-        found = next(match, None)
+        match = (e for e in reversed(owner) if entry is None or e.attached is entry.attached)
+        found = owner[-1] if owner and entry in (None, owner[-1]) else next(match, None)
         if found is not None:
-            entries.remove(found)
-        if not entries:
-            _OPEN.pop(owner, None)
+            owner.remove(found)
         return found
 
 
-def leave(owner: object, error: BaseException | None) -> None:
+def leave(owner: list[_Entry], error: BaseException | None) -> None:
     """Undo the innermost entering of ``owner`` in the current context (see module docs)."""
     entered = _ENTERED.get()
-    index = next((i for i in range(len(entered) - 1, -1, -1) if entered[i].owner is owner), -1)
+    index = len(entered) - 1
+    while index >= 0 and entered[index].owner is not owner:
+        index -= 1
     # Not entered here (a generator closed in another thread): the latest entering, released.
-    entry = _forget(owner, None) if index < 0 else entered[index]
+    found = _forget(owner, None if index < 0 else entered[index])
+    entry = found if index < 0 else entered[index]
     if entry is None:
         return
-    if index >= 0:
-        _forget(owner, entry)
     if index < 0 or entry.thread != threading.get_ident() or entry.task is not _current_task():
         entry.attached.released_to = entry.previous  # or entered by a consumer we cannot reach
-    rest = [*entered[:index], *entered[index + 1 :]]
     if 0 <= index == len(entered) - 1:
-        _ENTERED.set(tuple(rest))
+        _ENTERED.set(entered[:index])
         attach(entry.previous)
     elif index >= 0:  # left out of order: the scope above now restores what was there before
+        rest = [*entered[:index], *entered[index + 1 :]]
         above = rest[index] = copy.copy(rest[index])
         above.previous = entry.previous
         _ENTERED.set(tuple(rest))

@@ -17,7 +17,6 @@ from .._logging import RateLimitedLog
 from ..attributes import LANGFUSE_TRACE_TAGS
 from ..baggage_keys import IdKeys
 from ..ids import TraceIds
-from ..sessions.context_slots import GeneratedIds
 from ..sessions.trace_attributes import Stamps
 
 REQUEST_MEMORY_BYTES = 64 * 1024 * 1024
@@ -70,20 +69,23 @@ class Request:
 
     def note_attributes(self, stamps: Iterable[tuple[str, object]]) -> None:
         """Record the trace attributes of the scope in force for a span just started."""
+        cost = 0
         for key, value in stamps:
             if key == LANGFUSE_TRACE_TAGS and isinstance(value, tuple):
                 for tag in value:
-                    if tag not in self.tags and self._room(key, tag):
-                        self.tags[tag] = None
+                    if tag not in self.tags and (room := self._room(key, tag)):
+                        self.tags[tag], cost = None, cost + room
                 continue
             known = self.values.get(key)
             if known is None:
-                if self._room(key, value):
-                    self.values[key] = value
+                if room := self._room(key, value):
+                    self.values[key], cost = value, cost + room
             elif known is not _CONFLICT and known != value:
                 self.values[key] = _CONFLICT
+        if cost:  # the lock taken once, not once per attribute
+            MEMORY.charge(cost)
 
-    def _room(self, key: str, value: object) -> bool:
+    def _room(self, key: str, value: object) -> int:
         cost = ENTRY_BYTES + sys.getsizeof(key) + sys.getsizeof(value)
         if isinstance(value, tuple):
             cost += sum(map(sys.getsizeof, value))
@@ -93,11 +95,10 @@ class Request:
                 "request; spans exported without them are not completed with the rest",
                 MAX_REQUEST_ATTRIBUTE_BYTES,
             )
-            return False
+            return 0
         self.attribute_bytes += cost
         self.bytes += cost
-        MEMORY.charge(cost)
-        return True
+        return cost
 
     def fills(self) -> dict[str, object]:
         """What a span lacking a key gets: unambiguous values and all tags."""
@@ -111,9 +112,7 @@ class Request:
         targets = self.targets
         given_only = targets.given_session_attributes
         ids = self.ids
-        if not given_only or (
-            ids is not None and type(ids) is not GeneratedIds and ids.session_id == session_id
-        ):
+        if not given_only or (type(ids) is TraceIds and ids.session_id == session_id):  # given
             return targets.session_attributes
         return tuple(key for key in targets.session_attributes if key not in given_only)
 

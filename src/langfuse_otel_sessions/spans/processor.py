@@ -57,7 +57,7 @@ _USER_ATTRIBUTES = frozenset(USER_ATTRIBUTE_KEYS)
 class _Plan(NamedTuple):
     """What spans starting in one baggage get, and what it was resolved from."""
 
-    entries: dict[str, object]
+    entries: Mapping[str, object]
     withheld: object
     generated: object
     ids: TraceIds | None
@@ -208,8 +208,7 @@ class SessionSpanProcessor(SpanProcessor):
         return attributes
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Nothing is buffered. (The SDK default returns ``None`` on OpenTelemetry 1.30, which
-        makes ``TracerProvider.force_flush()`` report a failure.)"""
+        """Nothing is buffered (OpenTelemetry 1.30's default, ``None``, reads as a failure)."""
         return True
 
     def _plan(self, context: Context, held: _Held | None) -> _Plan:
@@ -222,7 +221,7 @@ class SessionSpanProcessor(SpanProcessor):
         if held is not None and held[3][:3] == (entries, withheld, generated):
             return held[3]  # the same baggage in another context
         ids = self._valid_ids_of(entries) if entries else None
-        stamps = self._stamps(entries)
+        stamps = self._stamps(entries) if entries else ()
         if ids is None and isinstance(withheld, Mapping) and withheld:
             if self.trust_remote_baggage:
                 ids = self._valid_ids_of(withheld)
@@ -232,7 +231,7 @@ class SessionSpanProcessor(SpanProcessor):
         if ids is not None and generated is not None and ids.session_id == generated:
             ids = GeneratedIds(*ids)  # kept off the given-only keys
         attributes = {**self._id_attributes(ids), **dict(stamps)}
-        return _Plan(dict(entries), withheld, generated, ids, stamps, attributes)  # type: ignore[arg-type]
+        return _Plan(entries, withheld, generated, ids, stamps, attributes)  # type: ignore[arg-type]
 
     def _id_attributes(self, ids: TraceIds | None) -> dict[str, AttributeValue]:
         """The ids on every key this processor stamps them on (a generated session id: not on
@@ -301,5 +300,5 @@ class SessionSpanProcessor(SpanProcessor):
         )
 
     def _valid_ids_of(self, entries: Mapping[str, object]) -> TraceIds | None:
-        ids = TraceIds(*ids_of(entries, self.keys, self._log))
-        return None if ids == (None, None) else ids
+        session_id, user_id = ids_of(entries, self.keys, self._log)
+        return None if session_id is None and user_id is None else TraceIds(session_id, user_id)

@@ -298,7 +298,7 @@ class LangfuseReceiver:
             raise _Refused(400, {"message": _INVALID, "error": ["body is not JSON"]}) from None
         batch = document.get("batch") if isinstance(document, dict) else None
         if not isinstance(batch, list):
-            raise _Refused(400, {"message": _INVALID, "errors": ["batch must be a list"]})
+            raise _Refused(400, {"message": _INVALID, "error": ["batch must be a list"]})
         successes, failures = [], []
         for event in batch:
             errors = event_errors(event)
