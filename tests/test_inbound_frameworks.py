@@ -302,7 +302,9 @@ def test_a_middleware_that_fails_lets_no_remote_baggage_through(
 
     monkeypatch.setattr(ASGISessionMiddleware, "_decide", fail)  # a fault injected: no API for it
     monkeypatch.setattr(WSGISessionMiddleware, "_decide", fail)
+    forged = "langfuse.session.id=victim,langfuse_tags=evil,langfuse_environment=evil,langfuse_metadata_role=evil"
     with propagation("no-guard") as traced, served(framework, traced, order) as url:
-        answer = httpx.get(url + "/chat", headers={"baggage": "langfuse.session.id=victim"})
+        answer = httpx.get(url + "/chat", headers={"baggage": forged})
     assert answer.json() == {"session": None}
     assert "victim" not in sessions_of(traced)
+    assert not {"evil", ("evil",)} & attribute_values(traced)  # trace attributes, server span too

@@ -152,15 +152,17 @@ class SessionMiddlewareBase:
 
     def _failed(self) -> Context:
         """The context of a request whose decision failed: unless trusted, without baggage, and
-        the server span it runs in (stamped from that baggage) without ids."""
+        the server span it runs in without the ids and trace attributes stamped from it."""
         current = get_current()
         if self._trusted:
             return current
         span = trace.get_current_span(current)
         if span.is_recording():
             existing, known = _attributes(span), self._known[1]
-            keys = (*known.session_attributes, *known.user_attributes)
+            stamps = stamps_of(baggage.get_all(current), [])
+            keys = (*known.session_attributes, *known.user_attributes, *dict(stamps))
             _restamp(span, {key: "" for key in keys if existing.get(key)}, True)
+            MEMORY.correct_attributes(span.get_span_context(), ())
         return baggage.clear(current)
 
     def _decide(
