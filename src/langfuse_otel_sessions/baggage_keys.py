@@ -79,6 +79,14 @@ class KnownKeys:
     given_session_attributes: frozenset[str] = frozenset()
 
     @cached_property
+    def rivals(self) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """The session and user keys read but not written: a scope removes those entries."""
+        return (
+            tuple(self.session.difference(self.session_writes)),
+            tuple(self.user.difference(self.user_writes)),
+        )
+
+    @cached_property
     def guarded(self) -> GuardedKeys:
         return GuardedKeys(self.session | self.user)
 

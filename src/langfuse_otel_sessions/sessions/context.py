@@ -22,7 +22,6 @@ from .trace_attributes import baggage_entries, merged_tags
 
 P = ParamSpec("P")
 R = TypeVar("R")
-_rivals: tuple[object, tuple[str, ...], tuple[str, ...]] = (None, (), ())  # of one KnownKeys
 
 
 def scoped_context(
@@ -35,19 +34,16 @@ def scoped_context(
     known: KnownKeys | None = None,
 ) -> Context:
     """``parent`` with the ids under the keys the processors read, and the trace attributes."""
-    global _rivals  # noqa: PLW0603 - the keys a scope removes, worked out once per KnownKeys
     if session_id is not None or user_id is not None or attributes:
         warn_once_on_setup_gaps()
     known = known_keys() if known is None else known
-    if _rivals[0] is not known:  # read but not written (known_keys() keeps one KnownKeys)
-        session = tuple(known.session.difference(known.session_writes))
-        _rivals = (known, session, tuple(known.user.difference(known.user_writes)))
     own = dict(attributes) if attributes else {}  # ours: they leave only where the user opted in
     if BAGGAGE_LANGFUSE_TAGS in own:
         inherited = baggage.get_baggage(BAGGAGE_LANGFUSE_TAGS, parent)
         if inherited is not None:
             own[BAGGAGE_LANGFUSE_TAGS] = merged_tags(inherited, own[BAGGAGE_LANGFUSE_TAGS])
-    rivals = _rivals[1] if session_id is not None else ()
+    rival_session, rival_user = known.rivals  # worked out once per KnownKeys
+    rivals = rival_session if session_id is not None else ()
     slots: dict[str, object] = {PLANS: {}}  # processors work out once what its spans get
     if session_id is not None:
         own.update(dict.fromkeys(known.session_writes, session_id))
@@ -55,7 +51,7 @@ def scoped_context(
             slots[GENERATED_SESSION_ID] = session_id if generated else None
     if user_id is not None:
         own.update(dict.fromkeys(known.user_writes, user_id))
-        rivals += _rivals[2]
+        rivals += rival_user
     return with_own_entries(parent, own, rivals, slots)
 
 
