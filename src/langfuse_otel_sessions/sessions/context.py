@@ -139,11 +139,10 @@ def _first_valid(
     entries: Mapping[str, object], keys: Sequence[str], what: str, log: RateLimitedLog | None
 ) -> str | None:
     """The first present entry of ``keys`` if a valid id (else ``log`` says why)."""
+    value = None
     for key in keys:  # a loop, not next(generator): this runs for each new context's spans
         if (value := entries.get(key)) is not None:
             break
-    else:
-        value = None
     problem = None if value is None else id_problem(value, DEFAULT_MAX_ID_LENGTH)
     if problem is None:
         return value  # type: ignore[return-value]  # id_problem proved it a str

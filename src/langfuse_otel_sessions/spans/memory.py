@@ -140,10 +140,10 @@ class RequestMemory:
         self._gone: deque[int] = deque()
         self._lock = threading.Lock()
 
-    def new(self, span: Span, targets: IdKeys) -> Request | None:
+    def new(self, span: Span, context: SpanContext, targets: IdKeys) -> Request | None:
         """A new request rooted at a span starting now (``None`` when the budget is spent)."""
         with self._lock:
-            return self._new(span, targets)
+            return self._new(span, context, targets)
 
     def child(self, span: Span, parent: int, targets: IdKeys) -> Request | None:
         """The request of a span under the local span ``parent``, else a new one rooted here."""
@@ -154,7 +154,7 @@ class RequestMemory:
             if isinstance(entry, list):
                 request = self._spans.get(parent) or self.by_key(parent)
             if request is None:
-                return self._new(span, targets)
+                return self._new(span, context, targets)
             if self._fits(SPAN_BYTES, "a span is not filed under its request"):
                 self._spans[context.span_id] = request
                 request.spans.append(context.span_id)
@@ -162,15 +162,13 @@ class RequestMemory:
                 self.bytes += SPAN_BYTES
             return request
 
-    def _new(self, span: Span, targets: IdKeys) -> Request | None:
+    def _new(self, span: Span, context: SpanContext, targets: IdKeys) -> Request | None:
         self._forget(time.monotonic())
         if not self._fits(REQUEST_BYTES, "a new request is not remembered"):
             return None
-        context = span.get_span_context()
         key, trace = context.span_id, context.trace_id
         request = self.open[key] = Request(key, targets, trace)
-        gone = self._gone.append  # the root ended and the app let go of it: no span on_end
-        request.root = weakref.ref(span, lambda _: gone(key))
+        request.root = weakref.ref(span, lambda _: self._gone.append(key))  # let go of: ended
         self.bytes += REQUEST_BYTES
         entry = self.traces.get(trace)
         if entry is None:
@@ -231,8 +229,7 @@ class RequestMemory:
         if request is not None:
             self.charge(-request.attribute_bytes)
             request.bytes -= request.attribute_bytes
-            request.attribute_bytes = 0
-            request.values, request.tags = {}, {}
+            request.attribute_bytes, request.values, request.tags = 0, {}, {}
             request.note_attributes(stamps)
 
     def charge(self, cost: int) -> None:

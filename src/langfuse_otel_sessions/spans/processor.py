@@ -182,7 +182,7 @@ class SessionSpanProcessor(SpanProcessor):
         parent = span.parent
         splits, noted = -1, MEMORY.splits  # read first: a split after the look-up is seen
         if parent is None or parent.is_remote:
-            request = MEMORY.new(span, self.keys)
+            request = MEMORY.new(span, span_context, self.keys)
             if parent is not None:  # no app root if an upstream Langfuse SDK claimed it
                 claimed = plan.entries.get(BAGGAGE_LANGFUSE_TRACE_ID)
                 trace_id = format_trace_id(span_context.trace_id)
@@ -198,8 +198,9 @@ class SessionSpanProcessor(SpanProcessor):
             if plan.ids is not None:
                 request.note(plan.ids)
             elif request.ids is not None:  # the fallback: the ids in force last in it
-                attributes = {**self._id_attributes(request.ids), **attributes}
-            request.note_attributes(plan.stamps)
+                attributes = self._attributes(request.ids, tuple(attributes.items()))
+            if plan.stamps:
+                request.note_attributes(plan.stamps)
         held = (weakref.ref(context), plan.attributes, splits, plan)
         if box is None:
             self._last = held
@@ -222,7 +223,7 @@ class SessionSpanProcessor(SpanProcessor):
             return held[3]  # the same baggage in another context
         ids = self._valid_ids_of(entries) if entries else None
         stamps = self._stamps(entries) if entries else ()
-        if ids is None and isinstance(withheld, Mapping) and withheld:
+        if ids is None and withheld and isinstance(withheld, Mapping):
             if self.trust_remote_baggage:
                 ids = self._valid_ids_of(withheld)
                 stamps = (*stamps, *self._stamps(withheld))
@@ -230,18 +231,20 @@ class SessionSpanProcessor(SpanProcessor):
                 self._tell_about_remote(withheld)
         if ids is not None and generated is not None and ids.session_id == generated:
             ids = GeneratedIds(*ids)  # kept off the given-only keys
-        attributes = {**self._id_attributes(ids), **dict(stamps)}
-        return _Plan(entries, withheld, generated, ids, stamps, attributes)  # type: ignore[arg-type]
+        return _Plan(entries, withheld, generated, ids, stamps, self._attributes(ids, stamps))
 
-    def _id_attributes(self, ids: TraceIds | None) -> dict[str, AttributeValue]:
+    def _attributes(self, ids: TraceIds | None, stamps: Stamps) -> dict[str, AttributeValue]:
         """The ids on every key this processor stamps them on (a generated session id: not on
-        the given-only keys)."""
+        the given-only keys), then ``stamps``."""
         keys, (session_id, user_id) = self.keys, ids or (None, None)
         session = () if session_id is None else keys.session_attributes
         if type(ids) is GeneratedIds:
             session = tuple(key for key in session if key not in keys.given_session_attributes)
-        user = () if user_id is None else keys.user_attributes
-        return {**dict.fromkeys(session, session_id), **dict.fromkeys(user, user_id)}
+        attributes: dict[str, AttributeValue] = dict.fromkeys(session, session_id)
+        if user_id is not None:
+            attributes.update(dict.fromkeys(keys.user_attributes, user_id))
+        attributes.update(stamps)  # type: ignore[arg-type]  # stamps hold valid values
+        return attributes
 
     def _fitting(
         self, existing: Mapping[str, object], attributes: dict[str, AttributeValue]
