@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 
 from .._logging import logger
 from ..attributes import (
@@ -33,6 +33,8 @@ def _short(value: str | float | int) -> str | float | int:
 def add_score_events(score: Score) -> None:
     """Both events on the current span, when it is recording. Never raises."""
     try:
+        if not context.get_current():  # an empty context has no span: half the cost to know
+            return
         span = trace.get_current_span()
         if not span.is_recording():
             return

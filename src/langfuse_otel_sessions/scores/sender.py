@@ -81,6 +81,7 @@ class ScoreSender:
         self._queued_bytes = 0
         self._in_flight = 0
         self._counts: Counter[str] = Counter()
+        self._queued = 0  # outside _counts: a Counter's += costs a fifth of submit()
         self._thread: threading.Thread | None = None
         self._idle = False  # the thread waits for work
         self._closing = False  # no more scores taken
@@ -92,7 +93,7 @@ class ScoreSender:
     @property
     def stats(self) -> SenderStats:
         with self._lock:
-            return SenderStats(**self._counts)
+            return SenderStats(**self._counts, queued=self._queued)
 
     def submit(self, score: Score) -> None:
         """Queue ``score``, or drop, count and log it (no keys, closed, or queue full)."""
@@ -106,7 +107,7 @@ class ScoreSender:
             else:
                 self._queue.append(score)
                 self._queued_bytes += score.size
-                self._counts["queued"] += 1
+                self._queued += 1
                 if self._thread is None:
                     self._thread = threading.Thread(
                         target=self._run, name="langfuse-score-sender", daemon=True
