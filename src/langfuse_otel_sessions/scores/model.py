@@ -183,10 +183,8 @@ def build_score(  # noqa: PLR0912, PLR0917 - the common call inline; defaults bo
     size = len(text) if text.isascii() else _utf8_size(text)
     if isinstance(resolved_value, str):
         size += _utf8_size(resolved_value)
-    body["id"] = id
-    body["name"] = name
-    body["value"] = resolved_value
-    body["dataType"] = resolved_type
+    body["id"], body["name"] = id, name
+    body["value"], body["dataType"] = resolved_value, resolved_type
     if comment is not None or config_id is not None:  # rare: the common call skips the loop
         for key, field in (("comment", comment), ("configId", config_id)):
             if field is None:
