@@ -28,6 +28,7 @@ from ..environment import env_bool
 from ..errors import ConfigurationError
 from ..ids import TraceIds, id_problem, is_generated_session_id, new_session_id
 from ..sessions.context import scoped_context
+from ..sessions.context_slots import WITHHELD_REMOTE_ENTRIES as WITHHELD
 from ..sessions.context_slots import GeneratedIds, withheld_remote_entries, without_withheld
 from ..sessions.trace_attributes import entries_of, merged_tags, stamps_of
 from ..spans.memory import MEMORY
@@ -186,7 +187,7 @@ class SessionMiddlewareBase:
         taken = header_entries(current)
         borne: dict[str, list[str]] = {k: [v] for k, v in taken.items()} if taken else {}
         parsed = _members(incoming, known)  # most requests: None, nothing guarded in it
-        raw_members = _members(raw, known) if raw != incoming else None
+        raw_members = _members(raw, known) if raw and raw != incoming else None
         for member, key in [*(raw_members or ()), *(parsed or ())] if parsed or raw_members else ():
             if key in known.guarded:
                 borne.setdefault(key, []).append(member_value(member))
@@ -224,8 +225,8 @@ class SessionMiddlewareBase:
         for key, values in dropped.items():
             if baggage.get_baggage(key, context) in values:
                 context = baggage.remove_baggage(key, context)
-        if not self._trusted:
-            return without_withheld(context)  # nor may a trusting processor find them
+        if not self._trusted:  # nor may a trusting processor find what a guard withheld
+            return without_withheld(context) if context.get(WITHHELD) else context
         for key, held in withheld_remote_entries(context).items():
             if baggage.get_baggage(key, context) is None:
                 context = baggage.set_baggage(key, held, context)
@@ -367,8 +368,8 @@ def _members(text: str | None, known: KnownKeys) -> list[tuple[str, str | None]]
 
 def _attributes(span: trace.Span) -> Mapping[str, object]:
     """The span's attributes (the SDK's copied: a real dict reads faster)."""
-    existing = getattr(span, "attributes", None) or _NONE
-    return existing.copy() if isinstance(existing, MappingProxyType) else existing
+    existing = getattr(span, "attributes", None)
+    return existing.copy() if isinstance(existing, MappingProxyType) else existing or _NONE
 
 
 def _restamp(span: trace.Span, stamped: dict[str, object]) -> None:
