@@ -95,8 +95,8 @@ class KnownKeys:
         """A quick test: ``False`` proves no member of a ``baggage`` header under a guarded key
         (a decoded key is part of the decoded header)."""
         words = (BAGGAGE_LANGFUSE_PREFIX, *sorted(self.guarded))
-        search, encoded = re.compile("|".join(map(re.escape, words))).search, _ENCODED.search
-        return lambda text: bool(search(text) or (encoded(text) and search(unquote_plus(text))))
+        search = re.compile("|".join(map(re.escape, words))).search  # OpenTelemetry decodes % and +
+        return lambda t: bool(search(t) or (("%" in t or "+" in t) and search(unquote_plus(t))))
 
 
 _VARIABLES = (ENV_SESSION_BAGGAGE_KEYS, ENV_USER_BAGGAGE_KEYS, ENV_TRUST_REMOTE_BAGGAGE)
@@ -105,7 +105,6 @@ _order = itertools.count()
 _lock = threading.Lock()
 _cache: tuple[object, KnownKeys] | None = None
 _generation = 0
-_ENCODED = re.compile("[%+]")  # what OpenTelemetry decodes in a baggage key
 
 
 def register_reader(keys: IdKeys) -> None:

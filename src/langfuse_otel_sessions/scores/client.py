@@ -6,7 +6,7 @@ import functools
 import hashlib
 import threading
 import weakref
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.trace.sampling import Sampler
@@ -46,14 +46,6 @@ def _checked_session_id(session_id: str) -> str:
 
 
 _SESSION_SAMPLER_TYPES: dict[type, bool] = {}  # isinstance of an ABC is slow when false
-
-
-def _global_session_sampler() -> SessionSampler | None:
-    sampler = getattr(trace.get_tracer_provider(), "sampler", None)
-    kind = type(sampler)
-    if kind not in _SESSION_SAMPLER_TYPES:
-        _SESSION_SAMPLER_TYPES[kind] = issubclass(kind, SessionSampler)
-    return sampler if _SESSION_SAMPLER_TYPES[kind] else None
 
 
 def _sampled_out(sampler: SessionSampler, session_id: str) -> bool:
@@ -109,8 +101,11 @@ class ScoreClient:
         given = session_or_id if type(session_or_id) is str else Session.get_id(session_or_id)
         session_id = _checked_session_id(given)
         score = build_score({"sessionId": session_id}, **fields)
-        sampler = self._sampler or _global_session_sampler()
-        if sampler is not None and _sampled_out(sampler, session_id):
+        sampler: Any = self._sampler or getattr(trace.get_tracer_provider(), "sampler", None)
+        kind = type(sampler)  # ours, else the global provider's when it is a SessionSampler
+        if kind not in _SESSION_SAMPLER_TYPES:
+            _SESSION_SAMPLER_TYPES[kind] = issubclass(kind, SessionSampler)
+        if _SESSION_SAMPLER_TYPES[kind] and _sampled_out(sampler, session_id):
             self._sender.count_sampled_out()
         else:
             add_score_events(score)

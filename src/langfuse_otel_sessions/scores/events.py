@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from opentelemetry import trace
+from opentelemetry import context, trace
 
 from .._logging import logger
 from ..attributes import (
@@ -23,8 +23,6 @@ _FIELDS = ("id", "name", "value", "dataType", "sessionId", "traceId", "observati
 #: Body field -> the ``langfuse.score.*`` attribute it gives, when present (``data_type``, ...).
 _LANGFUSE_KEYS = {f: "langfuse.score." + re.sub("([A-Z])", r"_\1", f).lower() for f in _FIELDS}
 
-Attributes = dict[str, "str | float | int"]
-
 
 def _short(value: str | float | int) -> str | float | int:
     return value[:MAX_SCORE_EVENT_TEXT] if isinstance(value, str) else value
@@ -33,13 +31,12 @@ def _short(value: str | float | int) -> str | float | int:
 def add_score_events(score: Score) -> None:
     """Both events on the current span, when it is recording. Never raises."""
     try:
-        span = trace.get_current_span()
-        if not span.is_recording():
-            return
+        if not context.get_current() or not (span := trace.get_current_span()).is_recording():
+            return  # an empty context has no span: known at half the cost of looking it up
         body, data_type, value = score.body, score.body["dataType"], score.body["value"]
         ours = {key: _short(body[field]) for field, key in _LANGFUSE_KEYS.items() if field in body}
         span.add_event(SCORE_EVENT, ours)
-        evaluation: Attributes = {GEN_AI_EVALUATION_NAME: _short(body["name"])}
+        evaluation: dict[str, str | float | int] = {GEN_AI_EVALUATION_NAME: _short(body["name"])}
         if data_type in ("NUMERIC", "BOOLEAN"):
             evaluation[GEN_AI_EVALUATION_SCORE_VALUE] = float(value)
         if data_type == "BOOLEAN":

@@ -26,7 +26,8 @@ SCORE_OVERHEAD = 400
 #: The most bytes one character of a string takes in JSON (a ``\\u0001`` escape).
 _JSON_CHAR_BYTES = 6
 
-_LARGEST_DOUBLE = sys.float_info.max
+_MAX = sys.float_info.max
+_INFERRED = {bool: "BOOLEAN", int: "NUMERIC", float: "NUMERIC"}  # of a plain value, no type given
 _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
 encode_json = _ENCODER.encode
 
@@ -76,7 +77,7 @@ def _json_number(value: object) -> int | float | None:
     if isinstance(value, bool):
         return None
     if isinstance(value, int):
-        return int(value) if -_LARGEST_DOUBLE <= value <= _LARGEST_DOUBLE else None
+        return int(value) if -_MAX <= value <= _MAX else None
     if isinstance(value, float):
         return float(value) if math.isfinite(value) else None
     return None
@@ -153,10 +154,9 @@ def _frozen_metadata(metadata: object) -> tuple[object, int]:
     raise InvalidScoreError(message)
 
 
-def build_score(
-    target: dict[str, Any],
+def build_score(  # noqa: PLR0912, PLR0917 - the common call inline; defaults bound by position
+    body: dict[str, Any],
     /,
-    *,
     name: object,
     value: object = None,
     string_value: object = None,
@@ -166,19 +166,25 @@ def build_score(
     config_id: object = None,
     metadata: object = None,
 ) -> Score:
-    """Validate and freeze a score for ``target`` (``{"sessionId": ...}`` or a trace's ids);
-    raises :class:`InvalidScoreError`."""
+    """Validate and freeze a score for ``body``'s target (a new ``{"sessionId": ...}`` or a
+    trace's ids), completed in place; raises :class:`InvalidScoreError`."""
     if not isinstance(name, str) or not name or name.isspace():
         raise InvalidScoreError("name must be a non-empty string")
     if id is None:
         id = _prefix + str(next(_counter))  # new_score_id(), inlined: the call is the cost
     elif not isinstance(id, str) or not 1 <= len(id) <= MAX_ID_LENGTH or "\r" in id:
         raise InvalidScoreError(f"id must be a string of 1-{MAX_ID_LENGTH} characters without CR")
-    resolved_type, resolved_value = _typed_value(value, string_value, data_type)
-    size = _utf8_size(name + id + "".join(target.values()))
+    inferred = _INFERRED.get(type(value)) if data_type is None and string_value is None else None
+    if inferred and -_MAX <= value <= _MAX:  # type: ignore[operator]  # finite: inline
+        resolved_type, resolved_value = inferred, +value  # type: ignore[operator]  # +True is 1
+    else:
+        resolved_type, resolved_value = _typed_value(value, string_value, data_type)
+    text = name + id + "".join(body.values())
+    size = len(text) if text.isascii() else _utf8_size(text)
     if isinstance(resolved_value, str):
         size += _utf8_size(resolved_value)
-    body = {**target, "id": id, "name": name, "value": resolved_value, "dataType": resolved_type}
+    body["id"], body["name"] = id, name
+    body["value"], body["dataType"] = resolved_value, resolved_type
     if comment is not None or config_id is not None:  # rare: the common call skips the loop
         for key, field in (("comment", comment), ("configId", config_id)):
             if field is None:

@@ -78,8 +78,7 @@ class ScoreSender:
         self._has_work = threading.Condition(self._lock)  # the thread waits on it
         self._drained = threading.Condition(self._lock)  # flush() waits on it
         self._queue: deque[Score] = deque()
-        self._queued_bytes = 0
-        self._in_flight = 0
+        self._queued_bytes = self._in_flight = self._queued = 0  # queued: a Counter's += is slow
         self._counts: Counter[str] = Counter()
         self._thread: threading.Thread | None = None
         self._idle = False  # the thread waits for work
@@ -92,11 +91,12 @@ class ScoreSender:
     @property
     def stats(self) -> SenderStats:
         with self._lock:
-            return SenderStats(**self._counts)
+            return SenderStats(**self._counts, queued=self._queued)
 
     def submit(self, score: Score) -> None:
         """Queue ``score``, or drop, count and log it (no keys, closed, or queue full)."""
-        with self._lock:
+        self._lock.acquire()  # cheaper than ``with`` (no bound methods made); released below
+        try:
             if self._route.problem is not None:
                 self._drop_locked("off", "Langfuse scores are off: %s", self._route.problem)
             elif self._closing:
@@ -106,7 +106,7 @@ class ScoreSender:
             else:
                 self._queue.append(score)
                 self._queued_bytes += score.size
-                self._counts["queued"] += 1
+                self._queued += 1
                 if self._thread is None:
                     self._thread = threading.Thread(
                         target=self._run, name="langfuse-score-sender", daemon=True
@@ -114,15 +114,16 @@ class ScoreSender:
                     self._thread.start()
                 elif self._idle:
                     self._has_work.notify()
+        finally:
+            self._lock.release()
 
     def count_sampled_out(self) -> None:
         with self._lock:
             self._counts["sampled_out"] += 1
 
     def _drop_locked(self, key: str, message: str, *args: object) -> None:
-        self._counts["dropped"] += 1
         self._unsent += 1
-        dropped = self._counts["dropped"]
+        dropped = self._counts["dropped"] = self._counts["dropped"] + 1
         self._log.warning(key, message + "; score dropped (%d so far)", *args, dropped)
 
     def _wait_drained(self, timeout: float | None) -> bool:

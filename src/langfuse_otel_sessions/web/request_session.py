@@ -28,6 +28,7 @@ from ..environment import env_bool
 from ..errors import ConfigurationError
 from ..ids import TraceIds, id_problem, is_generated_session_id, new_session_id
 from ..sessions.context import scoped_context
+from ..sessions.context_slots import WITHHELD_REMOTE_ENTRIES as WITHHELD
 from ..sessions.context_slots import GeneratedIds, withheld_remote_entries, without_withheld
 from ..sessions.trace_attributes import entries_of, merged_tags, stamps_of
 from ..spans.memory import MEMORY
@@ -48,7 +49,7 @@ class _Facts(NamedTuple):
 
     current: Context
     known: KnownKeys
-    ids: TraceIds
+    ids: tuple[str | None, str | None]
     new: bool
     attributes: Mapping[str, str]
     taken: Mapping[str, str]
@@ -161,7 +162,8 @@ class SessionMiddlewareBase:
             existing, known = _attributes(span), self._known[1]
             stamps = stamps_of(baggage.get_all(current), [])
             keys = (*known.session_attributes, *known.user_attributes, *dict(stamps))
-            _restamp(span, {key: "" for key in keys if existing.get(key)}, True)
+            _restamp(span, {key: "" for key in keys if existing.get(key)})
+            MEMORY.correct(span.get_span_context(), None)
             MEMORY.correct_attributes(span.get_span_context(), ())
         return baggage.clear(current)
 
@@ -179,15 +181,14 @@ class SessionMiddlewareBase:
         cookies = cookie_values(cookie_header, self._cookie_names) if cookie_header else _NONE
         session_id = self._id("session", self._session, request, (headers, cookies))
         user_id = self._id("user", self._user, request, (headers, cookies)) if self._user else None
-        new = session_id is None and self._generate
-        if new:
+        if new := session_id is None and self._generate:
             session_id = new_session_id()
         attributes = self._static if self._attributes_from is None else self._attributes_of(request)
         taken = header_entries(current)
-        borne: dict[str, list[str]] = {key: [value] for key, value in taken.items()}
+        borne: dict[str, list[str]] = {k: [v] for k, v in taken.items()} if taken else {}
         parsed = _members(incoming, known)  # most requests: None, nothing guarded in it
-        raw_members = _members(raw, known) if raw != incoming else None
-        for member, key in [*(raw_members or ()), *(parsed or ())]:
+        raw_members = _members(raw, known) if raw and raw != incoming else None
+        for member, key in [*(raw_members or ()), *(parsed or ())] if parsed or raw_members else ():
             if key in known.guarded:
                 borne.setdefault(key, []).append(member_value(member))
         context = self._cleaned(current, taken, borne)
@@ -198,7 +199,7 @@ class SessionMiddlewareBase:
                 inherited = borne[BAGGAGE_LANGFUSE_TAGS][-1]  # still in the header
             if inherited is not None:
                 attributes = {**attributes, BAGGAGE_LANGFUSE_TAGS: merged_tags(inherited, tags)}
-        ids = TraceIds(session_id, user_id)
+        ids = (session_id, user_id)  # a TraceIds only for the memory: it costs a call
         facts = _Facts(current, known, ids, new, attributes, taken, borne, incoming, parsed)
         carried = self._carried(facts)
         if attributes:
@@ -224,8 +225,8 @@ class SessionMiddlewareBase:
         for key, values in dropped.items():
             if baggage.get_baggage(key, context) in values:
                 context = baggage.remove_baggage(key, context)
-        if not self._trusted:
-            return without_withheld(context)  # nor may a trusting processor find them
+        if not self._trusted:  # nor may a trusting processor find what a guard withheld
+            return without_withheld(context) if context.get(WITHHELD) else context
         for key, held in withheld_remote_entries(context).items():
             if baggage.get_baggage(key, context) is None:
                 context = baggage.set_baggage(key, held, context)
@@ -238,8 +239,8 @@ class SessionMiddlewareBase:
         present = baggage.get_all(facts.current)
         known = facts.known
         for writes, keys, decided in (
-            (known.session_writes, known.session, facts.ids.session_id),
-            (known.user_writes, known.user, facts.ids.user_id),
+            (known.session_writes, known.session, facts.ids[0]),
+            (known.user_writes, known.user, facts.ids[1]),
         ):
             if decided is not None:
                 carried.update(dict.fromkeys(writes, decided))
@@ -293,26 +294,30 @@ class SessionMiddlewareBase:
             stamped = self._forged_blanks(span.get_span_context(), existing, facts, context)
         suspects = [[*facts.taken.values()]] if self._trusted else borne.values()
         doubtful = {value for values in suspects for value in values} if borne else ()
-        parent = getattr(span, "parent", None)  # ids not from us: above, and untrusted, remote
-        remote = not self._trusted and parent is not None and parent.is_remote
         given_only = known.given_session_attributes if facts.new else ()
         corrected = False
         for keys, decided in (
-            (known.session_attributes, ids.session_id),
-            (known.user_attributes, ids.user_id),
+            (known.session_attributes, ids[0]),
+            (known.user_attributes, ids[1]),
         ):
             for key in keys:
                 old = existing.get(key)
                 if decided is not None and key not in given_only:
                     corrected = corrected or old not in (None, decided)
                     stamped[key] = decided
-                elif old and (decided is not None or remote or old in doubtful):
+                elif old and (decided is not None or old in doubtful or self._remote(span)):
                     corrected = True  # a generated id replaces what the span had there
                     stamped[key] = ""
         if facts.attributes:  # after the ids, as the processor stamps them
             self._trace_stamps(existing, facts, stamped)
-        ids = GeneratedIds(*ids) if facts.new else ids  # the memory learnt the span's old ids:
-        _restamp(span, stamped, corrected, None if ids == (None, None) else ids)  # corrected
+        _restamp(span, stamped)
+        if corrected:  # the memory learnt the span's old ids
+            kind = GeneratedIds if facts.new else TraceIds
+            MEMORY.correct(span.get_span_context(), None if ids == (None, None) else kind(*ids))
+
+    def _remote(self, span: trace.Span) -> bool:
+        """Untrusted, whether the span's parent is remote (ids not from us: above, or remote)."""
+        return not self._trusted and getattr(getattr(span, "parent", None), "is_remote", False)
 
     @staticmethod
     def _forged_blanks(
@@ -363,22 +368,17 @@ def _members(text: str | None, known: KnownKeys) -> list[tuple[str, str | None]]
 
 def _attributes(span: trace.Span) -> Mapping[str, object]:
     """The span's attributes (the SDK's copied: a real dict reads faster)."""
-    existing = getattr(span, "attributes", None) or _NONE
-    return existing.copy() if isinstance(existing, MappingProxyType) else existing
+    existing = getattr(span, "attributes", None)
+    return existing.copy() if isinstance(existing, MappingProxyType) else existing or _NONE
 
 
-def _restamp(
-    span: trace.Span, stamped: dict[str, object], correct: bool, ids: TraceIds | None = None
-) -> None:
-    """Set ``stamped`` (ids, blanks: Langfuse skips an empty value) on the server span and,
-    if ``correct``, make the processor's memory of its request hold ``ids``."""
+def _restamp(span: trace.Span, stamped: dict[str, object]) -> None:
+    """Set ``stamped`` (ids, blanks: Langfuse skips an empty value) on the server span."""
     if len(stamped) > 2:  # measured: one call for many, one a key for a few
         span.set_attributes(stamped)  # type: ignore[arg-type]  # stamps are valid values
     else:
         for key, value in stamped.items():
             span.set_attribute(key, value)  # type: ignore[arg-type]
-    if correct:
-        MEMORY.correct(span.get_span_context(), ids)
 
 
 def _member(key: str, value: str) -> str:
