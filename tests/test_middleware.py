@@ -109,6 +109,16 @@ def test_invalid_ids_are_ignored_and_logged(
     assert "Ignoring the session id from the header" in caplog.text
 
 
+@pytest.mark.parametrize("padded", ["alice ", " alice", "\xa0alice", "alice\u2028"])
+def test_an_id_with_whitespace_at_either_end_is_refused(traced: Traced, padded: str) -> None:
+    # baggage strips it: a span would get "alice" here and "alice " there, two sessions
+    seen: list[Any] = []
+    middleware = ASGISessionMiddleware(asgi_app(traced, seen), session_from=lambda _: padded)
+    call_asgi(middleware, {"X-Session-Id": padded})
+    assert seen == [(None, None)]
+    assert traced.session_of("handler") is None
+
+
 def test_generated_session_is_set_in_a_safe_cookie(traced: Traced) -> None:
     seen: list[Any] = []
     sent = call_asgi(ASGISessionMiddleware(asgi_app(traced, seen), generate_session=True))

@@ -35,7 +35,9 @@ def test_start_keeps_id_and_freezes_a_copy_of_metadata() -> None:
         s.id = "other"  # type: ignore[misc]
 
 
-@pytest.mark.parametrize("bad", ["", "x" * 201, "a\nb", "tab\there", "nul\x00", "c1\x85"])
+@pytest.mark.parametrize(
+    "bad", ["", "x" * 201, "a\nb", "tab\there", "nul\x00", "c1\x85", "x ", " x", "\xa0x", "x\u3000"]
+)
 def test_start_rejects_invalid_ids(bad: str) -> None:
     with pytest.raises(InvalidIdError):
         Session.start(id=bad)
