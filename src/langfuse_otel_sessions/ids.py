@@ -1,5 +1,6 @@
-"""The rule for ids (non-empty ``str``, at most ``max_length`` characters, no control character,
-lone surrogate, or whitespace at either end), stated once; and Langfuse's rule for environments."""
+"""The rule for text (non-empty ``str``, at most ``max_length`` characters, no control character
+or lone surrogate) and for ids (no whitespace at either end too), stated once; and Langfuse's rule
+for environment names."""
 
 from __future__ import annotations
 
@@ -29,20 +30,27 @@ def is_generated_session_id(value: str) -> bool:
     return _GENERATED_SESSION_ID.fullmatch(value) is not None
 
 
-def id_problem(value: object, max_length: int) -> str | None:
-    """Why ``value`` cannot be an id, or ``None`` when it can. Never raises."""
+def text_problem(value: object, max_length: int) -> str | None:
+    """Why ``value`` cannot be stamped as text, or ``None`` when it can. Never raises."""
     if type(value) is str and 0 < len(value) <= max_length and value.isprintable():
-        if " " not in (value[0], value[-1]):  # a space: the one printable whitespace
-            return None  # no control character, no lone surrogate (the usual case)
-    elif not isinstance(value, str):
+        return None  # printable: no control character, no lone surrogate (the usual case)
+    if not isinstance(value, str):
         return f"not a string ({type(value).__name__})"
-    if not value or len(value) > max_length:
-        return f"longer than {max_length} characters ({len(value)})" if value else "empty"
+    if not value:
+        return "empty"
+    if len(value) > max_length:
+        return f"longer than {max_length} characters ({len(value)})"
     if _CONTROL_CHARACTER.search(value):
         return "contains control characters"
-    if value != value.strip():  # OpenTelemetry's baggage strips it: two ids, one session
-        return "whitespace at either end"
     return "not valid UTF-8" if _LONE_SURROGATE.search(value) else None
+
+
+def id_problem(value: object, max_length: int) -> str | None:
+    """Why ``value`` cannot be an id, or ``None`` when it can. Never raises."""
+    problem = text_problem(value, max_length)
+    if problem is None and value != value.strip():  # type: ignore[attr-defined]  # a str
+        return "whitespace at either end"  # baggage strips it: two ids for one session
+    return problem
 
 
 def check_id(value: object, max_length: int, what: str = "session id") -> str:

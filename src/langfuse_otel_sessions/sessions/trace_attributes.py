@@ -20,7 +20,7 @@ from ..attributes import (
     LANGFUSE_TRACE_TAGS,
 )
 from ..errors import ConfigurationError
-from ..ids import environment_name, id_problem
+from ..ids import environment_name, text_problem
 
 #: Longer tag text is not read (the W3C limit of a whole ``baggage`` header).
 MAX_LIST_TEXT = 8192
@@ -38,22 +38,22 @@ _log = RateLimitedLog()
 
 
 def stamp_value(attribute: str, value: object, problems: list[str]) -> str | None:
-    """``value`` as stamped (the id rule; environments as stored), else ``None`` (why: in
+    """``value`` as stamped (the text rule; environments as stored), else ``None`` (why: in
     ``problems``)."""
-    problem = id_problem(value, DEFAULT_MAX_ID_LENGTH)
+    problem = text_problem(value, DEFAULT_MAX_ID_LENGTH)
     if problem is None and attribute == LANGFUSE_ENVIRONMENT:
         value = environment_name(value)
         if value is None:
             problem = "Langfuse would store 'default': not [a-z0-9_-] once lower-cased"
     if problem is None:
-        return value  # type: ignore[return-value]  # id_problem proved it a str
+        return value  # type: ignore[return-value]  # text_problem proved it a str
     problems.append(f"{attribute[:80]}: {problem}")
     return None
 
 
 def tag_problem(tag: object) -> str | None:
-    """Why ``tag`` cannot be a tag (the id rule, and no comma), or ``None``."""
-    problem = id_problem(tag, DEFAULT_MAX_ID_LENGTH)
+    """Why ``tag`` cannot be a tag (the text rule, and no comma), or ``None``."""
+    problem = text_problem(tag, DEFAULT_MAX_ID_LENGTH)
     return "contains a comma" if problem is None and "," in tag else problem  # type: ignore[operator]
 
 
