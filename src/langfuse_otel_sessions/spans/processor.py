@@ -198,7 +198,7 @@ class SessionSpanProcessor(SpanProcessor):
             if plan.ids is not None:
                 request.note(plan.ids)
             elif request.ids is not None:  # the fallback: the ids in force last in it
-                attributes = self._attributes(request.ids, tuple(attributes.items()))
+                attributes = {**self._attributes(request.ids, ()), **attributes}
             if plan.stamps:
                 request.note_attributes(plan.stamps)
         held = (weakref.ref(context), plan.attributes, splits, plan)

@@ -28,7 +28,6 @@ from ..environment import env_bool
 from ..errors import ConfigurationError
 from ..ids import TraceIds, id_problem, is_generated_session_id, new_session_id
 from ..sessions.context import scoped_context
-from ..sessions.context_slots import WITHHELD_REMOTE_ENTRIES as WITHHELD
 from ..sessions.context_slots import GeneratedIds, withheld_remote_entries, without_withheld
 from ..sessions.trace_attributes import entries_of, merged_tags, stamps_of
 from ..spans.memory import MEMORY
@@ -226,7 +225,7 @@ class SessionMiddlewareBase:
             if baggage.get_baggage(key, context) in values:
                 context = baggage.remove_baggage(key, context)
         if not self._trusted:  # nor may a trusting processor find what a guard withheld
-            return without_withheld(context) if context.get(WITHHELD) else context
+            return without_withheld(context)
         for key, held in withheld_remote_entries(context).items():
             if baggage.get_baggage(key, context) is None:
                 context = baggage.set_baggage(key, held, context)
